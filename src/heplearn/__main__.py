@@ -1,0 +1,3 @@
+from heplearn.cli import main
+
+main()

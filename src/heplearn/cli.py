@@ -1,0 +1,98 @@
+"""The ``heplearn`` command: each command parses its arguments and calls one library function.
+
+Bad input anywhere (a ``HeplearnError``) ends the command with one line on stderr and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from heplearn import __version__
+from heplearn.errors import HeplearnError
+
+app = typer.Typer(
+    name="heplearn",
+    help="Machine learning for collider physics: generate, train, evaluate, export, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("heplearn").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@app.command()
+def version() -> None:
+    """Print the heplearn version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def inspect(
+    files: Annotated[list[Path], typer.Argument(help="ROOT, Parquet or HDF5 files.")],
+    tree: Annotated[str | None, typer.Option(help="ROOT tree name (default: 'tree').")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show each file's format, table, fields with types, entries, particles per jet and classes."""
+    from dataclasses import asdict
+
+    from heplearn.data.inspect import inspect_file
+
+    summaries = [inspect_file(file, tree) for file in files]
+    if as_json:
+        typer.echo(json.dumps([asdict(summary) for summary in summaries], indent=2, default=str))
+        return
+    for summary in summaries:
+        table_note = f", {summary.table!r}" if summary.table else ""
+        console.print(f"[bold]{summary.path}[/bold]: {summary.format}{table_note}, {summary.entries} entries")
+        fields = Table("field", "type", box=None, pad_edge=False)
+        for field in summary.fields:
+            fields.add_row(field.name, field.type)
+        console.print(fields)
+        if summary.particles_per_jet:
+            m = summary.particles_per_jet
+            console.print(f"particles per jet: min {m['min']:.0f}, median {m['median']:.0f}, "
+                          f"max {m['max']:.0f}, mean {m['mean']:.1f}")
+        if summary.class_counts:
+            counts = ", ".join(f"{name} {count}" for name, count in summary.class_counts.items())
+            console.print(f"classes: {counts}")
+        if summary.provenance:
+            console.print(f"provenance: {json.dumps(summary.provenance, default=str)[:300]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``heplearn`` console script."""
+    arguments = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in arguments
+    try:
+        app(args=arguments, prog_name="heplearn", standalone_mode=False)
+    except (HeplearnError, OSError) as error:
+        if debug:
+            raise
+        message = str(error) if isinstance(error, HeplearnError) else f"{type(error).__name__}: {error}"
+        print(f"heplearn: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("heplearn: interrupted", file=sys.stderr)
+        sys.exit(130)

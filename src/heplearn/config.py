@@ -1,0 +1,67 @@
+"""Loading YAML configs into pydantic models, with errors that name the key, and ``--set`` overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+
+from heplearn.errors import ConfigError
+
+Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+class StrictModel(pydantic.BaseModel):
+    """A config section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return content
+
+
+def validate(model: type[Model], content: Any, where: str) -> Model:
+    """``model.model_validate(content)``, turning pydantic's report into one ConfigError."""
+    try:
+        return model.model_validate(content)
+    except pydantic.ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in (where, *item["loc"]) if part != "")
+            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+            problems.append(f"{key}: {message}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def apply_overrides(content: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict, in place."""
+    for assignment in assignments:
+        key, separator, raw = assignment.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. training.epochs=5")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = content
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {assignment!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return content

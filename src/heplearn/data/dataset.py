@@ -1,0 +1,248 @@
+"""Datasets of jets as batches of tensors: in memory for small data, streamed for large data.
+
+A batch is the ``dict[str, torch.Tensor]`` of DESIGN.md: one tensor per input group, ``mask``
+(B, N) bool for per-particle groups, ``label`` and ``weight``.
+
+Streaming (``JetStream``) reads the files in pieces (Parquet row groups, ROOT clusters, HDF5
+slices, at most ``chunk_size`` jets each). Every epoch the pieces of all files are shuffled into
+one virtual sequence with a seed shared by every process, and shard ``s`` of ``S`` (one per
+DataLoader worker per distributed rank) takes entries ``[s·T/S, (s+1)·T/S)`` of it: each jet is
+seen exactly once per epoch, the shards differ in size by at most one jet, and every shard mixes
+files. Inside a shard a buffer of ``buffer_size`` jets is shuffled before batches are cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from heplearn.data.config import DataConfig
+from heplearn.data.io import Source, open_source
+from heplearn.data.preprocessing import Preprocessing
+from heplearn.data.transform import ChunkTransformer, JetArrays
+from heplearn.errors import DataError
+
+log = logging.getLogger(__name__)
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Entries ``[start, stop)`` of one file."""
+
+    path: str
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def plan_pieces(files: Sequence[str | os.PathLike[str]], chunk_size: int, tree: str | None = None) -> list[Piece]:
+    """Cut every file along its storage units into pieces of at most ``chunk_size`` entries."""
+    pieces: list[Piece] = []
+    for file in files:
+        source = open_source(file, tree)
+        if source.num_entries == 0:
+            raise DataError(f"{file}: the file contains no entries")
+        bounds = source.chunk_boundaries()
+        for low, high in itertools.pairwise(bounds):
+            for start in range(low, high, chunk_size):
+                pieces.append(Piece(str(file), start, min(start + chunk_size, high)))
+    return pieces
+
+
+def shard_pieces(
+    pieces: Sequence[Piece], shard: int, num_shards: int, *, shuffle: bool, seed: int, epoch: int
+) -> list[Piece]:
+    """The pieces (cut where needed) of shard ``shard`` of ``num_shards`` for this epoch."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(pieces)) if shuffle else range(len(pieces))
+    ordered = [pieces[i] for i in order]
+    total = sum(len(p) for p in ordered)
+    low, high = shard * total // num_shards, (shard + 1) * total // num_shards
+    selected: list[Piece] = []
+    position = 0
+    for piece in ordered:
+        begin, end = position, position + len(piece)
+        position = end
+        if end <= low or begin >= high:
+            continue
+        selected.append(Piece(piece.path, piece.start + max(low - begin, 0), piece.stop - max(end - high, 0)))
+    return selected
+
+
+class PieceReader:
+    """Reads pieces through the transformer, keeping each file open once per process."""
+
+    def __init__(self, config: DataConfig, transformer: ChunkTransformer | None = None) -> None:
+        self.config = config
+        self.transformer = transformer or ChunkTransformer(config)
+        self._sources: dict[str, tuple[Source, list[str]]] = {}
+
+    def source(self, path: str) -> tuple[Source, list[str]]:
+        if path not in self._sources:
+            source = open_source(path, self.config.treename)
+            fields = self.transformer.fields_to_read(source.field_names(), path)
+            self._sources[path] = (source, fields)
+        return self._sources[path]
+
+    def class_names(self, path: str) -> list[str]:
+        return self.transformer.class_names(self.source(path)[0].field_names())
+
+    def read(self, piece: Piece) -> JetArrays:
+        source, fields = self.source(piece.path)
+        chunk = source.read(fields, piece.start, piece.stop)
+        return self.transformer(chunk, f"{piece.path} (entries {piece.start}-{piece.stop})")
+
+
+def to_batch(arrays: JetArrays) -> Batch:
+    batch = {name: torch.from_numpy(values) for name, values in arrays.inputs.items()}
+    if arrays.mask is not None:
+        batch["mask"] = torch.from_numpy(arrays.mask)
+    batch["label"] = torch.from_numpy(arrays.label)
+    batch["weight"] = torch.from_numpy(arrays.weight)
+    return batch
+
+
+def load_arrays(
+    files: Sequence[str | os.PathLike[str]], config: DataConfig, max_jets: int | None = None
+) -> tuple[JetArrays, list[str]]:
+    """All jets of ``files`` (or the first ``max_jets`` after selection), unstandardised."""
+    reader = PieceReader(config)
+    parts: list[JetArrays] = []
+    kept = 0
+    for piece in plan_pieces(files, config.chunk_size, config.treename):
+        arrays = reader.read(piece)
+        parts.append(arrays)
+        kept += len(arrays)
+        if max_jets is not None and kept >= max_jets:
+            break
+    arrays = JetArrays.concatenate(parts)
+    if len(arrays) == 0:
+        where = f"data.selection {config.selection!r}" if config.selection else "reading"
+        raise DataError(f"no jets left after {where} in {', '.join(map(str, files))}")
+    if max_jets is not None:
+        arrays = arrays.take(slice(0, max_jets))
+    return arrays, reader.class_names(str(files[0]))
+
+
+def fit_preprocessing(config: DataConfig, files: Sequence[Path] | None = None) -> Preprocessing:
+    """Standardisation fitted on (the first ``standardization_jets`` of) the training split."""
+    files = list(files) if files is not None else config.files("train")
+    arrays, class_names = load_arrays(files, config, config.standardization_jets)
+    return Preprocessing.fit(arrays, config, class_names)
+
+
+class InMemoryJets:
+    """All jets of a split, standardised, held as numpy arrays; batches drawn per epoch."""
+
+    def __init__(self, arrays: JetArrays, class_names: list[str], preprocessing: Preprocessing | None) -> None:
+        self.arrays = preprocessing.apply(arrays) if preprocessing else arrays
+        self.class_names = class_names
+
+    @classmethod
+    def from_files(cls, files: Sequence[str | os.PathLike[str]], config: DataConfig,
+                   preprocessing: Preprocessing | None) -> InMemoryJets:
+        arrays, class_names = load_arrays(files, config)
+        return cls(arrays, class_names, preprocessing)
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Iterator[Batch]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
+        order = order[rank * len(order) // world_size:(rank + 1) * len(order) // world_size]
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            if drop_last and len(index) < batch_size:
+                break
+            yield to_batch(self.arrays.take(index))
+
+
+class JetStream(IterableDataset[Batch]):
+    """Batches streamed from files larger than memory; use with ``DataLoader(batch_size=None)``."""
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        config: DataConfig,
+        preprocessing: Preprocessing | None,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        buffer_size: int = 50_000,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.buffer_size = max(buffer_size, batch_size)
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.pieces = plan_pieces(files, config.chunk_size, config.treename)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def my_pieces(self) -> list[Piece]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        return shard_pieces(self.pieces, self.rank * workers + worker, self.world_size * workers,
+                            shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        reader = PieceReader(self.config)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, (get_worker_info() or _NoWorker).id])
+        buffered: list[JetArrays] = []
+        size = 0
+        for piece in self.my_pieces():
+            arrays = reader.read(piece)
+            if self.preprocessing:
+                arrays = self.preprocessing.apply(arrays)
+            buffered.append(arrays)
+            size += len(arrays)
+            if size >= self.buffer_size:
+                pool = JetArrays.concatenate(buffered)
+                if self.shuffle:
+                    pool = pool.take(rng.permutation(len(pool)))
+                usable = len(pool) // self.batch_size * self.batch_size
+                yield from self._cut(pool.take(slice(0, usable)))
+                buffered, size = [pool.take(slice(usable, None))], len(pool) - usable
+        if size:
+            pool = JetArrays.concatenate(buffered)
+            if self.shuffle:
+                pool = pool.take(rng.permutation(len(pool)))
+            yield from self._cut(pool, last=True)
+
+    def _cut(self, pool: JetArrays, last: bool = False) -> Iterator[Batch]:
+        for start in range(0, len(pool), self.batch_size):
+            if last and self.drop_last and len(pool) - start < self.batch_size:
+                return
+            yield to_batch(pool.take(slice(start, start + self.batch_size)))
+
+
+class _NoWorker:
+    id = 0
+
+
+def stream_loader(stream: JetStream, num_workers: int = 0) -> DataLoader[Batch]:
+    """A DataLoader over a ``JetStream``; workers each take their own shard."""
+    return DataLoader(stream, batch_size=None, num_workers=num_workers,
+                      persistent_workers=False, prefetch_factor=4 if num_workers else None)

@@ -1,0 +1,209 @@
+"""From a chunk of a file to the arrays of a batch: selection, ordering, padding, labels, weights.
+
+``ChunkTransformer(config)`` is fixed once per config; ``transformer(chunk, where)`` turns the
+record array of one chunk into ``JetArrays``: a numpy array per input group (``(n, L, F)`` padded
+per-particle, or ``(n, F)`` per-jet), ``mask``, ``label``, ``weight`` and the observers.
+Standardisation is applied later (``Preprocessing``), so the same raw arrays serve fitting it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import awkward as ak
+import numpy as np
+
+from heplearn.data.config import DataConfig
+from heplearn.data.schema import LABEL_PREFIX, PARTICLE_PREFIX
+from heplearn.errors import ConfigError, DataError
+from heplearn.features.particles import VariableTable, file_fields_needed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JetArrays:
+    """The arrays of ``n`` jets; ``inputs`` keyed by input-group name."""
+
+    inputs: dict[str, np.ndarray]
+    mask: np.ndarray | None
+    label: np.ndarray
+    weight: np.ndarray
+    observers: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.weight)
+
+    def take(self, index: np.ndarray | slice) -> JetArrays:
+        return JetArrays(
+            {k: v[index] for k, v in self.inputs.items()},
+            None if self.mask is None else self.mask[index],
+            self.label[index],
+            self.weight[index],
+            {k: v[index] for k, v in self.observers.items()},
+        )
+
+    @staticmethod
+    def concatenate(parts: list[JetArrays]) -> JetArrays:
+        first = parts[0]
+        return JetArrays(
+            {k: np.concatenate([p.inputs[k] for p in parts]) for k in first.inputs},
+            None if first.mask is None else np.concatenate([p.mask for p in parts if p.mask is not None]),
+            np.concatenate([p.label for p in parts]),
+            np.concatenate([p.weight for p in parts]),
+            {k: np.concatenate([p.observers[k] for p in parts]) for k in first.observers},
+        )
+
+
+def pad_jagged(values: ak.Array, length: int, pad_value: float) -> np.ndarray:
+    """A jagged (n, var) array as a dense (n, length) float32 array, truncated and padded."""
+    values = ak.values_astype(values, np.float32)
+    padded = ak.pad_none(values, length, axis=1, clip=True)
+    return ak.to_numpy(ak.fill_none(padded, pad_value)).astype(np.float32, copy=False)
+
+
+class ChunkTransformer:
+    def __init__(self, config: DataConfig) -> None:
+        self.config = config
+        self.new_variables = config.new_variable_expressions
+        self.nonfinite_counts: Counter[str] = Counter()
+
+    # -- which fields to read
+    def variable_names(self) -> set[str]:
+        names: set[str] = set(self.config.observers)
+        for group in self.config.inputs.values():
+            names.update(group.variables)
+        for key, expression in self.config.expressions.items():
+            if not key.startswith("new_variables."):
+                names.update(expression.names)
+        if isinstance(self.config.labels.classes, list):
+            names.update(self.config.labels.classes)
+        if self.config.particle_order == "pt" and self.config.particle_length:
+            names.add("part_pt")
+        return names
+
+    def fields_to_read(self, available: list[str], where: str) -> list[str]:
+        """The file fields this config needs; a name neither in the file nor derivable is an error."""
+        names = self.variable_names()
+        if self.config.labels.type == "classification" and self.config.labels.classes is None:
+            names.update(name for name in available if name.startswith(LABEL_PREFIX))
+        read, unknown = file_fields_needed(names, set(available), self.new_variables)
+        if unknown:
+            raise DataError(
+                f"{where}: no field {', '.join(sorted(map(repr, unknown)))}, and none can be derived "
+                f"(the file has: {', '.join(available)})"
+            )
+        return sorted(read)
+
+    def class_names(self, available: list[str]) -> list[str]:
+        classes = self.config.labels.classes
+        if isinstance(classes, dict):
+            return list(classes)
+        if isinstance(classes, list):
+            return [name.removeprefix(LABEL_PREFIX) for name in classes]
+        return [name.removeprefix(LABEL_PREFIX) for name in available if name.startswith(LABEL_PREFIX)]
+
+    # -- the transformation
+    def __call__(self, chunk: ak.Array, where: str) -> JetArrays:
+        config = self.config
+        if config.selection:
+            table = VariableTable(chunk, self.new_variables)
+            passed = self._as_numpy(config.expressions["selection"].evaluate(table), "selection", where)
+            chunk = chunk[passed.astype(bool)]
+        if config.particle_order == "pt" and config.particle_length and len(chunk):
+            chunk = self._order_by_pt(chunk)
+        table = VariableTable(chunk, self.new_variables)
+        length = config.particle_length
+        mask = None
+        inputs: dict[str, np.ndarray] = {}
+        for name, group in config.inputs.items():
+            columns = []
+            for variable in group.variables:
+                values = table[variable]
+                _check_numeric(values, variable, where)
+                if group.per_particle:
+                    if getattr(values, "ndim", 1) != 2:
+                        raise ConfigError(f"data.inputs.{name}: {variable!r} is not a per-particle variable")
+                    padded = pad_jagged(values, group.length or 0, group.pad_value)
+                    if mask is None:
+                        counts = np.minimum(ak.to_numpy(ak.num(values, axis=1)), length or 0)
+                        mask = np.arange(length or 0)[None, :] < counts[:, None]
+                    columns.append(self._finite(padded, variable, where, mask))
+                else:
+                    columns.append(self._finite(self._as_numpy(values, variable, where), variable, where))
+            inputs[name] = np.stack(columns, axis=-1).astype(np.float32, copy=False)
+        label = self._labels(table, chunk, where)
+        weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
+                               "weights", where).astype(np.float32)
+                  if config.weights else np.ones(len(chunk), np.float32))
+        observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
+        return JetArrays(inputs, mask, label, weight, observers)
+
+    def _order_by_pt(self, chunk: ak.Array) -> ak.Array:
+        order = ak.argsort(VariableTable(chunk, self.new_variables)["part_pt"], axis=1, ascending=False)
+        columns = {name: (chunk[name][order] if name.startswith(PARTICLE_PREFIX) else chunk[name])
+                   for name in chunk.fields}
+        return ak.zip(columns, depth_limit=1)
+
+    def _labels(self, table: VariableTable, chunk: ak.Array, where: str) -> np.ndarray:
+        labels = self.config.labels
+        if labels.type == "regression":
+            targets = [self._as_numpy(labels_expr.evaluate(table), f"labels.targets.{key}", where)
+                       for key, labels_expr in ((k, self.config.expressions[f"labels.targets.{k}"])
+                                                for k in labels.targets)]
+            return self._finite(np.stack(targets, axis=-1).astype(np.float32), "labels.targets", where)
+        if isinstance(labels.classes, dict):
+            one_hot = [self._as_numpy(self.config.expressions[f"labels.classes.{k}"].evaluate(table),
+                                      f"labels.classes.{k}", where) for k in labels.classes]
+        else:
+            names = labels.classes or [f for f in chunk.fields if f.startswith(LABEL_PREFIX)]
+            if not names:
+                raise DataError(f"{where}: no label_* field; set data.labels.classes")
+            one_hot = [self._as_numpy(table[name], name, where) for name in names]
+        matrix = np.stack(one_hot, axis=-1).astype(bool)
+        unlabelled = int((matrix.sum(axis=1) == 0).sum())
+        if unlabelled:
+            raise DataError(f"{where}: {unlabelled} jets belong to no class of data.labels.classes")
+        return matrix.argmax(axis=1).astype(np.int64)
+
+    @staticmethod
+    def _as_numpy(values: object, name: str, where: str) -> np.ndarray:
+        if isinstance(values, ak.Array):
+            if values.ndim != 1:
+                raise DataError(f"{where}: {name!r} is per-particle; a per-jet value is needed here")
+            return ak.to_numpy(values)
+        return np.asarray(values)
+
+    def _finite(self, values: np.ndarray, name: str, where: str, mask: np.ndarray | None = None) -> np.ndarray:
+        if not np.issubdtype(values.dtype, np.floating):
+            return values
+        bad = ~np.isfinite(values)
+        if mask is not None:
+            bad &= mask
+        count = int(bad.sum())
+        if not count:
+            return values
+        if self.config.nonfinite == "error":
+            raise DataError(f"{where}: {count} NaN or infinite values in {name!r} "
+                            "(set data.nonfinite: replace to replace and count them)")
+        self.nonfinite_counts[f"{where}:{name}"] += count
+        log.warning("%s: replaced %d NaN/inf values in %r by %g", where, count, name,
+                    self.config.nonfinite_value)
+        values = values.copy()
+        values[bad] = self.config.nonfinite_value
+        return values
+
+
+def _check_numeric(values: object, name: str, where: str) -> None:
+    if isinstance(values, ak.Array):
+        primitive = str(values.type.content).split("*")[-1].strip().lstrip("?")
+        if primitive in {"string", "bytes"} or not ak.is_valid(values):
+            raise DataError(f"{where}: {name!r} holds {primitive}, not numbers")
+        try:
+            ak.values_astype(values[:0], np.float32)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: {name!r} holds {values.type.content}, not numbers") from None
+    elif not np.issubdtype(np.asarray(values).dtype, np.number) and np.asarray(values).dtype != bool:
+        raise DataError(f"{where}: {name!r} holds {np.asarray(values).dtype}, not numbers")

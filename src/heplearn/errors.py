@@ -1,0 +1,23 @@
+"""Exceptions raised for bad input.
+
+Every error a user can cause by what they pass in (a file, a config, an expression) is a
+``HeplearnError``: the command line prints its message on one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class HeplearnError(Exception):
+    """Bad input: the message says what was wrong, where, and how to fix it."""
+
+
+class DataError(HeplearnError):
+    """A data file is missing, unreadable, or lacks or corrupts a field."""
+
+
+class ConfigError(HeplearnError):
+    """A configuration is invalid: the message names the key."""
+
+
+class ExpressionError(ConfigError):
+    """An expression in a config uses something outside the allowed vocabulary."""

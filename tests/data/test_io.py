@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+import pytest
+import uproot
+
+from heplearn.data import io
+from heplearn.errors import DataError
+
+
+@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5"])
+def test_round_trip_keeps_every_field_and_value(kind: str, jets: ak.Array, jet_files: dict[str, Path]) -> None:
+    source = io.open_source(jet_files[kind])
+    assert source.num_entries == len(jets)
+    assert set(source.field_names()) == set(jets.fields)
+    back = source.read(None, 100, 250)
+    for name in jets.fields:
+        assert ak.all(back[name] == jets[name][100:250]), name
+    assert source.provenance() == {"seed": 1}
+
+
+def test_parquet_chunks_follow_row_groups(jet_files: dict[str, Path]) -> None:
+    assert io.open_source(jet_files["parquet"]).chunk_boundaries() == [0, 200, 400, 600]
+
+
+def test_jetclass_root_layout_written_by_uproot(tmp_path: Path, jets: ak.Array) -> None:
+    """A JetClass-style file: tree 'tree', jagged part_* branches with their own counters."""
+    path = tmp_path / "jetclass.root"
+    branches = {name: jets[name] for name in jets.fields}
+    with uproot.recreate(path) as output:
+        output.mktree("tree", {k: (v.type if v.ndim == 2 else v.type.content) for k, v in branches.items()})
+        output["tree"].extend(branches)
+    source = io.open_source(path)
+    assert source.table_name == "tree"
+    assert "part_px" in source.field_names()
+    assert not any(name.startswith("npart") or name.startswith("n_") for name in source.field_names())
+    assert ak.all(source.read(["part_px"])["part_px"] == jets["part_px"])
+
+
+def write_toptagging(path: Path, n: int = 50, slots: int = 200, fmt: str = "fixed") -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    columns: dict[str, np.ndarray] = {}
+    counts = rng.integers(3, 40, n)
+    for i in range(slots):
+        real = i < counts
+        pt = np.where(real, rng.exponential(30, n) + 1, 0)
+        eta = rng.normal(0.5, 0.2, n)
+        phi = rng.normal(1.0, 0.2, n)
+        columns[f"E_{i}"] = pt * np.cosh(eta) * real
+        columns[f"PX_{i}"] = pt * np.cos(phi) * real
+        columns[f"PY_{i}"] = pt * np.sin(phi) * real
+        columns[f"PZ_{i}"] = pt * np.sinh(eta) * real
+    columns["truthE"] = rng.uniform(0, 1000, n)
+    columns["ttv"] = np.zeros(n)
+    columns["is_signal_new"] = rng.integers(0, 2, n)
+    frame = pd.DataFrame(columns)
+    frame.to_hdf(path, key="table", mode="w", format=fmt)
+    return frame
+
+
+@pytest.mark.parametrize("fmt", ["fixed", "table"])
+def test_top_tagging_hdf5_becomes_jetclass_schema(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"top_{fmt}.h5"
+    frame = write_toptagging(path, fmt=fmt)
+    assert io.detect_format(path) == "toptagging"
+    jets = io.read(path, None, 10, 20)
+    energy = frame[[f"E_{i}" for i in range(200)]].to_numpy()[10:20]
+    px = frame[[f"PX_{i}" for i in range(200)]].to_numpy()[10:20]
+    py = frame[[f"PY_{i}" for i in range(200)]].to_numpy()[10:20]
+    assert ak.to_list(jets["jet_nparticles"]) == list((energy > 0).sum(axis=1))
+    np.testing.assert_allclose(ak.to_numpy(ak.sum(jets["part_energy"], axis=1)), energy.sum(1), rtol=1e-5)
+    np.testing.assert_allclose(ak.to_numpy(jets["jet_pt"]), np.hypot(px.sum(1), py.sum(1)), rtol=1e-5)
+    assert ak.to_list(jets["label_Top"]) == list(frame["is_signal_new"][10:20])
+    assert ak.all(jets["label_Top"] + jets["label_QCD"] == 1)
+    # Δη, Δφ relative to the jet axis: constituents sit close to it.
+    assert float(ak.max(abs(jets["part_dphi"]))) < 1.5
+    assert float(abs(ak.mean(jets["part_deta"]))) < 0.2
+
+
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"missing\.parquet: no such file"):
+        io.open_source(tmp_path / "missing.parquet")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5"])
+def test_truncated_file_is_a_clear_error(kind: str, tmp_path: Path, jet_files: dict[str, Path]) -> None:
+    content = jet_files[kind].read_bytes()
+    broken = tmp_path / f"broken{jet_files[kind].suffix}"
+    broken.write_bytes(content[: len(content) // 2])
+    with pytest.raises(DataError, match=r"broken"):
+        io.open_source(broken).read()
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    path = tmp_path / "notes.parquet"
+    path.write_text("just some text")
+    with pytest.raises(DataError, match="unknown file format"):
+        io.open_source(path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.root"
+    path.touch()
+    with pytest.raises(DataError, match="empty"):
+        io.open_source(path)
+
+
+def test_missing_branch_names_file_and_field(jet_files: dict[str, Path]) -> None:
+    with pytest.raises(DataError, match=r"jets\.root: no field 'part_d0val'"):
+        io.read(jet_files["root"], ["part_px", "part_d0val"])
+
+
+def test_unknown_tree(jet_files: dict[str, Path]) -> None:
+    with pytest.raises(DataError, match="no tree 'Events'"):
+        io.open_source(jet_files["root"], tree="Events")
+
+
+def test_write_is_atomic_on_failure(tmp_path: Path) -> None:
+    bad = ak.Array([{"x": "text", "y": [1, 2]}])
+    with pytest.raises(Exception):  # noqa: B017 - whatever the writer raises
+        io.write(bad, tmp_path / "out.root")
+    assert list(tmp_path.iterdir()) == []
