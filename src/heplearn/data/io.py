@@ -135,7 +135,7 @@ class ParquetSource(Source):
         groups = [g for g in groups if g < len(starts) - 1]
         if not groups:
             return ak.Array({name: np.empty(0) for name in fields})[0:0]
-        table = self._file.read_row_groups(groups, columns=fields, use_threads=False)
+        table = self._file.read_row_groups(groups, columns=fields)
         offset = int(starts[groups[0]])
         array = ak.from_arrow(table, generate_bitmasks=False)
         return array[start - offset : stop - offset]

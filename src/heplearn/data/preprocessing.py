@@ -67,17 +67,23 @@ class Preprocessing:
             class_names,
         )
 
+    def scale(self, group: str, values: np.ndarray) -> np.ndarray:
+        """Standardise the ``(..., F)`` values of input group ``group`` (a new float32 array)."""
+        scalings = self.groups[group]
+        centre = np.array([s.centre for s in scalings], np.float32)
+        inverse_scale = np.array([1 / s.scale for s in scalings], np.float32)
+        bound = np.array([s.clip if s.clip is not None else np.inf for s in scalings], np.float32)
+        scaled = (values - centre) * inverse_scale
+        return np.clip(scaled, -bound, bound, out=scaled)
+
     def apply(self, arrays: JetArrays) -> JetArrays:
+        """Standardise unscaled arrays; padded particle slots are set back to the pad value."""
         inputs = {}
-        for name, scalings in self.groups.items():
-            values = arrays.inputs[name]
-            centre = np.array([s.centre for s in scalings], np.float32)
-            scale = np.array([s.scale for s in scalings], np.float32)
-            bound = np.array([s.clip if s.clip is not None else np.inf for s in scalings], np.float32)
-            scaled = np.clip((values - centre) / scale, -bound, bound)
+        for name in self.groups:
+            scaled = self.scale(name, arrays.inputs[name])
             if self.lengths[name] is not None and arrays.mask is not None:
                 scaled[~arrays.mask] = self.pad_values[name]
-            inputs[name] = scaled.astype(np.float32, copy=False)
+            inputs[name] = scaled
         return JetArrays(inputs, arrays.mask, arrays.label, arrays.weight, arrays.observers)
 
     # -- persistence (plain JSON: readable, diffable, no pickle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import awkward as ak
@@ -57,11 +58,42 @@ class JetArrays:
         )
 
 
-def pad_jagged(values: ak.Array, length: int, pad_value: float) -> np.ndarray:
-    """A jagged (n, var) array as a dense (n, length) float32 array, truncated and padded."""
-    values = ak.values_astype(values, np.float32)
-    padded = ak.pad_none(values, length, axis=1, clip=True)
-    return ak.to_numpy(ak.fill_none(padded, pad_value)).astype(np.float32, copy=False)
+Scaler = Callable[[str, np.ndarray], np.ndarray]
+
+
+@dataclass
+class _PaddingLayout:
+    """Where each real particle of a chunk goes in the dense ``(jets, length)`` grid."""
+
+    first: str
+    total: int
+    jets: int
+    length: int
+    keep: np.ndarray  # (total,) bool: particle within the first ``length`` of its jet
+    destination: np.ndarray  # (kept,) flat index into jets * length
+    mask: np.ndarray  # (jets, length) bool
+    truncated: bool
+
+    @classmethod
+    def of(cls, name: str, values: ak.Array, length: int) -> _PaddingLayout:
+        counts = ak.to_numpy(ak.num(values, axis=1)).astype(np.int64)
+        total = int(counts.sum())
+        starts = np.cumsum(counts) - counts
+        position = np.arange(total) - np.repeat(starts, counts)
+        keep = position < length
+        jet_of = np.repeat(np.arange(len(counts)), counts)
+        destination = (jet_of * length + position)[keep]
+        mask = np.arange(length)[None, :] < np.minimum(counts, length)[:, None]
+        return cls(name, total, len(counts), length, keep, destination, mask, not bool(keep.all()))
+
+    @property
+    def kept_count(self) -> int:
+        return len(self.destination)
+
+    def pad(self, flat: np.ndarray, pad_value: float) -> np.ndarray:
+        dense = np.full((self.jets * self.length, flat.shape[1]), pad_value, np.float32)
+        dense[self.destination] = flat
+        return dense.reshape(self.jets, self.length, flat.shape[1])
 
 
 class ChunkTransformer:
@@ -106,7 +138,12 @@ class ChunkTransformer:
         return [name.removeprefix(LABEL_PREFIX) for name in available if name.startswith(LABEL_PREFIX)]
 
     # -- the transformation
-    def __call__(self, chunk: ak.Array, where: str) -> JetArrays:
+    def __call__(self, chunk: ak.Array, where: str, scale: Scaler | None = None) -> JetArrays:
+        """The arrays of the jets of ``chunk`` that pass the selection.
+
+        ``scale(group, values)`` standardises a group's ``(..., F)`` values; it is applied to the
+        real particles before padding, so padded slots hold exactly the pad value.
+        """
         config = self.config
         if config.selection:
             table = VariableTable(chunk, self.new_variables)
@@ -115,34 +152,55 @@ class ChunkTransformer:
         if config.particle_order == "pt" and config.particle_length and len(chunk):
             chunk = self._order_by_pt(chunk)
         table = VariableTable(chunk, self.new_variables)
-        length = config.particle_length
-        mask = None
+        layout: _PaddingLayout | None = None
         inputs: dict[str, np.ndarray] = {}
         for name, group in config.inputs.items():
-            columns = []
-            for variable in group.variables:
-                values = table[variable]
-                _check_numeric(values, variable, where)
-                if group.per_particle:
-                    if getattr(values, "ndim", 1) != 2:
-                        raise ConfigError(f"data.inputs.{name}: {variable!r} is not a per-particle variable")
-                    padded = pad_jagged(values, group.length or 0, group.pad_value)
-                    if mask is None:
-                        counts = np.minimum(ak.to_numpy(ak.num(values, axis=1)), length or 0)
-                        mask = np.arange(length or 0)[None, :] < counts[:, None]
-                    columns.append(self._finite(padded, variable, where, mask))
-                else:
+            if group.per_particle:
+                layout = layout or _PaddingLayout.of(group.variables[0], table[group.variables[0]], group.length or 0)
+                flat = self._particle_columns(table, name, group.variables, layout, where)
+                if scale is not None:
+                    flat = scale(name, flat)
+                inputs[name] = layout.pad(flat, group.pad_value)
+            else:
+                columns = []
+                for variable in group.variables:
+                    values = table[variable]
+                    _check_numeric(values, variable, where)
                     columns.append(self._finite(self._as_numpy(values, variable, where), variable, where))
-            inputs[name] = np.stack(columns, axis=-1).astype(np.float32, copy=False)
+                jet_values = np.stack(columns, axis=-1).astype(np.float32, copy=False)
+                inputs[name] = scale(name, jet_values) if scale is not None else jet_values
         label = self._labels(table, chunk, where)
         weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
                                "weights", where).astype(np.float32)
                   if config.weights else np.ones(len(chunk), np.float32))
         observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
-        return JetArrays(inputs, mask, label, weight, observers)
+        return JetArrays(inputs, None if layout is None else layout.mask, label, weight, observers)
+
+    def _particle_columns(self, table: VariableTable, group: str, variables: list[str],
+                          layout: _PaddingLayout, where: str) -> np.ndarray:
+        """The kept (first ``length``) particles of every jet as one ``(particles, F)`` float32 array."""
+        flat = np.empty((layout.kept_count, len(variables)), np.float32)
+        for index, variable in enumerate(variables):
+            values = table[variable]
+            _check_numeric(values, variable, where)
+            if getattr(values, "ndim", 1) != 2:
+                raise ConfigError(f"data.inputs.{group}: {variable!r} is not a per-particle variable")
+            content = ak.to_numpy(ak.flatten(values, axis=1))
+            if len(content) != layout.total:
+                raise DataError(f"{where}: {variable!r} has {len(content)} particles where "
+                                f"{layout.first!r} has {layout.total}")
+            flat[:, index] = content[layout.keep] if layout.truncated else content
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            for index, variable in enumerate(variables):
+                flat[:, index] = self._finite(flat[:, index], variable, where)
+        return flat
 
     def _order_by_pt(self, chunk: ak.Array) -> ak.Array:
-        order = ak.argsort(VariableTable(chunk, self.new_variables)["part_pt"], axis=1, ascending=False)
+        pt = VariableTable(chunk, self.new_variables)["part_pt"]
+        if _descending_within_jets(pt):
+            return chunk  # already ordered, as JetClass and heplearn files are: skip the sort
+        order = ak.argsort(pt, axis=1, ascending=False)
         columns = {name: (chunk[name][order] if name.startswith(PARTICLE_PREFIX) else chunk[name])
                    for name in chunk.fields}
         return ak.zip(columns, depth_limit=1)
@@ -207,3 +265,13 @@ def _check_numeric(values: object, name: str, where: str) -> None:
             raise DataError(f"{where}: {name!r} holds {values.type.content}, not numbers") from None
     elif not np.issubdtype(np.asarray(values).dtype, np.number) and np.asarray(values).dtype != bool:
         raise DataError(f"{where}: {name!r} holds {np.asarray(values).dtype}, not numbers")
+
+
+def _descending_within_jets(values: ak.Array) -> bool:
+    flat = ak.to_numpy(ak.flatten(values, axis=1))
+    if len(flat) < 2:
+        return True
+    counts = ak.to_numpy(ak.num(values, axis=1))
+    first_of_jet = np.zeros(len(flat), bool)
+    first_of_jet[(np.cumsum(counts) - counts)[counts > 0]] = True
+    return bool(np.all((np.diff(flat) <= 0) | first_of_jet[1:]))

@@ -1,0 +1,119 @@
+"""Jets per second from Parquet and ROOT into padded tensors, beside the raw read of the same columns.
+
+Ours: ``JetStream`` (selection-free config, 7 per-particle features at 128 slots, pT ordering,
+standardisation, shuffling buffer, batches of 256) through a DataLoader with 0 and 2 workers.
+Reference: the raw columnar read of the same file columns with pyarrow / uproot, no padding.
+Both run in the same process, interleaved, best of ``--repeats``.
+
+    python benchmarks/bench_loading.py [--quick] [--jets N]
+
+The last line is JSON: ours (worst case, jets/s), reference (jets/s) and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import uproot
+
+from heplearn.data import io
+from heplearn.data.config import load_data_config
+from heplearn.data.dataset import JetStream, fit_preprocessing, stream_loader
+
+FEATURES = ["part_deta", "part_dphi", "part_logpt", "part_loge", "part_logptrel", "part_logerel", "part_deltaR"]
+RAW_COLUMNS = ["part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "jet_pt", "jet_energy"]
+
+
+def synthetic_jets(n: int, seed: int = 0) -> ak.Array:
+    """JetClass-like jets: 10-120 constituents (mean ~50), exponential pT, Gaussian spread."""
+    rng = np.random.default_rng(seed)
+    counts = np.clip(rng.normal(50, 20, n).astype(int), 10, 120)
+    total = int(counts.sum())
+    pt = rng.exponential(15.0, total) + 0.5
+    jet_index = np.repeat(np.arange(n), counts)
+    pt = pt[np.lexsort((-pt, jet_index))]  # pT-ordered within each jet, as in JetClass files
+    deta, dphi = rng.normal(0, 0.2, total), rng.normal(0, 0.2, total)
+    eta, phi = np.repeat(rng.uniform(-2, 2, n), counts) + deta, np.repeat(rng.uniform(-3, 3, n), counts) + dphi
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    energy = np.sqrt(px**2 + py**2 + pz**2)
+
+    def jagged(values: np.ndarray) -> ak.Array:
+        return ak.unflatten(values.astype(np.float32), counts)
+
+    return ak.zip({
+        "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz), "part_energy": jagged(energy),
+        "part_deta": jagged(deta), "part_dphi": jagged(dphi),
+        "jet_pt": ak.to_numpy(np.hypot(ak.sum(jagged(px), axis=1), ak.sum(jagged(py), axis=1))).astype(np.float32),
+        "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
+        "label_sig": (signal := rng.integers(0, 2, n)), "label_bkg": 1 - signal,
+    }, depth_limit=1)
+
+
+def timed(function: Callable[[], int], repeats: int) -> float:
+    """Best rate in jets/s over ``repeats`` calls; ``function`` returns how many jets it read."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jets = function()
+        best = max(best, jets / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jets", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="50k jets, 2 repeats (about a minute)")
+    args = parser.parse_args()
+    if args.quick:
+        args.jets, args.repeats = 50_000, 2
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_loading_"))
+    jets = synthetic_jets(args.jets)
+    files = {"parquet": io.write(jets, folder / "jets.parquet", row_group_size=20_000),
+             "root": io.write(jets, folder / "jets.root")}
+    config = load_data_config({"train": [str(files["parquet"])], "chunk_size": 20_000,
+                               "inputs": {"particles": {"length": 128, "variables": FEATURES}}})
+    preprocessing = fit_preprocessing(config)
+
+    def raw_parquet() -> int:
+        return pq.read_table(files["parquet"], columns=RAW_COLUMNS).num_rows
+
+    def raw_root() -> int:
+        return len(uproot.open(files["root"])["tree"].arrays(RAW_COLUMNS, library="ak"))
+
+    def ours(kind: str, workers: int) -> Callable[[], int]:
+        def run() -> int:
+            stream = JetStream([files[kind]], config, preprocessing, batch_size=256, buffer_size=40_000)
+            count = 0
+            for batch in stream_loader(stream, num_workers=workers):
+                assert batch["particles"].shape[1:] == (128, 7)
+                count += len(batch["label"])
+            return count
+        return run
+
+    rows = []
+    for kind, raw in (("parquet", raw_parquet), ("root", raw_root)):
+        reference = timed(raw, args.repeats)
+        for workers in (0, 2):
+            rate = timed(ours(kind, workers), args.repeats)
+            rows.append((kind, workers, rate, reference))
+
+    print(f"{'format':8} {'workers':>7} {'ours jets/s':>12} {'raw read jets/s':>16} {'ratio':>6}")
+    for kind, workers, rate, reference in rows:
+        print(f"{kind:8} {workers:7d} {rate:12,.0f} {reference:16,.0f} {rate / reference:6.2f}")
+    worst = min(rows, key=lambda row: row[2] / row[3])
+    print(json.dumps({"ours": round(worst[2]), "reference": round(worst[3]),
+                      "ratio": round(worst[2] / worst[3], 3), "case": f"{worst[0]}, {worst[1]} workers"}))
+
+
+if __name__ == "__main__":
+    main()
