@@ -78,6 +78,36 @@ def inspect(
             console.print(f"provenance: {json.dumps(summary.provenance, default=str)[:300]}")
 
 
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config (YAML).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: model and time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train the model a config describes (any model name); under torchrun, with DDP."""
+    from heplearn.training.config import load_run_config
+    from heplearn.training.run import read_run_config
+    from heplearn.training.run import train as train_run
+
+    if resume is not None:
+        run_config = read_run_config(resume)
+        if overrides:
+            from heplearn.training.config import load_run_config as reload
+
+            run_config = reload(run_config.model_dump(mode="json"), overrides)
+    elif config is None:
+        raise typer.BadParameter("give --config FILE (or --resume RUN)")
+    else:
+        run_config = load_run_config(config, overrides or [])
+    result = train_run(run_config, name=name, runs_dir=runs_dir, resume=resume, progress=not no_progress)
+    last = result.history[-1] if result.history else {}
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k.startswith("val_"))
+    typer.echo(f"run: {result.run_dir}" + (f" ({summary})" if summary else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv

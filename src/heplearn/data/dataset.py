@@ -161,7 +161,9 @@ class InMemoryJets:
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                 rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Iterator[Batch]:
         order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
-        order = order[rank * len(order) // world_size:(rank + 1) * len(order) // world_size]
+        if world_size > 1:  # equal shares, so every rank runs the same number of steps (DDP needs it)
+            share = len(order) // world_size
+            order = order[rank * share:(rank + 1) * share]
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
             if drop_last and len(index) < batch_size:

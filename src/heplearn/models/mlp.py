@@ -1,0 +1,41 @@
+"""A dense network on jet-level features: the DNN event classifier of the analyses.
+
+Binary, multiclass (e.g. tt̄H vs tt̄+X categories) or regression, depending on ``num_outputs`` and
+the loss the trainer picks; reads the ``jet`` input group of the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from heplearn.models.nn_base import ParticleModel, mlp
+
+
+class JetMLP(ParticleModel):
+    name: ClassVar[str] = "mlp"
+    input_keys: ClassVar[tuple[str, ...]] = ("jet",)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "small": {"hidden": (32, 32)},
+    }
+
+    @dataclasses.dataclass(frozen=True)
+    class Hyperparameters:
+        hidden: tuple[int, ...] = (128, 128, 128)
+        dropout: float = 0.1
+        batch_norm: bool = True
+
+    def __init__(self, num_outputs: int, input_dims: dict[str, int], **hyperparameters: Any) -> None:
+        super().__init__(num_outputs, input_dims, **hyperparameters)
+        hp = self.hparams
+        sizes = (self.input_dims["jet"], *hp.hidden)
+        self.normalise = nn.BatchNorm1d(self.input_dims["jet"]) if hp.batch_norm else nn.Identity()
+        self.body = mlp(sizes, activation=nn.ReLU, dropout=hp.dropout)
+        self.head = nn.Linear(sizes[-1], num_outputs)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.body(self.normalise(self.inputs(batch)["jet"])))

@@ -1,0 +1,69 @@
+"""The run config: ``data`` (see ``heplearn.data.config``), ``model`` and ``training`` sections.
+
+One YAML file describes a run; any key can be overridden from the command line
+(``--set training.epochs=5``). Every default is filled in and written to the run's
+``config.yaml``, so the run directory says exactly how its model was made.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import pydantic
+
+from heplearn.config import StrictModel, apply_overrides, read_yaml, validate
+from heplearn.data.config import DataConfig
+
+
+class ModelConfig(pydantic.BaseModel):
+    """``name`` and ``preset``; every other key is a hyper-parameter of that model."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    name: str
+    preset: str = "paper"
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainingConfig(StrictModel):
+    epochs: int = pydantic.Field(default=20, ge=1)
+    batch_size: int = pydantic.Field(default=256, ge=1)
+    optimizer: Literal["adamw", "radam"] = "adamw"
+    lookahead: bool = False
+    learning_rate: float = pydantic.Field(default=1e-3, gt=0)
+    weight_decay: float = pydantic.Field(default=0.01, ge=0)
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_fraction: float = pydantic.Field(default=0.05, ge=0, lt=1)
+    gradient_clip: float | None = pydantic.Field(default=1.0, gt=0)
+    mixed_precision: bool = False
+    compile: bool = False
+    early_stopping_patience: int | None = pydantic.Field(default=5, ge=1)
+    class_weights: Literal["balanced"] | list[float] | None = None
+    loss: Literal["auto", "cross_entropy", "mse", "huber", "quantile"] = "auto"
+    quantiles: list[float] = [0.16, 0.5, 0.84]
+    seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int | None = pydantic.Field(default=None, ge=1)
+    streaming: bool = False
+    num_workers: int = pydantic.Field(default=0, ge=0)
+    buffer_size: int = pydantic.Field(default=50_000, ge=1)
+    max_steps_per_epoch: int | None = pydantic.Field(default=None, ge=1)
+    threads: int | None = pydantic.Field(default=None, ge=1)
+
+
+class RunConfig(StrictModel):
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig = TrainingConfig()
+
+
+def load_run_config(source: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """A checked ``RunConfig`` from a YAML file or dict, after ``key=value`` overrides."""
+    content = dict(source) if isinstance(source, dict) else read_yaml(source)
+    apply_overrides(content, overrides or [])
+    config = validate(RunConfig, content, "")
+    _ = config.data.expressions  # parse every expression now: a forbidden name fails here
+    return config

@@ -1,0 +1,113 @@
+"""The trainer and the run directory, for every model family; bad configs fail before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from heplearn.data import io
+from heplearn.errors import ConfigError
+from heplearn.training.config import load_run_config
+from heplearn.training.run import train
+from tests.conftest import make_jets
+
+
+@pytest.fixture(scope="module")
+def split_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("train")
+    return {"train": str(io.write(make_jets(2000, seed=11), folder / "train.parquet")),
+            "val": str(io.write(make_jets(600, seed=12), folder / "val.parquet"))}
+
+
+def run_config(files: dict[str, str], model: dict[str, Any], **training: Any) -> dict[str, Any]:
+    return {
+        "data": {
+            **files,
+            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]},
+                       "particles": {"length": 32, "variables": ["part_deta", "part_dphi", "part_logpt"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        },
+        "model": model,
+        "training": {"epochs": 2, "batch_size": 128, "seed": 3, **training},
+    }
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"name": "mlp", "preset": "small"}, {"name": "bdt", "n_estimators": 40},
+     {"name": "likelihood"}, {"name": "cuts", "background_efficiencies": [0.1, 0.3, 0.5]}],
+)
+def test_every_model_family_trains_into_a_run_directory(split_files: dict[str, str], tmp_path: Path,
+                                                        model: dict[str, Any]) -> None:
+    config = load_run_config(run_config(split_files, model))
+    result = train(config, name="run", runs_dir=tmp_path, progress=False)
+    run = result.run_dir
+    assert run == tmp_path / "run"
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["training"]["learning_rate"] == 1e-3  # defaults filled in
+    assert resolved["provenance"]["heplearn_version"] and resolved["provenance"]["git_hash"]
+    assert json.loads((run / "preprocessing.json").read_text())["class_names"] == ["top", "qcd"]
+    assert json.loads((run / "model.json").read_text())["class_names"] == ["top", "qcd"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert result.history[-1]["val_auc"] > 0.9, result.history
+    assert len(lines) == len(result.history)
+    assert (run / "train.log").read_text()
+    if model["name"] == "mlp":
+        assert len(lines) == 2
+        assert (run / "checkpoints" / "last.json").is_file() and (run / "checkpoints" / "best").is_dir()
+        assert any((run / "tensorboard").iterdir())
+        assert set(load_file(run / "model.safetensors")) >= {"head.weight"}
+        assert {"train_loss", "val_loss", "val_accuracy", "jets_per_second"} <= set(result.history[0])
+
+
+def test_early_stopping_stops(split_files: dict[str, str], tmp_path: Path) -> None:
+    # a learning rate of ~0 cannot improve the validation loss: patience 1 stops after 2 epochs
+    config = load_run_config(run_config(split_files, {"name": "mlp", "preset": "small", "dropout": 0.0},
+                                        epochs=10, learning_rate=1e-12, early_stopping_patience=1,
+                                        warmup_fraction=0.0))
+    result = train(config, runs_dir=tmp_path, progress=False)
+    assert len(result.history) < 10
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": {"name": "transformer9000"}}, r"model\.name: unknown model 'transformer9000'"),
+        ({"model": {"name": "pfn", "preset": "small"}, "drop_particles": True}, r"model\.name: pfn reads particles"),
+        ({"model": {"name": "mlp", "layers": 3}}, r"unknown hyper-parameter 'layers'"),
+        ({"training": {"epochs": "many"}}, r"training\.epochs"),
+        ({"training": {"optimiser": "sgd"}}, r"training\.optimiser: unknown key"),
+        ({"training": {"class_weights": [1.0, 2.0, 3.0]}}, r"training\.class_weights: 3 values for 2 classes"),
+    ],
+)
+def test_bad_config_fails_before_training(split_files: dict[str, str], tmp_path: Path, change: dict[str, Any],
+                                          message: str) -> None:
+    content = run_config(split_files, {"name": "mlp", "preset": "small"})
+    if change.pop("drop_particles", False):
+        del content["data"]["inputs"]["particles"]
+    for key, value in change.items():
+        content[key] = {**content[key], **value} if key == "training" else value
+    with pytest.raises(ConfigError, match=message):
+        train(load_run_config(content), name="bad", runs_dir=tmp_path, progress=False)
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
+def test_class_weights_and_regression_heads(split_files: dict[str, str], tmp_path: Path) -> None:
+    balanced = train(load_run_config(run_config(split_files, {"name": "mlp", "preset": "small"},
+                                                class_weights="balanced", epochs=1)), runs_dir=tmp_path,
+                     progress=False)
+    assert balanced.history[-1]["val_auc"] > 0.9
+    content = run_config(split_files, {"name": "mlp", "preset": "small"}, loss="quantile", epochs=3,
+                         learning_rate=3e-3)
+    content["data"]["labels"] = {"type": "regression", "targets": {"mass": "jet_sdmass / 100"}}
+    result = train(load_run_config(content), runs_dir=tmp_path, progress=False)
+    model = json.loads((result.run_dir / "model.json").read_text())
+    assert model["task"] == "regression" and model["num_outputs"] == 3  # one target x 3 quantiles
+    assert np.isfinite(result.history[-1]["val_loss"])
