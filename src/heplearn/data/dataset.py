@@ -145,15 +145,17 @@ def fit_preprocessing(config: DataConfig, files: Sequence[Path] | None = None) -
 class InMemoryJets:
     """All jets of a split, standardised, held as numpy arrays; batches drawn per epoch."""
 
-    def __init__(self, arrays: JetArrays, class_names: list[str], preprocessing: Preprocessing | None) -> None:
+    def __init__(self, arrays: JetArrays, class_names: list[str], preprocessing: Preprocessing | None,
+                 config: DataConfig | None = None) -> None:
         self.arrays = preprocessing.apply(arrays) if preprocessing else arrays
         self.class_names = class_names
+        self.config = config
 
     @classmethod
     def from_files(cls, files: Sequence[str | os.PathLike[str]], config: DataConfig,
                    preprocessing: Preprocessing | None) -> InMemoryJets:
         arrays, class_names = load_arrays(files, config)
-        return cls(arrays, class_names, preprocessing)
+        return cls(arrays, class_names, preprocessing, config)
 
     def __len__(self) -> int:
         return len(self.arrays)

@@ -32,6 +32,7 @@ from heplearn.data.config import DataConfig
 from heplearn.data.dataset import InMemoryJets, JetStream, fit_preprocessing, load_arrays, stream_loader
 from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.data.preprocessing import Preprocessing
+from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
 from heplearn.training import checkpoint as ckpt
@@ -201,9 +202,7 @@ def _train_torch(config: RunConfig, run_dir: Path, preprocessing: Preprocessing,
                  on_batch: Any) -> list[dict[str, Any]]:
     training = config.training
     rank, world_size = distributed()
-    class_names = preprocessing.class_names
     train_files = config.data.files("train")
-    val_files = config.data.files("val") if config.data.val else []
     if training.streaming:
         stream = JetStream(train_files, config.data, preprocessing, training.batch_size, shuffle=True,
                            seed=training.seed, buffer_size=training.buffer_size, rank=rank, world_size=world_size)
@@ -217,61 +216,81 @@ def _train_torch(config: RunConfig, run_dir: Path, preprocessing: Preprocessing,
         train_source = InMemorySource(train_set, training.batch_size, True, training.seed, rank, world_size)
         labels, weights = train_set.arrays.label, train_set.arrays.weight
     val_source = None
-    if val_files:
-        val_set = InMemoryJets.from_files(val_files, config.data, preprocessing)
+    if config.data.val:
+        val_set = InMemoryJets.from_files(config.data.files("val"), config.data, preprocessing)
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
-    task = make_task(config, class_names, labels, weights)
-    torch.manual_seed(training.seed)  # the same initial weights on every rank and on resume
-    model = build_torch_model(config, task.num_outputs)
-    _write_model_json(run_dir, config, task, class_names, rank)
-    log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
-             sum(p.numel() for p in model.parameters()))
-    trainer = Trainer(model, training, task, run_dir, progress, on_batch)
-    state = trainer.fit(train_source, val_source, resume=resume)
+    task = make_task(config, preprocessing.class_names, labels, weights)
+    write_model_json(run_dir, config, task, preprocessing.class_names, rank)
+    model, trainer = fit_torch(config, task, train_source, val_source, run_dir, progress, on_batch, resume)
     if rank == 0:
         best = run_dir / "checkpoints" / ckpt.BEST / WEIGHTS_FILE
         weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(model)
         with atomic_path(run_dir / WEIGHTS_FILE) as temporary:
             save_file(weights, temporary)
-        log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
     return _read_history(run_dir) if rank == 0 else trainer.history
 
 
-def _train_classical(config: RunConfig, run_dir: Path, preprocessing: Preprocessing) -> list[dict[str, Any]]:
+def fit_torch(config: RunConfig, task: Task, train_source: Any, val_source: Any, run_dir: Path | None,
+              progress: bool = True, on_batch: Any = None, resume: bool = False) -> tuple[torch.nn.Module, Trainer]:
+    """Build the network a config names and train it; the same initial weights on every rank."""
+    torch.manual_seed(config.training.seed)
+    model = build_torch_model(config, task.num_outputs)
+    log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
+             sum(p.numel() for p in model.parameters()))
+    trainer = Trainer(model, config.training, task, run_dir, progress, on_batch)
+    state = trainer.fit(train_source, val_source, resume=resume)
+    log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
+    return model, trainer
+
+
+def fit_classical(config: RunConfig, train: JetArrays, val: JetArrays | None) -> tuple[Any, dict[str, Any]]:
+    """Fit a cuts / likelihood / BDT model on the per-jet input group; returns it and its metrics.
+
+    The classical models take class 1 as the signal; heplearn's signal is the first class, so
+    binary labels are flipped on the way in (and ``predict_classical`` flips the columns back).
+    """
     from heplearn.training.trainer import classification_metrics
 
     group = jet_group(config.data, config.model.name)
-    features = config.data.inputs[group].variables
-    train_arrays, class_names = load_arrays(config.data.files("train"), config.data)
     model = registry.model_class(config.model.name)(**config.model.hyperparameters)
-    binary_signal_last = len(class_names) == 2  # the classical models take class 1 as signal
-    to_model = (lambda y: 1 - y) if binary_signal_last else (lambda y: y)
-    fit_arguments: dict[str, Any] = {"feature_names": features}
-    val_arrays = None
-    if config.data.val:
-        val_arrays, _ = load_arrays(config.data.files("val"), config.data)
-        fit_arguments.update(X_val=val_arrays.inputs[group], y_val=to_model(val_arrays.label), w_val=val_arrays.weight)
+    fit_arguments: dict[str, Any] = {"feature_names": config.data.inputs[group].variables}
+    if val is not None:
+        fit_arguments.update(X_val=val.inputs[group], y_val=_to_classical(val.label), w_val=val.weight)
     started = time.perf_counter()
-    model.fit(train_arrays.inputs[group], to_model(train_arrays.label), train_arrays.weight, **fit_arguments)
+    model.fit(train.inputs[group], _to_classical(train.label), train.weight, **fit_arguments)
     record: dict[str, Any] = {"epoch": 1, "train_seconds": time.perf_counter() - started}
-    if val_arrays is not None:
-        probabilities = model.predict_proba(val_arrays.inputs[group])
-        if binary_signal_last:
-            probabilities = probabilities[:, ::-1]
-        record.update({f"val_{k}": v for k, v in
-                       classification_metrics(np.log(np.clip(probabilities, 1e-12, 1)), val_arrays.label,
-                                              val_arrays.weight).items()})
+    if val is not None:
+        probabilities = predict_classical(model, val.inputs[group])
+        metrics = classification_metrics(np.log(np.clip(probabilities, 1e-12, 1)), val.label, val.weight)
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+    return model, record
+
+
+def _to_classical(labels: np.ndarray) -> np.ndarray:
+    return 1 - labels if labels.max(initial=0) <= 1 else labels
+
+
+def predict_classical(model: Any, features: np.ndarray) -> np.ndarray:
+    """Class probabilities in heplearn's class order (see ``fit_classical``)."""
+    probabilities = model.predict_proba(features)
+    return probabilities[:, ::-1] if probabilities.shape[1] == 2 else probabilities
+
+
+def _train_classical(config: RunConfig, run_dir: Path, preprocessing: Preprocessing) -> list[dict[str, Any]]:
+    train_arrays, class_names = load_arrays(config.data.files("train"), config.data)
+    val_arrays = load_arrays(config.data.files("val"), config.data)[0] if config.data.val else None
+    model, record = fit_classical(config, train_arrays, val_arrays)
     model.save(run_dir / "model")
     task = Task("classification", len(class_names), losses.cross_entropy())
-    _write_model_json(run_dir, config, task, class_names, 0, extra={"signal_is_class_1": binary_signal_last,
-                                                                      "feature_group": group})
+    write_model_json(run_dir, config, task, class_names, 0, extra={"feature_group": jet_group(config.data,
+                                                                                              config.model.name)})
     with (run_dir / "metrics.jsonl").open("a") as stream:
         stream.write(json.dumps(record) + "\n")
     log.info("%s: %s", config.model.name, record)
     return [record]
 
 
-def _write_model_json(run_dir: Path, config: RunConfig, task: Task, class_names: list[str], rank: int,
+def write_model_json(run_dir: Path, config: RunConfig, task: Task, class_names: list[str], rank: int,
                       extra: dict[str, Any] | None = None) -> None:
     if rank != 0:
         return
