@@ -8,6 +8,7 @@ One YAML file describes a run; any key can be overridden from the command line
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
@@ -61,8 +62,14 @@ class RunConfig(StrictModel):
 
 
 def load_run_config(source: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
-    """A checked ``RunConfig`` from a YAML file or dict, after ``key=value`` overrides."""
+    """A checked ``RunConfig`` from a YAML file or dict, after ``key=value`` overrides.
+
+    ``data`` may be the path of a data config (relative to the run config's folder).
+    """
     content = dict(source) if isinstance(source, dict) else read_yaml(source)
+    if isinstance(content.get("data"), str):  # a data config of its own, as in weaver-core
+        base = Path(source).parent if not isinstance(source, dict) else Path()
+        content["data"] = read_yaml(base / content["data"])
     apply_overrides(content, overrides or [])
     config = validate(RunConfig, content, "")
     _ = config.data.expressions  # parse every expression now: a forbidden name fails here

@@ -175,6 +175,11 @@ def train(
         shared = [str(run_dir) if rank == 0 else None]
         torch.distributed.broadcast_object_list(shared, src=0)
         run_dir = Path(str(shared[0]))
+    if not registry.is_torch_model(config.model.name):
+        # the classical models read one per-jet group: do not pad particles they never look at
+        group = jet_group(config.data, config.model.name)
+        config = config.model_copy(update={"data": config.data.model_copy(
+            update={"inputs": {group: config.data.inputs[group]}})})
     _seed_everything(config.training.seed, config.training.deterministic)
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
