@@ -17,6 +17,7 @@ whose defaults are the published configuration; ``presets`` hold named sets of o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -161,7 +162,7 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: fl
         last_activation: bool = True) -> nn.Sequential:
     """Dense layers ``sizes[0] -> sizes[1] -> ...``, each followed by the activation (and dropout)."""
     layers: list[nn.Module] = []
-    for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for index, (size_in, size_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(size_in, size_out))
         if last_activation or index < len(sizes) - 2:
             layers.append(activation())

@@ -1,0 +1,150 @@
+"""ParticleNet: a dynamic graph CNN on the particle cloud of a jet.
+
+Qu, Gouskos, "ParticleNet: Jet Tagging via Particle Clouds", Phys. Rev. D 101 (2020) 056019,
+arXiv:1902.08570. Each EdgeConv block (Wang et al., arXiv:1801.07829) links every particle to its
+k nearest neighbours, maps each edge (x_i, x_j − x_i) through shared dense layers (1×1
+convolutions) with batch norm and ReLU, averages over the k edges and adds a shortcut. The first
+block finds neighbours in (Δη, Δφ); later blocks in the feature space of the block before, so the
+graph is learnt ("dynamic"). Global average pooling over the particles, one dense layer with
+dropout, and the output layer follow.
+
+Padding: neighbours are searched among the real particles only (padded ones, and the particle
+itself, are at infinite distance); a jet with at most k real particles simply has fewer edges,
+and the edge average runs over the real edges, so the output does not depend on the padding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from heplearn.errors import ConfigError
+from heplearn.models.nn_base import MaskedBatchNorm, ParticleModel, masked_mean, mlp, zero_padding
+
+
+@dataclass(frozen=True)
+class ParticleNetHyperparameters:
+    """Defaults: the ParticleNet of the paper (Table 1): 366,160 parameters with 7 features."""
+
+    k: int = 16
+    edge_conv_channels: tuple[tuple[int, ...], ...] = ((64, 64, 64), (128, 128, 128), (256, 256, 256))
+    fc_sizes: tuple[int, ...] = (256,)
+    dropout: float = 0.1
+    input_batchnorm: bool = True  # normalise the particle features first, as the reference code does
+
+
+def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (B, N, k) of each particle's k nearest real neighbours, and which of them are real.
+
+    The particle itself and padded particles are put at infinite distance, so they come last
+    and are flagged invalid; so are the missing neighbours when a jet has at most k real
+    particles (k columns of infinite distance are appended, so there are always k candidates).
+    ``valid`` (B, N, k) is also False for every edge of a padded particle.
+    """
+    squared_norm = (coordinates * coordinates).sum(dim=-1)
+    distance = (squared_norm.unsqueeze(2) + squared_norm.unsqueeze(1)
+                - 2.0 * coordinates @ coordinates.transpose(1, 2))
+    size = coordinates.shape[1]
+    itself = torch.eye(size, dtype=torch.bool, device=coordinates.device)
+    distance = distance.masked_fill(itself | ~mask.unsqueeze(1), float("inf"))
+    missing = distance.new_full((*distance.shape[:2], k), float("inf"))
+    distance, index = torch.cat([distance, missing], dim=-1).topk(k, dim=-1, largest=False)
+    valid = torch.isfinite(distance) & mask.unsqueeze(2)
+    return index.clamp_max(size - 1), valid
+
+
+def gather_neighbours(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``features`` (B, N, C) of the neighbours ``index`` (B, N, k): (B, N, k, C)."""
+    batch, size, k = index.shape
+    channels = features.shape[-1]
+    flat = index.reshape(batch, size * k, 1).expand(-1, -1, channels)
+    return torch.gather(features, 1, flat).reshape(batch, size, k, channels)
+
+
+class EdgeConvBlock(nn.Module):
+    """EdgeConv with shortcut (paper Fig. 2): dense + BN + ReLU on edges, mean over k, + shortcut."""
+
+    def __init__(self, in_channels: int, channels: Sequence[int], k: int) -> None:
+        super().__init__()
+        self.k = k
+        sizes = (2 * in_channels, *channels)
+        self.linears = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in itertools.pairwise(sizes))
+        self.norms = nn.ModuleList(MaskedBatchNorm(size) for size in channels)
+        self.shortcut: nn.Linear | None = None
+        self.shortcut_norm: MaskedBatchNorm | None = None
+        if in_channels != channels[-1]:
+            self.shortcut = nn.Linear(in_channels, channels[-1], bias=False)
+            self.shortcut_norm = MaskedBatchNorm(channels[-1])
+
+    def _first_layer(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The first edge layer W [x_i, x_j − x_i] as (W_a − W_b) x_i + W_b x_j.
+
+        Same weights and result as applying W to every edge, but the products are taken once per
+        particle instead of once per edge (k times fewer), then gathered.
+        """
+        weight = self.linears[0].weight
+        channels = features.shape[-1]
+        centre_weight, difference_weight = weight[:, :channels], weight[:, channels:]
+        centres = features @ (centre_weight - difference_weight).T
+        neighbours = gather_neighbours(features @ difference_weight.T, index)
+        return centres.unsqueeze(2) + neighbours
+
+    def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        index, valid = nearest_neighbours(coordinates, mask, self.k)
+        edges = self._first_layer(features, index)
+        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            if position > 0:
+                edges = linear(edges)
+            edges = torch.relu(norm(edges, valid))
+        aggregated = masked_mean(edges, valid, dim=2)
+        shortcut = features
+        if self.shortcut is not None and self.shortcut_norm is not None:
+            shortcut = self.shortcut_norm(self.shortcut(features), mask)
+        return zero_padding(torch.relu(aggregated + shortcut), mask)
+
+
+class ParticleNet(ParticleModel):
+    """ParticleNet (arXiv:1902.08570); presets "paper" (ParticleNet), "lite" (ParticleNet-Lite), "small"."""
+
+    name: ClassVar[str] = "particlenet"
+    input_keys: ClassVar[tuple[str, ...]] = ("particles", "points", "mask")
+    Hyperparameters = ParticleNetHyperparameters
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        # ParticleNet-Lite of the paper: 26,416 parameters with 7 features.
+        "lite": {"k": 7, "edge_conv_channels": ((32, 32, 32), (64, 64, 64)), "fc_sizes": (128,)},
+        "small": {"k": 8, "edge_conv_channels": ((16, 16), (32, 32)), "fc_sizes": (32,)},
+    }
+
+    def __init__(self, num_outputs: int, input_dims: dict[str, int], **hyperparameters: Any) -> None:
+        super().__init__(num_outputs, input_dims, **hyperparameters)
+        hp: ParticleNetHyperparameters = self.hparams
+        if hp.k < 1 or not hp.edge_conv_channels or not all(hp.edge_conv_channels):
+            raise ConfigError("model particlenet: needs k >= 1 and at least one EdgeConv block with channels")
+        features = self.input_dims["particles"]
+        self.input_norm = MaskedBatchNorm(features) if hp.input_batchnorm else None
+        blocks = []
+        for channels in hp.edge_conv_channels:
+            blocks.append(EdgeConvBlock(features, channels, hp.k))
+            features = channels[-1]
+        self.blocks = nn.ModuleList(blocks)
+        self.fc = mlp((features, *hp.fc_sizes), dropout=hp.dropout)
+        self.output = nn.Linear(hp.fc_sizes[-1] if hp.fc_sizes else features, num_outputs)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = self.inputs(batch)
+        mask = inputs["mask"]
+        features = inputs["particles"]
+        if self.input_norm is not None:
+            features = zero_padding(self.input_norm(features, mask), mask)
+        coordinates = inputs["points"]
+        for block in self.blocks:
+            features = block(coordinates, features, mask)
+            coordinates = features  # dynamic graph: the next kNN runs in the learnt feature space
+        pooled = masked_mean(features, mask, dim=1)
+        return self.output(self.fc(pooled))
