@@ -111,3 +111,33 @@ def test_class_weights_and_regression_heads(split_files: dict[str, str], tmp_pat
     model = json.loads((result.run_dir / "model.json").read_text())
     assert model["task"] == "regression" and model["num_outputs"] == 3  # one target x 3 quantiles
     assert np.isfinite(result.history[-1]["val_loss"])
+
+
+@pytest.mark.parametrize(
+    "training",
+    [{"optimizer": "radam", "lookahead": True, "schedule": "onecycle", "learning_rate": 0.01},
+     {"optimizer": "adamw", "mixed_precision": True, "schedule": "constant", "gradient_clip": None}],
+)
+def test_optimiser_options_train(split_files: dict[str, str], tmp_path: Path, training: dict[str, Any]) -> None:
+    config = load_run_config(run_config(split_files, {"name": "mlp", "preset": "small"}, epochs=2, **training))
+    result = train(config, runs_dir=tmp_path, progress=False)
+    assert result.history[-1]["val_auc"] > 0.9
+
+
+def test_lookahead_state_round_trips() -> None:
+    import torch
+
+    from heplearn.training.config import TrainingConfig
+    from heplearn.training.optim import make_optimizer
+
+    layer = torch.nn.Linear(3, 1)
+    optimizer = make_optimizer(layer.parameters(), TrainingConfig(lookahead=True, optimizer="radam"))
+    for _ in range(7):
+        optimizer.zero_grad()
+        layer(torch.ones(4, 3)).sum().backward()
+        optimizer.step()
+    state = optimizer.state_dict()
+    again = make_optimizer(layer.parameters(), TrainingConfig(lookahead=True, optimizer="radam"))
+    again.load_state_dict(state)
+    assert again.state_dict()["counter"] == 7
+    torch.testing.assert_close(again.state_dict()["slow"][0][0], state["slow"][0][0])
