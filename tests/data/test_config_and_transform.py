@@ -178,3 +178,20 @@ def test_bad_preprocessing_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         Preprocessing.load(path)
+
+
+def test_image_inputs_for_the_cnn(jet_files: dict[str, Path]) -> None:
+    config = load_data_config(config_dict([str(jet_files["parquet"])],
+                                          inputs={"image": {"image": {"bins": 16, "extent": 0.8}}}))
+    arrays, _ = load_arrays([jet_files["parquet"]], config)
+    images = arrays.inputs["image"]
+    assert images.shape == (600, 1, 16, 16)
+    np.testing.assert_allclose(images.sum(axis=(1, 2, 3)), 1, rtol=1e-5)  # normalised intensities
+    preprocessing = fit_preprocessing(config)
+    assert preprocessing.groups["image"] == []
+    np.testing.assert_array_equal(preprocessing.apply(arrays).inputs["image"], images)
+
+
+def test_image_group_takes_no_variables() -> None:
+    with pytest.raises(ConfigError, match=r"data\.inputs\.image: .*takes `image` settings only"):
+        load_data_config(config_dict(["x.parquet"], inputs={"image": {"image": {}, "variables": ["part_pt"]}}))

@@ -141,3 +141,10 @@ def test_lookahead_state_round_trips() -> None:
     again.load_state_dict(state)
     assert again.state_dict()["counter"] == 7
     torch.testing.assert_close(again.state_dict()["slow"][0][0], state["slow"][0][0])
+
+
+def test_cnn_trains_on_jet_images_from_the_data_config(split_files: dict[str, str], tmp_path: Path) -> None:
+    content = run_config(split_files, {"name": "cnn", "preset": "small"}, epochs=3, learning_rate=3e-3)
+    content["data"]["inputs"] = {"image": {"image": {"bins": 16}}}
+    result = train(load_run_config(content), runs_dir=tmp_path, progress=False)
+    assert result.history[-1]["val_auc"] > 0.85

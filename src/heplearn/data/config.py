@@ -33,18 +33,43 @@ from heplearn.errors import ConfigError, DataError
 SPLITS = ("train", "val", "test")
 
 
-class InputGroup(StrictModel):
-    """One tensor of the batch: per-particle ``(B, length, F)`` if ``length`` is set, else ``(B, F)``."""
+class ImageSpec(StrictModel):
+    """A pT-weighted η–φ image of the constituents (see ``heplearn.features.images``)."""
 
-    variables: list[str] = pydantic.Field(min_length=1)
+    bins: int = pydantic.Field(default=40, gt=0)
+    extent: float = pydantic.Field(default=0.8, gt=0)
+    rotate: bool = True
+    flip: bool = True
+    centre: Literal["centroid", "axis"] = "centroid"
+
+
+class InputGroup(StrictModel):
+    """One tensor of the batch: per-particle ``(B, length, F)`` if ``length`` is set, a jet image
+    ``(B, 1, bins, bins)`` if ``image`` is set, else per-jet ``(B, F)``."""
+
+    variables: list[str] = []
     length: int | None = pydantic.Field(default=None, gt=0)
+    image: ImageSpec | None = None
     pad_value: float = 0.0
     standardize: bool = True
     skip_standardize: list[str] = []
 
+    @pydantic.model_validator(mode="after")
+    def _variables_or_image(self) -> InputGroup:
+        if self.image is not None and (self.variables or self.length):
+            raise ValueError("an image group takes `image` settings only (no variables, no length)")
+        if self.image is None and not self.variables:
+            raise ValueError("give `variables` (or `image` settings for a jet image)")
+        return self
+
     @property
     def per_particle(self) -> bool:
         return self.length is not None
+
+    @property
+    def size(self) -> int:
+        """Features per entry (channels for an image)."""
+        return 1 if self.image is not None else len(self.variables)
 
 
 class LabelConfig(StrictModel):

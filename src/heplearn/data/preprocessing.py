@@ -48,7 +48,7 @@ class Preprocessing:
             values = arrays.inputs[name]
             if group.per_particle and arrays.mask is not None:
                 values = values[arrays.mask]  # (particles, F): padded slots do not count
-            scalings = []
+            scalings = []  # images stay as they are: normalised intensities
             for index, variable in enumerate(group.variables):
                 if not group.standardize or variable in group.skip_standardize:
                     scalings.append(VariableScaling(variable, 0.0, 1.0, None))
@@ -70,6 +70,8 @@ class Preprocessing:
     def scale(self, group: str, values: np.ndarray) -> np.ndarray:
         """Standardise the ``(..., F)`` values of input group ``group`` (a new float32 array)."""
         scalings = self.groups[group]
+        if not scalings:
+            return values
         centre = np.array([s.centre for s in scalings], np.float32)
         inverse_scale = np.array([1 / s.scale for s in scalings], np.float32)
         bound = np.array([s.clip if s.clip is not None else np.inf for s in scalings], np.float32)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import awkward as ak
 import numpy as np
 
-from heplearn.data.config import DataConfig
+from heplearn.data.config import DataConfig, ImageSpec
 from heplearn.data.schema import LABEL_PREFIX, PARTICLE_PREFIX
 from heplearn.errors import ConfigError, DataError
+from heplearn.features.images import jet_images
 from heplearn.features.particles import VariableTable, file_fields_needed
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class ChunkTransformer:
         names: set[str] = set(self.config.observers)
         for group in self.config.inputs.values():
             names.update(group.variables)
+            if group.image is not None:
+                names.update(("part_deta", "part_dphi", "part_pt"))
         for key, expression in self.config.expressions.items():
             if not key.startswith("new_variables."):
                 names.update(expression.names)
@@ -155,7 +158,9 @@ class ChunkTransformer:
         layout: _PaddingLayout | None = None
         inputs: dict[str, np.ndarray] = {}
         for name, group in config.inputs.items():
-            if group.per_particle:
+            if group.image is not None:
+                inputs[name] = self._image(table, group.image, where)
+            elif group.per_particle:
                 layout = layout or _PaddingLayout.of(group.variables[0], table[group.variables[0]], group.length or 0)
                 flat = self._particle_columns(table, name, group.variables, layout, where)
                 if scale is not None:
@@ -175,6 +180,17 @@ class ChunkTransformer:
                   if config.weights else np.ones(len(chunk), np.float32))
         observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
         return JetArrays(inputs, None if layout is None else layout.mask, label, weight, observers)
+
+    def _image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
+        columns = {}
+        for name in ("part_deta", "part_dphi", "part_pt"):
+            values = table[name]
+            longest = int(ak.max(ak.num(values, axis=1), initial=1))
+            layout = _PaddingLayout.of(name, values, max(longest, 1))
+            flat = self._finite(ak.to_numpy(ak.flatten(values, axis=1)).astype(np.float32), name, where)
+            columns[name] = layout.pad(flat[:, None], 0.0)[..., 0]
+        return jet_images(columns["part_deta"], columns["part_dphi"], columns["part_pt"], layout.mask, bins=spec.bins,
+                          extent=spec.extent, rotate=spec.rotate, flip=spec.flip, centre=spec.centre)
 
     def _particle_columns(self, table: VariableTable, group: str, variables: list[str],
                           layout: _PaddingLayout, where: str) -> np.ndarray:

@@ -90,7 +90,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 
 def input_dims(data: DataConfig) -> dict[str, int]:
-    return {name: len(group.variables) for name, group in data.inputs.items()}
+    return {name: group.size for name, group in data.inputs.items()}
 
 
 def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarray, train_weights: np.ndarray) -> Task:
