@@ -47,7 +47,7 @@ def stream_config(files: list[Path]) -> DataConfig:
     })
 
 
-@pytest.mark.parametrize("workers", [0, 2, 3])
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_each_jet_once_per_epoch(id_files: list[Path], workers: int, world_size: int) -> None:
     config = stream_config(id_files)
