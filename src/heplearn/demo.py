@@ -4,7 +4,8 @@
 generate a small top-vs-QCD sample, the example configs of ``heplearn/configs`` train the
 rectangular cuts, the projective likelihood, the BDT, the MLP and the particle-level networks
 (briefly, with CPU presets), and every model is evaluated on the same test jets. The table is
-printed and written to ``<output>/results.md`` and ``results.json``.
+printed and written to ``<output>/results.md`` and ``results.json``; ``compare_runs`` writes the
+full comparison (ROC overlay, rejections, mass sculpting) to ``<output>/report.html``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from heplearn.data.files import write_text_atomic
-from heplearn.evaluation.metrics import summary
+from heplearn.evaluation.compare import compare_runs
 from heplearn.models import registry
 from heplearn.training.config import load_run_config
 from heplearn.training.run import train
-from heplearn.training.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run_demo(output: Path, jets_per_class: int = 4000, workers: int = 2, models:
     data_dir = output / "data"
     generated = generate(["top", "qcd"], jets_per_class, data_dir, seed=1, workers=workers, progress=progress)
     files = {split: str(path) for split, path in generated.files.items()}
-    results = []
+    run_dirs: dict[str, Path] = {}
     for name in models or available_models():
         overrides = [f"data.train=[{files['train']}]", f"data.val=[{files['val']}]", f"data.test=[{files['test']}]",
                      *DEMO_MODELS.get(name, [])]
@@ -84,13 +84,21 @@ def run_demo(output: Path, jets_per_class: int = 4000, workers: int = 2, models:
                 shutil.rmtree(run_dir)  # an interrupted earlier demo: start this model afresh
             log.info("training %s", name)
             train(config, name=name, runs_dir=output / "runs", progress=progress)
-        model = TrainedModel.load(run_dir)
-        probabilities, arrays = model.predict_files([files["test"]])
-        figures = summary(arrays.label == 0, probabilities[:, 0], arrays.weight, (0.3, 0.5))
-        results.append(DemoResult(name, figures["auc"], figures["rejection_at_30"], figures["rejection_at_50"],
-                                  run_dir))
+        run_dirs[name] = run_dir
+    # every model on the same test jets: the table below and the full report
+    comparison = compare_runs(list(run_dirs.values()), [files["test"]], output, names=list(run_dirs),
+                              progress=progress)
+    results = [DemoResult(row["name"], row["figures"]["auc"], _rejection(row["figures"]["rejection_at_30"]),
+                          _rejection(row["figures"]["rejection_at_50"]), run_dirs[row["name"]])
+               for row in comparison.metrics["models"]]
     write_results(output, results, generated.jets_per_split)
+    log.info("report: %s", comparison.report)
     return results
+
+
+def _rejection(value: float | None) -> float:
+    """metrics.json stores an infinite rejection (no background jet passes) as null."""
+    return float("inf") if value is None else float(value)
 
 
 def results_table(results: list[DemoResult]) -> str:
@@ -101,7 +109,7 @@ def results_table(results: list[DemoResult]) -> str:
 
 def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[str, Any]) -> None:
     write_text_atomic(output / "results.md", f"Top vs QCD, test jets: {jets_per_split.get('test')}\n\n"
-                      + results_table(results) + "\n")
+                      + results_table(results) + "\n\nFull comparison: report.html\n")
     write_text_atomic(output / "results.json", json.dumps(
         [{"model": r.model, "auc": r.auc, "rejection_at_30": r.rejection_at_30,
           "rejection_at_50": r.rejection_at_50, "run": str(r.run_dir)} for r in results], indent=2))

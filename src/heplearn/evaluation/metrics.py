@@ -2,7 +2,14 @@
 
 The ROC curve comes from ``sklearn.metrics.roc_curve``; background rejection 1/ε_B at a fixed
 signal efficiency ε_S is read off it by linear interpolation in ε_S, the convention of the
-top-tagging comparison (Kasieczka et al., arXiv:1902.09914).
+top-tagging comparison (Kasieczka et al., arXiv:1902.09914). Signal efficiency at a fixed
+background efficiency is read off the same way, as in TMVA's evaluation table.
+
+Uncertainties are statistical: an efficiency ε measured on weighted events has the binomial
+variance ε(1-ε)/N_eff with the effective number of events N_eff = (Σw)²/Σw²; where few events
+pass, the Clopper–Pearson interval (Biometrika 26 (1934) 404) on the same effective counts is used
+for bands. The AUC's uncertainty comes from the Poisson bootstrap (every event's weight multiplied
+by an independent Poisson(1) count, the large-sample equivalent of resampling the events).
 """
 
 from __future__ import annotations
@@ -10,9 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from heplearn.errors import DataError
+
 DEFAULT_SIGNAL_EFFICIENCIES = (0.3, 0.5, 0.7)
+DEFAULT_BACKGROUND_EFFICIENCIES = (0.01, 0.1, 0.3)
 
 
 @dataclass(frozen=True)
@@ -27,9 +38,33 @@ class Roc:
         background = float(np.interp(signal_efficiency, self.signal_efficiency, self.background_efficiency))
         return 1.0 / background if background > 0 else float("inf")
 
+    def signal_efficiency_at(self, background_efficiency: float) -> float:
+        """ε_S at the given ε_B (TMVA's "signal efficiency at background efficiency")."""
+        return float(np.interp(background_efficiency, self.background_efficiency, self.signal_efficiency))
+
+    def threshold_at(self, signal_efficiency: float) -> float:
+        """The tightest score cut ``score >= threshold`` that keeps at least ``signal_efficiency``."""
+        index = int(np.searchsorted(self.signal_efficiency, signal_efficiency, side="left"))
+        return float(self.thresholds[min(index, len(self.thresholds) - 1)])
+
+
+def check_inputs(is_signal: np.ndarray, score: np.ndarray,
+                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean truth, float scores and weights (ones if ``None``) of one length, both classes present."""
+    is_signal = np.asarray(is_signal, bool)
+    score = np.asarray(score, np.float64)
+    weight = np.ones(len(score)) if weight is None else np.asarray(weight, np.float64)
+    if not (len(is_signal) == len(score) == len(weight)):
+        raise DataError(f"truth, score and weight differ in length ({len(is_signal)}, {len(score)}, {len(weight)})")
+    if not is_signal.any() or is_signal.all():
+        raise DataError("a ROC curve needs both signal and background jets; the sample has only one class")
+    if not np.isfinite(score).all():
+        raise DataError(f"{int((~np.isfinite(score)).sum())} scores are NaN or infinite")
+    return is_signal, score, weight
+
 
 def roc(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> Roc:
-    is_signal = np.asarray(is_signal, bool)
+    is_signal, score, weight = check_inputs(is_signal, score, weight)
     false_positive, true_positive, thresholds = roc_curve(is_signal, score, sample_weight=weight,
                                                           drop_intermediate=False)
     auc = float(roc_auc_score(is_signal, score, sample_weight=weight))
@@ -44,3 +79,120 @@ def summary(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None 
     for efficiency in signal_efficiencies:
         figures[f"rejection_at_{round(efficiency * 100)}"] = curve.rejection_at(efficiency)
     return figures
+
+
+def effective_count(weight: np.ndarray) -> float:
+    """N_eff = (Σw)² / Σw², the number of unweighted events with the same statistical power."""
+    weight = np.asarray(weight, np.float64)
+    squares = float(np.sum(weight**2))
+    return float(np.sum(weight)) ** 2 / squares if squares > 0 else 0.0
+
+
+def binomial_uncertainty(efficiency: np.ndarray | float, effective_events: float) -> np.ndarray:
+    """σ_ε = √(ε(1-ε)/N_eff) for efficiencies measured on ``effective_events`` events."""
+    efficiency = np.clip(np.asarray(efficiency, np.float64), 0.0, 1.0)
+    if effective_events <= 0:
+        return np.full_like(efficiency, np.nan)
+    return np.sqrt(efficiency * (1.0 - efficiency) / effective_events)
+
+
+def clopper_pearson(efficiency: np.ndarray | float, effective_events: float,
+                    confidence: float = 0.6827) -> tuple[np.ndarray, np.ndarray]:
+    """The central Clopper–Pearson interval of an efficiency, with k = ε N_eff passing of N_eff.
+
+    Unlike ε ± σ it stays within [0, 1] and is right for few passing events (k = 0 gives [0, hi]).
+    """
+    efficiency = np.clip(np.asarray(efficiency, np.float64), 0.0, 1.0)
+    passed = efficiency * effective_events
+    tail = (1.0 - confidence) / 2
+    with np.errstate(invalid="ignore"):
+        low = np.where(passed > 0, beta.ppf(tail, passed, effective_events - passed + 1), 0.0)
+        high = np.where(passed < effective_events, beta.ppf(1 - tail, passed + 1, effective_events - passed), 1.0)
+    return np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
+
+
+def rejection_uncertainty(background_efficiency: np.ndarray | float, effective_background: float) -> np.ndarray:
+    """σ(1/ε_B) = σ_εB / ε_B² (error propagation of the binomial σ_εB); inf where ε_B = 0."""
+    background_efficiency = np.asarray(background_efficiency, np.float64)
+    sigma = binomial_uncertainty(background_efficiency, effective_background)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(background_efficiency > 0, sigma / np.maximum(background_efficiency, 1e-300) ** 2, np.inf)
+
+
+@dataclass(frozen=True)
+class AucEstimate:
+    value: float
+    uncertainty: float  # standard deviation over the bootstrap replicas
+    replicas: int
+
+
+def fast_auc(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """The weighted AUC from one sort (ties count one half), equal to ``roc_auc_score``."""
+    is_signal, score, weight = check_inputs(is_signal, score, weight)
+    _, inverse = np.unique(score, return_inverse=True)
+    return float(_grouped_auc(inverse, is_signal, weight))
+
+
+def _grouped_auc(inverse: np.ndarray, is_signal: np.ndarray, weight: np.ndarray) -> float:
+    """AUC = P(score_S > score_B) + ½ P(score_S = score_B), from per-unique-score weight sums.
+
+    ``inverse`` maps every event to the rank of its score among the sorted unique scores.
+    """
+    groups = int(inverse.max()) + 1
+    signal = np.bincount(inverse[is_signal], weight[is_signal], minlength=groups)
+    background = np.bincount(inverse[~is_signal], weight[~is_signal], minlength=groups)
+    signal_total, background_total = signal.sum(), background.sum()
+    signal_above = signal_total - np.cumsum(signal)
+    return float(np.sum(background * (signal_above + 0.5 * signal)) / (signal_total * background_total))
+
+
+def auc_with_uncertainty(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
+                         replicas: int = 100, seed: int | np.random.Generator = 0) -> AucEstimate:
+    """The AUC and its Poisson-bootstrap standard deviation (``replicas`` replicas, seeded)."""
+    is_signal, score, weight = check_inputs(is_signal, score, weight)
+    _, inverse = np.unique(score, return_inverse=True)
+    value = _grouped_auc(inverse, is_signal, weight)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(replicas):
+        resampled = weight * rng.poisson(1.0, len(weight))
+        if resampled[is_signal].sum() > 0 and resampled[~is_signal].sum() > 0:
+            values.append(_grouped_auc(inverse, is_signal, resampled))
+    uncertainty = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return AucEstimate(value, uncertainty, len(values))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One row of a performance table: a target efficiency and what the tagger reaches there."""
+
+    signal_efficiency: float
+    background_efficiency: float
+    rejection: float
+    rejection_uncertainty: float
+    signal_efficiency_uncertainty: float
+    threshold: float
+
+
+def rejection_table(curve: Roc, effective_signal: float, effective_background: float,
+                    signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES) -> list[OperatingPoint]:
+    """1/ε_B with its binomial uncertainty at each target ε_S."""
+    rows = []
+    for efficiency in signal_efficiencies:
+        background = float(np.interp(efficiency, curve.signal_efficiency, curve.background_efficiency))
+        rows.append(OperatingPoint(
+            efficiency, background, curve.rejection_at(efficiency),
+            float(rejection_uncertainty(background, effective_background)),
+            float(binomial_uncertainty(efficiency, effective_signal)), curve.threshold_at(efficiency)))
+    return rows
+
+
+def signal_efficiency_table(curve: Roc, effective_signal: float,
+                            background_efficiencies: tuple[float, ...] = DEFAULT_BACKGROUND_EFFICIENCIES,
+                            ) -> list[tuple[float, float, float]]:
+    """(ε_B, ε_S, σ_εS) at each target ε_B."""
+    rows = []
+    for background in background_efficiencies:
+        signal = curve.signal_efficiency_at(background)
+        rows.append((background, signal, float(binomial_uncertainty(signal, effective_signal))))
+    return rows
