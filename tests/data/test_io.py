@@ -124,3 +124,14 @@ def test_write_is_atomic_on_failure(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - whatever the writer raises
         io.write(bad, tmp_path / "out.root")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path, jets: ak.Array) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = io.write(jets[:5], tmp_path / "small.parquet")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -25,10 +25,17 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        temporary_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         temporary_path.replace(destination)
     except BaseException:
         temporary_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> None:
