@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/heplearn demo --output demo
 
-test: $(STAMP)
+# The HTML-report test renders reports in headless Chromium (Debian's package).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+
+test: $(STAMP) /usr/bin/chromium
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
