@@ -108,6 +108,36 @@ def train(
     typer.echo(f"run: {result.run_dir}" + (f" ({summary})" if summary else ""))
 
 
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, runs and results.")] = Path("demo"),
+    jets: Annotated[int, typer.Option(help="Jets per class to generate.")] = 4000,
+    workers: Annotated[int, typer.Option(help="Generator worker processes.")] = 2,
+    models: Annotated[list[str] | None, typer.Option("--model", help="Only these models (repeatable).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+) -> None:
+    """Generate top and QCD jets, train the taggers on them and compare them on the same test jets."""
+    from heplearn.demo import results_table, run_demo
+
+    results = run_demo(output, jets, workers, models, progress=not no_progress)
+    typer.echo(results_table(results))
+    typer.echo(f"results: {output / 'results.md'}")
+    typer.echo(f"report: {output / 'report.html'}")
+
+
+def _register_commands() -> None:
+    """Commands whose code lives beside their library (each a thin layer over it)."""
+    from heplearn.evaluation.cli import compare_command, evaluate_command
+    from heplearn.generate.cli import generate_command
+
+    app.command("generate")(generate_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("compare")(compare_command)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,260 @@
+"""Benchmark: labelled jets per second per core, heplearn's generator against a straightforward one.
+
+Both use the same Pythia 8 settings (14 TeV, jet pT 550-650 GeV, |η| < 2, MPI on, the same
+pT-hat window and forced decays) and produce the same jets: anti-kT R = 0.8, truth-matched
+(top jets: top and its three quarks inside the jet), constituents with pdg id and charge,
+soft-drop mass and τ1..4.
+
+- ours: ``heplearn.generate.generate`` with 1 and 2 workers (Pythia batches as awkward arrays,
+  FastJet on the whole batch, Dask for the workers), files written, chunking included;
+- reference: the straightforward generator of the issue, one event at a time with
+  ``pythia.next()``, a Python loop over the event record to build ``fastjet.PseudoJet`` inputs,
+  per-event ``fastjet.ClusterSequence``, Pythia's own ``iBotCopyId``/``daughterList`` for the
+  truth, and (to match our output) the same FastJet-contrib substructure on the collected jets.
+
+Runs are interleaved (ours 1 worker, reference, ours 2 workers; per process). The two-worker runs
+share one Dask LocalCluster started beforehand (its start-up, a few seconds per ``generate`` call,
+is printed separately). Prints a table and,
+last, the JSON line ``{"ours": .., "reference": .., "ratio": ..}`` with jets/s per core averaged over
+top and QCD (ours with one worker). Run by hand:
+
+    .venv/bin/python benchmarks/bench_generate.py --quick     # about a minute
+    .venv/bin/python benchmarks/bench_generate.py             # larger samples, two repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+from dask.distributed import Client, LocalCluster
+
+from heplearn.generate._fastjet import fastjet
+from heplearn.generate.driver import generate
+from heplearn.generate.processes import GeneratorOptions, ProcessCard, get_card, pythia_settings
+from heplearn.generate.substructure import substructure_fields
+
+PROCESSES = ("top", "qcd")
+NEUTRINOS = {12, 14, 16}
+
+
+@dataclass
+class Measurement:
+    process: str
+    method: str
+    workers: int
+    jets: int
+    seconds: float  # wall clock of the whole call
+    cpu_seconds: float  # CPU time spent making the jets (all workers)
+    busy_seconds: float  # wall clock summed over the workers' chunks
+
+    @property
+    def per_core(self) -> float:
+        return self.jets / self.seconds / self.workers
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.jets / self.cpu_seconds
+
+    @property
+    def concurrency(self) -> float:
+        """Chunks running at the same time, on average (2 when both workers are always busy)."""
+        return self.busy_seconds / self.seconds
+
+
+# ----------------------------------------------------------------------------- ours
+def run_ours(process: str, jets: int, workers: int, seed: int, scheduler: str | None = None) -> Measurement:
+    # Two chunks per worker, so that both workers are busy for the whole run.
+    chunk_size = max(1, jets // (2 * workers)) if workers > 1 else jets
+    with tempfile.TemporaryDirectory(prefix="bench_generate_") as directory:
+        start = time.perf_counter()
+        summary = generate([process], jets, directory, seed=seed, workers=workers, chunk_size=chunk_size,
+                           options=GeneratorOptions(), scheduler=scheduler, progress=False)
+        seconds = time.perf_counter() - start
+    return Measurement(process, "ours", workers, summary.jets_generated, seconds, summary.cpu_seconds,
+                       summary.chunk_seconds)
+
+
+# ----------------------------------------------------------------------------- reference
+def _delta_r(eta1: float, phi1: float, eta2: float, phi2: float) -> float:
+    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
+    return float(np.hypot(eta1 - eta2, dphi))
+
+
+def _truth_objects(event: object, card: ProcessCard) -> list[tuple[object, list[object]]]:
+    """(truth particle, decay quarks) of one event, found with Pythia's own record helpers."""
+    found = []
+    if card.truth == "resonance":
+        seen = set()
+        for i in range(event.size()):  # type: ignore[attr-defined]
+            particle = event[i]  # type: ignore[index]
+            if particle.idAbs() != card.resonance_id or particle.statusAbs() != 22:
+                continue
+            last = event[particle.iBotCopyId()]  # type: ignore[index]
+            if last.index() in seen:
+                continue
+            seen.add(last.index())
+            daughters = [event[d] for d in last.daughterList()]  # type: ignore[index]
+            quarks = []
+            for daughter in daughters:
+                if daughter.idAbs() == 24:
+                    w_last = event[daughter.iBotCopyId()]  # type: ignore[index]
+                    quarks += [event[d] for d in w_last.daughterList()]  # type: ignore[index]
+                else:
+                    quarks.append(daughter)
+            found.append((last, quarks))
+    else:
+        for i in range(event.size()):  # type: ignore[attr-defined]
+            particle = event[i]  # type: ignore[index]
+            if particle.statusAbs() == 23 and (particle.idAbs() <= 6 or particle.idAbs() == 21):
+                found.append((particle, []))
+    return found
+
+
+def reference_jets(card: ProcessCard, options: GeneratorOptions, n_jets: int, seed: int) -> list[dict]:
+    """The straightforward generator: one event at a time, Python loops over particles."""
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in pythia_settings(card, options, seed):
+        pythia.readString(line)
+    pythia.init()
+    radius = options.radius_for(card)
+    definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    rows: list[dict] = []
+    while len(rows) < n_jets:
+        if not pythia.next():
+            continue
+        event = pythia.event
+        inputs = []
+        for i in range(event.size()):
+            particle = event[i]
+            if particle.isFinal() and particle.idAbs() not in NEUTRINOS:
+                pseudojet = fastjet.PseudoJet(particle.px(), particle.py(), particle.pz(), particle.e())
+                pseudojet.set_user_index(i)
+                inputs.append(pseudojet)
+        sequence = fastjet.ClusterSequence(inputs, definition)
+        truth = _truth_objects(event, card)
+        for jet in fastjet.sorted_by_pt(sequence.inclusive_jets(options.pt_min)):
+            if not (options.pt_min <= jet.pt() < options.pt_max and abs(jet.eta()) < options.eta_max):
+                continue
+            best, best_dr = None, radius
+            for particle, quarks in truth:
+                dr = _delta_r(jet.eta(), jet.phi_std(), particle.eta(), particle.phi())
+                inside = all(_delta_r(jet.eta(), jet.phi_std(), q.eta(), q.phi()) < radius for q in quarks)
+                if dr < best_dr and (inside or card.truth == "parton"):
+                    best, best_dr = particle, dr
+            if card.truth == "resonance" and best is None:
+                continue
+            constituents = sorted(jet.constituents(), key=lambda c: -c.pt())
+            rows.append({
+                "px": [c.px() for c in constituents], "py": [c.py() for c in constituents],
+                "pz": [c.pz() for c in constituents], "E": [c.E() for c in constituents],
+                "pid": [event[c.user_index()].id() for c in constituents],
+                "charge": [event[c.user_index()].charge() for c in constituents],
+                "jet_pt": jet.pt(), "jet_eta": jet.eta(), "jet_phi": jet.phi_std(), "jet_mass": jet.m(),
+                "parton_pdgid": best.id() if best is not None else 0,
+            })
+            if len(rows) == n_jets:
+                break
+    # Substructure with the same FastJet-contrib tools as ours, on all the jets at once.
+    constituents = ak.Array([{k: row[k] for k in ("px", "py", "pz", "E")} for row in rows])
+    constituents = ak.zip({k: constituents[k] for k in ("px", "py", "pz", "E")}, with_name="Momentum4D")
+    for name, values in substructure_fields(constituents, radius).items():
+        for row, value in zip(rows, values, strict=True):
+            row[name] = float(value)
+    return rows
+
+
+def run_reference(process: str, jets: int, seed: int) -> Measurement:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    rows = reference_jets(get_card(process), GeneratorOptions(), jets, seed)
+    seconds = time.perf_counter() - start
+    return Measurement(process, "reference", 1, len(rows), seconds, time.process_time() - cpu_start, seconds)
+
+
+# ----------------------------------------------------------------------------- machine
+def _spin(n: int = 5_000_000) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_parallelism(client: Client) -> float:
+    """How much faster two CPU-bound processes finish than one, right now (2.0 on two free cores)."""
+    alone = client.submit(_spin, pure=False, workers=[next(iter(client.scheduler_info()["workers"]))])
+    one = alone.result()
+    start = time.perf_counter()
+    client.gather([client.submit(_spin, pure=False, key=f"spin-{i}") for i in range(2)])
+    return 2 * one / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small samples, one repeat (about a minute)")
+    parser.add_argument("--jets", type=int, default=None, help="jets per measurement")
+    parser.add_argument("--repeats", type=int, default=None)
+    arguments = parser.parse_args()
+    jets = arguments.jets or (150 if arguments.quick else 1000)
+    repeats = arguments.repeats or (1 if arguments.quick else 2)
+    logging.basicConfig(level=logging.WARNING)
+
+    # The two-worker runs use one LocalCluster, started (and warmed up) once: its start-up is a
+    # fixed cost of a few seconds per `generate` call, reported separately.
+    start = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
+        startup = time.perf_counter() - start
+        with Client(cluster) as client:
+            parallelism_before = machine_parallelism(client)
+        with tempfile.TemporaryDirectory(prefix="bench_generate_warmup_") as directory:
+            generate(["qcd"], 4, directory, workers=2, chunk_size=2, options=GeneratorOptions(mpi=False),
+                     scheduler=cluster.scheduler_address, progress=False)
+        results: list[Measurement] = []
+        for repeat in range(repeats):
+            for process in PROCESSES:
+                seed = 100 + repeat
+                results.append(run_ours(process, jets, 1, seed))
+                results.append(run_reference(process, jets, seed))
+                results.append(run_ours(process, 2 * jets, 2, seed, scheduler=cluster.scheduler_address))
+        with Client(cluster) as client:
+            parallelism_after = machine_parallelism(client)
+
+    def rate(process: str, method: str, workers: int, quantity: str = "per_core") -> float:
+        return statistics.mean(getattr(m, quantity) for m in results
+                               if (m.process, m.method, m.workers) == (process, method, workers))
+
+    print(f"{'process':8} {'method':10} {'workers':>7} {'jets/s':>9} {'jets/s/core':>12} {'jets/CPU-s':>11} "
+          f"{'busy workers':>12}")
+    for process in PROCESSES:
+        for method, workers in (("ours", 1), ("ours", 2), ("reference", 1)):
+            per_core = rate(process, method, workers)
+            print(f"{process:8} {method:10} {workers:7d} {per_core * workers:9.1f} {per_core:12.1f} "
+                  f"{rate(process, method, workers, 'per_cpu_second'):11.1f} "
+                  f"{rate(process, method, workers, 'concurrency'):12.2f}")
+        scaling = rate(process, "ours", 2) * 2 / rate(process, "ours", 1)
+        ratio = rate(process, "ours", 1) / rate(process, "reference", 1)
+        print(f"{process:8} wall-clock speed-up with 2 workers: {scaling:.2f}x (linear: 2x); "
+              f"ours / reference per core: {ratio:.2f}")
+    print("(jets/CPU-s counts CPU time only, so it does not drop when other programs share the cores;\n"
+          " 'busy workers' is the average number of chunks running at once)")
+    print(f"(Dask LocalCluster start-up with 2 workers: {startup:.1f} s, once per generate call)")
+    print(f"(machine check: two CPU-bound processes ran {parallelism_before:.2f}x / {parallelism_after:.2f}x "
+          "as fast as one, before / after; 2x means two free cores)")
+    ours = statistics.mean(rate(process, "ours", 1) for process in PROCESSES)
+    reference = statistics.mean(rate(process, "reference", 1) for process in PROCESSES)
+    print(json.dumps({"ours": round(ours, 2), "reference": round(reference, 2), "ratio": round(ours / reference, 3)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``heplearn generate``: the command line of the event generator (it only parses and calls).
+
+    heplearn generate top qcd --jets 100000 -o data/top-vs-qcd --workers 4
+    heplearn generate quark gluon --jets 50000 -o data/qg --radius 0.4
+    heplearn generate toy --events 100000 -o data/toy
+
+Register with ``app.command("generate")(generate_command)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from heplearn.errors import ConfigError
+from heplearn.generate.processes import DEFAULT_CHUNK_SIZE, PROCESSES, GeneratorOptions
+
+TOY = "toy"
+
+
+def _parse_split(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise ConfigError(f"--split {text!r}: expected three comma-separated fractions, e.g. 0.8,0.1,0.1") from error
+
+
+def generate_command(
+    *,
+    processes: Annotated[list[str], typer.Argument(
+        help=f"Processes to mix ({', '.join(PROCESSES)}), or 'toy' alone for the analytic toy.",
+        show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
+    jets: Annotated[int | None, typer.Option("--jets", "-n", help="Jets per process.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (Dask LocalCluster when > 1).")] = 1,
+    seed: Annotated[int, typer.Option(help="Global seed; every chunk's seed derives from it.")] = 0,
+    file_format: Annotated[str, typer.Option("--format", help="parquet, root or hdf5.")] = "parquet",
+    pt_min: Annotated[float, typer.Option(help="Jet pT window: lower edge (GeV).")] = 550.0,
+    pt_max: Annotated[float, typer.Option(help="Jet pT window: upper edge (GeV).")] = 650.0,
+    eta_max: Annotated[float, typer.Option(help="Largest jet |η|.")] = 2.0,
+    radius: Annotated[float | None, typer.Option(
+        help="Jet radius R (default 0.8; 0.4 for quark/gluon).")] = None,
+    algorithm: Annotated[str, typer.Option(help="antikt, kt or cambridge.")] = "antikt",
+    mpi: Annotated[bool, typer.Option("--mpi/--no-mpi", help="Multiple parton interactions.")] = True,
+    max_particles: Annotated[int, typer.Option(help="Constituents stored per jet (pT-ordered).")] = 128,
+    detector: Annotated[bool, typer.Option("--detector/--no-detector",
+                                           help="Apply the parametric detector.")] = False,
+    sqrt_s: Annotated[float, typer.Option(help="Collision energy √s (GeV).")] = 14_000.0,
+    pthat_min: Annotated[float | None, typer.Option(help="Hard-process pT-hat minimum (GeV).")] = None,
+    pthat_max: Annotated[float | None, typer.Option(help="Hard-process pT-hat maximum (GeV).")] = None,
+    chunk_size: Annotated[int, typer.Option(help="Jets per chunk (the unit of work and of restart).")]
+    = DEFAULT_CHUNK_SIZE,
+    split: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler.")] = None,
+    events: Annotated[int | None, typer.Option(help="Toy only: number of events.")] = None,
+    dimensions: Annotated[int, typer.Option(help="Toy only: number of features.")] = 4,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Generate labelled jets with Pythia 8 and FastJet (or the analytic toy) into OUTPUT."""
+    # Imported here so that `heplearn --help` does not load FastJet, awkward and Dask.
+    from heplearn.generate.detector import DetectorConfig
+    from heplearn.generate.driver import generate
+    from heplearn.generate.toy import write_toy
+
+    fractions = _parse_split(split)
+    names = [name.strip().lower() for name in processes]
+    if TOY in names:
+        if len(names) > 1:
+            raise ConfigError("'toy' cannot be mixed with physics processes; run it alone")
+        if events is None:
+            raise ConfigError("toy: give the number of events with --events N")
+        if jets is not None:
+            raise ConfigError("toy: --jets is for physics processes; use --events")
+        paths = write_toy(output, events, dimensions, seed=seed, fractions=fractions,  # type: ignore[arg-type]
+                          file_format=file_format)
+        for split_name, path in paths.items():
+            typer.echo(f"{split_name}: {path}")
+        return
+    if events is not None:
+        raise ConfigError("--events is for the toy; use --jets N for physics processes")
+    if jets is None:
+        raise ConfigError("give the number of jets per process with --jets N")
+    options = GeneratorOptions(
+        sqrt_s=sqrt_s, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, radius=radius,
+        algorithm=algorithm, mpi=mpi, max_particles=max_particles,
+        pthat_min=pthat_min, pthat_max=pthat_max,
+        detector=DetectorConfig() if detector else None,
+    )
+    summary = generate(
+        names, jets, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,
+        file_format=file_format, options=options, scheduler=scheduler, progress=progress,
+    )
+    for split_name, path in summary.files.items():
+        typer.echo(f"{split_name}: {path} ({summary.jets_per_split[split_name]} jets)")
+    typer.echo(
+        f"{summary.jets_generated} jets generated in {summary.seconds:.1f} s "
+        f"({summary.jets_per_second:.1f} jets/s); {summary.chunks_skipped} chunk(s) reused"
+    )
