@@ -129,10 +129,14 @@ def _register_commands() -> None:
     """Commands whose code lives beside their library (each a thin layer over it)."""
     from heplearn.evaluation.cli import compare_command, evaluate_command
     from heplearn.generate.cli import generate_command
+    from heplearn.serving.cli import export_command, predict_command, serve_command
 
     app.command("generate")(generate_command)
     app.command("evaluate")(evaluate_command)
     app.command("compare")(compare_command)
+    app.command("export")(export_command)
+    app.command("predict")(predict_command)
+    app.command("serve")(serve_command)
 
 
 _register_commands()

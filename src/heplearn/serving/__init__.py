@@ -1,0 +1,11 @@
+"""Taking trained models out: ONNX export, prediction over many files, a Triton-compatible service.
+
+- ``export.export_run(run_dir)``: ``run_dir/model.onnx`` (preprocessing + network + softmax), checked
+  against PyTorch, optionally laid out in a Triton model repository (``triton.py``).
+- ``predict.predict_files(run_dir, files, output_dir)``: per-class scores for ROOT, Parquet or HDF5
+  files of any size, in one process or on Dask.
+- ``server.serve(sources)``: the KServe v2 HTTP protocol (what ``tritonclient.http`` talks) with
+  dynamic batching (``batching.py``) in front of onnxruntime.
+
+The submodules are imported on use, so ``import heplearn.serving`` loads neither torch nor FastAPI.
+"""

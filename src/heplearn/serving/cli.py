@@ -1,0 +1,82 @@
+"""``heplearn export``, ``predict`` and ``serve``: the command line of deployment (it only parses and calls).
+
+    heplearn export runs/part-1 --triton-repository triton/
+    heplearn predict runs/part-1 data/*.root -o scores/ --workers 4
+    heplearn serve runs/ --port 8000
+
+Register with ``app.command("export")(export_command)``, and the same for ``predict`` and ``serve``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS
+from heplearn.serving.protocol import DEFAULT_MAX_REQUEST_BYTES
+
+
+def export_command(
+    run: Annotated[Path, typer.Argument(help="The run directory to export.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="ONNX file (default: RUN/model.onnx).")]
+    = None,
+    triton_repository: Annotated[Path | None, typer.Option(
+        help="Also lay the model out in this Triton model repository.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name in the Triton repository (default: the run's).")]
+    = None,
+    check_files: Annotated[list[Path] | None, typer.Option(
+        "--check-files", help="Jets to check onnxruntime against PyTorch on (default: the run's test split).")]
+    = None,
+    max_batch_size: Annotated[int, typer.Option(help="Triton max_batch_size.")] = 1024,
+) -> None:
+    """Export a run to ONNX with its preprocessing, and check onnxruntime against PyTorch."""
+    from heplearn.serving.export import export_run
+
+    result = export_run(run, output, triton_repository, check_files, triton_name=name, max_batch_size=max_batch_size)
+    inputs = ", ".join(f"{spec.name} {list(spec.shape)} {spec.datatype}" for spec in result.inputs)
+    typer.echo(f"onnx: {result.onnx_path} (inputs: {inputs}; output: {result.outputs[0].name})")
+    typer.echo(f"check: onnxruntime agrees with PyTorch to {result.max_difference:.2g} "
+               f"(max |Δp|) on {result.checked_jets} jets")
+    if result.triton_model is not None:
+        typer.echo(f"triton: {result.triton_model}")
+
+
+def predict_command(
+    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="ROOT, Parquet or HDF5 files.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
+    engine: Annotated[str, typer.Option(help="onnx (the exported model) or torch.")] = "onnx",
+    workers: Annotated[int, typer.Option(help="Dask LocalCluster worker processes (0: this process).")] = 0,
+    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786.")]
+    = None,
+    output_format: Annotated[str | None, typer.Option(
+        "--format", help="parquet or root (default: root for ROOT inputs, else parquet).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Entries per chunk (default: the run's).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Score every entry of FILES with the run's model: one output file per input in OUTPUT."""
+    from heplearn.serving.predict import predict_files
+
+    outputs = predict_files(run, files, output, engine, workers, dask, output_format=output_format,
+                            chunk_size=chunk_size, progress=progress)
+    for path in outputs:
+        typer.echo(str(path))
+
+
+def serve_command(
+    sources: Annotated[list[Path], typer.Argument(
+        help="Exported runs, a directory of runs, or a Triton model repository.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_batch_size: Annotated[int, typer.Option(help="Most jets per dynamic batch.")] = DEFAULT_MAX_BATCH_SIZE,
+    max_queue_delay_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill (ms).")]
+    = DEFAULT_QUEUE_DELAY_MS,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (bytes).")]
+    = DEFAULT_MAX_REQUEST_BYTES,
+) -> None:
+    """Serve models over HTTP with the KServe v2 protocol (Triton clients work) until Ctrl-C."""
+    from heplearn.serving.server import serve
+
+    serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes)

@@ -1,0 +1,79 @@
+"""The two ways to run a model on raw jets: the exported ONNX graph in onnxruntime, or PyTorch.
+
+Both take the raw (unstandardised) ``JetArrays`` that the data layer reads and return class
+probabilities (or regression outputs). The ONNX graph standardises its inputs itself (see
+``export.py``); PyTorch goes through ``TrainedModel.predict``, which does the same in numpy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from heplearn.data.transform import JetArrays
+from heplearn.errors import DataError
+
+MASK = "mask"
+DEFAULT_BATCH_SIZE = 4096
+
+
+class Engine(Protocol):
+    def predict(self, arrays: JetArrays) -> np.ndarray: ...
+
+
+class OnnxEngine:
+    """An exported model in onnxruntime, fed raw arrays (the graph standardises them itself)."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [item.name for item in self.session.get_inputs()]
+        self.output_names = [self.session.get_outputs()[0].name]
+        self.batch_size = batch_size
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(self.output_names, feed)[0]
+
+    def predict(self, arrays: JetArrays) -> np.ndarray:
+        feed = arrays_to_feed(arrays, self.input_names)
+        parts = [self.run({name: values[start:start + self.batch_size] for name, values in feed.items()})
+                 for start in range(0, len(arrays), self.batch_size)]
+        return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+
+class TorchEngine:
+    """The run's own model (any model, neural or classical) through ``TrainedModel.predict``."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        from heplearn.training.trained import TrainedModel
+
+        self.model = TrainedModel.load(run_dir)
+        self.batch_size = batch_size
+
+    def predict(self, arrays: JetArrays) -> np.ndarray:
+        return self.model.predict(arrays, self.batch_size)
+
+
+def arrays_to_feed(arrays: JetArrays, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ONNX inputs ``names`` from raw arrays: input groups by name, and ``mask``."""
+    feed: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == MASK:
+            if arrays.mask is None:
+                raise DataError("the model needs a particle mask, but the data have no per-particle group")
+            feed[name] = arrays.mask
+        elif name in arrays.inputs:
+            feed[name] = arrays.inputs[name]
+        else:
+            raise DataError(f"the model reads input {name!r}, which the data config does not provide "
+                            f"(it has {', '.join(arrays.inputs)})")
+    return feed

@@ -1,0 +1,373 @@
+"""ONNX export of a trained run: preprocessing, network and softmax in one graph.
+
+``export_run(run_dir)`` writes ``run_dir/model.onnx``. The graph takes the RAW padded inputs, one
+tensor per input group the network reads (named after the batch keys: ``particles``, ``points``,
+``vectors``, ``jet``, ...) and ``mask`` (bool, True for real particles); it applies the run's
+standardisation ``clip((x − centre) / scale, ±clip)``, sets padded slots to the pad value, runs the
+network and, for classifiers, the softmax. The output is ``probabilities`` (classification) or
+``outputs`` (regression). Batch and particle axes are dynamic. The class names, the resolved
+config, the preprocessing and the heplearn version are stored as ONNX ``metadata_props``.
+
+After writing, PyTorch and onnxruntime are compared on real jets (the run's test split, or given
+files): the largest absolute difference of the probabilities must stay below ``tolerance``.
+
+Export notes per model (torch.export / dynamo exporter, opset 20, so that GELU is one ONNX op):
+- ParT computes its full N × N pair matrix when exporting (``torch.compiler.is_exporting``), and
+  attention is traced with the math kernel of ``scaled_dot_product_attention`` so that the
+  decomposed graph reshapes correctly with a symbolic particle count.
+- EFN uses ``torch.hypot`` and the RNN a stable sort; onnxscript's torch library has no ONNX
+  function for either, so both get small translations here (``√(x² + y²)``; ONNX ``TopK``, whose
+  ties keep the lower index first, which is what a stable ascending sort does). The RNN's GRU then
+  exports with a dynamic particle axis.
+- The CNN's adaptive pooling is exported for one image size: its image axes are fixed (batch stays
+  dynamic).
+- The BDT goes through onnxmltools (``convert_xgboost``) when it is installed; cuts and the
+  projective likelihood cannot be exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from heplearn import __version__
+from heplearn.data.dataset import load_arrays
+from heplearn.data.files import atomic_path
+from heplearn.data.preprocessing import Preprocessing, VariableScaling
+from heplearn.errors import DataError, HeplearnError
+from heplearn.serving.engines import MASK, OnnxEngine
+from heplearn.serving.protocol import TensorSpec
+from heplearn.training.trained import TrainedModel
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+OPSET = 20  # >= 17 asked; 20 has a native Gelu (onnxruntime >= 1.17, Triton >= 24.04)
+CLASSICAL_CONVERTER_OPSET = 15  # the highest onnxmltools' XGBoost converter takes (its trees are ai.onnx.ml)
+PROBABILITIES = "probabilities"
+OUTPUTS = "outputs"
+TOLERANCE = 1e-5
+CHECK_JETS = 2000
+METADATA_PREFIX = "heplearn."
+
+
+class ExportError(HeplearnError):
+    """A model cannot be exported, or the exported model disagrees with PyTorch."""
+
+
+@dataclass
+class ExportResult:
+    """What ``export_run`` wrote and how well onnxruntime agrees with PyTorch."""
+
+    onnx_path: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    max_difference: float | None = None  # largest |p_torch − p_onnx| on the checked jets
+    checked_jets: int = 0
+    check_files: list[Path] = field(default_factory=list)
+    triton_model: Path | None = None
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- the exported module
+class Standardise(nn.Module):
+    """``clip((x − centre) / scale, ±clip)`` per variable; padded slots set to the pad value."""
+
+    def __init__(self, scalings: Sequence[VariableScaling], pad_value: float) -> None:
+        super().__init__()
+        # float32 constants, as Preprocessing.scale uses, so both give the same numbers
+        self.register_buffer("centre", torch.tensor([s.centre for s in scalings], dtype=torch.float32))
+        self.register_buffer("inverse_scale", torch.tensor([1 / s.scale for s in scalings], dtype=torch.float32))
+        self.register_buffer("bound", torch.tensor([s.clip if s.clip is not None else np.inf for s in scalings],
+                                                   dtype=torch.float32))
+        self.pad_value = float(pad_value)
+        self.identity = all(s.centre == 0 and s.scale == 1 and s.clip is None for s in scalings)
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if not self.identity:
+            scaled = (values - self.centre) * self.inverse_scale
+            values = torch.minimum(torch.maximum(scaled, -self.bound), self.bound)
+        if mask is not None:
+            pad = torch.full((), self.pad_value, dtype=values.dtype)
+            values = torch.where(mask.unsqueeze(-1), values, pad)
+        return values
+
+
+class DeployableModel(nn.Module):
+    """Raw padded inputs (positional, in ``input_names`` order) → probabilities or outputs."""
+
+    def __init__(self, network: nn.Module, input_names: Sequence[str], preprocessing: Preprocessing | None,
+                 softmax: bool) -> None:
+        super().__init__()
+        self.network = network
+        self.input_names = list(input_names)
+        self.softmax = softmax
+        self.standardise = nn.ModuleDict()
+        if preprocessing is not None:
+            for name in self.input_names:
+                if name in preprocessing.groups:
+                    self.standardise[name] = Standardise(preprocessing.groups[name], preprocessing.pad_values[name])
+        self.per_particle = {name: bool(preprocessing and preprocessing.lengths.get(name)) for name in input_names}
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        batch = dict(zip(self.input_names, tensors, strict=True))
+        mask = batch.get(MASK)
+        for name, standardise in self.standardise.items():
+            batch[name] = standardise(batch[name], mask if self.per_particle[name] else None)
+        outputs = self.network(batch)
+        return torch.softmax(outputs, dim=-1) if self.softmax else outputs
+
+
+# --------------------------------------------------------------------------- public functions
+def export_run(
+    run_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    triton_repository: str | os.PathLike[str] | None = None,
+    check_files: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    triton_name: str | None = None,
+    max_batch_size: int = 1024,
+    tolerance: float = TOLERANCE,
+    check_jets: int = CHECK_JETS,
+) -> ExportResult:
+    """Export a run to ONNX (``run_dir/model.onnx`` by default), check it, optionally for Triton.
+
+    The agreement check runs on ``check_files`` if given, else on the run's test split (then its
+    validation split): at most ``check_jets`` jets. A difference above ``tolerance`` is an
+    ``ExportError`` and nothing is written.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    model = TrainedModel.load(run_dir)
+    destination = Path(output) if output is not None else run_dir / ONNX_FILE
+    files = _check_files(model, check_files)
+    arrays, _ = load_arrays(files, model.config.data, check_jets)
+    with atomic_path(destination) as temporary:
+        inputs, outputs = _write_onnx(model, temporary)
+        expected = model.predict(arrays)
+        got = OnnxEngine(temporary).predict(arrays)
+        difference = float(np.max(np.abs(expected - got))) if len(expected) else 0.0
+        if not difference <= tolerance:  # also catches NaN
+            raise ExportError(f"{run_dir}: onnxruntime and PyTorch differ by up to {difference:.3g} on "
+                              f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written")
+    log.info("%s: exported to %s; onnxruntime agrees with PyTorch to %.2g on %d jets", run_dir, destination,
+             difference, len(arrays))
+    result = ExportResult(destination, inputs, outputs, difference, len(arrays), files)
+    if triton_repository is not None:
+        from heplearn.serving.triton import write_triton_model
+
+        result.triton_model = write_triton_model(destination, triton_repository, triton_name or run_dir.name,
+                                                 inputs, outputs, max_batch_size=max_batch_size)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The heplearn metadata of an exported model (JSON values decoded), keys without prefix."""
+    model = onnx.load(str(path), load_external_data=False)
+    metadata: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith(METADATA_PREFIX):
+            key = prop.key.removeprefix(METADATA_PREFIX)
+            metadata[key] = prop.value if key == "version" else json.loads(prop.value)
+    return metadata
+
+
+def export_network(
+    module: nn.Module,
+    example: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    output_name: str,
+    path: str | os.PathLike[str],
+    dynamic_axes: Sequence[dict[int, str]],
+) -> None:
+    """Export any module taking positional tensors to ONNX with named dynamic axes (opset ``OPSET``)."""
+    dims: dict[str, Any] = {}
+    shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()}
+                   for axes in dynamic_axes)
+    module.eval()
+    try:
+        with _quiet_exporter(), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+            program = torch.onnx.export(
+                module, tuple(example), None, input_names=list(input_names), output_names=[output_name],
+                dynamic_shapes=(shapes,), opset_version=OPSET, dynamo=True, external_data=False,
+                custom_translation_table=_translations(), verbose=False,
+            )
+    except Exception as error:  # the exporter raises many kinds; say which model and why, in one line
+        summary = str(error).split("## Exception summary", 1)[-1].strip().splitlines()
+        reason = next((line for line in summary if line.strip()), type(error).__name__)
+        raise ExportError(f"cannot export {type(getattr(module, 'network', module)).__name__} to ONNX: "
+                          f"{reason[:500]}") from error
+    assert program is not None
+    onnx.save_model(program.model_proto, str(path))
+
+
+# --------------------------------------------------------------------------- internals
+def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    if model.network is None:
+        return _write_classical(model, path)
+    network = model.network
+    keys: list[str] = list(getattr(network, "input_keys", ()))
+    data = model.config.data
+    missing = [key for key in keys if key != MASK and key not in data.inputs]
+    if missing:
+        raise ExportError(f"model {model.name}: reads {', '.join(missing)}, which the run's data config does not "
+                          "provide as input groups; export it with export_network instead")
+    length = max(data.particle_length or 2, 2)  # sizes 0 and 1 would be specialised by torch.export
+    example: list[torch.Tensor] = []
+    axes: list[dict[int, str]] = []
+    specs: list[TensorSpec] = []
+    generator = torch.Generator().manual_seed(0)
+    for key in keys:
+        if key == MASK:
+            example.append(torch.ones(2, length, dtype=torch.bool))
+            axes.append({0: "batch", 1: "particles"})
+            specs.append(TensorSpec(key, "BOOL", (-1, -1)))
+        elif data.inputs[key].per_particle:
+            width = len(data.inputs[key].variables)
+            example.append(torch.rand(2, length, width, generator=generator) + 1)
+            axes.append({0: "batch", 1: "particles"})
+            specs.append(TensorSpec(key, "FP32", (-1, -1, width)))
+        else:
+            width = len(data.inputs[key].variables)
+            example.append(torch.rand(2, width, generator=generator))
+            axes.append({0: "batch"})
+            specs.append(TensorSpec(key, "FP32", (-1, width)))
+    classification = model.task == "classification"
+    output_name = PROBABILITIES if classification else OUTPUTS
+    outputs = [TensorSpec(output_name, "FP32", (-1, int(getattr(network, "num_outputs", len(model.class_names)))))]
+    wrapper = DeployableModel(network, keys, model.preprocessing, softmax=classification)
+    export_network(wrapper, example, keys, output_name, path, axes)
+    proto = onnx.load(str(path))
+    _set_metadata(proto, model, specs, outputs)
+    onnx.save_model(proto, str(path))
+    return specs, outputs
+
+
+def _write_classical(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    if model.name != "bdt":
+        raise ExportError(f"model {model.name}: the {model.name} classifier is not exportable to ONNX "
+                          "(only neural networks and the BDT are); apply it with `heplearn predict --engine torch`")
+    try:
+        import onnxmltools  # type: ignore[import-not-found]
+        from onnxmltools.convert.common.data_types import FloatTensorType  # type: ignore[import-not-found]
+    except ImportError:
+        raise ExportError("model bdt: exporting the BDT to ONNX needs onnxmltools (pip install onnxmltools); "
+                          "it is not installed") from None
+    from heplearn.training.run import jet_group
+
+    group = jet_group(model.config.data, model.name)
+    width = len(model.config.data.inputs[group].variables)
+    converted = onnxmltools.convert_xgboost(model.classical.booster_, initial_types=[(group, FloatTensorType([None,
+                                                                                                            width]))],
+                                            target_opset=CLASSICAL_CONVERTER_OPSET)
+    proto = _reorder_classical_output(converted, len(model.class_names))
+    specs = [TensorSpec(group, "FP32", (-1, width))]
+    outputs = [TensorSpec(PROBABILITIES, "FP32", (-1, len(model.class_names)))]
+    _set_metadata(proto, model, specs, outputs)
+    onnx.save_model(proto, str(path))
+    return specs, outputs
+
+
+def _reorder_classical_output(proto: onnx.ModelProto, classes: int) -> onnx.ModelProto:
+    """Keep only the probabilities, in heplearn's class order (binary columns swapped, see ``fit_classical``)."""
+    graph = proto.graph
+    probability_output = next(output.name for output in graph.output
+                              if output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT)
+    raw = "heplearn_raw_probabilities"
+    for node in graph.node:
+        node.output[:] = [raw if name == probability_output else name for name in node.output]
+    order = [1, 0] if classes == 2 else list(range(classes))
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array(order, np.int64), "heplearn_class_order"))
+    graph.node.append(onnx.helper.make_node("Gather", [raw, "heplearn_class_order"], [PROBABILITIES], axis=1))
+    del graph.output[:]
+    graph.output.append(onnx.helper.make_tensor_value_info(PROBABILITIES, onnx.TensorProto.FLOAT, [None, classes]))
+    if not any(entry.domain in {"", "ai.onnx"} for entry in proto.opset_import):
+        proto.opset_import.append(onnx.helper.make_opsetid("", OPSET))
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _set_metadata(proto: onnx.ModelProto, model: TrainedModel, inputs: list[TensorSpec],
+                  outputs: list[TensorSpec]) -> None:
+    data = model.config.data
+    groups = {name: {"variables": group.variables, "length": group.length, "pad_value": group.pad_value}
+              for name, group in data.inputs.items() if name in {spec.name for spec in inputs}}
+    values = {
+        "version": __version__,
+        "model": json.dumps(model.name),
+        "task": json.dumps(model.task),
+        "class_names": json.dumps(model.class_names),
+        "inputs": json.dumps([spec.to_json() for spec in inputs]),
+        "outputs": json.dumps([spec.to_json() for spec in outputs]),
+        "groups": json.dumps(groups),
+        "preprocessing": json.dumps(model.preprocessing.to_dict()),
+        "config": json.dumps(model.config.model_dump(mode="json")),
+    }
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, value
+    proto.producer_name, proto.producer_version = "heplearn", __version__
+    proto.doc_string = f"heplearn {model.name} ({model.task}); classes: {', '.join(model.class_names)}"
+
+
+def _check_files(model: TrainedModel, given: Sequence[str | os.PathLike[str]] | None) -> list[Path]:
+    if given:
+        return [Path(file) for file in given]
+    data = model.config.data
+    for split in ("test", "val"):
+        if getattr(data, split):
+            return data.files(split)
+    raise DataError("the run has no test or val split to check the export on; give files (--check-files)")
+
+
+def _translations() -> dict[Any, Any]:
+    """ONNX translations for the aten/prims ops that onnxscript's torch library lacks."""
+    from onnxscript import opset20 as op
+
+    def hypot(self: Any, other: Any) -> Any:
+        return op.Sqrt(op.Add(op.Mul(self, self), op.Mul(other, other)))
+
+    def stable_sort(self: Any, *, stable: bool | None = None, dim: int = -1, descending: bool = False) -> Any:
+        # ONNX TopK breaks ties by the lower index: a stable sort.
+        size = op.Reshape(op.Gather(op.Shape(self), dim, axis=0), op.Constant(value_ints=[1]))
+        return op.TopK(self, size, axis=dim, largest=descending, sorted=True)
+
+    return {torch.ops.prims.hypot.default: hypot, torch.ops.aten.hypot.default: hypot,
+            torch.ops.aten.sort.stable: stable_sort}
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter about its own internals (nothing the user can act on)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration",
+                                                    "torch.onnx._internal.exporter._core", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*_check_is_size will be removed", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r".*were assigned during export", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r".*\.grad attribute of a Tensor that is not a leaf",
+                                    category=UserWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

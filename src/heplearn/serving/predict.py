@@ -1,0 +1,296 @@
+"""Apply a trained run to ROOT, Parquet or HDF5 files of any size, chunk by chunk, locally or with Dask.
+
+``predict_files(run_dir, files, output_dir)`` writes one output per input file: ``score_<class>``
+(``output_<name>`` for regression) and the run's observers, one row per input entry in the input's
+order. Entries that fail the run's selection get NaN scores, so a ROOT output is a friend tree of
+its input (same tree name, same entry count and order: ``tree.AddFriend("tree", "x.scores.root")``).
+ROOT inputs give ROOT outputs and the others Parquet, unless ``output_format`` says otherwise.
+
+The model runs in onnxruntime (``engine="onnx"``, the exported ``model.onnx``) or in PyTorch
+(``engine="torch"``, any model, also cuts and the likelihood). Files are the unit of work: each
+output is written atomically and a rerun skips finished files. ``workers=N`` runs them on a Dask
+``LocalCluster`` of N single-threaded processes, ``scheduler="tcp://host:8786"`` on an existing
+Dask cluster; the results are the same as in one process.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import uproot
+from tqdm.auto import tqdm
+
+from heplearn import __version__
+from heplearn.data.config import DataConfig
+from heplearn.data.files import atomic_path
+from heplearn.data.io import PROVENANCE_KEY, Source, open_source
+from heplearn.data.schema import DEFAULT_TREE
+from heplearn.data.transform import ChunkTransformer
+from heplearn.errors import ConfigError, DataError
+from heplearn.features.particles import VariableTable
+from heplearn.serving.engines import Engine, OnnxEngine, TorchEngine
+from heplearn.serving.export import ONNX_FILE
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("onnx", "torch")
+OUTPUT_FORMATS = ("parquet", "root")
+SUFFIXES = {"parquet": ".scores.parquet", "root": ".scores.root"}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What prediction needs to know about a run, read from its files (no model loaded)."""
+
+    run_dir: Path
+    data: DataConfig
+    output_columns: list[str]
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike[str]) -> RunInfo:
+        from heplearn.training.run import MODEL_FILE, read_run_config
+
+        run_dir = Path(run_dir)
+        if not (run_dir / MODEL_FILE).is_file():
+            raise DataError(f"{run_dir}: not a finished heplearn run (no {MODEL_FILE}); train it first")
+        config = read_run_config(run_dir)
+        info = json.loads((run_dir / MODEL_FILE).read_text())
+        names, outputs = list(info["class_names"]), int(info["num_outputs"])
+        if info["task"] == "classification":
+            columns = [f"score_{name}" for name in names]
+        else:
+            targets = list(config.data.labels.targets)
+            columns = [f"output_{name}" for name in (targets if len(targets) == outputs else range(outputs))]
+        return cls(run_dir, config.data, columns)
+
+
+# --------------------------------------------------------------------------- public function
+def predict_files(
+    run_dir: str | os.PathLike[str],
+    files: Sequence[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    engine: str = "onnx",
+    workers: int = 0,
+    scheduler: str | None = None,
+    *,
+    output_format: str | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Score every entry of ``files`` with the run's model; returns the output paths (input order)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format {output_format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 or more, got {workers}")
+    if not files:
+        raise DataError("no input files given")
+    run = RunInfo.read(run_dir)
+    if engine == "onnx" and not (run.run_dir / ONNX_FILE).is_file():
+        raise DataError(f"{run.run_dir}: no {ONNX_FILE}; export the run first (heplearn export {run.run_dir}) "
+                        "or use the torch engine")
+    chunk = chunk_size or run.data.chunk_size
+    tasks = _plan_outputs(files, Path(output_dir), output_format)
+    todo = [(file, output) for file, output in tasks if not output.exists()]
+    for file, output in tasks:
+        if output.exists():
+            log.info("%s: %s exists, skipped", file, output)
+    if scheduler is None and workers == 0:
+        for file, output in todo:
+            predict_file(run.run_dir, file, output, engine, chunk, progress=progress)
+    else:
+        _predict_distributed(run.run_dir, todo, engine, chunk, workers, scheduler, progress)
+    return [output for _, output in tasks]
+
+
+def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], output: str | os.PathLike[str],
+                 engine: str = "onnx", chunk_size: int | None = None, *, threads: int | None = None,
+                 progress: bool = False) -> Path:
+    """Score one file into ``output`` (Parquet or ROOT by its suffix), written atomically."""
+    run = RunInfo.read(run_dir)
+    model = _engine(str(run.run_dir), engine, threads)
+    scorer = _FileScorer(run, Path(file))
+    output = Path(output)
+    writer_class = _RootWriter if output.suffix == ".root" else _ParquetWriter
+    provenance = {"heplearn_version": __version__, "run": str(run.run_dir), "input": str(file), "engine": engine}
+    with atomic_path(output) as temporary, writer_class(temporary, scorer.table_name, provenance) as writer, \
+            tqdm(total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress,
+                 leave=False) as bar:
+        for columns in scorer.chunks(model, chunk_size or run.data.chunk_size):
+            writer.write(columns)
+            bar.update(len(next(iter(columns.values()))))
+    log.info("%s: %d entries scored into %s", file, scorer.source.num_entries, output)
+    return output
+
+
+# --------------------------------------------------------------------------- scoring one file
+class _UnlabelledTransformer(ChunkTransformer):
+    """The training transformer without labels and weights: data files have neither."""
+
+    def variable_names(self) -> set[str]:
+        names: set[str] = set(self.config.observers)
+        for group in self.config.inputs.values():
+            names.update(group.variables)
+        if self.config.selection:
+            names.update(self.config.expressions["selection"].names)
+        if self.config.particle_order == "pt" and self.config.particle_length:
+            names.add("part_pt")
+        return names
+
+    def fields_to_read(self, available: list[str], where: str) -> list[str]:
+        return [name for name in super().fields_to_read(available, where) if not name.startswith("label_")]
+
+    def _labels(self, table: VariableTable, chunk: ak.Array, where: str) -> np.ndarray:
+        return np.zeros(len(chunk), np.int64)
+
+
+class _FileScorer:
+    """One input file read in chunks: selection, observers of every entry, scores of the selected ones."""
+
+    def __init__(self, run: RunInfo, path: Path) -> None:
+        self.run = run
+        self.path = path
+        data = run.data
+        # selection applied here (so failing entries get NaN), weights never needed
+        self.transform = _UnlabelledTransformer(data.model_copy(update={"weights": None}))
+        self.source: Source = open_source(path, data.treename)
+        self.fields = self.transform.fields_to_read(self.source.field_names(), str(path))
+
+    @property
+    def table_name(self) -> str:
+        return self.source.table_name or DEFAULT_TREE
+
+    def chunks(self, model: Engine, chunk_size: int) -> Iterator[dict[str, np.ndarray]]:
+        bounds = self.source.chunk_boundaries()
+        for low, high in itertools.pairwise(bounds):
+            for start in range(low, high, chunk_size):
+                yield self._score(model, start, min(start + chunk_size, high))
+
+    def _score(self, model: Engine, start: int, stop: int) -> dict[str, np.ndarray]:
+        data = self.run.data
+        where = f"{self.path} (entries {start}-{stop})"
+        chunk = self.source.read(self.fields, start, stop)
+        table = VariableTable(chunk, data.new_variable_expressions)
+        passed = np.ones(len(chunk), bool)
+        if data.selection:
+            passed = np.asarray(ChunkTransformer._as_numpy(data.expressions["selection"].evaluate(table),
+                                                           "selection", where), bool)
+        scores = np.full((len(chunk), len(self.run.output_columns)), np.nan, np.float32)
+        if passed.any():
+            selected = chunk[passed] if not passed.all() else chunk
+            # the transformer applies the selection again: every selected entry passes it
+            arrays = self.transform(selected, where)
+            scores[passed] = model.predict(arrays)
+        columns = {name: scores[:, index] for index, name in enumerate(self.run.output_columns)}
+        for name in data.observers:
+            columns[name] = np.asarray(ChunkTransformer._as_numpy(table[name], name, where))
+        return columns
+
+
+# --------------------------------------------------------------------------- writers
+class _ParquetWriter:
+    def __init__(self, path: Path, table_name: str, provenance: dict[str, Any]) -> None:
+        self.path = path
+        self.metadata = {PROVENANCE_KEY.encode(): json.dumps(provenance).encode()}
+        self.writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> _ParquetWriter:
+        return self
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        table = pa.table(columns)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema.with_metadata(self.metadata), compression="zstd")
+        self.writer.write_table(table.replace_schema_metadata(self.metadata))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is None:  # an empty input: an empty table with no columns would be useless
+            pq.write_table(pa.table({}).replace_schema_metadata(self.metadata), self.path)
+        else:
+            self.writer.close()
+
+
+class _RootWriter:
+    def __init__(self, path: Path, table_name: str, provenance: dict[str, Any]) -> None:
+        self.file = uproot.recreate(path)
+        self.file[PROVENANCE_KEY] = json.dumps(provenance)
+        self.table_name = table_name
+        self.tree: Any = None
+
+    def __enter__(self) -> _RootWriter:
+        return self
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        if self.tree is None:
+            self.tree = self.file.mktree(self.table_name, {name: values.dtype for name, values in columns.items()})
+        self.tree.extend(columns)
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+# --------------------------------------------------------------------------- planning and Dask
+def _plan_outputs(files: Sequence[str | os.PathLike[str]], output_dir: Path,
+                  output_format: str | None) -> list[tuple[Path, Path]]:
+    tasks: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}
+    for file in map(Path, files):
+        if not file.is_file():
+            raise DataError(f"{file}: no such file")
+        kind = output_format or ("root" if file.suffix.lower() == ".root" else "parquet")
+        output = output_dir / (file.name.split(".")[0] + SUFFIXES[kind])
+        if output in seen:
+            raise DataError(f"{file} and {seen[output]} would both write {output}; rename one of them")
+        seen[output] = file
+        tasks.append((file, output))
+    return tasks
+
+
+@functools.lru_cache(maxsize=4)
+def _engine(run_dir: str, engine: str, threads: int | None) -> Engine:
+    """One model per process and run (Dask workers keep theirs between files)."""
+    if engine == "onnx":
+        return OnnxEngine(Path(run_dir) / ONNX_FILE, threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return TorchEngine(run_dir)
+
+
+def _predict_distributed(run_dir: Path, tasks: list[tuple[Path, Path]], engine: str, chunk_size: int, workers: int,
+                         scheduler: str | None, progress: bool) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        # one thread per task on a LocalCluster (its workers have one core each); the cluster's own choice else
+        threads = 1 if cluster is not None else None
+        futures = [client.submit(predict_file, str(run_dir), str(file), str(output), engine, chunk_size,
+                                 threads=threads, pure=False) for file, output in tasks]
+        with tqdm(total=len(futures), unit="files", disable=not progress) as bar:
+            for future in as_completed(futures):
+                future.result()  # re-raises a worker's error here
+                bar.update()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

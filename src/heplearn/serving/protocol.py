@@ -1,0 +1,217 @@
+"""The tensors of the KServe v2 inference protocol (the one NVIDIA Triton speaks), as numpy arrays.
+
+A request body is JSON, ``{"inputs": [{"name", "shape", "datatype", "data"}], "outputs": [...]}``,
+optionally followed by raw tensor bytes (the *binary tensor data* extension): the JSON part is
+then the first ``Inference-Header-Content-Length`` bytes, and each input whose ``parameters`` hold
+``binary_data_size`` takes that many bytes of the rest, in order. Responses use the same layout;
+outputs go out as binary when the request asks for it (``binary_data_output`` for all, or an
+output's own ``binary_data``), as ``tritonclient`` does by default.
+
+Every problem with a request raises ``ProtocolError`` with the HTTP status to answer and a
+message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from heplearn.errors import HeplearnError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+#: KServe v2 datatype ↔ numpy dtype (BYTES, strings, is not used by heplearn models).
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+#: onnxruntime's type strings ("tensor(float)") → KServe v2 datatype.
+ONNX_TYPES: dict[str, str] = {
+    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+}
+
+
+class ProtocolError(HeplearnError):
+    """A request the server cannot answer: ``status`` is the HTTP status code to send."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, KServe datatype and shape (-1 for a variable axis, batch first)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return DATATYPES[self.datatype]
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    for name, candidate in DATATYPES.items():
+        if candidate == dtype:
+            return name
+    raise ProtocolError(f"numpy dtype {dtype} has no KServe v2 datatype")
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    request_id: str | None
+    binary_outputs: dict[str, bool]  # requested output name → binary; empty: all outputs
+    binary_default: bool
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """The inputs of a request body (JSON, optionally followed by binary tensors)."""
+    if header_length is not None:
+        try:
+            split = int(header_length)
+        except ValueError:
+            raise ProtocolError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if not 0 < split <= len(body):
+            raise ProtocolError(f"{HEADER_LENGTH} {split} does not fit a body of {len(body)} bytes")
+        header_bytes, binary = body[:split], memoryview(body)[split:]
+    else:
+        header_bytes, binary = body, memoryview(b"")
+    try:
+        header = json.loads(header_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ProtocolError(f"the request is not valid JSON: {error}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
+        raise ProtocolError('the request needs a non-empty "inputs" list')
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for position, tensor in enumerate(header["inputs"]):
+        name, array, used = _decode_input(tensor, position, binary[offset:])
+        if name in inputs:
+            raise ProtocolError(f"input {name!r} is given twice")
+        inputs[name] = array
+        offset += used
+    if offset != len(binary):
+        raise ProtocolError(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    parameters = header.get("parameters") or {}
+    binary_default = bool(parameters.get("binary_data_output", False)) if isinstance(parameters, dict) else False
+    requested: dict[str, bool] = {}
+    for output in header.get("outputs") or []:
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise ProtocolError('every entry of "outputs" needs a "name"')
+        output_parameters = output.get("parameters") or {}
+        requested[output["name"]] = bool(output_parameters.get("binary_data", binary_default))
+    request_id = header.get("id")
+    return InferRequest(inputs, str(request_id) if request_id is not None else None, requested, binary_default)
+
+
+def _decode_input(tensor: Any, position: int, binary: memoryview) -> tuple[str, np.ndarray, int]:
+    """One input tensor: its name, values, and how many binary bytes it used."""
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise ProtocolError(f"input {position}: needs a string \"name\"")
+    name = tensor["name"]
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"input {name!r}: unsupported datatype {datatype!r} "
+                            f"(supported: {', '.join(DATATYPES)})")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise ProtocolError(f"input {name!r}: \"shape\" must be a list of non-negative integers, got {shape!r}")
+    dtype = DATATYPES[datatype]
+    count = math.prod(shape)
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if size != count * dtype.itemsize:
+            raise ProtocolError(f"input {name!r}: binary_data_size {size} does not match shape {shape} of "
+                                f"{datatype} ({count * dtype.itemsize} bytes)")
+        if size > len(binary):
+            raise ProtocolError(f"input {name!r}: needs {size} bytes of binary data, {len(binary)} are left")
+        return name, np.frombuffer(binary[:size], dtype=dtype).reshape(shape), size
+    if "data" not in tensor:
+        raise ProtocolError(f"input {name!r}: needs \"data\" (or binary data)")
+    try:
+        values = np.asarray(tensor["data"], dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ProtocolError(f"input {name!r}: \"data\" cannot be read as {datatype}: {error}") from None
+    if values.size != count:
+        raise ProtocolError(f"input {name!r}: {values.size} values for shape {shape} ({count} expected)")
+    return name, values.reshape(shape), 0
+
+
+def check_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str) -> int:
+    """Check names, datatypes and shapes against the model's inputs; returns the batch size."""
+    expected = {spec.name for spec in specs}
+    unknown = sorted(set(inputs) - expected)
+    missing = sorted(expected - set(inputs))
+    if unknown or missing:
+        parts = ([f"unknown input {', '.join(map(repr, unknown))}"] if unknown else []) + (
+            [f"missing input {', '.join(map(repr, missing))}"] if missing else [])
+        raise ProtocolError(f"model {model!r}: {'; '.join(parts)} (the model takes "
+                            f"{', '.join(spec.name for spec in specs)})")
+    batch: int | None = None
+    for spec in specs:
+        array = inputs[spec.name]
+        if array.dtype != spec.dtype:
+            raise ProtocolError(f"model {model!r}: input {spec.name!r} must be {spec.datatype}, "
+                                f"got {datatype_of(array.dtype)}")
+        if array.ndim != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, array.shape,
+                                                                                           strict=True)):
+            raise ProtocolError(f"model {model!r}: input {spec.name!r} has shape {list(array.shape)}, "
+                                f"expected {list(spec.shape)} (-1: any size)")
+        if batch is not None and array.shape[0] != batch:
+            raise ProtocolError(f"model {model!r}: the inputs disagree on the batch size "
+                                f"({batch} and {array.shape[0]} for {spec.name!r})")
+        batch = array.shape[0]
+    if not batch:
+        raise ProtocolError(f"model {model!r}: the batch is empty")
+    return batch
+
+
+def encode_response(model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
+                    ) -> tuple[bytes, int | None]:
+    """The response body and, when it carries binary outputs, the length of its JSON part."""
+    names = list(request.binary_outputs) or list(outputs)
+    unknown = [name for name in names if name not in outputs]
+    if unknown:
+        raise ProtocolError(f"model {model!r}: no output {', '.join(map(repr, unknown))} "
+                            f"(it has {', '.join(outputs)})")
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name in names:
+        array = np.ascontiguousarray(outputs[name])
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype_of(array.dtype), "shape": list(array.shape)}
+        if request.binary_outputs.get(name, request.binary_default):
+            blob = array.tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        tensors.append(tensor)
+    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": tensors}
+    if request.request_id is not None:
+        response["id"] = request.request_id
+    header = json.dumps(response, allow_nan=True).encode()
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

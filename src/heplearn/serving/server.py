@@ -1,0 +1,325 @@
+"""An inference service speaking the KServe v2 protocol of NVIDIA Triton, over HTTP (FastAPI + uvicorn).
+
+    serve(["runs/part-1", "runs/pfn-2"])          # exported runs, a directory of them, or a Triton repository
+
+Endpoints (what ``tritonclient.http.InferenceServerClient`` calls): ``GET /v2/health/live``,
+``/v2/health/ready``, ``/v2`` (server metadata), ``/v2/models/{name}[/versions/{v}]`` (inputs and
+outputs with datatype and shape), ``.../ready``, ``.../config`` and ``POST .../infer`` with JSON
+tensors or the binary tensor data extension (tritonclient's default), plus
+``POST /v2/repository/index``. Each model runs in onnxruntime behind a ``DynamicBatcher``.
+
+Errors answer ``{"error": "..."}``: 400 for malformed JSON or a wrong input name, datatype or
+shape, 404 for an unknown model or version, 413 for a request above ``max_request_bytes``.
+The server binds to 127.0.0.1 unless told otherwise; on SIGINT/SIGTERM (or ``stop()``) it stops
+accepting connections, answers the requests in flight, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from heplearn import __version__
+from heplearn.errors import DataError
+from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
+from heplearn.serving.export import read_metadata
+from heplearn.serving.protocol import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    HEADER_LENGTH,
+    ONNX_TYPES,
+    ProtocolError,
+    TensorSpec,
+    check_inputs,
+    encode_response,
+    parse_request,
+)
+from heplearn.serving.triton import ModelSource, find_models, model_config_json
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "heplearn"
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository"]
+
+
+@dataclass
+class ServedModel:
+    """One ONNX model in onnxruntime, its tensor specs and its batcher."""
+
+    name: str
+    version: str
+    path: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metadata: dict[str, Any]
+    session: Any
+    batcher: DynamicBatcher
+    max_batch_size: int
+
+    @classmethod
+    def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
+             threads: int | None = None) -> ServedModel:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            session = onnxruntime.InferenceSession(str(source.onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise DataError(f"{source.onnx_path}: onnxruntime cannot load it: {error}") from error
+        inputs = [_spec(item) for item in session.get_inputs()]
+        outputs = [_spec(item) for item in session.get_outputs()]
+        batch_limit = min(max_batch_size, source.max_batch_size or max_batch_size)
+        output_names = [spec.name for spec in outputs]
+
+        def run(feed: Tensors) -> Tensors:
+            return dict(zip(output_names, session.run(output_names, feed), strict=True))
+
+        batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
+        return cls(source.name, source.version, source.onnx_path, inputs, outputs, read_metadata(source.onnx_path),
+                   session, batcher, batch_limit)
+
+    def metadata_json(self) -> dict[str, Any]:
+        content: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
+                                   "inputs": [spec.to_json() for spec in self.inputs],
+                                   "outputs": [spec.to_json() for spec in self.outputs]}
+        if self.metadata:
+            content["parameters"] = {key: self.metadata[key] for key in ("model", "task", "class_names", "version")
+                                     if key in self.metadata}
+        return content
+
+
+def _spec(item: Any) -> TensorSpec:
+    if item.type not in ONNX_TYPES:
+        raise DataError(f"model tensor {item.name!r} has type {item.type}, which the server does not handle")
+    shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in item.shape)
+    return TensorSpec(item.name, ONNX_TYPES[item.type], shape)
+
+
+def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
+                threads: int | None = None) -> dict[str, ServedModel]:
+    """Every model of ``sources`` by name; two models of one name are an error."""
+    if not sources:
+        raise DataError("no model given: pass exported runs, a directory of them or a Triton repository")
+    models: dict[str, ServedModel] = {}
+    for source in sources:
+        for found in find_models(source):
+            if found.name in models:
+                raise DataError(f"two models are named {found.name!r} ({models[found.name].path} and "
+                                f"{found.onnx_path}); rename one")
+            models[found.name] = ServedModel.load(found, max_batch_size, max_queue_delay_ms / 1000, threads)
+            log.info("model %s (version %s) from %s", found.name, found.version, found.onnx_path)
+    return models
+
+
+# --------------------------------------------------------------------------- the application
+def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+               max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               threads: int | None = None) -> FastAPI:
+    """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here)."""
+    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.gather(*(model.batcher.close() for model in models.values()))
+        log.info("all requests answered; server stopped")
+
+    app = FastAPI(title="heplearn inference service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.models = models
+
+    def model_named(name: str, version: str | None = None) -> ServedModel:
+        if name not in models:
+            raise ProtocolError(f"unknown model {name!r} (served: {', '.join(sorted(models))})", 404)
+        model = models[name]
+        if version not in (None, "", model.version):
+            raise ProtocolError(f"model {name!r} has no version {version!r} (served: {model.version})", 404)
+        return model
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}"},
+                            status_code=error.status_code)
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    @app.post("/v2/repository/index")
+    async def repository_index() -> list[dict[str, str]]:
+        return [{"name": model.name, "version": model.version, "state": "READY"} for model in models.values()]
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        return model_named(name, version).metadata_json()
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        model_named(name, version)
+        return Response(status_code=200)
+
+    @app.get("/v2/models/{name}/config")
+    @app.get("/v2/models/{name}/versions/{version}/config")
+    async def model_config(name: str, version: str | None = None) -> Response:
+        model = model_named(name, version)
+        return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size),
+                        media_type="application/json")
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        model = model_named(name, version)
+        body = await _read_body(request, max_request_bytes)
+        parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
+        check_inputs(parsed.inputs, model.inputs, name)
+        try:
+            outputs = await model.batcher.submit(parsed.inputs)
+        except RuntimeError as error:  # shutting down
+            raise ProtocolError(str(error), 503) from None
+        except Exception as error:  # onnxruntime rejected the batch: a server-side failure
+            raise ProtocolError(f"model {name!r} failed: {error}", 500) from None
+        content, header_length = encode_response(name, model.version, parsed, outputs)
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(header_length)})
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body (decompressed if gzip/deflate), at most ``limit`` bytes, else 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(f"the request has {int(declared)} bytes; this server takes at most {limit}", 413)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ProtocolError(f"the request exceeds {limit} bytes, the most this server takes", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if encoding in {"gzip", "deflate"}:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as error:
+            raise ProtocolError(f"the {encoding} request body is corrupt: {error}") from None
+        if len(body) > limit:
+            raise ProtocolError(f"the decompressed request exceeds {limit} bytes, the most this server takes", 413)
+    elif encoding not in {"", "identity"}:
+        raise ProtocolError(f"unsupported Content-Encoding {encoding!r} (use gzip or deflate)", 415)
+    return body
+
+
+# --------------------------------------------------------------------------- running it
+def serve(
+    sources: Sequence[str | os.PathLike[str]],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    *,
+    threads: int | None = None,
+    graceful_timeout: float = 30.0,
+) -> None:
+    """Serve the models until SIGINT/SIGTERM; requests in flight are answered before exiting."""
+    import uvicorn
+
+    app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads)
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning("serving on %s: reachable from other machines, and the service has no authentication", host)
+    log.info("serving %s on http://%s:%d", ", ".join(app.state.models), host, port)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=graceful_timeout)
+    uvicorn.Server(config).run()
+
+
+class BackgroundServer:
+    """The service in a background thread on a free local port (tests, notebooks, benchmarks).
+
+        with BackgroundServer(["runs/pfn"]) as server:
+            client = tritonclient.http.InferenceServerClient(server.address)
+    """
+
+    def __init__(self, sources: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0,
+                 **options: Any) -> None:
+        import uvicorn
+
+        self.app = create_app(sources, **options)
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = host, self._socket.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="heplearn-serve", daemon=True)
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as tritonclient takes it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the inference server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting requests, answer those in flight, and wait for the server thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._socket.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        return {name: model.batcher.statistics for name, model in self.app.state.models.items()}
+

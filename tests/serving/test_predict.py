@@ -1,0 +1,127 @@
+"""Prediction over files: chunks, NaN for unselected entries, friend trees, reruns, Dask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import uproot
+
+from heplearn.data import io
+from heplearn.errors import DataError
+from heplearn.serving.export import ExportResult
+from heplearn.serving.predict import predict_files
+from heplearn.training.trained import TrainedModel
+from tests.conftest import make_jets
+from tests.serving.conftest import SELECTION
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Unlabelled jets (data have no labels) as Parquet (several row groups), ROOT and HDF5."""
+    folder = tmp_path_factory.mktemp("predict-inputs")
+    jets = make_jets(500, seed=31)
+    unlabelled = jets[[name for name in jets.fields if not name.startswith("label_")]]
+    return {"parquet": io.write(unlabelled, folder / "a.parquet", row_group_size=120),
+            "root": io.write(unlabelled, folder / "b.root"),
+            "hdf5": io.write(unlabelled, folder / "c.h5")}
+
+
+def _expected(run_dir: Path, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of the selected jets (PyTorch) and the selection mask of every entry."""
+    model = TrainedModel.load(run_dir)
+    jets = io.read(path)
+    passed = ak.to_numpy(jets.jet_nparticles) > 8
+    labelled = ak.with_field(ak.with_field(jets, np.zeros(len(jets), np.int64), "label_top"),
+                             np.ones(len(jets), np.int64), "label_qcd")
+    copy = path.with_name("labelled" + path.suffix)
+    io.write(labelled, copy)
+    probabilities, _ = model.predict_files([copy])
+    copy.unlink()
+    return probabilities, passed
+
+
+def test_parquet_scores_match_pytorch_with_nan_for_unselected(pfn_export: ExportResult, inputs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    run_dir = pfn_export.onnx_path.parent
+    (output,) = predict_files(run_dir, [inputs["parquet"]], tmp_path, chunk_size=100, progress=False)
+    assert output == tmp_path / "a.scores.parquet"
+    table = pq.read_table(output)
+    assert table.column_names == ["score_top", "score_qcd", "jet_pt", "jet_sdmass"]
+    assert table.num_rows == 500
+    assert pq.ParquetFile(output).metadata.num_row_groups > 1
+    expected, passed = _expected(run_dir, inputs["parquet"])
+    scores = np.stack([table["score_top"].to_numpy(), table["score_qcd"].to_numpy()], axis=1)
+    assert SELECTION == "jet_nparticles > 8" and 0 < (~passed).sum() < 500
+    assert np.isnan(scores[~passed]).all()
+    np.testing.assert_allclose(scores[passed], expected, atol=1e-5)
+    source = io.read(inputs["parquet"], ["jet_pt"])
+    np.testing.assert_array_equal(table["jet_pt"].to_numpy(), ak.to_numpy(source.jet_pt))
+
+    before = output.stat().st_mtime_ns  # a rerun skips the finished file
+    predict_files(run_dir, [inputs["parquet"]], tmp_path, progress=False)
+    assert output.stat().st_mtime_ns == before
+    assert [path.name for path in tmp_path.iterdir()] == ["a.scores.parquet"]  # no temporary left
+
+
+def test_root_input_gives_an_aligned_friend_tree(pfn_export: ExportResult, inputs: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    run_dir = pfn_export.onnx_path.parent
+    onnx_out, torch_out = tmp_path / "onnx", tmp_path / "torch"
+    (friend,) = predict_files(run_dir, [inputs["root"]], onnx_out, chunk_size=128, progress=False)
+    (torch_friend,) = predict_files(run_dir, [inputs["root"]], torch_out, engine="torch", progress=False)
+    assert friend.name == "b.scores.root"
+    with uproot.open(inputs["root"]) as original, uproot.open(friend) as scored:
+        assert set(scored.keys(cycle=False)) >= {"tree"}
+        assert scored["tree"].num_entries == original["tree"].num_entries == 500
+        values = scored["tree"].arrays(["score_top", "jet_pt"], library="np")
+        np.testing.assert_array_equal(values["jet_pt"], original["tree"]["jet_pt"].array(library="np"))
+    with uproot.open(torch_friend) as scored:
+        torch_values = scored["tree"]["score_top"].array(library="np")
+    expected, passed = _expected(run_dir, inputs["root"])
+    np.testing.assert_allclose(values["score_top"][passed], expected[:, 0], atol=1e-5)
+    np.testing.assert_allclose(torch_values[passed], expected[:, 0], atol=1e-6)
+    assert np.isnan(values["score_top"][~passed]).all() and np.isnan(torch_values[~passed]).all()
+
+
+def test_hdf5_input_and_root_format(mlp_export: ExportResult, inputs: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = mlp_export.onnx_path.parent
+    (output,) = predict_files(run_dir, [inputs["hdf5"]], tmp_path, output_format="root", progress=False)
+    assert output.name == "c.scores.root"
+    with uproot.open(output) as scored:
+        scores = scored["tree"].arrays(["score_top", "score_qcd"], library="np")
+    expected, passed = _expected(run_dir, inputs["hdf5"])
+    np.testing.assert_allclose(scores["score_qcd"][passed], expected[:, 1], atol=1e-5)
+
+
+def test_dask_runs_give_identical_files(pfn_export: ExportResult, inputs: dict[str, Path], tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    run_dir = pfn_export.onnx_path.parent
+    files = [inputs["parquet"], inputs["hdf5"]]
+    single = predict_files(run_dir, files, tmp_path / "single", progress=False)
+    local = predict_files(run_dir, files, tmp_path / "local", workers=2, progress=False)
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
+        remote = predict_files(run_dir, files, tmp_path / "remote", scheduler=cluster.scheduler_address,
+                               progress=False)
+    for one, two, three in zip(single, local, remote, strict=True):
+        reference = pq.read_table(one).to_pydict()
+        for other in (two, three):
+            columns = pq.read_table(other).to_pydict()
+            assert list(columns) == list(reference)
+            for name, values in reference.items():  # bit for bit; NaN (unselected) in the same places
+                np.testing.assert_array_equal(np.asarray(columns[name]), np.asarray(values))
+
+
+def test_bad_inputs_are_clear_errors(pfn_export: ExportResult, cuts_run: Path, inputs: dict[str, Path],
+                                     tmp_path: Path) -> None:
+    run_dir = pfn_export.onnx_path.parent
+    with pytest.raises(DataError, match="no such file"):
+        predict_files(run_dir, [tmp_path / "missing.parquet"], tmp_path)
+    with pytest.raises(DataError, match="export the run first"):
+        predict_files(cuts_run, [inputs["parquet"]], tmp_path)
+    (output,) = predict_files(cuts_run, [inputs["parquet"]], tmp_path, engine="torch", progress=False)
+    assert pq.read_table(output).num_rows == 500
