@@ -112,3 +112,12 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     path = io.write(make_jets(5)[:0], tmp_path / "none.parquet")
     with pytest.raises(DataError, match=r"none\.parquet: the file contains no entries"):
         plan_pieces([path], 10)
+
+
+def test_read_ahead_threads_keep_the_order(id_files: list[Path]) -> None:
+    config = stream_config(id_files)
+    runs = []
+    for threads in (1, 3):
+        stream = JetStream(id_files, config, None, batch_size=32, seed=2, buffer_size=64, read_threads=threads)
+        runs.append(np.concatenate([batch["ids"][:, 0].numpy() for batch in stream]))
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -16,7 +16,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +192,7 @@ class JetStream(IterableDataset[Batch]):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        read_threads: int = 2,
     ) -> None:
         super().__init__()
         self.config = config
@@ -200,6 +204,7 @@ class JetStream(IterableDataset[Batch]):
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.read_threads = read_threads
         self.epoch = 0
         self.batches_per_transfer = 1
         self.pieces = plan_pieces(files, config.chunk_size, config.treename)
@@ -213,13 +218,37 @@ class JetStream(IterableDataset[Batch]):
         return shard_pieces(self.pieces, self.rank * workers + worker, self.world_size * workers,
                             shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
 
+    def _read(self, pieces: list[Piece]) -> Iterator[JetArrays]:
+        """The pieces' arrays in order; in the main process ``read_threads`` read ahead in parallel
+        (numpy, awkward and pyarrow release the GIL in their kernels)."""
+        threads = self.read_threads if get_worker_info() is None else 1
+        if threads <= 1:
+            reader = PieceReader(self.config)
+            for piece in pieces:
+                yield reader.read(piece, self.preprocessing)
+            return
+        local = threading.local()
+
+        def read(piece: Piece) -> JetArrays:
+            if not hasattr(local, "reader"):
+                local.reader = PieceReader(self.config)
+            return local.reader.read(piece, self.preprocessing)
+
+        remaining = iter(pieces)
+        with ThreadPoolExecutor(threads, thread_name_prefix="heplearn-read") as executor:
+            pending = deque(executor.submit(read, piece) for piece in itertools.islice(remaining, threads + 1))
+            while pending:
+                arrays = pending.popleft().result()
+                following = next(remaining, None)
+                if following is not None:
+                    pending.append(executor.submit(read, following))
+                yield arrays
+
     def __iter__(self) -> Iterator[Batch]:
-        reader = PieceReader(self.config)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, (get_worker_info() or _NoWorker).id])
         buffered: list[JetArrays] = []
         size = 0
-        for piece in self.my_pieces():
-            arrays = reader.read(piece, self.preprocessing)
+        for arrays in self._read(self.my_pieces()):
             buffered.append(arrays)
             size += len(arrays)
             if size >= self.buffer_size:
