@@ -111,7 +111,7 @@ def train(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, runs and results.")] = Path("demo"),
-    jets: Annotated[int, typer.Option(help="Jets per class to generate.")] = 4000,
+    jets: Annotated[int, typer.Option(help="Jets per class to generate.")] = 6000,
     workers: Annotated[int, typer.Option(help="Generator worker processes.")] = 2,
     models: Annotated[list[str] | None, typer.Option("--model", help="Only these models (repeatable).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,

@@ -31,9 +31,9 @@ DEMO_MODELS: dict[str, list[str]] = {
     "likelihood": [],
     "bdt": ["model.n_estimators=400"],
     "mlp": ["training.epochs=15"],
-    "pfn": ["model.preset=small", "training.epochs=6"],
-    "particlenet": ["model.preset=small", "training.epochs=3"],
-    "part": ["model.preset=small", "training.epochs=3"],
+    "pfn": ["model.preset=small", "training.epochs=20", "training.learning_rate=0.003"],
+    "particlenet": ["model.preset=small", "training.epochs=8", "training.learning_rate=0.003"],
+    "part": ["model.preset=small", "training.epochs=5", "training.learning_rate=0.003"],
 }
 
 
@@ -63,7 +63,7 @@ def available_models() -> list[str]:
     return names
 
 
-def run_demo(output: Path, jets_per_class: int = 4000, workers: int = 2, models: list[str] | None = None,
+def run_demo(output: Path, jets_per_class: int = 6000, workers: int = 2, models: list[str] | None = None,
              progress: bool = True) -> list[DemoResult]:
     from heplearn.generate.driver import generate
 
