@@ -98,8 +98,10 @@ class _PaddingLayout:
 
 
 class ChunkTransformer:
-    def __init__(self, config: DataConfig) -> None:
+    def __init__(self, config: DataConfig, labelled: bool = True) -> None:
+        """``labelled=False`` reads data to apply a model to: no labels, weights of one."""
         self.config = config
+        self.labelled = labelled
         self.new_variables = config.new_variable_expressions
         self.nonfinite_counts: Counter[str] = Counter()
 
@@ -111,9 +113,9 @@ class ChunkTransformer:
             if group.image is not None:
                 names.update(("part_deta", "part_dphi", "part_pt"))
         for key, expression in self.config.expressions.items():
-            if not key.startswith("new_variables."):
+            if key == "selection" or (self.labelled and not key.startswith("new_variables.")):
                 names.update(expression.names)
-        if isinstance(self.config.labels.classes, list):
+        if self.labelled and isinstance(self.config.labels.classes, list):
             names.update(self.config.labels.classes)
         if self.config.particle_order == "pt" and self.config.particle_length:
             names.add("part_pt")
@@ -122,7 +124,7 @@ class ChunkTransformer:
     def fields_to_read(self, available: list[str], where: str) -> list[str]:
         """The file fields this config needs; a name neither in the file nor derivable is an error."""
         names = self.variable_names()
-        if self.config.labels.type == "classification" and self.config.labels.classes is None:
+        if self.labelled and self.config.labels.type == "classification" and self.config.labels.classes is None:
             names.update(name for name in available if name.startswith(LABEL_PREFIX))
         read, unknown = file_fields_needed(names, set(available), self.new_variables)
         if unknown:
@@ -174,10 +176,10 @@ class ChunkTransformer:
                     columns.append(self._finite(self._as_numpy(values, variable, where), variable, where))
                 jet_values = np.stack(columns, axis=-1).astype(np.float32, copy=False)
                 inputs[name] = scale(name, jet_values) if scale is not None else jet_values
-        label = self._labels(table, chunk, where)
+        label = self._labels(table, chunk, where) if self.labelled else np.zeros(len(chunk), np.int64)
         weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
                                "weights", where).astype(np.float32)
-                  if config.weights else np.ones(len(chunk), np.float32))
+                  if config.weights and self.labelled else np.ones(len(chunk), np.float32))
         observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
         return JetArrays(inputs, None if layout is None else layout.mask, label, weight, observers)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import awkward as ak
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,13 +59,10 @@ class RunInfo:
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike[str]) -> RunInfo:
-        from heplearn.training.run import MODEL_FILE, read_run_config
+        from heplearn.training.run import read_finished_run
 
         run_dir = Path(run_dir)
-        if not (run_dir / MODEL_FILE).is_file():
-            raise DataError(f"{run_dir}: not a finished heplearn run (no {MODEL_FILE}); train it first")
-        config = read_run_config(run_dir)
-        info = json.loads((run_dir / MODEL_FILE).read_text())
+        config, info = read_finished_run(run_dir)
         names, outputs = list(info["class_names"]), int(info["num_outputs"])
         if info["task"] == "classification":
             columns = [f"score_{name}" for name in names]
@@ -137,26 +133,6 @@ def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], 
 
 
 # --------------------------------------------------------------------------- scoring one file
-class _UnlabelledTransformer(ChunkTransformer):
-    """The training transformer without labels and weights: data files have neither."""
-
-    def variable_names(self) -> set[str]:
-        names: set[str] = set(self.config.observers)
-        for group in self.config.inputs.values():
-            names.update(group.variables)
-        if self.config.selection:
-            names.update(self.config.expressions["selection"].names)
-        if self.config.particle_order == "pt" and self.config.particle_length:
-            names.add("part_pt")
-        return names
-
-    def fields_to_read(self, available: list[str], where: str) -> list[str]:
-        return [name for name in super().fields_to_read(available, where) if not name.startswith("label_")]
-
-    def _labels(self, table: VariableTable, chunk: ak.Array, where: str) -> np.ndarray:
-        return np.zeros(len(chunk), np.int64)
-
-
 class _FileScorer:
     """One input file read in chunks: selection, observers of every entry, scores of the selected ones."""
 
@@ -165,7 +141,7 @@ class _FileScorer:
         self.path = path
         data = run.data
         # selection applied here (so failing entries get NaN), weights never needed
-        self.transform = _UnlabelledTransformer(data.model_copy(update={"weights": None}))
+        self.transform = ChunkTransformer(data, labelled=False)
         self.source: Source = open_source(path, data.treename)
         self.fields = self.transform.fields_to_read(self.source.field_names(), str(path))
 

@@ -89,6 +89,14 @@ def read_run_config(run_dir: Path) -> RunConfig:
     return load_run_config(content)
 
 
+def read_finished_run(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, dict[str, Any]]:
+    """The config and ``model.json`` of a finished run; an unfinished one is a ``DataError``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise DataError(f"{run_dir}: not a finished heplearn run (no {MODEL_FILE}); train it first")
+    return read_run_config(run_dir), json.loads((run_dir / MODEL_FILE).read_text())
+
+
 def input_dims(data: DataConfig) -> dict[str, int]:
     return {name: group.size for name, group in data.inputs.items()}
 

@@ -8,7 +8,6 @@ unstandardised arrays, exactly as training saw them.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import torch
 from heplearn.data.dataset import load_arrays, to_batch
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.data.transform import JetArrays
-from heplearn.errors import DataError
 from heplearn.models import registry
 from heplearn.training.checkpoint import load_weights
 from heplearn.training.config import RunConfig
@@ -44,13 +42,10 @@ class TrainedModel:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> TrainedModel:
-        from heplearn.training.run import MODEL_FILE, WEIGHTS_FILE, build_torch_model, read_run_config
+        from heplearn.training.run import WEIGHTS_FILE, build_torch_model, read_finished_run
 
         run_dir = Path(run_dir)
-        if not (run_dir / MODEL_FILE).is_file():
-            raise DataError(f"{run_dir}: not a finished heplearn run (no {MODEL_FILE}); train it first")
-        config = read_run_config(run_dir)
-        info = json.loads((run_dir / MODEL_FILE).read_text())
+        config, info = read_finished_run(run_dir)
         preprocessing = Preprocessing.load(run_dir / "preprocessing.json")
         if registry.is_torch_model(config.model.name):
             network = build_torch_model(config, int(info["num_outputs"]))
