@@ -138,3 +138,16 @@ def test_length_is_not_baked_in(pfn_export: ExportResult) -> None:
     shape = session.get_inputs()[0].shape
     assert isinstance(shape[0], str) and isinstance(shape[1], str) and shape[2] == 3
     assert LENGTH == 24
+
+
+def test_cnn_run_on_jet_images_exports(split_files: dict[str, str], tmp_path: Path) -> None:
+    from heplearn.training.config import load_run_config
+    from heplearn.training.run import train
+
+    content = {"data": {**split_files, "inputs": {"image": {"image": {"bins": 16}}},
+                        "labels": {"classes": ["label_top", "label_qcd"]}},
+               "model": {"name": "cnn", "preset": "small"}, "training": {"epochs": 1}}
+    run = train(load_run_config(content), name="cnn", runs_dir=tmp_path, progress=False).run_dir
+    result = export_run(run)
+    assert [(spec.name, tuple(spec.shape)) for spec in result.inputs] == [("image", (-1, 1, 16, 16))]
+    assert result.max_difference is not None and result.max_difference <= 1e-5
