@@ -150,6 +150,7 @@ def worker(threads: int) -> None:
 # ---------------------------------------------------------------- our side
 
 def heplearn_trainer(name: str) -> Trainer:
+    from heplearn.data.dataset import trim_padding
     from heplearn.models.part import ParticleTransformer
     from heplearn.models.particlenet import ParticleNet
 
@@ -157,7 +158,8 @@ def heplearn_trainer(name: str) -> Trainer:
     torch.manual_seed(0)
     network = model_class.from_preset("paper", num_outputs=2,
                                       input_dims={"particles": FEATURES, "points": 2, "vectors": 4})
-    return Trainer(network, network, [jets(seed) for seed in range(NUM_BATCHES)])
+    # as heplearn's trainer does: each batch cut to its longest jet (lossless: padding comes last)
+    return Trainer(network, lambda batch: network(trim_padding(batch)), [jets(seed) for seed in range(NUM_BATCHES)])
 
 
 class Reference:

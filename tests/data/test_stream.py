@@ -121,3 +121,16 @@ def test_read_ahead_threads_keep_the_order(id_files: list[Path]) -> None:
         stream = JetStream(id_files, config, None, batch_size=32, seed=2, buffer_size=64, read_threads=threads)
         runs.append(np.concatenate([batch["ids"][:, 0].numpy() for batch in stream]))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_trim_padding_cuts_only_padding() -> None:
+    import torch
+
+    from heplearn.data.dataset import trim_padding
+
+    mask = torch.tensor([[True, True, False, False, False], [True, True, True, False, False]])
+    batch = {"particles": torch.randn(2, 5, 3), "mask": mask, "jet": torch.randn(2, 4), "label": torch.tensor([0, 1])}
+    trimmed = trim_padding(batch)
+    assert trimmed["particles"].shape == (2, 3, 3) and trimmed["mask"].shape == (2, 3)
+    assert torch.equal(trimmed["particles"], batch["particles"][:, :3]) and torch.equal(trimmed["jet"], batch["jet"])
+    assert trim_padding({"mask": torch.zeros(2, 4, dtype=torch.bool)})["mask"].shape == (2, 1)

@@ -116,6 +116,24 @@ def to_batch(arrays: JetArrays) -> Batch:
     return batch
 
 
+PARTICLE_AXIS_KEYS = ("particles", "points", "vectors", "mask")
+
+
+def trim_padding(batch: Batch) -> Batch:
+    """The batch cut to its longest jet along the particle axis.
+
+    Real particles come first in every row, so the cut drops only padding; the models are
+    invariant under padding (tested), so only the cost changes: attention and pair features
+    scale with the square of the particle axis.
+    """
+    if "mask" not in batch or batch["mask"].dim() != 2:
+        return batch
+    longest = max(int(batch["mask"].sum(dim=1).max()), 1)
+    if longest == batch["mask"].shape[1]:
+        return batch
+    return {key: (value[:, :longest] if key in PARTICLE_AXIS_KEYS else value) for key, value in batch.items()}
+
+
 def load_arrays(
     files: Sequence[str | os.PathLike[str]], config: DataConfig, max_jets: int | None = None
 ) -> tuple[JetArrays, list[str]]:

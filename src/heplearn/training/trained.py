@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from heplearn.data.dataset import load_arrays, to_batch
+from heplearn.data.dataset import load_arrays, to_batch, trim_padding
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.data.transform import JetArrays
 from heplearn.models import registry
@@ -67,7 +67,7 @@ class TrainedModel:
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(scaled), batch_size):
-                batch = to_batch(scaled.take(slice(start, start + batch_size)))
+                batch = trim_padding(to_batch(scaled.take(slice(start, start + batch_size))))
                 outputs.append(self.network(batch).float().numpy())
         result = np.concatenate(outputs) if outputs else np.empty((0, len(self.class_names)))
         return softmax(result) if self.task == "classification" else result

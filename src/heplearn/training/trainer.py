@@ -31,7 +31,7 @@ import torch.distributed as dist
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from heplearn.data.dataset import Batch
+from heplearn.data.dataset import Batch, trim_padding
 from heplearn.training import checkpoint as ckpt
 from heplearn.training.config import TrainingConfig
 from heplearn.training.losses import LossFunction
@@ -162,6 +162,7 @@ class Trainer:
     def _step(self, batch: Batch, optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
         if self.on_batch:
             self.on_batch(batch)
+        batch = trim_padding(batch)
         autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.config.mixed_precision
                     else contextlib.nullcontext())
         with autocast:
@@ -199,7 +200,7 @@ class Trainer:
         self.model.eval()
         outputs, labels, weights = [], [], []
         for batch in source.epoch_batches(0):
-            outputs.append(self.model(batch).float().numpy())
+            outputs.append(self.model(trim_padding(batch)).float().numpy())
             labels.append(batch["label"].numpy())
             weights.append(batch["weight"].numpy())
         self.model.train(was_training)
