@@ -95,9 +95,7 @@ def train(
     if resume is not None:
         run_config = read_run_config(resume)
         if overrides:
-            from heplearn.training.config import load_run_config as reload
-
-            run_config = reload(run_config.model_dump(mode="json"), overrides)
+            run_config = load_run_config(run_config.model_dump(mode="json"), overrides)
     elif config is None:
         raise typer.BadParameter("give --config FILE (or --resume RUN)")
     else:
