@@ -258,6 +258,33 @@ def test_jet_without_particles_gives_a_finite_output(cls: type[ParticleModel],
     torch.testing.assert_close(output[1:], evaluate(model, short_jets)[1:], rtol=0, atol=1e-5)
 
 
+def test_part_length_groups_give_the_padded_full_matrix_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ParT runs its attention on groups of similar-length jets, each cut to its own longest jet.
+
+    Output and gradients must equal the plain computation on the padded batch (the path that
+    export takes: all N x N pairs embedded, one group), in training mode too.
+    """
+    batch, _ = toy_jets(100, particles=20, seed=5)  # 3 groups of about 33 jets
+    batch["mask"][7] = False  # a jet without particles (its output is arbitrary: left out below)
+    real = batch["mask"].any(dim=1)
+    model = small_model(ParticleTransformer, dropout=0.0).double().train()
+
+    def output_and_gradients() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        output = model(batch)[real]
+        output[:, 1].pow(2).sum().backward()
+        gradients = [parameter.grad.clone() for parameter in model.parameters() if parameter.grad is not None]
+        return output.detach(), gradients
+
+    grouped, grouped_gradients = output_and_gradients()
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    padded, padded_gradients = output_and_gradients()
+    torch.testing.assert_close(grouped, padded, rtol=0, atol=1e-10)
+    assert len(grouped_gradients) == len(padded_gradients) == len(list(model.parameters()))
+    for ours, reference in zip(grouped_gradients, padded_gradients, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-8, atol=1e-10)
+
+
 # --- inference mode and export ------------------------------------------------------------------
 
 

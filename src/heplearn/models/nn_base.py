@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from heplearn.errors import ConfigError
 
@@ -190,8 +191,16 @@ class MaskedBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``values`` (..., C) normalised; ``mask`` has the shape of ``values`` without C."""
+    def forward(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``values`` (..., C) normalised; ``mask`` has the shape of ``values`` without C.
+
+        ``mask=None`` says every entry is real: plain batch norm over the rows of ``values`` (R, C).
+        """
+        if mask is None:
+            return functional.batch_norm(
+                values, self.running_mean, self.running_var, self.weight, self.bias,
+                training=self.training, momentum=self.momentum, eps=self.eps,
+            )
         mean, variance = self.running_mean, self.running_var
         if self.training:
             real = values.reshape(-1, values.shape[-1])[mask.reshape(-1)]

@@ -11,11 +11,10 @@ for particles a and b with transverse momenta pT, rapidities y, azimuths φ and 
 and the network reads their logarithms (ln kT, ln z, ln Δ, ln m²), each floored at a small ε so
 that collinear, soft or padded pairs give a finite value.
 
-The features are symmetric in a ↔ b, so they are computed once per unordered pair of distinct
-particles (the strict upper triangle of the N × N matrix), which halves the cost of the pair
-embedding; ``pair_layout`` says how to spread the per-pair values back over the full matrix.
-(``torch.triu_indices`` fixes the number of particles when a model is exported, so exported
-models compute the full matrix instead, with the same result.)
+The features are symmetric in a ↔ b, so the model computes them once per unordered pair of
+distinct real particles (``pair_layout`` lists the strict upper triangle of the N × N matrix).
+Exported models compute the full padded matrix instead, with the same result: the pair list
+depends on the data, which would fix the number of particles in the exported graph.
 """
 
 from __future__ import annotations
@@ -41,18 +40,10 @@ def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-def pair_layout(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The pairs (first, second) with first < second, and where each matrix entry finds its pair.
-
-    ``position`` (size * size,) holds 1 + the pair number of entry (i, j), and 0 on the diagonal:
-    prepend one row (the diagonal's value) to the per-pair values and index with it.
-    """
+def pair_layout(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unordered pairs (first, second) of distinct slots, first < second, row by row."""
     first, second = torch.triu_indices(size, size, offset=1, device=device)
-    number = torch.arange(1, first.numel() + 1, device=device)
-    position = torch.zeros(size, size, dtype=torch.long, device=device)
-    position[first, second] = number
-    position[second, first] = number
-    return first, second, position.reshape(-1)
+    return first, second
 
 
 def interaction_features(vectors_a: torch.Tensor, vectors_b: torch.Tensor,
