@@ -118,6 +118,7 @@ PAPER_COUNTS = [
     (ParticleNet, "paper", 366_160, 366_000),
     (ParticleNet, "lite", 26_416, 26_000),
     (ParticleTransformer, "paper", 2_139_758, 2_140_000),
+    (ParticleTransformer, "lite", 341_070, None),
     (JetImageCNN, "paper", 137_442, None),
     (ParticleRNN, "paper", 60_994, None),
 ]

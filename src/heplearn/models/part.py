@@ -204,6 +204,9 @@ class ParticleTransformer(ParticleModel):
     Hyperparameters = ParticleTransformerHyperparameters
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        # Half the paper's width and depth, for CPU trainings: 341,070 parameters (7 features, 2 outputs).
+        "lite": {"embed_sizes": (64, 256, 64), "pair_embed_sizes": (32, 32, 32), "num_layers": 4,
+                 "num_class_layers": 2, "ffn_size": 256},
         "small": {"embed_sizes": (32, 64, 32), "pair_embed_sizes": (16, 16), "num_heads": 4,
                   "num_layers": 2, "num_class_layers": 1, "ffn_size": 64, "dropout": 0.0},
     }
