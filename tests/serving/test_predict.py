@@ -125,3 +125,20 @@ def test_bad_inputs_are_clear_errors(pfn_export: ExportResult, cuts_run: Path, i
         predict_files(cuts_run, [inputs["parquet"]], tmp_path)
     (output,) = predict_files(cuts_run, [inputs["parquet"]], tmp_path, engine="torch", progress=False)
     assert pq.read_table(output).num_rows == 500
+
+
+def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(pfn_export: ExportResult,
+                                                                split_files: dict[str, str]) -> None:
+    """Batches of similar multiplicity, cut to their longest jet, give the same scores in input order."""
+    from heplearn.data.dataset import load_arrays
+    from heplearn.serving.engines import OnnxEngine
+
+    model = TrainedModel.load(pfn_export.onnx_path.parent)
+    arrays, _ = load_arrays([split_files["test"]], model.config.data)
+    assert arrays.mask is not None
+    counts = arrays.mask.sum(axis=1)
+    assert (counts < arrays.mask.shape[1]).sum() > 16 and counts.min() < counts.max()  # batches of 16 get cut
+    expected = model.predict(arrays)
+    for batch_size in (1, 16, 4096):
+        np.testing.assert_allclose(OnnxEngine(pfn_export.onnx_path, batch_size=batch_size).predict(arrays),
+                                   expected, atol=1e-5)

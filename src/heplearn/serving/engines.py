@@ -44,10 +44,31 @@ class OnnxEngine:
         return self.session.run(self.output_names, feed)[0]
 
     def predict(self, arrays: JetArrays) -> np.ndarray:
+        """Batches of jets of similar multiplicity, each cut to its longest jet, in the input order.
+
+        The graph has a dynamic particle axis and real particles come first, so the cut drops
+        padding only; ParT's attention and pair features cost the square of that axis.
+        """
         feed = arrays_to_feed(arrays, self.input_names)
-        parts = [self.run({name: values[start:start + self.batch_size] for name, values in feed.items()})
-                 for start in range(0, len(arrays), self.batch_size)]
-        return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+        if len(arrays) == 0:
+            return np.empty((0, 0), np.float32)
+        mask = feed.get(MASK)
+        if mask is None:
+            order = np.arange(len(arrays))
+        else:
+            counts = mask.sum(axis=1)
+            order = np.argsort(counts, kind="stable")
+            particle_axis = {name for name, values in feed.items() if values.shape[:2] == mask.shape}
+        parts = []
+        for start in range(0, len(arrays), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            batch = {name: values[rows] for name, values in feed.items()}
+            if mask is not None:
+                longest = max(int(counts[rows].max()), 1)
+                batch = {name: values[:, :longest] if name in particle_axis else values
+                         for name, values in batch.items()}
+            parts.append(self.run(batch))
+        return np.concatenate(parts)[np.argsort(order, kind="stable")]
 
 
 class TorchEngine:
