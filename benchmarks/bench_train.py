@@ -17,7 +17,14 @@ its first 5 steps, which are counted as warm-up here).
     python benchmarks/bench_train.py [--quick]
 
 The last line is JSON: ours and reference in jets/s for the model where we gain least, and their
-ratio (target: >= 1.3). The validation-AUC-after-the-same-steps comparison is not done here.
+ratio (target: >= 1.3).
+
+With ``--auc-steps N`` both sides also train a fresh network for N steps on the same real batches
+(top vs QCD of ``--data``, standardised by heplearn, batch 128, AdamW at 1e-3, the same order),
+and the validation AUC each reaches on the same ``--val-jets`` jets is printed (target: within
+±0.002). The batches go to the weaver worker as one ``torch.save`` file.
+
+    python benchmarks/bench_train.py --models part --auc-steps 300 --data configs/top_qcd_data.yaml
 """
 
 from __future__ import annotations
@@ -109,20 +116,37 @@ class Trainer:
 
 # ---------------------------------------------------------------- reference side (weaver venv)
 
-def weaver_trainer(name: str) -> Trainer:
+def weaver_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = None,
+                   skip_warmup: bool = True) -> Trainer:
     from weaver.nn.model.ParticleNet import ParticleNet as WeaverParticleNet
     from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParticleTransformer
 
-    batches = [channels_first(jets(seed)) for seed in range(NUM_BATCHES)]
+    batches = [channels_first(batch) for batch in batches or [jets(seed) for seed in range(NUM_BATCHES)]]
+    features = batches[0]["features"].shape[1]
     torch.manual_seed(0)
     if name == "part":
-        part = WeaverParticleTransformer(**WEAVER_PART)
-        # The trimmer leaves its first 5 calls untrimmed; start past them: they are warm-up.
-        part.trimmer._counter.fill_(part.trimmer.warmup_steps)
+        part = WeaverParticleTransformer(**{**WEAVER_PART, "input_dim": features})
+        if skip_warmup:  # the trimmer leaves its first 5 calls untrimmed; start past them: they are warm-up
+            part.trimmer._counter.fill_(part.trimmer.warmup_steps)
         return Trainer(part, lambda b: part(b["features"], v=b["vectors"], mask=b["mask"]), batches)
-    particlenet = WeaverParticleNet(**WEAVER_PARTICLENET)
-    particlenet.trimmer._counter.fill_(particlenet.trimmer.warmup_steps)
+    particlenet = WeaverParticleNet(**{**WEAVER_PARTICLENET, "input_dims": features})
+    if skip_warmup:
+        particlenet.trimmer._counter.fill_(particlenet.trimmer.warmup_steps)
     return Trainer(particlenet, lambda b: particlenet(b["points"], b["features"], b["mask"]), batches)
+
+
+def train_and_score(trainer: Trainer, steps: int, validation: list[dict[str, torch.Tensor]],
+                    prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> list[float]:
+    """``steps`` training steps, then the signal probability (class 0) of every validation jet."""
+    for _ in range(steps):
+        trainer.step()
+    trainer.module.eval()
+    scores: list[float] = []
+    with torch.no_grad():
+        for batch in validation:
+            scores += torch.softmax(trainer.forward(prepare(batch)), dim=1)[:, 0].tolist()
+    trainer.module.train()
+    return scores
 
 
 def channels_first(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -140,6 +164,12 @@ def worker(threads: int) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         name = request["model"]
+        if "auc_batches" in request:  # a fresh network on real batches: validation scores after N steps
+            train_batches, validation = torch.load(request["auc_batches"])
+            trainer = weaver_trainer(name, train_batches, skip_warmup=False)
+            scores = train_and_score(trainer, request["steps"], validation, channels_first)
+            print(json.dumps({"scores": scores}), flush=True)
+            continue
         if name not in trainers:
             trainers[name] = weaver_trainer(name)
         trainer = trainers[name]
@@ -149,17 +179,64 @@ def worker(threads: int) -> None:
 
 # ---------------------------------------------------------------- our side
 
-def heplearn_trainer(name: str) -> Trainer:
+def heplearn_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = None) -> Trainer:
     from heplearn.data.dataset import trim_padding
     from heplearn.models.part import ParticleTransformer
     from heplearn.models.particlenet import ParticleNet
 
+    batches = batches or [jets(seed) for seed in range(NUM_BATCHES)]
     model_class = ParticleTransformer if name == "part" else ParticleNet
     torch.manual_seed(0)
-    network = model_class.from_preset("paper", num_outputs=2,
-                                      input_dims={"particles": FEATURES, "points": 2, "vectors": 4})
+    network = model_class.from_preset("paper", num_outputs=2, input_dims={
+        "particles": batches[0]["particles"].shape[2], "points": 2, "vectors": 4})
     # as heplearn's trainer does: each batch cut to its longest jet (lossless: padding comes last)
-    return Trainer(network, lambda batch: network(trim_padding(batch)), [jets(seed) for seed in range(NUM_BATCHES)])
+    return Trainer(network, lambda batch: network(trim_padding(batch)), batches)
+
+
+def real_batches(data: Path, steps: int, val_jets: int
+                 ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """``steps`` shuffled training batches and the validation batches of a data config, standardised."""
+    from itertools import islice
+
+    from heplearn.data.config import load_data_config
+    from heplearn.data.dataset import InMemoryJets, fit_preprocessing, load_arrays
+
+    config = load_data_config(data)
+    preprocessing = fit_preprocessing(config)
+    keys = ("particles", "points", "vectors", "mask", "label")
+    train = InMemoryJets.from_files(config.files("train"), config, preprocessing)
+    batches = [{key: batch[key] for key in keys} for batch in
+               islice(train.batches(BATCH, shuffle=True, seed=0, drop_last=True), steps)]
+    arrays, class_names = load_arrays(config.files("val"), config, val_jets)
+    validation = [{key: batch[key] for key in keys}
+                  for batch in InMemoryJets(arrays, class_names, preprocessing).batches(512)]
+    return batches, validation
+
+
+def compare_auc(names: list[str], reference: Reference, data: Path, steps: int, val_jets: int) -> None:
+    """Validation AUC after the same ``steps`` on the same batches, ours and weaver-core's."""
+    import tempfile
+
+    from sklearn.metrics import roc_auc_score
+
+    batches, validation = real_batches(data, steps, val_jets)
+    if len(batches) < steps:
+        sys.exit(f"{data}: only {len(batches)} training batches of {BATCH}, fewer than --auc-steps {steps}")
+    labels = [int(value) for batch in validation for value in batch["label"]]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "batches.pt"
+        torch.save((batches, validation), path)
+        for name in names:
+            started = time.perf_counter()
+            ours = train_and_score(heplearn_trainer(name, batches), steps, validation, lambda batch: batch)
+            middle = time.perf_counter()
+            theirs = reference.request({"model": name, "auc_batches": str(path), "steps": steps})["scores"]
+            ended = time.perf_counter()
+            our_auc = roc_auc_score([label == 0 for label in labels], ours)
+            their_auc = roc_auc_score([label == 0 for label in labels], theirs)
+            print(f"{name}: validation AUC after {steps} steps on {len(labels)} jets: ours {our_auc:.4f} "
+                  f"({middle - started:.0f} s), weaver {their_auc:.4f} ({ended - middle:.0f} s), "
+                  f"difference {our_auc - their_auc:+.4f}", flush=True)
 
 
 class Reference:
@@ -173,10 +250,13 @@ class Reference:
         )
 
     def rate(self, name: str, steps: int, warmup: int) -> dict[str, Any]:
+        return self.request({"model": name, "steps": steps, "warmup": warmup})
+
+    def request(self, request: dict[str, Any]) -> dict[str, Any]:
         stdin: IO[str] | None = self.process.stdin
         stdout: IO[str] | None = self.process.stdout
         assert stdin is not None and stdout is not None
-        stdin.write(json.dumps({"model": name, "steps": steps, "warmup": warmup}) + "\n")
+        stdin.write(json.dumps(request) + "\n")
         stdin.flush()
         answer = stdout.readline()
         if not answer:
@@ -200,6 +280,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--weaver-python", type=Path, default=DEFAULT_VENV / "bin" / "python",
                         help="python of the venv made by benchmarks/weaver_env.sh")
+    parser.add_argument("--auc-steps", type=int, default=0,
+                        help="also compare the validation AUC after this many steps on real jets")
+    parser.add_argument("--data", type=Path, default=Path("configs/top_qcd_data.yaml"),
+                        help="data config of the real jets for --auc-steps")
+    parser.add_argument("--val-jets", type=int, default=4000)
+    parser.add_argument("--no-throughput", action="store_true", help="only the --auc-steps comparison")
     parser.add_argument("--worker", choices=["weaver"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -213,7 +299,9 @@ def main() -> None:
     reference = Reference(args.weaver_python, args.threads)
     rows = []
     try:
-        for name in args.models:
+        if args.auc_steps:
+            compare_auc(args.models, reference, args.data, args.auc_steps, args.val_jets)
+        for name in [] if args.no_throughput else args.models:
             ours = heplearn_trainer(name)
             our_rates, their_rates = [], []
             their_parameters = 0
@@ -231,6 +319,8 @@ def main() -> None:
             del ours
     finally:
         reference.close()
+    if not rows:
+        return
 
     print(f"training throughput, batch {BATCH}, {PARTICLES} slots, {FEATURES} features, "
           f"{args.threads} threads, median of {args.rounds} rounds x {args.steps} steps")
