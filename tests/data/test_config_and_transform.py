@@ -195,3 +195,16 @@ def test_image_inputs_for_the_cnn(jet_files: dict[str, Path]) -> None:
 def test_image_group_takes_no_variables() -> None:
     with pytest.raises(ConfigError, match=r"data\.inputs\.image: .*takes `image` settings only"):
         load_data_config(config_dict(["x.parquet"], inputs={"image": {"image": {}, "variables": ["part_pt"]}}))
+
+
+def test_pt_order_matches_a_stable_awkward_sort_with_ties_and_nan() -> None:
+    from heplearn.data.transform import descending_order
+
+    pt = ak.Array([[3.0, 5.0, 5.0, 1.0], [4.0, 2.0], [], [1.0, np.nan, 2.0, np.nan, 2.0], [7.0]])
+    counts = ak.to_numpy(ak.num(pt))
+    flat = ak.to_numpy(ak.flatten(pt))
+    order = descending_order(flat, counts)
+    assert order is not None
+    expected = ak.to_numpy(ak.flatten(ak.argsort(pt, ascending=False, stable=True) + (np.cumsum(counts) - counts)))
+    np.testing.assert_array_equal(order.full(len(flat)), expected)
+    assert descending_order(np.array([3.0, 2.0, 2.0, 5.0, 1.0]), np.array([3, 2])) is None

@@ -135,3 +135,11 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path, jets: ak.Array)
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_root_clusters_follow_the_row_group_size(tmp_path: Path, jets: ak.Array) -> None:
+    """Readers decompress whole baskets: a chunk read must not decompress the whole file."""
+    path = io.write(jets, tmp_path / "clusters.root", row_group_size=250)
+    source = io.open_source(path)
+    assert source.chunk_boundaries() == [0, 250, 500, 600]
+    assert ak.all(source.read(["part_px"], 240, 260)["part_px"] == jets["part_px"][240:260])

@@ -134,3 +134,55 @@ def test_trim_padding_cuts_only_padding() -> None:
     assert trimmed["particles"].shape == (2, 3, 3) and trimmed["mask"].shape == (2, 3)
     assert torch.equal(trimmed["particles"], batch["particles"][:, :3]) and torch.equal(trimmed["jet"], batch["jet"])
     assert trim_padding({"mask": torch.zeros(2, 4, dtype=torch.bool)})["mask"].shape == (2, 1)
+
+
+def test_stopping_early_with_workers_does_not_wait_for_them(id_files: list[Path]) -> None:
+    import time
+
+    stream = JetStream(id_files, stream_config(id_files), None, batch_size=4, buffer_size=8)
+    start = time.perf_counter()
+    for batch in stream_loader(stream, num_workers=2):
+        assert len(batch["label"]) == 4
+        break
+    assert time.perf_counter() - start < 4  # a worker left waiting for a buffer would hold 5 s
+    assert stream.handover is None
+
+
+def test_handover_round_trip() -> None:
+    from multiprocessing import get_context
+
+    from heplearn.data.dataset import Handover
+    from heplearn.data.transform import RaggedJets
+
+    rng = np.random.default_rng(0)
+    counts = np.array([3, 0, 5])
+    jets = RaggedJets(("particles", "jet"), {"particles": rng.normal(size=(8, 2)).astype(np.float32)}, counts, 6,
+                      {"particles": -1.0, "jet": 0.0}, {"jet": rng.normal(size=(3, 4)).astype(np.float32)},
+                      np.array([1, 0, 1]), np.ones(3, np.float32), {"aux": np.arange(3)})
+    handover = Handover(1, 2, get_context())
+    for _ in range(3):  # the buffers are reused
+        block = handover.send(jets, 0)
+        handover.free[0].release()
+        received = block.unpack().padded()
+        expected = jets.padded()
+        for name in ("particles", "jet"):
+            np.testing.assert_array_equal(received.inputs[name], expected.inputs[name])
+        np.testing.assert_array_equal(received.mask, expected.mask)
+        np.testing.assert_array_equal(received.label, expected.label)
+    assert len({id(buffer) for buffer in handover._filled.values()}) == 2
+
+
+def test_padding_a_selection_equals_selecting_padded_jets() -> None:
+    from heplearn.data.transform import RaggedJets
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 6, 20)
+    jets = RaggedJets(("p",), {"p": rng.normal(size=(int(counts.sum()), 3)).astype(np.float32)}, counts, 6,
+                      {"p": 7.0}, {}, np.arange(20), np.ones(20, np.float32))
+    everything = jets.padded()
+    assert (everything.inputs["p"][~everything.mask] == 7.0).all()
+    for index in (rng.permutation(20)[:9], slice(4, 13), np.array([], int)):
+        part = jets.padded(index)
+        np.testing.assert_array_equal(part.inputs["p"], everything.inputs["p"][index])
+        np.testing.assert_array_equal(part.mask, everything.mask[index])
+        np.testing.assert_array_equal(jets.take(np.arange(20)[index]).padded().inputs["p"], part.inputs["p"])

@@ -8,19 +8,23 @@ slices, at most ``chunk_size`` jets each). Every epoch the pieces of all files a
 one virtual sequence with a seed shared by every process, and shard ``s`` of ``S`` (one per
 DataLoader worker per distributed rank) takes entries ``[s·T/S, (s+1)·T/S)`` of it: each jet is
 seen exactly once per epoch, the shards differ in size by at most one jet, and every shard mixes
-files. Inside a shard a buffer of ``buffer_size`` jets is shuffled before batches are cut.
+files. Inside a shard a buffer of jets is shuffled before batches are cut: ``buffer_size`` jets
+in all, so each of ``W`` DataLoader workers holds ``buffer_size / W`` (the main process receives
+their blocks interleaved, and memory does not grow with the number of workers).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import multiprocessing
 import os
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from heplearn.data.config import DataConfig
 from heplearn.data.io import Source, open_source
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import ChunkTransformer, JetArrays
+from heplearn.data.transform import ChunkTransformer, JetArrays, RaggedJets
 from heplearn.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -100,11 +104,10 @@ class PieceReader:
     def class_names(self, path: str) -> list[str]:
         return self.transformer.class_names(self.source(path)[0].field_names())
 
-    def read(self, piece: Piece, preprocessing: Preprocessing | None = None) -> JetArrays:
+    def read(self, piece: Piece, preprocessing: Preprocessing | None = None) -> RaggedJets:
         source, fields = self.source(piece.path)
         chunk = source.read(fields, piece.start, piece.stop)
-        return self.transformer(chunk, f"{piece.path} (entries {piece.start}-{piece.stop})",
-                                preprocessing.scale if preprocessing else None)
+        return self.transformer.ragged(chunk, f"{piece.path} (entries {piece.start}-{piece.stop})", preprocessing)
 
 
 def to_batch(arrays: JetArrays) -> Batch:
@@ -139,21 +142,21 @@ def load_arrays(
 ) -> tuple[JetArrays, list[str]]:
     """All jets of ``files`` (or the first ``max_jets`` after selection), unstandardised."""
     reader = PieceReader(config)
-    parts: list[JetArrays] = []
+    parts: list[RaggedJets] = []
     kept = 0
     for piece in plan_pieces(files, config.chunk_size, config.treename):
-        arrays = reader.read(piece)
-        parts.append(arrays)
-        kept += len(arrays)
+        part = reader.read(piece)
+        parts.append(part)
+        kept += len(part)
         if max_jets is not None and kept >= max_jets:
             break
-    arrays = JetArrays.concatenate(parts)
-    if len(arrays) == 0:
+    jets = RaggedJets.concatenate(parts)
+    if len(jets) == 0:
         where = f"data.selection {config.selection!r}" if config.selection else "reading"
         raise DataError(f"no jets left after {where} in {', '.join(map(str, files))}")
-    if max_jets is not None:
-        arrays = arrays.take(slice(0, max_jets))
-    return arrays, reader.class_names(str(files[0]))
+    if max_jets is not None and len(jets) > max_jets:
+        jets = jets.take(np.arange(max_jets))
+    return jets.padded(), reader.class_names(str(files[0]))
 
 
 def fit_preprocessing(config: DataConfig, files: Sequence[Path] | None = None) -> Preprocessing:
@@ -225,6 +228,7 @@ class JetStream(IterableDataset[Batch]):
         self.read_threads = read_threads
         self.epoch = 0
         self.batches_per_transfer = 1
+        self.handover: Handover | None = None  # set by StreamLoader for its workers
         self.pieces = plan_pieces(files, config.chunk_size, config.treename)
 
     def set_epoch(self, epoch: int) -> None:
@@ -236,8 +240,8 @@ class JetStream(IterableDataset[Batch]):
         return shard_pieces(self.pieces, self.rank * workers + worker, self.world_size * workers,
                             shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
 
-    def _read(self, pieces: list[Piece]) -> Iterator[JetArrays]:
-        """The pieces' arrays in order; in the main process ``read_threads`` read ahead in parallel
+    def _read(self, pieces: list[Piece]) -> Iterator[RaggedJets]:
+        """The pieces' jets in order; in the main process ``read_threads`` read ahead in parallel
         (numpy, awkward and pyarrow release the GIL in their kernels)."""
         threads = self.read_threads if get_worker_info() is None else 1
         if threads <= 1:
@@ -247,7 +251,7 @@ class JetStream(IterableDataset[Batch]):
             return
         local = threading.local()
 
-        def read(piece: Piece) -> JetArrays:
+        def read(piece: Piece) -> RaggedJets:
             if not hasattr(local, "reader"):
                 local.reader = PieceReader(self.config)
             return local.reader.read(piece, self.preprocessing)
@@ -256,49 +260,135 @@ class JetStream(IterableDataset[Batch]):
         with ThreadPoolExecutor(threads, thread_name_prefix="heplearn-read") as executor:
             pending = deque(executor.submit(read, piece) for piece in itertools.islice(remaining, threads + 1))
             while pending:
-                arrays = pending.popleft().result()
+                jets = pending.popleft().result()
                 following = next(remaining, None)
                 if following is not None:
                     pending.append(executor.submit(read, following))
-                yield arrays
+                yield jets
 
     def __iter__(self) -> Iterator[Batch]:
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, (get_worker_info() or _NoWorker).id])
-        buffered: list[JetArrays] = []
+        """Batches cut from a buffer of unpadded jets, shuffled; only the batches are padded."""
+        info = get_worker_info()
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, (info or _NoWorker).id])
+        buffer_size = max(self.buffer_size // (info.num_workers if info else 1), self.batch_size)
+        buffered: list[RaggedJets] = []
         size = 0
-        for arrays in self._read(self.my_pieces()):
-            buffered.append(arrays)
-            size += len(arrays)
-            if size >= self.buffer_size:
-                pool = JetArrays.concatenate(buffered) if len(buffered) > 1 else buffered[0]
+        for jets in self._read(self.my_pieces()):
+            buffered.append(jets)
+            size += len(jets)
+            if size >= buffer_size:
+                pool = RaggedJets.concatenate(buffered)
                 order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
                 usable = len(pool) // self.batch_size * self.batch_size
                 yield from self._cut(pool, order[:usable])
                 buffered, size = [pool.take(order[usable:])], len(pool) - usable
         if size:
-            pool = JetArrays.concatenate(buffered) if len(buffered) > 1 else buffered[0]
+            pool = RaggedJets.concatenate(buffered)
             order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
             if self.drop_last:
                 order = order[: len(order) // self.batch_size * self.batch_size]
             yield from self._cut(pool, order)
 
-    def _cut(self, pool: JetArrays, order: np.ndarray) -> Iterator[Batch]:
-        """Batches gathering ``pool`` rows in ``order``: one copy per batch, none of the pool.
+    def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Batch | SharedBlock]:
+        """Batches padding ``pool`` rows in ``order``: each padded value is written once.
 
-        Inside a DataLoader worker, ``batches_per_transfer`` batches travel to the main process
-        as one block (one shared-memory hand-over instead of many); ``StreamLoader`` splits it.
+        Inside a ``StreamLoader`` worker, blocks of ``batches_per_transfer`` batches go to the
+        main process unpadded, through shared memory (``Handover``); the main process pads them.
         """
-        step = self.batch_size * (self.batches_per_transfer if get_worker_info() else 1)
-        for start in range(0, len(order), step):
-            yield to_batch(pool.take(order[start:start + step]))
+        info = get_worker_info()
+        if info is not None and self.handover is not None:
+            step = self.batch_size * self.batches_per_transfer
+            for start in range(0, len(order), step):
+                yield self.handover.send(pool.take(order[start:start + step]), info.id)
+            return
+        for start in range(0, len(order), self.batch_size):
+            yield to_batch(pool.padded(order[start:start + self.batch_size]))
 
 
 class _NoWorker:
     id = 0
 
 
+HANDOVER_ALIGNMENT = 64
+
+
+@dataclass
+class SharedBlock:
+    """A block of unpadded jets in a worker's shared buffer, as it travels to the main process."""
+
+    worker: int
+    slot: int
+    buffer: torch.Tensor  # uint8 in shared memory: pickling it sends a handle, not the bytes
+    layout: dict[str, tuple[str, tuple[int, ...], int]]  # array key: dtype, shape, byte offset
+    names: tuple[str, ...]
+    length: int
+    pad_values: dict[str, float]
+
+    def unpack(self) -> RaggedJets:
+        """The jets, copied out of the buffer (which the worker will fill again)."""
+        memory = self.buffer.numpy()
+        arrays = {key: memory[offset:offset + int(np.prod(shape)) * np.dtype(dtype).itemsize]
+                  .view(dtype).reshape(shape).copy()
+                  for key, (dtype, shape, offset) in self.layout.items()}
+        return RaggedJets(
+            self.names,
+            {key.removeprefix("particles/"): v for key, v in arrays.items() if key.startswith("particles/")},
+            arrays.get("counts"), self.length, self.pad_values,
+            {key.removeprefix("jet/"): v for key, v in arrays.items() if key.startswith("jet/")},
+            arrays["label"], arrays["weight"],
+        )
+
+
+class Handover:
+    """Blocks of jets from DataLoader workers to the main process through reused shared memory.
+
+    Passing tensors the usual way puts every block in fresh shared memory, and the first touch of
+    each 4 kB page of it, in the worker and again in the main process, costs more than computing
+    the jets. Here each worker fills ``buffers`` shared buffers in turn, and the main process maps
+    each one once. A semaphore per worker counts its free buffers: the worker takes one before
+    filling it, the main process gives it back as soon as it has copied the block out. The main
+    process receives blocks in order, so a worker waiting for a buffer never waits on itself.
+    """
+
+    def __init__(self, workers: int, buffers: int, context: BaseContext) -> None:
+        self.buffers = buffers
+        self.free = [context.Semaphore(buffers) for _ in range(workers)]
+        self._filled: dict[int, torch.Tensor] = {}  # this worker's buffers, by slot
+        self._next_slot = 0
+
+    def send(self, jets: RaggedJets, worker: int) -> SharedBlock:
+        """In worker ``worker``: ``jets`` written to its next free buffer."""
+        arrays = {f"particles/{k}": v for k, v in jets.particles.items()}
+        arrays |= {f"jet/{k}": v for k, v in jets.jet_inputs.items()}
+        arrays |= {"label": jets.label, "weight": jets.weight}
+        if jets.counts is not None:
+            arrays["counts"] = jets.counts
+        layout, size = {}, 0
+        for key, values in arrays.items():
+            layout[key] = (values.dtype.str, values.shape, size)
+            size += -(-values.nbytes // HANDOVER_ALIGNMENT) * HANDOVER_ALIGNMENT
+        self.free[worker].acquire()
+        slot, self._next_slot = self._next_slot, (self._next_slot + 1) % self.buffers
+        buffer = self._filled.get(slot)
+        if buffer is None or buffer.numel() < size:  # room for blocks with more particles to come
+            buffer = self._filled[slot] = torch.empty(size + size // 4 + 1, dtype=torch.uint8).share_memory_()
+        memory = buffer.numpy()
+        for key, values in arrays.items():
+            offset = layout[key][2]
+            memory[offset:offset + values.nbytes] = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+        return SharedBlock(worker, slot, buffer, layout, jets.names, jets.length, jets.pad_values)
+
+    def release_all(self) -> None:
+        """Free every buffer: workers waiting for one (after an early stop) can finish."""
+        for free in self.free:
+            for _ in range(self.buffers):
+                free.release()
+
+
 class StreamLoader:
     """Batches of a ``JetStream`` read by ``num_workers`` DataLoader worker processes (0: in this one)."""
+
+    prefetch_factor = 2
 
     def __init__(self, stream: JetStream, num_workers: int = 0, batches_per_transfer: int = 16) -> None:
         self.stream = stream
@@ -312,11 +402,28 @@ class StreamLoader:
         if self.num_workers == 0:
             yield from self.stream
             return
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=2)
+        context = multiprocessing.get_context()
+        # one buffer per block the DataLoader lets a worker prefetch, and one being filled
+        handover = Handover(self.num_workers, self.prefetch_factor + 1, context)
+        self.stream.handover = handover
+        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+                            prefetch_factor=self.prefetch_factor, multiprocessing_context=context)
+        blocks = iter(loader)  # held here, so that the workers are shut down after ``release_all``
+        mapped: dict[tuple[int, int], torch.Tensor] = {}  # kept alive: torch maps a buffer once
         size = self.stream.batch_size
-        for block in loader:
-            for start in range(0, len(block["label"]), size):
-                yield {key: value[start:start + size] for key, value in block.items()}
+        try:
+            for block in blocks:
+                if not isinstance(block, SharedBlock):
+                    yield block
+                    continue
+                mapped[block.worker, block.slot] = block.buffer
+                jets = block.unpack()
+                handover.free[block.worker].release()
+                for start in range(0, len(jets), size):
+                    yield to_batch(jets.padded(slice(start, start + size)))
+        finally:
+            handover.release_all()
+            self.stream.handover = None
 
 
 def stream_loader(stream: JetStream, num_workers: int = 0) -> StreamLoader:

@@ -332,7 +332,10 @@ def write(
     tree: str = DEFAULT_TREE,
     row_group_size: int = 10_000,
 ) -> Path:
-    """Write a record array atomically; the format follows the suffix (.parquet, .root, .h5)."""
+    """Write a record array atomically; the format follows the suffix (.parquet, .root, .h5).
+
+    ``row_group_size`` entries make a Parquet row group or a ROOT cluster (one basket per branch).
+    """
     path = Path(path)
     kind = format_from_suffix(path)
     provenance_json = json.dumps(provenance or {}, sort_keys=True, default=str)
@@ -340,7 +343,7 @@ def write(
         if kind == "parquet":
             _write_parquet(array, temporary, provenance_json, row_group_size)
         elif kind == "root":
-            _write_root(array, temporary, provenance_json, tree)
+            _write_root(array, temporary, provenance_json, tree, row_group_size)
         else:
             _write_hdf5(array, temporary, provenance_json)
     return path
@@ -354,7 +357,7 @@ def _write_parquet(array: ak.Array, path: Path, provenance_json: str, row_group_
                    compression="zstd")
 
 
-def _write_root(array: ak.Array, path: Path, provenance_json: str, tree: str) -> None:
+def _write_root(array: ak.Array, path: Path, provenance_json: str, tree: str, cluster_size: int) -> None:
     particle_fields = [name for name in array.fields if name.startswith(PARTICLE_PREFIX)]
     branches: dict[str, Any] = {
         name: ak.to_numpy(array[name]) for name in array.fields if name not in particle_fields
@@ -368,7 +371,12 @@ def _write_root(array: ak.Array, path: Path, provenance_json: str, tree: str) ->
         # mktree writes a classic TTree (plain assignment would write an RNTuple).
         types = {name: (value.type if isinstance(value, ak.Array) else value.dtype)
                  for name, value in branches.items()}
-        output.mktree(tree, types).extend(branches)
+        output_tree = output.mktree(tree, types)
+        # One basket per branch and extend: clusters of ``cluster_size`` entries, like Parquet row
+        # groups. A reader of a few entries decompresses the baskets that hold them, so a
+        # whole-file basket would be decompressed again for every chunk read.
+        for start in range(0, len(array), cluster_size):
+            output_tree.extend({name: value[start:start + cluster_size] for name, value in branches.items()})
         output[PROVENANCE_KEY] = provenance_json
 
 

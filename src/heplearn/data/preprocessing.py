@@ -69,17 +69,35 @@ class Preprocessing:
 
     def scale(self, group: str, values: np.ndarray) -> np.ndarray:
         """Standardise the ``(..., F)`` values of input group ``group`` (a new float32 array)."""
-        scalings = self.groups[group]
-        if not scalings:
+        if not self.groups[group]:
             return values
-        centre = np.array([s.centre for s in scalings], np.float32)
-        inverse_scale = np.array([1 / s.scale for s in scalings], np.float32)
-        bound = np.array([s.clip if s.clip is not None else np.inf for s in scalings], np.float32)
+        centre, inverse_scale, bound = self._constants(group)
         scaled = values - centre
         scaled *= inverse_scale
         np.minimum(scaled, bound, out=scaled)  # two in-place passes: much faster than np.clip with
         np.maximum(scaled, -bound, out=scaled)  # per-column bounds
         return scaled
+
+    def scale_column(self, group: str, index: int, column: np.ndarray) -> None:
+        """Standardise variable ``index`` of ``group`` in place: the same float32 arithmetic as
+        ``scale``, on one contiguous column."""
+        scaling = self.groups[group][index]
+        if scaling.centre == 0 and scaling.scale == 1 and scaling.clip is None:
+            return  # not standardised: the passes below would leave every value as it is
+        centre, inverse_scale = np.float32(scaling.centre), np.float32(1 / scaling.scale)
+        bound = np.float32(scaling.clip if scaling.clip is not None else np.inf)
+        column -= centre
+        column *= inverse_scale
+        np.minimum(column, bound, out=column)
+        np.maximum(column, -bound, out=column)
+
+    def _constants(self, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per variable of ``group``: centre, 1 / scale and clip bound, as float32."""
+        scalings = self.groups[group]
+        centre = np.array([s.centre for s in scalings], np.float32)
+        inverse_scale = np.array([1 / s.scale for s in scalings], np.float32)
+        bound = np.array([s.clip if s.clip is not None else np.inf for s in scalings], np.float32)
+        return centre, inverse_scale, bound
 
     def apply(self, arrays: JetArrays) -> JetArrays:
         """Standardise unscaled arrays; padded particle slots are set back to the pad value."""

@@ -16,6 +16,7 @@ import awkward as ak
 import numpy as np
 
 from heplearn.data.expressions import Expression
+from heplearn.errors import DataError
 
 
 def wrap_phi(angle: Any) -> Any:
@@ -28,6 +29,9 @@ class Builtin:
     needs: tuple[str, ...]
     compute: Callable[[Mapping[str, Any]], Any]
     doc: str
+    # Element-wise per particle (given per-jet inputs broadcast to the particles), so it can be
+    # computed on flat numpy arrays (``FlatParticles``); the jet_* sums are not.
+    per_particle: bool = True
 
 
 def _pt(v: Mapping[str, Any]) -> Any:
@@ -58,10 +62,11 @@ BUILTINS: dict[str, Builtin] = {
                            "ΔR to the jet axis"),
     "jet_pt": Builtin(("part_px", "part_py"), lambda v: np.hypot(ak.sum(v["part_px"], axis=1),
                                                                ak.sum(v["part_py"], axis=1)),
-                      "jet pT from its constituents"),
+                      "jet pT from its constituents", per_particle=False),
     "jet_energy": Builtin(("part_energy",), lambda v: ak.sum(v["part_energy"], axis=1),
-                          "jet energy from its constituents"),
-    "jet_nparticles": Builtin(("part_px",), lambda v: ak.num(v["part_px"], axis=1), "constituents"),
+                          "jet energy from its constituents", per_particle=False),
+    "jet_nparticles": Builtin(("part_px",), lambda v: ak.num(v["part_px"], axis=1), "constituents",
+                              per_particle=False),
 }
 
 
@@ -91,11 +96,100 @@ class VariableTable(Mapping[str, Any]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (name in self._fields or name in self._new or name in BUILTINS)
 
+    def builtin(self, name: str) -> Builtin | None:
+        """The built-in definition ``name`` resolves to, or None if a field or new variable shadows it."""
+        if name in self._fields or name in self._new:
+            return None
+        return BUILTINS.get(name)
+
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._fields | set(self._new) | set(BUILTINS)))
 
     def __len__(self) -> int:
         return len(self._fields | set(self._new) | set(BUILTINS))
+
+
+class FlatParticles(Mapping[str, Any]):
+    """The per-particle variables of one chunk as flat numpy arrays over its kept particles.
+
+    Names resolve as in ``VariableTable`` (file fields, then ``new_variables``, then built-ins), but
+    the per-particle built-ins are computed with plain numpy on the flat arrays: awkward's jagged
+    broadcasting costs more than the arithmetic itself. A per-jet value that a built-in needs is
+    repeated once per kept particle. The ufuncs and dtypes are the ones ``VariableTable`` applies
+    to the same numbers, so the values agree bit for bit.
+    """
+
+    def __init__(self, table: VariableTable, counts: np.ndarray, keep: np.ndarray | None, where: str) -> None:
+        self.table = table
+        self.counts = counts  # kept particles per jet
+        self.keep = keep  # (all particles,) bool; None when every particle is kept
+        self.total = int(counts.sum())
+        self.where = where
+        self._all_particles = self.total if keep is None else len(keep)
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, table: VariableTable, first: str, length: int | None, where: str,
+           known: Mapping[str, np.ndarray] | None = None) -> FlatParticles:
+        """The first ``length`` particles of every jet (all if None), counted on variable ``first``.
+
+        ``known`` holds flat values already computed over all particles, to be reused.
+        """
+        counts = ak.to_numpy(ak.num(table[_counted_field(table, first)], axis=1)).astype(np.int64)
+        if length is None or len(counts) == 0 or counts.max() <= length:
+            particles = cls(table, counts, None, where)
+        else:
+            starts = np.cumsum(counts) - counts
+            position = np.arange(int(counts.sum())) - np.repeat(starts, counts)
+            particles = cls(table, np.minimum(counts, length), position < length, where)
+        for name, values in (known or {}).items():
+            particles._cache[name] = values if particles.keep is None else values[particles.keep]
+        return particles
+
+    def is_per_particle(self, name: str) -> bool:
+        builtin = self.table.builtin(name)
+        if builtin is not None:
+            return builtin.per_particle
+        return getattr(self.table[name], "ndim", 1) == 2
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._cache:
+            builtin = self.table.builtin(name)
+            if builtin is not None and builtin.per_particle:
+                self._cache[name] = builtin.compute(self)
+            else:
+                self._cache[name] = self._flat(name, self.table[name])
+        return self._cache[name]
+
+    def _flat(self, name: str, values: Any) -> Any:
+        if isinstance(values, ak.Array) and values.ndim == 2:
+            content = ak.to_numpy(ak.flatten(values, axis=1))
+            if len(content) != self._all_particles:
+                raise DataError(f"{self.where}: {name!r} has {len(content)} particles where others have "
+                                f"{self._all_particles}")
+            if not (np.issubdtype(content.dtype, np.number) or content.dtype == bool):
+                raise DataError(f"{self.where}: {name!r} holds {content.dtype}, not numbers")
+            return content if self.keep is None else content[self.keep]
+        if isinstance(values, ak.Array | np.ndarray) and values.ndim == 1:
+            return np.repeat(ak.to_numpy(values), self.counts)  # a per-jet value, once per particle
+        return values  # a constant
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _counted_field(table: VariableTable, name: str) -> str:
+    """A per-particle variable with the particles of ``name``, avoiding computing a built-in."""
+    builtin = table.builtin(name)
+    if builtin is None or not builtin.per_particle:
+        return name
+    return _counted_field(table, next(need for need in builtin.needs if need.startswith("part_")))
 
 
 def file_fields_needed(
