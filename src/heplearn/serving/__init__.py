@@ -5,7 +5,8 @@
 - ``predict.predict_files(run_dir, files, output_dir)``: per-class scores for ROOT, Parquet or HDF5
   files of any size, in one process or on Dask.
 - ``server.serve(sources)``: the KServe v2 HTTP protocol (what ``tritonclient.http`` talks) with
-  dynamic batching (``batching.py``) in front of onnxruntime.
+  dynamic batching (``batching.py``) in front of onnxruntime; with ``grpc_port``, Triton's gRPC
+  service too (``grpc_service.py``, what ``tritonclient.grpc`` talks), on the same batchers.
 
-The submodules are imported on use, so ``import heplearn.serving`` loads neither torch nor FastAPI.
+The submodules are imported on use, so ``import heplearn.serving`` loads neither torch nor FastAPI nor grpcio.
 """

@@ -5,7 +5,8 @@ while it holds fewer than ``max_batch_size`` jets (Triton's ``dynamic_batching``
 whose tensors agree in every axis but the batch axis are joined. While one batch runs (in a
 worker thread, so the event loop keeps accepting requests), the next one gathers: under load,
 batches grow to what arrives during one model call, which is where the throughput comes from.
-A request larger than ``max_batch_size`` runs on its own.
+A request larger than ``max_batch_size`` runs on its own. The HTTP and gRPC services run in one
+event loop and submit to the same batcher, so their requests join the same batches.
 
 ``close()`` stops taking new requests and returns once every accepted one is answered.
 """

@@ -2,7 +2,7 @@
 
     heplearn export runs/part-1 --triton-repository triton/
     heplearn predict runs/part-1 data/*.root -o scores/ --workers 4
-    heplearn serve runs/ --port 8000
+    heplearn serve runs/ --port 8000 --grpc-port 8001
 
 Register with ``app.command("export")(export_command)``, and the same for ``predict`` and ``serve``.
 """
@@ -69,14 +69,17 @@ def serve_command(
     sources: Annotated[list[Path], typer.Argument(
         help="Exported runs, a directory of runs, or a Triton model repository.", show_default=False)],
     host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Also serve Triton's gRPC protocol on this port (Triton uses 8001; needs grpcio and "
+             "tritonclient[grpc]). Off unless given.", show_default=False)] = None,
     max_batch_size: Annotated[int, typer.Option(help="Most jets per dynamic batch.")] = DEFAULT_MAX_BATCH_SIZE,
     max_queue_delay_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill (ms).")]
     = DEFAULT_QUEUE_DELAY_MS,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (bytes).")]
     = DEFAULT_MAX_REQUEST_BYTES,
 ) -> None:
-    """Serve models over HTTP with the KServe v2 protocol (Triton clients work) until Ctrl-C."""
+    """Serve models with the KServe v2 protocol over HTTP (and gRPC) until Ctrl-C: Triton clients work."""
     from heplearn.serving.server import serve
 
-    serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes)
+    serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port)

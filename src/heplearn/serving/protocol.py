@@ -7,8 +7,12 @@ then the first ``Inference-Header-Content-Length`` bytes, and each input whose `
 outputs go out as binary when the request asks for it (``binary_data_output`` for all, or an
 output's own ``binary_data``), as ``tritonclient`` does by default.
 
-Every problem with a request raises ``ProtocolError`` with the HTTP status to answer and a
-message that says what was wrong.
+The gRPC transport (``grpc_service.py``) carries the same tensors in protobuf messages; both
+decode inputs with ``decode_tensor``, check them with ``check_inputs`` and pick outputs with
+``select_outputs``, so a request means the same and fails the same way over either.
+
+Every problem with a request raises ``ProtocolError`` with the HTTP status to answer (gRPC maps
+it to its own status code) and a message that says what was wrong.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ ONNX_TYPES: dict[str, str] = {
 
 
 class ProtocolError(HeplearnError):
-    """A request the server cannot answer: ``status`` is the HTTP status code to send."""
+    """A request the server cannot answer: ``status`` is the HTTP status code to send (gRPC maps it)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -128,35 +132,48 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
 
 
 def _decode_input(tensor: Any, position: int, binary: memoryview) -> tuple[str, np.ndarray, int]:
-    """One input tensor: its name, values, and how many binary bytes it used."""
+    """One JSON input tensor: its name, values, and how many binary bytes it used."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise ProtocolError(f"input {position}: needs a string \"name\"")
     name = tensor["name"]
-    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or not 0 <= size <= len(binary):
+            raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes "
+                                "of binary data left")
+        return name, decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), raw=binary[:size]), size
+    if "data" not in tensor:
+        raise ProtocolError(f"input {name!r}: needs \"data\" (or binary data)")
+    return name, decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), values=tensor["data"]), 0
+
+
+def decode_tensor(name: str, datatype: Any, shape: Any, *, raw: bytes | memoryview | None = None,
+                  values: Any = None) -> np.ndarray:
+    """An input tensor from its raw bytes (little-endian, row-major) or else from its ``values``.
+
+    Both transports decode through here: HTTP's JSON ``data`` and binary tensors, gRPC's typed
+    ``contents`` and ``raw_input_contents``.
+    """
     if datatype not in DATATYPES:
         raise ProtocolError(f"input {name!r}: unsupported datatype {datatype!r} "
                             f"(supported: {', '.join(DATATYPES)})")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if not isinstance(shape, list | tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise ProtocolError(f"input {name!r}: \"shape\" must be a list of non-negative integers, got {shape!r}")
     dtype = DATATYPES[datatype]
+    shape = list(shape)
     count = math.prod(shape)
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
-    if size is not None:
-        if size != count * dtype.itemsize:
-            raise ProtocolError(f"input {name!r}: binary_data_size {size} does not match shape {shape} of "
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise ProtocolError(f"input {name!r}: {len(raw)} bytes of data do not match shape {shape} of "
                                 f"{datatype} ({count * dtype.itemsize} bytes)")
-        if size > len(binary):
-            raise ProtocolError(f"input {name!r}: needs {size} bytes of binary data, {len(binary)} are left")
-        return name, np.frombuffer(binary[:size], dtype=dtype).reshape(shape), size
-    if "data" not in tensor:
-        raise ProtocolError(f"input {name!r}: needs \"data\" (or binary data)")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
     try:
-        values = np.asarray(tensor["data"], dtype=dtype)
+        array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as error:
         raise ProtocolError(f"input {name!r}: \"data\" cannot be read as {datatype}: {error}") from None
-    if values.size != count:
-        raise ProtocolError(f"input {name!r}: {values.size} values for shape {shape} ({count} expected)")
-    return name, values.reshape(shape), 0
+    if array.size != count:
+        raise ProtocolError(f"input {name!r}: {array.size} values for shape {shape} ({count} expected)")
+    return array.reshape(shape)
 
 
 def check_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str) -> int:
@@ -188,17 +205,21 @@ def check_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: 
     return batch
 
 
-def encode_response(model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
-                    ) -> tuple[bytes, int | None]:
-    """The response body and, when it carries binary outputs, the length of its JSON part."""
-    names = list(request.binary_outputs) or list(outputs)
-    unknown = [name for name in names if name not in outputs]
+def select_outputs(model: str, requested: list[str], outputs: dict[str, np.ndarray]) -> list[str]:
+    """The names of the outputs to send: those ``requested`` (all when none is), each one the model has."""
+    unknown = [name for name in requested if name not in outputs]
     if unknown:
         raise ProtocolError(f"model {model!r}: no output {', '.join(map(repr, unknown))} "
                             f"(it has {', '.join(outputs)})")
+    return requested or list(outputs)
+
+
+def encode_response(model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
+                    ) -> tuple[bytes, int | None]:
+    """The response body and, when it carries binary outputs, the length of its JSON part."""
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for name in names:
+    for name in select_outputs(model, list(request.binary_outputs), outputs):
         array = np.ascontiguousarray(outputs[name])
         tensor: dict[str, Any] = {"name": name, "datatype": datatype_of(array.dtype), "shape": list(array.shape)}
         if request.binary_outputs.get(name, request.binary_default):

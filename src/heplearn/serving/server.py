@@ -1,6 +1,7 @@
-"""An inference service speaking the KServe v2 protocol of NVIDIA Triton, over HTTP (FastAPI + uvicorn).
+"""An inference service speaking the KServe v2 protocol of NVIDIA Triton, over HTTP (FastAPI + uvicorn) and gRPC.
 
-    serve(["runs/part-1", "runs/pfn-2"])          # exported runs, a directory of them, or a Triton repository
+    serve(["runs/part-1", "runs/pfn-2"])                  # exported runs, a directory of them, or a Triton repository
+    serve(["runs/part-1"], port=8000, grpc_port=8001)     # and Triton's gRPC service beside it
 
 Endpoints (what ``tritonclient.http.InferenceServerClient`` calls): ``GET /v2/health/live``,
 ``/v2/health/ready``, ``/v2`` (server metadata), ``/v2/models/{name}[/versions/{v}]`` (inputs and
@@ -10,8 +11,14 @@ tensors or the binary tensor data extension (tritonclient's default), plus
 
 Errors answer ``{"error": "..."}``: 400 for malformed JSON or a wrong input name, datatype or
 shape, 404 for an unknown model or version, 413 for a request above ``max_request_bytes``.
+
+With ``grpc_port``, Triton's ``GRPCInferenceService`` (``grpc_service.py``, what
+``tritonclient.grpc`` calls) runs in the same event loop on the same models: one ``find_model``,
+one ``ServedModel.infer`` (input checks, then the model's batcher) serve both transports, so HTTP
+and gRPC requests batch together. grpcio is imported only then.
+
 The server binds to 127.0.0.1 unless told otherwise; on SIGINT/SIGTERM (or ``stop()``) it stops
-accepting connections, answers the requests in flight, then exits.
+accepting connections, answers the requests in flight (HTTP, then gRPC), then exits.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from heplearn import __version__
-from heplearn.errors import DataError
+from heplearn.errors import DataError, HeplearnError
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
@@ -93,6 +100,16 @@ class ServedModel:
         return cls(source.name, source.version, source.onnx_path, inputs, outputs, read_metadata(source.onnx_path),
                    session, batcher, batch_limit)
 
+    async def infer(self, inputs: Tensors) -> Tensors:
+        """The outputs for ``inputs``, checked against the model's inputs, from the dynamic batcher."""
+        check_inputs(inputs, self.inputs, self.name)
+        try:
+            return await self.batcher.submit(inputs)
+        except RuntimeError as error:  # shutting down
+            raise ProtocolError(str(error), 503) from None
+        except Exception as error:  # onnxruntime rejected the batch: a server-side failure
+            raise ProtocolError(f"model {self.name!r} failed: {error}", 500) from None
+
     def metadata_json(self) -> dict[str, Any]:
         content: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                                    "inputs": [spec.to_json() for spec in self.inputs],
@@ -127,30 +144,53 @@ def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int =
     return models
 
 
+def find_model(models: Mapping[str, ServedModel], name: str, version: str | None = None) -> ServedModel:
+    """The model called ``name`` (at ``version``, if given), else a 404 ``ProtocolError``."""
+    if name not in models:
+        raise ProtocolError(f"unknown model {name!r} (served: {', '.join(sorted(models))})", 404)
+    model = models[name]
+    if version not in (None, "", model.version):
+        raise ProtocolError(f"model {name!r} has no version {version!r} (served: {model.version})", 404)
+    return model
+
+
 # --------------------------------------------------------------------------- the application
 def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               threads: int | None = None) -> FastAPI:
-    """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here)."""
+               threads: int | None = None, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
+               graceful_timeout: float = 30.0) -> FastAPI:
+    """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here).
+
+    With ``grpc_port`` (0: a free one), the app also serves Triton's gRPC protocol on
+    ``grpc_host:grpc_port`` while it runs; the bound port is then ``app.state.grpc_port``.
+    """
+    start_grpc = _grpc_starter() if grpc_port is not None else None  # a missing grpcio fails here, not later
+    if grpc_port:
+        _check_port_free(grpc_host, grpc_port, "gRPC")
     models = load_models(sources, max_batch_size, max_queue_delay_ms, threads)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await asyncio.gather(*(model.batcher.close() for model in models.values()))
-        log.info("all requests answered; server stopped")
+        grpc_server = None
+        if start_grpc is not None and grpc_port is not None:
+            try:
+                grpc_server, app.state.grpc_port = await start_grpc(models, grpc_host, grpc_port, max_request_bytes)
+            except HeplearnError as error:
+                app.state.startup_error = error  # for serve() to report once uvicorn gives up
+                raise
+        try:
+            yield
+        finally:
+            if grpc_server is not None:
+                await grpc_server.stop(graceful_timeout)  # refuses new calls, answers those in flight
+            await asyncio.gather(*(model.batcher.close() for model in models.values()))
+            log.info("all requests answered; server stopped")
 
     app = FastAPI(title="heplearn inference service", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.models = models
-
-    def model_named(name: str, version: str | None = None) -> ServedModel:
-        if name not in models:
-            raise ProtocolError(f"unknown model {name!r} (served: {', '.join(sorted(models))})", 404)
-        model = models[name]
-        if version not in (None, "", model.version):
-            raise ProtocolError(f"model {name!r} has no version {version!r} (served: {model.version})", 404)
-        return model
+    app.state.grpc_port = None
+    app.state.startup_error = None
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
@@ -180,34 +220,28 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        return model_named(name, version).metadata_json()
+        return find_model(models, name, version).metadata_json()
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str | None = None) -> Response:
-        model_named(name, version)
+        find_model(models, name, version)
         return Response(status_code=200)
 
     @app.get("/v2/models/{name}/config")
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None) -> Response:
-        model = model_named(name, version)
+        model = find_model(models, name, version)
         return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size),
                         media_type="application/json")
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
-        model = model_named(name, version)
+        model = find_model(models, name, version)
         body = await _read_body(request, max_request_bytes)
         parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-        check_inputs(parsed.inputs, model.inputs, name)
-        try:
-            outputs = await model.batcher.submit(parsed.inputs)
-        except RuntimeError as error:  # shutting down
-            raise ProtocolError(str(error), 503) from None
-        except Exception as error:  # onnxruntime rejected the batch: a server-side failure
-            raise ProtocolError(f"model {name!r} failed: {error}", 500) from None
+        outputs = await model.infer(parsed.inputs)
         content, header_length = encode_response(name, model.version, parsed, outputs)
         if header_length is None:
             return Response(content, media_type="application/json")
@@ -215,6 +249,13 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
                         headers={HEADER_LENGTH: str(header_length)})
 
     return app
+
+
+def _grpc_starter() -> Any:
+    """``grpc_service.start_grpc_server``; importing it imports grpcio (a clear error if it is missing)."""
+    from heplearn.serving.grpc_service import start_grpc_server
+
+    return start_grpc_server
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -253,60 +294,102 @@ def serve(
     max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     *,
+    grpc_port: int | None = None,
     threads: int | None = None,
     graceful_timeout: float = 30.0,
 ) -> None:
-    """Serve the models until SIGINT/SIGTERM; requests in flight are answered before exiting."""
+    """Serve the models (over HTTP, and gRPC if ``grpc_port``) until SIGINT/SIGTERM; requests in flight are
+    answered before exiting."""
     import uvicorn
 
-    app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads)
+    app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
+                     grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout)
+    if port:
+        _check_port_free(host, port, "HTTP")
     if host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("serving on %s: reachable from other machines, and the service has no authentication", host)
-    log.info("serving %s on http://%s:%d", ", ".join(app.state.models), host, port)
+    log.info("serving %s on http://%s", ", ".join(app.state.models), _address(host, port))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=graceful_timeout)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit:  # uvicorn's way out of a failed startup
+        if app.state.startup_error is not None:
+            raise app.state.startup_error from None
+        raise
+
+
+def _check_port_free(host: str, port: int, protocol: str) -> None:
+    """Fail early, with one clear line, when another process listens on ``host:port``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise HeplearnError(f"cannot serve {protocol} on {_address(host, port)}: {error.strerror} "
+                                "(choose another port)") from None
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class BackgroundServer:
     """The service in a background thread on a free local port (tests, notebooks, benchmarks).
 
-        with BackgroundServer(["runs/pfn"]) as server:
+        with BackgroundServer(["runs/pfn"], grpc_port=0) as server:
             client = tritonclient.http.InferenceServerClient(server.address)
+            grpc_client = tritonclient.grpc.InferenceServerClient(server.grpc_address)
+
+    ``grpc_port`` (0: a free port; None, the default: no gRPC) starts the gRPC service beside HTTP;
+    the other ``options`` are those of ``create_app``.
     """
 
     def __init__(self, sources: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0,
-                 **options: Any) -> None:
+                 grpc_port: int | None = None, **options: Any) -> None:
         import uvicorn
 
-        self.app = create_app(sources, **options)
+        self.app = create_app(sources, grpc_port=grpc_port, grpc_host=host, **options)
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = host, self._socket.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="heplearn-serve", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="heplearn-serve", daemon=True)
 
     @property
     def address(self) -> str:
-        """``host:port``, as tritonclient takes it."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` of the HTTP service, as tritonclient takes it."""
+        return _address(self.host, self.port)
 
     @property
     def url(self) -> str:
         return f"http://{self.address}"
 
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC service (once started), as ``tritonclient.grpc`` takes it."""
+        if self.app.state.grpc_port is None:
+            raise RuntimeError("the gRPC service is not running: pass grpc_port (0: a free port) and start()")
+        return _address(self.host, self.app.state.grpc_port)
+
+    def _run(self) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when the startup fails; start() raises why
+            self._server.run(sockets=[self._socket])
+
     def start(self, timeout: float = 30.0) -> BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
+            if self.app.state.startup_error is not None:
+                self._thread.join(timeout)
+                self._socket.close()
+                raise self.app.state.startup_error
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the inference server did not start")
             time.sleep(0.01)
         return self
-
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting requests, answer those in flight, and wait for the server thread."""
         self._server.should_exit = True
