@@ -71,6 +71,7 @@ def test_health_metadata_and_config(client: triton_grpc.InferenceServerClient) -
                                   {"name": "mask", "datatype": "BOOL", "shape": ["-1", "-1"]}]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "2"]}]
     config = client.get_model_config("mlp").config
+    assert config.dynamic_batching.max_queue_delay_microseconds == 2000
     assert config.max_batch_size > 0 and list(config.input[0].dims) == [2]
     assert {model.name for model in client.get_model_repository_index().models} == {"pfn", "mlp"}
     with pytest.raises(InferenceServerException, match="unknown model 'nope'") as caught:

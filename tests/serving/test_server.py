@@ -61,6 +61,7 @@ def test_health_and_metadata(server: BackgroundServer) -> None:
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
     assert metadata["parameters"]["class_names"] == ["top", "qcd"]
     assert client.get_model_config("mlp")["input"][0]["dims"] == [2]
+    assert client.get_model_config("mlp")["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
     assert {model["name"] for model in client.get_model_repository_index()} == {"pfn", "mlp"}
     client.close()
 

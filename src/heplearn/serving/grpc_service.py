@@ -113,7 +113,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_answers_protocol_errors
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
-        config = json_format.Parse(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size),
+        config = json_format.Parse(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
+                              round(model.batcher.max_queue_delay * 1e6)),
                                    model_config_pb2.ModelConfig())
         return service_pb2.ModelConfigResponse(config=config)
 

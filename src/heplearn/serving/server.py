@@ -232,7 +232,8 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None) -> Response:
         model = find_model(models, name, version)
-        return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size),
+        return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
+                              round(model.batcher.max_queue_delay * 1e6)),
                         media_type="application/json")
 
     @app.post("/v2/models/{name}/infer")

@@ -122,7 +122,8 @@ def _max_batch_size(config: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def model_config_json(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], max_batch_size: int) -> str:
+def model_config_json(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], max_batch_size: int,
+                      max_queue_delay_microseconds: int) -> str:
     """The model configuration as Triton's ``GET /v2/models/<name>/config`` returns it (JSON)."""
     def tensors(specs: list[TensorSpec]) -> list[dict[str, object]]:
         return [{"name": spec.name, "data_type": TRITON_TYPES.get(spec.datatype, spec.datatype),
@@ -130,4 +131,4 @@ def model_config_json(name: str, inputs: list[TensorSpec], outputs: list[TensorS
 
     return json.dumps({"name": name, "platform": PLATFORM, "backend": "onnxruntime", "max_batch_size": max_batch_size,
                        "input": tensors(inputs), "output": tensors(outputs),
-                       "dynamic_batching": {"max_queue_delay_microseconds": 0}})
+                       "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_microseconds}})
