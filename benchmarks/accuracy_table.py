@@ -6,6 +6,8 @@ Two samples, generated here beforehand (30k jets per class for top vs QCD, 20k f
     heplearn generate quark gluon --jets 20000 --radius 0.4 --pt-min 500 --pt-max 550 --seed 11 -o data/quark_gluon
     python benchmarks/accuracy_table.py --sample top_qcd
     python benchmarks/accuracy_table.py --sample quark_gluon
+    python benchmarks/accuracy_table.py --write-subsets data/top_qcd/train.parquet
+    python benchmarks/accuracy_table.py --sample top_qcd_learning_curve
 
 Each model trains from its ``configs/`` file with the CPU sizes of ``TABLE`` below (the particle
 networks in their "lite" presets for a few epochs: the paper presets train at tens of jets per
@@ -23,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.evaluation.compare import compare_runs
 from heplearn.training.config import load_run_config
 from heplearn.training.run import train
@@ -47,6 +49,18 @@ TABLE: dict[str, dict[str, tuple[str, list[str]]]] = {
                                                      "training.learning_rate=0.003"]),
         "part": ("top_qcd_part.yaml", ["model.preset=lite", "training.epochs=3"]),
     },
+    # Is a network limited by the training sample? The same models on a quarter and a half of it
+    # (the first 12,000 / 24,000 jets of train.parquet, written by --write-subsets).
+    "top_qcd_learning_curve": {
+        f"{model} ({size} training jets)": (config, [f"data.train=[data/top_qcd/train_{part}.parquet]", *overrides])
+        for size, part in (("12k", "quarter"), ("24k", "half"))
+        for model, config, overrides in (
+            ("bdt", "top_qcd_bdt.yaml", []),
+            ("pfn", "top_qcd_pfn.yaml", ["training.epochs=8"]),
+            ("particlenet", "top_qcd_particlenet.yaml", ["model.preset=lite", "training.epochs=3",
+                                                         "training.learning_rate=0.003"]),
+        )
+    },
     "quark_gluon": {
         "pfn": ("quark_gluon_pfn.yaml", ["training.epochs=8"]),
         "pfn (kinematics only)": ("quark_gluon_pfn.yaml", ["training.epochs=8",
@@ -61,7 +75,19 @@ TABLE: dict[str, dict[str, tuple[str, list[str]]]] = {
 
 
 def run_name(row: str) -> str:
-    return row.replace(" (kinematics only)", "_kinematic")
+    return row.replace(" (kinematics only)", "_kinematic").replace(" training jets)", "").replace(" (", "_")
+
+
+def write_subsets(train: Path) -> None:
+    """The first quarter and half of a (shuffled) training file, for the learning curve."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(train)
+    for fraction, part in ((0.25, "quarter"), (0.5, "half")):
+        target = train.with_name(f"train_{part}.parquet")
+        with atomic_path(target) as temporary:
+            pq.write_table(table.slice(0, int(table.num_rows * fraction)), temporary, row_group_size=10_000)
+        print(f"wrote {target}")
 
 
 def count_parameters(run_dir: Path) -> str:
@@ -77,7 +103,12 @@ def main() -> None:
     parser.add_argument("--sample", choices=sorted(TABLE), default="top_qcd")
     parser.add_argument("--models", nargs="+", help="rows to run (default: all of the sample)")
     parser.add_argument("--output", type=Path, default=Path("runs/accuracy"))
+    parser.add_argument("--write-subsets", type=Path, metavar="TRAIN_PARQUET",
+                        help="write the learning curve's training subsets next to this file, then exit")
     arguments = parser.parse_args()
+    if arguments.write_subsets:
+        write_subsets(arguments.write_subsets)
+        return
     rows = TABLE[arguments.sample]
     names = arguments.models or list(rows)
     output = arguments.output / arguments.sample
