@@ -47,7 +47,7 @@ TABLE: dict[str, dict[str, tuple[str, list[str]]]] = {
         "rnn": ("top_qcd_rnn.yaml", ["training.epochs=6"]),
         "particlenet": ("top_qcd_particlenet.yaml", ["model.preset=lite", "training.epochs=3",
                                                      "training.learning_rate=0.003"]),
-        "part": ("top_qcd_part.yaml", ["model.preset=lite", "training.epochs=3"]),
+        "part": ("top_qcd_part.yaml", ["model.preset=lite", "training.epochs=2"]),
     },
     # Is a network limited by the training sample? The same models on a quarter and a half of it
     # (the first 12,000 / 24,000 jets of train.parquet, written by --write-subsets).
