@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def main() -> None:
         run_dir = output / "runs" / run_name(row)
         timing = run_dir / "training_minutes.json"
         if not timing.is_file():
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an interrupted earlier run of this row: start it afresh
             started = time.perf_counter()
             print(f"training {row}", flush=True)
             train(config, name=run_name(row), runs_dir=output / "runs", progress=True)
