@@ -259,16 +259,18 @@ def test_jet_without_particles_gives_a_finite_output(cls: type[ParticleModel],
     torch.testing.assert_close(output[1:], evaluate(model, short_jets)[1:], rtol=0, atol=1e-5)
 
 
-def test_part_length_groups_give_the_padded_full_matrix_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ParT runs its attention on groups of similar-length jets, each cut to its own longest jet.
+@pytest.mark.parametrize("cls", [ParticleNet, ParticleTransformer], ids=["particlenet", "part"])
+def test_real_entries_only_give_the_padded_result(cls: type[ParticleModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    """ParticleNet forms only real edges; ParT embeds only real pairs and attends in groups of
+    similar-length jets, each cut to its own longest jet.
 
     Output and gradients must equal the plain computation on the padded batch (the path that
-    export takes: all N x N pairs embedded, one group), in training mode too.
+    export takes), in training mode too, batch statistics included.
     """
-    batch, _ = toy_jets(100, particles=20, seed=5)  # 3 groups of about 33 jets
+    batch, _ = toy_jets(100, particles=20, seed=5)  # ParT: 3 groups of about 33 jets
     batch["mask"][7] = False  # a jet without particles (its output is arbitrary: left out below)
     real = batch["mask"].any(dim=1)
-    model = small_model(ParticleTransformer, dropout=0.0).double().train()
+    model = small_model(cls, dropout=0.0).double().train()
 
     def output_and_gradients() -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad()

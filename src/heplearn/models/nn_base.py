@@ -196,10 +196,10 @@ class MaskedBatchNorm(nn.Module):
 
         ``mask=None`` says every entry is real: plain batch norm over the rows of ``values`` (R, C).
         """
-        if mask is None:
+        if mask is None:  # batch statistics need two rows; with fewer, the running ones serve
             return functional.batch_norm(
                 values, self.running_mean, self.running_var, self.weight, self.bias,
-                training=self.training, momentum=self.momentum, eps=self.eps,
+                training=self.training and values.shape[0] > 1, momentum=self.momentum, eps=self.eps,
             )
         mean, variance = self.running_mean, self.running_var
         if self.training:

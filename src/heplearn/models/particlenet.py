@@ -11,6 +11,9 @@ dropout, and the output layer follow.
 Padding: neighbours are searched among the real particles only (padded ones, and the particle
 itself, are at infinite distance); a jet with at most k real particles simply has fewer edges,
 and the edge average runs over the real edges, so the output does not depend on the padding.
+Only the real edges are formed (a list of (jet, particle, neighbour)), so the dense layers and
+batch norms never touch padding; under ``torch.export`` the padded (B, N, k) edge tensor with
+masked batch norms is used instead, with the same result (tested), as its shapes are static.
 """
 
 from __future__ import annotations
@@ -81,31 +84,55 @@ class EdgeConvBlock(nn.Module):
             self.shortcut = nn.Linear(in_channels, channels[-1], bias=False)
             self.shortcut_norm = MaskedBatchNorm(channels[-1])
 
-    def _first_layer(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _first_layer(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first edge layer W [x_i, x_j − x_i] as (W_a − W_b) x_i + W_b x_j.
 
         Same weights and result as applying W to every edge, but the products are taken once per
-        particle instead of once per edge (k times fewer), then gathered.
+        particle instead of once per edge (k times fewer): returns both per-particle terms.
         """
         weight = self.linears[0].weight
         channels = features.shape[-1]
         centre_weight, difference_weight = weight[:, :channels], weight[:, channels:]
-        centres = features @ (centre_weight - difference_weight).T
-        neighbours = gather_neighbours(features @ difference_weight.T, index)
-        return centres.unsqueeze(2) + neighbours
+        return features @ (centre_weight - difference_weight).T, features @ difference_weight.T
 
     def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         index, valid = nearest_neighbours(coordinates, mask, self.k)
-        edges = self._first_layer(features, index)
-        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
-            if position > 0:
-                edges = linear(edges)
-            edges = torch.relu(norm(edges, valid))
-        aggregated = masked_mean(edges, valid, dim=2)
+        if torch.compiler.is_exporting():
+            aggregated = self._aggregate_padded(features, index, valid)
+        else:
+            aggregated = self._aggregate_real(features, index, valid)
         shortcut = features
         if self.shortcut is not None and self.shortcut_norm is not None:
             shortcut = self.shortcut_norm(self.shortcut(features), mask)
         return zero_padding(torch.relu(aggregated + shortcut), mask)
+
+    def _aggregate_real(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Mean over each particle's real edges (B, N, C), computing only the real edges.
+
+        The edges of padded particles and the missing neighbours of short jets are never
+        formed, and the batch norms see exactly the real edges, with no mask to apply.
+        """
+        batch, size, _ = index.shape
+        jet, particle, neighbour = valid.nonzero(as_tuple=True)
+        centres, projected = self._first_layer(features)
+        edges = centres[jet, particle] + projected[jet, index[jet, particle, neighbour]]  # (edges, C)
+        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            if position > 0:
+                edges = linear(edges)
+            edges = torch.relu(norm(edges, None))
+        summed = edges.new_zeros(batch * size, edges.shape[-1]).index_add(0, jet * size + particle, edges)
+        counts = valid.sum(dim=2).reshape(-1, 1).clamp_min(1).to(edges.dtype)
+        return (summed / counts).reshape(batch, size, -1)
+
+    def _aggregate_padded(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The same on the padded (B, N, k) edge tensor: no data-dependent shapes, for export."""
+        centres, projected = self._first_layer(features)
+        edges = centres.unsqueeze(2) + gather_neighbours(projected, index)
+        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            if position > 0:
+                edges = linear(edges)
+            edges = torch.relu(norm(edges, valid))
+        return masked_mean(edges, valid, dim=2)
 
 
 class ParticleNet(ParticleModel):
