@@ -106,6 +106,15 @@ class EdgeConvBlock(nn.Module):
             shortcut = self.shortcut_norm(self.shortcut(features), mask)
         return zero_padding(torch.relu(aggregated + shortcut), mask)
 
+    def _edge_layers(self, edges: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Batch norm + ReLU after the first layer, then (dense + batch norm + ReLU) for the rest;
+        ``valid`` masks the batch statistics (None: every edge is real)."""
+        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
+            if position > 0:
+                edges = linear(edges)
+            edges = torch.relu(norm(edges, valid))
+        return edges
+
     def _aggregate_real(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Mean over each particle's real edges (B, N, C), computing only the real edges.
 
@@ -116,10 +125,7 @@ class EdgeConvBlock(nn.Module):
         jet, particle, neighbour = valid.nonzero(as_tuple=True)
         centres, projected = self._first_layer(features)
         edges = centres[jet, particle] + projected[jet, index[jet, particle, neighbour]]  # (edges, C)
-        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
-            if position > 0:
-                edges = linear(edges)
-            edges = torch.relu(norm(edges, None))
+        edges = self._edge_layers(edges, None)
         summed = edges.new_zeros(batch * size, edges.shape[-1]).index_add(0, jet * size + particle, edges)
         counts = valid.sum(dim=2).reshape(-1, 1).clamp_min(1).to(edges.dtype)
         return (summed / counts).reshape(batch, size, -1)
@@ -128,10 +134,7 @@ class EdgeConvBlock(nn.Module):
         """The same on the padded (B, N, k) edge tensor: no data-dependent shapes, for export."""
         centres, projected = self._first_layer(features)
         edges = centres.unsqueeze(2) + gather_neighbours(projected, index)
-        for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
-            if position > 0:
-                edges = linear(edges)
-            edges = torch.relu(norm(edges, valid))
+        edges = self._edge_layers(edges, valid)
         return masked_mean(edges, valid, dim=2)
 
 
