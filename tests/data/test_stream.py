@@ -186,3 +186,36 @@ def test_padding_a_selection_equals_selecting_padded_jets() -> None:
         np.testing.assert_array_equal(part.inputs["p"], everything.inputs["p"][index])
         np.testing.assert_array_equal(part.mask, everything.mask[index])
         np.testing.assert_array_equal(jets.take(np.arange(20)[index]).padded().inputs["p"], part.inputs["p"])
+
+
+def epoch_ids(loader: object) -> np.ndarray:
+    return np.concatenate([batch["ids"][:, 0].numpy() for batch in loader]).astype(int)  # type: ignore[attr-defined]
+
+
+def test_workers_persist_across_epochs_and_follow_the_epoch(id_files: list[Path]) -> None:
+    config = stream_config(id_files)
+    loader = stream_loader(JetStream(id_files, config, None, batch_size=16, seed=3, buffer_size=40), num_workers=2)
+    orders, worker_ids = [], []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        orders.append(epoch_ids(loader))
+        worker_ids.append([worker.pid for worker in loader._loader._iterator._workers])  # type: ignore[union-attr]
+        fresh = JetStream(id_files, config, None, batch_size=16, seed=3, buffer_size=40)
+        fresh.set_epoch(epoch)  # a new loader for this epoch gives the same order
+        np.testing.assert_array_equal(orders[-1], epoch_ids(stream_loader(fresh, num_workers=2)))
+    assert all(sorted(order) == list(range(sum(SIZES))) for order in orders)
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    assert worker_ids[0] == worker_ids[1] == worker_ids[2]
+    loader.close()
+    assert loader.stream.handover is None and loader.stream.shared_epoch is None
+
+
+def test_an_epoch_left_early_restarts_the_workers(id_files: list[Path]) -> None:
+    loader = stream_loader(JetStream(id_files, stream_config(id_files), None, batch_size=16, buffer_size=40),
+                           num_workers=2)
+    for _ in loader:
+        break
+    assert loader.stream.handover is None  # stopped: blocks in flight held their buffers
+    loader.set_epoch(1)
+    assert sorted(epoch_ids(loader)) == list(range(sum(SIZES)))
+    loader.close()

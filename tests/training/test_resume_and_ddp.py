@@ -138,3 +138,17 @@ def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
     assert not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) >= 1500 - 1  # at most world_size - 1 jets left out per epoch
     assert (tmp_path / "runs" / "ddp" / "model.safetensors").is_file()
+
+
+def test_streaming_with_workers_is_reproducible_over_epochs(tmp_path: Path) -> None:
+    from heplearn.training.config import load_run_config
+    from heplearn.training.run import train
+
+    config = load_run_config(write_config(tmp_path, epochs=2, streaming=True, num_workers=2, buffer_size=200))
+    weights = []
+    for name in ("first", "second"):
+        result = train(config, name=name, runs_dir=tmp_path / "runs", progress=False)
+        assert len(result.history) == 2
+        weights.append(load_file(result.run_dir / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,7 @@ class JetStream(IterableDataset[Batch]):
         self.epoch = 0
         self.batches_per_transfer = 1
         self.handover: Handover | None = None  # set by StreamLoader for its workers
+        self.shared_epoch: Synchronized[int] | None = None  # the epoch, as persistent workers see it
         self.pieces = plan_pieces(files, config.chunk_size, config.treename)
 
     def set_epoch(self, epoch: int) -> None:
@@ -236,6 +238,8 @@ class JetStream(IterableDataset[Batch]):
 
     def my_pieces(self) -> list[Piece]:
         info = get_worker_info()
+        if info is not None and self.shared_epoch is not None:
+            self.epoch = self.shared_epoch.value
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return shard_pieces(self.pieces, self.rank * workers + worker, self.world_size * workers,
                             shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
@@ -269,11 +273,12 @@ class JetStream(IterableDataset[Batch]):
     def __iter__(self) -> Iterator[Batch]:
         """Batches cut from a buffer of unpadded jets, shuffled; only the batches are padded."""
         info = get_worker_info()
+        pieces = self.my_pieces()  # first: it reads the epoch
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, (info or _NoWorker).id])
         buffer_size = max(self.buffer_size // (info.num_workers if info else 1), self.batch_size)
         buffered: list[RaggedJets] = []
         size = 0
-        for jets in self._read(self.my_pieces()):
+        for jets in self._read(pieces):
             buffered.append(jets)
             size += len(jets)
             if size >= buffer_size:
@@ -325,11 +330,13 @@ class SharedBlock:
     pad_values: dict[str, float]
 
     def unpack(self) -> RaggedJets:
-        """The jets, copied out of the buffer (which the worker will fill again)."""
+        """The jets; their particles are views of the buffer, valid until it goes back to the worker
+        (padding copies them), the per-jet arrays (which batches slice) are copies."""
         memory = self.buffer.numpy()
         arrays = {key: memory[offset:offset + int(np.prod(shape)) * np.dtype(dtype).itemsize]
-                  .view(dtype).reshape(shape).copy()
+                  .view(dtype).reshape(shape)
                   for key, (dtype, shape, offset) in self.layout.items()}
+        arrays = {key: v if key.startswith("particles/") else v.copy() for key, v in arrays.items()}
         return RaggedJets(
             self.names,
             {key.removeprefix("particles/"): v for key, v in arrays.items() if key.startswith("particles/")},
@@ -386,7 +393,12 @@ class Handover:
 
 
 class StreamLoader:
-    """Batches of a ``JetStream`` read by ``num_workers`` DataLoader worker processes (0: in this one)."""
+    """Batches of a ``JetStream`` read by ``num_workers`` DataLoader worker processes (0: in this one).
+
+    The workers live from the first epoch to ``close()`` (or an epoch left before its end): forking
+    them anew every epoch costs more than a small epoch's reading, mostly in copy-on-write page
+    faults on both sides. They learn the epoch through shared memory.
+    """
 
     prefetch_factor = 2
 
@@ -394,36 +406,55 @@ class StreamLoader:
         self.stream = stream
         self.num_workers = num_workers
         stream.batches_per_transfer = batches_per_transfer
+        self._loader: DataLoader[Batch] | None = None
+        self._handover: Handover | None = None
+        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # kept alive: torch maps a buffer once
 
     def set_epoch(self, epoch: int) -> None:
         self.stream.set_epoch(epoch)
+        if self.stream.shared_epoch is not None:
+            self.stream.shared_epoch.value = epoch
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context()
+        # one buffer per block the DataLoader lets a worker prefetch, and one being filled
+        self._handover = self.stream.handover = Handover(self.num_workers, self.prefetch_factor + 1, context)
+        self.stream.shared_epoch = context.Value("q", self.stream.epoch, lock=False)
+        self._loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+                                  prefetch_factor=self.prefetch_factor, multiprocessing_context=context,
+                                  persistent_workers=True)
+
+    def close(self) -> None:
+        """Stop the workers (they also stop with this process)."""
+        if self._handover is not None:
+            self._handover.release_all()  # workers waiting for a buffer can then finish
+        self._loader = self._handover = self.stream.handover = self.stream.shared_epoch = None
+        self._mapped.clear()
 
     def __iter__(self) -> Iterator[Batch]:
         if self.num_workers == 0:
             yield from self.stream
             return
-        context = multiprocessing.get_context()
-        # one buffer per block the DataLoader lets a worker prefetch, and one being filled
-        handover = Handover(self.num_workers, self.prefetch_factor + 1, context)
-        self.stream.handover = handover
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                            prefetch_factor=self.prefetch_factor, multiprocessing_context=context)
-        blocks = iter(loader)  # held here, so that the workers are shut down after ``release_all``
-        mapped: dict[tuple[int, int], torch.Tensor] = {}  # kept alive: torch maps a buffer once
+        if self._loader is None or self._handover is None:
+            self._start()
+        loader, handover = self._loader, self._handover
+        assert loader is not None and handover is not None
         size = self.stream.batch_size
+        finished = False
         try:
-            for block in blocks:
+            for block in loader:
                 if not isinstance(block, SharedBlock):
                     yield block
                     continue
-                mapped[block.worker, block.slot] = block.buffer
+                self._mapped[block.worker, block.slot] = block.buffer
                 jets = block.unpack()
-                handover.free[block.worker].release()
-                for start in range(0, len(jets), size):
-                    yield to_batch(jets.padded(slice(start, start + size)))
+                batches = [to_batch(jets.padded(slice(start, start + size))) for start in range(0, len(jets), size)]
+                handover.free[block.worker].release()  # the batches are padded copies
+                yield from batches
+            finished = True
         finally:
-            handover.release_all()
-            self.stream.handover = None
+            if not finished:  # blocks in flight hold buffers that nobody will give back
+                self.close()
 
 
 def stream_loader(stream: JetStream, num_workers: int = 0) -> StreamLoader:

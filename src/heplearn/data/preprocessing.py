@@ -78,18 +78,17 @@ class Preprocessing:
         np.maximum(scaled, -bound, out=scaled)  # per-column bounds
         return scaled
 
-    def scale_column(self, group: str, index: int, column: np.ndarray) -> None:
-        """Standardise variable ``index`` of ``group`` in place: the same float32 arithmetic as
-        ``scale``, on one contiguous column."""
+    def scale_column(self, group: str, index: int, values: np.ndarray, out: np.ndarray) -> None:
+        """Standardise variable ``index`` of ``group`` from ``values`` into ``out`` (contiguous
+        float32 arrays of one shape; they may be the same): the float32 arithmetic of ``scale``."""
         scaling = self.groups[group][index]
         if scaling.centre == 0 and scaling.scale == 1 and scaling.clip is None:
-            return  # not standardised: the passes below would leave every value as it is
-        centre, inverse_scale = np.float32(scaling.centre), np.float32(1 / scaling.scale)
+            out[...] = values  # not standardised
+            return
         bound = np.float32(scaling.clip if scaling.clip is not None else np.inf)
-        column -= centre
-        column *= inverse_scale
-        np.minimum(column, bound, out=column)
-        np.maximum(column, -bound, out=column)
+        np.subtract(values, np.float32(scaling.centre), out=out)
+        out *= np.float32(1 / scaling.scale)
+        np.clip(out, -bound, bound, out=out)
 
     def _constants(self, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per variable of ``group``: centre, 1 / scale and clip bound, as float32."""

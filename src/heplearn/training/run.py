@@ -234,7 +234,11 @@ def _train_torch(config: RunConfig, run_dir: Path, preprocessing: Preprocessing,
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights)
     write_model_json(run_dir, config, task, preprocessing.class_names, rank)
-    model, trainer = fit_torch(config, task, train_source, val_source, run_dir, progress, on_batch, resume)
+    try:
+        model, trainer = fit_torch(config, task, train_source, val_source, run_dir, progress, on_batch, resume)
+    finally:
+        if isinstance(train_source, StreamSource):
+            train_source.loader.close()  # its worker processes
     if rank == 0:
         best = run_dir / "checkpoints" / ckpt.BEST / WEIGHTS_FILE
         weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(model)
