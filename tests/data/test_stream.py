@@ -149,27 +149,44 @@ def test_stopping_early_with_workers_does_not_wait_for_them(id_files: list[Path]
 
 
 def test_handover_round_trip() -> None:
+    import gc
     from multiprocessing import get_context
 
-    from heplearn.data.dataset import Handover
+    import torch
+
+    from heplearn.data.dataset import Handover, SharedBlock, to_batch
     from heplearn.data.transform import RaggedJets
 
     rng = np.random.default_rng(0)
-    counts = np.array([3, 0, 5])
-    jets = RaggedJets(("particles", "jet"), {"particles": rng.normal(size=(8, 2)).astype(np.float32)}, counts, 6,
-                      {"particles": -1.0, "jet": 0.0}, {"jet": rng.normal(size=(3, 4)).astype(np.float32)},
-                      np.array([1, 0, 1]), np.ones(3, np.float32), {"aux": np.arange(3)})
+    counts = np.array([3, 0, 5, 1])
+    jets = RaggedJets(("particles", "jet"), {"particles": rng.normal(size=(9, 2)).astype(np.float32)}, counts, 6,
+                      {"particles": -1.0, "jet": 0.0}, {"jet": rng.normal(size=(4, 4)).astype(np.float32)},
+                      np.array([1, 0, 1, 1]), np.ones(4, np.float32), {"aux": np.arange(4)})
     handover = Handover(1, 2, get_context())
-    for _ in range(3):  # the buffers are reused
-        block = handover.send(jets, 0)
-        handover.free[0].release()
-        received = block.unpack().padded()
-        expected = jets.padded()
-        for name in ("particles", "jet"):
-            np.testing.assert_array_equal(received.inputs[name], expected.inputs[name])
-        np.testing.assert_array_equal(received.mask, expected.mask)
-        np.testing.assert_array_equal(received.label, expected.label)
-    assert len({id(buffer) for buffer in handover._filled.values()}) == 2
+    indices = [np.array([2, 0]), np.array([3, 1]), np.array([1])]
+
+    def check(batches: list[dict[str, torch.Tensor]]) -> None:
+        for batch, index in zip(batches, indices, strict=True):
+            expected = to_batch(jets.padded(index))
+            assert batch.keys() == expected.keys()
+            assert all(torch.equal(batch[key], expected[key]) for key in batch)
+
+    for _ in range(3):  # the same buffer, given back each time its batches are gone
+        block = handover.send(jets, indices, 0)
+        assert isinstance(block, SharedBlock) and block.slot == 0
+        check(block.batches(handover))
+        gc.collect()
+    first = handover.send(jets, indices, 0)
+    second = handover.send(jets, indices, 0)
+    assert isinstance(first, SharedBlock) and isinstance(second, SharedBlock) and second.slot == 1
+    held = first.batches(handover), second.batches(handover)  # a consumer keeping its batches
+    overflow = handover.send(jets, indices, 0)
+    assert isinstance(overflow, list)  # ordinary tensors rather than waiting
+    check(overflow)
+    check(held[0])
+    del held
+    gc.collect()
+    assert list(handover.in_use.get_obj()) == [0, 0]
 
 
 def test_padding_a_selection_equals_selecting_padded_jets() -> None:

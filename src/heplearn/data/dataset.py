@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -294,17 +295,19 @@ class JetStream(IterableDataset[Batch]):
                 order = order[: len(order) // self.batch_size * self.batch_size]
             yield from self._cut(pool, order)
 
-    def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Batch | SharedBlock]:
+    def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Batch | SharedBlock | list[Batch]]:
         """Batches padding ``pool`` rows in ``order``: each padded value is written once.
 
-        Inside a ``StreamLoader`` worker, blocks of ``batches_per_transfer`` batches go to the
-        main process unpadded, through shared memory (``Handover``); the main process pads them.
+        Inside a ``StreamLoader`` worker, blocks of ``batches_per_transfer`` batches are padded
+        into a reused shared buffer (``Handover``), which the main process hands out as views.
         """
         info = get_worker_info()
         if info is not None and self.handover is not None:
             step = self.batch_size * self.batches_per_transfer
             for start in range(0, len(order), step):
-                yield self.handover.send(pool.take(order[start:start + step]), info.id)
+                block = order[start:start + step]
+                yield self.handover.send(pool, [block[i:i + self.batch_size]
+                                                for i in range(0, len(block), self.batch_size)], info.id)
             return
         for start in range(0, len(order), self.batch_size):
             yield to_batch(pool.padded(order[start:start + self.batch_size]))
@@ -315,81 +318,84 @@ class _NoWorker:
 
 
 HANDOVER_ALIGNMENT = 64
+Layout = dict[str, tuple[str, tuple[int, ...], int]]  # array key: dtype, shape, byte offset
+
+
+def _views(memory: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
+    return {key: memory[offset:offset + int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+            for key, (dtype, shape, offset) in layout.items()}
 
 
 @dataclass
 class SharedBlock:
-    """A block of unpadded jets in a worker's shared buffer, as it travels to the main process."""
+    """Padded batches in a worker's shared buffer, as they travel to the main process."""
 
     worker: int
     slot: int
     buffer: torch.Tensor  # uint8 in shared memory: pickling it sends a handle, not the bytes
-    layout: dict[str, tuple[str, tuple[int, ...], int]]  # array key: dtype, shape, byte offset
-    names: tuple[str, ...]
-    length: int
-    pad_values: dict[str, float]
+    layouts: list[Layout]  # one per batch
 
-    def unpack(self) -> RaggedJets:
-        """The jets; their particles are views of the buffer, valid until it goes back to the worker
-        (padding copies them), the per-jet arrays (which batches slice) are copies."""
-        memory = self.buffer.numpy()
-        arrays = {key: memory[offset:offset + int(np.prod(shape)) * np.dtype(dtype).itemsize]
-                  .view(dtype).reshape(shape)
-                  for key, (dtype, shape, offset) in self.layout.items()}
-        arrays = {key: v if key.startswith("particles/") else v.copy() for key, v in arrays.items()}
-        return RaggedJets(
-            self.names,
-            {key.removeprefix("particles/"): v for key, v in arrays.items() if key.startswith("particles/")},
-            arrays.get("counts"), self.length, self.pad_values,
-            {key.removeprefix("jet/"): v for key, v in arrays.items() if key.startswith("jet/")},
-            arrays["label"], arrays["weight"],
-        )
+    def batches(self, handover: Handover) -> list[Batch]:
+        """The batches, as views of the buffer; it goes back to the worker when they are all gone."""
+        memory = self.buffer.numpy()  # the base of every view below
+        batches = [{key: torch.from_numpy(values) for key, values in _views(memory, layout).items()}
+                   for layout in self.layouts]
+        weakref.finalize(memory, handover.give_back, self.worker, self.slot)
+        return batches
 
 
 class Handover:
-    """Blocks of jets from DataLoader workers to the main process through reused shared memory.
+    """Batches from DataLoader workers to the main process through reused shared memory.
 
-    Passing tensors the usual way puts every block in fresh shared memory, and the first touch of
+    Passing tensors the usual way puts every batch in fresh shared memory, and the first touch of
     each 4 kB page of it, in the worker and again in the main process, costs more than computing
-    the jets. Here each worker fills ``buffers`` shared buffers in turn, and the main process maps
-    each one once. A semaphore per worker counts its free buffers: the worker takes one before
-    filling it, the main process gives it back as soon as it has copied the block out. The main
-    process receives blocks in order, so a worker waiting for a buffer never waits on itself.
+    the jets. Here each worker pads blocks of batches straight into a few shared buffers that it
+    reuses, and the main process hands the batches out as views of them. A shared flag per buffer
+    says it is in use: the worker sets it when it fills the buffer, the main process clears it
+    when the last batch of the block is garbage. Workers never wait for a buffer: with none free
+    (a consumer keeping many batches) a worker makes another, up to ``buffers``, and beyond that
+    sends ordinary tensors.
     """
 
     def __init__(self, workers: int, buffers: int, context: BaseContext) -> None:
         self.buffers = buffers
-        self.free = [context.Semaphore(buffers) for _ in range(workers)]
+        self.in_use = context.Array("b", workers * buffers)  # with a lock, which orders the accesses
         self._filled: dict[int, torch.Tensor] = {}  # this worker's buffers, by slot
-        self._next_slot = 0
 
-    def send(self, jets: RaggedJets, worker: int) -> SharedBlock:
-        """In worker ``worker``: ``jets`` written to its next free buffer."""
-        arrays = {f"particles/{k}": v for k, v in jets.particles.items()}
-        arrays |= {f"jet/{k}": v for k, v in jets.jet_inputs.items()}
-        arrays |= {"label": jets.label, "weight": jets.weight}
-        if jets.counts is not None:
-            arrays["counts"] = jets.counts
-        layout, size = {}, 0
-        for key, values in arrays.items():
-            layout[key] = (values.dtype.str, values.shape, size)
-            size += -(-values.nbytes // HANDOVER_ALIGNMENT) * HANDOVER_ALIGNMENT
-        self.free[worker].acquire()
-        slot, self._next_slot = self._next_slot, (self._next_slot + 1) % self.buffers
+    def _free_slot(self, worker: int) -> int | None:
+        with self.in_use.get_lock():
+            flags = self.in_use.get_obj()
+            for slot in range(self.buffers):
+                if not flags[worker * self.buffers + slot]:
+                    flags[worker * self.buffers + slot] = 1
+                    return slot
+        return None
+
+    def give_back(self, worker: int, slot: int) -> None:
+        """In the main process: the buffer's batches are gone."""
+        with self.in_use.get_lock():
+            self.in_use.get_obj()[worker * self.buffers + slot] = 0
+
+    def send(self, pool: RaggedJets, batches: list[np.ndarray], worker: int) -> SharedBlock | list[Batch]:
+        """In worker ``worker``: the jets ``batches`` (one index array per batch) of ``pool``, padded
+        into a free buffer."""
+        layouts, size = [], 0
+        for index in batches:
+            layout: Layout = {}
+            for key, (shape, dtype) in pool.padded_shapes(len(index)).items():
+                layout[key] = (dtype.str, shape, size)
+                size += -(-int(np.prod(shape)) * dtype.itemsize // HANDOVER_ALIGNMENT) * HANDOVER_ALIGNMENT
+            layouts.append(layout)
+        slot = self._free_slot(worker)
+        if slot is None:
+            return [to_batch(pool.padded(index)) for index in batches]
         buffer = self._filled.get(slot)
-        if buffer is None or buffer.numel() < size:  # room for blocks with more particles to come
-            buffer = self._filled[slot] = torch.empty(size + size // 4 + 1, dtype=torch.uint8).share_memory_()
+        if buffer is None or buffer.numel() < size:
+            buffer = self._filled[slot] = torch.empty(size, dtype=torch.uint8).share_memory_()
         memory = buffer.numpy()
-        for key, values in arrays.items():
-            offset = layout[key][2]
-            memory[offset:offset + values.nbytes] = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
-        return SharedBlock(worker, slot, buffer, layout, jets.names, jets.length, jets.pad_values)
-
-    def release_all(self) -> None:
-        """Free every buffer: workers waiting for one (after an early stop) can finish."""
-        for free in self.free:
-            for _ in range(self.buffers):
-                free.release()
+        for index, layout in zip(batches, layouts, strict=True):
+            pool.padded(index, out=_views(memory, layout))
+        return SharedBlock(worker, slot, buffer, layouts)
 
 
 class StreamLoader:
@@ -402,7 +408,7 @@ class StreamLoader:
 
     prefetch_factor = 2
 
-    def __init__(self, stream: JetStream, num_workers: int = 0, batches_per_transfer: int = 16) -> None:
+    def __init__(self, stream: JetStream, num_workers: int = 0, batches_per_transfer: int = 8) -> None:
         self.stream = stream
         self.num_workers = num_workers
         stream.batches_per_transfer = batches_per_transfer
@@ -417,8 +423,10 @@ class StreamLoader:
 
     def _start(self) -> None:
         context = multiprocessing.get_context()
-        # one buffer per block the DataLoader lets a worker prefetch, and one being filled
-        self._handover = self.stream.handover = Handover(self.num_workers, self.prefetch_factor + 1, context)
+        # a buffer per block the DataLoader lets a worker prefetch, one being filled, the one being
+        # handed out and one whose last batch the consumer may still hold
+        buffers = self.prefetch_factor + 3
+        self._handover = self.stream.handover = Handover(self.num_workers, buffers, context)
         self.stream.shared_epoch = context.Value("q", self.stream.epoch, lock=False)
         self._loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
                                   prefetch_factor=self.prefetch_factor, multiprocessing_context=context,
@@ -426,8 +434,6 @@ class StreamLoader:
 
     def close(self) -> None:
         """Stop the workers (they also stop with this process)."""
-        if self._handover is not None:
-            self._handover.release_all()  # workers waiting for a buffer can then finish
         self._loader = self._handover = self.stream.handover = self.stream.shared_epoch = None
         self._mapped.clear()
 
@@ -439,21 +445,19 @@ class StreamLoader:
             self._start()
         loader, handover = self._loader, self._handover
         assert loader is not None and handover is not None
-        size = self.stream.batch_size
         finished = False
         try:
             for block in loader:
-                if not isinstance(block, SharedBlock):
+                if isinstance(block, SharedBlock):
+                    self._mapped[block.worker, block.slot] = block.buffer
+                    yield from block.batches(handover)
+                elif isinstance(block, list):
+                    yield from block
+                else:
                     yield block
-                    continue
-                self._mapped[block.worker, block.slot] = block.buffer
-                jets = block.unpack()
-                batches = [to_batch(jets.padded(slice(start, start + size))) for start in range(0, len(jets), size)]
-                handover.free[block.worker].release()  # the batches are padded copies
-                yield from batches
             finished = True
         finally:
-            if not finished:  # blocks in flight hold buffers that nobody will give back
+            if not finished:  # the workers are somewhere in the epoch: start afresh next time
                 self.close()
 
 

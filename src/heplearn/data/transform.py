@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,10 +139,28 @@ class RaggedJets:
             {k: np.concatenate([p.observers[k] for p in parts]) for k in first.observers},
         )
 
-    def padded(self, index: np.ndarray | slice | None = None) -> JetArrays:
+    def padded_shapes(self, n: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of every array of ``n`` padded jets, keyed as in a batch."""
+        shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        for name in self.names:
+            if name in self.particles and self.counts is not None:
+                shapes[name] = ((n, self.length, self.particles[name].shape[1]), np.dtype(np.float32))
+            else:
+                values = self.jet_inputs[name]
+                shapes[name] = ((n, *values.shape[1:]), values.dtype)
+        if self.counts is not None:
+            shapes["mask"] = ((n, self.length), np.dtype(bool))
+        shapes["label"] = ((n, *self.label.shape[1:]), self.label.dtype)
+        shapes["weight"] = ((n, *self.weight.shape[1:]), self.weight.dtype)
+        return shapes
+
+    def padded(self, index: np.ndarray | slice | None = None,
+               out: Mapping[str, np.ndarray] | None = None) -> JetArrays:
         """The jets ``index`` (all if None) as ``JetArrays``: particles padded to ``length`` slots.
 
         A slice of jets reads one contiguous block of particles; an index array gathers them.
+        ``out`` (arrays as ``padded_shapes`` describes) receives the batch's arrays instead of new
+        ones; the observers are not part of it.
         """
         if index is None:
             index = slice(0, len(self))
@@ -152,7 +171,7 @@ class RaggedJets:
             mask, rows = None, None
         else:
             counts = self.counts[index]
-            mask = self._mask(counts)
+            mask = np.less(np.arange(self.length), counts[:, None], out=None if out is None else out["mask"])
             rows = (slice(int(self.starts[index.start]), int(self.starts[index.start]) + int(counts.sum()))
                     if isinstance(index, slice) and len(counts) else particle_rows(self.starts[index], counts))
         inputs = {}
@@ -160,23 +179,31 @@ class RaggedJets:
             if name in self.particles and mask is not None and rows is not None:
                 flat = self.particles[name]
                 flat = flat[rows] if isinstance(rows, slice) else _gather_rows(flat, rows)
-                inputs[name] = self._pad(flat, mask, self.pad_values[name])
+                inputs[name] = self._pad(flat, mask, self.pad_values[name], None if out is None else out[name])
             else:
-                inputs[name] = self.jet_inputs[name][index]
-        return JetArrays(inputs, mask, self.label[index], self.weight[index],
+                inputs[name] = _select(self.jet_inputs[name], index, None if out is None else out[name])
+        return JetArrays(inputs, mask, _select(self.label, index, None if out is None else out["label"]),
+                         _select(self.weight, index, None if out is None else out["weight"]),
                          {k: v[index] for k, v in self.observers.items()})
 
-    def _mask(self, counts: np.ndarray) -> np.ndarray:
-        return np.arange(self.length) < counts[:, None]
-
-    def _pad(self, flat: np.ndarray, mask: np.ndarray, pad_value: float) -> np.ndarray:
+    def _pad(self, flat: np.ndarray, mask: np.ndarray, pad_value: float, out: np.ndarray | None) -> np.ndarray:
         features = flat.shape[1]
         shape = (len(mask), self.length, features)
-        # zeros come from calloc: the pages of pure padding are not even touched here
-        dense = np.zeros(shape, np.float32) if pad_value == 0 else np.full(shape, pad_value, np.float32)
+        if out is not None:
+            dense = out
+            dense.fill(pad_value)
+        else:  # zeros come from calloc: the pages of pure padding are not even touched here
+            dense = np.zeros(shape, np.float32) if pad_value == 0 else np.full(shape, pad_value, np.float32)
         if features:  # the mask's True slots, jet after jet, are the flat rows in order
             _as_rows(dense)[mask] = _as_rows(flat)
         return dense
+
+
+def _select(values: np.ndarray, index: np.ndarray | slice, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return values[index]
+    out[...] = values[index]
+    return out
 
 
 def _gather_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
