@@ -30,6 +30,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import numpy as np
+import pyarrow
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -430,7 +431,7 @@ class StreamLoader:
         self.stream.shared_epoch = context.Value("q", self.stream.epoch, lock=False)
         self._loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
                                   prefetch_factor=self.prefetch_factor, multiprocessing_context=context,
-                                  persistent_workers=True)
+                                  persistent_workers=True, worker_init_fn=_one_thread_per_worker)
 
     def close(self) -> None:
         """Stop the workers (they also stop with this process)."""
@@ -459,6 +460,11 @@ class StreamLoader:
         finally:
             if not finished:  # the workers are somewhere in the epoch: start afresh next time
                 self.close()
+
+
+def _one_thread_per_worker(worker: int) -> None:
+    """Workers each decode with one thread, as torch computes in them: more would only compete."""
+    pyarrow.set_cpu_count(1)
 
 
 def stream_loader(stream: JetStream, num_workers: int = 0) -> StreamLoader:
