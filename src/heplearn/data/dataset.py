@@ -279,17 +279,26 @@ class JetStream(IterableDataset[Batch]):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, (info or _NoWorker).id])
         buffer_size = max(self.buffer_size // (info.num_workers if info else 1), self.batch_size)
         buffered: list[RaggedJets] = []
+        carry: RaggedJets | None = None  # fewer than a batch of jets, left by the previous pool
         size = 0
         for jets in self._read(pieces):
             buffered.append(jets)
             size += len(jets)
             if size >= buffer_size:
-                pool = RaggedJets.concatenate(buffered)
+                pool = RaggedJets.concatenate(buffered)  # of one piece: no copy
                 order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
-                usable = len(pool) // self.batch_size * self.batch_size
+                if carry is not None:  # it opens this pool's first batch instead of being copied into the pool
+                    fill = self.batch_size - len(carry)
+                    first = RaggedJets.concatenate([carry, pool.take(order[:fill])])
+                    yield from self._cut(first, np.arange(len(first)))
+                    order = order[fill:]
+                usable = len(order) // self.batch_size * self.batch_size
                 yield from self._cut(pool, order[:usable])
-                buffered, size = [pool.take(order[usable:])], len(pool) - usable
-        if size:
+                carry = pool.take(order[usable:]) if usable < len(order) else None
+                buffered, size = [], 0
+        if carry is not None:
+            buffered.insert(0, carry)
+        if buffered:
             pool = RaggedJets.concatenate(buffered)
             order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
             if self.drop_last:
