@@ -3,7 +3,8 @@
 ParticleNet and ParT with their paper presets, 7 particle features, 128 particle slots (about 50
 real particles per jet, as in JetClass), at batch sizes 1, 64 and 1024. Ours: the graph written by
 ``heplearn.serving.export.export_network`` (softmax included) in onnxruntime; reference: the same
-module in PyTorch eager under ``torch.inference_mode``. Both use every core (or ``--threads``);
+module in PyTorch eager under ``torch.inference_mode``. The session is the one heplearn's engines
+and server open (``heplearn.serving.engines.open_session``). Both use every core (or ``--threads``);
 timings interleave ours and the reference, best of ``--repeats`` rounds of at least ``--seconds``
 each. Both get each batch cut to its longest jet, as heplearn's engines feed them (``OnnxEngine``
 and ``TrainedModel.predict``): real particles come first, so only padding goes. The export runs in
@@ -34,6 +35,7 @@ import onnxruntime
 import torch
 
 from heplearn.models import registry
+from heplearn.serving.engines import open_session
 from heplearn.serving.export import DeployableModel, export_network
 
 FEATURES = 7
@@ -112,10 +114,8 @@ def main() -> None:
         export_all(arguments.export_to)
         return
     repeats, seconds, min_calls = (1, 1.0, 1) if arguments.quick else (arguments.repeats, arguments.seconds, 2)
-    options = onnxruntime.SessionOptions()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
-        options.intra_op_num_threads = arguments.threads
     summary: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         subprocess.run([sys.executable, __file__, "--export-to", folder], check=True, timeout=1800)
@@ -126,8 +126,8 @@ def main() -> None:
         for name in MODELS:
             module = build(name)
             keys = module.input_names
-            session = onnxruntime.InferenceSession(str(Path(folder) / f"{name}.onnx"), options,
-                                                   providers=["CPUExecutionProvider"])
+            # the session heplearn's engines and server open (same options), on the same threads
+            session = open_session(Path(folder) / f"{name}.onnx", arguments.threads or None)
             for batch_size in batch_sizes(name, arguments.part_1024, arguments.quick):
                 batch = cut_to_longest(jets(batch_size, seed=batch_size))
                 feed = {key: batch[key].numpy() for key in keys}

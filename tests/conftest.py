@@ -7,6 +7,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 
 from heplearn.data import io
 
@@ -69,3 +70,20 @@ def jet_files(tmp_path_factory: pytest.TempPathFactory, jets: ak.Array) -> dict[
         "root": io.write(jets, folder / "jets.root", {"seed": 1}),
         "hdf5": io.write(jets, folder / "jets.h5", {"seed": 1}),
     }
+
+
+def with_trained_batch_norms(network: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``network`` with non-trivial running statistics and affine parameters in every batch norm
+    (what folding them into the dense layers of an exported graph must reproduce)."""
+    from heplearn.models.nn_base import MaskedBatchNorm
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, MaskedBatchNorm):
+                channels = module.running_mean.shape[0]
+                module.running_mean.copy_(torch.randn(channels, generator=generator) * 0.5)
+                module.running_var.copy_(torch.rand(channels, generator=generator) * 2 + 0.2)
+                module.weight.copy_(1 + 0.3 * torch.randn(channels, generator=generator))
+                module.bias.copy_(0.3 * torch.randn(channels, generator=generator))
+    return network

@@ -24,6 +24,7 @@ from heplearn.models.nn_base import ParticleModel
 from heplearn.models.part import ParticleTransformer
 from heplearn.models.particlenet import ParticleNet
 from heplearn.models.rnn import ParticleRNN
+from tests.conftest import with_trained_batch_norms
 
 ALL_MODELS: list[type[ParticleModel]] = [
     ParticleFlowNetwork, EnergyFlowNetwork, ParticleNet, ParticleTransformer, JetImageCNN, ParticleRNN,
@@ -338,3 +339,23 @@ def test_every_model_learns_particle_level_structure(cls: type[ParticleModel], t
         optimiser.step()
     scores = torch.softmax(evaluate(model, validation), dim=-1)[:, 1].numpy()
     assert roc_auc_score(validation_labels, scores) > 0.8
+
+
+# --- the exported (eval-mode) graphs -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [ParticleNet, ParticleTransformer], ids=["particlenet", "part"])
+@pytest.mark.parametrize("slots", [20, 19, 9, 2, 1])
+def test_exported_eval_path_gives_the_eval_outputs(cls: type[ParticleModel], slots: int,
+                                                   short_jets: dict[str, torch.Tensor],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph that export traces in eval mode (batch norms folded into the dense layers;
+    ParticleNet's edges as one matrix; ParT's pairs embedded once each in the rolled layout, its
+    attention written out) gives the eval outputs, for even and odd particle axes, for jets
+    with fewer particles than ParticleNet's k, and for a single slot."""
+    model = with_trained_batch_norms(small_model(cls).double()).eval()
+    batch = {key: value[:, :slots] if key in (*PARTICLE_KEYS, "mask") else value for key, value in short_jets.items()}
+    batch = pad_with_garbage(batch, 24, seed=2) if slots == 20 else batch  # junk, NaN and inf in the padding
+    expected = evaluate(model, batch)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    torch.testing.assert_close(evaluate(model, batch), expected, rtol=0, atol=1e-10)

@@ -14,9 +14,10 @@ from tritonclient.grpc import model_config_pb2
 
 from heplearn.data.dataset import load_arrays
 from heplearn.models import registry
-from heplearn.serving.engines import OnnxEngine
+from heplearn.serving.engines import OnnxEngine, open_session, session_options
 from heplearn.serving.export import ExportError, ExportResult, export_network, export_run, read_metadata
 from heplearn.training.trained import TrainedModel
+from tests.conftest import with_trained_batch_norms
 from tests.serving.conftest import LENGTH
 
 
@@ -109,6 +110,49 @@ def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> N
         with torch.inference_mode():
             expected = Wrapper()(*batch).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["particlenet", "part"])
+def test_optimised_graphs_agree_with_pytorch_and_the_unoptimised_graph(name: str, tmp_path: Path) -> None:
+    """ParticleNet and ParT export a graph of their own in eval mode (batch norms folded, fewer
+    ops; see the models): it must give PyTorch's eval logits, before and after onnxruntime's
+    fusions (Gemm + ReLU, BiasGelu, ...), for odd and even particle counts and for one particle."""
+    torch.manual_seed(0)
+    network = registry.model_class(name).from_preset("small", 3, NETWORK_INPUTS).eval()
+    network = with_trained_batch_norms(network, seed=1)
+    keys = network.input_keys
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.network(dict(zip(keys, tensors, strict=True)))
+
+    path = tmp_path / f"{name}.onnx"
+    export_network(Logits(), _batch(keys, 2, 12, seed=1), list(keys), "logits", path,
+                   [{0: "batch", 1: "particles"} for _ in keys])
+    unoptimised = onnxruntime.SessionOptions()
+    unoptimised.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference_session = onnxruntime.InferenceSession(str(path), unoptimised, providers=["CPUExecutionProvider"])
+    session = open_session(path)
+    for jets, particles in ((6, 21), (5, 20), (3, 9), (1, 1)):
+        batch = _batch(keys, jets, particles, seed=jets + particles)
+        feed = {key: tensor.numpy() for key, tensor in zip(keys, batch, strict=True)}
+        with torch.inference_mode():
+            expected = Logits()(*batch).numpy()
+        np.testing.assert_allclose(reference_session.run(None, feed)[0], expected, atol=1e-5)
+        np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-5)
+
+
+def test_every_session_gets_heplearns_options(pfn_export: ExportResult) -> None:
+    options = session_options(3)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert session_options().intra_op_num_threads == 0  # every core
+    engine = OnnxEngine(pfn_export.onnx_path, threads=2)
+    assert engine.session.get_session_options().intra_op_num_threads == 2
 
 
 def test_cuts_are_not_exportable(cuts_run: Path) -> None:

@@ -12,8 +12,10 @@ Padding: neighbours are searched among the real particles only (padded ones, and
 itself, are at infinite distance); a jet with at most k real particles simply has fewer edges,
 and the edge average runs over the real edges, so the output does not depend on the padding.
 Only the real edges are formed (a list of (jet, particle, neighbour)), so the dense layers and
-batch norms never touch padding; under ``torch.export`` the padded (B, N, k) edge tensor with
-masked batch norms is used instead, with the same result (tested), as its shapes are static.
+batch norms never touch padding; under ``torch.export`` the padded (B, N, k) edge tensor is used
+instead, with the same result (tested), as its shapes are static. In eval mode the exported graph
+also has its batch norms folded into the dense layers and its edges as one 2-D matrix, so that
+onnxruntime runs each edge layer as one fused Gemm + ReLU (see ``EdgeConvBlock._forward_folded``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from heplearn.errors import ConfigError
+from heplearn.models.folding import batch_norm_affine, fold_after
 from heplearn.models.nn_base import MaskedBatchNorm, ParticleModel, masked_mean, mlp, zero_padding
 
 
@@ -41,13 +45,15 @@ class ParticleNetHyperparameters:
     input_batchnorm: bool = True  # normalise the particle features first, as the reference code does
 
 
-def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int,
+                       ordered: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (B, N, k) of each particle's k nearest real neighbours, and which of them are real.
 
     The particle itself and padded particles are put at infinite distance, so they come last
     and are flagged invalid; so are the missing neighbours when a jet has at most k real
     particles (k columns of infinite distance are appended, so there are always k candidates).
-    ``valid`` (B, N, k) is also False for every edge of a padded particle.
+    ``valid`` (B, N, k) is also False for every edge of a padded particle. ``ordered=False``
+    leaves the k neighbours in any order (cheaper, for callers that only sum over them).
     """
     squared_norm = (coordinates * coordinates).sum(dim=-1)
     distance = (squared_norm.unsqueeze(2) + squared_norm.unsqueeze(1)
@@ -56,7 +62,7 @@ def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int) ->
     itself = torch.eye(size, dtype=torch.bool, device=coordinates.device)
     distance = distance.masked_fill(itself | ~mask.unsqueeze(1), float("inf"))
     missing = distance.new_full((*distance.shape[:2], k), float("inf"))
-    distance, index = torch.cat([distance, missing], dim=-1).topk(k, dim=-1, largest=False)
+    distance, index = torch.cat([distance, missing], dim=-1).topk(k, dim=-1, largest=False, sorted=ordered)
     valid = torch.isfinite(distance) & mask.unsqueeze(2)
     return index.clamp_max(size - 1), valid
 
@@ -96,6 +102,9 @@ class EdgeConvBlock(nn.Module):
         return features @ (centre_weight - difference_weight).T, features @ difference_weight.T
 
     def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting() and not self.training:
+            index, valid = nearest_neighbours(coordinates, mask, self.k, ordered=False)
+            return self._forward_folded(features, index, valid, mask)
         index, valid = nearest_neighbours(coordinates, mask, self.k)
         if torch.compiler.is_exporting():
             aggregated = self._aggregate_padded(features, index, valid)
@@ -131,11 +140,45 @@ class EdgeConvBlock(nn.Module):
         return (summed / counts).reshape(batch, size, -1)
 
     def _aggregate_padded(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """The same on the padded (B, N, k) edge tensor: no data-dependent shapes, for export."""
+        """The same on the padded (B, N, k) edge tensor: no data-dependent shapes, for export in
+        training mode (eval mode: ``_forward_folded``)."""
         centres, projected = self._first_layer(features)
         edges = centres.unsqueeze(2) + gather_neighbours(projected, index)
         edges = self._edge_layers(edges, valid)
         return masked_mean(edges, valid, dim=2)
+
+    def _forward_folded(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+        """The eval-mode block for the exported graph: ``_aggregate_padded`` and the shortcut with
+        every batch norm folded into its dense layer (``heplearn.models.folding``).
+
+        The padded (B, N, k) edges are rows of one (B·N·k, C) matrix, so that each later edge
+        layer is a single Gemm + bias + ReLU in onnxruntime; the neighbours' terms are looked up
+        with one row Gather in the flattened (B·N, C) per-particle terms. Edges that are not real
+        (missing neighbours, padded particles) hold finite values and get weight 0 in the mean.
+        """
+        batch, size, k = index.shape
+        weight = self.linears[0].weight
+        channels = features.shape[-1]
+        # norm(W [x_i, x_j − x_i]) = (s (W_a − W_b)) x_i + t + (s W_b) x_j
+        scale, shift = batch_norm_affine(self.norms[0])
+        centre_weight, difference_weight = weight[:, :channels], weight[:, channels:]
+        centres = functional.linear(features, (centre_weight - difference_weight) * scale[:, None], shift)
+        projected = functional.linear(features, difference_weight * scale[:, None])
+        rows = index + (torch.arange(batch, device=index.device) * size)[:, None, None]
+        neighbours = projected.reshape(batch * size, -1).index_select(0, rows.reshape(-1)).reshape(batch * size, k, -1)
+        edges = torch.relu(centres.reshape(batch * size, 1, -1) + neighbours).reshape(batch * size * k, -1)
+        for linear, norm in zip(self.linears[1:], self.norms[1:], strict=True):
+            edges = torch.relu(functional.linear(edges, *fold_after(linear.weight, linear.bias, norm)))
+        # the mean over the real edges as one (1 × k)·(k × C) product per particle: weights 1 / (real
+        # edges) on the real edges, 0 on the others
+        share = valid.to(edges.dtype)
+        share = share / share.sum(dim=2, keepdim=True).clamp_min(1.0)
+        aggregated = (share.reshape(batch * size, 1, k) @ edges.reshape(batch * size, k, -1)).reshape(batch, size, -1)
+        shortcut = features
+        if self.shortcut is not None and self.shortcut_norm is not None:
+            shortcut = functional.linear(features, *fold_after(self.shortcut.weight, None, self.shortcut_norm))
+        return zero_padding(torch.relu(aggregated + shortcut), mask)
 
 
 class ParticleNet(ParticleModel):

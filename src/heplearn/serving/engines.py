@@ -9,15 +9,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 MASK = "mask"
 DEFAULT_BATCH_SIZE = 4096
+
+
+def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
+    """The onnxruntime settings of every session heplearn opens (engines, server, benchmarks).
+
+    All graph optimisations (onnxruntime's default, stated so that it stays so): at load time it
+    fuses, in heplearn's exported graphs, ParticleNet's Gemm + ReLU (FusedGemm) and ParT's
+    bias + GELU (BiasGelu), among others; the exported files keep standard ONNX ops only. The
+    optimised graph is not saved: it would hold machine-specific kernels, and loading takes
+    well under a second. ``threads``: intra-op threads (None or 0: every core, onnxruntime's
+    default); operators run one at a time. On the 2-core reference machine these defaults were
+    the fastest at batch sizes 1 and 64: one thread was 1.5-1.7× slower at batch 1, no spinning
+    of idle threads 1.4×, the parallel executor 2.5× (ParT, ``benchmarks/bench_infer.py`` setup).
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+def open_session(path: str | os.PathLike[str], threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session on the ONNX file ``path`` with ``session_options(threads)``."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 class Engine(Protocol):
@@ -29,13 +62,7 @@ class OnnxEngine:
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(path, threads)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.output_names = [self.session.get_outputs()[0].name]
         self.batch_size = batch_size

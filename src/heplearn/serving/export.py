@@ -12,9 +12,16 @@ After writing, PyTorch and onnxruntime are compared on real jets (the run's test
 files): the largest absolute difference of the probabilities must stay below ``tolerance``.
 
 Export notes per model (torch.export / dynamo exporter, opset 20, so that GELU is one ONNX op):
-- ParT computes its full N × N pair matrix when exporting (``torch.compiler.is_exporting``), and
-  attention is traced with the math kernel of ``scaled_dot_product_attention`` so that the
-  decomposed graph reshapes correctly with a symbolic particle count.
+- ParticleNet and ParT trace a graph of their own in eval mode (``torch.compiler.is_exporting``;
+  same outputs as eager, tested): every batch norm folded into its dense layer
+  (``heplearn.models.folding``), ParticleNet's edges as one 2-D matrix (one fused Gemm + ReLU per
+  edge layer in onnxruntime), ParT's attention written out with one Transpose per tensor, and
+  ParT's pairs and per-particle layers computed for the real pairs and particles only (lists
+  whose lengths the graph computes with NonZero; the inputs keep their dynamic axes). In training
+  mode they export the plain padded computation; attention is then traced with the math kernel
+  of ``scaled_dot_product_attention`` so that the decomposed graph reshapes correctly with a
+  symbolic particle count. Only standard ONNX ops are written; onnxruntime adds its own fused
+  ops (FusedGemm, BiasGelu, ...) when it loads the graph (``engines.session_options``).
 - EFN uses ``torch.hypot`` and the RNN a stable sort; onnxscript's torch library has no ONNX
   function for either, so both get small translations here (``√(x² + y²)``; ONNX ``TopK``, whose
   ties keep the lower index first, which is what a stable ascending sort does). The RNN's GRU then

@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException
 from heplearn import __version__
 from heplearn.errors import DataError, HeplearnError
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
+from heplearn.serving.engines import open_session
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -79,13 +80,8 @@ class ServedModel:
     @classmethod
     def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
              threads: int | None = None) -> ServedModel:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            session = onnxruntime.InferenceSession(str(source.onnx_path), options, providers=["CPUExecutionProvider"])
+            session = open_session(source.onnx_path, threads)
         except Exception as error:  # onnxruntime raises its own exception types
             raise DataError(f"{source.onnx_path}: onnxruntime cannot load it: {error}") from error
         inputs = [_spec(item) for item in session.get_inputs()]
