@@ -4,7 +4,8 @@ Ours: ``JetStream`` (selection-free config, 7 per-particle features at 128 slots
 standardisation, shuffling buffer, batches of 256) through ``stream_loader`` with 0 and 2 workers,
 one epoch per round. As in training, one loader serves every epoch (its workers persist), so the
 first round also starts the workers: its rate is printed apart ("first epoch").
-Reference: the raw columnar read of the same file columns with pyarrow / uproot, no padding.
+Reference: the raw columnar read, with pyarrow / uproot and no padding, of exactly the file
+columns the loader reads (the features' inputs and the labels).
 All run in the same process, interleaved (each round runs the raw read, then ours with 0 and 2
 workers), best of ``--repeats`` rounds.
 
@@ -30,10 +31,9 @@ import uproot
 
 from heplearn.data import io
 from heplearn.data.config import load_data_config
-from heplearn.data.dataset import JetStream, fit_preprocessing, stream_loader
+from heplearn.data.dataset import JetStream, PieceReader, fit_preprocessing, stream_loader
 
 FEATURES = ["part_deta", "part_dphi", "part_logpt", "part_loge", "part_logptrel", "part_logerel", "part_deltaR"]
-RAW_COLUMNS = ["part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "jet_pt", "jet_energy"]
 
 
 def synthetic_jets(n: int, seed: int = 0) -> ak.Array:
@@ -95,12 +95,13 @@ def main() -> None:
     config = load_data_config({"train": [str(files["parquet"])], "chunk_size": 20_000,
                                "inputs": {"particles": {"length": 128, "variables": FEATURES}}})
     preprocessing = fit_preprocessing(config)
+    columns = PieceReader(config).source(str(files["parquet"]))[1]
 
     def raw_parquet() -> int:
-        return pq.read_table(files["parquet"], columns=RAW_COLUMNS).num_rows
+        return pq.read_table(files["parquet"], columns=columns).num_rows
 
     def raw_root() -> int:
-        return len(uproot.open(files["root"])["tree"].arrays(RAW_COLUMNS, library="ak"))
+        return len(uproot.open(files["root"])["tree"].arrays(columns, library="ak"))
 
     loaders = []
 

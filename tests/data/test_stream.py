@@ -171,15 +171,19 @@ def test_handover_round_trip() -> None:
             assert batch.keys() == expected.keys()
             assert all(torch.equal(batch[key], expected[key]) for key in batch)
 
-    for _ in range(3):  # the same buffer, given back each time its batches are gone
+    buffers = {}
+    for round_ in range(3):  # the same buffer, given back each time its batches are gone
         block = handover.send(jets, indices, 0)
         assert isinstance(block, SharedBlock) and block.slot == 0
-        check(block.batches(handover))
+        assert (block.buffer is None) == (round_ > 0)  # sent once
+        buffers.setdefault(0, block.buffer)
+        check(block.batches(buffers[0], handover))
         gc.collect()
     first = handover.send(jets, indices, 0)
     second = handover.send(jets, indices, 0)
     assert isinstance(first, SharedBlock) and isinstance(second, SharedBlock) and second.slot == 1
-    held = first.batches(handover), second.batches(handover)  # a consumer keeping its batches
+    assert second.buffer is not None
+    held = first.batches(buffers[0], handover), second.batches(second.buffer, handover)  # a consumer keeping them
     overflow = handover.send(jets, indices, 0)
     assert isinstance(overflow, list)  # ordinary tensors rather than waiting
     check(overflow)

@@ -342,12 +342,15 @@ class SharedBlock:
 
     worker: int
     slot: int
-    buffer: torch.Tensor  # uint8 in shared memory: pickling it sends a handle, not the bytes
+    # uint8 in shared memory (pickling it passes a file descriptor, not the bytes); None when the
+    # main process already holds this slot's buffer: passing descriptors costs a round trip
+    buffer: torch.Tensor | None
     layouts: list[Layout]  # one per batch
 
-    def batches(self, handover: Handover) -> list[Batch]:
-        """The batches, as views of the buffer; it goes back to the worker when they are all gone."""
-        memory = self.buffer.numpy()  # the base of every view below
+    def batches(self, buffer: torch.Tensor, handover: Handover) -> list[Batch]:
+        """The batches, as views of ``buffer`` (this block's); it goes back to the worker when they
+        are all gone."""
+        memory = buffer.numpy()  # the base of every view below
         batches = [{key: torch.from_numpy(values) for key, values in _views(memory, layout).items()}
                    for layout in self.layouts]
         weakref.finalize(memory, handover.give_back, self.worker, self.slot)
@@ -371,6 +374,7 @@ class Handover:
         self.buffers = buffers
         self.in_use = context.Array("b", workers * buffers)  # with a lock, which orders the accesses
         self._filled: dict[int, torch.Tensor] = {}  # this worker's buffers, by slot
+        self._sent: set[int] = set()  # the slots whose buffer the main process holds
 
     def _free_slot(self, worker: int) -> int | None:
         with self.in_use.get_lock():
@@ -402,10 +406,13 @@ class Handover:
         buffer = self._filled.get(slot)
         if buffer is None or buffer.numel() < size:
             buffer = self._filled[slot] = torch.empty(size, dtype=torch.uint8).share_memory_()
+            self._sent.discard(slot)
         memory = buffer.numpy()
         for index, layout in zip(batches, layouts, strict=True):
             pool.padded(index, out=_views(memory, layout))
-        return SharedBlock(worker, slot, buffer, layouts)
+        sent = slot in self._sent
+        self._sent.add(slot)
+        return SharedBlock(worker, slot, None if sent else buffer, layouts)
 
 
 class StreamLoader:
@@ -424,7 +431,7 @@ class StreamLoader:
         stream.batches_per_transfer = batches_per_transfer
         self._loader: DataLoader[Batch] | None = None
         self._handover: Handover | None = None
-        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # kept alive: torch maps a buffer once
+        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # the workers' buffers, by worker and slot
 
     def set_epoch(self, epoch: int) -> None:
         self.stream.set_epoch(epoch)
@@ -459,8 +466,9 @@ class StreamLoader:
         try:
             for block in loader:
                 if isinstance(block, SharedBlock):
-                    self._mapped[block.worker, block.slot] = block.buffer
-                    yield from block.batches(handover)
+                    if block.buffer is not None:
+                        self._mapped[block.worker, block.slot] = block.buffer
+                    yield from block.batches(self._mapped[block.worker, block.slot], handover)
                 elif isinstance(block, list):
                     yield from block
                 else:
