@@ -195,3 +195,26 @@ def test_cnn_run_on_jet_images_exports(split_files: dict[str, str], tmp_path: Pa
     result = export_run(run)
     assert [(spec.name, tuple(spec.shape)) for spec in result.inputs] == [("image", (-1, 1, 16, 16))]
     assert result.max_difference is not None and result.max_difference <= 1e-5
+
+
+def test_run_by_multiplicity_cuts_each_call_and_keeps_the_order() -> None:
+    from heplearn.serving.engines import run_by_multiplicity
+
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 20, 75)
+    mask = np.arange(24) < counts[:, None]
+    particles = np.where(mask[..., None], rng.normal(size=(75, 24, 3)), 0).astype(np.float32)
+    feed = {"particles": particles, "mask": mask, "jet": rng.normal(size=(75, 2)).astype(np.float32)}
+    calls: list[tuple[int, int, int]] = []
+
+    def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append((len(batch["mask"]), batch["particles"].shape[1], int(batch["mask"].sum(axis=1).max())))
+        assert batch["jet"].shape == (len(batch["mask"]), 2)
+        return [batch["particles"].sum(axis=(1, 2)), batch["mask"].sum(axis=1)]
+
+    sums, lengths = run_by_multiplicity(run, feed, 32)
+    np.testing.assert_allclose(sums, particles.sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_array_equal(lengths, counts)
+    assert [size for size, _, _ in calls] == [32, 32, 11]
+    assert all(width == max(longest, 1) for _, width, longest in calls)  # each call cut to its longest jet
+    assert calls[0][1] <= calls[1][1] <= calls[2][1]  # sorted by multiplicity

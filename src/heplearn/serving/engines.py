@@ -8,7 +8,7 @@ probabilities (or regression outputs). The ONNX graph standardises its inputs it
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -23,7 +23,7 @@ MASK = "mask"
 DEFAULT_BATCH_SIZE = 4096
 
 
-def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
+def session_options(threads: int | None = None, *, spinning: bool = True) -> onnxruntime.SessionOptions:
     """The onnxruntime settings of every session heplearn opens (engines, server, benchmarks).
 
     All graph optimisations (onnxruntime's default, stated so that it stays so): at load time it
@@ -43,14 +43,18 @@ def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
-def open_session(path: str | os.PathLike[str], threads: int | None = None) -> onnxruntime.InferenceSession:
-    """An onnxruntime CPU session on the ONNX file ``path`` with ``session_options(threads)``."""
+def open_session(path: str | os.PathLike[str], threads: int | None = None, *,
+                 spinning: bool = True) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session on the ONNX file ``path`` with ``session_options``."""
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), session_options(threads, spinning=spinning),
+                                        providers=["CPUExecutionProvider"])
 
 
 class Engine(Protocol):
@@ -71,31 +75,39 @@ class OnnxEngine:
         return self.session.run(self.output_names, feed)[0]
 
     def predict(self, arrays: JetArrays) -> np.ndarray:
-        """Batches of jets of similar multiplicity, each cut to its longest jet, in the input order.
-
-        The graph has a dynamic particle axis and real particles come first, so the cut drops
-        padding only; ParT's attention and pair features cost the square of that axis.
-        """
+        """The scores of ``arrays`` in the input order (see ``run_by_multiplicity``)."""
         feed = arrays_to_feed(arrays, self.input_names)
         if len(arrays) == 0:
             return np.empty((0, 0), np.float32)
-        mask = feed.get(MASK)
-        if mask is None:
-            order = np.arange(len(arrays))
-        else:
-            counts = mask.sum(axis=1)
-            order = np.argsort(counts, kind="stable")
-            particle_axis = {name for name, values in feed.items() if values.shape[:2] == mask.shape}
-        parts = []
-        for start in range(0, len(arrays), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            batch = {name: values[rows] for name, values in feed.items()}
-            if mask is not None:
-                longest = max(int(counts[rows].max()), 1)
-                batch = {name: values[:, :longest] if name in particle_axis else values
-                         for name, values in batch.items()}
-            parts.append(self.run(batch))
-        return np.concatenate(parts)[np.argsort(order, kind="stable")]
+        return run_by_multiplicity(lambda batch: [self.run(batch)], feed, self.batch_size)[0]
+
+
+def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feed: dict[str, np.ndarray],
+                        batch_size: int) -> list[np.ndarray]:
+    """The outputs of ``run`` over ``feed``, computed on batches of at most ``batch_size`` jets of
+    similar multiplicity, each cut to its longest jet; returned in the input order.
+
+    The graphs have a dynamic particle axis and real particles come first, so the cut drops
+    padding only; ParT's attention and pair features cost the square of that axis, and every
+    network's per-jet cost grows with its padded length. Without a ``mask`` the jets go as they are.
+    """
+    mask = feed.get(MASK)
+    if mask is None:
+        order = np.arange(len(next(iter(feed.values()))))
+    else:
+        counts = mask.sum(axis=1)
+        order = np.argsort(counts, kind="stable")
+        particle_axis = {name for name, values in feed.items() if values.shape[:2] == mask.shape}
+    parts = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = {name: values[rows] for name, values in feed.items()}
+        if mask is not None:
+            longest = max(int(counts[rows].max()), 1)
+            batch = {name: values[:, :longest] if name in particle_axis else values for name, values in batch.items()}
+        parts.append(run(batch))
+    inverse = np.argsort(order, kind="stable")
+    return [np.concatenate(outputs)[inverse] for outputs in zip(*parts, strict=True)]
 
 
 class TorchEngine:

@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException
 from heplearn import __version__
 from heplearn.errors import DataError, HeplearnError
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
-from heplearn.serving.engines import open_session
+from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -60,6 +60,10 @@ from heplearn.serving.triton import ModelSource, find_models, model_config_json
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "heplearn"
+# Jets per onnxruntime call within a joined batch, sorted by multiplicity and each call cut to its
+# longest jet: the particle networks' cost per jet grows with the batch's padded length and, past a
+# few dozen jets, with the batch itself (memory traffic), so a batch of 256 runs fastest in pieces.
+RUN_JETS = 32
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository"]
 
 
@@ -81,7 +85,7 @@ class ServedModel:
     def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
              threads: int | None = None) -> ServedModel:
         try:
-            session = open_session(source.onnx_path, threads)
+            session = open_session(source.onnx_path, threads, spinning=False)
         except Exception as error:  # onnxruntime raises its own exception types
             raise DataError(f"{source.onnx_path}: onnxruntime cannot load it: {error}") from error
         inputs = [_spec(item) for item in session.get_inputs()]
@@ -90,7 +94,8 @@ class ServedModel:
         output_names = [spec.name for spec in outputs]
 
         def run(feed: Tensors) -> Tensors:
-            return dict(zip(output_names, session.run(output_names, feed), strict=True))
+            outputs = run_by_multiplicity(lambda batch: session.run(output_names, batch), feed, RUN_JETS)
+            return dict(zip(output_names, outputs, strict=True))
 
         batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
         return cls(source.name, source.version, source.onnx_path, inputs, outputs, read_metadata(source.onnx_path),
