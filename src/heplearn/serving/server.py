@@ -85,6 +85,7 @@ class ServedModel:
     def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
              threads: int | None = None) -> ServedModel:
         try:
+            # no spinning: idle onnxruntime threads would hold the cores the event loop parses requests on
             session = open_session(source.onnx_path, threads, spinning=False)
         except Exception as error:  # onnxruntime raises its own exception types
             raise DataError(f"{source.onnx_path}: onnxruntime cannot load it: {error}") from error
