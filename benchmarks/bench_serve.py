@@ -6,7 +6,7 @@ separate process on 127.0.0.1 (dynamic batching on). 1, 8 and 32 concurrent clie
 with its own ``tritonclient.http`` client using the default binary tensors, send requests of
 ``--jets`` jets. The reference ("the limit") is onnxruntime in this process running the same
 requests one after the other, each run as the server runs a batch (jets sorted by multiplicity, in
-calls of at most ``RUN_JETS`` jets cut to their longest jet), measured just before each service
+calls of at most ``JETS_PER_CALL`` jets cut to their longest jet), measured just before each service
 run. Every loop is bounded in requests and in time.
 
     python benchmarks/bench_serve.py [--quick]
@@ -37,7 +37,6 @@ from heplearn.models import registry
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE
 from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import DeployableModel, export_network
-from heplearn.serving.server import RUN_JETS
 
 FEATURES = 7
 PARTICLES = 128
@@ -97,7 +96,7 @@ def in_process(session: onnxruntime.InferenceSession, batches: list[dict[str, np
             break
         batch = batches[index % len(batches)]
         begin = time.perf_counter()
-        run_by_multiplicity(lambda feed: session.run(None, feed), batch, RUN_JETS)
+        run_by_multiplicity(lambda feed: session.run(None, feed), batch)
         latencies.append(time.perf_counter() - begin)
         jets += len(batch["mask"])
     return jets / (time.perf_counter() - started), latencies

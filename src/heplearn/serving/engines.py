@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     import onnxruntime
 
 MASK = "mask"
-DEFAULT_BATCH_SIZE = 4096
+DEFAULT_BATCH_SIZE = 4096  # jets per call of a model without particles, and per TorchEngine batch
+# Jets per onnxruntime call of a particle model, sorted by multiplicity and each call cut to its
+# longest jet: past a few dozen jets the cost per jet grows with the batch (memory traffic). On
+# 512 jets (`python benchmarks/bench_infer.py`, paper presets), calls of 32 / 128 / 512 jets ran
+# ParticleNet at 894 / 616 / 358 jets/s and ParT at 636 / 604 / 267.
+JETS_PER_CALL = 32
 
 
 def session_options(threads: int | None = None, *, spinning: bool = True) -> onnxruntime.SessionOptions:
@@ -65,7 +70,7 @@ class OnnxEngine:
     """An exported model in onnxruntime, fed raw arrays (the graph standardises them itself)."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int | None = None) -> None:
         self.session = open_session(path, threads)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.output_names = [self.session.get_outputs()[0].name]
@@ -83,15 +88,17 @@ class OnnxEngine:
 
 
 def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feed: dict[str, np.ndarray],
-                        batch_size: int) -> list[np.ndarray]:
+                        batch_size: int | None = None) -> list[np.ndarray]:
     """The outputs of ``run`` over ``feed``, computed on batches of at most ``batch_size`` jets of
-    similar multiplicity, each cut to its longest jet; returned in the input order.
+    similar multiplicity, each cut to its longest jet; returned in the input order. ``batch_size``
+    None: ``JETS_PER_CALL`` for particle models, ``DEFAULT_BATCH_SIZE`` for the others.
 
     The graphs have a dynamic particle axis and real particles come first, so the cut drops
     padding only; ParT's attention and pair features cost the square of that axis, and every
     network's per-jet cost grows with its padded length. Without a ``mask`` the jets go as they are.
     """
     mask = feed.get(MASK)
+    batch_size = batch_size or (DEFAULT_BATCH_SIZE if mask is None else JETS_PER_CALL)
     if mask is None:
         order = np.arange(len(next(iter(feed.values()))))
     else:

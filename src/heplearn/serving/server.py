@@ -60,10 +60,6 @@ from heplearn.serving.triton import ModelSource, find_models, model_config_json
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "heplearn"
-# Jets per onnxruntime call within a joined batch, sorted by multiplicity and each call cut to its
-# longest jet: the particle networks' cost per jet grows with the batch's padded length and, past a
-# few dozen jets, with the batch itself (memory traffic), so a batch of 256 runs fastest in pieces.
-RUN_JETS = 32
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository"]
 
 
@@ -95,7 +91,7 @@ class ServedModel:
         output_names = [spec.name for spec in outputs]
 
         def run(feed: Tensors) -> Tensors:
-            outputs = run_by_multiplicity(lambda batch: session.run(output_names, batch), feed, RUN_JETS)
+            outputs = run_by_multiplicity(lambda batch: session.run(output_names, batch), feed)
             return dict(zip(output_names, outputs, strict=True))
 
         batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
