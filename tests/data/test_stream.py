@@ -240,3 +240,15 @@ def test_an_epoch_left_early_restarts_the_workers(id_files: list[Path]) -> None:
     loader.set_epoch(1)
     assert sorted(epoch_ids(loader)) == list(range(sum(SIZES)))
     loader.close()
+
+
+def test_workers_may_prefetch_the_blocks_of_one_piece(id_files: list[Path]) -> None:
+    from heplearn.data.dataset import Piece
+
+    stream = JetStream(id_files, stream_config(id_files), None, batch_size=2, buffer_size=40)
+    assert max(len(piece) for piece in stream.pieces) == 25
+    assert stream_loader(stream, num_workers=2).prefetch_blocks() == 2  # 25 jets in blocks of 8 × 2: at least 2
+    stream.batch_size = 1
+    assert stream_loader(stream, num_workers=2).prefetch_blocks() == 4  # blocks of 8 jets
+    stream.pieces = [Piece("large.parquet", 0, 10_000)]
+    assert stream_loader(stream, num_workers=2).prefetch_blocks() == 16  # at most max_prefetch

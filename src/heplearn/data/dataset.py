@@ -421,9 +421,13 @@ class StreamLoader:
     The workers live from the first epoch to ``close()`` (or an epoch left before its end): forking
     them anew every epoch costs more than a small epoch's reading, mostly in copy-on-write page
     faults on both sides. They learn the epoch through shared memory.
+
+    The DataLoader hands blocks over in order, worker after worker, so while one worker reads and
+    transforms a piece the others can run ahead only by the blocks they may prefetch. Each may
+    prefetch the blocks of one piece (at most ``max_prefetch``), so that none waits for another.
     """
 
-    prefetch_factor = 2
+    max_prefetch = 16
 
     def __init__(self, stream: JetStream, num_workers: int = 0, batches_per_transfer: int = 8) -> None:
         self.stream = stream
@@ -438,15 +442,21 @@ class StreamLoader:
         if self.stream.shared_epoch is not None:
             self.stream.shared_epoch.value = epoch
 
+    def prefetch_blocks(self) -> int:
+        """Blocks each worker may prepare ahead: those of its largest piece, within [2, max_prefetch]."""
+        block_jets = self.stream.batch_size * self.stream.batches_per_transfer
+        piece_jets = max((len(piece) for piece in self.stream.pieces), default=0)
+        return min(max(-(-piece_jets // block_jets), 2), self.max_prefetch)
+
     def _start(self) -> None:
         context = multiprocessing.get_context()
+        prefetch = self.prefetch_blocks()
         # a buffer per block the DataLoader lets a worker prefetch, one being filled, the one being
-        # handed out and one whose last batch the consumer may still hold
-        buffers = self.prefetch_factor + 3
-        self._handover = self.stream.handover = Handover(self.num_workers, buffers, context)
+        # handed out and one whose last batch the consumer may still hold (allocated when needed)
+        self._handover = self.stream.handover = Handover(self.num_workers, prefetch + 3, context)
         self.stream.shared_epoch = context.Value("q", self.stream.epoch, lock=False)
         self._loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                  prefetch_factor=self.prefetch_factor, multiprocessing_context=context,
+                                  prefetch_factor=prefetch, multiprocessing_context=context,
                                   persistent_workers=True, worker_init_fn=_one_thread_per_worker)
 
     def close(self) -> None:
