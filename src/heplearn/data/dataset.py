@@ -10,7 +10,9 @@ DataLoader worker per distributed rank) takes entries ``[s·T/S, (s+1)·T/S)`` o
 seen exactly once per epoch, the shards differ in size by at most one jet, and every shard mixes
 files. Inside a shard a buffer of jets is shuffled before batches are cut: ``buffer_size`` jets
 in all, so each of ``W`` DataLoader workers holds ``buffer_size / W`` (the main process receives
-their blocks interleaved, and memory does not grow with the number of workers).
+their blocks interleaved, and the shuffle buffers do not grow with the number of workers; each
+worker also holds up to one piece's worth of padded batches it prepared ahead, see
+``StreamLoader``). Fewer than a batch of jets left over by one buffer open the next one's first batch.
 """
 
 from __future__ import annotations
