@@ -17,6 +17,7 @@ worker also holds up to one piece's worth of padded batches it prepared ahead, s
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import multiprocessing
@@ -28,7 +29,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +234,7 @@ class JetStream(IterableDataset[Batch]):
         self.epoch = 0
         self.batches_per_transfer = 1
         self.handover: Handover | None = None  # set by StreamLoader for its workers
-        self.shared_epoch: Synchronized[int] | None = None  # the epoch, as persistent workers see it
+        self.shared_epoch: ctypes.c_longlong | None = None  # the epoch, as persistent workers see it
         self.pieces = plan_pieces(files, config.chunk_size, config.treename)
 
     def set_epoch(self, epoch: int) -> None:
