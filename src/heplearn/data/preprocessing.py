@@ -71,26 +71,14 @@ class Preprocessing:
         """Standardise the ``(..., F)`` values of input group ``group`` (a new float32 array)."""
         if not self.groups[group]:
             return values
-        centre, inverse_scale, bound = self._constants(group)
+        centre, inverse_scale, bound = self.constants(group)
         scaled = values - centre
         scaled *= inverse_scale
         np.minimum(scaled, bound, out=scaled)  # two in-place passes: much faster than np.clip with
         np.maximum(scaled, -bound, out=scaled)  # per-column bounds
         return scaled
 
-    def scale_column(self, group: str, index: int, values: np.ndarray, out: np.ndarray) -> None:
-        """Standardise variable ``index`` of ``group`` from ``values`` into ``out`` (contiguous
-        float32 arrays of one shape; they may be the same): the float32 arithmetic of ``scale``."""
-        scaling = self.groups[group][index]
-        if scaling.centre == 0 and scaling.scale == 1 and scaling.clip is None:
-            out[...] = values  # not standardised
-            return
-        bound = np.float32(scaling.clip if scaling.clip is not None else np.inf)
-        np.subtract(values, np.float32(scaling.centre), out=out)
-        out *= np.float32(1 / scaling.scale)
-        np.clip(out, -bound, bound, out=out)
-
-    def _constants(self, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def constants(self, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per variable of ``group``: centre, 1 / scale and clip bound, as float32."""
         scalings = self.groups[group]
         centre = np.array([s.centre for s in scalings], np.float32)

@@ -18,6 +18,7 @@ import awkward as ak
 import numpy as np
 
 from heplearn.data.config import DataConfig, ImageSpec
+from heplearn.data.padding import Constants, pad_particles, row_pattern
 from heplearn.data.schema import LABEL_PREFIX, PARTICLE_PREFIX
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.images import jet_images
@@ -67,17 +68,9 @@ class Scaler(Protocol):
         """The ``(..., F)`` values of ``group`` standardised, as a new array."""
         ...
 
-    def scale_column(self, group: str, index: int, values: np.ndarray, out: np.ndarray) -> None:
-        """Standardise variable ``index`` of ``group`` from ``values`` into ``out`` (float32)."""
+    def constants(self, group: str) -> Constants:
+        """Per variable of ``group``: centre, 1 / scale and clip bound (float32), as ``scale`` uses them."""
         ...
-
-
-def _as_rows(values: np.ndarray) -> np.ndarray:
-    """A C-contiguous ``(..., F)`` float32 array seen as ``(...)`` records of F values.
-
-    Copying whole records is one memcpy each; indexing the 2-D array moves values one by one.
-    """
-    return values.view(np.dtype((np.void, values.shape[-1] * values.itemsize)))[..., 0]
 
 
 def particle_rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -95,7 +88,7 @@ class RaggedJets:
     """
 
     names: tuple[str, ...]  # the input groups, in the config's order
-    particles: dict[str, np.ndarray]  # per-particle groups: (kept particles, F) float32
+    particles: dict[str, np.ndarray]  # per-particle groups: (kept particles, F) float32, not standardised
     counts: np.ndarray | None  # (n,) kept particles per jet; None without per-particle groups
     length: int
     pad_values: dict[str, float]
@@ -103,10 +96,20 @@ class RaggedJets:
     label: np.ndarray
     weight: np.ndarray
     observers: dict[str, np.ndarray] = field(default_factory=dict)
+    # per-particle groups standardised as they are padded (``padding.pad_particles``)
+    scaling: dict[str, Constants] = field(default_factory=dict)
     starts: np.ndarray | None = field(init=False, repr=False)  # first flat row of every jet
+    patterns: dict[str, Constants] = field(init=False, repr=False)  # ``scaling`` for every slot
 
     def __post_init__(self) -> None:
-        self.starts = None if self.counts is None else np.cumsum(self.counts) - self.counts
+        self.particles = {name: np.ascontiguousarray(values, np.float32) for name, values in self.particles.items()}
+        if self.counts is not None:
+            self.counts = self.counts.astype(np.int64, copy=False)
+            self.starts = np.cumsum(self.counts) - self.counts
+        else:
+            self.starts = None
+        self.patterns = {name: row_pattern(self.scaling.get(name), self.length, values.shape[1])
+                         for name, values in self.particles.items()}
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -120,7 +123,7 @@ class RaggedJets:
             particles = {name: _gather_rows(values, rows) for name, values in self.particles.items()}
         return RaggedJets(self.names, particles, counts, self.length, self.pad_values,
                           {k: v[index] for k, v in self.jet_inputs.items()}, self.label[index],
-                          self.weight[index], {k: v[index] for k, v in self.observers.items()})
+                          self.weight[index], {k: v[index] for k, v in self.observers.items()}, self.scaling)
 
     @staticmethod
     def concatenate(parts: list[RaggedJets]) -> RaggedJets:
@@ -137,6 +140,7 @@ class RaggedJets:
             np.concatenate([p.label for p in parts]),
             np.concatenate([p.weight for p in parts]),
             {k: np.concatenate([p.observers[k] for p in parts]) for k in first.observers},
+            first.scaling,
         )
 
     def padded_shapes(self, n: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -156,47 +160,32 @@ class RaggedJets:
 
     def padded(self, index: np.ndarray | slice | None = None,
                out: Mapping[str, np.ndarray] | None = None) -> JetArrays:
-        """The jets ``index`` (all if None) as ``JetArrays``: particles padded to ``length`` slots.
+        """The jets ``index`` (all if None) as ``JetArrays``: particles padded to ``length`` slots
+        and standardised with ``scaling``.
 
-        A slice of jets reads one contiguous block of particles; an index array gathers them.
         ``out`` (arrays as ``padded_shapes`` describes) receives the batch's arrays instead of new
         ones; the observers are not part of it.
         """
         if index is None:
             index = slice(0, len(self))
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            index = slice(start, stop) if step == 1 else np.arange(start, stop, step)
-        if self.counts is None or self.starts is None:
-            mask, rows = None, None
-        else:
-            counts = self.counts[index]
-            mask = np.less(np.arange(self.length), counts[:, None], out=None if out is None else out["mask"])
-            rows = (slice(int(self.starts[index.start]), int(self.starts[index.start]) + int(counts.sum()))
-                    if isinstance(index, slice) and len(counts) else particle_rows(self.starts[index], counts))
+        index = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
+                 else np.ascontiguousarray(index, np.int64))
+        shapes = self.padded_shapes(len(index))
+        mask = None
+        if self.counts is not None and self.starts is not None:
+            mask = out["mask"] if out is not None else np.empty(*shapes["mask"])
         inputs = {}
         for name in self.names:
-            if name in self.particles and mask is not None and rows is not None:
-                flat = self.particles[name]
-                flat = flat[rows] if isinstance(rows, slice) else _gather_rows(flat, rows)
-                inputs[name] = self._pad(flat, mask, self.pad_values[name], None if out is None else out[name])
+            if name in self.particles and mask is not None:
+                padded = out[name] if out is not None else np.empty(*shapes[name])
+                pad_particles(self.particles[name], self.starts, self.counts, index, self.patterns[name],
+                              self.pad_values[name], padded, mask)
+                inputs[name] = padded
             else:
                 inputs[name] = _select(self.jet_inputs[name], index, None if out is None else out[name])
         return JetArrays(inputs, mask, _select(self.label, index, None if out is None else out["label"]),
                          _select(self.weight, index, None if out is None else out["weight"]),
                          {k: v[index] for k, v in self.observers.items()})
-
-    def _pad(self, flat: np.ndarray, mask: np.ndarray, pad_value: float, out: np.ndarray | None) -> np.ndarray:
-        features = flat.shape[1]
-        shape = (len(mask), self.length, features)
-        if out is not None:
-            dense = out
-            dense.fill(pad_value)
-        else:  # zeros come from calloc: the pages of pure padding are not even touched here
-            dense = np.zeros(shape, np.float32) if pad_value == 0 else np.full(shape, pad_value, np.float32)
-        if features:  # the mask's True slots, jet after jet, are the flat rows in order
-            _as_rows(dense)[mask] = _as_rows(flat)
-        return dense
 
 
 def _select(values: np.ndarray, index: np.ndarray | slice, out: np.ndarray | None) -> np.ndarray:
@@ -263,8 +252,8 @@ class ChunkTransformer:
     def ragged(self, chunk: ak.Array, where: str, scale: Scaler | None = None) -> RaggedJets:
         """The jets of ``chunk`` that pass the selection, per-particle inputs not yet padded.
 
-        ``scale`` standardises the inputs; it is applied to the real particles only, so padded
-        slots hold exactly the pad value.
+        ``scale`` standardises the inputs: the per-jet ones here, the per-particle ones as they
+        are padded (its constants go with the jets), so padded slots hold exactly the pad value.
         """
         config = self.config
         if config.selection:
@@ -283,7 +272,7 @@ class ChunkTransformer:
                 jet_inputs[name] = self._image(table, group.image, where)
             elif group.per_particle:
                 particles = particles or FlatParticles.of(table, group.variables[0], group.length, where, known)
-                flat[name] = self._particle_columns(particles, name, group.variables, where, scale)
+                flat[name] = self._particle_columns(particles, name, group.variables, where)
             else:
                 columns = []
                 for variable in group.variables:
@@ -299,7 +288,8 @@ class ChunkTransformer:
         observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
         return RaggedJets(tuple(config.inputs), flat, None if particles is None else particles.counts,
                           config.particle_length or 0, {name: g.pad_value for name, g in config.inputs.items()},
-                          jet_inputs, label, weight, observers)
+                          jet_inputs, label, weight, observers,
+                          {} if scale is None else {name: scale.constants(name) for name in flat})
 
     def _image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
         columns = {}
@@ -314,14 +304,13 @@ class ChunkTransformer:
         return jet_images(columns["part_deta"], columns["part_dphi"], columns["part_pt"], mask, bins=spec.bins,
                           extent=spec.extent, rotate=spec.rotate, flip=spec.flip, centre=spec.centre)
 
-    def _particle_columns(self, particles: FlatParticles, group: str, variables: list[str], where: str,
-                          scale: Scaler | None) -> np.ndarray:
-        """The kept particles of every jet as one ``(particles, F)`` float32 array, standardised.
+    def _particle_columns(self, particles: FlatParticles, group: str, variables: list[str],
+                          where: str) -> np.ndarray:
+        """The kept particles of every jet as one ``(particles, F)`` float32 array.
 
         Computed block of rows by block of rows (``ROW_BLOCK``): every intermediate of the derived
-        variables and their standardisation stays in the cache, and each output row is written
-        once. A block with a NaN or infinity sends the chunk through ``_particle_columns_checked``,
-        which counts, replaces or reports them over the whole chunk.
+        variables stays in the cache. A block with a NaN or infinity sends the chunk through
+        ``_particle_columns_checked``, which counts, replaces or reports them over the whole chunk.
         """
         for variable in variables:
             if not particles.is_per_particle(variable):
@@ -329,31 +318,21 @@ class ChunkTransformer:
             if particles.table.builtin(variable) is None:
                 _check_numeric(particles.table[variable], variable, where)
         flat = np.empty((particles.total, len(variables)), np.float32)
-        scratch = np.empty(min(ROW_BLOCK, particles.total), np.float32)
         for start in range(0, particles.total, ROW_BLOCK):
             stop = min(start + ROW_BLOCK, particles.total)
-            rows, part = particles.rows(start, stop), scratch[:stop - start]
+            rows = particles.rows(start, stop)
             for index, variable in enumerate(variables):
                 values = np.asarray(rows[variable], np.float32)
                 if not np.isfinite(np.sum(values)):  # cheap: NaN and inf propagate (an overflow is checked)
-                    return self._particle_columns_checked(particles, group, variables, where, scale)
-                if scale is None:
-                    flat[start:stop, index] = values
-                else:  # standardised in a contiguous scratch: arithmetic on a strided column is slow
-                    scale.scale_column(group, index, values, part)
-                    flat[start:stop, index] = part
+                    return self._particle_columns_checked(particles, variables, where)
+                flat[start:stop, index] = values
         return flat
 
-    def _particle_columns_checked(self, particles: FlatParticles, group: str, variables: list[str], where: str,
-                                  scale: Scaler | None) -> np.ndarray:
+    def _particle_columns_checked(self, particles: FlatParticles, variables: list[str], where: str) -> np.ndarray:
         """``_particle_columns`` for chunks with non-finite values, whole column by whole column."""
         flat = np.empty((particles.total, len(variables)), np.float32)
         for index, variable in enumerate(variables):
-            values = self._finite(np.asarray(particles[variable], np.float32), variable, where)
-            if scale is not None:
-                values = values.copy()
-                scale.scale_column(group, index, values, values)
-            flat[:, index] = values
+            flat[:, index] = self._finite(np.asarray(particles[variable], np.float32), variable, where)
         return flat
 
     def _order_by_pt(self, chunk: ak.Array, where: str) -> tuple[ak.Array, dict[str, np.ndarray]]:
