@@ -75,3 +75,9 @@ def test_empty_jets_and_an_empty_batch() -> None:
     assert (out == 9.0).all() and not mask.any()
     pad_particles(flat, np.zeros(3, np.int64), counts, np.arange(0), row_pattern(None, 4, 2), 9.0,
                   out[:0], mask[:0])
+
+
+def test_more_particles_than_slots_is_refused() -> None:
+    with pytest.raises(ValueError, match="up to 5 particles for 4 slots"):
+        RaggedJets(("p",), {"p": np.zeros((6, 1), np.float32)}, np.array([1, 5]), 4, {"p": 0.0}, {},
+                   np.zeros(2, np.int64), np.ones(2, np.float32))

@@ -106,6 +106,8 @@ class RaggedJets:
         if self.counts is not None:
             self.counts = self.counts.astype(np.int64, copy=False)
             self.starts = np.cumsum(self.counts) - self.counts
+            if len(self.counts) and self.counts.max() > self.length:  # the kernel writes without bounds checks
+                raise ValueError(f"jets of up to {self.counts.max()} particles for {self.length} slots")
         else:
             self.starts = None
         self.patterns = {name: row_pattern(self.scaling.get(name), self.length, values.shape[1])
