@@ -8,8 +8,8 @@ the way with the row pattern of the constants (``F`` per slot, ``length`` slots)
 compiler vectorises; the slots after the jet get the pad value. Same float32 operations, same
 order, as ``Preprocessing.scale``: the values are bit for bit those of the numpy path.
 
-numba compiles the kernel on first use and caches it next to this file (``cache=True``), so
-later processes load it; it is imported on first use, not with the package.
+The kernel (``padding_kernel``, numba) is compiled on first use and cached next to its file
+(``cache=True``), so later processes load it; numba is imported on first use, not with the package.
 """
 
 from __future__ import annotations
@@ -22,32 +22,11 @@ import numpy as np
 Constants = tuple[np.ndarray, np.ndarray, np.ndarray]  # per variable: centre, 1 / scale, clip bound
 
 
-def _pad_rows(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray, index: np.ndarray,
-              centre: np.ndarray, inverse_scale: np.ndarray, bound: np.ndarray, pad_value: np.float32,
-              out: np.ndarray, mask: np.ndarray) -> None:
-    features = flat.shape[1]
-    source = flat.reshape(-1)
-    padded = out.reshape(out.shape[0], -1)
-    for slot in range(index.shape[0]):
-        jet = index[slot]
-        count = counts[jet]
-        size = count * features
-        values = source[starts[jet] * features:starts[jet] * features + size]  # a view: no negative indices
-        row = padded[slot]
-        for k in range(size):
-            value = (values[k] - centre[k]) * inverse_scale[k]
-            value = -bound[k] if value < -bound[k] else value
-            row[k] = bound[k] if value > bound[k] else value
-        row[size:] = pad_value
-        mask[slot, :count] = True
-        mask[slot, count:] = False
-
-
 @functools.cache
 def _compiled() -> Callable[..., None]:
-    import numba
+    from heplearn.data.padding_kernel import pad_rows
 
-    return numba.njit(nogil=True, cache=True)(_pad_rows)  # type: ignore[no-any-return]
+    return pad_rows  # type: ignore[no-any-return]
 
 
 def row_pattern(constants: Constants | None, length: int, features: int) -> Constants:
