@@ -49,6 +49,7 @@ class Source(ABC):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._field_names: list[str] | None = None
 
     @property
     @abstractmethod
@@ -72,7 +73,10 @@ class Source(ABC):
         return ""
 
     def field_names(self) -> list[str]:
-        return [field.name for field in self.fields()]
+        """The names of ``fields()``, listed once per source (every ``read`` checks against them)."""
+        if self._field_names is None:
+            self._field_names = [field.name for field in self.fields()]
+        return list(self._field_names)
 
     def read(
         self, fields: list[str] | None = None, start: int = 0, stop: int | None = None

@@ -325,7 +325,7 @@ class ChunkTransformer:
             rows = particles.rows(start, stop)
             for index, variable in enumerate(variables):
                 values = np.asarray(rows[variable], np.float32)
-                if not np.isfinite(np.sum(values)):  # cheap: NaN and inf propagate (an overflow is checked)
+                if not np.isfinite(values).all():
                     return self._particle_columns_checked(particles, variables, where)
                 flat[start:stop, index] = values
         return flat
@@ -404,15 +404,22 @@ class ChunkTransformer:
 ROW_BLOCK = 1 << 16  # particles per block: a block of one variable (256 kB) stays in the L2 cache
 
 
+_NUMERIC_TYPES: set[str] = set()  # awkward types already found to hold numbers: chunks repeat them
+
+
 def _check_numeric(values: object, name: str, where: str) -> None:
     if isinstance(values, ak.Array):
-        primitive = str(values.type.content).split("*")[-1].strip().lstrip("?")
-        if primitive in {"string", "bytes"} or not ak.is_valid(values):
+        content = str(values.type.content)
+        if content in _NUMERIC_TYPES:
+            return
+        primitive = content.rsplit("*", maxsplit=1)[-1].strip().lstrip("?")
+        if primitive in {"string", "bytes"}:
             raise DataError(f"{where}: {name!r} holds {primitive}, not numbers")
         try:
             ak.values_astype(values[:0], np.float32)
         except (TypeError, ValueError):
             raise DataError(f"{where}: {name!r} holds {values.type.content}, not numbers") from None
+        _NUMERIC_TYPES.add(content)
     elif not np.issubdtype(np.asarray(values).dtype, np.number) and np.asarray(values).dtype != bool:
         raise DataError(f"{where}: {name!r} holds {np.asarray(values).dtype}, not numbers")
 
