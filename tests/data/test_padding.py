@@ -81,3 +81,26 @@ def test_more_particles_than_slots_is_refused() -> None:
     with pytest.raises(ValueError, match="up to 5 particles for 4 slots"):
         RaggedJets(("p",), {"p": np.zeros((6, 1), np.float32)}, np.array([1, 5]), 4, {"p": 0.0}, {},
                    np.zeros(2, np.int64), np.ones(2, np.float32))
+
+
+def test_concatenating_into_an_arena_reuses_its_memory() -> None:
+    rng = np.random.default_rng(9)
+    scaler = preprocessing(None)
+
+    def piece(n: int) -> RaggedJets:
+        counts = rng.integers(0, 7, n)
+        return RaggedJets(("p",), {"p": rng.normal(size=(int(counts.sum()), 3)).astype(np.float32)}, counts, 6,
+                          {"p": 0.0}, {}, np.zeros(n, np.int64), np.ones(n, np.float32),
+                          scaling={"p": scaler.constants("p")})
+
+    arena: dict[str, np.ndarray] = {}
+    first_pieces = [piece(30), piece(20)]
+    first = RaggedJets.concatenate(first_pieces, arena)
+    np.testing.assert_array_equal(first.padded().inputs["p"], RaggedJets.concatenate(first_pieces).padded().inputs["p"])
+    memory = arena["p"]
+    assert np.shares_memory(first.particles["p"], memory)
+    second_pieces = [piece(10), piece(25)]  # fewer particles: the same memory again
+    second = RaggedJets.concatenate(second_pieces, arena)
+    assert arena["p"] is memory and np.shares_memory(second.particles["p"], memory)
+    np.testing.assert_array_equal(second.padded().inputs["p"],
+                                  RaggedJets.concatenate(second_pieces).padded().inputs["p"])

@@ -235,7 +235,13 @@ class JetStream(IterableDataset[Batch]):
         self.batches_per_transfer = 1
         self.handover: Handover | None = None  # set by StreamLoader for its workers
         self.shared_epoch: ctypes.c_longlong | None = None  # the epoch, as persistent workers see it
+        self._arena: dict[str, np.ndarray] = {}  # memory for the shuffling buffer's particles
         self.pieces = plan_pieces(files, config.chunk_size, config.treename)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_arena"] = {}  # memory, not state: never pickled to a worker
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -283,11 +289,14 @@ class JetStream(IterableDataset[Batch]):
         buffered: list[RaggedJets] = []
         carry: RaggedJets | None = None  # fewer than a batch of jets, left by the previous pool
         size = 0
+        # the pools' particles, reused from pool to pool and epoch to epoch (taken, so that two
+        # iterations at once never share it); nothing keeps a view of a pool once it is cut
+        arena, self._arena = self._arena, {}
         for jets in self._read(pieces):
             buffered.append(jets)
             size += len(jets)
             if size >= buffer_size:
-                pool = RaggedJets.concatenate(buffered)  # of one piece: no copy
+                pool = RaggedJets.concatenate(buffered, arena)  # of one piece: no copy
                 order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
                 if carry is not None:  # it opens this pool's first batch instead of being copied into the pool
                     fill = self.batch_size - len(carry)
@@ -301,11 +310,12 @@ class JetStream(IterableDataset[Batch]):
         if carry is not None:
             buffered.insert(0, carry)
         if buffered:
-            pool = RaggedJets.concatenate(buffered)
+            pool = RaggedJets.concatenate(buffered, arena)
             order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
             if self.drop_last:
                 order = order[: len(order) // self.batch_size * self.batch_size]
             yield from self._cut(pool, order)
+        self._arena = arena
 
     def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Batch | SharedBlock | list[Batch]]:
         """Batches padding ``pool`` rows in ``order``: each padded value is written once.

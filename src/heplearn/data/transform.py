@@ -128,13 +128,20 @@ class RaggedJets:
                           self.weight[index], {k: v[index] for k, v in self.observers.items()}, self.scaling)
 
     @staticmethod
-    def concatenate(parts: list[RaggedJets]) -> RaggedJets:
+    def concatenate(parts: list[RaggedJets], arena: dict[str, np.ndarray] | None = None) -> RaggedJets:
+        """The jets of ``parts`` one after the other (``parts[0]`` itself if alone).
+
+        With ``arena``, the particles are copied into its arrays (grown as needed, one per group)
+        rather than into new ones: a shuffling buffer reuses the same memory from pool to pool
+        instead of touching fresh pages every time. The result is a view of the arena, valid
+        until the arena's next use.
+        """
         if len(parts) == 1:
             return parts[0]
         first = parts[0]
         return RaggedJets(
             first.names,
-            {k: np.concatenate([p.particles[k] for p in parts]) for k in first.particles},
+            {k: _concatenated([p.particles[k] for p in parts], k, arena) for k in first.particles},
             None if first.counts is None else np.concatenate([p.counts for p in parts if p.counts is not None]),
             first.length,
             first.pad_values,
@@ -188,6 +195,16 @@ class RaggedJets:
         return JetArrays(inputs, mask, _select(self.label, index, None if out is None else out["label"]),
                          _select(self.weight, index, None if out is None else out["weight"]),
                          {k: v[index] for k, v in self.observers.items()})
+
+
+def _concatenated(arrays: list[np.ndarray], key: str, arena: dict[str, np.ndarray] | None) -> np.ndarray:
+    if arena is None:
+        return np.concatenate(arrays)
+    rows = sum(len(values) for values in arrays)
+    memory = arena.get(key)
+    if memory is None or len(memory) < rows or memory.shape[1:] != arrays[0].shape[1:]:
+        memory = arena[key] = np.empty((rows + rows // 4, *arrays[0].shape[1:]), arrays[0].dtype)
+    return np.concatenate(arrays, out=memory[:rows])
 
 
 def _select(values: np.ndarray, index: np.ndarray | slice, out: np.ndarray | None) -> np.ndarray:
