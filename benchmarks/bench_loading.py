@@ -7,7 +7,7 @@ first round also starts the workers: its rate is printed apart ("first epoch").
 Reference: the raw columnar read, with pyarrow / uproot and no padding, of exactly the file
 columns the loader reads (the features' inputs and the labels).
 All run in the same process, interleaved (each round runs the raw read, then ours with 0 and 2
-workers), best of ``--repeats`` rounds.
+workers), best of ``--repeats`` rounds (5 by default: this shared machine has slow spells).
 
     python benchmarks/bench_loading.py [--quick] [--jets N]
 
@@ -81,7 +81,7 @@ def interleaved(functions: dict[str, Callable[[], int]], repeats: int) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jets", type=int, default=200_000)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds (epochs); at least 2")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (epochs); at least 2")
     parser.add_argument("--quick", action="store_true", help="50k jets, 2 repeats (about a minute)")
     args = parser.parse_args()
     if args.quick:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -344,7 +345,7 @@ Layout = dict[str, tuple[str, tuple[int, ...], int]]  # array key: dtype, shape,
 
 
 def _views(memory: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    return {key: memory[offset:offset + int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+    return {key: memory[offset:offset + math.prod(shape) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
             for key, (dtype, shape, offset) in layout.items()}
 
 
@@ -387,6 +388,8 @@ class Handover:
         self.in_use = context.Array("b", workers * buffers)  # with a lock, which orders the accesses
         self._filled: dict[int, torch.Tensor] = {}  # this worker's buffers, by slot
         self._sent: set[int] = set()  # the slots whose buffer the main process holds
+        # per slot: its buffer, the layouts last written into it and their arrays
+        self._views: dict[int, tuple[torch.Tensor, list[Layout], list[dict[str, np.ndarray]]]] = {}
 
     def _free_slot(self, worker: int) -> int | None:
         with self.in_use.get_lock():
@@ -405,12 +408,13 @@ class Handover:
     def send(self, pool: RaggedJets, batches: list[np.ndarray], worker: int) -> SharedBlock | list[Batch]:
         """In worker ``worker``: the jets ``batches`` (one index array per batch) of ``pool``, padded
         into a free buffer."""
+        shapes = {n: pool.padded_shapes(n) for n in {len(index) for index in batches}}
         layouts, size = [], 0
         for index in batches:
             layout: Layout = {}
-            for key, (shape, dtype) in pool.padded_shapes(len(index)).items():
+            for key, (shape, dtype) in shapes[len(index)].items():
                 layout[key] = (dtype.str, shape, size)
-                size += -(-int(np.prod(shape)) * dtype.itemsize // HANDOVER_ALIGNMENT) * HANDOVER_ALIGNMENT
+                size += -(-math.prod(shape) * dtype.itemsize // HANDOVER_ALIGNMENT) * HANDOVER_ALIGNMENT
             layouts.append(layout)
         slot = self._free_slot(worker)
         if slot is None:
@@ -419,9 +423,12 @@ class Handover:
         if buffer is None or buffer.numel() < size:
             buffer = self._filled[slot] = torch.empty(size, dtype=torch.uint8).share_memory_()
             self._sent.discard(slot)
-        memory = buffer.numpy()
-        for index, layout in zip(batches, layouts, strict=True):
-            pool.padded(index, out=_views(memory, layout))
+        cached = self._views.get(slot)  # blocks of full batches repeat the same layouts
+        if cached is None or cached[0] is not buffer or cached[1] != layouts:
+            memory = buffer.numpy()
+            cached = self._views[slot] = (buffer, layouts, [_views(memory, layout) for layout in layouts])
+        for index, views in zip(batches, cached[2], strict=True):
+            pool.padded(index, out=views)
         sent = slot in self._sent
         self._sent.add(slot)
         return SharedBlock(worker, slot, None if sent else buffer, layouts)

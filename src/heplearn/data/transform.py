@@ -179,21 +179,20 @@ class RaggedJets:
             index = slice(0, len(self))
         index = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
                  else np.ascontiguousarray(index, np.int64))
-        shapes = self.padded_shapes(len(index))
-        mask = None
-        if self.counts is not None and self.starts is not None:
-            mask = out["mask"] if out is not None else np.empty(*shapes["mask"])
+        if out is None:
+            out = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.padded_shapes(len(index)).items()}
+        mask = out["mask"] if self.counts is not None and self.starts is not None else None
         inputs = {}
         for name in self.names:
             if name in self.particles and mask is not None:
-                padded = out[name] if out is not None else np.empty(*shapes[name])
+                padded = out[name]
                 pad_particles(self.particles[name], self.starts, self.counts, index, self.patterns[name],
                               self.pad_values[name], padded, mask)
                 inputs[name] = padded
             else:
-                inputs[name] = _select(self.jet_inputs[name], index, None if out is None else out[name])
-        return JetArrays(inputs, mask, _select(self.label, index, None if out is None else out["label"]),
-                         _select(self.weight, index, None if out is None else out["weight"]),
+                inputs[name] = np.take(self.jet_inputs[name], index, axis=0, out=out[name])
+        return JetArrays(inputs, mask, np.take(self.label, index, axis=0, out=out["label"]),
+                         np.take(self.weight, index, axis=0, out=out["weight"]),
                          {k: v[index] for k, v in self.observers.items()})
 
 
@@ -205,13 +204,6 @@ def _concatenated(arrays: list[np.ndarray], key: str, arena: dict[str, np.ndarra
     if memory is None or len(memory) < rows or memory.shape[1:] != arrays[0].shape[1:]:
         memory = arena[key] = np.empty((rows + rows // 4, *arrays[0].shape[1:]), arrays[0].dtype)
     return np.concatenate(arrays, out=memory[:rows])
-
-
-def _select(values: np.ndarray, index: np.ndarray | slice, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return values[index]
-    out[...] = values[index]
-    return out
 
 
 def _gather_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
