@@ -28,12 +28,17 @@ def test_affine_form_is_the_eval_batch_norm() -> None:
     torch.testing.assert_close(values * scale + shift, norm(values, None), rtol=0, atol=1e-12)
 
 
-def test_folding_after_a_linear_layer_gives_the_same_outputs() -> None:
-    generator = torch.Generator().manual_seed(1)
+def linear_layer_and_inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A (6 ← 4) layer's weight and bias, and 10 inputs of 4 values, in float64."""
+    generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(6, 4, generator=generator, dtype=torch.float64)
     bias = torch.randn(6, generator=generator, dtype=torch.float64)
+    return weight, bias, torch.randn(10, 4, generator=generator, dtype=torch.float64)
+
+
+def test_folding_after_a_linear_layer_gives_the_same_outputs() -> None:
+    weight, bias, values = linear_layer_and_inputs(1)
     norm = trained_norm(6, seed=2)
-    values = torch.randn(10, 4, generator=generator, dtype=torch.float64)
     for layer_bias in (bias, None):
         expected = norm(functional.linear(values, weight, layer_bias), None)
         torch.testing.assert_close(functional.linear(values, *fold_after(weight, layer_bias, norm)), expected,
@@ -41,11 +46,8 @@ def test_folding_after_a_linear_layer_gives_the_same_outputs() -> None:
 
 
 def test_folding_before_a_linear_layer_gives_the_same_outputs() -> None:
-    generator = torch.Generator().manual_seed(3)
-    weight = torch.randn(6, 4, generator=generator, dtype=torch.float64)
-    bias = torch.randn(6, generator=generator, dtype=torch.float64)
+    weight, bias, values = linear_layer_and_inputs(3)
     norm = trained_norm(4, seed=4)
-    values = torch.randn(10, 4, generator=generator, dtype=torch.float64)
     for layer_bias in (bias, None):
         expected = functional.linear(norm(values, None), weight, layer_bias)
         torch.testing.assert_close(functional.linear(values, *fold_before(norm, weight, layer_bias)), expected,

@@ -85,30 +85,37 @@ def _batch(keys: tuple[str, ...], jets: int, particles: int, seed: int) -> list[
     return [values[key] for key in keys]
 
 
+class Positional(torch.nn.Module):
+    """A network called with its input tensors in ``keys`` order, as an ONNX graph receives them."""
+
+    def __init__(self, network: torch.nn.Module, keys: tuple[str, ...] | list[str], softmax: bool = False) -> None:
+        super().__init__()
+        self.network = network
+        self.keys = list(keys)
+        self.softmax = softmax
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        outputs = self.network(dict(zip(self.keys, tensors, strict=True)))
+        return torch.softmax(outputs, dim=-1) if self.softmax else outputs
+
+
 @pytest.mark.parametrize("name", ["mlp", "pfn", "efn", "particlenet", "part", "cnn", "rnn"])
 def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     network = registry.model_class(name).from_preset("small", 3, NETWORK_INPUTS).eval()
     keys = network.input_keys
 
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.network = network
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.network(dict(zip(keys, tensors, strict=True))), dim=-1)
-
+    wrapper = Positional(network, keys, softmax=True)
     axes = [{0: "batch", 1: "particles"} if key in {"particles", "points", "vectors", "mask"} else {0: "batch"}
             for key in keys]  # the CNN's adaptive pooling fixes its image size; its batch stays dynamic
     path = tmp_path / f"{name}.onnx"
-    export_network(Wrapper(), _batch(keys, 2, 12, seed=1), list(keys), "probabilities", path, axes)
+    export_network(wrapper, _batch(keys, 2, 12, seed=1), list(keys), "probabilities", path, axes)
     session = onnxruntime.InferenceSession(str(path))
     for jets, particles in ((5, 20), (1, 3)):
         batch = _batch(keys, jets, particles, seed=jets)
         got = session.run(None, {key: tensor.numpy() for key, tensor in zip(keys, batch, strict=True)})[0]
         with torch.inference_mode():
-            expected = Wrapper()(*batch).numpy()
+            expected = wrapper(*batch).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -122,16 +129,9 @@ def test_optimised_graphs_agree_with_pytorch_and_the_unoptimised_graph(name: str
     network = with_trained_batch_norms(network, seed=1)
     keys = network.input_keys
 
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.network = network
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.network(dict(zip(keys, tensors, strict=True)))
-
+    logits = Positional(network, keys)
     path = tmp_path / f"{name}.onnx"
-    export_network(Logits(), _batch(keys, 2, 12, seed=1), list(keys), "logits", path,
+    export_network(logits, _batch(keys, 2, 12, seed=1), list(keys), "logits", path,
                    [{0: "batch", 1: "particles"} for _ in keys])
     unoptimised = onnxruntime.SessionOptions()
     unoptimised.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -141,7 +141,7 @@ def test_optimised_graphs_agree_with_pytorch_and_the_unoptimised_graph(name: str
         batch = _batch(keys, jets, particles, seed=jets + particles)
         feed = {key: tensor.numpy() for key, tensor in zip(keys, batch, strict=True)}
         with torch.inference_mode():
-            expected = Logits()(*batch).numpy()
+            expected = logits(*batch).numpy()
         np.testing.assert_allclose(reference_session.run(None, feed)[0], expected, atol=1e-5)
         np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-5)
 
