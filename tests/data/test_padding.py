@@ -104,3 +104,14 @@ def test_concatenating_into_an_arena_reuses_its_memory() -> None:
     assert arena["p"] is memory and np.shares_memory(second.particles["p"], memory)
     np.testing.assert_array_equal(second.padded().inputs["p"],
                                   RaggedJets.concatenate(second_pieces).padded().inputs["p"])
+
+
+def test_jets_out_of_range_are_refused_and_negative_ones_count_from_the_end() -> None:
+    counts = np.array([2, 1, 3])
+    jets = RaggedJets(("p",), {"p": np.arange(12, dtype=np.float32).reshape(6, 2)}, counts, 4, {"p": 0.0}, {},
+                      np.arange(3), np.ones(3, np.float32))
+    with pytest.raises(IndexError, match="out of range for 3 jets"):
+        jets.padded(np.array([0, 3]))
+    with pytest.raises(IndexError, match="out of range for 3 jets"):
+        jets.padded(np.array([-4]))
+    np.testing.assert_array_equal(jets.padded(np.array([-1])).inputs["p"], jets.padded(np.array([2])).inputs["p"])

@@ -179,6 +179,8 @@ class RaggedJets:
             index = slice(0, len(self))
         index = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
                  else np.ascontiguousarray(index, np.int64))
+        if len(index) and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"jet index out of range for {len(self)} jets")  # the kernel does not check
         if out is None:
             out = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.padded_shapes(len(index)).items()}
         mask = out["mask"] if self.counts is not None and self.starts is not None else None
