@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +119,17 @@ class DataConfig(StrictModel):
         for name in ("mask", "label", "weight"):
             if name in self.inputs:
                 raise ValueError(f"input group name {name!r} is reserved for the batch")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _observers_distinct(self) -> DataConfig:
+        repeated = sorted(name for name, count in Counter(self.observers).items() if count > 1)
+        if repeated:
+            raise ValueError(f"observer {repeated[0]!r} is listed more than once in `observers`")
+        for name in self.observers:
+            if name in self.inputs:
+                raise ValueError(f"observer {name!r} is also the name of an input group; observers travel "
+                                 f"beside the inputs (as 'observer:{name}'), never as one: rename the group")
         return self
 
     @cached_property

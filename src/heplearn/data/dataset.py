@@ -1,7 +1,12 @@
 """Datasets of jets as batches of tensors: in memory for small data, streamed for large data.
 
 A batch is the ``dict[str, torch.Tensor]`` of DESIGN.md: one tensor per input group, ``mask``
-(B, N) bool for per-particle groups, ``label`` and ``weight``.
+(B, N) bool for per-particle groups, ``label`` and ``weight``, and one (B,) tensor per observer of
+the data config under ``observer_key(name)`` (``observer:<name>``; ``batch_observers`` collects
+them). An observer holds exactly the file's values for the jets of its batch, in the file's dtype,
+for loss terms and methods; models never read it, and ``trim_padding`` leaves it as it is. Every
+path delivers them alike: ``to_batch``, ``InMemoryJets.batches`` (sharded or not), ``JetStream``
+and ``StreamLoader``, whose workers pad them into the shared blocks beside label and weight.
 
 Streaming (``JetStream``) reads the files in pieces (Parquet row groups, ROOT clusters, HDF5
 slices, at most ``chunk_size`` jets each). Every epoch the pieces of all files are shuffled into
@@ -26,7 +31,7 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -40,7 +45,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from heplearn.data.config import DataConfig
 from heplearn.data.io import Source, open_source
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import ChunkTransformer, JetArrays, RaggedJets
+from heplearn.data.transform import OBSERVER_PREFIX, ChunkTransformer, JetArrays, RaggedJets, observer_key
 from heplearn.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -117,12 +122,21 @@ class PieceReader:
 
 
 def to_batch(arrays: JetArrays) -> Batch:
+    """The batch of ``arrays``: tensors sharing their memory, observers under ``observer_key``."""
     batch = {name: torch.from_numpy(values) for name, values in arrays.inputs.items()}
     if arrays.mask is not None:
         batch["mask"] = torch.from_numpy(arrays.mask)
     batch["label"] = torch.from_numpy(arrays.label)
     batch["weight"] = torch.from_numpy(arrays.weight)
+    for name, values in arrays.observers.items():
+        batch[observer_key(name)] = torch.from_numpy(values)
     return batch
+
+
+def batch_observers(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The observers of ``batch``, keyed by their name (without ``OBSERVER_PREFIX``)."""
+    return {key.removeprefix(OBSERVER_PREFIX): values for key, values in batch.items()
+            if key.startswith(OBSERVER_PREFIX)}
 
 
 PARTICLE_AXIS_KEYS = ("particles", "points", "vectors", "mask")
@@ -133,7 +147,8 @@ def trim_padding(batch: Batch) -> Batch:
 
     Real particles come first in every row, so the cut drops only padding; the models are
     invariant under padding (tested), so only the cost changes: attention and pair features
-    scale with the square of the particle axis.
+    scale with the square of the particle axis. Per-jet tensors (``jet``, labels, weights,
+    observers) stay as they are.
     """
     if "mask" not in batch or batch["mask"].dim() != 2:
         return batch
@@ -380,7 +395,8 @@ class Handover:
     says it is in use: the worker sets it when it fills the buffer, the main process clears it
     when the last batch of the block is garbage. Workers never wait for a buffer: with none free
     (a consumer keeping many batches) a worker makes another, up to ``buffers``, and beyond that
-    sends ordinary tensors.
+    sends ordinary tensors. A block's layout holds every array ``RaggedJets.padded_shapes`` lists
+    (inputs, mask, label, weight and the observers), each aligned to ``HANDOVER_ALIGNMENT`` bytes.
     """
 
     def __init__(self, workers: int, buffers: int, context: BaseContext) -> None:

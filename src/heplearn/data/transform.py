@@ -4,6 +4,13 @@
 record array of one chunk into ``JetArrays``: a numpy array per input group (``(n, L, F)`` padded
 per-particle, or ``(n, F)`` per-jet), ``mask``, ``label``, ``weight`` and the observers.
 Standardisation is applied later (``Preprocessing``), so the same raw arrays serve fitting it.
+
+The observers (``data.observers``, weaver-core's ``monitor_variables``) are per-jet values kept
+exactly as the file holds them: never standardised, never converted (a float64 field stays
+float64), never a model input. In a batch each is the ``(n,)`` array under
+``observer_key(name)`` (``observer:<name>``): ``RaggedJets.padded_shapes`` lists them beside
+``label`` and ``weight``, and ``RaggedJets.padded(out=...)`` writes them into the given arrays
+like those, so they travel through the streaming hand-over's shared blocks too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,18 @@ from heplearn.features.images import jet_images
 from heplearn.features.particles import FlatParticles, VariableTable, file_fields_needed
 
 log = logging.getLogger(__name__)
+
+OBSERVER_PREFIX = "observer:"  # batch keys of the observers: ``observer:<name>``
+
+
+def observer_key(name: str) -> str:
+    """The batch key of observer ``name``.
+
+    Example:
+    >>> observer_key("jet_sdmass")
+    'observer:jet_sdmass'
+    """
+    return OBSERVER_PREFIX + name
 
 
 @dataclass
@@ -165,6 +184,8 @@ class RaggedJets:
             shapes["mask"] = ((n, self.length), np.dtype(bool))
         shapes["label"] = ((n, *self.label.shape[1:]), self.label.dtype)
         shapes["weight"] = ((n, *self.weight.shape[1:]), self.weight.dtype)
+        for name, values in self.observers.items():
+            shapes[observer_key(name)] = ((n, *values.shape[1:]), values.dtype)
         return shapes
 
     def padded(self, index: np.ndarray | slice | None = None,
@@ -172,8 +193,8 @@ class RaggedJets:
         """The jets ``index`` (all if None) as ``JetArrays``: particles padded to ``length`` slots
         and standardised with ``scaling``.
 
-        ``out`` (arrays as ``padded_shapes`` describes) receives the batch's arrays instead of new
-        ones; the observers are not part of it.
+        ``out`` (arrays as ``padded_shapes`` describes, observers under ``observer_key(name)``)
+        receives the batch's arrays instead of new ones, and the result's arrays are those.
         """
         if index is None:
             index = slice(0, len(self))
@@ -193,9 +214,10 @@ class RaggedJets:
                 inputs[name] = padded
             else:
                 inputs[name] = np.take(self.jet_inputs[name], index, axis=0, out=out[name])
+        observers = {name: np.take(values, index, axis=0, out=out[observer_key(name)])
+                     for name, values in self.observers.items()}
         return JetArrays(inputs, mask, np.take(self.label, index, axis=0, out=out["label"]),
-                         np.take(self.weight, index, axis=0, out=out["weight"]),
-                         {k: v[index] for k, v in self.observers.items()})
+                         np.take(self.weight, index, axis=0, out=out["weight"]), observers)
 
 
 def _concatenated(arrays: list[np.ndarray], key: str, arena: dict[str, np.ndarray] | None) -> np.ndarray:
@@ -298,11 +320,21 @@ class ChunkTransformer:
         weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
                                "weights", where).astype(np.float32)
                   if config.weights and self.labelled else np.ones(len(chunk), np.float32))
-        observers = {name: self._as_numpy(table[name], name, where) for name in config.observers}
+        observers = {name: self._observer(table, name, len(chunk), where) for name in config.observers}
         return RaggedJets(tuple(config.inputs), flat, None if particles is None else particles.counts,
                           config.particle_length or 0, {name: g.pad_value for name, g in config.inputs.items()},
                           jet_inputs, label, weight, observers,
                           {} if scale is None else {name: scale.constants(name) for name in flat})
+
+    def _observer(self, table: VariableTable, name: str, jets: int, where: str) -> np.ndarray:
+        """The per-jet values of observer ``name`` as the file holds them (in native byte order,
+        which tensors need)."""
+        values = table[name]
+        _check_numeric(values, name, where)
+        array = self._as_numpy(values, name, where)
+        if array.shape != (jets,):
+            raise DataError(f"{where}: observer {name!r} needs one value per jet (got shape {array.shape})")
+        return array.astype(array.dtype.newbyteorder("="), copy=False)
 
     def _image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
         columns = {}
