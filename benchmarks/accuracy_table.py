@@ -26,11 +26,12 @@ import shutil
 import time
 from pathlib import Path
 
+from heplearn.trained import TrainedModel
+
 from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.evaluation.compare import compare_runs
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
-from heplearn.training.trained import TrainedModel
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KINEMATIC = "[part_deta,part_dphi,part_logpt,part_loge,part_logptrel,part_logerel,part_deltaR]"

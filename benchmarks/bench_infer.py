@@ -37,6 +37,7 @@ import torch
 from heplearn.models import registry
 from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import DeployableModel, export_network
+from heplearn.tasks import Classification
 
 FEATURES = 7
 PARTICLES = 128
@@ -82,7 +83,8 @@ def build(name: str) -> DeployableModel:
     """The paper-preset network with softmax, with the same weights in every process (seed 0)."""
     torch.manual_seed(0)
     network = registry.model_class(name).from_preset("paper", 2, {"particles": FEATURES, "points": 2, "vectors": 4})
-    return DeployableModel(network.eval(), list(network.input_keys), None, softmax=True).eval()
+    task = Classification(["signal", "background"])
+    return DeployableModel(network.eval(), list(network.input_keys), None, task.postprocess).eval()
 
 
 def export_all(folder: Path) -> None:

@@ -37,6 +37,7 @@ from heplearn.models import registry
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE
 from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import DeployableModel, export_network
+from heplearn.tasks import Classification
 
 FEATURES = 7
 PARTICLES = 128
@@ -159,7 +160,7 @@ def main() -> None:
     torch.manual_seed(0)
     network = registry.model_class("particlenet").from_preset(arguments.preset, 2, {"particles": FEATURES,
                                                                                    "points": 2}).eval()
-    module = DeployableModel(network, KEYS, None, softmax=True)
+    module = DeployableModel(network, KEYS, None, Classification(["signal", "background"]).postprocess)
     batches = requests(32, arguments.jets)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "particlenet.onnx"

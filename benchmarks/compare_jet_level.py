@@ -18,12 +18,13 @@ import json
 import tempfile
 from pathlib import Path
 
+from heplearn.trained import TrainedModel
+
 from heplearn.data.dataset import load_arrays
 from heplearn.demo import config_path
 from heplearn.evaluation.metrics import summary
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
-from heplearn.training.trained import TrainedModel
 
 MODELS = {"cuts": ["model.n_bins=60"], "likelihood": [], "bdt": [], "mlp": []}
 

@@ -14,9 +14,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _API = {
     "Classifier": "heplearn.classifier",
     "load_jets": "heplearn.classifier",
-    "TrainedModel": "heplearn.training.trained",
+    "TrainedModel": "heplearn.trained",
     "train": "heplearn.training.run",
-    "load_run_config": "heplearn.training.config",
+    "load_run_config": "heplearn.run_config",
     "load_data_config": "heplearn.data.config",
     "DataConfig": "heplearn.data.config",
     "HeplearnError": "heplearn.errors",

@@ -23,20 +23,13 @@ from heplearn.data.dataset import InMemoryJets
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import HeplearnError
 from heplearn.models import registry
-from heplearn.training import losses
+from heplearn.run_config import ModelConfig, RunConfig, TrainingConfig
+from heplearn.runs import RunDirectory
+from heplearn.tasks import Classification
+from heplearn.trained import TrainedModel
 from heplearn.training.checkpoint import model_weights
-from heplearn.training.config import ModelConfig, RunConfig, TrainingConfig
-from heplearn.training.run import (
-    WEIGHTS_FILE,
-    check_config,
-    fit_classical,
-    fit_torch,
-    make_task,
-    write_model_json,
-    write_resolved_config,
-)
-from heplearn.training.trained import TrainedModel
-from heplearn.training.trainer import InMemorySource, Task
+from heplearn.training.run import check_config, fit_classical, fit_torch, make_task, model_info
+from heplearn.training.trainer import InMemorySource
 
 
 class NotFittedError(HeplearnError):
@@ -75,11 +68,11 @@ class Classifier:
             network, trainer = fit_torch(config, task, train_source, val_source, None, progress)
             network.eval()
             self.history = trainer.history
-            self.trained = TrainedModel(config, train.class_names, task.kind, preprocessing, network=network)
+            self.trained = TrainedModel(config, task, preprocessing, network=network)
         else:
             model, record = fit_classical(config, train.arrays, val.arrays if val is not None else None)
             self.history = [record]
-            self.trained = TrainedModel(config, train.class_names, "classification", preprocessing, classical=model)
+            self.trained = TrainedModel(config, Classification(train.class_names), preprocessing, classical=model)
         return self
 
     def _fitted(self) -> TrainedModel:
@@ -96,18 +89,16 @@ class Classifier:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write a run directory that ``heplearn evaluate``/``export`` and ``load`` understand."""
         trained = self._fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_resolved_config(trained.config, directory)
-        trained.preprocessing.save(directory / "preprocessing.json")
+        run = RunDirectory(Path(directory))
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(trained.config)
+        trained.preprocessing.save(run.preprocessing_file)
         if trained.network is not None:
-            task = Task(trained.task, int(trained.network.num_outputs), losses.cross_entropy())
-            save_file(model_weights(trained.network), directory / WEIGHTS_FILE)
+            save_file(model_weights(trained.network), run.weights_file)
         else:
-            task = Task("classification", len(trained.class_names), losses.cross_entropy())
-            trained.classical.save(directory / "model")
-        write_model_json(directory, trained.config, task, trained.class_names, 0)
-        return directory
+            trained.classical.save(run.classical_model_dir)
+        run.write_model_info(model_info(trained.config, trained.task))
+        return run.path
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Classifier:

@@ -88,12 +88,12 @@ def train(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Train the model a config describes (any model name); under torchrun, with DDP."""
-    from heplearn.training.config import load_run_config
-    from heplearn.training.run import read_run_config
+    from heplearn.run_config import load_run_config
+    from heplearn.runs import RunDirectory
     from heplearn.training.run import train as train_run
 
     if resume is not None:
-        run_config = read_run_config(resume)
+        run_config = RunDirectory(Path(resume)).read_config()
         if overrides:
             run_config = load_run_config(run_config.model_dump(mode="json"), overrides)
     elif config is None:

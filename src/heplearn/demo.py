@@ -20,7 +20,8 @@ from typing import Any
 from heplearn.data.files import write_text_atomic
 from heplearn.evaluation.compare import compare_runs
 from heplearn.models import registry
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
+from heplearn.runs import RunDirectory
 from heplearn.training.run import train
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def run_demo(output: Path, jets_per_class: int = 6000, workers: int = 2, models:
                      *DEMO_MODELS.get(name, [])]
         config = load_run_config(config_path(f"top_qcd_{name}.yaml"), overrides)
         run_dir = output / "runs" / name
-        if not (run_dir / "model.json").is_file():
+        if not RunDirectory(run_dir).is_finished():
             if run_dir.exists():
                 import shutil
 

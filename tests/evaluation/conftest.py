@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from heplearn.data import io
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
 
 CLASS_MASS = {"top": (172.0, 25.0), "w": (85.0, 15.0)}  # (mean, width) of the soft-drop mass

@@ -16,9 +16,9 @@ from heplearn.errors import DataError, HeplearnError
 from heplearn.evaluation.compare import compare_runs
 from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 from heplearn.evaluation.plots import PlotStyle
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
-from heplearn.training.trained import TrainedModel
+from heplearn.trained import TrainedModel
 from tests.evaluation.conftest import run_config, write_splits
 
 FAST = EvaluationSettings(style=PlotStyle(formats=("png",), dpi=50), bootstrap=20, importance_repeats=1,

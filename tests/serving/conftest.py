@@ -9,7 +9,7 @@ import pytest
 
 from heplearn.data import io
 from heplearn.serving.export import ExportResult, export_run
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
 from tests.conftest import make_jets
 

@@ -43,7 +43,7 @@ def write_config(folder: Path, **training: object) -> Path:
 
 SLOW_TRAIN = textwrap.dedent("""
     import sys, time
-    from heplearn.training.config import load_run_config
+    from heplearn.run_config import load_run_config
     from heplearn.training.run import train
     config = load_run_config(sys.argv[1])
     train(config, name="killed", runs_dir=sys.argv[2], progress=False, on_batch=lambda batch: time.sleep(0.05))
@@ -55,14 +55,28 @@ def environment() -> dict[str, str]:
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
-    config = write_config(tmp_path, checkpoint_every=7)
-    runs = tmp_path / "runs"
+    kill_and_resume(write_config(tmp_path, checkpoint_every=7), tmp_path / "runs", ["model"])
+
+
+def test_sigkill_then_resume_with_an_adversary_matches_uninterrupted_run(tmp_path: Path) -> None:
+    """Two networks trained in alternation (classifier + adversary): both resume bit for bit."""
+    config = write_config(tmp_path, checkpoint_every=7,
+                          step={"name": "adversarial", "on": "jet_sdmass", "strength": 5.0, "adversary_steps": 2,
+                                "pretrain_steps": 10, "hidden": [16]})
+    content = yaml.safe_load(config.read_text())
+    content["data"]["observers"] = ["jet_sdmass"]
+    config.write_text(yaml.safe_dump(content))
+    kill_and_resume(config, tmp_path / "runs", ["model", "adversary"])
+
+
+def kill_and_resume(config: Path, runs: Path, modules: list[str]) -> None:
+    """Train straight through; train again, SIGKILL mid-epoch and resume; the weights must be identical."""
     reference = subprocess.run([sys.executable, "-m", "heplearn", "train", "-c", str(config), "--name", "straight",
                                 "--runs-dir", str(runs), "--no-progress"], capture_output=True, text=True,
                                env=environment(), timeout=300, check=False)
     assert reference.returncode == 0, reference.stderr
 
-    script = tmp_path / "slow_train.py"
+    script = runs.parent / "slow_train.py"
     script.write_text(SLOW_TRAIN)
     process = subprocess.Popen([sys.executable, str(script), str(config), str(runs)], env=environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -89,19 +103,26 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert straight.keys() == again.keys()
     for name in straight:
         torch.testing.assert_close(again[name], straight[name], rtol=0, atol=0)
+    last = {run: runs / run / "checkpoints" / json.loads((runs / run / "checkpoints" / "last.json").read_text())[
+        "checkpoint"] for run in ("straight", "killed")}
+    for module in modules:  # every module of the step strategy, the adversary included
+        straight, again = (load_file(last[run] / f"{module}.safetensors") for run in ("straight", "killed"))
+        assert straight.keys() == again.keys()
+        for name in straight:
+            torch.testing.assert_close(again[name], straight[name], rtol=0, atol=0)
 
 
 DDP_TRAIN = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     from safetensors.torch import save_file
-    from heplearn.training.config import load_run_config
+    from heplearn.run_config import load_run_config
     from heplearn.training.run import train
     from heplearn.training.checkpoint import model_weights
     seen = []
     config = load_run_config(sys.argv[1])
     captured = {}
-    import heplearn.training.run as run_module
+    import heplearn.training.trainer as run_module
     original = run_module.Trainer
     class Recording(original):
         def __init__(self, model, *args, **kwargs):
@@ -141,7 +162,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
 
 
 def test_streaming_with_workers_is_reproducible_over_epochs(tmp_path: Path) -> None:
-    from heplearn.training.config import load_run_config
+    from heplearn.run_config import load_run_config
     from heplearn.training.run import train
 
     config = load_run_config(write_config(tmp_path, epochs=2, streaming=True, num_workers=2, buffer_size=200))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from heplearn.data import io
 from heplearn.errors import ConfigError
-from heplearn.training.config import load_run_config
+from heplearn.run_config import load_run_config
 from heplearn.training.run import train
 from tests.conftest import make_jets
 
@@ -127,7 +127,7 @@ def test_optimiser_options_train(split_files: dict[str, str], tmp_path: Path, tr
 def test_lookahead_state_round_trips() -> None:
     import torch
 
-    from heplearn.training.config import TrainingConfig
+    from heplearn.run_config import TrainingConfig
     from heplearn.training.optim import make_optimizer
 
     layer = torch.nn.Linear(3, 1)

@@ -74,9 +74,12 @@ class InputGroup(StrictModel):
 
 
 class LabelConfig(StrictModel):
-    """Classification from one-hot ``label_*`` fields or expressions, or regression targets."""
+    """What a jet is labelled with: ``classification`` (classes from one-hot ``label_*`` fields or
+    expressions), ``reweighting`` (classes too: the samples a reweighting classifier tells apart,
+    the target sample first), ``regression`` (targets: name -> expression) or ``none`` (no labels:
+    unsupervised tasks such as an autoencoder's reconstruction)."""
 
-    type: Literal["classification", "regression"] = "classification"
+    type: Literal["classification", "reweighting", "regression", "none"] = "classification"
     classes: list[str] | dict[str, str] | None = None
     targets: dict[str, str] = {}
 
@@ -85,6 +88,11 @@ class LabelConfig(StrictModel):
         if self.type == "regression" and not self.targets:
             raise ValueError("regression needs `targets`: name -> expression")
         return self
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the labels are classes (a classifier, or the two samples of a reweighting)."""
+        return self.type in {"classification", "reweighting"}
 
 
 class DataConfig(StrictModel):
@@ -156,6 +164,16 @@ class DataConfig(StrictModel):
     @property
     def particle_length(self) -> int | None:
         return next((g.length for g in self.inputs.values() if g.per_particle), None)
+
+    def jet_group(self, model_name: str) -> str:
+        """The per-jet input group a jet-level model (cuts, likelihood, BDT) reads: ``jet``, or the only one."""
+        groups = [name for name, group in self.inputs.items() if not group.per_particle and group.image is None]
+        if "jet" in groups:
+            return "jet"
+        if len(groups) == 1:
+            return groups[0]
+        raise ConfigError(f"model.name: {model_name} reads jet-level features: data.inputs needs a group 'jet' "
+                          "without `length`")
 
     def files(self, split: str) -> list[Path]:
         """The files of a split, globs expanded, in sorted order."""

@@ -236,9 +236,14 @@ def _gather_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 class ChunkTransformer:
     def __init__(self, config: DataConfig, labelled: bool = True) -> None:
-        """``labelled=False`` reads data to apply a model to: no labels, weights of one."""
+        """``labelled=False`` reads data to apply a model to: no labels, weights of one.
+
+        A config with ``labels.type: none`` (unsupervised tasks) reads no labels either (all 0),
+        but its weights.
+        """
         self.config = config
-        self.labelled = labelled
+        self.labelled = labelled and config.labels.type != "none"
+        self.weighted = labelled
         self.new_variables = config.new_variable_expressions
         self.nonfinite_counts: Counter[str] = Counter()
 
@@ -250,7 +255,8 @@ class ChunkTransformer:
             if group.image is not None:
                 names.update(("part_deta", "part_dphi", "part_pt"))
         for key, expression in self.config.expressions.items():
-            if key == "selection" or (self.labelled and not key.startswith("new_variables.")):
+            if key == "selection" or (key == "weights" and self.weighted) or (
+                    self.labelled and not key.startswith("new_variables.")):
                 names.update(expression.names)
         if self.labelled and isinstance(self.config.labels.classes, list):
             names.update(self.config.labels.classes)
@@ -261,7 +267,7 @@ class ChunkTransformer:
     def fields_to_read(self, available: list[str], where: str) -> list[str]:
         """The file fields this config needs; a name neither in the file nor derivable is an error."""
         names = self.variable_names()
-        if self.labelled and self.config.labels.type == "classification" and self.config.labels.classes is None:
+        if self.labelled and self.config.labels.has_classes and self.config.labels.classes is None:
             names.update(name for name in available if name.startswith(LABEL_PREFIX))
         read, unknown = file_fields_needed(names, set(available), self.new_variables)
         if unknown:
@@ -273,6 +279,8 @@ class ChunkTransformer:
 
     def class_names(self, available: list[str]) -> list[str]:
         classes = self.config.labels.classes
+        if not self.config.labels.has_classes:
+            return []
         if isinstance(classes, dict):
             return list(classes)
         if isinstance(classes, list):
@@ -319,7 +327,7 @@ class ChunkTransformer:
         label = self._labels(table, chunk, where) if self.labelled else np.zeros(len(chunk), np.int64)
         weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
                                "weights", where).astype(np.float32)
-                  if config.weights and self.labelled else np.ones(len(chunk), np.float32))
+                  if config.weights and self.weighted else np.ones(len(chunk), np.float32))
         observers = {name: self._observer(table, name, len(chunk), where) for name in config.observers}
         return RaggedJets(tuple(config.inputs), flat, None if particles is None else particles.counts,
                           config.particle_length or 0, {name: g.pad_value for name, g in config.inputs.items()},

@@ -45,7 +45,7 @@ from heplearn.evaluation.runs import (
     signal_score,
 )
 from heplearn.evaluation.sculpting import mass_sculpting
-from heplearn.training.trained import TrainedModel
+from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 

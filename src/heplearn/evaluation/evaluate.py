@@ -50,12 +50,12 @@ from heplearn.evaluation.runs import (
     evaluation_data_config,
     load_run,
     predict,
-    read_history,
     safe_name,
     signal_score,
 )
 from heplearn.evaluation.sculpting import mass_sculpting
-from heplearn.training.trained import TrainedModel
+from heplearn.runs import RunDirectory
+from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     test_paths = data_files(files, "--data")
     train_paths = data_files(train_files, "--train-data") if train_files else None
     dataset = safe_name(dataset or test_paths[0].stem)
-    output = Path(output) if output is not None else run_dir / "eval" / dataset
+    run = RunDirectory(run_dir)
+    output = Path(output) if output is not None else run.eval_dir(dataset)
     data = evaluation_data_config(model, test_paths)
     test = apply_model(model, test_paths, data, settings, progress)
     binned_observers, mass_observer = chosen_observers(test.arrays, settings.observers, settings.mass_observer)
@@ -135,7 +136,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     metrics |= _classes(model, test, settings, figures)
     metrics |= _physics(model, test, scores, binned_observers, mass_observer, metrics["score"], settings, figures)
     metrics["feature_importance"] = _ranking(model, test, settings, figures, progress)
-    history = read_history(run_dir)
+    history = run.read_history()
     if sum("train_loss" in record for record in history) > 1:
         figures.add(plots.plot_training_history(history, settings.style), "history", "Training history",
                     "Loss per epoch on the training and validation splits (metrics.jsonl).")
@@ -144,7 +145,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     metrics = jsonable(metrics)
 
     write_json(output / "metrics.json", metrics)
-    config_path = run_dir / "config.yaml"
+    config_path = run.config_file
     report = write_report(output / "report.html", "evaluation.html.j2", {
         "title": f"{model.name}: {run_dir.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
         "config_text": config_path.read_text() if config_path.is_file() else "",

@@ -55,11 +55,9 @@ class FeatureRanking:
 
 def model_input_variables(model: Any) -> dict[str, list[str]]:
     """Input group -> variable names of the groups a ``TrainedModel`` reads."""
-    from heplearn.training.run import jet_group
-
     data = model.config.data
     if getattr(model, "classical", None) is not None:
-        groups = [jet_group(data, model.name)]
+        groups = [data.jet_group(model.name)]
     else:
         keys = getattr(type(model.network), "input_keys", tuple(data.inputs))
         groups = [key for key in keys if key in data.inputs]

@@ -196,3 +196,26 @@ def signal_efficiency_table(curve: Roc, effective_signal: float,
         signal = curve.signal_efficiency_at(background)
         rows.append((background, signal, float(binomial_uncertainty(signal, effective_signal))))
     return rows
+
+
+def softmax(outputs: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``(n, classes)``."""
+    shifted = outputs - outputs.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def classification_metrics(outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                           signal_index: int = 0) -> dict[str, float]:
+    """Accuracy and AUC from logits (signal class vs the rest; macro one-vs-rest AUC too for multiclass)."""
+    probabilities = softmax(outputs)
+    accuracy = float(np.average(probabilities.argmax(axis=1) == labels, weights=weights))
+    metrics = {"accuracy": accuracy}
+    is_signal = labels == signal_index
+    if 0 < is_signal.sum() < len(labels):
+        metrics["auc"] = float(roc_auc_score(is_signal, probabilities[:, signal_index], sample_weight=weights))
+    present = np.unique(labels)
+    if probabilities.shape[1] > 2 and len(present) == probabilities.shape[1]:
+        metrics["auc_macro_ovr"] = float(roc_auc_score(labels, probabilities, multi_class="ovr",
+                                                       sample_weight=weights))
+    return metrics

@@ -8,7 +8,6 @@ the analytic toy) for the Neyman–Pearson check.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import effective_count
 from heplearn.evaluation.multiclass import discriminant
 from heplearn.evaluation.report import jsonable
-from heplearn.training.trained import TrainedModel
+from heplearn.trained import TrainedModel
 
 OPTIMAL_OBSERVER = "aux_log_lr"  # the exact log-likelihood ratio of the analytic toy
 MASS_OBSERVERS = ("jet_sdmass", "jet_mass")
@@ -45,8 +44,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> TrainedModel:
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
     model = TrainedModel.load(run_dir)
-    if model.task != "classification":
-        raise ConfigError(f"{run_dir}: evaluation covers classifiers; this run is a {model.task} model")
+    if not model.is_classifier:
+        raise ConfigError(f"{run_dir}: evaluation covers classifiers; this run is a {model.task.kind} model")
     return model
 
 
@@ -62,15 +61,13 @@ def evaluation_data_config(model: TrainedModel, files: Sequence[Path]) -> DataCo
 
     The classical models read only their per-jet group: particles are not padded for them.
     """
-    from heplearn.training.run import jet_group
-
     data = model.config.data
     available = set(open_source(files[0], data.treename).field_names())
     observers = list(data.observers) + [name for name in AUTO_OBSERVERS
                                         if name in available and name not in data.observers]
     update: dict[str, Any] = {"observers": observers}
     if model.classical is not None:
-        group = jet_group(data, model.name)
+        group = data.jet_group(model.name)
         update["inputs"] = {group: data.inputs[group]}
     return data.model_copy(update=update)
 
@@ -132,14 +129,6 @@ def data_summary(files: Sequence[Path], arrays: JetArrays, class_names: Sequence
                      "selection": data.selection, "weights": data.weights, "observers": observers,
                      "inputs": {name: {"variables": group.variables, "length": group.length}
                                 for name, group in data.inputs.items()}})
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of ``metrics.jsonl`` (empty when absent)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def safe_name(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from heplearn.errors import ConfigError
@@ -16,6 +17,7 @@ TORCH_MODELS: dict[str, tuple[str, str]] = {
     "part": ("heplearn.models.part", "ParticleTransformer"),
     "cnn": ("heplearn.models.cnn", "JetImageCNN"),
     "rnn": ("heplearn.models.rnn", "ParticleRNN"),
+    "autoencoder": ("heplearn.models.autoencoder", "JetAutoencoder"),
 }
 CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
     "cuts": ("heplearn.models.cuts", "RectangularCuts"),
@@ -42,3 +44,31 @@ def model_class(name: str) -> Any:
     check_name(name)
     module, attribute = TORCH_MODELS.get(name) or CLASSICAL_MODELS[name]
     return getattr(importlib.import_module(module), attribute)
+
+
+def hyperparameter_names(name: str) -> tuple[str, ...]:
+    """The hyper-parameters model ``name`` takes, by name.
+
+    A network's are the fields of its ``Hyperparameters`` (what ``from_preset`` overrides); a
+    classical model's are the arguments of its constructor (its scikit-learn parameters).
+
+    Example:
+    >>> hyperparameter_names("mlp")
+    ('hidden', 'dropout', 'batch_norm')
+    """
+    cls = model_class(name)
+    if name in TORCH_MODELS:
+        return tuple(cls.hyperparameter_names())
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    return tuple(parameter.name for parameter in parameters if parameter.kind in named)
+
+
+def build_network(model: Any, data: Any, num_outputs: int) -> Any:
+    """The torch network a ``ModelConfig`` names, for the input groups of a ``DataConfig``."""
+    cls = model_class(model.name)
+    dims = {name: group.size for name, group in data.inputs.items()}
+    if "mask" in cls.input_keys and data.particle_length is None:
+        raise ConfigError(f"model.name: {model.name} reads particles, but data.inputs has no group with "
+                          "a `length` (a per-particle group)")
+    return cls.from_preset(model.preset, num_outputs, dims, **model.hyperparameters)

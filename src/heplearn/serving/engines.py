@@ -121,7 +121,7 @@ class TorchEngine:
     """The run's own model (any model, neural or classical) through ``TrainedModel.predict``."""
 
     def __init__(self, run_dir: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        from heplearn.training.trained import TrainedModel
+        from heplearn.trained import TrainedModel
 
         self.model = TrainedModel.load(run_dir)
         self.batch_size = batch_size

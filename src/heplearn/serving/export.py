@@ -40,7 +40,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,17 +55,17 @@ from heplearn.data.dataset import load_arrays
 from heplearn.data.files import atomic_path
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
 from heplearn.errors import DataError, HeplearnError
+from heplearn.runs import ONNX_FILE
 from heplearn.serving.engines import MASK, OnnxEngine
 from heplearn.serving.protocol import TensorSpec
-from heplearn.training.trained import TrainedModel
+from heplearn.tasks import Batch, Classification
+from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 OPSET = 20  # >= 17 asked; 20 has a native Gelu (onnxruntime >= 1.17, Triton >= 24.04)
 CLASSICAL_CONVERTER_OPSET = 15  # the highest onnxmltools' XGBoost converter takes (its trees are ai.onnx.ml)
-PROBABILITIES = "probabilities"
-OUTPUTS = "outputs"
+PROBABILITIES = Classification.output_tensor  # the output of every classifier's graph
 TOLERANCE = 1e-5
 CHECK_JETS = 2000
 METADATA_PREFIX = "heplearn."
@@ -114,14 +114,18 @@ class Standardise(nn.Module):
 
 
 class DeployableModel(nn.Module):
-    """Raw padded inputs (positional, in ``input_names`` order) → probabilities or outputs."""
+    """Raw padded inputs (positional, in ``input_names`` order) → what the task makes of the outputs.
+
+    ``postprocess(outputs, batch)`` is the task's (``Task.postprocess``: softmax probabilities,
+    weights, an anomaly score); the graph ends with it. None leaves the raw outputs.
+    """
 
     def __init__(self, network: nn.Module, input_names: Sequence[str], preprocessing: Preprocessing | None,
-                 softmax: bool) -> None:
+                 postprocess: Callable[[torch.Tensor, Batch], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.network = network
         self.input_names = list(input_names)
-        self.softmax = softmax
+        self.postprocess = postprocess
         self.standardise = nn.ModuleDict()
         if preprocessing is not None:
             for name in self.input_names:
@@ -135,7 +139,7 @@ class DeployableModel(nn.Module):
         for name, standardise in self.standardise.items():
             batch[name] = standardise(batch[name], mask if self.per_particle[name] else None)
         outputs = self.network(batch)
-        return torch.softmax(outputs, dim=-1) if self.softmax else outputs
+        return self.postprocess(outputs, batch) if self.postprocess is not None else outputs
 
 
 # --------------------------------------------------------------------------- public functions
@@ -258,10 +262,9 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
             example.append(torch.rand(2, width, generator=generator))
             axes.append({0: "batch"})
             specs.append(TensorSpec(key, "FP32", (-1, width)))
-    classification = model.task == "classification"
-    output_name = PROBABILITIES if classification else OUTPUTS
-    outputs = [TensorSpec(output_name, "FP32", (-1, int(getattr(network, "num_outputs", len(model.class_names)))))]
-    wrapper = DeployableModel(network, keys, model.preprocessing, softmax=classification)
+    output_name = model.task.output_tensor
+    outputs = [TensorSpec(output_name, "FP32", (-1, len(model.output_names)))]
+    wrapper = DeployableModel(network, keys, model.preprocessing, model.task.postprocess)
     export_network(wrapper, example, keys, output_name, path, axes)
     proto = onnx.load(str(path))
     _set_metadata(proto, model, specs, outputs)
@@ -279,9 +282,7 @@ def _write_classical(model: TrainedModel, path: Path) -> tuple[list[TensorSpec],
     except ImportError:
         raise ExportError("model bdt: exporting the BDT to ONNX needs onnxmltools (pip install onnxmltools); "
                           "it is not installed") from None
-    from heplearn.training.run import jet_group
-
-    group = jet_group(model.config.data, model.name)
+    group = model.config.data.jet_group(model.name)
     width = len(model.config.data.inputs[group].variables)
     converted = onnxmltools.convert_xgboost(model.classical.booster_, initial_types=[(group, FloatTensorType([None,
                                                                                                             width]))],
@@ -321,7 +322,9 @@ def _set_metadata(proto: onnx.ModelProto, model: TrainedModel, inputs: list[Tens
     values = {
         "version": __version__,
         "model": json.dumps(model.name),
-        "task": json.dumps(model.task),
+        "task": json.dumps(model.task.kind),
+        "task_settings": json.dumps(model.task.settings()),
+        "output_names": json.dumps(model.output_names),
         "class_names": json.dumps(model.class_names),
         "inputs": json.dumps([spec.to_json() for spec in inputs]),
         "outputs": json.dumps([spec.to_json() for spec in outputs]),
@@ -334,7 +337,7 @@ def _set_metadata(proto: onnx.ModelProto, model: TrainedModel, inputs: list[Tens
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
     proto.producer_name, proto.producer_version = "heplearn", __version__
-    proto.doc_string = f"heplearn {model.name} ({model.task}); classes: {', '.join(model.class_names)}"
+    proto.doc_string = f"heplearn {model.name} ({model.task.kind}); outputs: {', '.join(model.output_names)}"
 
 
 def _check_files(model: TrainedModel, given: Sequence[str | os.PathLike[str]] | None) -> list[Path]:

@@ -39,8 +39,9 @@ from heplearn.data.schema import DEFAULT_TREE
 from heplearn.data.transform import ChunkTransformer
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
+from heplearn.runs import ONNX_FILE, RunDirectory
 from heplearn.serving.engines import Engine, OnnxEngine, TorchEngine
-from heplearn.serving.export import ONNX_FILE
+from heplearn.tasks import task_from_info
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,9 @@ class RunInfo:
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike[str]) -> RunInfo:
-        from heplearn.training.run import read_finished_run
-
-        run_dir = Path(run_dir)
-        config, info = read_finished_run(run_dir)
-        names, outputs = list(info["class_names"]), int(info["num_outputs"])
-        if info["task"] == "classification":
-            columns = [f"score_{name}" for name in names]
-        else:
-            targets = list(config.data.labels.targets)
-            columns = [f"output_{name}" for name in (targets if len(targets) == outputs else range(outputs))]
-        return cls(run_dir, config.data, columns)
+        run = RunDirectory(Path(run_dir))
+        config, info = run.read_finished()
+        return cls(run.path, config.data, task_from_info(info, str(run.model_info_file)).output_names)
 
 
 # --------------------------------------------------------------------------- public function

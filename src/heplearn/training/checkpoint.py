@@ -1,8 +1,9 @@
 """Checkpoints that survive a kill at any moment, and load without unpickling anything.
 
-A checkpoint is a directory ``checkpoints/step-<N>/`` holding ``model.safetensors`` (weights),
-``optimizer.pt`` (optimizer, scheduler and torch RNG state: plain tensors and numbers, loaded with
-``weights_only=True``) and ``state.json`` (epoch, position in the epoch, early-stopping state,
+A checkpoint is a directory ``checkpoints/step-<N>/`` holding one ``<module>.safetensors`` per
+module of the step strategy (``model.safetensors`` is the product network), ``optimizer.pt``
+(every optimizer and scheduler of the strategy, and the torch RNG state: plain tensors and
+numbers, loaded with ``weights_only=True``) and ``state.json`` (epoch, position in the epoch, early-stopping state,
 numpy and Python RNG states). It is written under a temporary name and renamed when complete;
 then ``checkpoints/last.json`` is atomically pointed at it and older step directories are removed.
 A process killed mid-write leaves the previous checkpoint intact.
@@ -47,16 +48,18 @@ def model_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().contiguous().clone() for name, tensor in module.state_dict().items()}
 
 
-def save_checkpoint(directory: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainingState) -> Path:
+def save_checkpoint(directory: Path, strategy: Any, state: TrainingState) -> Path:
+    """Write every module, optimizer and scheduler of ``strategy`` (a ``StepStrategy``) and ``state``."""
     directory.mkdir(parents=True, exist_ok=True)
     state.numpy_rng = np.random.get_state(legacy=False)  # type: ignore[assignment]  # noqa: NPY002
     python_state = random.getstate()
     state.python_rng = [python_state[0], list(python_state[1]), python_state[2]]
     name = f"step-{state.step:09d}"
     staging = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
-    save_file(model_weights(module), staging / "model.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    for module_name, module in strategy.modules.items():
+        save_file(model_weights(module), staging / f"{module_name}.safetensors")
+    torch.save({"optimizers": {name: optimizer.state_dict() for name, optimizer in strategy.optimizers.items()},
+                "schedulers": {name: scheduler.state_dict() for name, scheduler in strategy.schedulers.items()},
                 "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
     (staging / "state.json").write_text(json.dumps(asdict(state), default=_jsonable))
     final = directory / name
@@ -87,16 +90,20 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return directory / json.loads(pointer.read_text())["checkpoint"]
 
 
-def load_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> TrainingState:
+def load_checkpoint(path: Path, strategy: Any) -> TrainingState:
+    """Restore ``strategy``'s modules, optimizers and schedulers and the RNG states from ``path``."""
     try:
-        module.load_state_dict(load_file(path / "model.safetensors"))
+        for module_name, module in strategy.modules.items():
+            module.load_state_dict(load_file(path / f"{module_name}.safetensors"))
         extra = torch.load(path / "optimizer.pt", weights_only=True)
         content = json.loads((path / "state.json").read_text())
+        for name, optimizer in strategy.optimizers.items():
+            optimizer.load_state_dict(extra["optimizers"][name])
+        for name, scheduler in strategy.schedulers.items():
+            scheduler.load_state_dict(extra["schedulers"][name])
     except (OSError, RuntimeError, ValueError, KeyError) as error:
-        raise DataError(f"{path}: cannot load the checkpoint ({error})") from None
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
+        raise DataError(f"{path}: cannot load the checkpoint ({error}); was it written with another "
+                        "training.step?") from None
     torch.set_rng_state(extra["torch_rng"])
     state = TrainingState(**content)
     if state.numpy_rng:

@@ -1,48 +1,45 @@
-"""A training run from one config: the run directory, the data, the model, the fit.
+"""A training run from one config: the run directory, the data, the task, the model, the fit.
 
-``train(config)`` works for every model name: torch networks go through the ``Trainer``, the
-classical classifiers (cuts, likelihood, BDT) are fitted on the per-jet input group. Either way
-the run directory of DESIGN.md holds everything needed to apply the model again::
+``train(config)`` works for every model name: torch networks go through ``fit`` (the trainer),
+the classical classifiers (cuts, likelihood, BDT) are fitted on the per-jet input group. Either
+way the run directory (``heplearn.runs``) holds everything needed to apply the model again.
 
-    runs/<name>/config.yaml          resolved config + heplearn version + git hash
-    runs/<name>/preprocessing.json   standardisation fitted on the training split
-    runs/<name>/model.json           model name, hyper-parameters, inputs, classes, task
-    runs/<name>/model.safetensors    final weights (torch) | runs/<name>/model/ (classical)
-    runs/<name>/metrics.jsonl, tensorboard/, checkpoints/, train.log
+The task comes from ``data.labels.type`` (``TASK_BUILDERS``): classification, reweighting,
+regression (quantile regression with ``training.loss: quantile``) or none (a reconstruction of
+the per-jet group, for autoencoders); its loss terms from ``training.loss``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import save_file
 
-from heplearn import __version__
 from heplearn.data.config import DataConfig
 from heplearn.data.dataset import InMemoryJets, JetStream, fit_preprocessing, load_arrays, stream_loader
-from heplearn.data.files import atomic_path, write_text_atomic
+from heplearn.data.files import atomic_path
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
+from heplearn.evaluation.metrics import classification_metrics
 from heplearn.models import registry
+from heplearn.run_config import RunConfig
+from heplearn.runs import RunDirectory
+from heplearn.tasks import Classification, Reconstruction, Regression, Reweighting, Task
+from heplearn.trained import predict_classical, to_classical_labels
 from heplearn.training import checkpoint as ckpt
-from heplearn.training import losses
-from heplearn.training.config import RunConfig
-from heplearn.training.trainer import InMemorySource, StreamSource, Task, Trainer, distributed
+from heplearn.training.losses import TermContext, build_terms
+from heplearn.training.trainer import InMemorySource, StreamSource, Trainer, distributed, fit
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -51,113 +48,66 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def git_hash() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def new_run_dir(config: RunConfig, name: str | None, runs_dir: str | os.PathLike[str]) -> Path:
-    if name is None:  # a fresh directory named after the model and the time
-        stem = f"{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        name = next(candidate for candidate in (stem, *(f"{stem}-{i}" for i in range(2, 10_000)))
-                    if not (Path(runs_dir) / candidate).exists())
-    run_dir = Path(runs_dir) / name
-    if (run_dir / MODEL_FILE).exists():
-        raise ConfigError(f"{run_dir}: a finished run exists already; choose another --name or --resume it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def write_resolved_config(config: RunConfig, run_dir: Path) -> None:
-    content = config.model_dump(mode="json")
-    content["provenance"] = {"heplearn_version": __version__, "git_hash": git_hash(),
-                             "torch_version": str(torch.__version__)}
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(content, sort_keys=False))
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    from heplearn.training.config import load_run_config
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise DataError(f"{run_dir}: not a heplearn run directory (no config.yaml)")
-    content = yaml.safe_load(path.read_text())
-    content.pop("provenance", None)
-    return load_run_config(content)
-
-
-def read_finished_run(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, dict[str, Any]]:
-    """The config and ``model.json`` of a finished run; an unfinished one is a ``DataError``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / MODEL_FILE).is_file():
-        raise DataError(f"{run_dir}: not a finished heplearn run (no {MODEL_FILE}); train it first")
-    return read_run_config(run_dir), json.loads((run_dir / MODEL_FILE).read_text())
-
-
 def input_dims(data: DataConfig) -> dict[str, int]:
     return {name: group.size for name, group in data.inputs.items()}
 
 
-def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarray, train_weights: np.ndarray) -> Task:
-    training = config.training
-    if config.data.labels.type == "regression":
-        targets = len(config.data.labels.targets)
-        loss_name = "mse" if training.loss == "auto" else training.loss
-        if loss_name == "cross_entropy":
-            raise ConfigError("training.loss: cross_entropy needs data.labels.type: classification")
-        if loss_name == "quantile":
-            return Task("regression", targets * len(training.quantiles), losses.quantile(training.quantiles))
-        return Task("regression", targets, losses.mse if loss_name == "mse" else losses.huber)
-    if training.loss not in {"auto", "cross_entropy"}:
-        raise ConfigError(f"training.loss: {training.loss} needs data.labels.type: regression")
-    classes = len(class_names)
-    if classes < 2:
+def _classes(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
+    if len(class_names) < 2:
         raise ConfigError(f"data.labels.classes: classification needs at least two classes, got {class_names}")
-    class_weights = None
-    if training.class_weights == "balanced":
-        totals = np.bincount(train_labels, weights=train_weights, minlength=classes)
-        if (totals <= 0).any():
-            raise DataError(f"the training split has no jets of class {class_names[int(np.argmin(totals))]!r}")
-        class_weights = torch.tensor(totals.sum() / (classes * totals), dtype=torch.float32)
-    elif isinstance(training.class_weights, list):
-        if len(training.class_weights) != classes:
-            raise ConfigError(f"training.class_weights: {len(training.class_weights)} values for {classes} classes "
-                              f"({', '.join(class_names)})")
-        class_weights = torch.tensor(training.class_weights, dtype=torch.float32)
-    return Task("classification", classes, losses.cross_entropy(class_weights))
+    return Classification(class_names, terms)
 
 
-def build_torch_model(config: RunConfig, num_outputs: int) -> torch.nn.Module:
-    cls = registry.model_class(config.model.name)
-    dims = input_dims(config.data)
-    if "mask" in cls.input_keys and config.data.particle_length is None:
-        raise ConfigError(f"model.name: {config.model.name} reads particles, but data.inputs has no group with "
-                          "a `length` (a per-particle group)")
-    return cls.from_preset(config.model.preset, num_outputs, dims, **config.model.hyperparameters)
+def _reweighting(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
+    if len(class_names) != 2:
+        raise ConfigError(f"data.labels.classes: reweighting tells two samples apart (target first), got "
+                          f"{class_names}")
+    return Reweighting(class_names, terms)
+
+
+def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
+    quantile = isinstance(config.training.loss, list) and any(t.name == "quantile" for t in config.training.loss)
+    return Regression(list(config.data.labels.targets), terms,
+                      quantiles=config.training.quantiles if quantile else None)
+
+
+def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
+    group = config.data.jet_group(config.model.name)
+    return Reconstruction(group, config.data.inputs[group].size, terms)
+
+
+# data.labels.type -> the task it trains (built without terms first, then given them)
+TASK_BUILDERS: dict[str, Callable[[RunConfig, list[str], list[Any]], Task]] = {
+    "classification": _classes, "reweighting": _reweighting, "regression": _regression, "none": _reconstruction,
+}
+
+
+def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarray | None = None,
+              train_weights: np.ndarray | None = None) -> Task:
+    """The task ``data.labels.type`` names, with the loss terms of ``training.loss``."""
+    build = TASK_BUILDERS[config.data.labels.type]
+    task = build(config, class_names, [])
+    specs = config.training.loss
+    if specs == "auto":
+        from heplearn.run_config import LossTermConfig
+
+        specs = [LossTermConfig(name=task.default_loss)]
+    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights))
+    return task
 
 
 def check_config(config: RunConfig) -> None:
-    """Everything that can be checked before reading data: the model and its inputs."""
+    """Everything that can be checked before reading data: the model, its inputs and the task."""
     registry.check_name(config.model.name)
     if registry.is_torch_model(config.model.name):
-        build_torch_model(config, 2)  # builds on the meta device would be nicer; models are small on CPU
+        registry.build_network(config.model, config.data, 2)
+        if config.data.labels.type == "none":
+            config.data.jet_group(config.model.name)
     else:
-        jet_group(config.data, config.model.name)
-        if config.data.labels.type == "regression":
-            raise ConfigError(f"model.name: {config.model.name} is a classifier; data.labels.type is regression")
-
-
-def jet_group(data: DataConfig, model_name: str) -> str:
-    groups = [name for name, group in data.inputs.items() if not group.per_particle]
-    if "jet" in groups:
-        return "jet"
-    if len(groups) == 1:
-        return groups[0]
-    raise ConfigError(f"model.name: {model_name} reads jet-level features: data.inputs needs a group 'jet' "
-                      "without `length`")
+        config.data.jet_group(config.model.name)
+        if not config.data.labels.has_classes:
+            raise ConfigError(f"model.name: {config.model.name} is a classifier; data.labels.type is "
+                              f"{config.data.labels.type}")
 
 
 def train(
@@ -173,45 +123,44 @@ def train(
     init_distributed()
     rank, world_size = distributed()
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise DataError(f"{run_dir}: nothing to resume (no config.yaml)")
+        run = RunDirectory(Path(resume))
+        if not run.is_run():
+            raise DataError(f"{run.path}: nothing to resume (no config.yaml)")
     elif rank == 0:
-        run_dir = new_run_dir(config, name, runs_dir)
-        write_resolved_config(config, run_dir)
+        run = RunDirectory.create(runs_dir, name, config.model.name)
+        run.write_config(config, {"torch_version": str(torch.__version__)})
     if world_size > 1:  # every rank learns rank 0's run directory
-        shared = [str(run_dir) if rank == 0 else None]
+        shared = [str(run.path) if rank == 0 else None]
         torch.distributed.broadcast_object_list(shared, src=0)
-        run_dir = Path(str(shared[0]))
+        run = RunDirectory(Path(str(shared[0])))
     if not registry.is_torch_model(config.model.name):
         # the classical models read one per-jet group: do not pad particles they never look at
-        group = jet_group(config.data, config.model.name)
+        group = config.data.jet_group(config.model.name)
         config = config.model_copy(update={"data": config.data.model_copy(
             update={"inputs": {group: config.data.inputs[group]}})})
     _seed_everything(config.training.seed, config.training.deterministic)
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
-    handler = _log_to(run_dir / "train.log") if rank == 0 else None
+    handler = _log_to(run.log_file) if rank == 0 else None
     try:
-        preprocessing_path = run_dir / "preprocessing.json"
-        if resume is not None and preprocessing_path.is_file():
-            preprocessing = Preprocessing.load(preprocessing_path)
+        if resume is not None and run.preprocessing_file.is_file():
+            preprocessing = Preprocessing.load(run.preprocessing_file)
         else:
             preprocessing = fit_preprocessing(config.data)
             if rank == 0:
-                preprocessing.save(preprocessing_path)
+                preprocessing.save(run.preprocessing_file)
         if registry.is_torch_model(config.model.name):
-            history = _train_torch(config, run_dir, preprocessing, resume is not None, progress, on_batch)
+            history = _train_torch(config, run, preprocessing, resume is not None, progress, on_batch)
         else:
-            history = _train_classical(config, run_dir, preprocessing)
+            history = _train_classical(config, run, preprocessing)
     finally:
         if handler:
             logging.getLogger("heplearn").removeHandler(handler)
             handler.close()
-    return RunResult(run_dir, history)
+    return RunResult(run.path, history)
 
 
-def _train_torch(config: RunConfig, run_dir: Path, preprocessing: Preprocessing, resume: bool, progress: bool,
+def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocessing, resume: bool, progress: bool,
                  on_batch: Any) -> list[dict[str, Any]]:
     training = config.training
     rank, world_size = distributed()
@@ -233,31 +182,31 @@ def _train_torch(config: RunConfig, run_dir: Path, preprocessing: Preprocessing,
         val_set = InMemoryJets.from_files(config.data.files("val"), config.data, preprocessing)
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights)
-    write_model_json(run_dir, config, task, preprocessing.class_names, rank)
     try:
-        model, trainer = fit_torch(config, task, train_source, val_source, run_dir, progress, on_batch, resume)
+        model, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume)
     finally:
         if isinstance(train_source, StreamSource):
             train_source.loader.close()  # its worker processes
-    if rank == 0:
-        best = run_dir / "checkpoints" / ckpt.BEST / WEIGHTS_FILE
-        weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(model)
-        with atomic_path(run_dir / WEIGHTS_FILE) as temporary:
-            save_file(weights, temporary)
-    return _read_history(run_dir) if rank == 0 else trainer.history
+    if rank != 0:
+        return trainer.history
+    best = run.checkpoints / ckpt.BEST / "model.safetensors"
+    weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(model)
+    with atomic_path(run.weights_file) as temporary:
+        save_file(weights, temporary)
+    run.write_model_info(model_info(config, task))
+    return run.read_history()
 
 
 def fit_torch(config: RunConfig, task: Task, train_source: Any, val_source: Any, run_dir: Path | None,
               progress: bool = True, on_batch: Any = None, resume: bool = False) -> tuple[torch.nn.Module, Trainer]:
-    """Build the network a config names and train it; the same initial weights on every rank."""
+    """Build the network a config names and ``fit`` it; the same initial weights on every rank."""
     torch.manual_seed(config.training.seed)
-    model = build_torch_model(config, task.num_outputs)
+    model = registry.build_network(config.model, config.data, task.num_outputs)
     log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
              sum(p.numel() for p in model.parameters()))
-    trainer = Trainer(model, config.training, task, run_dir, progress, on_batch)
-    state = trainer.fit(train_source, val_source, resume=resume)
-    log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
-    return model, trainer
+    result = fit(model, task, train_source, val_source, config.training, run_dir=run_dir, progress=progress,
+                 on_batch=on_batch, resume=resume)
+    return model, result.trainer
 
 
 def fit_classical(config: RunConfig, train: JetArrays, val: JetArrays | None) -> tuple[Any, dict[str, Any]]:
@@ -266,15 +215,13 @@ def fit_classical(config: RunConfig, train: JetArrays, val: JetArrays | None) ->
     The classical models take class 1 as the signal; heplearn's signal is the first class, so
     binary labels are flipped on the way in (and ``predict_classical`` flips the columns back).
     """
-    from heplearn.training.trainer import classification_metrics
-
-    group = jet_group(config.data, config.model.name)
+    group = config.data.jet_group(config.model.name)
     model = registry.model_class(config.model.name)(**config.model.hyperparameters)
     fit_arguments: dict[str, Any] = {"feature_names": config.data.inputs[group].variables}
     if val is not None:
-        fit_arguments.update(X_val=val.inputs[group], y_val=_to_classical(val.label), w_val=val.weight)
+        fit_arguments.update(X_val=val.inputs[group], y_val=to_classical_labels(val.label), w_val=val.weight)
     started = time.perf_counter()
-    model.fit(train.inputs[group], _to_classical(train.label), train.weight, **fit_arguments)
+    model.fit(train.inputs[group], to_classical_labels(train.label), train.weight, **fit_arguments)
     record: dict[str, Any] = {"epoch": 1, "train_seconds": time.perf_counter() - started}
     if val is not None:
         probabilities = predict_classical(model, val.inputs[group])
@@ -283,44 +230,23 @@ def fit_classical(config: RunConfig, train: JetArrays, val: JetArrays | None) ->
     return model, record
 
 
-def _to_classical(labels: np.ndarray) -> np.ndarray:
-    return 1 - labels if labels.max(initial=0) <= 1 else labels
-
-
-def predict_classical(model: Any, features: np.ndarray) -> np.ndarray:
-    """Class probabilities in heplearn's class order (see ``fit_classical``)."""
-    probabilities = model.predict_proba(features)
-    return probabilities[:, ::-1] if probabilities.shape[1] == 2 else probabilities
-
-
-def _train_classical(config: RunConfig, run_dir: Path, preprocessing: Preprocessing) -> list[dict[str, Any]]:
+def _train_classical(config: RunConfig, run: RunDirectory, preprocessing: Preprocessing) -> list[dict[str, Any]]:
     train_arrays, class_names = load_arrays(config.data.files("train"), config.data)
     val_arrays = load_arrays(config.data.files("val"), config.data)[0] if config.data.val else None
     model, record = fit_classical(config, train_arrays, val_arrays)
-    model.save(run_dir / "model")
-    task = Task("classification", len(class_names), losses.cross_entropy())
-    write_model_json(run_dir, config, task, class_names, 0, extra={"feature_group": jet_group(config.data,
-                                                                                              config.model.name)})
-    with (run_dir / "metrics.jsonl").open("a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    model.save(run.classical_model_dir)
+    run.append_history(record)
+    run.write_model_info(model_info(config, Classification(class_names),
+                                    {"feature_group": config.data.jet_group(config.model.name)}))
     log.info("%s: %s", config.model.name, record)
     return [record]
 
 
-def write_model_json(run_dir: Path, config: RunConfig, task: Task, class_names: list[str], rank: int,
-                      extra: dict[str, Any] | None = None) -> None:
-    if rank != 0:
-        return
-    content = {"name": config.model.name, "preset": config.model.preset,
-               "hyperparameters": config.model.hyperparameters, "input_dims": input_dims(config.data),
-               "task": task.kind, "num_outputs": task.num_outputs, "class_names": class_names,
-               "heplearn_version": __version__, **(extra or {})}
-    write_text_atomic(run_dir / MODEL_FILE, json.dumps(content, indent=2))
-
-
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+def model_info(config: RunConfig, task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``model.json``: the model, its inputs and its task."""
+    return {"name": config.model.name, "preset": config.model.preset,
+            "hyperparameters": config.model.hyperparameters, "input_dims": input_dims(config.data),
+            "class_names": list(getattr(task, "class_names", [])), **task.info(), **(extra or {})}
 
 
 def init_distributed() -> None:

@@ -1,7 +1,14 @@
 """The training loop for every torch model: one loop, resumable, ready for DDP.
 
+``fit(model, task, train, val, config)`` is the one in-memory entry point: ``heplearn.train``,
+``heplearn.Classifier.fit`` and the iterative methods (OmniFold, k-fold reweighting) all call it.
+What one step does belongs to the step strategy (``steps.py``: one network by default, or a
+network and an adversary); what is predicted and how it is scored belongs to the task
+(``heplearn.tasks``: outputs, named loss terms, metrics). The trainer never branches on either.
+
 ``Trainer.fit`` runs epochs over a ``BatchSource``; after every epoch it evaluates the validation
-split (loss, accuracy, AUC or regression error), appends a line to ``metrics.jsonl`` and the
+split (the loss and each of its terms, and the task's metrics: accuracy and AUC for classifiers),
+appends a line to ``metrics.jsonl`` and the
 TensorBoard log, keeps the best weights, and stops early when the validation loss has not improved
 for ``early_stopping_patience`` epochs. Checkpoints (see ``checkpoint.py``) are written every
 ``checkpoint_every`` steps and at each epoch's end; ``resume=True`` continues from the last one,
@@ -16,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +35,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from heplearn.data.dataset import Batch, trim_padding
+from heplearn.run_config import StepConfig, TrainingConfig
+from heplearn.runs import RunDirectory
+from heplearn.tasks import Task
 from heplearn.training import checkpoint as ckpt
-from heplearn.training.config import TrainingConfig
-from heplearn.training.losses import LossFunction
-from heplearn.training.optim import make_optimizer, make_scheduler
+from heplearn.training.steps import StepContext, StepStrategy, build_step
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +85,6 @@ class StreamSource:
         return self.estimated_batches
 
 
-@dataclass
-class Task:
-    kind: str  # "classification" or "regression"
-    num_outputs: int
-    loss: LossFunction
-    signal_index: int = 0
-
-
 def distributed() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torchrun."""
     if dist.is_available() and dist.is_initialized():
@@ -93,95 +92,108 @@ def distributed() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass
+class Predictions:
+    """Raw outputs over one pass of a source, with every column of its batches that is not an input:
+    ``label``, ``weight`` and the observers (``observer:<name>``)."""
+
+    outputs: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """The columns as tensors: a batch the task's loss terms can read."""
+        return {key: torch.from_numpy(values) for key, values in self.columns.items()}
+
+
 class Trainer:
+    """Runs a step strategy over a ``BatchSource`` for ``config.epochs`` epochs (see the module doc)."""
+
     def __init__(self, model: torch.nn.Module, config: TrainingConfig, task: Task, run_dir: Path | None,
-                 progress: bool = True, on_batch: Callable[[Batch], None] | None = None) -> None:
+                 progress: bool = True, on_batch: Callable[[Batch], None] | None = None,
+                 step: StepConfig | None = None) -> None:
         self.model = model
         self.config = config
         self.task = task
         self.run_dir = run_dir
+        self.step_config = step or config.step
         self.rank, self.world_size = distributed()
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
         self.on_batch = on_batch
-        self.network: torch.nn.Module = model
-        if self.world_size > 1:
-            self.network = torch.nn.parallel.DistributedDataParallel(model)
-        if config.compile:
-            self.network = torch.compile(self.network)  # type: ignore[assignment]
         self.history: list[dict[str, Any]] = []
+        self._wrapped: list[torch.nn.Module] = []
+        self.strategy: StepStrategy | None = None
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """A module as the loop runs it: in DistributedDataParallel under torchrun, compiled if asked."""
+        network = module
+        if self.world_size > 1:
+            network = torch.nn.parallel.DistributedDataParallel(module)
+            self._wrapped.append(network)
+        if self.config.compile:
+            network = torch.compile(network)  # type: ignore[assignment]
+        return network
 
     # -- the loop
     def fit(self, train: BatchSource, val: BatchSource | None, resume: bool = False) -> ckpt.TrainingState:
         config = self.config
         steps_per_epoch = min(train.batches_per_epoch(), config.max_steps_per_epoch or 10**12)
-        optimizer = make_optimizer(self.model.parameters(), config)
-        scheduler = make_scheduler(optimizer, config, max(1, steps_per_epoch * config.epochs))
+        strategy = build_step(StepContext(self.model, self.task, config, max(1, steps_per_epoch * config.epochs),
+                                          self._wrap), self.step_config)
+        self.strategy = strategy
         state = ckpt.TrainingState()
-        checkpoints = self.run_dir / "checkpoints" if self.run_dir else None
+        checkpoints = RunDirectory(self.run_dir).checkpoints if self.run_dir else None
         if resume and checkpoints and (last := ckpt.latest_checkpoint(checkpoints)):
-            state = ckpt.load_checkpoint(last, self.model, optimizer, scheduler)
+            state = ckpt.load_checkpoint(last, strategy)
             log.info("resuming from %s (epoch %d, batch %d, step %d)", last.name, state.epoch, state.batch,
                      state.step)
         writer = self._tensorboard()
         while state.epoch < config.epochs and not state.finished:
-            self.model.train()
+            strategy.train()
             batches = train.epoch_batches(state.epoch)
             batches = itertools.islice(batches, state.batch, steps_per_epoch)  # skip what a resume already did
             bar = tqdm(total=steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
                        disable=not self.progress, unit="batch", dynamic_ncols=True, leave=False)
-            started, jets, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
+            started, jets, sums, count = time.perf_counter(), 0, defaultdict(float), 0
             with self._join():
                 for batch in batches:
-                    loss = self._step(batch, optimizer, scheduler)
+                    if self.on_batch:
+                        self.on_batch(batch)
+                    figures = strategy.step(trim_padding(batch), state.step)
                     state.batch += 1
                     state.step += 1
-                    jets += len(batch["label"])
-                    loss_sum, loss_count = loss_sum + loss, loss_count + 1
+                    jets += len(batch["weight"])
+                    count += 1
+                    for key, value in figures.items():
+                        sums[key] += value
                     bar.update()
-                    bar.set_postfix(loss=f"{loss:.4f}", jets_s=f"{jets / (time.perf_counter() - started):.0f}")
+                    bar.set_postfix(loss=f"{figures['loss']:.4f}",
+                                    jets_s=f"{jets / (time.perf_counter() - started):.0f}")
                     if writer:
-                        writer.add_scalar("train/loss_step", loss, state.step)
+                        writer.add_scalar("train/loss_step", figures["loss"], state.step)
                     if config.checkpoint_every and state.step % config.checkpoint_every == 0 and self.is_main:
-                        ckpt.save_checkpoint(checkpoints, self.model, optimizer, scheduler, state)  # type: ignore[arg-type]
+                        ckpt.save_checkpoint(checkpoints, strategy, state)  # type: ignore[arg-type]
             bar.close()
             seconds = time.perf_counter() - started
-            record = {"epoch": state.epoch + 1, "step": state.step,
-                      "train_loss": loss_sum / max(loss_count, 1), "jets_per_second": jets / max(seconds, 1e-9),
-                      "learning_rate": scheduler.get_last_lr()[0]}
+            record: dict[str, Any] = {"epoch": state.epoch + 1, "step": state.step}
+            record.update({f"train_{key}": value / max(count, 1) for key, value in sums.items()} or {"train_loss": 0.0})
+            record.update({"jets_per_second": jets / max(seconds, 1e-9), "learning_rate": strategy.learning_rate})
             if val is not None:
                 record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
             state = self._end_epoch(state, record)
             if self.is_main and checkpoints:
-                ckpt.save_checkpoint(checkpoints, self.model, optimizer, scheduler, state)
+                ckpt.save_checkpoint(checkpoints, strategy, state)
             self._log(record, writer)
         if writer:
             writer.close()
         return state
-
-    def _step(self, batch: Batch, optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
-        if self.on_batch:
-            self.on_batch(batch)
-        batch = trim_padding(batch)
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.config.mixed_precision
-                    else contextlib.nullcontext())
-        with autocast:
-            output = self.network(batch)
-        loss = self.task.loss(output, batch["label"], batch["weight"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.gradient_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
-        optimizer.step()
-        scheduler.step()
-        return float(loss.detach())
 
     def _end_epoch(self, state: ckpt.TrainingState, record: dict[str, Any]) -> ckpt.TrainingState:
         monitored = record.get("val_loss", record["train_loss"])
         if monitored < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.epochs_without_improvement = monitored, state.epoch, 0
             if self.is_main and self.run_dir:
-                ckpt.save_best(self.run_dir / "checkpoints", self.model)
+                ckpt.save_best(RunDirectory(self.run_dir).checkpoints, self.model)
         else:
             state.epochs_without_improvement += 1
             patience = self.config.early_stopping_patience
@@ -194,24 +206,27 @@ class Trainer:
 
     # -- evaluation
     @torch.inference_mode()
-    def predict(self, source: BatchSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw outputs, labels and weights over one pass of ``source``."""
+    def predict(self, source: BatchSource) -> Predictions:
+        """Raw outputs over one pass of ``source``, with the batches' labels, weights and observers."""
         was_training = self.model.training
         self.model.eval()
-        outputs, labels, weights = [], [], []
+        outputs: list[np.ndarray] = []
+        columns: dict[str, list[np.ndarray]] = defaultdict(list)
         for batch in source.epoch_batches(0):
             outputs.append(self.model(trim_padding(batch)).float().numpy())
-            labels.append(batch["label"].numpy())
-            weights.append(batch["weight"].numpy())
+            for key in non_input_keys(batch):
+                columns[key].append(batch[key].numpy())
         self.model.train(was_training)
-        return np.concatenate(outputs), np.concatenate(labels), np.concatenate(weights)
+        return Predictions(np.concatenate(outputs), {key: np.concatenate(parts) for key, parts in columns.items()})
 
     def evaluate(self, source: BatchSource) -> dict[str, float]:
-        outputs, labels, weights = self.predict(source)
-        loss = float(self.task.loss(torch.from_numpy(outputs), torch.from_numpy(labels), torch.from_numpy(weights)))
-        if self.task.kind == "regression":
-            return {"loss": loss}
-        return {"loss": loss, **classification_metrics(outputs, labels, weights, self.task.signal_index)}
+        """The loss (and each of its terms) and the task's metrics over one pass of ``source``."""
+        predictions = self.predict(source)
+        terms = self.task.loss(torch.from_numpy(predictions.outputs), predictions.batch())
+        metrics = {"loss": float(self.task.total_loss(terms))}
+        if len(terms) > 1:
+            metrics.update({f"loss_{name}": float(value) for name, value in terms.items()})
+        return {**metrics, **self.task.metrics(predictions.outputs, predictions.columns)}
 
     # -- bookkeeping
     def _log(self, record: dict[str, Any], writer: Any) -> None:
@@ -220,8 +235,7 @@ class Trainer:
                  ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"epoch", "step"}))
         if not (self.is_main and self.run_dir):
             return
-        with (self.run_dir / "metrics.jsonl").open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        RunDirectory(self.run_dir).append_history(record)
         if writer:
             for key, value in record.items():
                 if key not in {"epoch", "step"}:
@@ -232,34 +246,44 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        return SummaryWriter(str(RunDirectory(self.run_dir).tensorboard))
 
     def _join(self) -> contextlib.AbstractContextManager[Any]:
         """Under DDP, let ranks with fewer batches (streamed data) finish without hanging the others."""
-        if self.world_size > 1:
+        if self._wrapped:
             from torch.distributed.algorithms.join import Join
 
-            return Join([self.network])  # type: ignore[list-item]
+            return Join(self._wrapped)  # type: ignore[arg-type]
         return contextlib.nullcontext()
 
 
-def softmax(outputs: np.ndarray) -> np.ndarray:
-    shifted = outputs - outputs.max(axis=1, keepdims=True)
-    exponentials = np.exp(shifted)
-    return exponentials / exponentials.sum(axis=1, keepdims=True)
+def non_input_keys(batch: Batch) -> list[str]:
+    """The keys of a batch that no model reads: ``label``, ``weight`` and the observers."""
+    from heplearn.data.dataset import OBSERVER_PREFIX
+
+    return [key for key in batch if key in {"label", "weight"} or key.startswith(OBSERVER_PREFIX)]
 
 
-def classification_metrics(outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                           signal_index: int = 0) -> dict[str, float]:
-    """Accuracy and AUC (signal class vs the rest; macro one-vs-rest AUC too for multiclass)."""
-    probabilities = softmax(outputs)
-    accuracy = float(np.average(probabilities.argmax(axis=1) == labels, weights=weights))
-    metrics = {"accuracy": accuracy}
-    is_signal = labels == signal_index
-    if 0 < is_signal.sum() < len(labels):
-        metrics["auc"] = float(roc_auc_score(is_signal, probabilities[:, signal_index], sample_weight=weights))
-    present = np.unique(labels)
-    if probabilities.shape[1] > 2 and len(present) == probabilities.shape[1]:
-        metrics["auc_macro_ovr"] = float(roc_auc_score(labels, probabilities, multi_class="ovr",
-                                                       sample_weight=weights))
-    return metrics
+@dataclass
+class FitResult:
+    """The trained network (last weights), the per-epoch records and the final loop state."""
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    state: ckpt.TrainingState
+    trainer: Trainer
+
+
+def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource | None, config: TrainingConfig,
+        *, run_dir: Path | None = None, progress: bool = False, on_batch: Callable[[Batch], None] | None = None,
+        resume: bool = False) -> FitResult:
+    """Train ``model`` for ``task`` on ``train`` (validating on ``val``) as ``config`` says.
+
+    The one in-memory entry point: ``heplearn.train`` and ``Classifier.fit`` call it, and so do
+    methods that train many times (OmniFold calls it twice per iteration with new per-event
+    weights). With ``run_dir``, checkpoints, ``metrics.jsonl`` and TensorBoard logs go there.
+    """
+    trainer = Trainer(model, config, task, run_dir, progress, on_batch)
+    state = trainer.fit(train, val, resume=resume)
+    log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
+    return FitResult(model, trainer.history, state, trainer)

@@ -1,0 +1,218 @@
+"""Decorrelating a classifier from an observable (the jet mass): DisCo and the adversary.
+
+Two ways to keep a tagger from sculpting the background mass distribution, both on the
+trainer's extension points (a loss term, a step strategy), chosen in the run config::
+
+    training:
+      loss: [{name: cross_entropy}, {name: disco, weight: 10, on: jet_sdmass}]
+    # or
+    training:
+      step: {name: adversarial, on: jet_sdmass, strength: 10}
+
+The observable travels with the batch (``data.observers``), never as an input.
+
+- ``disco``: the squared distance correlation dCor²(score, m) of the background events of the
+  batch (Kasieczka & Shih, arXiv:2001.05310), added to the loss with weight λ. dCor² is zero if
+  and only if the two are independent (Székely, Rizzo & Bakirov, Ann. Stat. 35 (2007) 2769).
+- ``adversarial``: "learning to pivot" (Louppe, Kagan & Cranmer, arXiv:1611.01046). A second
+  network r predicts the observable's bin from the classifier's score on background events; the
+  classifier minimises L_f − λ·L_r while r minimises L_r, in alternating steps (``adversary_steps``
+  updates of r per update of f, after ``pretrain_steps`` steps of f alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import torch
+from torch import nn
+from torch.nn import functional
+
+from heplearn.config import StrictModel
+from heplearn.data.dataset import observer_key
+from heplearn.errors import ConfigError
+from heplearn.models.nn_base import mlp
+from heplearn.tasks import Batch, Classification, Task
+from heplearn.training.losses import LossTermBase, TermContext
+from heplearn.training.optim import make_optimizer, make_scheduler
+from heplearn.training.steps import StepContext, StepStrategy, autocast, loss_figures, optimise
+
+#: Above this many events, dCor² is averaged over disjoint chunks: its memory is O(N²).
+DISCO_CHUNK = 4096
+
+
+def distance_correlation(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted squared distance correlation dCor²(x, y) of two 1-d samples (a V-statistic).
+
+    With weights normalised to Σw = N, a_ij = |x_i − x_j| is double-centred with weighted means,
+    A_ij = a_ij − ā_i − ā_j + ā, likewise B for y, and dCov² = (1/N²) Σ w_i w_j A_ij B_ij;
+    dCor² = dCov²(x, y) / √(dCov²(x, x) dCov²(y, y)) (Székely, Rizzo & Bakirov 2007; the
+    weighted form of Kasieczka & Shih, arXiv:2001.05310). Differentiable in x and y.
+    """
+    x, y = x.reshape(-1).double(), y.reshape(-1).double()
+    if len(x) != len(y):
+        raise ValueError(f"distance_correlation: {len(x)} values of x for {len(y)} of y")
+    w = torch.ones_like(x) if weight is None else weight.reshape(-1).double()
+    w = w / w.sum() * len(w)
+
+    def centred(values: torch.Tensor) -> torch.Tensor:
+        distances = (values[:, None] - values[None, :]).abs()
+        row_means = (distances * w[None, :]).mean(dim=1)
+        grand_mean = (row_means * w).mean()
+        return distances - row_means[:, None] - row_means[None, :] + grand_mean
+
+    a, b = centred(x), centred(y)
+    pair_weights = w[:, None] * w[None, :]
+
+    def covariance(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return (first * second * pair_weights).mean()
+
+    denominator = torch.sqrt(covariance(a, a) * covariance(b, b))
+    return covariance(a, b) / denominator.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+class DisCoSettings(StrictModel):
+    """``on``: the observer to decorrelate from; ``background_class``: the class whose events count."""
+
+    on: str
+    background_class: int | None = pydantic.Field(default=None, ge=0)
+
+
+class DistanceCorrelationTerm(LossTermBase):
+    """dCor²(score, observer) over the background events of a batch (``disco``)."""
+
+    name = "disco"
+    tasks = (Classification,)
+    needs = "a classification task"
+    Settings = DisCoSettings
+
+    def __init__(self, weight: float, settings: Any, task: Task, context: TermContext) -> None:
+        super().__init__(weight, settings, task, context)
+        self.key = observer_key(settings.on)
+        classes = task.num_outputs
+        # heplearn's signal is class 0, so the background is the last class unless said otherwise
+        self.background = settings.background_class if settings.background_class is not None else classes - 1
+        if self.background >= classes:
+            raise ConfigError(f"training.loss: disco.background_class {self.background} for {classes} classes")
+
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        if self.key not in batch:
+            raise ConfigError(f"training.loss: disco reads the observer {self.key.split(':', 1)[1]!r}; add it to "
+                              "data.observers")
+        selected = task.target(batch) == self.background
+        score = task.score(outputs, batch)[selected]
+        observable, weight = batch[self.key][selected], batch["weight"][selected]
+        if len(score) < 2:
+            return outputs.sum() * 0.0
+        chunks = max(1, len(score) // DISCO_CHUNK)
+        values = [distance_correlation(s, o, w) for s, o, w in
+                  zip(score.chunk(chunks), observable.chunk(chunks), weight.chunk(chunks), strict=True)]
+        return torch.stack(values).mean().float()
+
+
+class AdversarySettings(StrictModel):
+    """The adversary of ``training.step: {name: adversarial, ...}``."""
+
+    on: str  # the observer the adversary predicts
+    strength: float = pydantic.Field(default=10.0, ge=0)  # λ of L_f − λ L_r
+    bins: int = pydantic.Field(default=10, ge=2)  # the observer is predicted as one of `bins` quantile bins
+    hidden: list[int] = [64, 64]
+    adversary_steps: int = pydantic.Field(default=1, ge=1)  # updates of r per update of f
+    pretrain_steps: int = pydantic.Field(default=0, ge=0)  # steps of f alone before the game starts
+    learning_rate: float | None = pydantic.Field(default=None, gt=0)  # r's; the classifier's by default
+    background_class: int | None = pydantic.Field(default=None, ge=0)
+    range: tuple[float, float] | None = None  # the observer's range, binned uniformly; else batch quantiles
+
+
+class Adversary(nn.Module):
+    """r(score): the probabilities of the observer's bins given the classifier's score."""
+
+    def __init__(self, bins: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.body = nn.Sequential(mlp([1, *hidden]), nn.Linear(hidden[-1] if hidden else 1, bins))
+
+    def forward(self, score: torch.Tensor) -> torch.Tensor:
+        return self.body(score.reshape(-1, 1))
+
+
+class AdversarialStep(StepStrategy):
+    """Classifier and adversary trained in alternation (Louppe, Kagan & Cranmer, arXiv:1611.01046)."""
+
+    name = "adversarial"
+    Settings = AdversarySettings
+
+    def __init__(self, context: StepContext, settings: AdversarySettings) -> None:
+        super().__init__()
+        if not isinstance(context.task, Classification):
+            raise ConfigError("training.step: adversarial decorrelates a classifier; data.labels.type is not "
+                              "classification")
+        self.settings = settings
+        self.training = context.training
+        self.task = context.task
+        self.key = observer_key(settings.on)
+        classes = context.task.num_outputs
+        self.background = settings.background_class if settings.background_class is not None else classes - 1
+        self.network = context.wrap(context.model)
+        adversary = Adversary(settings.bins, settings.hidden)
+        self.adversary = context.wrap(adversary)
+        adversary_training = context.training.model_copy(
+            update={"learning_rate": settings.learning_rate or context.training.learning_rate, "schedule": "constant",
+                    "warmup_fraction": 0.0, "lookahead": False})
+        classifier_optimizer = make_optimizer(context.model.parameters(), context.training)
+        adversary_optimizer = make_optimizer(adversary.parameters(), adversary_training)
+        self.modules = {"model": context.model, "adversary": adversary}
+        self.optimizers = {"model": classifier_optimizer, "adversary": adversary_optimizer}
+        self.schedulers = {"model": make_scheduler(classifier_optimizer, context.training, context.total_steps),
+                           "adversary": make_scheduler(adversary_optimizer, adversary_training, context.total_steps)}
+
+    @classmethod
+    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
+        assert isinstance(settings, AdversarySettings)
+        return cls(context, settings)
+
+    def _bins(self, observable: torch.Tensor) -> torch.Tensor:
+        bins = self.settings.bins
+        if self.settings.range is not None:
+            low, high = self.settings.range
+            edges = torch.linspace(low, high, bins + 1, dtype=observable.dtype)[1:-1]
+        else:  # equal-population bins of this batch's background
+            edges = torch.quantile(observable.double(), torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+            edges = edges.to(observable.dtype)
+        return torch.bucketize(observable, edges)
+
+    def adversary_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """L_r: the adversary's weighted cross entropy on the background events of the batch."""
+        if self.key not in batch:
+            raise ConfigError(f"training.step: the adversary reads the observer {self.settings.on!r}; add it to "
+                              "data.observers")
+        selected = self.task.target(batch) == self.background
+        if int(selected.sum()) < 2:
+            return outputs.sum() * 0.0
+        score = self.task.score(outputs, batch)[selected]
+        targets = self._bins(batch[self.key][selected])
+        per_event = functional.cross_entropy(self.adversary(score), targets, reduction="none")
+        weight = batch["weight"][selected]
+        return (per_event * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        settings = self.settings
+        if step_index >= settings.pretrain_steps:  # r learns on the classifier as it is now
+            for _ in range(settings.adversary_steps):
+                with torch.no_grad(), autocast(self.training):
+                    frozen_outputs = self.network(batch)
+                adversary_loss = self.adversary_loss(frozen_outputs.detach(), batch)
+                optimise(adversary_loss, self.modules["adversary"], self.optimizers["adversary"],
+                         self.schedulers["adversary"], self.training.gradient_clip)
+        with autocast(self.training):
+            outputs = self.network(batch)
+        terms = self.task.loss(outputs, batch)
+        classifier_loss = self.task.total_loss(terms)
+        adversary_loss = self.adversary_loss(outputs, batch)
+        strength = settings.strength if step_index >= settings.pretrain_steps else 0.0
+        # the adversary's gradients from this loss are discarded: only f's optimiser steps
+        optimise(classifier_loss - strength * adversary_loss, self.modules["model"], self.optimizers["model"],
+                 self.schedulers["model"], self.training.gradient_clip)
+        figures = loss_figures(classifier_loss, terms)
+        figures["adversary_loss"] = float(adversary_loss.detach())
+        return figures

@@ -1,0 +1,249 @@
+"""What a run predicts and how it is scored: the task, an object shared by every stage.
+
+A task (in the spirit of Salt's ``TaskBase``) owns
+
+- its number of outputs (the size of the model's head) and the names of what it writes
+  (``output_names``: the columns of ``heplearn predict``; ``output_tensor``: the ONNX / Triton
+  output),
+- its loss: named terms (``heplearn.training.losses``), each ``term(outputs, batch, task)``, summed
+  with their weights; every term is logged on its own,
+- its validation metrics, computed on the whole validation split,
+- its ``postprocess``: what a user gets from the raw outputs (softmax probabilities, regression
+  outputs, per-event weights ``f / (1 − f)``, an anomaly score); the exported ONNX graph ends with it.
+
+Training, evaluation, export, prediction and the server all ask the task; none of them branches
+on its kind. ``model.json`` records ``task`` (the kind) and ``task_settings``; ``task_from_info``
+rebuilds the task from them (without loss terms: applying a model needs none).
+
+Adding a task: subclass ``Task``, set ``kind``, ``output_tensor`` and ``default_loss``, implement
+``postprocess``, ``output_names``, ``target`` and ``settings``, and register it in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from heplearn.errors import ConfigError
+
+Batch = Mapping[str, torch.Tensor]
+
+
+class LossTerm(Protocol):
+    """One named, weighted term of a task's loss (see ``heplearn.training.losses``)."""
+
+    name: str
+    weight: float
+
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor: ...
+
+
+class Task(ABC):
+    """The base of every task: outputs, loss terms, metrics, postprocessing and output names."""
+
+    kind: ClassVar[str]
+    output_tensor: ClassVar[str]  # the name of the exported graph's output
+    default_loss: ClassVar[str]  # the loss term ``training.loss: auto`` stands for
+
+    def __init__(self, num_outputs: int, terms: Sequence[LossTerm] = ()) -> None:
+        self.num_outputs = num_outputs
+        self.terms = list(terms)
+
+    # -- training
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every loss term's value (unweighted), keyed by its name."""
+        return {term.name: term(outputs, batch, self) for term in self.terms}
+
+    def total_loss(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of the terms ``loss`` returned."""
+        weights = {term.name: term.weight for term in self.terms}
+        return sum((weights[name] * value for name, value in terms.items()), torch.zeros(()))
+
+    @abstractmethod
+    def target(self, batch: Batch) -> torch.Tensor:
+        """What the outputs are compared with: labels, regression targets, the inputs themselves."""
+
+    def metrics(self, outputs: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Validation metrics beyond the loss, from raw outputs and the batch's non-input columns."""
+        return {}
+
+    # -- applying
+    @abstractmethod
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """What a user receives for raw outputs ``(B, num_outputs)``; differentiable, exportable."""
+
+    def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """One number per event ``(B,)``: what cuts and decorrelation terms look at."""
+        return self.postprocess(outputs, batch)[:, 0]
+
+    @property
+    @abstractmethod
+    def output_names(self) -> list[str]:
+        """One name per column of ``postprocess``."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """What ``from_settings`` needs to rebuild the task (JSON-serialisable)."""
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        """The task ``settings()`` described, without loss terms."""
+
+    def info(self) -> dict[str, Any]:
+        """The task's entries of ``model.json``."""
+        return {"task": self.kind, "num_outputs": self.num_outputs, "task_settings": self.settings()}
+
+
+class Classification(Task):
+    """Classes from one-hot labels; softmax probabilities, class ``signal_index`` is the signal."""
+
+    kind = "classification"
+    output_tensor = "probabilities"
+    default_loss = "cross_entropy"
+
+    def __init__(self, class_names: Sequence[str], terms: Sequence[LossTerm] = (), signal_index: int = 0) -> None:
+        super().__init__(len(class_names), terms)
+        self.class_names = list(class_names)
+        self.signal_index = signal_index
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        return batch["label"]
+
+    def metrics(self, outputs: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, float]:
+        from heplearn.evaluation.metrics import classification_metrics
+
+        return classification_metrics(outputs, columns["label"], columns["weight"], self.signal_index)
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return torch.softmax(outputs, dim=-1)
+
+    def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return torch.softmax(outputs.float(), dim=-1)[:, self.signal_index]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"score_{name}" for name in self.class_names]
+
+    def settings(self) -> dict[str, Any]:
+        return {"class_names": self.class_names, "signal_index": self.signal_index}
+
+    @classmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        return cls(settings["class_names"], signal_index=int(settings.get("signal_index", 0)))
+
+
+class Reweighting(Classification):
+    """A classifier of two samples whose output is a per-event weight (DCTR, OmniFold).
+
+    A classifier trained to tell the ``target`` sample (class ``signal_index``) from the others
+    estimates f(x) = p(target | x); by the likelihood-ratio trick (Andreassen & Nachman,
+    arXiv:1907.10621) w(x) = f / (1 − f) = p_target(x) / p_other(x) for equally weighted samples,
+    the weight that morphs the other sample into the target one.
+    """
+
+    kind = "reweighting"
+    output_tensor = "weights"
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        log_probabilities = torch.log_softmax(outputs.float(), dim=-1)
+        log_target = log_probabilities[:, self.signal_index]
+        # log(1 − f) = log Σ_{other classes} p, computed without cancellation
+        others = torch.cat([log_probabilities[:, :self.signal_index], log_probabilities[:, self.signal_index + 1:]],
+                           dim=-1)
+        return torch.exp(log_target - torch.logsumexp(others, dim=-1)).unsqueeze(-1)
+
+    def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return torch.softmax(outputs.float(), dim=-1)[:, self.signal_index]
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["weight"]
+
+
+class Regression(Task):
+    """Real-valued targets: one output each, or with ``quantiles`` one per (target, level), targets
+    outermost (the pinball loss's layout)."""
+
+    kind = "regression"
+    output_tensor = "outputs"
+    default_loss = "mse"
+
+    def __init__(self, targets: Sequence[str], terms: Sequence[LossTerm] = (),
+                 quantiles: Sequence[float] | None = None) -> None:
+        self.targets = list(targets)
+        self.quantiles = [float(level) for level in quantiles] if quantiles else None
+        super().__init__(len(self.targets) * len(self.quantiles or [None]), terms)
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        return batch["label"]
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return outputs
+
+    def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.quantiles is None:
+            return outputs[:, 0]
+        return outputs[:, int(np.argmin(np.abs(np.asarray(self.quantiles) - 0.5)))]  # the median
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.quantiles is None:
+            return [f"output_{name}" for name in self.targets]
+        return [f"output_{name}_q{level:g}" for name in self.targets for level in self.quantiles]
+
+    def settings(self) -> dict[str, Any]:
+        return {"targets": self.targets, "quantiles": self.quantiles}
+
+    @classmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        return cls(settings["targets"], quantiles=settings.get("quantiles"))
+
+
+class Reconstruction(Task):
+    """No labels: the model reproduces its (standardised) input group; the anomaly score is the error.
+
+    The score is the mean squared reconstruction error over the group's features, the trigger
+    autoencoder's figure of merit (e.g. Govorkova et al., arXiv:2108.03986).
+    """
+
+    kind = "reconstruction"
+    output_tensor = "anomaly_score"
+    default_loss = "mse"
+
+    def __init__(self, group: str, features: int, terms: Sequence[LossTerm] = ()) -> None:
+        super().__init__(features, terms)
+        self.group = group
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        return batch[self.group]
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return (outputs.float() - batch[self.group].float()).square().mean(dim=-1, keepdim=True)
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["anomaly_score"]
+
+    def settings(self) -> dict[str, Any]:
+        return {"group": self.group}
+
+    @classmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        return cls(settings["group"], num_outputs)
+
+
+TASKS: dict[str, type[Task]] = {task.kind: task for task in
+                                (Classification, Reweighting, Regression, Reconstruction)}
+
+
+def task_from_info(info: Mapping[str, Any], where: str = "model.json") -> Task:
+    """The task a run's ``model.json`` describes."""
+    kind = info.get("task")
+    if kind not in TASKS or "task_settings" not in info:
+        raise ConfigError(f"{where}: unknown task {kind!r} or no task_settings; known tasks: {', '.join(TASKS)}")
+    return TASKS[kind].from_settings(int(info["num_outputs"]), info["task_settings"])

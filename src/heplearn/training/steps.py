@@ -1,0 +1,156 @@
+"""Step strategies: what one training step does, and which networks and optimisers it owns.
+
+The trainer runs the loop (epochs, batches, validation, checkpoints, early stopping); the step
+strategy owns the modules it trains (``modules["model"]`` is the product network, the one that
+``model.safetensors`` keeps), their optimisers and schedulers, and does one step::
+
+    metrics = strategy.step(batch, step_index)   # {"loss": ..., "loss_<term>": ..., ...}
+
+The default, ``single``, is one network and one optimiser: forward, the task's weighted loss
+terms, backward, gradient clipping, optimiser and scheduler step. A method with a second
+network (an adversary, a domain head, the second network of Double DisCo) is a strategy of its
+own (``heplearn.methods.decorrelation.AdversarialStep``), chosen by ``training.step``::
+
+    step: {name: adversarial, on: jet_sdmass, strength: 10}
+
+Checkpoints hold every module, optimiser and scheduler of the strategy (and the RNG states), so a
+resumed run continues exactly where it stopped; a strategy keeps no other state (an alternation
+is decided from ``step_index``).
+
+Adding a strategy: subclass ``StepStrategy`` with a ``Settings`` model and ``build``; call
+``register_step_strategy`` (heplearn's own are listed in ``STEP_STRATEGIES``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from heplearn.config import StrictModel
+from heplearn.plugins import Plugins
+from heplearn.tasks import Batch, Task
+from heplearn.training.optim import make_optimizer, make_scheduler
+
+
+@dataclass
+class StepContext:
+    """What a strategy is built from: the product network, the task, the settings, the run's length."""
+
+    model: torch.nn.Module
+    task: Task
+    training: Any  # TrainingConfig
+    total_steps: int
+    wrap: Callable[[torch.nn.Module], torch.nn.Module]  # DDP / torch.compile, as the trainer runs them
+
+
+class StepStrategy:
+    """Modules, optimisers and schedulers, and one training step over them."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[StrictModel]]
+
+    def __init__(self) -> None:
+        self.modules: dict[str, torch.nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+
+    @classmethod
+    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
+        """The strategy for ``context`` with its own ``settings``."""
+        raise NotImplementedError
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        """One step on ``batch``; returns ``loss`` (the product network's) and any other figures."""
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> None:
+        for module in self.modules.values():
+            module.train(mode)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.schedulers["model"].get_last_lr()[0])
+
+
+class NoSettings(StrictModel):
+    """The single-network step has no settings of its own."""
+
+
+def autocast(training: Any) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on the CPU when ``training.mixed_precision`` is set."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if training.mixed_precision else contextlib.nullcontext()
+
+
+def optimise(loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             gradient_clip: float | None) -> None:
+    """Backward, clip the gradients of ``module``, one optimiser and scheduler step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if gradient_clip:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), gradient_clip)
+    optimizer.step()
+    scheduler.step()
+
+
+class SingleNetworkStep(StepStrategy):
+    """One network, one optimiser: the weighted sum of the task's loss terms."""
+
+    name = "single"
+    Settings = NoSettings
+
+    def __init__(self, context: StepContext) -> None:
+        super().__init__()
+        self.training = context.training
+        self.task = context.task
+        self.network = context.wrap(context.model)
+        optimizer = make_optimizer(context.model.parameters(), context.training)
+        self.modules = {"model": context.model}
+        self.optimizers = {"model": optimizer}
+        self.schedulers = {"model": make_scheduler(optimizer, context.training, context.total_steps)}
+
+    @classmethod
+    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
+        return cls(context)
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        with autocast(self.training):
+            outputs = self.network(batch)
+        terms = self.task.loss(outputs, batch)
+        loss = self.task.total_loss(terms)
+        optimise(loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"],
+                 self.training.gradient_clip)
+        return loss_figures(loss, terms)
+
+
+def loss_figures(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``loss`` and ``loss_<term>`` as floats (a single term is the loss itself)."""
+    figures = {"loss": float(loss.detach())}
+    if len(terms) > 1:
+        figures.update({f"loss_{name}": float(value.detach()) for name, value in terms.items()})
+    return figures
+
+
+STEP_STRATEGIES = Plugins("step strategy", {
+    "single": (__name__, "SingleNetworkStep"),
+    "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
+})
+
+
+def register_step_strategy(strategy: type[StepStrategy]) -> None:
+    """Make ``strategy`` available to ``training.step`` under ``strategy.name``."""
+    STEP_STRATEGIES.register(strategy)
+
+
+def check_step_settings(name: str, settings: dict[str, Any], where: str) -> StrictModel:
+    """The strategy's own settings validated (a typo is an error naming the key)."""
+    return STEP_STRATEGIES.settings(name, settings, where)
+
+
+def build_step(context: StepContext, config: Any) -> StepStrategy:
+    """The strategy ``training.step`` names (a ``StepConfig``), built for ``context``."""
+    cls: type[StepStrategy] = STEP_STRATEGIES.get(config.name, "training.step.name")
+    return cls.build(context, check_step_settings(config.name, config.settings, "training.step"))
