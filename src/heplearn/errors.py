@@ -21,3 +21,7 @@ class ConfigError(HeplearnError):
 
 class ExpressionError(ConfigError):
     """An expression in a config uses something outside the allowed vocabulary."""
+
+
+class FitError(HeplearnError):
+    """A fit failed (the minimiser did not converge, or its covariance is not valid): no number is reported."""
