@@ -1,4 +1,10 @@
-"""One suite run over every classical jet-level classifier (the scikit-learn common-test idea)."""
+"""One suite run over every classical jet-level classifier (the scikit-learn common-test idea).
+
+The cases come from the registry (``heplearn.models.registry.CLASSICAL_MODELS``), so every
+registered classical model runs every check. ``SMALL`` holds each one's fast settings and
+``INVALID_PARAMS`` an invalid value for it; a registered model missing from either fails
+``test_every_registered_model_is_in_the_suite``, so none is silently left out.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +21,27 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from heplearn.errors import ConfigError, DataError, HeplearnError
+from heplearn.models import registry
 from heplearn.models.base import JetClassifier, NotFittedError, load_model
-from heplearn.models.bdt import BoostedDecisionTrees
 from heplearn.models.cuts import RectangularCuts
 from heplearn.models.likelihood import ProjectiveLikelihood
 
-FACTORIES: dict[str, Callable[[], JetClassifier]] = {
-    "cuts": lambda: RectangularCuts(background_efficiencies=np.linspace(0.05, 0.95, 10), maxiter=20),
-    "likelihood": ProjectiveLikelihood,
-    "likelihood-kde-decorrelated": lambda: ProjectiveLikelihood(density="kde", decorrelate=True, kde_grid_size=128),
-    "bdt": lambda: BoostedDecisionTrees(n_estimators=30, n_jobs=1),
+# Per registered classical model: small, fast hyper-parameters ({}: its defaults are fast).
+SMALL: dict[str, dict[str, object]] = {
+    "cuts": {"background_efficiencies": np.linspace(0.05, 0.95, 10), "maxiter": 20},
+    "likelihood": {},
+    "bdt": {"n_estimators": 30, "n_jobs": 1},
+}
+# Further configurations that run the whole suite too: case -> (registered name, hyper-parameters).
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "likelihood-kde-decorrelated": ("likelihood", {"density": "kde", "decorrelate": True, "kde_grid_size": 128}),
+}
+CASES: dict[str, tuple[str, dict[str, object]]] = {
+    **{name: (name, SMALL.get(name, {})) for name in registry.CLASSICAL_MODELS},
+    **VARIANTS,
 }
 
-# one invalid hyper-parameter value per model
+# one invalid hyper-parameter value per case
 INVALID_PARAMS: dict[str, dict[str, object]] = {
     "cuts": {"directions": "sideways"},
     "likelihood": {"density": "spline"},
@@ -36,13 +50,21 @@ INVALID_PARAMS: dict[str, dict[str, object]] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+def test_every_registered_model_is_in_the_suite() -> None:
+    assert set(SMALL) == set(registry.CLASSICAL_MODELS), "give each registered classical model its SMALL settings"
+    assert set(INVALID_PARAMS) == set(CASES), "give each case an invalid hyper-parameter value"
+    for case, (name, parameters) in CASES.items():
+        assert set(parameters) | set(INVALID_PARAMS[case]) <= set(registry.hyperparameter_names(name)), case
+
+
+@pytest.fixture(params=sorted(CASES))
 def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def make_model(name: str) -> JetClassifier:
-    return FACTORIES[name]()
+def make_model(case: str) -> JetClassifier:
+    name, parameters = CASES[case]
+    return registry.model_class(name)(**parameters)
 
 
 def binary_toy(n_per_class: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

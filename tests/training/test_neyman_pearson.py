@@ -4,6 +4,7 @@ likelihood ratio) and the projective likelihood does so only for independent var
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -32,7 +33,7 @@ def gaussian_toy(n: int, seed: int, correlated: bool) -> tuple[ak.Array, np.ndar
     return ak.zip(fields, depth_limit=1), log_lr
 
 
-def auc_gap(tmp_path: Path, name: str, correlated: bool, **parameters: object) -> tuple[float, float]:
+def auc_gap(tmp_path: Path, name: str, correlated: bool, **settings: Any) -> tuple[float, float]:
     splits = {}
     for split, n, seed in (("train", 30_000, 1), ("val", 5_000, 2), ("test", 30_000, 3)):
         jets, log_lr = gaussian_toy(n, seed, correlated)
@@ -40,14 +41,14 @@ def auc_gap(tmp_path: Path, name: str, correlated: bool, **parameters: object) -
     data = heplearn.load_data_config({"inputs": {"jet": {"variables": [f"x{i}" for i in range(DIMENSIONS)]}},
                                       "labels": {"classes": ["label_signal", "label_background"]}})
     train, val, test = (heplearn.load_jets([splits[s][0]], data) for s in ("train", "val", "test"))
-    probabilities = heplearn.Classifier(name, **parameters).fit(train, val).predict_proba(test)
+    probabilities = heplearn.Classifier(name, **settings).fit(train, val).predict_proba(test)
     is_signal = test.arrays.label == 0
     return roc_auc_score(is_signal, probabilities[:, 0]), roc_auc_score(is_signal, splits["test"][1])
 
 
 def test_mlp_reaches_the_exact_likelihood_ratio(tmp_path: Path) -> None:
-    model_auc, optimal_auc = auc_gap(tmp_path, "mlp", correlated=True, hidden=[64, 64], epochs=12,
-                                     batch_size=256, learning_rate=3e-3, dropout=0.0)
+    model_auc, optimal_auc = auc_gap(tmp_path, "mlp", correlated=True, model={"hidden": [64, 64], "dropout": 0.0},
+                                     training={"epochs": 12, "batch_size": 256, "learning_rate": 3e-3})
     assert optimal_auc - 0.005 <= model_auc <= optimal_auc + 0.002, (model_auc, optimal_auc)
 
 
