@@ -93,10 +93,13 @@ def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
     similar multiplicity, each cut to its longest jet; returned in the input order. ``batch_size``
     None: ``JETS_PER_CALL`` for particle models, ``DEFAULT_BATCH_SIZE`` for the others.
 
-    The graphs have a dynamic particle axis and real particles come first, so the cut drops
-    padding only; ParT's attention and pair features cost the square of that axis, and every
-    network's per-jet cost grows with its padded length. Without a ``mask`` the jets go as they are.
+    The graphs have a dynamic particle axis; the cut drops padding only because real particles
+    come first, which ``left_aligned`` makes so for any mask (heplearn's data always are; a client
+    may send real particles anywhere). ParT's attention and pair features cost the square of that
+    axis, and every network's per-jet cost grows with its padded length. Without a ``mask`` the
+    jets go as they are.
     """
+    feed = left_aligned(feed)
     mask = feed.get(MASK)
     batch_size = batch_size or (DEFAULT_BATCH_SIZE if mask is None else JETS_PER_CALL)
     if mask is None:
@@ -104,7 +107,7 @@ def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
     else:
         counts = mask.sum(axis=1)
         order = np.argsort(counts, kind="stable")
-        particle_axis = {name for name, values in feed.items() if values.shape[:2] == mask.shape}
+        particle_axis = _particle_axis_names(feed, mask)
     parts = []
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -115,6 +118,29 @@ def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
         parts.append(run(batch))
     inverse = np.argsort(order, kind="stable")
     return [np.concatenate(outputs)[inverse] for outputs in zip(*parts, strict=True)]
+
+
+def left_aligned(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``feed`` with each jet's real particles moved to the front of the particle axis, in their order.
+
+    A jet's real particles are those its ``mask`` marks, wherever they are; the padding (whatever
+    values it holds) follows them. Feeds that are already left-aligned, or have no mask, come back
+    as they are (the check is one comparison of the mask).
+    """
+    mask = feed.get(MASK)
+    if mask is None or mask.ndim != 2:
+        return feed
+    counts = mask.sum(axis=1)
+    if np.array_equal(mask, np.arange(mask.shape[1]) < counts[:, None]):
+        return feed
+    order = np.argsort(~mask, axis=1, kind="stable")  # real particles first, each group in its order
+    names = _particle_axis_names(feed, mask)
+    return {name: np.take_along_axis(values, order.reshape(order.shape + (1,) * (values.ndim - 2)), axis=1)
+            if name in names else values for name, values in feed.items()}
+
+
+def _particle_axis_names(feed: dict[str, np.ndarray], mask: np.ndarray) -> set[str]:
+    return {name for name, values in feed.items() if values.shape[:2] == mask.shape}
 
 
 class TorchEngine:
