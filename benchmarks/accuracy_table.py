@@ -26,11 +26,10 @@ import shutil
 import time
 from pathlib import Path
 
-from heplearn.trained import TrainedModel
-
 from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.evaluation.compare import compare_runs
 from heplearn.run_config import load_run_config
+from heplearn.trained import TrainedModel
 from heplearn.training.run import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

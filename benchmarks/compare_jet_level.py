@@ -18,12 +18,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from heplearn.trained import TrainedModel
-
 from heplearn.data.dataset import load_arrays
 from heplearn.demo import config_path
 from heplearn.evaluation.metrics import summary
 from heplearn.run_config import load_run_config
+from heplearn.trained import TrainedModel
 from heplearn.training.run import train
 
 MODELS = {"cuts": ["model.n_bins=60"], "likelihood": [], "bdt": [], "mlp": []}

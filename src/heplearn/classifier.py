@@ -76,7 +76,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         The model's hyper-parameters, on top of the preset (a network's ``Hyperparameters``, a
         classical model's constructor arguments).
     training : dict, optional
-        The trainer's settings, the keys of ``heplearn.training.config.TrainingConfig``
+        The trainer's settings, the keys of ``heplearn.run_config.TrainingConfig``
         (``epochs``, ``batch_size``, ``learning_rate``, ``seed``, ``max_steps_per_epoch``, ...).
         Networks only.
     **parameters

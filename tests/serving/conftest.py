@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from heplearn.data import io
-from heplearn.serving.export import ExportResult, export_run
 from heplearn.run_config import load_run_config
+from heplearn.serving.export import ExportResult, export_run
 from heplearn.training.run import train
 from tests.conftest import make_jets
 

@@ -62,6 +62,7 @@ class LossTermBase:
     tasks: ClassVar[tuple[type[Task], ...]]  # the tasks it applies to
     needs: ClassVar[str]  # said when the task is not one of them
     Settings: ClassVar[type[StrictModel]] = NoSettings
+    uses_quantiles: ClassVar[bool] = False  # a regression with it has one output per (target, quantile)
 
     def __init__(self, weight: float, settings: StrictModel, task: Task, context: TermContext) -> None:
         self.weight = weight
@@ -140,20 +141,45 @@ class Pinball(LossTermBase):
     name = "quantile"
     tasks = (Regression,)
     needs = "data.labels.type: regression"
+    uses_quantiles = True
 
     def __init__(self, weight: float, settings: StrictModel, task: Task, context: TermContext) -> None:
         super().__init__(weight, settings, task, context)
         levels = getattr(task, "quantiles", None)
         if not levels:
-            raise ConfigError("training.loss: quantile needs a regression task with training.quantiles")
+            raise ConfigError(f"training.loss: {self.name} needs a regression task with training.quantiles")
         self.levels = torch.tensor(levels)
+
+    def per_level(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The pinball loss ``(events, targets, levels)`` of every output."""
+        predicted = outputs.float().reshape(len(outputs), target.shape[-1], len(self.levels))
+        error = target.unsqueeze(-1) - predicted
+        return torch.maximum(self.levels * error, (self.levels - 1) * error)
+
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        return weighted_mean(self.per_level(outputs, task.target(batch)).sum((-1, -2)), batch["weight"])
+
+
+class HuberQuantiles(Pinball):
+    """Huber loss on the central output (level 0.5) and pinball losses on the other levels: one head
+    that regresses a value and its resolution, as in the CMS b-jet energy regression
+    (arXiv:1912.06046, ``training.quantiles: [0.25, 0.5, 0.75]``; resolution (q75 − q25)/2)."""
+
+    name = "huber_quantiles"
+
+    def __init__(self, weight: float, settings: StrictModel, task: Task, context: TermContext) -> None:
+        super().__init__(weight, settings, task, context)
+        central = torch.isclose(self.levels, torch.tensor(0.5))
+        if int(central.sum()) != 1:
+            raise ConfigError("training.loss: huber_quantiles needs 0.5 among training.quantiles (the central value)")
+        self.central = central
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         target = task.target(batch)
+        pinball = self.per_level(outputs, target)[..., ~self.central].sum((-1, -2))
         predicted = outputs.float().reshape(len(outputs), target.shape[-1], len(self.levels))
-        error = target.unsqueeze(-1) - predicted
-        pinball = torch.maximum(self.levels * error, (self.levels - 1) * error)
-        return weighted_mean(pinball.sum((-1, -2)), batch["weight"])
+        huber = F.huber_loss(predicted[..., self.central].squeeze(-1), target.float(), reduction="none").sum(-1)
+        return weighted_mean(pinball + huber, batch["weight"])
 
 
 # imported on first use, so a method's term loads with its method
@@ -162,6 +188,7 @@ LOSS_TERMS = Plugins("loss term", {
     "mse": (__name__, "MeanSquaredError"),
     "huber": (__name__, "Huber"),
     "quantile": (__name__, "Pinball"),
+    "huber_quantiles": (__name__, "HuberQuantiles"),
     "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
 })
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from heplearn.training.config import TrainingConfig
+from heplearn.run_config import TrainingConfig
 
 
 class Lookahead(torch.optim.Optimizer):

@@ -36,7 +36,7 @@ from heplearn.runs import RunDirectory
 from heplearn.tasks import Classification, Reconstruction, Regression, Reweighting, Task
 from heplearn.trained import predict_classical, to_classical_labels
 from heplearn.training import checkpoint as ckpt
-from heplearn.training.losses import TermContext, build_terms
+from heplearn.training.losses import LOSS_TERMS, TermContext, build_terms
 from heplearn.training.trainer import InMemorySource, StreamSource, Trainer, distributed, fit
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def _reweighting(config: RunConfig, class_names: list[str], terms: list[Any]) ->
 
 
 def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
-    quantile = isinstance(config.training.loss, list) and any(t.name == "quantile" for t in config.training.loss)
+    quantile = isinstance(config.training.loss, list) and any(
+        LOSS_TERMS.get(term.name, "training.loss").uses_quantiles for term in config.training.loss)
     return Regression(list(config.data.labels.targets), terms,
                       quantiles=config.training.quantiles if quantile else None)
 
