@@ -68,3 +68,12 @@ def test_gradients_flow_to_both_arguments() -> None:
     distance_correlation(x, y).backward()
     assert x.grad is not None and y.grad is not None
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_agrees_with_the_dcor_package() -> None:
+    dcor = pytest.importorskip("dcor")
+    x, y = bivariate_normal(0.4, 700, 5)
+    y = y + 0.3 * x**2  # a non-linear dependence too
+    reference = dcor.distance_correlation_sqr(x.numpy(), y.numpy())
+    assert float(distance_correlation(x, y)) == pytest.approx(reference, rel=1e-10)
+    assert float(distance_correlation(x.float(), y.float())) == pytest.approx(reference, rel=1e-4)  # the loss path
