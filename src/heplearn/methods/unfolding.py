@@ -58,7 +58,8 @@ from heplearn.training.trainer import InMemorySource, fit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OmniFoldResult", "OmniFoldSettings", "level_arrays", "omnifold", "write_weights"]
+__all__ = ["OmniFoldResult", "OmniFoldSettings", "check_inputs", "level_arrays", "omnifold", "write_run_summary",
+           "write_weights"]
 
 CLASS_NAMES = ["target", "source"]  # the Reweighting task's target is class 0
 WEIGHTS_FILE = "weights.parquet"
@@ -162,7 +163,7 @@ def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model:
     n = len(sim_gen)
     reco_pass = np.ones(n, bool) if reco_pass is None else np.asarray(reco_pass, bool)
     gen_pass = np.ones(n, bool) if gen_pass is None else np.asarray(gen_pass, bool)
-    _check_inputs(sim_gen, sim_reco, data, background, reco_pass, gen_pass)
+    check_inputs(sim_gen, sim_reco, data, background, reco_pass, gen_pass)
     run = RunDirectory(Path(run_dir.path if isinstance(run_dir, RunDirectory) else run_dir)) if run_dir else None
     if run:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -186,8 +187,10 @@ def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model:
     return OmniFoldResult(sim_gen.weight.astype(np.float64), pull, push, bootstrap_push, unfolder.histories)
 
 
-def _check_inputs(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, background: JetArrays | None,
-                  reco_pass: np.ndarray, gen_pass: np.ndarray) -> None:
+def check_inputs(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, background: JetArrays | None,
+                 reco_pass: np.ndarray, gen_pass: np.ndarray) -> None:
+    """A ``DataError`` unless the samples fit together: paired simulation, the same detector-level
+    groups in data and background, positive total weights (data after the background)."""
     n = len(sim_gen)
     if len(sim_reco) != n:
         raise DataError(f"simulation: {n} generator-level events but {len(sim_reco)} detector-level ones; "
