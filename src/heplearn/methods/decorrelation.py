@@ -195,24 +195,31 @@ class AdversarialStep(StepStrategy):
         weight = batch["weight"][selected]
         return (per_event * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
-    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
-        settings = self.settings
-        if step_index >= settings.pretrain_steps:  # r learns on the classifier as it is now
-            for _ in range(settings.adversary_steps):
-                with torch.no_grad(), autocast(self.training):
-                    frozen_outputs = self.network(batch)
-                adversary_loss = self.adversary_loss(frozen_outputs.detach(), batch)
-                optimise(adversary_loss, self.modules["adversary"], self.optimizers["adversary"],
-                         self.schedulers["adversary"], self.training.gradient_clip)
+    def adversary_step(self, batch: Batch) -> float:
+        """One update of r on the classifier as it is now (f frozen); returns L_r before it."""
+        with torch.no_grad(), autocast(self.training):
+            frozen_outputs = self.network(batch)
+        adversary_loss = self.adversary_loss(frozen_outputs.detach(), batch)
+        optimise(adversary_loss, self.modules["adversary"], self.optimizers["adversary"],
+                 self.schedulers["adversary"], self.training.gradient_clip)
+        return float(adversary_loss.detach())
+
+    def classifier_step(self, batch: Batch, strength: float) -> dict[str, float]:
+        """One update of f on L_f − λ·L_r (r frozen: only f's optimiser steps)."""
         with autocast(self.training):
             outputs = self.network(batch)
         terms = self.task.loss(outputs, batch)
         classifier_loss = self.task.total_loss(terms)
         adversary_loss = self.adversary_loss(outputs, batch)
-        strength = settings.strength if step_index >= settings.pretrain_steps else 0.0
-        # the adversary's gradients from this loss are discarded: only f's optimiser steps
         optimise(classifier_loss - strength * adversary_loss, self.modules["model"], self.optimizers["model"],
                  self.schedulers["model"], self.training.gradient_clip)
         figures = loss_figures(classifier_loss, terms)
         figures["adversary_loss"] = float(adversary_loss.detach())
         return figures
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        playing = step_index >= self.settings.pretrain_steps
+        if playing:
+            for _ in range(self.settings.adversary_steps):
+                self.adversary_step(batch)
+        return self.classifier_step(batch, self.settings.strength if playing else 0.0)
