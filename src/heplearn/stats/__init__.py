@@ -1,0 +1,54 @@
+"""Statistics: from templates of a score to a physics result, with pyhf, iminuit and hist.
+
+- ``templates``: score or observable histograms per sample (arrays, ``heplearn predict`` files, runs);
+- ``fraction``: the signal fraction of a mixture, unbinned (iminuit) and binned (pyhf, Barlow–Beeston);
+- ``model``: HistFactory workspaces (μ, normsys, histosys, lumi, MC statistics) as pyhf JSON;
+- ``results``: best fits, profile scans, pulls, impacts, discovery q₀ and CLs limits (pyhf);
+- ``fitting``: ``fit_templates``, the ``heplearn fit`` command's library call, and its report;
+- ``abcd`` (the ABCD background estimate) and ``ibu`` (iterative Bayesian unfolding), imported by module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "Binning": "heplearn.stats.templates",
+    "Template": "heplearn.stats.templates",
+    "make_template": "heplearn.stats.templates",
+    "template_from_files": "heplearn.stats.templates",
+    "templates_from_run": "heplearn.stats.templates",
+    "histogram_density": "heplearn.stats.templates",
+    "kde_density": "heplearn.stats.templates",
+    "FractionFit": "heplearn.stats.fraction",
+    "fit_fraction": "heplearn.stats.fraction",
+    "fit_fraction_binned": "heplearn.stats.fraction",
+    "fisher_uncertainty": "heplearn.stats.fraction",
+    "binned_fisher_uncertainty": "heplearn.stats.fraction",
+    "Sample": "heplearn.stats.model",
+    "Systematic": "heplearn.stats.model",
+    "ModelSettings": "heplearn.stats.model",
+    "build_workspace": "heplearn.stats.model",
+    "write_workspace": "heplearn.stats.model",
+    "model_and_data": "heplearn.stats.model",
+    "FitResult": "heplearn.stats.results",
+    "fit": "heplearn.stats.results",
+    "profile_scan": "heplearn.stats.results",
+    "scan_interval": "heplearn.stats.results",
+    "pulls": "heplearn.stats.results",
+    "impacts": "heplearn.stats.results",
+    "discovery": "heplearn.stats.results",
+    "upper_limit": "heplearn.stats.results",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'heplearn.stats' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
