@@ -2,6 +2,9 @@
 
     heplearn generate top qcd --jets 100000 -o data/top-vs-qcd --workers 4
     heplearn generate quark gluon --jets 50000 -o data/qg --radius 0.4
+    heplearn generate qcd --jets 50000 -o data/qcd-fsr-up --variation fsr-up
+    heplearn generate qcd --jets 50000 -o data/qcd-as016 --pythia TimeShower:alphaSvalue=0.16
+    heplearn generate top qcd --jets 50000 -o data/pseudo-data --detector alt
     heplearn generate toy --events 100000 -o data/toy
 
 Register with ``app.command("generate")(generate_command)``.
@@ -45,8 +48,13 @@ def generate_command(
     algorithm: Annotated[str, typer.Option(help="antikt, kt or cambridge.")] = "antikt",
     mpi: Annotated[bool, typer.Option("--mpi/--no-mpi", help="Multiple parton interactions.")] = True,
     max_particles: Annotated[int, typer.Option(help="Constituents stored per jet (pT-ordered).")] = 128,
-    detector: Annotated[bool, typer.Option("--detector/--no-detector",
-                                           help="Apply the parametric detector.")] = False,
+    detector: Annotated[str | None, typer.Option(
+        help="Parametric detector: a profile (nominal, alt) or a YAML file; none by default.")] = None,
+    variation: Annotated[str | None, typer.Option(
+        help="Named Pythia variation: fsr-up, fsr-down, fsr-alphas-up, fsr-alphas-down, isr-up, "
+             "isr-down, hadronization.")] = None,
+    pythia: Annotated[list[str] | None, typer.Option(
+        "--pythia", help="Any Pythia setting KEY=VALUE (repeatable; read last, so it wins).")] = None,
     sqrt_s: Annotated[float, typer.Option(help="Collision energy √s (GeV).")] = 14_000.0,
     pthat_min: Annotated[float | None, typer.Option(help="Hard-process pT-hat minimum (GeV).")] = None,
     pthat_max: Annotated[float | None, typer.Option(help="Hard-process pT-hat maximum (GeV).")] = None,
@@ -60,7 +68,7 @@ def generate_command(
 ) -> None:
     """Generate labelled jets with Pythia 8 and FastJet (or the analytic toy) into OUTPUT."""
     # Imported here so that `heplearn --help` does not load FastJet, awkward and Dask.
-    from heplearn.generate.detector import DetectorConfig
+    from heplearn.generate.detector import load_detector
     from heplearn.generate.driver import generate
     from heplearn.generate.toy import write_toy
 
@@ -86,7 +94,7 @@ def generate_command(
         sqrt_s=sqrt_s, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, radius=radius,
         algorithm=algorithm, mpi=mpi, max_particles=max_particles,
         pthat_min=pthat_min, pthat_max=pthat_max,
-        detector=DetectorConfig() if detector else None,
+        detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),
     )
     summary = generate(
         names, jets, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,

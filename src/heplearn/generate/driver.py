@@ -38,6 +38,7 @@ from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.generate.chunk import ChunkResult, ChunkTask, chunk_seeds, run_chunk
 from heplearn.generate.processes import DEFAULT_CHUNK_SIZE, GeneratorOptions, get_card, pythia_settings
+from heplearn.generate.variations import check_settings, variation_settings
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def generate(
     split_fractions = check_split_fractions(fractions)
     suffix = output_suffix(file_format)
     options = _resolve_options(options, option_changes)
+    # Pythia reads every setting before any chunk is made: a rejected one leaves nothing behind.
+    check_settings([*variation_settings(options.variation), *options.pythia])
     output_dir = Path(output_dir)
 
     plan = _plan(names, jets_per_process, chunk_size=chunk_size, seed=int(seed), options=options,

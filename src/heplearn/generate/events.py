@@ -77,11 +77,15 @@ class PythiaGenerator:
     def __init__(self, settings: list[str]) -> None:
         import pythia8mc
 
+        from heplearn.generate.variations import captured_stdout, pythia_message
+
         # Pythia("", False): no banner, nothing printed at construction.
         self._pythia = pythia8mc.Pythia("", False)
-        for line in settings:
-            if not self._pythia.readString(line):
-                raise ConfigError(f"Pythia rejected the setting {line!r}")
+        with captured_stdout() as output:
+            for line in settings:
+                if not self._pythia.readString(line):
+                    reason = pythia_message(output())
+                    raise ConfigError(f"Pythia rejected the setting {line!r}" + (f": {reason}" if reason else ""))
         if not self._pythia.init():
             raise HeplearnError(
                 "Pythia failed to initialise with settings: " + "; ".join(settings)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from heplearn.errors import ConfigError
+from heplearn.generate.variations import parse_settings, variation_settings
 
 if TYPE_CHECKING:
     from heplearn.generate.detector import DetectorConfig
@@ -166,6 +167,8 @@ class GeneratorOptions:
     ``radius=None`` takes the process card's default (0.8; 0.4 for quark and gluon jets).
     ``pthat_min``/``pthat_max`` = None derive the hard-process window from the jet window.
     ``detector=None`` keeps particle-level (truth) jets; pass a ``DetectorConfig`` to smear.
+    ``variation`` names a set of Pythia changes (``fsr-up``, ... see ``heplearn.generate.variations``)
+    and ``pythia`` holds any further ``"KEY = VALUE"`` Pythia settings, read last (they win).
     """
 
     sqrt_s: float = 14_000.0
@@ -179,8 +182,17 @@ class GeneratorOptions:
     pthat_min: float | None = None
     pthat_max: float | None = None
     detector: DetectorConfig | None = field(default=None)
+    variation: str | None = None
+    pythia: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        variation_settings(self.variation)  # an unknown name is a ConfigError
+        if self.variation is not None:
+            name = self.variation.strip().lower()
+            object.__setattr__(self, "variation", None if name == "nominal" else name)
+        if isinstance(self.pythia, str):
+            raise ConfigError(f"pythia must be a list of KEY=VALUE settings, got the string {self.pythia!r}")
+        object.__setattr__(self, "pythia", parse_settings(self.pythia))
         _check_positive("sqrt_s", self.sqrt_s)
         _check_positive("pt_min", self.pt_min, allow_zero=True)
         _check_positive("pt_max", self.pt_max)
@@ -235,6 +247,8 @@ class GeneratorOptions:
             "pthat_min": low,
             "pthat_max": high,
             "detector": None if self.detector is None else self.detector.describe(),
+            "variation": self.variation or "nominal",
+            "pythia": list(self.pythia),
         }
 
 
@@ -256,7 +270,10 @@ _COMMON_SETTINGS = (
 
 
 def pythia_settings(card: ProcessCard, options: GeneratorOptions, seed: int) -> list[str]:
-    """The full list of Pythia ``readString`` settings for one chunk."""
+    """The full list of Pythia ``readString`` settings for one chunk.
+
+    The variation's settings and then the user's ``pythia`` settings come last, so they win.
+    """
     low, high = options.pthat_range()
     return [
         *_COMMON_SETTINGS,
@@ -266,4 +283,6 @@ def pythia_settings(card: ProcessCard, options: GeneratorOptions, seed: int) -> 
         f"PhaseSpace:pTHatMin = {low:.6g}",
         f"PhaseSpace:pTHatMax = {high:.6g}",
         f"PartonLevel:MPI = {'on' if options.mpi else 'off'}",
+        *variation_settings(options.variation),
+        *options.pythia,
     ]
