@@ -123,6 +123,50 @@ def demo(
     typer.echo(f"report: {output / 'report.html'}")
 
 
+@app.command()
+def decorrelate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Run config of the tagger (YAML), with a test split.")],
+    observer: Annotated[str, typer.Option(help="The mass to decorrelate from (a field of the files).")],
+    lambdas: Annotated[str, typer.Option(help="Strengths λ, comma-separated (0: the plain tagger).")] = "0,1,3,10,30",
+    method: Annotated[str, typer.Option(help="disco (λ·dCor²) or adversarial (learning to pivot).")] = "disco",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the runs, scan.json and plots.")] = Path(
+        "decorrelation"),
+    signal_efficiency: Annotated[float, typer.Option(help="Signal efficiency of the working point.")] = 0.5,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train the tagger once per λ and plot background rejection against 1/JSD of the background mass."""
+    from heplearn.methods.decorrelation_scan import decorrelation_scan
+    from heplearn.run_config import load_run_config
+
+    try:
+        strengths = [float(value) for value in lambdas.split(",") if value.strip()]
+    except ValueError as error:
+        raise typer.BadParameter(f"--lambdas {lambdas!r}: {error}") from None
+    scan = decorrelation_scan(load_run_config(config, overrides or []), strengths, observer, method, output,
+                              signal_efficiency, progress=not no_progress)
+    for point in [*scan.points, scan.window]:
+        typer.echo(f"{point.name}: rejection {point.rejection:.3g}, 1/JSD {point.inverse_jsd:.3g}")
+    typer.echo(f"figure: {scan.figures[0]}")
+
+
+def _register_commands() -> None:
+    """Commands whose code lives beside their library (each a thin layer over it)."""
+    from heplearn.evaluation.cli import compare_command, evaluate_command
+    from heplearn.generate.cli import generate_command
+    from heplearn.serving.cli import export_command, predict_command, serve_command
+
+    app.command("generate")(generate_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("compare")(compare_command)
+    app.command("export")(export_command)
+    app.command("predict")(predict_command)
+    app.command("serve")(serve_command)
+
+
+_register_commands()
+
+
 def _register_commands() -> None:
     """Commands whose code lives beside their library (each a thin layer over it)."""
     from heplearn.evaluation.cli import compare_command, evaluate_command

@@ -86,7 +86,7 @@ def _width(entries: int) -> float:
     return 11.0 if entries > MANY_LINES else 8.0
 
 
-def _label(ax: Axes, style: PlotStyle) -> None:
+def experiment_label(ax: Axes, style: PlotStyle) -> None:
     """The experiment label above the axes, mplhep's layout: bold name, italic text, right label.
 
     The italic text is placed relative to the drawn name (not at a precomputed offset, as
@@ -164,7 +164,7 @@ def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bo
         main.set_xlim(0, 1)
         main.set_ylabel(r"Background rejection $1/\varepsilon_\mathrm{B}$")
         _legend(main, len(lines), title=title)
-        _label(main, style)
+        experiment_label(main, style)
         bottom = lower if lower is not None else main
         bottom.set_xlabel(r"Signal efficiency $\varepsilon_\mathrm{S}$")
         if lower is not None:
@@ -217,7 +217,7 @@ def plot_score_distributions(
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Normalised to unit area")
         ax.legend(loc="upper center", fontsize="x-small")
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
 
 
@@ -250,7 +250,7 @@ def plot_efficiency_versus(binned: Sequence[tuple[str, BinnedEfficiency]], xlabe
         bottom.set_ylabel(r"Background rejection $1/\varepsilon_\mathrm{B}$")
         bottom.set_xlabel(xlabel)
         _legend(top, len(binned), title=working_point)
-        _label(top, style)
+        experiment_label(top, style)
         return figure
 
 
@@ -272,7 +272,7 @@ def plot_mass_sculpting(sculpting: MassSculpting, xlabel: str, style: PlotStyle 
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Background, normalised to unit area")
         ax.legend(loc="upper right", fontsize="x-small")
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
 
 
@@ -296,7 +296,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], style:
         ax.set_xlabel("Predicted class")
         ax.set_ylabel("True class")
         figure.colorbar(image, ax=ax, label="Fraction of the true class")
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
 
 
@@ -322,7 +322,7 @@ def plot_feature_ranking(ranking: FeatureRanking, style: PlotStyle = PlotStyle()
             total = values.sum()
             axes[1].barh(positions, values / total if total > 0 else values, color=COLORS[1])
             axes[1].set_xlabel("XGBoost gain (fraction)")
-        _label(axes[0], style)
+        experiment_label(axes[0], style)
         return figure
 
 
@@ -341,7 +341,7 @@ def plot_reliability(curves: Mapping[str, ReliabilityCurve], style: PlotStyle = 
         ax.set_xlabel("Predicted probability")
         ax.set_ylabel("Observed fraction")
         ax.legend(loc="upper left", fontsize="x-small", bbox_to_anchor=(0.02, 0.95))
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
 
 
@@ -367,7 +367,7 @@ def plot_significance(scan: SignificanceScan, style: PlotStyle = PlotStyle(), xl
                 + (f", σ_b/b = {scan.relative_background_uncertainty:.0%}"
                    if scan.relative_background_uncertainty else ""))
         ax.legend(loc="upper left", fontsize="x-small", title=note, title_fontsize="xx-small")
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
 
 
@@ -384,5 +384,5 @@ def plot_training_history(history: Sequence[Mapping[str, Any]], style: PlotStyle
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Loss")
         ax.legend(loc="upper right", fontsize="x-small")
-        _label(ax, style)
+        experiment_label(ax, style)
         return figure
