@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS
-from heplearn.serving.protocol import DEFAULT_MAX_REQUEST_BYTES
+from heplearn.serving.protocol import DEFAULT_MAX_JETS_PER_REQUEST, DEFAULT_MAX_REQUEST_BYTES
 
 
 def export_command(
@@ -78,8 +78,14 @@ def serve_command(
     = DEFAULT_QUEUE_DELAY_MS,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (bytes).")]
     = DEFAULT_MAX_REQUEST_BYTES,
+    max_jets_per_request: Annotated[int, typer.Option(help="Most jets in one request (more: 400).")]
+    = DEFAULT_MAX_JETS_PER_REQUEST,
+    max_particles: Annotated[int | None, typer.Option(
+        help="Most particles per jet (more: 400); default: each run's particle length.", show_default=False)]
+    = None,
 ) -> None:
     """Serve models with the KServe v2 protocol over HTTP (and gRPC) until Ctrl-C: Triton clients work."""
     from heplearn.serving.server import serve
 
-    serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port)
+    serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port,
+          max_jets_per_request=max_jets_per_request, max_particles=max_particles)

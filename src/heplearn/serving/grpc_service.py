@@ -31,7 +31,15 @@ import numpy as np
 
 from heplearn import __version__
 from heplearn.errors import HeplearnError
-from heplearn.serving.protocol import DATATYPES, ProtocolError, datatype_of, decode_tensor, select_outputs
+from heplearn.serving.protocol import (
+    DATATYPES,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ProtocolError,
+    RequestLimits,
+    datatype_of,
+    decode_tensor,
+    select_outputs,
+)
 from heplearn.serving.server import EXTENSIONS, SERVER_NAME, ServedModel, find_model
 from heplearn.serving.triton import model_config_json
 
@@ -79,8 +87,9 @@ def _answers_protocol_errors(method: Handler) -> Handler:
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """Triton's ``GRPCInferenceService`` over the models of one server (the RPCs heplearn serves)."""
 
-    def __init__(self, models: Mapping[str, ServedModel]) -> None:
+    def __init__(self, models: Mapping[str, ServedModel], max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.models = models
+        self.max_request_bytes = max_request_bytes
 
     def _model(self, request: Any) -> ServedModel:
         return find_model(self.models, request.name, request.version)
@@ -114,7 +123,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
         config = json_format.Parse(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
-                              round(model.batcher.max_queue_delay * 1e6)),
+                                                     round(model.batcher.max_queue_delay * 1e6),
+                                                     model.limits_json(self.max_request_bytes)),
                                    model_config_pb2.ModelConfig())
         return service_pb2.ModelConfigResponse(config=config)
 
@@ -126,13 +136,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_answers_protocol_errors
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = find_model(self.models, request.model_name, request.model_version)
-        outputs = await model.infer(decode_inputs(request))
+        outputs = await model.infer(decode_inputs(request, model.limits))
         names = select_outputs(model.name, [output.name for output in request.outputs], outputs)
         return encode_outputs(model, request.id, {name: outputs[name] for name in names})
 
 
-def decode_inputs(request: Any) -> dict[str, np.ndarray]:
-    """The input tensors of a ``ModelInferRequest``, from ``raw_input_contents`` or the typed contents."""
+def decode_inputs(request: Any, limits: RequestLimits | None = None) -> dict[str, np.ndarray]:
+    """The input tensors of a ``ModelInferRequest``, from ``raw_input_contents`` or the typed contents,
+    their declared shapes checked against ``limits`` first."""
     if not request.inputs:
         raise ProtocolError("the request has no inputs")
     raw = request.raw_input_contents
@@ -145,9 +156,12 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
             raise ProtocolError(f"input {tensor.name!r} is given twice")
         shape = list(tensor.shape)
         if raw:
-            inputs[tensor.name] = decode_tensor(tensor.name, tensor.datatype, shape, raw=raw[position])
+            inputs[tensor.name] = decode_tensor(tensor.name, tensor.datatype, shape, raw=raw[position], limits=limits)
         else:
-            inputs[tensor.name] = decode_tensor(tensor.name, tensor.datatype, shape, values=_typed_contents(tensor))
+            if limits is not None:  # before the typed contents are copied into a list
+                limits.check_shape(tensor.name, shape)
+            inputs[tensor.name] = decode_tensor(tensor.name, tensor.datatype, shape, values=_typed_contents(tensor),
+                                                limits=limits)
     return inputs
 
 
@@ -179,7 +193,7 @@ async def start_grpc_server(models: Mapping[str, ServedModel], host: str, port: 
         ("grpc.max_receive_message_length", max_request_bytes),
         ("grpc.so_reuseport", 0),  # a port already in use is an error, not a silently shared port
     ])
-    servicer = InferenceServicer(models)
+    servicer = InferenceServicer(models, max_request_bytes)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -9,8 +9,13 @@ outputs with datatype and shape), ``.../ready``, ``.../config`` and ``POST .../i
 tensors or the binary tensor data extension (tritonclient's default), plus
 ``POST /v2/repository/index``. Each model runs in onnxruntime behind a ``DynamicBatcher``.
 
-Errors answer ``{"error": "..."}``: 400 for malformed JSON or a wrong input name, datatype or
-shape, 404 for an unknown model or version, 413 for a request above ``max_request_bytes``.
+Errors answer ``{"error": "..."}``: 400 for malformed JSON, a wrong input name, datatype or
+shape, non-finite inputs, or more jets or particles than the limits, 404 for an unknown model or
+version, 413 for a request above ``max_request_bytes``. Limits (``RequestLimits``: jets per
+request, particles per jet, which default to the particle length the run was trained with) are
+checked on the declared shapes before any tensor is built, and are reported in each model's
+metadata (``parameters``) and config (``parameters``). No malformed request gets a 5xx: the
+endpoints are fuzzed from ``app.openapi()`` with schemathesis in the tests.
 
 With ``grpc_port``, Triton's ``GRPCInferenceService`` (``grpc_service.py``, what
 ``tritonclient.grpc`` calls) runs in the same event loop on the same models: one ``find_model``,
@@ -46,10 +51,13 @@ from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELA
 from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
+    DEFAULT_MAX_JETS_PER_REQUEST,
+    DEFAULT_MAX_PARTICLES,
     DEFAULT_MAX_REQUEST_BYTES,
     HEADER_LENGTH,
     ONNX_TYPES,
     ProtocolError,
+    RequestLimits,
     TensorSpec,
     check_inputs,
     encode_response,
@@ -76,10 +84,14 @@ class ServedModel:
     session: Any
     batcher: DynamicBatcher
     max_batch_size: int
+    limits: RequestLimits
 
     @classmethod
     def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
-             threads: int | None = None) -> ServedModel:
+             threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+             max_particles: int | None = None) -> ServedModel:
+        """The model of ``source`` in onnxruntime; ``max_particles`` (None: the run's particle
+        length, else ``DEFAULT_MAX_PARTICLES``) caps the particles per jet a request may hold."""
         try:
             # no spinning: idle onnxruntime threads would hold the cores the event loop parses requests on
             session = open_session(source.onnx_path, threads, spinning=False)
@@ -95,8 +107,16 @@ class ServedModel:
             return dict(zip(output_names, outputs, strict=True))
 
         batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
-        return cls(source.name, source.version, source.onnx_path, inputs, outputs, read_metadata(source.onnx_path),
-                   session, batcher, batch_limit)
+        metadata = read_metadata(source.onnx_path)
+        limits = RequestLimits(max_jets_per_request, _particle_limit(metadata, max_particles),
+                               frozenset(spec.name for spec in inputs if len(spec.shape) >= 2 and spec.shape[1] == -1))
+        return cls(source.name, source.version, source.onnx_path, inputs, outputs, metadata,
+                   session, batcher, batch_limit, limits)
+
+    def limits_json(self, max_request_bytes: int) -> dict[str, int]:
+        """The limits a request to this model must keep (model metadata and config report them)."""
+        return {"max_jets_per_request": self.limits.max_jets, "max_particles_per_jet": self.limits.max_particles,
+                "max_request_bytes": max_request_bytes}
 
     async def infer(self, inputs: Tensors) -> Tensors:
         """The outputs for ``inputs``, checked against the model's inputs, from the dynamic batcher."""
@@ -108,26 +128,37 @@ class ServedModel:
         except Exception as error:  # onnxruntime rejected the batch: a server-side failure
             raise ProtocolError(f"model {self.name!r} failed: {error}", 500) from None
 
-    def metadata_json(self) -> dict[str, Any]:
+    def metadata_json(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> dict[str, Any]:
         content: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                                    "inputs": [spec.to_json() for spec in self.inputs],
                                    "outputs": [spec.to_json() for spec in self.outputs]}
-        if self.metadata:
-            content["parameters"] = {key: self.metadata[key] for key in ("model", "task", "class_names", "version")
-                                     if key in self.metadata}
+        content["parameters"] = {key: self.metadata[key] for key in ("model", "task", "class_names", "version")
+                                 if key in self.metadata} | self.limits_json(max_request_bytes)
         return content
+
+
+def _particle_limit(metadata: dict[str, Any], configured: int | None) -> int:
+    """The most particles per jet: the run's particle length (from the export metadata), capped by ``configured``."""
+    groups = metadata.get("groups")
+    lengths = [group.get("length") for group in groups.values() if isinstance(group, dict)] \
+        if isinstance(groups, dict) else []
+    trained = max((length for length in lengths if isinstance(length, int) and length > 0), default=None)
+    limits = [limit for limit in (trained, configured) if limit]
+    return min(limits) if limits else DEFAULT_MAX_PARTICLES
 
 
 def _spec(item: Any) -> TensorSpec:
     if item.type not in ONNX_TYPES:
         raise DataError(f"model tensor {item.name!r} has type {item.type}, which the server does not handle")
     shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in item.shape)
-    return TensorSpec(item.name, ONNX_TYPES[item.type], shape)
+    axes = tuple(dim if isinstance(dim, str) else "" for dim in item.shape)
+    return TensorSpec(item.name, ONNX_TYPES[item.type], shape, axes)
 
 
 def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                 max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
-                threads: int | None = None) -> dict[str, ServedModel]:
+                threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+                max_particles: int | None = None) -> dict[str, ServedModel]:
     """Every model of ``sources`` by name; two models of one name are an error."""
     if not sources:
         raise DataError("no model given: pass exported runs, a directory of them or a Triton repository")
@@ -137,7 +168,8 @@ def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int =
             if found.name in models:
                 raise DataError(f"two models are named {found.name!r} ({models[found.name].path} and "
                                 f"{found.onnx_path}); rename one")
-            models[found.name] = ServedModel.load(found, max_batch_size, max_queue_delay_ms / 1000, threads)
+            models[found.name] = ServedModel.load(found, max_batch_size, max_queue_delay_ms / 1000, threads,
+                                                  max_jets_per_request, max_particles)
             log.info("model %s (version %s) from %s", found.name, found.version, found.onnx_path)
     return models
 
@@ -156,16 +188,19 @@ def find_model(models: Mapping[str, ServedModel], name: str, version: str | None
 def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                threads: int | None = None, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
-               graceful_timeout: float = 30.0) -> FastAPI:
+               graceful_timeout: float = 30.0, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+               max_particles: int | None = None) -> FastAPI:
     """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here).
 
     With ``grpc_port`` (0: a free one), the app also serves Triton's gRPC protocol on
     ``grpc_host:grpc_port`` while it runs; the bound port is then ``app.state.grpc_port``.
+    ``max_jets_per_request`` and ``max_particles`` (None: each run's particle length) bound what
+    one request may hold; larger requests get 400 before any compute.
     """
     start_grpc = _grpc_starter() if grpc_port is not None else None  # a missing grpcio fails here, not later
     if grpc_port:
         _check_port_free(grpc_host, grpc_port, "gRPC")
-    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads)
+    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads, max_jets_per_request, max_particles)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,6 +219,7 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
             await asyncio.gather(*(model.batcher.close() for model in models.values()))
             log.info("all requests answered; server stopped")
 
+    # no documentation routes; app.openapi() still describes the endpoints (the fuzz tests read it)
     app = FastAPI(title="heplearn inference service", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.models = models
@@ -218,7 +254,7 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        return find_model(models, name, version).metadata_json()
+        return find_model(models, name, version).metadata_json(max_request_bytes)
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
@@ -231,15 +267,15 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     async def model_config(name: str, version: str | None = None) -> Response:
         model = find_model(models, name, version)
         return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
-                              round(model.batcher.max_queue_delay * 1e6)),
+                              round(model.batcher.max_queue_delay * 1e6), model.limits_json(max_request_bytes)),
                         media_type="application/json")
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=INFER_OPENAPI)
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=INFER_OPENAPI)
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         model = find_model(models, name, version)
         body = await _read_body(request, max_request_bytes)
-        parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
+        parsed = parse_request(body, request.headers.get(HEADER_LENGTH), model.limits)
         outputs = await model.infer(parsed.inputs)
         content, header_length = encode_response(name, model.version, parsed, outputs)
         if header_length is None:
@@ -248,6 +284,24 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
                         headers={HEADER_LENGTH: str(header_length)})
 
     return app
+
+
+_TENSOR_SCHEMA = {
+    "type": "object", "required": ["name", "shape", "datatype"],
+    "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+                   "datatype": {"type": "string"}, "data": {"type": "array"},
+                   "parameters": {"type": "object"}},
+}
+#: The request body of ``.../infer`` in the OpenAPI description (KServe v2's JSON request).
+INFER_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["inputs"],
+        "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                       "inputs": {"type": "array", "items": _TENSOR_SCHEMA},
+                       "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                           "name": {"type": "string"}, "parameters": {"type": "object"}}}}},
+    }}}},
+}
 
 
 def _grpc_starter() -> Any:
@@ -296,13 +350,16 @@ def serve(
     grpc_port: int | None = None,
     threads: int | None = None,
     graceful_timeout: float = 30.0,
+    max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+    max_particles: int | None = None,
 ) -> None:
     """Serve the models (over HTTP, and gRPC if ``grpc_port``) until SIGINT/SIGTERM; requests in flight are
     answered before exiting."""
     import uvicorn
 
     app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
-                     grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout)
+                     grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout,
+                     max_jets_per_request=max_jets_per_request, max_particles=max_particles)
     if port:
         _check_port_free(host, port, "HTTP")
     if host not in {"127.0.0.1", "localhost", "::1"}:

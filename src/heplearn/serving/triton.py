@@ -123,12 +123,15 @@ def _max_batch_size(config: Path) -> int | None:
 
 
 def model_config_json(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], max_batch_size: int,
-                      max_queue_delay_microseconds: int) -> str:
-    """The model configuration as Triton's ``GET /v2/models/<name>/config`` returns it (JSON)."""
+                      max_queue_delay_microseconds: int, parameters: dict[str, int] | None = None) -> str:
+    """The model configuration as Triton's ``GET /v2/models/<name>/config`` returns it (JSON);
+    ``parameters`` (the server's limits) go into Triton's ``parameters`` map as strings."""
     def tensors(specs: list[TensorSpec]) -> list[dict[str, object]]:
         return [{"name": spec.name, "data_type": TRITON_TYPES.get(spec.datatype, spec.datatype),
                  "dims": list(spec.shape[1:])} for spec in specs]
 
     return json.dumps({"name": name, "platform": PLATFORM, "backend": "onnxruntime", "max_batch_size": max_batch_size,
                        "input": tensors(inputs), "output": tensors(outputs),
-                       "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_microseconds}})
+                       "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_microseconds},
+                       **({"parameters": {key: {"string_value": str(value)} for key, value in parameters.items()}}
+                          if parameters else {})})
