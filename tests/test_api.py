@@ -76,6 +76,7 @@ ROUND_TRIP: dict[str, dict[str, Any]] = {
     "cnn": NETWORK,
     "rnn": NETWORK,
     "autoencoder": NETWORK,  # on labelled jets, its bottleneck network ends in a classification head
+    "vae": NETWORK,  # likewise: a classification head on the sampled latent
 }
 
 

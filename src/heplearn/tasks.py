@@ -71,6 +71,12 @@ class Task(ABC):
         """Validation metrics beyond the loss, from raw outputs and the batch's non-input columns."""
         return {}
 
+    @property
+    def target_keys(self) -> tuple[str, ...]:
+        """Input keys its loss reads besides ``label``, ``weight`` and the observers (an autoencoder's
+        group): the validation pass keeps them beside the outputs."""
+        return ()
+
     # -- applying
     @abstractmethod
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -222,6 +228,10 @@ class Reconstruction(Task):
     def target(self, batch: Batch) -> torch.Tensor:
         return batch[self.group]
 
+    @property
+    def target_keys(self) -> tuple[str, ...]:
+        return (self.group,)
+
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return (outputs.float() - batch[self.group].float()).square().mean(dim=-1, keepdim=True)
 
@@ -237,8 +247,98 @@ class Reconstruction(Task):
         return cls(settings["group"], num_outputs)
 
 
+#: The anomaly scores of a variational reconstruction: the reconstruction error, the KL divergence of
+#: the encoder's posterior from the prior, and the squared norm of the latent mean (AXOL1TL's score).
+VARIATIONAL_SCORES = ("mse", "kl", "latent_norm")
+
+
+class VariationalReconstruction(Task):
+    """A variational autoencoder's task: raw outputs ``[μ (d) | log σ² (d) | x̂ (F)]``, one score out.
+
+    The model (``heplearn.models.vae``) writes the encoder's posterior mean and log-variance
+    beside the reconstruction of the (standardised) ``group``. Entries of the target equal to
+    ``pad_value`` (zero-padded object slots of an unstandardised group) are padding: the
+    reconstruction error ignores them. ``score`` picks what the exported graph outputs:
+
+    - ``mse``: the mean squared reconstruction error over the real entries;
+    - ``kl``: D_KL(q(z|x) ‖ N(0, I)) = −½ Σ (1 + log σ² − μ² − σ²) (Kingma & Welling, arXiv:1312.6114);
+    - ``latent_norm``: Σ μᵢ², the score AXOL1TL deploys in the CMS Level-1 trigger (the encoder alone).
+    """
+
+    kind = "variational_reconstruction"
+    output_tensor = "anomaly_score"
+    default_loss = "reconstruction_mse"
+
+    def __init__(self, group: str, features: int, latent: int, terms: Sequence[LossTerm] = (),
+                 score: str = "latent_norm", pad_value: float | None = None) -> None:
+        if score not in VARIATIONAL_SCORES:
+            raise ConfigError(f"model.score: unknown anomaly score {score!r}; choose one of "
+                              f"{', '.join(VARIATIONAL_SCORES)}")
+        super().__init__(features + 2 * latent, terms)
+        self.group = group
+        self.features = features
+        self.latent = latent
+        self.score_name = score
+        self.pad_value = pad_value
+
+    def split(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(μ, log σ², x̂)`` of the raw outputs."""
+        d = self.latent
+        return outputs[:, :d], outputs[:, d:2 * d], outputs[:, 2 * d:]
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        return batch[self.group]
+
+    @property
+    def target_keys(self) -> tuple[str, ...]:
+        return (self.group,)
+
+    def real_entries(self, target: torch.Tensor) -> torch.Tensor:
+        """1 for the entries that are not padding, 0 for those equal to ``pad_value`` (float, like ``target``)."""
+        if self.pad_value is None:
+            return torch.ones_like(target)
+        return (target != self.pad_value).to(target.dtype)
+
+    def squared_error(self, outputs: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-entry squared error with padding set to zero, and the real-entry indicator."""
+        target = self.target(batch).float()
+        real = self.real_entries(target)
+        return (self.split(outputs.float())[2] - target).square() * real, real
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        mu, log_variance, _ = self.split(outputs.float())
+        if self.score_name == "latent_norm":
+            return mu.square().sum(-1, keepdim=True)
+        if self.score_name == "kl":
+            return kl_divergence(mu, log_variance).unsqueeze(-1)
+        error, real = self.squared_error(outputs, batch)
+        return (error.sum(-1) / real.sum(-1).clamp_min(1.0)).unsqueeze(-1)
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["anomaly_score"]
+
+    def settings(self) -> dict[str, Any]:
+        return {"group": self.group, "latent": self.latent, "score": self.score_name, "pad_value": self.pad_value}
+
+    @classmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        latent = int(settings["latent"])
+        return cls(settings["group"], num_outputs - 2 * latent, latent, score=settings.get("score", "latent_norm"),
+                   pad_value=settings.get("pad_value"))
+
+
+def kl_divergence(mu: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """D_KL(N(μ, σ²) ‖ N(0, I)) per event, ``−½ Σ (1 + log σ² − μ² − σ²)`` over the last axis.
+
+    Kingma & Welling, arXiv:1312.6114, appendix B. Zero for μ = 0, log σ² = 0; d/2 for μ = 1, σ = 1.
+    """
+    return -0.5 * (1 + log_variance - mu.square() - log_variance.exp()).sum(-1)
+
+
 TASKS: dict[str, type[Task]] = {task.kind: task for task in
-                                (Classification, Reweighting, Regression, Reconstruction)}
+                                (Classification, Reweighting, Regression, Reconstruction,
+                                 VariationalReconstruction)}
 
 
 def task_from_info(info: Mapping[str, Any], where: str = "model.json") -> Task:

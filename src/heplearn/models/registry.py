@@ -18,6 +18,7 @@ TORCH_MODELS: dict[str, tuple[str, str]] = {
     "cnn": ("heplearn.models.cnn", "JetImageCNN"),
     "rnn": ("heplearn.models.rnn", "ParticleRNN"),
     "autoencoder": ("heplearn.models.autoencoder", "JetAutoencoder"),
+    "vae": ("heplearn.models.vae", "EventVAE"),
 }
 CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
     "cuts": ("heplearn.models.cuts", "RectangularCuts"),

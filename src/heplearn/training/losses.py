@@ -190,6 +190,8 @@ LOSS_TERMS = Plugins("loss term", {
     "quantile": (__name__, "Pinball"),
     "huber_quantiles": (__name__, "HuberQuantiles"),
     "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
+    "reconstruction_mse": ("heplearn.methods.anomaly", "ReconstructionError"),
+    "kl": ("heplearn.methods.anomaly", "KLDivergence"),
 })
 
 

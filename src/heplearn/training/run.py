@@ -74,6 +74,10 @@ def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> 
 
 def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
     group = config.data.jet_group(config.model.name)
+    # a model whose outputs are more than the reconstruction (a VAE's latent) builds its own task
+    build = getattr(registry.model_class(config.model.name), "reconstruction_task", None)
+    if build is not None:
+        return build(config, group, terms)
     return Reconstruction(group, config.data.inputs[group].size, terms)
 
 

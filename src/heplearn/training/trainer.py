@@ -214,7 +214,7 @@ class Trainer:
         columns: dict[str, list[np.ndarray]] = defaultdict(list)
         for batch in source.epoch_batches(0):
             outputs.append(self.model(trim_padding(batch)).float().numpy())
-            for key in non_input_keys(batch):
+            for key in [*non_input_keys(batch), *self.task.target_keys]:
                 columns[key].append(batch[key].numpy())
         self.model.train(was_training)
         return Predictions(np.concatenate(outputs), {key: np.concatenate(parts) for key, parts in columns.items()})
