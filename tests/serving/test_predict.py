@@ -142,3 +142,35 @@ def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(pfn_export: Exp
     for batch_size in (1, 16, 4096):
         np.testing.assert_allclose(OnnxEngine(pfn_export.onnx_path, batch_size=batch_size).predict(arrays),
                                    expected, atol=1e-5)
+
+
+def test_an_output_of_another_run_is_refused_unless_overwrite(pfn_export: ExportResult, mlp_export: ExportResult,
+                                                               inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 15: predicting with one run into a folder holding another run's scores exited 0 and kept them."""
+    output_dir = tmp_path / "scores"
+    pfn_run, mlp_run = pfn_export.onnx_path.parent, mlp_export.onnx_path.parent
+    (output,) = predict_files(mlp_run, [inputs["parquet"]], output_dir, progress=False)
+    mlp_scores = pq.read_table(output).column("score_top").to_numpy()
+    made = output.stat().st_mtime_ns
+    assert predict_files(mlp_run, [inputs["parquet"]], output_dir, progress=False) == [output]
+    assert output.stat().st_mtime_ns == made  # same run, model and input: reused
+    with pytest.raises(DataError, match=rf"{output.name} exists and was made by run .*{mlp_run.name} from "
+                                        rf".*a\.parquet.*differs in: run, model_sha256.*--overwrite"):
+        predict_files(pfn_run, [inputs["parquet"]], output_dir, progress=False)
+    np.testing.assert_array_equal(pq.read_table(output).column("score_top").to_numpy(), mlp_scores)
+    predict_files(pfn_run, [inputs["parquet"]], output_dir, progress=False, overwrite=True)
+    provenance = io.open_source(output).provenance()
+    assert provenance["run"] == str(pfn_run.resolve()) and provenance["engine"] == "onnx"
+    assert not np.allclose(pq.read_table(output).column("score_top").to_numpy(), mlp_scores, equal_nan=True)
+    foreign = output_dir / "b.scores.parquet"
+    io.write(make_jets(5, seed=1), foreign)  # a file heplearn's predict did not make
+    with pytest.raises(DataError, match="made by an unknown producer"):
+        predict_files(pfn_run, [inputs["root"]], output_dir, output_format="parquet", progress=False)
+
+
+def test_a_failed_predict_leaves_no_empty_output_folder(pfn_export: ExportResult, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError):
+        predict_files(pfn_export.onnx_path.parent, [broken], tmp_path / "new-scores", progress=False)
+    assert not (tmp_path / "new-scores").exists()

@@ -55,12 +55,16 @@ def predict_command(
         "--format", help="parquet or root (default: root for ROOT inputs, else parquet).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Entries per chunk (default: the run's).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace outputs made by another run, model or input (else refused).")] = False,
 ) -> None:
-    """Score every entry of FILES with the run's model: one output file per input in OUTPUT."""
+    """Score every entry of FILES with the run's model: one output file per input in OUTPUT.
+
+    An output already there is kept if this run made it from this input, else refused unless --overwrite."""
     from heplearn.serving.predict import predict_files
 
     outputs = predict_files(run, files, output, engine, workers, dask, output_format=output_format,
-                            chunk_size=chunk_size, progress=progress)
+                            chunk_size=chunk_size, progress=progress, overwrite=overwrite)
     for path in outputs:
         typer.echo(str(path))
 

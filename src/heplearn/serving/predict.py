@@ -8,7 +8,11 @@ ROOT inputs give ROOT outputs and the others Parquet, unless ``output_format`` s
 
 The model runs in onnxruntime (``engine="onnx"``, the exported ``model.onnx``) or in PyTorch
 (``engine="torch"``, any model, also cuts and the likelihood). Files are the unit of work: each
-output is written atomically and a rerun skips finished files. ``workers=N`` runs them on a Dask
+output is written atomically, with its provenance (the run, a SHA-256 of the model's files, the
+input's path, size and modification time, the engine and heplearn's version). A rerun skips an
+output whose provenance matches exactly; one made by another run, model or input is refused (a
+``DataError`` naming the file and the run that made it) unless ``overwrite``. A failed run
+removes the output folder it created, if it stayed empty. ``workers=N`` runs them on a Dask
 ``LocalCluster`` of N single-threaded processes, ``scheduler="tcp://host:8786"`` on an existing
 Dask cluster; the results are the same as in one process.
 """
@@ -16,6 +20,7 @@ Dask cluster; the results are the same as in one process.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -77,8 +82,13 @@ def predict_files(
     output_format: str | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Score every entry of ``files`` with the run's model; returns the output paths (input order)."""
+    """Score every entry of ``files`` with the run's model; returns the output paths (input order).
+
+    An existing output is kept when its provenance matches this run, model, input and engine,
+    replaced when ``overwrite``, and otherwise refused with a ``DataError``.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if output_format is not None and output_format not in OUTPUT_FORMATS:
@@ -93,16 +103,69 @@ def predict_files(
                         "or use the torch engine")
     chunk = chunk_size or run.data.chunk_size
     tasks = _plan_outputs(files, Path(output_dir), output_format)
-    todo = [(file, output) for file, output in tasks if not output.exists()]
-    for file, output in tasks:
-        if output.exists():
-            log.info("%s: %s exists, skipped", file, output)
-    if scheduler is None and workers == 0:
-        for file, output in todo:
-            predict_file(run.run_dir, file, output, engine, chunk, progress=progress)
-    else:
-        _predict_distributed(run.run_dir, todo, engine, chunk, workers, scheduler, progress)
+    fingerprint = model_fingerprint(run.run_dir, engine)
+    todo = [(file, output) for file, output in tasks
+            if not _reusable(output, output_provenance(run.run_dir, file, engine, fingerprint), overwrite)]
+    created = not Path(output_dir).exists()
+    try:
+        if scheduler is None and workers == 0:
+            for file, output in todo:
+                predict_file(run.run_dir, file, output, engine, chunk, progress=progress)
+        else:
+            _predict_distributed(run.run_dir, todo, engine, chunk, workers, scheduler, progress)
+    except BaseException:
+        if created and Path(output_dir).is_dir() and not any(Path(output_dir).iterdir()):
+            Path(output_dir).rmdir()  # nothing half-written left behind
+        raise
     return [output for _, output in tasks]
+
+
+def model_fingerprint(run_dir: str | os.PathLike[str], engine: str) -> str:
+    """SHA-256 of the files the ``engine`` runs: ``model.onnx``, or the run's model info and weights."""
+    run = RunDirectory(Path(run_dir))
+    if engine == "onnx":
+        files = [run.onnx_file]
+    else:
+        files = [run.model_info_file, run.weights_file]
+        if run.classical_model_dir.is_dir():
+            files += sorted(path for path in run.classical_model_dir.rglob("*") if path.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def output_provenance(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], engine: str,
+                      fingerprint: str | None = None) -> dict[str, Any]:
+    """What an output of ``file`` by the run's model records, and what a reuse must match exactly."""
+    status = Path(file).stat()
+    return {"heplearn_version": __version__, "run": str(Path(run_dir).resolve()),
+            "model_sha256": fingerprint or model_fingerprint(run_dir, engine), "input": str(Path(file).resolve()),
+            "input_size": status.st_size, "input_mtime_ns": status.st_mtime_ns, "engine": engine}
+
+
+def _reusable(output: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
+    """True to keep ``output`` as it is; False to (re)write it; a ``DataError`` for a foreign one."""
+    if not output.exists():
+        return False
+    try:
+        found = open_source(output).provenance()
+    except Exception:  # unreadable or not heplearn's: its provenance is unknown
+        found = {}
+    if found == wanted:
+        log.info("%s: made by this run from this input, kept", output)
+        return True
+    if overwrite:
+        log.info("%s: replaced (overwrite)", output)
+        return False
+    differences = [key for key in wanted if found.get(key) != wanted[key]]
+    made_by = f"run {found['run']} from {found.get('input', '?')}" if "run" in found else "an unknown producer"
+    raise DataError(f"{output} exists and was made by {made_by}, not by this run from this input "
+                    f"(differs in: {', '.join(differences)}); pass --overwrite to replace it, or another --output")
 
 
 def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], output: str | os.PathLike[str],
@@ -114,7 +177,7 @@ def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], 
     scorer = _FileScorer(run, Path(file))
     output = Path(output)
     writer_class = _RootWriter if output.suffix == ".root" else _ParquetWriter
-    provenance = {"heplearn_version": __version__, "run": str(run.run_dir), "input": str(file), "engine": engine}
+    provenance = output_provenance(run.run_dir, file, engine)
     with atomic_path(output) as temporary, writer_class(temporary, scorer.table_name, provenance) as writer, \
             tqdm(total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress,
                  leave=False) as bar:
