@@ -1,0 +1,210 @@
+"""Thresholds of an anomaly score at a trigger rate, with their statistical uncertainty.
+
+A Level-1 trigger keeps a fixed rate of the collisions it sees: an anomaly trigger allotted
+``rate`` = 1 kHz of the LHC's ``input_rate`` = 40 MHz bunch crossings must accept a background
+(zero-bias) efficiency ε_B = rate / input_rate = 2.5 × 10⁻⁵. ``threshold_at_efficiency`` sets the
+cut on a background sample so that the (weighted) fraction of events above it is ε_B, and
+reports the efficiency the cut gives there with its Clopper–Pearson interval;
+``Threshold.validate`` measures it on an independent sample, which must agree within the
+uncertainty. ``pure_rate`` is the rate AXOL1TL quotes beside the total: the events the anomaly
+trigger accepts and none of the other (cut-based) triggers of the menu does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from heplearn.errors import ConfigError, DataError
+from heplearn.evaluation.metrics import clopper_pearson, effective_count
+
+__all__ = ["Threshold", "TriggerRates", "Validation", "parse_rate", "pure_rate", "target_efficiency",
+           "threshold_at_efficiency", "threshold_at_rate"]
+
+#: One standard deviation of a Gaussian: the confidence of the reported intervals.
+ONE_SIGMA = 0.6827
+
+_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+
+
+def parse_rate(text: str | float, where: str = "rate") -> float:
+    """A rate in Hz from ``"1kHz"``, ``"40 MHz"``, ``"250Hz"`` or a number (already in Hz).
+
+    Example:
+    >>> parse_rate("1kHz"), parse_rate("40 MHz")
+    (1000.0, 40000000.0)
+    """
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?[hH][zZ])?\s*", text)
+        if match is None:
+            raise ConfigError(f"{where}: {text!r} is not a rate; write e.g. 1kHz, 40MHz or 250Hz")
+        value = float(match.group(1)) * _UNITS[(match.group(2) or "hz").lower()]
+    if not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"{where}: a rate must be positive and finite, got {text!r}")
+    return value
+
+
+def target_efficiency(rate: str | float, input_rate: str | float = "40MHz") -> float:
+    """The background efficiency ε_B = rate / input_rate a trigger of ``rate`` may accept.
+
+    Example:
+    >>> target_efficiency("1kHz", "40MHz")
+    2.5e-05
+    """
+    output, incoming = parse_rate(rate, "rate"), parse_rate(input_rate, "input rate")
+    if output > incoming:
+        raise ConfigError(f"rate: {output:g} Hz is above the input rate {incoming:g} Hz; a trigger cannot keep "
+                          "more events than it sees")
+    return output / incoming
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The efficiency of a threshold on an independent sample, and whether it agrees with the target."""
+
+    efficiency: float
+    interval: tuple[float, float]  # Clopper–Pearson, one sigma
+    effective_events: float
+    target: float
+    pull: float  # (measured − target) / σ, σ² = ε(1 − ε)(1/N_calibration + 1/N_validation)
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the measured efficiency is the target within two standard deviations."""
+        return abs(self.pull) < 2.0
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A cut ``score > value`` set on background so that it keeps ``target`` of it.
+
+    ``efficiency`` is what the cut keeps of the calibration sample (k of N effective events: the
+    target up to the discreteness of the sample), ``interval`` its central Clopper–Pearson
+    interval, and ``value_interval`` the cuts that would keep the interval's two ends: the
+    threshold's statistical uncertainty.
+    """
+
+    value: float
+    target: float
+    efficiency: float
+    interval: tuple[float, float]
+    value_interval: tuple[float, float]
+    effective_events: float
+    passing_events: float
+    rate_hz: float | None = None  # the rate it stands for, if it was set from one
+    input_rate_hz: float | None = None
+
+    def accepts(self, score: np.ndarray) -> np.ndarray:
+        """True for the events the trigger keeps."""
+        return np.asarray(score) > self.value
+
+    def validate(self, score: np.ndarray, weight: np.ndarray | None = None) -> Validation:
+        """The cut's efficiency on an independent background sample (scores and weights)."""
+        efficiency, effective = weighted_fraction(self.accepts(score), weight)
+        low, high = clopper_pearson(efficiency, effective, ONE_SIGMA)
+        # the cut's true efficiency scatters about the target with the calibration sample's binomial
+        # error, the measurement about it with the validation sample's: the two add in quadrature
+        sigma = np.sqrt(self.target * (1 - self.target) * (1 / self.effective_events + 1 / max(effective, 1e-300)))
+        return Validation(efficiency, (float(low), float(high)), effective, self.target,
+                          float((efficiency - self.target) / sigma) if sigma > 0 else 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def weighted_fraction(passed: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
+    """The weighted fraction of ``passed`` events and the sample's effective number of events."""
+    passed = np.asarray(passed, bool)
+    weight = np.ones(len(passed)) if weight is None else np.asarray(weight, np.float64)
+    total = float(weight.sum())
+    if len(passed) == 0 or total <= 0:
+        raise DataError("background sample: no events (or no positive weight) to set or check a threshold on")
+    return float(weight[passed].sum()) / total, effective_count(weight)
+
+
+def threshold_at_efficiency(score: np.ndarray, efficiency: float, weight: np.ndarray | None = None, *,
+                            rate: str | float | None = None,
+                            input_rate: str | float | None = None) -> Threshold:
+    """The cut that keeps the fraction ``efficiency`` of a background sample (higher score: more anomalous).
+
+    The events are ranked by score and the cut is placed halfway between the last kept and the
+    first rejected score, keeping the smallest weighted share ≥ ``efficiency``. The sample must
+    hold enough events: at least one is needed above the cut (ε N_eff ≥ 1), else the threshold
+    is an extrapolation and a ``DataError`` says how many more events to take.
+    """
+    score = np.asarray(score, np.float64)
+    if not 0 < efficiency < 1:
+        raise ConfigError(f"efficiency: a target background efficiency lies in (0, 1), got {efficiency}")
+    weight = np.ones(len(score)) if weight is None else np.asarray(weight, np.float64)
+    if len(weight) != len(score):
+        raise DataError(f"background sample: {len(score)} scores but {len(weight)} weights")
+    if not np.isfinite(score).all():
+        raise DataError("background sample: some anomaly scores are not finite")
+    effective = effective_count(weight)
+    if efficiency * effective < 1:
+        raise DataError(f"background sample: ε = {efficiency:.3g} of {effective:.0f} effective events keeps less "
+                        f"than one; take at least {int(np.ceil(1 / efficiency))} background events")
+    order = np.argsort(-score, kind="stable")
+    ranked, shares = score[order], np.cumsum(weight[order]) / weight.sum()
+
+    def cut_keeping(fraction: float) -> float:
+        kept = min(int(np.searchsorted(shares, fraction * (1 - 1e-12))), len(ranked) - 1)  # last kept event
+        below = ranked[kept + 1] if kept + 1 < len(ranked) else ranked[kept] - 1.0
+        return float(0.5 * (ranked[kept] + below))
+
+    value = cut_keeping(efficiency)
+    kept_fraction, _ = weighted_fraction(score > value, weight)
+    low, high = clopper_pearson(kept_fraction, effective, ONE_SIGMA)
+    # a higher efficiency is a lower cut: the interval of cuts runs the other way
+    value_interval = (cut_keeping(float(high)), cut_keeping(max(float(low), 1.0 / len(score))))
+    return Threshold(value, efficiency, kept_fraction, (float(low), float(high)), value_interval, effective,
+                     kept_fraction * effective,
+                     None if rate is None else parse_rate(rate),
+                     None if input_rate is None else parse_rate(input_rate, "input rate"))
+
+
+def threshold_at_rate(score: np.ndarray, rate: str | float, input_rate: str | float = "40MHz",
+                      weight: np.ndarray | None = None) -> Threshold:
+    """``threshold_at_efficiency`` for the efficiency ``rate / input_rate`` (e.g. 1 kHz of 40 MHz)."""
+    return threshold_at_efficiency(score, target_efficiency(rate, input_rate), weight, rate=rate,
+                                   input_rate=input_rate)
+
+
+@dataclass(frozen=True)
+class TriggerRates:
+    """Rates (Hz) of the anomaly trigger, of the others, and the anomaly trigger's pure rate."""
+
+    total: float
+    pure: float
+    others: dict[str, float]
+    pure_interval: tuple[float, float]  # Clopper–Pearson, one sigma
+
+
+def pure_rate(accepted: np.ndarray, others: Mapping[str, np.ndarray], input_rate: str | float = "40MHz",
+              weight: np.ndarray | None = None) -> TriggerRates:
+    """The anomaly trigger's total and pure rate on a zero-bias (background) sample.
+
+    ``accepted`` marks the events the anomaly trigger keeps; ``others`` the events each other
+    trigger of the menu keeps (cut-based selections, e.g. ``MET_pt > 200``). The pure rate counts
+    the events only the anomaly trigger keeps: what it adds to the menu.
+    """
+    accepted = np.asarray(accepted, bool)
+    incoming = parse_rate(input_rate, "input rate")
+    any_other = np.zeros(len(accepted), bool)
+    rates: dict[str, float] = {}
+    for name, decisions in others.items():
+        passed = np.asarray(decisions, bool)
+        if passed.shape != accepted.shape:
+            raise DataError(f"trigger {name!r}: {len(passed)} decisions for {len(accepted)} events")
+        any_other |= passed
+        rates[name] = weighted_fraction(passed, weight)[0] * incoming
+    total, _ = weighted_fraction(accepted, weight)
+    pure, effective = weighted_fraction(accepted & ~any_other, weight)
+    low, high = clopper_pearson(pure, effective, ONE_SIGMA)
+    return TriggerRates(total * incoming, pure * incoming, rates, (float(low) * incoming, float(high) * incoming))
