@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ def write_samples(folder: Path, n: int = 12_000, seed: int = 2) -> dict[str, Pat
     gen = rng.normal(0, 1, n)
     reco = gen + rng.normal(0, 0.5, n)
     reco[rng.random(n) < 0.1] = -10.0
-    data = rng.normal(0.2, 0.8, n) + rng.normal(0, 0.5, n)
-    data = data[rng.random(n) > 0.1]
+    truth = rng.normal(0.2, 0.8, n)
+    data = (truth + rng.normal(0, 0.5, n))[rng.random(n) > 0.1]
     simulation = ak.zip({"gen_x": gen.astype(np.float32), "reco_x": reco.astype(np.float32)})
     return {"simulation": io.write(simulation, folder / "simulation.parquet"),
             "data": io.write(ak.zip({"reco_x": data.astype(np.float32),
                                      "event_weight": np.ones(len(data), np.float32)}), folder / "data.parquet"),
-            "other": io.write(ak.zip({"reco_y": data.astype(np.float32)}), folder / "other.parquet")}
+            "other": io.write(ak.zip({"reco_y": data.astype(np.float32)}), folder / "other.parquet"),
+            "truth": io.write(ak.zip({"gen_x": truth.astype(np.float32)}), folder / "truth.parquet")}
 
 
 def write_config(folder: Path, files: dict[str, Path], **changes: Any) -> Path:
@@ -52,7 +54,7 @@ def write_config(folder: Path, files: dict[str, Path], **changes: Any) -> Path:
 def test_unfold_writes_a_run_with_the_weights_of_every_iteration(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     files = write_samples(tmp_path)
-    config = write_config(tmp_path, files)
+    config = write_config(tmp_path, files, truth=str(files["truth"]), comparison={"bins": 20, "bootstraps": 3})
     code, out, err = run(["unfold", "--config", str(config), "--name", "gauss", "--runs-dir",
                           str(tmp_path / "runs"), "--no-progress"], capsys)
     assert code == 0, err
@@ -71,7 +73,11 @@ def test_unfold_writes_a_run_with_the_weights_of_every_iteration(tmp_path: Path,
         assert (run_dir / "iterations" / iteration / "step2" / "metrics.jsonl").is_file()
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["unfolding"]["iterations"] == 2 and "git_hash" in resolved["provenance"]
-    assert (run_dir / "unfolding.json").is_file()
+    # the closure figure: OmniFold and IBU much closer to the truth than the generator
+    assert (run_dir / "figures" / "unfolding.png").is_file() and (run_dir / "figures" / "unfolding.pdf").is_file()
+    discriminators = json.loads((run_dir / "unfolding.json").read_text())["triangular_discriminator_1e3"]["gen_x"]
+    assert discriminators["generator"] > 5 * discriminators["OmniFold"]
+    assert discriminators["generator"] > 5 * discriminators["IBU"]
     assert not list(run_dir.rglob("*.tmp*"))
 
 

@@ -9,10 +9,12 @@ The config (YAML) names the files and the inputs of each level::
     reco: {inputs: {jet: {variables: [reco_mass, reco_width]}}}
     reco_pass: "reco_mass > -9"     # optional expressions: reconstructed / has a generator level
     gen_pass: null
-    weights: {simulation: null, data: null, background: null}   # optional weight expressions
+    weights: {simulation: null, data: null, background: null, truth: null}   # optional expressions
     model: {name: mlp, preset: small}   # step 1 (and step 2 unless gen_model is given)
     training: {epochs: 10, batch_size: 1000}
     unfolding: {iterations: 4, ensemble: 1, bootstraps: 0, no_reco: one}
+    truth: []                       # optional, for closure: the data's generator level (gen fields)
+    comparison: {bins: 30}          # with truth: figures/unfolding.png|pdf, IBU beside OmniFold
 
 Each level is read by the data layer (a ``DataConfig`` per level: the same readers, expressions
 and checks as training), standardised with constants fitted on the simulation's events that have
@@ -20,6 +22,9 @@ that level, and passed to ``heplearn.methods.unfolding.omnifold``. The run direc
 ``config.yaml`` (the resolved config and provenance), ``iterations/<n>/step{1,2}/`` (each
 classifier's ``metrics.jsonl`` and checkpoints), ``iterations/<n>/weights.parquet`` (ω and ν),
 ``weights.parquet`` (the output weights, one row per simulated event) and ``unfolding.json``.
+With ``truth`` (a closure test), ``figures/unfolding.{png,pdf}`` compares truth, generator, IBU and
+OmniFold for every per-event generator variable (IBU pairs it with the reco variable in the same
+place of the same group), and ``unfolding.json`` gets each one's triangular discriminator.
 Everything is read and checked before the run directory is created.
 """
 
@@ -72,6 +77,15 @@ class SampleWeights(StrictModel):
     simulation: str | None = None
     data: str | None = None
     background: str | None = None
+    truth: str | None = None
+
+
+class ComparisonSettings(StrictModel):
+    """The closure figure: bins per observable (equal widths between the truth's 0.5% and 99.5%
+    quantiles) and IBU's bootstrap replicas."""
+
+    bins: int = pydantic.Field(default=30, ge=2)
+    bootstraps: int = pydantic.Field(default=10, ge=0)
 
 
 class UnfoldConfig(StrictModel):
@@ -90,8 +104,10 @@ class UnfoldConfig(StrictModel):
     gen_model: ModelConfig | None = None
     training: TrainingConfig = TrainingConfig()
     unfolding: OmniFoldSettings = OmniFoldSettings()
+    truth: list[str] = []
+    comparison: ComparisonSettings = ComparisonSettings()
 
-    @pydantic.field_validator("simulation", "data", "background", mode="before")
+    @pydantic.field_validator("simulation", "data", "background", "truth", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -112,7 +128,7 @@ def load_unfold_config(source: str | os.PathLike[str] | dict[str, Any],
 def _data_config(config: UnfoldConfig, sample: str, level: str) -> DataConfig:
     """The data config that reads ``level``'s inputs (and its pass flag) from ``sample``'s files."""
     files = {"simulation": config.simulation, "gen": config.simulation, "reco": config.simulation,
-             "data": config.data, "background": config.background}[sample]
+             "data": config.data, "background": config.background, "truth": config.truth}[sample]
     settings = config.gen if level == "gen" else config.reco
     passed = config.gen_pass if level == "gen" else config.reco_pass
     variables = dict(settings.new_variables)
@@ -120,7 +136,7 @@ def _data_config(config: UnfoldConfig, sample: str, level: str) -> DataConfig:
     if sample in {"simulation", "gen", "reco"} and passed:
         variables[PASS_FIELD] = passed
         observers.append(PASS_FIELD)
-    weight = getattr(config.weights, "simulation" if sample in {"gen", "reco"} else sample)
+    weight = getattr(config.weights, {"gen": "simulation", "reco": "simulation"}.get(sample, sample))
     return validate(DataConfig, {"train": files, "treename": config.treename, "new_variables": variables,
                                  "inputs": {name: group.model_dump() for name, group in settings.inputs.items()},
                                  "labels": {"type": "none"}, "weights": weight, "observers": observers,
@@ -145,6 +161,7 @@ class UnfoldRun:
     run_dir: Path
     weights_file: Path
     result: OmniFoldResult
+    discriminators: dict[str, dict[str, float]]
 
 
 def unfold(config: UnfoldConfig, name: str | None = None, runs_dir: str | os.PathLike[str] = "runs",
@@ -170,8 +187,10 @@ def unfold(config: UnfoldConfig, name: str | None = None, runs_dir: str | os.Pat
     sim_reco, reco_config = _read(config, "simulation", "reco")
     data, _ = _read(config, "data", "reco")
     background = _read(config, "background", "reco")[0] if config.background else None
+    truth = _read(config, "truth", "gen")[0] if config.truth else None
     reco_pass, gen_pass = _passed(sim_reco), _passed(sim_gen)
     check_inputs(sim_gen, sim_reco, data, background, reco_pass, gen_pass)
+    raw = {"gen": sim_gen, "reco": sim_reco, "data": data, "truth": truth}
     # standardisation from the simulated events that have the level (not the dummy values)
     gen_scaling = Preprocessing.fit(sim_gen.take(np.flatnonzero(gen_pass)), gen_config, [])
     reco_scaling = Preprocessing.fit(sim_reco.take(np.flatnonzero(reco_pass)), reco_config, [])
@@ -190,5 +209,43 @@ def unfold(config: UnfoldConfig, name: str | None = None, runs_dir: str | os.Pat
                                  {"simulation": [str(path) for path in expand_files(config.simulation, "simulation")],
                                   "iterations": config.unfolding.iterations})
     names = [variable for group in config.gen.inputs.values() for variable in group.variables]
-    write_run_summary(run, config.unfolding.model_dump(), result, names)
-    return UnfoldRun(run.path, weights_file, result)
+    discriminators = _closure_figure(config, raw, reco_pass, gen_pass, result, run) if truth is not None else {}
+    write_run_summary(run, config.unfolding.model_dump(), result, names, discriminators)
+    return UnfoldRun(run.path, weights_file, result, discriminators)
+
+
+def _closure_figure(config: UnfoldConfig, raw: dict[str, Any], reco_pass: np.ndarray, gen_pass: np.ndarray,
+                    result: OmniFoldResult, run: RunDirectory) -> dict[str, dict[str, float]]:
+    """Truth, generator, IBU and OmniFold for each per-event generator variable; the Δ of each."""
+    from heplearn.methods.unfolding_figures import ObservableComparison, comparison_figure
+    from heplearn.stats.ibu import unfold_events
+
+    observables = []
+    for group_name, group in config.gen.inputs.items():
+        reco_group = config.reco.inputs.get(group_name)
+        if group.per_particle or group.image is not None or reco_group is None:
+            continue
+        for index, variable in enumerate(group.variables):
+            if index >= len(reco_group.variables):
+                break
+            gen = raw["gen"].inputs[group_name][:, index].astype(np.float64)
+            reco = raw["reco"].inputs[group_name][:, index].astype(np.float64)
+            truth = raw["truth"].inputs[group_name][:, index].astype(np.float64)
+            data = raw["data"].inputs[group_name][:, index].astype(np.float64)
+            low, high = np.quantile(truth, [0.005, 0.995])
+            bins = np.linspace(low, high, config.comparison.bins + 1)
+            reco_bins = np.linspace(*np.quantile(data, [0.005, 0.995]), config.comparison.bins + 1)
+            prior = raw["gen"].weight.astype(np.float64)
+            ibu = unfold_events(gen[gen_pass], reco[gen_pass], data, bins, reco_bins, config.unfolding.iterations,
+                                sim_weight=prior[gen_pass], data_weight=raw["data"].weight,
+                                reco_pass=reco_pass[gen_pass], bootstraps=config.comparison.bootstraps,
+                                seed=config.unfolding.seed)
+            replicas = result.bootstrap_weights[:, gen_pass] if result.bootstrap_weights.size else None
+            observables.append(ObservableComparison(
+                variable, variable, bins, truth, gen[gen_pass], result.weights[gen_pass],
+                truth_weights=raw["truth"].weight, generator_weights=prior[gen_pass], omnifold_replicas=replicas,
+                ibu=ibu))
+    if not observables:
+        return {}
+    _, discriminators = comparison_figure(observables, run.path / "figures")
+    return discriminators

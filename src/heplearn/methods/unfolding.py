@@ -343,9 +343,11 @@ def write_weights(path: str | Path, result: OmniFoldResult, metadata: Mapping[st
 
 
 def write_run_summary(run: RunDirectory, settings: Mapping[str, Any], result: OmniFoldResult,
-                      names: Sequence[str] = ()) -> None:
-    """``unfolding.json`` beside the weights: settings, sizes and the weights' spread per iteration."""
+                      names: Sequence[str] = (), discriminators: Mapping[str, Any] | None = None) -> None:
+    """``unfolding.json`` beside the weights: settings, sizes, the weights' spread per iteration and,
+    for a closure test, the triangular discriminators ×10³ to the truth."""
     summary = {"settings": dict(settings), "events": len(result.prior), "observables": list(names),
+               "triangular_discriminator_1e3": dict(discriminators or {}),
                "push_std_per_iteration": [float(np.std(push)) for push in result.push],
                "pull_std_per_iteration": [float(np.std(pull)) for pull in result.pull]}
     write_text_atomic(run.path / "unfolding.json", json.dumps(summary, indent=2, default=str))
