@@ -15,11 +15,11 @@ from heplearn.generate.processes import PROCESSES, GeneratorOptions, get_card, p
 
 
 def test_every_card_has_settings_and_truth() -> None:
-    assert set(PROCESSES) == {"top", "w", "z", "hbb", "qcd", "quark", "gluon"}
+    assert set(PROCESSES) == {"top", "w", "z", "hbb", "hcc", "bjets", "bjets_qcd", "qcd", "quark", "gluon"}
     for card in PROCESSES.values():
-        assert card.settings and card.truth in ("resonance", "parton")
+        assert card.settings and card.truth in ("resonance", "parton", "flavour")
         assert (card.resonance_id != 0) == (card.truth == "resonance")
-    assert get_card("quark").default_radius == get_card("gluon").default_radius == 0.4
+    assert {get_card(name).default_radius for name in ("quark", "gluon", "bjets", "bjets_qcd")} == {0.4}
     assert get_card("top").default_radius == 0.8
     assert get_card(" TOP ").name == "top"
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from heplearn.data import io
 from heplearn.errors import HeplearnError
-from heplearn.generate import clustering, substructure, truth
-from heplearn.generate.detector import apply_detector
+from heplearn.generate import clustering, substructure, tracks, truth
+from heplearn.generate.detector import DETECTOR_PROFILES, apply_detector
 from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
 from heplearn.generate.processes import GeneratorOptions, ProcessCard, get_card, pythia_settings
 
@@ -60,9 +60,11 @@ def generate_jets(
     """``n_jets`` labelled-by-truth jets of ``card`` as a JetClass record array (no labels yet).
 
     ``report``, if given, is called after every Pythia batch with the number of jets found so far.
+    The detector and the impact-parameter smearing draw from two streams of ``detector_seed``.
     """
     generator = PythiaGenerator(pythia_settings(card, options, seed))
     rng = np.random.default_rng(detector_seed)
+    track_rng = np.random.default_rng([detector_seed, 1])
     pieces: list[ak.Array] = []
     n_found = 0
     n_events = 0
@@ -74,7 +76,7 @@ def generate_jets(
         record, particles = generator.next_batch(batch_size)
         if options.detector is not None:
             particles = apply_detector(particles, options.detector, rng)
-        jets = jets_of_batch(card, options, record, particles, first_event=n_events)
+        jets = jets_of_batch(card, options, record, particles, first_event=n_events, track_rng=track_rng)
         n_events += record.n_events
         n_found += len(jets)
         events_since_jet = 0 if len(jets) else events_since_jet + record.n_events
@@ -100,10 +102,17 @@ def jets_of_batch(
     particles: FinalState,
     *,
     first_event: int = 0,
+    track_rng: np.random.Generator | None = None,
 ) -> ak.Array:
-    """Cluster one batch, select jets in the window that match the card's truth, fill fields."""
+    """Cluster one batch, select jets in the window that match the card's truth, fill fields.
+
+    Heavy hadrons are clustered as ghosts for the hadron flavour (``aux_hadron_flavour``: 5, 4, 0;
+    one-hot ``label_b``, ``label_c``, ``label_light`` for the flavour cards); charged constituents
+    get impact parameters smeared with the detector's resolution (the nominal one at particle level).
+    """
     radius = options.radius_for(card)
-    jets = clustering.cluster(particles, radius, options.algorithm, options.pt_min)
+    jets = clustering.cluster(particles, radius, options.algorithm, options.pt_min,
+                              ghosts=truth.find_heavy_hadrons(record))
     jets = jets.select(clustering.in_window(jets, options.pt_min, options.pt_max, options.eta_max))
     if card.truth == "resonance":
         objects = truth.find_resonances(record, card.resonance_id)
@@ -116,6 +125,9 @@ def jets_of_batch(
     jets = jets.select(matched.keep)
 
     columns: dict[str, object] = dict(clustering.particle_fields(particles, jets, options.max_particles))
+    columns.update(tracks.track_fields(particles, jets, options.max_particles,
+                                       options.detector or DETECTOR_PROFILES["nominal"],
+                                       track_rng if track_rng is not None else np.random.default_rng(0)))
     columns.update(clustering.jet_fields(jets))
     columns["jet_nparticles"] = np.minimum(jets.n_constituents, options.max_particles).astype(np.int32)
     columns.update(substructure.substructure_fields(clustering.constituents_awkward(particles, jets), radius))
@@ -131,7 +143,10 @@ def jets_of_batch(
         "aux_pthat": record.pthat[jets.event].astype(np.float32),
         "aux_jet_nconstituents": jets.n_constituents.astype(np.int32),
         "aux_event": (first_event + jets.event).astype(np.int64),
+        "aux_hadron_flavour": jets.hadron_flavour.astype(np.int32),
     })
+    if card.truth == "flavour":
+        columns.update(truth.flavour_labels(jets.hadron_flavour))
     return ak.zip(columns, depth_limit=1)
 
 

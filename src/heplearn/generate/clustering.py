@@ -19,6 +19,7 @@ import numpy as np
 from heplearn.generate import kinematics
 from heplearn.generate._fastjet import fastjet
 from heplearn.generate.events import FinalState
+from heplearn.generate.truth import HeavyHadrons
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Jets:
 
     ``constituents`` holds flat indices into the ``FinalState`` arrays; the constituents of
     jet ``j`` are ``constituents[constituent_offsets[j]:constituent_offsets[j + 1]]``.
+    ``hadron_flavour`` is 5 (b), 4 (c) or 0 (light) from the ghost-associated heavy hadrons.
     """
 
     event: np.ndarray
@@ -55,6 +57,7 @@ class Jets:
     energy: np.ndarray
     constituents: np.ndarray
     constituent_offsets: np.ndarray
+    hadron_flavour: np.ndarray
 
     def __len__(self) -> int:
         return len(self.event)
@@ -93,9 +96,20 @@ class Jets:
         )
 
 
-def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float) -> Jets:
-    """Cluster every event of the batch; keep jets with pT ≥ ``pt_min``."""
-    events = to_awkward(particles.px, particles.py, particles.pz, particles.energy, particles.counts)
+# Ghosts carry the direction of a heavy hadron with a vanishing momentum: they join a jet
+# without changing it (infrared safety of the algorithm; Cacciari, Salam, Soyez, arXiv:0802.1188).
+GHOST_SCALE = 1e-18
+
+
+def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
+            ghosts: HeavyHadrons | None = None) -> Jets:
+    """Cluster every event of the batch; keep jets with pT ≥ ``pt_min``.
+
+    ``ghosts`` (heavy hadrons) are clustered along as ghosts and give each jet its hadron flavour;
+    they are not constituents.
+    """
+    inputs, source = _with_ghosts(particles, ghosts)
+    events = to_awkward(*inputs)
     sequence = fastjet.ClusterSequence(events, jet_definition(algorithm, radius))
     jets = sequence.inclusive_jets(pt_min)
     local_index = sequence.constituent_index(pt_min)
@@ -105,15 +119,23 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float)
     flat_jets = ak.flatten(jets)
     per_jet = ak.flatten(local_index, axis=1)
     counts = ak.to_numpy(ak.num(per_jet)).astype(np.int64)
-    particle_offsets = np.concatenate([[0], np.cumsum(particles.counts)])
+    particle_offsets = np.concatenate([[0], np.cumsum(inputs[4])])
     flat_index = ak.to_numpy(ak.flatten(per_jet)).astype(np.int64)
     flat_index += np.repeat(particle_offsets[event], counts)
+    flavour = np.zeros(len(counts), dtype=np.int64)
+    if source is not None and ghosts is not None:
+        original = source[flat_index]  # index into (particles..., ghosts...)
+        ghost = original >= len(particles)
+        jet_of_entry = np.repeat(np.arange(len(counts)), counts)
+        np.maximum.at(flavour, jet_of_entry[ghost], ghosts.flavour[original[ghost] - len(particles)])
+        flat_index = original[~ghost]
+        counts = np.bincount(jet_of_entry[~ghost], minlength=len(counts)).astype(np.int64)
 
     # Order each jet's constituents by decreasing pT (stable, so ties keep the input order).
     jet_of = np.repeat(np.arange(len(counts)), counts)
     constituent_pt = kinematics.pt(particles.px[flat_index], particles.py[flat_index])
     order = np.lexsort((-constituent_pt, jet_of))
-    return Jets(
+    jets_found = Jets(
         event=event,
         px=ak.to_numpy(flat_jets.px).astype(np.float64),
         py=ak.to_numpy(flat_jets.py).astype(np.float64),
@@ -121,7 +143,27 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float)
         energy=ak.to_numpy(flat_jets.E).astype(np.float64),
         constituents=flat_index[order],
         constituent_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        hadron_flavour=flavour,
     )
+    empty = jets_found.n_constituents == 0  # a jet of ghosts alone (only when pt_min ≈ 0)
+    return jets_found.select(~empty) if empty.any() else jets_found
+
+
+def _with_ghosts(particles: FinalState, ghosts: HeavyHadrons | None) -> tuple[tuple[np.ndarray, ...],
+                                                                              np.ndarray | None]:
+    """(px, py, pz, E, counts) of the particles with the ghosts added to their events, and for each
+    entry its index in (particles..., ghosts...); ``None`` without ghosts."""
+    plain = (particles.px, particles.py, particles.pz, particles.energy, particles.counts)
+    if ghosts is None or len(ghosts) == 0:
+        return plain, None
+    event = np.concatenate([np.repeat(np.arange(particles.n_events), particles.counts), ghosts.event])
+    source = np.argsort(event, kind="stable")
+    ghost_p = [GHOST_SCALE * component for component in (ghosts.px, ghosts.py, ghosts.pz)]
+    ghost_energy = np.sqrt(ghost_p[0] ** 2 + ghost_p[1] ** 2 + ghost_p[2] ** 2)
+    columns = [np.concatenate([mine, theirs])[source]
+               for mine, theirs in zip(plain[:4], [*ghost_p, ghost_energy], strict=True)]
+    counts = np.bincount(event, minlength=particles.n_events).astype(np.int64)
+    return (*columns, counts), source
 
 
 def in_window(jets: Jets, pt_min: float, pt_max: float, eta_max: float) -> np.ndarray:
@@ -139,12 +181,7 @@ def constituents_awkward(particles: FinalState, jets: Jets) -> ak.Array:
 
 def particle_fields(particles: FinalState, jets: Jets, max_particles: int) -> dict[str, ak.Array]:
     """The JetClass ``part_*`` fields: the ``max_particles`` hardest constituents of each jet."""
-    counts = jets.n_constituents
-    rank = np.arange(len(jets.constituents)) - np.repeat(jets.constituent_offsets[:-1], counts)
-    keep = rank < max_particles
-    index = jets.constituents[keep]
-    stored = np.minimum(counts, max_particles)
-    jet_of = np.repeat(np.arange(len(jets)), stored)
+    index, stored, jet_of = stored_constituents(jets, max_particles)
 
     px, py, pz = particles.px[index], particles.py[index], particles.pz[index]
     pid = particles.pid[index]
@@ -174,6 +211,15 @@ def particle_fields(particles: FinalState, jets: Jets, max_particles: int) -> di
     result = {name: ak.unflatten(values.astype(np.float32), stored) for name, values in columns.items()}
     result["part_pid"] = ak.unflatten(pid.astype(np.int32), stored)
     return result
+
+
+def stored_constituents(jets: Jets, max_particles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat particle index, count per jet, jet of each) of the ``max_particles`` hardest constituents."""
+    counts = jets.n_constituents
+    rank = np.arange(len(jets.constituents)) - np.repeat(jets.constituent_offsets[:-1], counts)
+    index = jets.constituents[rank < max_particles]
+    stored = np.minimum(counts, max_particles)
+    return index, stored, np.repeat(np.arange(len(jets)), stored)
 
 
 def jet_fields(jets: Jets) -> dict[str, np.ndarray]:

@@ -228,11 +228,13 @@ def _smear_tracks(particles: FinalState, *, tracked: np.ndarray, pt: np.ndarray,
     original = particles.energy[tracked] ** 2 - (particles.px[tracked] ** 2 + particles.py[tracked] ** 2
                                                   + particles.pz[tracked] ** 2)
     mass2 = np.maximum(original, 0.0)
+    vx, vy, vz = particles.vertex()
     return {
         "px": px, "py": py, "pz": pz,
         "energy": np.sqrt(px**2 + py**2 + pz**2 + mass2),
         "pid": particles.pid[tracked],
         "charge": particles.charge[tracked],
+        "vx": vx[tracked], "vy": vy[tracked], "vz": vz[tracked],
     }
 
 
@@ -270,6 +272,7 @@ def _cells(particles: FinalState, event: np.ndarray, selected: np.ndarray, *, rn
         "energy": smeared,
         "pid": np.full(n, pdgid, dtype=np.int64),
         "charge": np.zeros(n),
+        "vx": np.zeros(n), "vy": np.zeros(n), "vz": np.zeros(n),  # cells point at the origin
     }
 
 
@@ -277,5 +280,5 @@ def _merge(n_events: int, parts: list[tuple[np.ndarray, dict[str, np.ndarray]]])
     event = np.concatenate([part[0] for part in parts])
     order = np.argsort(event, kind="stable")
     columns = {name: np.concatenate([part[1][name] for part in parts])[order]
-               for name in ("px", "py", "pz", "energy", "pid", "charge")}
+               for name in ("px", "py", "pz", "energy", "pid", "charge", "vx", "vy", "vz")}
     return FinalState(**columns, counts=np.bincount(event, minlength=n_events).astype(np.int64))

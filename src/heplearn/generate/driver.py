@@ -37,7 +37,13 @@ import heplearn
 from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.generate.chunk import ChunkResult, ChunkTask, chunk_seeds, run_chunk
-from heplearn.generate.processes import DEFAULT_CHUNK_SIZE, GeneratorOptions, get_card, pythia_settings
+from heplearn.generate.processes import (
+    DEFAULT_CHUNK_SIZE,
+    PROCESSES,
+    GeneratorOptions,
+    get_card,
+    pythia_settings,
+)
 from heplearn.generate.variations import check_settings, variation_settings
 
 logger = logging.getLogger(__name__)
@@ -153,11 +159,17 @@ def _check_processes(processes: Sequence[str]) -> list[str]:
     if isinstance(processes, str):
         processes = [processes]
     if not processes:
-        raise ConfigError("no process given: name at least one of top, w, z, hbb, qcd, quark, gluon")
+        raise ConfigError(f"no process given: name at least one of {', '.join(PROCESSES)}")
     names = [get_card(name).name for name in processes]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"process {', '.join(duplicates)} given more than once")
+    by_flavour = {name for name in names if get_card(name).truth == "flavour"}
+    if by_flavour and len(by_flavour) < len(names):
+        raise ConfigError(
+            f"{', '.join(sorted(by_flavour))} label jets by flavour (label_b/c/light) and cannot be mixed with "
+            f"{', '.join(name for name in names if name not in by_flavour)}, labelled by process; run them apart"
+        )
     return names
 
 
@@ -379,8 +391,9 @@ def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suff
     for name in names:
         chunks = [io.open_source(task.path).read() for task in plan if task.process == name]
         jets = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-        for label in names:
-            jets = ak.with_field(jets, np.full(len(jets), label == name), f"label_{label}")
+        if get_card(name).truth != "flavour":  # flavour cards carry label_b/c/light already
+            for label in names:
+                jets = ak.with_field(jets, np.full(len(jets), label == name), f"label_{label}")
         order = rng.permutation(len(jets))
         for split, (low, high) in split_bounds(len(jets), fractions).items():
             parts[split].append(jets[order[low:high]])

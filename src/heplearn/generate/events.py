@@ -8,6 +8,11 @@ code runs per event or per particle. We keep two flat views of a batch:
 - ``FinalState``: the visible stable particles (neutrinos removed), the input to the detector
   and the jet clustering.
 
+Both carry each particle's production vertex (``vProd``, mm; the origin for particles made at the
+collision), which Pythia sets for the products of every decay it does: b and c hadrons decay
+with their lifetimes (``ParticleDecays:limitTau0`` keeps only cτ > 10 mm stable), so their
+charged daughters start displaced and get impact parameters.
+
 Both are event-major: particles of event ``i`` are ``offsets[i]:offsets[i + 1]``.
 """
 
@@ -41,6 +46,9 @@ class EventRecord:
     energy: np.ndarray
     offsets: np.ndarray  # (n_events + 1,)
     pthat: np.ndarray  # (n_events,) the hard-process transverse momentum
+    vx: np.ndarray | None = None  # production vertex (mm)
+    vy: np.ndarray | None = None
+    vz: np.ndarray | None = None
 
     @property
     def n_events(self) -> int:
@@ -62,10 +70,20 @@ class FinalState:
     pid: np.ndarray
     charge: np.ndarray
     counts: np.ndarray  # particles per event
+    vx: np.ndarray | None = None  # production vertex (mm); None: all at the origin
+    vy: np.ndarray | None = None
+    vz: np.ndarray | None = None
 
     @property
     def n_events(self) -> int:
         return len(self.counts)
+
+    def vertex(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vx, vy, vz) of every particle, zeros where no vertex is stored."""
+        if self.vx is None or self.vy is None or self.vz is None:
+            zeros = np.zeros(len(self.px))
+            return zeros, zeros, zeros
+        return self.vx, self.vy, self.vz
 
     def __len__(self) -> int:
         return len(self.px)
@@ -121,6 +139,9 @@ class PythiaGenerator:
             pid=pid,
             charge=self.charges(pid),
             counts=counts.astype(np.int64),
+            vx=None if record.vx is None else record.vx[keep],
+            vy=None if record.vy is None else record.vy[keep],
+            vz=None if record.vz is None else record.vz[keep],
         )
 
 
@@ -135,6 +156,10 @@ def _event_record(batch: ak.Array) -> EventRecord:
             column = column[name]
         return ak.to_numpy(ak.flatten(column))
 
+    def vertex(name: str) -> np.ndarray:
+        # vProd is missing (None) for particles made at the origin.
+        return ak.to_numpy(ak.fill_none(ak.flatten(particles["vProd"][name]), 0.0)).astype(np.float64)
+
     pt2hat = ak.to_numpy(batch["info"]["pT2Hat"]).astype(np.float64)
     return EventRecord(
         pid=flat("id").astype(np.int64),
@@ -148,4 +173,7 @@ def _event_record(batch: ak.Array) -> EventRecord:
         energy=flat("p", "e").astype(np.float64),
         offsets=offsets,
         pthat=np.sqrt(np.maximum(pt2hat, 0.0)),
+        vx=vertex("px"),  # pythia8mc names the vertex components like a four-momentum
+        vy=vertex("py"),
+        vz=vertex("pz"),
     )

@@ -22,6 +22,17 @@ Cards (√s = 14 TeV, jets with 550 ≤ pT < 650 GeV and |η| < 2 by default):
 ``qcd``
     ``HardQCD:all``: every jet in the window is kept; the nearest outgoing parton of the hard
     scattering (within R) is stored as truth.
+``hcc``
+    As ``hbb`` with H → cc̄ (``25:onIfMatch = 4 -4``).
+``bjets``
+    The b-tagging sample: tt̄ in all decay modes (two b jets per event, c and light jets from the
+    W decays), R = 0.4. Every jet in the window is kept and labelled ``label_b``, ``label_c`` or
+    ``label_light`` by its ghost-associated B or C hadron (``aux_hadron_flavour`` 5, 4, 0), not by
+    the process; choose the pT range with the jet window (``--pt-min 30 --pt-max 250``).
+``bjets_qcd``
+    The same labelling on inclusive QCD (``HardQCD:all``, R = 0.4): mostly light and gluon jets,
+    with b and c jets from gluon splitting and flavour excitation. Mixes with ``bjets`` (both are
+    labelled by flavour), not with the process-labelled cards.
 ``quark``, ``gluon``
     Z(→νν̄) + jet, the quark–gluon benchmark of Komiske, Metodiev and Thaler (arXiv:1810.05165):
     ``WeakBosonAndParton:qg2gmZq`` for light-quark (u, d, s) jets and ``qqbar2gmZg`` for gluon
@@ -43,7 +54,7 @@ from heplearn.generate.variations import parse_settings, variation_settings
 if TYPE_CHECKING:
     from heplearn.generate.detector import DetectorConfig
 
-TruthKind = Literal["resonance", "parton"]
+TruthKind = Literal["resonance", "parton", "flavour"]
 ALGORITHMS = ("antikt", "kt", "cambridge")
 DEFAULT_CHUNK_SIZE = 1000  # jets per chunk: the unit of parallel work and of restart
 
@@ -65,10 +76,23 @@ class ProcessCard:
     resonance_id: int = 0
     # truth == "parton": the |pdg id|s of hard outgoing partons the jet may match (None: any,
     # and a jet without a match is kept, as for inclusive QCD).
+    # truth == "flavour": every jet is kept and labelled b, c or light by its hadron flavour.
     parton_ids: frozenset[int] | None = None
     default_radius: float = 0.8
     # A first guess of accepted jets per event, to size the first Pythia batch.
     jets_per_event_guess: float = 0.5
+
+
+def _higgs_card(quark: str, pdgid: int) -> ProcessCard:
+    """Boosted ff̄ → HZ with H → qq̄ (q = b or c) and Z → νν̄: H and both quarks inside the jet."""
+    return ProcessCard(
+        f"h{quark}{quark}",
+        f"ff̄ → HZ with H → {quark}{quark}̄ and Z → νν̄; H and both {quark} inside the jet",
+        ("HiggsSM:ffbar2HZ = on", "25:onMode = off", f"25:onIfMatch = {pdgid} -{pdgid}", *_INVISIBLE_Z),
+        truth="resonance",
+        resonance_id=25,
+        jets_per_event_guess=0.4,
+    )
 
 
 PROCESSES: dict[str, ProcessCard] = {
@@ -98,13 +122,23 @@ PROCESSES: dict[str, ProcessCard] = {
             resonance_id=23,
             jets_per_event_guess=0.8,
         ),
+        _higgs_card("b", 5),
+        _higgs_card("c", 4),
         ProcessCard(
-            "hbb",
-            "ff̄ → HZ with H → bb̄ and Z → νν̄; H and both b inside the jet",
-            ("HiggsSM:ffbar2HZ = on", "25:onMode = off", "25:onIfMatch = 5 -5", *_INVISIBLE_Z),
-            truth="resonance",
-            resonance_id=25,
-            jets_per_event_guess=0.4,
+            "bjets",
+            "tt̄ in all decay modes; every jet, labelled b, c or light by its hadron flavour",
+            ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
+            truth="flavour",
+            default_radius=0.4,
+            jets_per_event_guess=1.0,
+        ),
+        ProcessCard(
+            "bjets_qcd",
+            "inclusive QCD 2 → 2; every jet, labelled b, c or light by its hadron flavour",
+            ("HardQCD:all = on",),
+            truth="flavour",
+            default_radius=0.4,
+            jets_per_event_guess=1.0,
         ),
         ProcessCard(
             "qcd",
