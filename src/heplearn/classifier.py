@@ -231,7 +231,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
             if val is not None:
                 val_source = InMemorySource(InMemoryJets(val.arrays, val.class_names, preprocessing),
                                             max(config.training.batch_size, 1024), False, 0)
-            network, trainer = fit_torch(config, task, train_source, val_source, None, progress)
+            network, trainer = fit_torch(config, task, train_source, val_source, None, progress,
+                                         preprocessing=preprocessing)
             network.eval()
             self.history_ = trainer.history
             self.trained_ = TrainedModel(config, task, preprocessing, network=network)

@@ -109,6 +109,19 @@ class ParticleModel(nn.Module):
         """Every hyper-parameter, defaults included (what a run's resolved config records)."""
         return {key: _thaw(value) for key, value in dataclasses.asdict(self.hparams).items()}
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last dense layer, the one that gives the ``num_outputs`` outputs.
+
+        Its input is the network's learnt representation of the jet: what a domain head
+        (``heplearn.methods.domain``) or any other method that looks inside the network reads.
+        """
+        layers = [module for module in self.modules()
+                  if isinstance(module, nn.Linear) and module.out_features == self.num_outputs]
+        if not layers:
+            raise ConfigError(f"model {self.name}: no dense output layer of {self.num_outputs} outputs")
+        return layers[-1]
+
     def count_parameters(self) -> int:
         """The number of trainable parameters."""
         return sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)

@@ -188,7 +188,8 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights)
     try:
-        model, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume)
+        model, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
+                                   preprocessing)
     finally:
         if isinstance(train_source, StreamSource):
             train_source.loader.close()  # its worker processes
@@ -203,14 +204,15 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
 
 
 def fit_torch(config: RunConfig, task: Task, train_source: Any, val_source: Any, run_dir: Path | None,
-              progress: bool = True, on_batch: Any = None, resume: bool = False) -> tuple[torch.nn.Module, Trainer]:
+              progress: bool = True, on_batch: Any = None, resume: bool = False,
+              preprocessing: Preprocessing | None = None) -> tuple[torch.nn.Module, Trainer]:
     """Build the network a config names and ``fit`` it; the same initial weights on every rank."""
     torch.manual_seed(config.training.seed)
     model = registry.build_network(config.model, config.data, task.num_outputs)
     log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
              sum(p.numel() for p in model.parameters()))
     result = fit(model, task, train_source, val_source, config.training, run_dir=run_dir, progress=progress,
-                 on_batch=on_batch, resume=resume)
+                 on_batch=on_batch, resume=resume, data=config.data, preprocessing=preprocessing)
     return model, result.trainer
 
 

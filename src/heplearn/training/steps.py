@@ -45,6 +45,8 @@ class StepContext:
     training: Any  # TrainingConfig
     total_steps: int
     wrap: Callable[[torch.nn.Module], torch.nn.Module]  # DDP / torch.compile, as the trainer runs them
+    data: Any = None  # the DataConfig the batches come from, for strategies that read a sample of their own
+    preprocessing: Any = None  # the run's Preprocessing, to standardise such a sample as the batches are
 
 
 class StepStrategy:
@@ -137,6 +139,7 @@ def loss_figures(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str
 STEP_STRATEGIES = Plugins("step strategy", {
     "single": (__name__, "SingleNetworkStep"),
     "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
+    "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
 })
 
 

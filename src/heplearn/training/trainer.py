@@ -110,7 +110,7 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, config: TrainingConfig, task: Task, run_dir: Path | None,
                  progress: bool = True, on_batch: Callable[[Batch], None] | None = None,
-                 step: StepConfig | None = None) -> None:
+                 step: StepConfig | None = None, data: Any = None, preprocessing: Any = None) -> None:
         self.model = model
         self.config = config
         self.task = task
@@ -123,6 +123,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._wrapped: list[torch.nn.Module] = []
         self.strategy: StepStrategy | None = None
+        self.data, self.preprocessing = data, preprocessing
 
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         """A module as the loop runs it: in DistributedDataParallel under torchrun, compiled if asked."""
@@ -139,7 +140,7 @@ class Trainer:
         config = self.config
         steps_per_epoch = min(train.batches_per_epoch(), config.max_steps_per_epoch or 10**12)
         strategy = build_step(StepContext(self.model, self.task, config, max(1, steps_per_epoch * config.epochs),
-                                          self._wrap), self.step_config)
+                                          self._wrap, self.data, self.preprocessing), self.step_config)
         self.strategy = strategy
         state = ckpt.TrainingState()
         checkpoints = RunDirectory(self.run_dir).checkpoints if self.run_dir else None
@@ -276,14 +277,16 @@ class FitResult:
 
 def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource | None, config: TrainingConfig,
         *, run_dir: Path | None = None, progress: bool = False, on_batch: Callable[[Batch], None] | None = None,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, data: Any = None, preprocessing: Any = None) -> FitResult:
     """Train ``model`` for ``task`` on ``train`` (validating on ``val``) as ``config`` says.
 
     The one in-memory entry point: ``heplearn.train`` and ``Classifier.fit`` call it, and so do
     methods that train many times (OmniFold calls it twice per iteration with new per-event
     weights). With ``run_dir``, checkpoints, ``metrics.jsonl`` and TensorBoard logs go there.
+    ``data`` and ``preprocessing`` (the data config and standardisation of the batches) are handed
+    to the step strategy, for strategies that read a sample of their own (domain adaptation).
     """
-    trainer = Trainer(model, config, task, run_dir, progress, on_batch)
+    trainer = Trainer(model, config, task, run_dir, progress, on_batch, data=data, preprocessing=preprocessing)
     state = trainer.fit(train, val, resume=resume)
     log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
     return FitResult(model, trainer.history, state, trainer)
