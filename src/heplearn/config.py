@@ -27,10 +27,19 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return content
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: where (line, column) and what, without its quoted source lines."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
 def validate(model: type[Model], content: Any, where: str) -> Model:

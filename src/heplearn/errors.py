@@ -8,7 +8,19 @@ from __future__ import annotations
 
 
 class HeplearnError(Exception):
-    """Bad input: the message says what was wrong, where, and how to fix it."""
+    """Bad input: the message says what was wrong, where, and how to fix it.
+
+    The message is always one line: text quoted from a library (PyYAML, uproot, numpy) that
+    spans several lines is joined, so the command line prints one line whatever the cause.
+    """
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines stripped and joined by spaces (blank lines dropped)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class DataError(HeplearnError):

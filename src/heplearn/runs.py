@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from heplearn import __version__
+from heplearn.config import yaml_problem
 from heplearn.data.files import write_text_atomic
 from heplearn.errors import ConfigError, DataError
 from heplearn.run_config import RunConfig, load_run_config
@@ -119,7 +120,7 @@ class RunDirectory:
         try:
             content = yaml.safe_load(self.config_file.read_text())
         except yaml.YAMLError as error:
-            raise DataError(f"{self.config_file}: not valid YAML ({error})") from None
+            raise DataError(f"{self.config_file}: not valid YAML: {yaml_problem(error)}") from None
         if not isinstance(content, dict):
             raise DataError(f"{self.config_file}: expected a mapping of config sections")
         content.pop("provenance", None)

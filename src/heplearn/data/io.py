@@ -183,8 +183,12 @@ class RootSource(Source):
         return sorted({0, self.num_entries, *(int(x) for x in self._tree.common_entry_offsets())})
 
     def provenance(self) -> dict[str, Any]:
-        if PROVENANCE_KEY in self._file:
-            return json.loads(str(self._file[PROVENANCE_KEY]))
+        try:
+            if PROVENANCE_KEY in self._file:
+                return json.loads(str(self._file[PROVENANCE_KEY]))
+        except Exception as error:  # a damaged file: uproot raises OSError and others
+            raise DataError(f"{self.path}: cannot read its provenance (truncated or corrupt?): "
+                            f"{type(error).__name__}: {error}") from error
         return {}
 
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array:
@@ -229,8 +233,12 @@ class Hdf5Source(Source):
         return infos
 
     def provenance(self) -> dict[str, Any]:
-        raw = self._file.attrs.get(PROVENANCE_KEY)
-        return json.loads(raw) if raw is not None else {}
+        try:
+            raw = self._file.attrs.get(PROVENANCE_KEY)
+            return json.loads(raw) if raw is not None else {}
+        except Exception as error:  # a damaged file
+            raise DataError(f"{self.path}: cannot read its provenance (truncated or corrupt?): "
+                            f"{type(error).__name__}: {error}") from error
 
     def _counts(self, start: int, stop: int) -> np.ndarray | None:
         if "jet_nparticles" in self._datasets:

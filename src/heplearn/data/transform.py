@@ -16,6 +16,7 @@ like those, so they travel through the streaming hand-over's shared blocks too.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -297,7 +298,17 @@ class ChunkTransformer:
 
         ``scale`` standardises the inputs: the per-jet ones here, the per-particle ones as they
         are padded (its constants go with the jets), so padded slots hold exactly the pad value.
+        A NaN or infinity (``data.nonfinite: error``) is reported by the file's field that holds
+        it and the first entry, not only by the input variable computed from it.
         """
+        try:
+            with np.errstate(all="ignore"):  # non-finite values are counted or reported below, not warned about
+                return self._ragged(chunk, where, scale)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"{error} ({_first_nonfinite_entry(chunk, where)}; fix the file, or set "
+                                 "data.nonfinite: replace to replace and count them)") from None
+
+    def _ragged(self, chunk: ak.Array, where: str, scale: Scaler | None) -> RaggedJets:
         config = self.config
         if config.selection:
             table = VariableTable(chunk, self.new_variables)
@@ -442,14 +453,43 @@ class ChunkTransformer:
         if not count:
             return values
         if self.config.nonfinite == "error":
-            raise DataError(f"{where}: {count} NaN or infinite values in {name!r} "
-                            "(set data.nonfinite: replace to replace and count them)")
+            raise NonFiniteError(f"{where}: {count} NaN or infinite values in {name!r}")
         self.nonfinite_counts[f"{where}:{name}"] += count
         log.warning("%s: replaced %d NaN/inf values in %r by %g", where, count, name,
                     self.config.nonfinite_value)
         values = values.copy()
         values[bad] = self.config.nonfinite_value
         return values
+
+
+class NonFiniteError(DataError):
+    """NaN or infinite values in an input (``data.nonfinite: error``)."""
+
+
+def _first_nonfinite_entry(chunk: ak.Array, where: str) -> str:
+    """Which field of the file holds the first NaN or infinity of ``chunk``, and at which entry.
+
+    ``where`` names the chunk as ``"<file> (entries <start>-<stop>)"``; entries count from the
+    start of the file. When no field read from the file is non-finite, the variable was computed
+    from finite values (a logarithm of 0, say).
+    """
+    match = re.search(r"\(entries (\d+)-", where)
+    offset = int(match.group(1)) if match else 0
+    first: tuple[int, str] | None = None
+    for name in chunk.fields:
+        column = chunk[name]
+        if column.ndim > 2 or np.asarray(ak.flatten(column, axis=None)).dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(column)
+        per_entry = ak.to_numpy(ak.any(bad, axis=1) if column.ndim == 2 else bad).astype(bool)
+        if per_entry.any():
+            entry = int(np.argmax(per_entry))
+            if first is None or entry < first[0]:
+                first = (entry, name)
+    if first is None:
+        return "every field read from the file is finite: the variable is computed as non-finite from them"
+    entry, name = first
+    return f"first in the file's field {name!r} at entry {offset + entry}"
 
 
 ROW_BLOCK = 1 << 16  # particles per block: a block of one variable (256 kB) stays in the L2 cache

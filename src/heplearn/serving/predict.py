@@ -222,9 +222,9 @@ class _FileScorer:
                                                            "selection", where), bool)
         scores = np.full((len(chunk), len(self.run.output_columns)), np.nan, np.float32)
         if passed.any():
-            selected = chunk[passed] if not passed.all() else chunk
-            # the transformer applies the selection again: every selected entry passes it
-            arrays = self.transform(selected, where)
+            # the transformer applies the selection itself, to the chunk as read (so that an
+            # error names the file's entry): its jets are those of ``passed``, in order
+            arrays = self.transform(chunk, where)
             scores[passed] = model.predict(arrays)
         columns = {name: scores[:, index] for index, name in enumerate(self.run.output_columns)}
         for name in data.observers:
