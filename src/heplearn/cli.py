@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from heplearn import __version__
-from heplearn.errors import HeplearnError
+from heplearn.errors import HeplearnError, one_line
 
 app = typer.Typer(
     name="heplearn",
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     except (HeplearnError, OSError) as error:
         if debug:
             raise
-        message = str(error) if isinstance(error, HeplearnError) else f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, HeplearnError) else one_line(f"{type(error).__name__}: {error}")
         print(f"heplearn: error: {message}", file=sys.stderr)
         sys.exit(2)
     except click.ClickException as error:
