@@ -224,7 +224,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         check_config(config)
         preprocessing = Preprocessing.fit(train.arrays, config.data, train.class_names)
         if registry.is_torch_model(self.name):
-            task = make_task(config, train.class_names, train.arrays.label, train.arrays.weight)
+            task = make_task(config, train.class_names, train.arrays.label, train.arrays.weight,
+                             train.arrays.observers)
             train_source = InMemorySource(InMemoryJets(train.arrays, train.class_names, preprocessing),
                                           config.training.batch_size, True, config.training.seed)
             val_source = None

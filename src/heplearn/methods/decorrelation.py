@@ -14,6 +14,10 @@ The observable travels with the batch (``data.observers``), never as an input.
 - ``disco``: the squared distance correlation dCor²(score, m) of the background events of the
   batch (Kasieczka & Shih, arXiv:2001.05310), added to the loss with weight λ. dCor² is zero if
   and only if the two are independent (Székely, Rizzo & Bakirov, Ann. Stat. 35 (2007) 2769).
+- ``planed_cross_entropy``: planing (de Oliveira et al., arXiv:1511.05190): the cross entropy with
+  per-event weights w/p_class(m) from a histogram of each class's mass on the training split,
+  so that every class's weighted mass distribution is flat: the marginal mass carries no
+  information, though its correlations with the other inputs still do.
 - ``adversarial``: "learning to pivot" (Louppe, Kagan & Cranmer, arXiv:1611.01046). A second
   network r predicts the observable's bin from the classifier's score on background events; the
   classifier minimises L_f − λ·L_r while r minimises L_r, in alternating steps (``adversary_steps``
@@ -22,8 +26,10 @@ The observable travels with the batch (``data.observers``), never as an input.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pydantic
 import torch
 from torch import nn
@@ -109,6 +115,85 @@ class DistanceCorrelationTerm(LossTermBase):
         values = [distance_correlation(s, o, w) for s, o, w in
                   zip(score.chunk(chunks), observable.chunk(chunks), weight.chunk(chunks), strict=True)]
         return torch.stack(values).mean().float()
+
+
+@dataclass(frozen=True)
+class PlaningHistogram:
+    """Per class and mass bin, the factor that flattens the class's weighted mass distribution."""
+
+    edges: np.ndarray  # (bins + 1,)
+    factors: np.ndarray  # (classes, bins): Σw of the class / (filled bins · Σw in the bin); 0 if empty
+
+    def weights(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The factor of each event (values outside the range count in the edge bins)."""
+        index = np.clip(np.searchsorted(self.edges, values, side="right") - 1, 0, len(self.edges) - 2)
+        return self.factors[labels, index]
+
+
+def planing_histogram(values: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
+                      classes: int | None = None, bins: int = 40,
+                      value_range: tuple[float, float] | None = None,
+                      planed_classes: list[int] | None = None) -> PlaningHistogram:
+    """Histograms of ``values`` per class and the factors that make each planed class flat.
+
+    Classes not in ``planed_classes`` (all by default) keep a factor of 1; each planed class keeps
+    its total weight.
+    """
+    values, labels = np.asarray(values, np.float64), np.asarray(labels)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, np.float64)
+    if not np.isfinite(values).all():
+        raise ConfigError("planing: the observer holds NaN or infinite values")
+    classes = classes or int(labels.max(initial=0)) + 1
+    low, high = value_range or (float(np.min(values)), float(np.max(values)))
+    if not high > low:
+        raise ConfigError(f"planing: the range [{low}, {high}] of the observer is empty")
+    edges = np.linspace(low, high, bins + 1)
+    factors = np.ones((classes, bins))
+    for label in planed_classes if planed_classes is not None else range(classes):
+        selected = labels == label
+        counts, _ = np.histogram(np.clip(values[selected], low, high), edges, weights=weights[selected])
+        total = counts.sum()
+        if total <= 0:
+            raise ConfigError(f"planing: class {label} has no training events to plane")
+        filled = int((counts > 0).sum())  # flat over the bins the class populates; its total kept
+        with np.errstate(divide="ignore"):
+            factors[label] = np.where(counts > 0, total / (filled * counts), 0.0)
+    return PlaningHistogram(edges, factors)
+
+
+class PlaningSettings(StrictModel):
+    """``on``: the observer to plane; ``bins``, ``range``; ``classes``: those to plane (all by default)."""
+
+    on: str
+    bins: int = pydantic.Field(default=40, ge=2)
+    range: tuple[float, float] | None = None
+    classes: list[int] | None = None
+
+
+class PlanedCrossEntropy(LossTermBase):
+    """Cross entropy with planing weights: each class's weighted observer distribution flat."""
+
+    name = "planed_cross_entropy"
+    tasks = (Classification,)
+    needs = "a classification task"
+    Settings = PlaningSettings
+
+    def __init__(self, weight: float, settings: Any, task: Task, context: TermContext) -> None:
+        super().__init__(weight, settings, task, context)
+        observers = context.train_observers or {}
+        if settings.on not in observers or context.train_labels is None:
+            raise ConfigError(f"training.loss: planed_cross_entropy planes the observer {settings.on!r}; add it "
+                              "to data.observers")
+        self.key = observer_key(settings.on)
+        self.histogram = planing_histogram(observers[settings.on], context.train_labels, context.train_weights,
+                                           task.num_outputs, settings.bins, settings.range, settings.classes)
+
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        label = task.target(batch)
+        factor = self.histogram.weights(batch[self.key].numpy(), label.numpy())
+        weight = batch["weight"] * torch.from_numpy(factor).to(batch["weight"].dtype)
+        per_event = functional.cross_entropy(outputs.float(), label, reduction="none")
+        return (per_event * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
 
 class AdversarySettings(StrictModel):

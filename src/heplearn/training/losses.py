@@ -48,11 +48,12 @@ class NoSettings(StrictModel):
 
 @dataclass
 class TermContext:
-    """What a term may need when it is built: the training settings and the training labels."""
+    """What a term may need when it is built: the training settings, labels, weights and observers."""
 
     training: Any  # TrainingConfig
     train_labels: np.ndarray | None = None
     train_weights: np.ndarray | None = None
+    train_observers: dict[str, np.ndarray] | None = None
 
 
 class LossTermBase:
@@ -190,6 +191,7 @@ LOSS_TERMS = Plugins("loss term", {
     "quantile": (__name__, "Pinball"),
     "huber_quantiles": (__name__, "HuberQuantiles"),
     "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
+    "planed_cross_entropy": ("heplearn.methods.decorrelation", "PlanedCrossEntropy"),
     "reconstruction_mse": ("heplearn.methods.anomaly", "ReconstructionError"),
     "kl": ("heplearn.methods.anomaly", "KLDivergence"),
 })

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ TASK_BUILDERS: dict[str, Callable[[RunConfig, list[str], list[Any]], Task]] = {
 
 
 def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarray | None = None,
-              train_weights: np.ndarray | None = None) -> Task:
+              train_weights: np.ndarray | None = None, train_observers: dict[str, np.ndarray] | None = None) -> Task:
     """The task ``data.labels.type`` names, with the loss terms of ``training.loss``."""
     build = TASK_BUILDERS[config.data.labels.type]
     task = build(config, class_names, [])
@@ -97,7 +98,7 @@ def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarra
         from heplearn.run_config import LossTermConfig
 
         specs = [LossTermConfig(name=task.default_loss)]
-    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights))
+    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights, train_observers))
     return task
 
 
@@ -127,12 +128,17 @@ def train(
     check_config(config)
     init_distributed()
     rank, world_size = distributed()
+    created = False
     if resume is not None:
         run = RunDirectory(Path(resume))
         if not run.is_run():
             raise DataError(f"{run.path}: nothing to resume (no config.yaml)")
+        if run.is_finished():
+            raise ConfigError(f"{run.path}: the run is finished ({run.model_info_file.name} exists); resuming "
+                              "would train it again: train a new run (--name), or evaluate/export this one")
     elif rank == 0:
         run = RunDirectory.create(runs_dir, name, config.model.name)
+        created = True
         run.write_config(config, {"torch_version": str(torch.__version__)})
     if world_size > 1:  # every rank learns rank 0's run directory
         shared = [str(run.path) if rank == 0 else None]
@@ -158,11 +164,26 @@ def train(
             history = _train_torch(config, run, preprocessing, resume is not None, progress, on_batch)
         else:
             history = _train_classical(config, run, preprocessing)
+    except BaseException:
+        if created:
+            _remove_if_unresumable(run)
+        raise
     finally:
         if handler:
             logging.getLogger("heplearn").removeHandler(handler)
             handler.close()
     return RunResult(run.path, history)
+
+
+def _remove_if_unresumable(run: RunDirectory) -> None:
+    """After a failed fresh training: remove its run directory unless a checkpoint makes it resumable.
+
+    A run with checkpoints stays for ``--resume``; without ``model.json`` it is never taken
+    for a finished one (``RunDirectory.is_finished``), and ``RunDirectory.create`` refuses its name.
+    """
+    if run.is_finished() or (run.checkpoints.is_dir() and any(run.checkpoints.iterdir())):
+        return
+    shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocessing, resume: bool, progress: bool,
@@ -177,16 +198,16 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
         train_source: Any = StreamSource(stream_loader(stream, training.num_workers),
                                          max(1, total // world_size // training.batch_size))
         sample, _ = load_arrays(train_files, config.data, config.data.standardization_jets)
-        labels, weights = sample.label, sample.weight
+        labels, weights, observers = sample.label, sample.weight, sample.observers
     else:
         train_set = InMemoryJets.from_files(train_files, config.data, preprocessing)
         train_source = InMemorySource(train_set, training.batch_size, True, training.seed, rank, world_size)
-        labels, weights = train_set.arrays.label, train_set.arrays.weight
+        labels, weights, observers = train_set.arrays.label, train_set.arrays.weight, train_set.arrays.observers
     val_source = None
     if config.data.val:
         val_set = InMemoryJets.from_files(config.data.files("val"), config.data, preprocessing)
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
-    task = make_task(config, preprocessing.class_names, labels, weights)
+    task = make_task(config, preprocessing.class_names, labels, weights, observers)
     try:
         model, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
                                    preprocessing)
