@@ -17,6 +17,7 @@ from heplearn.generate.events import EventRecord, FinalState
 from heplearn.generate.processes import GeneratorOptions, get_card
 from heplearn.generate.tracks import measured_impact_parameters, resolution, true_impact_parameters
 from heplearn.generate.truth import HeavyHadrons, contains_quark, find_heavy_hadrons, flavour_labels
+from heplearn.generate.vertices import PION_MASS, secondary_vertices
 
 BJETS = GeneratorOptions(pt_min=30.0, pt_max=250.0, mpi=False)
 
@@ -45,7 +46,9 @@ def test_smearing_follows_the_resolution() -> None:
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * rng.normal(size=n)
     vx, vy, vz = (rng.normal(0, 0.5, n) for _ in range(3))
     charged = rng.random(n) < 0.6
-    jet = (np.cos(phi), np.sin(phi), np.ones(n))
+    # The sign is that of the closest point's projection on the jet, which is ⟂ the track: the jet
+    # axis must not be exactly the track direction.
+    jet = (np.cos(phi + 0.1), np.sin(phi + 0.1), np.ones(n))
     measured = measured_impact_parameters(px, py, pz, vx, vy, vz, charged, *jet, d0_resolution=(0.01, 0.09),
                                           dz_resolution=(0.03, 0.11), rng=np.random.default_rng(1))
     d0, dz = true_impact_parameters(px, py, pz, vx, vy, vz, *jet)
@@ -155,3 +158,53 @@ def test_driver_writes_flavour_labels_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be mixed with top"):
         generate(["bjets", "top"], 6, tmp_path / "mixed", options=BJETS, progress=False)
     assert not (tmp_path / "mixed").exists()
+
+
+# ----------------------------------------------------------------------------- secondary vertices
+def test_vertex_fit_finds_a_known_vertex() -> None:
+    """Three tracks from (2, 0, 0.3) mm in a jet along that flight direction, one prompt track: the fit
+    returns the vertex and the tracks' mass."""
+    vertex = np.array([2.0, 0.0, 0.3])
+    momenta = np.array([[10.0, 2.0, 1.0], [8.0, -1.0, 0.5], [12.0, 0.5, -1.0], [15.0, 0.0, 0.0]])
+    starts = np.array([vertex, vertex, vertex, [0.0, 0.0, 0.0]])
+    px, py, pz = momenta.T
+    vx, vy, vz = starts.T
+    jet = 45.0 * vertex / np.linalg.norm(vertex)
+    jet_of = np.zeros(4, dtype=np.int64)
+    measured = measured_impact_parameters(px, py, pz, vx, vy, vz, np.ones(4, bool), *(np.full(4, c) for c in jet),
+                                          d0_resolution=(1e-4, 0.0), dz_resolution=(1e-4, 0.0),
+                                          rng=np.random.default_rng(0))
+    fields = secondary_vertices(jet_of, 1, px, py, pz, np.ones(4, bool), measured, *(np.array([c]) for c in jet))
+    assert fields["sv_n"][0] == 1 and fields["sv_ntracks"][0] == 3  # the prompt track fails the seed cut
+    assert fields["sv_dxy"][0] == pytest.approx(2.0, abs=1e-3)
+    assert fields["sv_d3d"][0] == pytest.approx(np.linalg.norm(vertex), abs=1e-3)
+    displaced = momenta[:3]
+    energy = np.sqrt((displaced**2).sum(axis=1) + PION_MASS**2).sum()
+    expected_mass = np.sqrt(energy**2 - (displaced.sum(axis=0) ** 2).sum())
+    assert fields["sv_mass"][0] == pytest.approx(expected_mass, rel=1e-5)
+    assert fields["sv_dxysig"][0] > 1000 and fields["sv_normchi2"][0] < 10
+
+
+def test_no_vertex_from_prompt_tracks() -> None:
+    rng = np.random.default_rng(4)
+    n = 12
+    px, py, pz = rng.uniform(5, 20, n), rng.normal(0, 1, n), rng.normal(0, 1, n)
+    zeros = np.zeros(n)
+    jet_of = np.repeat(np.arange(4), 3)
+    measured = measured_impact_parameters(px, py, pz, zeros, zeros, zeros, np.ones(n, bool), np.ones(n), zeros,
+                                          zeros, d0_resolution=(0.01, 0.09), dz_resolution=(0.03, 0.11), rng=rng)
+    fields = secondary_vertices(jet_of, 4, px, py, pz, np.ones(n, bool), measured, np.ones(4), np.zeros(4),
+                                np.zeros(4))
+    assert fields["sv_n"].tolist() == [0, 0, 0, 0] and np.all(fields["sv_mass"] == 0)
+
+
+def test_b_jet_vertices_pass_the_charm_mass(bjets: ak.Array) -> None:
+    flavour = ak.to_numpy(bjets.aux_hadron_flavour)
+    found = ak.to_numpy(bjets.sv_n) == 1
+    efficiency = {f: float(found[flavour == f].mean()) for f in (5, 4, 0)}
+    # b hadrons: a vertex in most b jets, with the B's charged decay products above m_D;
+    # c jets: fewer vertices (shorter flight, fewer tracks), below ~2 GeV; light jets: rare fakes.
+    assert efficiency[5] > 0.5 and efficiency[5] > 2.5 * efficiency[4] and efficiency[4] > 3 * efficiency[0], efficiency
+    mass = ak.to_numpy(bjets.sv_mass)
+    assert np.mean(mass[found & (flavour == 5)] > 2.0) > 0.2
+    assert np.mean(mass[found & (flavour == 4)] < 2.0) > 0.9

@@ -40,6 +40,9 @@ class ImpactParameters:
     d0err: np.ndarray
     dzval: np.ndarray
     dzerr: np.ndarray
+    pca_x: np.ndarray  # the measured point of closest approach to the beam line (unsigned, mm)
+    pca_y: np.ndarray
+    pca_z: np.ndarray
 
 
 def true_impact_parameters(px: np.ndarray, py: np.ndarray, pz: np.ndarray, vx: np.ndarray, vy: np.ndarray,
@@ -67,22 +70,40 @@ def measured_impact_parameters(px: np.ndarray, py: np.ndarray, pz: np.ndarray, v
                                vz: np.ndarray, charged: np.ndarray, jet_px: np.ndarray, jet_py: np.ndarray,
                                jet_pz: np.ndarray, *, d0_resolution: tuple[float, float],
                                dz_resolution: tuple[float, float], rng: np.random.Generator) -> ImpactParameters:
-    """Signed, smeared impact parameters of the charged entries (zeros for the neutral ones)."""
-    d0, dz = true_impact_parameters(px, py, pz, vx, vy, vz, jet_px, jet_py, jet_pz)
-    pt = np.hypot(px, py)
+    """Signed, smeared impact parameters of the charged entries (zeros for the neutral ones).
+
+    The measurement moves the point of closest approach sideways (across the track, in the
+    transverse plane) by σ(d0)·N(0, 1) and along z by σ(dz)·N(0, 1); the measured point is kept
+    (``pca_*``) for the vertex finder.
+    """
+    pt = np.maximum(np.hypot(px, py), 1e-12)
+    ux, uy = px / pt, py / pt
+    along = vx * ux + vy * uy
+    lateral = uy * -vx + ux * vy  # the closest point is lateral × n, n = (−u_y, u_x)
+    z0 = vz - along * pz / pt
     d0_error, dz_error = resolution(pt, d0_resolution), resolution(pt, dz_resolution)
     noise = rng.standard_normal((2, len(pt)))
+    lateral_measured = lateral + d0_error * noise[0]
+    z_measured = z0 + dz_error * noise[1]
+    d0_sign = np.where(-uy * jet_px + ux * jet_py < 0, -1.0, 1.0)  # sign of n · jet
+    dz_sign = np.where(jet_pz < 0, -1.0, 1.0)
     return ImpactParameters(
-        d0val=np.where(charged, d0 + d0_error * noise[0], 0.0),
+        d0val=np.where(charged, d0_sign * lateral_measured, 0.0),
         d0err=np.where(charged, d0_error, 0.0),
-        dzval=np.where(charged, dz + dz_error * noise[1], 0.0),
+        dzval=np.where(charged, dz_sign * z_measured, 0.0),
         dzerr=np.where(charged, dz_error, 0.0),
+        pca_x=-uy * lateral_measured,
+        pca_y=ux * lateral_measured,
+        pca_z=z_measured,
     )
 
 
 def track_fields(particles: FinalState, jets: Jets, max_particles: int, detector: DetectorConfig,
-                 rng: np.random.Generator) -> dict[str, ak.Array]:
-    """``part_d0val, part_d0err, part_dzval, part_dzerr`` of the stored constituents of each jet."""
+                 rng: np.random.Generator) -> dict[str, ak.Array | np.ndarray]:
+    """``part_d0val, part_d0err, part_dzval, part_dzerr`` of the stored constituents of each jet, and
+    the jet's secondary vertex (``sv_*``, ``heplearn.generate.vertices``) fitted from those tracks."""
+    from heplearn.generate.vertices import secondary_vertices
+
     index, stored, jet_of = stored_constituents(jets, max_particles)
     vx, vy, vz = particles.vertex()
     values = measured_impact_parameters(
@@ -90,5 +111,12 @@ def track_fields(particles: FinalState, jets: Jets, max_particles: int, detector
         particles.charge[index] != 0, jets.px[jet_of], jets.py[jet_of], jets.pz[jet_of],
         d0_resolution=detector.d0_resolution, dz_resolution=detector.dz_resolution, rng=rng,
     )
-    return {f"part_{name}": ak.unflatten(getattr(values, name).astype(np.float32), stored)
-            for name in ("d0val", "d0err", "dzval", "dzerr")}
+    fields: dict[str, ak.Array | np.ndarray] = {
+        f"part_{name}": ak.unflatten(getattr(values, name).astype(np.float32), stored)
+        for name in ("d0val", "d0err", "dzval", "dzerr")
+    }
+    fields.update(secondary_vertices(
+        jet_of, len(jets), particles.px[index], particles.py[index], particles.pz[index],
+        particles.charge[index] != 0, values, jets.px, jets.py, jets.pz,
+    ))
+    return fields
