@@ -205,6 +205,136 @@ def unfold(
     typer.echo(f"weights: {run.weights_file}")
 
 
+# -- heplearn reweight (DCTR, heplearn.methods.reweighting) ------------------------------------------
+reweight_app = typer.Typer(help="DCTR: per-event weights that morph a source sample into a target one.",
+                           no_args_is_help=True)
+app.add_typer(reweight_app, name="reweight")
+
+
+def _pairs(values: list[str] | None, names: list[str], what: str) -> dict[str, float] | None:
+    """``--at``/``--start`` values, one per parameter in the order of ``--parameter``."""
+    if not values:
+        return None
+    if len(values) != len(names):
+        raise typer.BadParameter(f"give one {what} per --parameter ({', '.join(names) or 'none given'})")
+    try:
+        return {name: float(value) for name, value in zip(names, values, strict=True)}
+    except ValueError as error:
+        raise typer.BadParameter(f"{what}: {error}") from None
+
+
+@reweight_app.callback(invoke_without_command=True)
+def reweight_command(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config: data (how both samples are "
+                                                "read), model, training.")] = None,
+    source: Annotated[list[Path] | None, typer.Option(help="Source files (they get the weights; repeatable).")] = None,
+    target: Annotated[list[Path] | None, typer.Option(help="Target files (repeatable).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
+    folds: Annotated[int, typer.Option(help="k-fold: each weight from a model that did not see the event.")] = 5,
+    clip_min: Annotated[float | None, typer.Option(help="Clip weights below this value.")] = None,
+    clip_max: Annotated[float | None, typer.Option(help="Clip weights above this value.")] = None,
+    normalise: Annotated[str, typer.Option(help="Σw to the source's total (source), the target's, or none.")]
+    = "source",
+    friend_format: Annotated[str | None, typer.Option("--format", help="Friend files: parquet or root "
+                                                      "(default: root for ROOT sources).")] = None,
+    beside_source: Annotated[bool, typer.Option("--beside-source/--run-only", help="Also write each friend "
+                                                "file beside its source file.")] = True,
+    parametrised: Annotated[bool, typer.Option("--parametrised", help="Train f(x, θ) over a range of θ.")] = False,
+    parameter: Annotated[list[str] | None, typer.Option(help="Parametrised: target field holding θ (repeatable).")]
+    = None,
+    ranges: Annotated[list[str] | None, typer.Option("--range", help="Parametrised: LO:HI per --parameter "
+                                                     "(default: the target's span).")] = None,
+    at: Annotated[list[str] | None, typer.Option(help="Parametrised: write the source's weights at this θ "
+                                                 "(one per --parameter).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: model and time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the closure report.")] = True,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+) -> None:
+    """Train the DCTR classifier between SOURCE and TARGET and write the source's weights as friend files."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from heplearn.methods import reweighting, reweighting_parametrised
+    from heplearn.run_config import load_run_config
+
+    if config is None or not source or not target:
+        raise typer.BadParameter("give --config FILE, --source FILES and --target FILES")
+    run_config = load_run_config(config, overrides or [])
+    options = reweighting.WeightOptions((clip_min, clip_max), normalise, friend_format,  # type: ignore[arg-type]
+                                        beside_source, report)
+    common = {"options": options, "name": name, "runs_dir": runs_dir, "progress": not no_progress}
+    if not parametrised:
+        result = reweighting.reweight(run_config, source, target, folds=folds, **common)  # type: ignore[arg-type]
+        summary = result.summary
+        typer.echo(f"run: {result.run_dir} (Σw·f/(1−f) scaled to the target: "
+                   f"{summary['reweighted_total_raw_times_target_over_source']:.6g} vs N_target "
+                   f"{summary['target_total_weight']:.6g}; largest weight {summary['weight_max']:.4g})")
+        for path in result.friends:
+            typer.echo(str(path))
+        return
+    names = list(parameter or [])
+    spans = None
+    if ranges:
+        if len(ranges) != len(names):
+            raise typer.BadParameter("give one --range LO:HI per --parameter")
+        try:
+            spans = {p: (float(r.split(":")[0]), float(r.split(":")[1])) for p, r in zip(names, ranges, strict=True)}
+        except (ValueError, IndexError):
+            raise typer.BadParameter(f"--range: expected LO:HI, got {ranges}") from None
+    made = reweighting_parametrised.reweight_parametrised(run_config, source, target, names, ranges=spans,
+                                                          at=_pairs(at, names, "--at"),
+                                                          **common)  # type: ignore[arg-type]
+    typer.echo(f"run: {made.run_dir} (trained over {made.ranges})")
+    for path in made.friends:
+        typer.echo(str(path))
+
+
+@reweight_app.command("fit")
+def reweight_fit_command(
+    run: Annotated[Path, typer.Argument(help="A parametrised reweighting run.", show_default=False)],
+    source: Annotated[list[Path], typer.Option(help="Source files (the nominal sample; repeatable).")],
+    target: Annotated[list[Path], typer.Option(help="The sample whose θ is fitted (repeatable).")],
+    start: Annotated[list[str] | None, typer.Option(help="Starting θ per parameter (default: mid-range).")]
+    = None,
+    epochs: Annotated[int, typer.Option(help="Passes over both samples.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Events per gradient step.")] = 10_000,
+    learning_rate: Annotated[float, typer.Option(help="Adam step on θ in units of its trained range.")] = 0.05,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+) -> None:
+    """Fit θ to TARGET by gradient descent on θ alone, the parametrised classifier frozen."""
+    from heplearn.methods import reweighting, reweighting_parametrised
+
+    names = list(reweighting.read_settings(run).get("parameters", []))
+    fitted = reweighting_parametrised.fit_parameters(
+        run, source, target, start=_pairs(start, names, "--start"), epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, progress=not no_progress)
+    for name, value in fitted.values.items():
+        typer.echo(f"{name} = {value:.6g} ± {fitted.uncertainties[name]:.2g}")
+    typer.echo(f"fit: {run / reweighting.FIT_FILE}")
+
+
+# -- heplearn unfold (OmniFold, heplearn.methods.unfolding) -----------------------------------------
+@app.command()
+def unfold(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, "
+                                         "training, unfolding.")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")]
+    = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: omnifold and the time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Unfold data with a paired simulation by OmniFold; per-event weights of the generator events."""
+    from heplearn.methods.unfold_run import load_unfold_config
+    from heplearn.methods.unfold_run import unfold as unfold_files
+
+    run = unfold_files(load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir,
+                       progress=not no_progress)
+    typer.echo(f"run: {run.run_dir}")
+    typer.echo(f"weights: {run.weights_file}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv
