@@ -314,27 +314,6 @@ def reweight_fit_command(
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
 
 
-# -- heplearn unfold (OmniFold, heplearn.methods.unfolding) -----------------------------------------
-@app.command()
-def unfold(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, "
-                                         "training, unfolding.")],
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")]
-    = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: omnifold and the time).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
-) -> None:
-    """Unfold data with a paired simulation by OmniFold; per-event weights of the generator events."""
-    from heplearn.methods.unfold_run import load_unfold_config
-    from heplearn.methods.unfold_run import unfold as unfold_files
-
-    run = unfold_files(load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir,
-                       progress=not no_progress)
-    typer.echo(f"run: {run.run_dir}")
-    typer.echo(f"weights: {run.weights_file}")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv
