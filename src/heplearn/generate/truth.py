@@ -232,17 +232,17 @@ def find_heavy_hadrons(record: EventRecord, pt_min: float = HEAVY_HADRON_PT_MIN)
     Soyez, "The catchment area of jets", JHEP 04 (2008) 005, for ghost association). A C hadron from
     a B decay sits in the same jet as its B, so the b label wins.
     """
-    is_hadron = np.abs(record.status) >= _HADRON_STATUS_MIN
-    bottom = is_hadron & contains_quark(record.pid, BOTTOM)
-    charm = is_hadron & ~bottom & contains_quark(record.pid, CHARM)
     event = np.repeat(np.arange(record.n_events), np.diff(record.offsets))
-    mother = record.offsets[event] + record.mother1  # flat index of each particle's first mother
+    hadron = np.flatnonzero(np.abs(record.status) >= _HADRON_STATUS_MIN)
+    bottom = contains_quark(record.pid[hadron], BOTTOM)
+    charm = ~bottom & contains_quark(record.pid[hadron], CHARM)
     selected = []
-    for kind, flavour in ((bottom, BOTTOM), (charm, CHARM)):
-        parents = np.unique(mother[kind & (record.mother1 > 0)])
-        last = kind & ~np.isin(np.arange(len(kind)), parents)
-        last &= kinematics.pt(record.px, record.py) > pt_min
-        selected.append((np.flatnonzero(last), flavour))
+    for kind, flavour in ((hadron[bottom], BOTTOM), (hadron[charm], CHARM)):
+        is_parent = np.zeros(len(record.pid), dtype=bool)
+        with_mother = kind[record.mother1[kind] > 0]
+        is_parent[record.offsets[event[with_mother]] + record.mother1[with_mother]] = True
+        last = kind[~is_parent[kind]]
+        selected.append((last[kinematics.pt(record.px[last], record.py[last]) > pt_min], flavour))
     index = np.concatenate([chosen for chosen, _ in selected])
     flavours = np.concatenate([np.full(len(chosen), flavour) for chosen, flavour in selected])
     order = np.argsort(event[index], kind="stable")
