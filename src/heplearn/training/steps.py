@@ -140,6 +140,7 @@ STEP_STRATEGIES = Plugins("step strategy", {
     "single": (__name__, "SingleNetworkStep"),
     "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
     "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
+    "adversarial_inputs": ("heplearn.methods.robustness", "AdversarialInputStep"),
 })
 
 
