@@ -10,14 +10,13 @@ full comparison (ROC overlay, rejections, mass sculpting) to ``<output>/report.h
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import write_json, write_text_atomic
 from heplearn.evaluation.compare import compare_runs
 from heplearn.models import registry
 from heplearn.run_config import load_run_config
@@ -111,6 +110,6 @@ def results_table(results: list[DemoResult]) -> str:
 def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[str, Any]) -> None:
     write_text_atomic(output / "results.md", f"Top vs QCD, test jets: {jets_per_split.get('test')}\n\n"
                       + results_table(results) + "\n\nFull comparison: report.html\n")
-    write_text_atomic(output / "results.json", json.dumps(
-        [{"model": r.model, "auc": r.auc, "rejection_at_30": r.rejection_at_30,
-          "rejection_at_50": r.rejection_at_50, "run": str(r.run_dir)} for r in results], indent=2))
+    write_json(output / "results.json",  # strict JSON: an infinite rejection is null, as in metrics.json
+               [{"model": r.model, "auc": r.auc, "rejection_at_30": r.rejection_at_30,
+                 "rejection_at_50": r.rejection_at_50, "run": str(r.run_dir)} for r in results])

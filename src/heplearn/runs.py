@@ -27,7 +27,7 @@ import yaml
 
 from heplearn import __version__
 from heplearn.config import yaml_problem
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import dumps, write_text_atomic
 from heplearn.errors import ConfigError, DataError
 from heplearn.run_config import RunConfig, load_run_config
 
@@ -158,12 +158,12 @@ class RunDirectory:
 
     def write_model_info(self, content: dict[str, Any]) -> None:
         """``model.json``, the mark of a finished run: write it after everything else."""
-        write_text_atomic(self.model_info_file, json.dumps({**content, "heplearn_version": __version__}, indent=2))
+        write_text_atomic(self.model_info_file, dumps({**content, "heplearn_version": __version__}, indent=2))
 
     def append_history(self, record: dict[str, Any]) -> None:
         """One epoch's record, as a line of ``metrics.jsonl``."""
         with self.metrics_file.open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
+            stream.write(dumps(record) + "\n")  # strict JSON: a NaN loss is null
 
     @classmethod
     def create(cls, runs_dir: str | os.PathLike[str], name: str | None, stem: str) -> RunDirectory:

@@ -8,23 +8,20 @@ the run's config, a summary of the data and the software versions that produced 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
 import platform
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from heplearn import __version__
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import jsonable, write_json, write_text_atomic  # noqa: F401  (the first two re-exported)
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "xgboost", "awkward", "matplotlib", "mplhep", "jinja2")
 
@@ -39,29 +36,6 @@ def environment() -> dict[str, str]:
             info[package] = "not installed"
     info["evaluated (UTC)"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return info
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types: dataclasses and numpy values converted, NaN and ±inf as ``None``."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: str | os.PathLike[str], content: Any) -> None:
-    write_text_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
 def embed_png(path: str | os.PathLike[str]) -> str:
