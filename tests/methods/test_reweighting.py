@@ -312,3 +312,44 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case: str, tmp_path: P
     assert err.startswith("heplearn: error:") and expected in err and len(err.strip().splitlines()) == 1, err
     assert not runs.exists()  # nothing half-written
     assert not list(tmp_path.glob("*.weights.*"))
+
+
+def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_applies(tmp_path: Path) -> None:
+    """PFN on particles: θ is one more feature of every real particle (the paper's (pT, y, φ, PID, θ)),
+    points stay (Δη, Δφ), and the fit's differentiable θ path gives exactly the weights it applies."""
+    import torch
+
+    from heplearn.data.dataset import to_batch
+    from heplearn.methods.reweighting import labelled
+    from heplearn.methods.reweighting_parametrised import _FrozenClassifier, with_parameters
+    from tests.conftest import make_jets
+
+    source = io.write(make_jets(300, seed=21), tmp_path / "source.parquet")
+    target_jets = make_jets(300, seed=22)
+    theta = np.random.default_rng(23).uniform(0.1, 0.2, 300).astype(np.float32)
+    target = io.write(ak.with_field(target_jets, theta, "alphas"), tmp_path / "target.parquet")
+    config = load_run_config({
+        "data": {"inputs": {"particles": {"length": 40, "variables": ["part_deta", "part_dphi", "part_pt"]},
+                            "points": {"length": 40, "variables": ["part_deta", "part_dphi"], "standardize": False}}},
+        "model": {"name": "pfn", "preset": "small"},
+        "training": {"epochs": 1, "batch_size": 64, "threads": 1}})
+    run = reweight_parametrised(config, [source], [target], ["alphas"], runs_dir=tmp_path / "runs", options=QUIET,
+                                progress=False).run_dir
+    loaded = ParametrisedModel.load(run)
+    assert loaded.ranges["alphas"] == pytest.approx((float(theta.min()), float(theta.max())))
+    sample = read_sample([source], loaded.data, "source")
+    at = float(np.median(theta))
+    applied = loaded.weights(sample.arrays, {"alphas": at})
+
+    augmented = with_parameters(sample.arrays, loaded.data, np.full((len(sample), 1), at))
+    assert augmented.inputs["particles"].shape[-1] == 4 and augmented.inputs["points"].shape[-1] == 2
+    mask = sample.arrays.mask
+    assert np.all(augmented.inputs["particles"][..., 3][mask] == np.float32(at))
+    assert np.all(augmented.inputs["particles"][..., 3][~mask] == 0)
+
+    frozen = _FrozenClassifier(loaded)
+    placeholder = with_parameters(sample.arrays, loaded.data, np.zeros((len(sample), 1)))  # θ replaced below
+    batch = to_batch(loaded.model.preprocessing.apply(labelled(placeholder.take(np.arange(0)), placeholder)))
+    with torch.no_grad():
+        log_ratio = frozen.log_ratio(batch, torch.full((len(sample), 1), at))
+    np.testing.assert_allclose(np.exp(log_ratio.numpy()), applied, rtol=2e-4)

@@ -72,6 +72,7 @@ class RedrawnParameters:
     seed: int
     preprocessing: Preprocessing
     ranges: Mapping[str, tuple[float, float]]
+    groups: Sequence[str]
 
     def epoch_batches(self, epoch: int) -> Any:
         arrays = self.dataset.arrays
@@ -79,7 +80,8 @@ class RedrawnParameters:
         count = len(self.ranges)
         rng = np.random.default_rng([self.seed, 13, epoch])
         theta = np.stack([rng.uniform(low, high, len(source)) for low, high in self.ranges.values()], axis=-1)
-        for group, values in arrays.inputs.items():
+        for group in self.groups:
+            values = arrays.inputs[group]
             centre, inverse_scale, bound = (constant[-count:] for constant in self.preprocessing.constants(group))
             scaled = np.clip((theta - centre) * inverse_scale, -bound, bound).astype(np.float32)
             if values.ndim == 3:  # per particle: θ on the real particles; padded slots keep the pad value
@@ -97,18 +99,32 @@ class RedrawnParameters:
 
 
 # --------------------------------------------------------------------------- parametrised DCTR
+FEATURE_GROUPS = ("jet", "particles")  # the groups models read as features; points and vectors stay coordinates
+
+
+def parameter_groups(data: DataConfig) -> list[str]:
+    """The input groups the parameters are appended to: ``jet`` and ``particles`` (the features the
+    models read; ``points`` and ``vectors`` are coordinates and four-vectors), or the only group."""
+    groups = [name for name in data.inputs if name in FEATURE_GROUPS]
+    if not groups and len(data.inputs) == 1:
+        groups = list(data.inputs)
+    images = [name for name in groups if data.inputs[name].image is not None]
+    if not groups or images:
+        raise ConfigError(f"data.inputs ({', '.join(data.inputs)}): parametrised reweighting appends the parameters "
+                          "to a per-jet group 'jet' or a per-particle group 'particles'")
+    return groups
+
+
 def parametrised_data(data: DataConfig, parameters: Sequence[str]) -> DataConfig:
-    """``data`` with the parameters appended to every input group: one more column per jet, or one
-    more feature per particle (the paper's PFN takes (pT, y, φ, PID, θ) per particle)."""
+    """``data`` with the parameters appended to the feature groups (``parameter_groups``): one more
+    column per jet, or one more feature per particle (the paper's PFN reads (pT, y, φ, PID, θ))."""
     if not parameters:
         raise ConfigError("parametrised reweighting needs at least one parameter (--parameter FIELD)")
     if len(set(parameters)) != len(parameters):
         raise ConfigError(f"parameters {list(parameters)}: each may be given once")
-    groups = {}
-    for name, group in data.inputs.items():
-        if group.image is not None:
-            raise ConfigError(f"data.inputs.{name} is an image; parametrised reweighting appends the parameters "
-                              "to per-jet or per-particle groups only")
+    groups = dict(data.inputs)
+    for name in parameter_groups(data):
+        group = data.inputs[name]
         clash = sorted(set(parameters) & set(group.variables))
         if clash:
             raise ConfigError(f"data.inputs.{name} reads {', '.join(clash)} already; a parameter must not be an input")
@@ -117,13 +133,13 @@ def parametrised_data(data: DataConfig, parameters: Sequence[str]) -> DataConfig
 
 
 def with_parameters(arrays: JetArrays, data: DataConfig, values: np.ndarray) -> JetArrays:
-    """``arrays`` (read with ``data``) with the parameter values ``(n, P)`` appended to every group
-    as ``parametrised_data`` lays them out; padded particle slots get zeros."""
+    """``arrays`` (read with ``data``) with the parameter values ``(n, P)`` appended to the feature
+    groups as ``parametrised_data`` lays them out; padded particle slots get zeros."""
     values = np.asarray(values, np.float32).reshape(len(arrays), -1)
-    inputs = {}
-    for name, group in data.inputs.items():
+    inputs = dict(arrays.inputs)
+    for name in parameter_groups(data):
         current = arrays.inputs[name]
-        if group.per_particle:
+        if data.inputs[name].per_particle:
             extra = np.broadcast_to(values[:, None, :], (*current.shape[:2], values.shape[1])).copy()
             if arrays.mask is not None:
                 extra[~arrays.mask] = 0.0
@@ -238,7 +254,8 @@ def reweight_parametrised(
     model = train_classifier(run_config, train_set, everything.take(val_index) if len(val_index) else None,
                              run.path / "model", progress,
                              batches=lambda dataset, preprocessing: RedrawnParameters(
-                                 dataset, run_config.training.batch_size, seed, preprocessing, trained))
+                                 dataset, run_config.training.batch_size, seed, preprocessing, trained,
+                                 parameter_groups(config.data)))
     prior = prior_ratio(train_set)
     result = ParametrisedResult(run.path, model, trained, prior)
     settings: dict[str, Any] = {
@@ -291,8 +308,10 @@ class ParametrisedModel:
         model = TrainedModel.load(Path(run_dir) / "model")
         parameters = list(settings["parameters"])
         data = model.config.data
-        inputs = {name: group.model_copy(update={"variables": group.variables[:-len(parameters)]})
-                  for name, group in data.inputs.items()}
+        inputs = dict(data.inputs)
+        for name in parameter_groups(data):
+            inputs[name] = data.inputs[name].model_copy(update={"variables": data.inputs[name].variables[
+                :-len(parameters)]})
         return cls(model, data.model_copy(update={"inputs": inputs}), parameters,
                    {p: (float(r[0]), float(r[1])) for p, r in settings["ranges"].items()},
                    float(settings["prior_source_over_target"]))
@@ -335,6 +354,7 @@ class _FrozenClassifier(torch.nn.Module):
         assert network is not None
         self.network = network.eval().requires_grad_(False)
         self.preprocessing = loaded.model.preprocessing
+        self.groups = parameter_groups(loaded.data)
         self.parameters_count = len(loaded.parameters)
         self.log_prior = math.log(loaded.prior)
 
@@ -346,9 +366,8 @@ class _FrozenClassifier(torch.nn.Module):
     def log_ratio(self, batch: dict[str, torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
         """``theta`` (B, P) in the parameters' own units."""
         inputs = dict(batch)
-        for group, values in batch.items():
-            if group not in self.preprocessing.groups:
-                continue
+        for group in self.groups:
+            values = batch[group]
             scaled = self.standardise_theta(theta, group)
             head = values[..., :-self.parameters_count]
             if values.dim() == 3:  # per particle: θ on the real particles, the pad value elsewhere
