@@ -155,6 +155,7 @@ def _register_commands() -> None:
     from heplearn.evaluation.cli import compare_command, evaluate_command
     from heplearn.generate.cli import generate_command
     from heplearn.serving.cli import export_command, predict_command, serve_command
+    from heplearn.stats.cli import fit_command
 
     app.command("generate")(generate_command)
     app.command("evaluate")(evaluate_command)
@@ -162,6 +163,7 @@ def _register_commands() -> None:
     app.command("export")(export_command)
     app.command("predict")(predict_command)
     app.command("serve")(serve_command)
+    app.command("fit")(fit_command)
 
 
 _register_commands()

@@ -113,17 +113,28 @@ def fit_fraction_binned(data: Template, signal: Template, background: Template,
                                          Parameter("background_yield", (0.0, 3.0), 0.5)))
     model, observed = model_and_data(build_workspace(samples, data, settings))
     result = fit(model, observed)
-    yields = np.array([result.value("signal_yield"), result.value("background_yield")]) * events
-    indices = [result.index("signal_yield"), result.index("background_yield")]
-    covariance = result.covariance[np.ix_(indices, indices)] * events**2
+    return fraction_from_yields(result, ("signal_yield", events), ("background_yield", events), "binned"), result
+
+
+def fraction_from_yields(result: FitResult, signal: tuple[str, float], background: tuple[str, float],
+                         method: str) -> FractionFit:
+    """α = ν_S / (ν_S + ν_B) from a fit where ν = (normfactor) × (nominal yield), σ(α) from the covariance.
+
+    ``signal`` and ``background`` are (parameter name, nominal yield) pairs.
+    """
+    (signal_name, signal_yield), (background_name, background_yield) = signal, background
+    nominal = np.array([signal_yield, background_yield])
+    yields = np.array([result.value(signal_name), result.value(background_name)]) * nominal
+    indices = [result.index(signal_name), result.index(background_name)]
+    covariance = result.covariance[np.ix_(indices, indices)] * np.outer(nominal, nominal)
     total = yields.sum()
     if total <= 0:
-        raise FitError("the binned fraction fit returned no events at all")
+        raise FitError("the fit returned no events at all: no fraction to report")
     fraction = yields[0] / total
     gradient = np.array([yields[1], -yields[0]]) / total**2  # ∂α/∂ν_S, ∂α/∂ν_B
     uncertainty = float(np.sqrt(gradient @ covariance @ gradient))
-    return FractionFit(float(fraction), uncertainty, None, None, events, "binned",
-                       bool(np.isclose(fraction, 0.0) or np.isclose(fraction, 1.0))), result
+    return FractionFit(float(fraction), uncertainty, None, None, float(total), method,
+                       bool(np.isclose(fraction, 0.0) or np.isclose(fraction, 1.0)))
 
 
 def fisher_uncertainty(signal: Callable[[float], float], background: Callable[[float], float], fraction: float,

@@ -35,7 +35,7 @@ def minuit_backend(model: pyhf.pdf.Model | None = None) -> Iterator[None]:
     tensorlib, optimizer = pyhf.get_backend()
     only_poi = model is not None and sum(not fixed for fixed in model.config.suggested_fixed()) <= 1
     chosen = (pyhf.optimize.scipy_optimizer() if only_poi
-              else pyhf.optimize.minuit_optimizer(verbose=0, strategy=1, tolerance=1e-3))
+              else pyhf.optimize.minuit_optimizer(verbose=0, strategy=1, tolerance=0.01))
     pyhf.set_backend("numpy", chosen)
     try:
         yield
@@ -223,12 +223,14 @@ class Impact:
     down: float
 
 
-def impacts(model: pyhf.pdf.Model, data: Sequence[float], result: FitResult,
+def impacts(model: pyhf.pdf.Model, data: Sequence[float], result: FitResult, skip: Sequence[str] = (),
             progress: bool = False) -> list[Impact]:
-    """Post-fit impacts on the POI of every constrained parameter, largest first."""
+    """Post-fit impacts on the POI of every constrained parameter (but those whose name starts with an
+    entry of ``skip``, e.g. ``"staterror"``), largest first."""
     rows = []
     bounds = model.config.suggested_bounds()
-    for pull in tqdm(pulls(model, result), desc="impacts", disable=not progress, leave=False):
+    chosen = [pull for pull in pulls(model, result) if not pull.name.startswith(tuple(skip))]
+    for pull in tqdm(chosen, desc="impacts", disable=not progress, leave=False):
         index = result.index(pull.name)
         value, sigma = result.values[index], result.uncertainties[index]
         low, high = bounds[index]
@@ -287,26 +289,46 @@ class UpperLimit:
 
 
 def upper_limit(model: pyhf.pdf.Model, data: Sequence[float], scan: np.ndarray | None = None,
-                level: float = CLS_LEVEL, progress: bool = False) -> UpperLimit:
-    """pyhf's CLs limit (q̃_μ, asymptotics) from a scan of the POI, interpolated at CLs = ``level``."""
+                level: float = CLS_LEVEL, refine: int = 0, progress: bool = False) -> UpperLimit:
+    """pyhf's CLs limit (q̃_μ, asymptotics) from a scan of the POI, interpolated at CLs = ``level``.
+
+    ``refine`` > 0 adds that many points around each limit found on the first scan (a second pass,
+    for a coarse first scan) before the limits are interpolated again.
+    """
     low, high = model.config.suggested_bounds()[model.config.poi_index]
     scan = np.linspace(max(low, 0.0), high, 41) if scan is None else np.asarray(scan, np.float64)
     if scan.min() < low or scan.max() > high:
         raise ConfigError(f"the CLs scan [{scan.min():g}, {scan.max():g}] leaves the POI's bounds [{low:g}, {high:g}]")
-    observed_cls, expected_cls = [], []
-    with minuit_backend(model):
-        for mu in tqdm(scan, desc="CLs scan", disable=not progress, leave=False):
-            try:
-                observed, expected = pyhf.infer.hypotest(float(mu), data, model, test_stat="qtilde",
-                                                         return_expected_set=True)
-            except pyhf.exceptions.FailedMinimization as error:
-                raise FitError(f"the CLs fit at μ = {mu:g} did not converge "
-                               f"(MINUIT: {error.result.message})") from error
-            observed_cls.append(float(observed))
-            expected_cls.append([float(value) for value in expected])
-    observed_array, expected_array = np.asarray(observed_cls), np.asarray(expected_cls).T
-    limits = [_crossing(scan, observed_array, level)] + [_crossing(scan, band, level) for band in expected_array]
-    return UpperLimit(limits[0], np.asarray(limits[1:]), scan, observed_array, expected_array, level)
+    points: dict[float, tuple[float, list[float]]] = {}
+
+    def evaluate(values: np.ndarray) -> None:
+        with minuit_backend(model):
+            for mu in tqdm(values, desc="CLs scan", disable=not progress, leave=False):
+                if float(mu) in points:
+                    continue
+                try:
+                    observed, expected = pyhf.infer.hypotest(float(mu), data, model, test_stat="qtilde",
+                                                             return_expected_set=True)
+                except pyhf.exceptions.FailedMinimization as error:
+                    raise FitError(f"the CLs fit at μ = {mu:g} did not converge "
+                                   f"(MINUIT: {error.result.message})") from error
+                points[float(mu)] = (float(observed), [float(value) for value in expected])
+
+    def limits() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+        grid = np.array(sorted(points))
+        observed_cls = np.array([points[mu][0] for mu in grid])
+        expected_cls = np.array([points[mu][1] for mu in grid]).T
+        found = [_crossing(grid, observed_cls, level)] + [_crossing(grid, band, level) for band in expected_cls]
+        return grid, observed_cls, expected_cls, found
+
+    evaluate(scan)
+    grid, _, _, found = limits()
+    if refine > 0:
+        step = float(np.max(np.diff(grid))) if len(grid) > 1 else 0.0
+        extra = [np.linspace(max(low, value - step), min(high, value + step), refine) for value in found]
+        evaluate(np.unique(np.concatenate(extra)))
+    grid, observed_cls, expected_cls, found = limits()
+    return UpperLimit(found[0], np.asarray(found[1:]), grid, observed_cls, expected_cls, level)
 
 
 def _crossing(scan: np.ndarray, cls: np.ndarray, level: float) -> float:
@@ -317,4 +339,6 @@ def _crossing(scan: np.ndarray, cls: np.ndarray, level: float) -> float:
     first = below[0]
     if first == 0:
         raise FitError(f"CLs is already below {level} at μ = {scan[0]:g}: start the scan lower")
-    return float(np.interp(level, [cls[first], cls[first - 1]], [scan[first], scan[first - 1]]))
+    # CLs falls about exponentially in μ: interpolate its logarithm
+    logs = np.log(np.maximum([cls[first], cls[first - 1]], 1e-300))
+    return float(np.interp(np.log(level), logs, [scan[first], scan[first - 1]]))

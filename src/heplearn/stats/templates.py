@@ -51,6 +51,31 @@ class Binning:
         return hist.axis.Regular(self.bins, self.low, self.high, label=label, flow=False)
 
 
+def merge_sparse_bins(edges: np.ndarray, samples: Sequence[np.ndarray], min_entries: int = 10) -> np.ndarray:
+    """``edges`` with neighbouring bins merged until every sample has ``min_entries`` values in each bin.
+
+    A template bin with no simulated events but data in it makes the likelihood zero (a tagger's
+    last score bin often holds no background simulation): merging from low to high values, each
+    new bin closes as soon as every sample reaches ``min_entries``; a short remainder joins the last bin.
+    """
+    edges = np.asarray(edges, np.float64)
+    counts = np.array([np.histogram(np.clip(values[~np.isnan(values)], edges[0], edges[-1]), edges)[0]
+                       for values in samples])
+    if np.any(counts.sum(axis=1) < min_entries):
+        raise DataError(f"a template sample has fewer than {min_entries} values inside "
+                        f"[{edges[0]:g}, {edges[-1]:g}]: no binning can hold it")
+    merged = [edges[0]]
+    running = np.zeros(len(samples))
+    for index in range(len(edges) - 1):
+        running += counts[:, index]
+        if np.all(running >= min_entries):
+            merged.append(edges[index + 1])
+            running[:] = 0
+    if merged[-1] != edges[-1]:
+        merged[-1] = edges[-1]  # the remainder joins the last complete bin
+    return np.asarray(merged)
+
+
 @dataclass(frozen=True)
 class Template:
     """One sample's histogram of an observable: weighted counts, their variances and the edges."""
