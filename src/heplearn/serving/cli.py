@@ -15,7 +15,12 @@ from typing import Annotated
 import typer
 
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS
-from heplearn.serving.protocol import DEFAULT_MAX_JETS_PER_REQUEST, DEFAULT_MAX_REQUEST_BYTES
+from heplearn.serving.protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_JETS_PER_REQUEST,
+    DEFAULT_MAX_REQUEST_BYTES,
+)
 
 
 def export_command(
@@ -87,9 +92,14 @@ def serve_command(
     max_particles: Annotated[int | None, typer.Option(
         help="Most particles per jet (more: 400); default: each run's particle length.", show_default=False)]
     = None,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request body may take to arrive (more: 408).")]
+    = DEFAULT_BODY_TIMEOUT_S,
+    max_connections: Annotated[int, typer.Option(help="Concurrent connections (more: 503).")]
+    = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve models with the KServe v2 protocol over HTTP (and gRPC) until Ctrl-C: Triton clients work."""
     from heplearn.serving.server import serve
 
     serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port,
-          max_jets_per_request=max_jets_per_request, max_particles=max_particles)
+          max_jets_per_request=max_jets_per_request, max_particles=max_particles, body_timeout=body_timeout,
+          max_connections=max_connections)

@@ -37,6 +37,9 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_JETS_PER_REQUEST = 4096
 DEFAULT_MAX_PARTICLES = 512  # per jet, for a model whose metadata gives no particle length
 MAX_DIMENSIONS = 8  # heplearn's models take at most 4 (the CNN's images)
+DEFAULT_BODY_TIMEOUT_S = 30.0  # a request body must arrive within this (else 408)
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0  # an idle keep-alive connection closes after this
+DEFAULT_MAX_CONNECTIONS = 512  # concurrent connections; beyond them new requests get 503
 
 #: KServe v2 datatype ↔ numpy dtype (BYTES, strings, is not used by heplearn models).
 DATATYPES: dict[str, np.dtype[Any]] = {

@@ -22,6 +22,12 @@ With ``grpc_port``, Triton's ``GRPCInferenceService`` (``grpc_service.py``, what
 one ``ServedModel.infer`` (input checks, then the model's batcher) serve both transports, so HTTP
 and gRPC requests batch together. grpcio is imported only then.
 
+Slow and vanishing clients: a request body must arrive within ``body_timeout`` seconds (else 408),
+an idle keep-alive connection closes after ``keep_alive_timeout``, and beyond ``max_connections``
+concurrent connections new requests get 503 (uvicorn's ``limit_concurrency``). A client that
+disconnects before sending its whole body costs one WARNING line, at most one per
+``DISCONNECT_WARNING_INTERVAL`` seconds (the others are counted in the next one), never a traceback.
+
 The server binds to 127.0.0.1 unless told otherwise; on SIGINT/SIGTERM (or ``stop()``) it stops
 accepting connections, answers the requests in flight (HTTP, then gRPC), then exits.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -44,6 +51,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from heplearn import __version__
 from heplearn.errors import DataError, HeplearnError
@@ -51,6 +59,9 @@ from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELA
 from heplearn.serving.engines import open_session, run_by_multiplicity
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_JETS_PER_REQUEST,
     DEFAULT_MAX_PARTICLES,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -69,6 +80,26 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "heplearn"
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository"]
+DISCONNECT_WARNING_INTERVAL = 10.0  # seconds between two warnings about clients that went away
+
+
+class RateLimitedLog:
+    """One log line per ``interval`` seconds at most; the next line counts those held back."""
+
+    def __init__(self, interval: float = DISCONNECT_WARNING_INTERVAL) -> None:
+        self.interval = interval
+        self._last = -math.inf
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def warning(self, message: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                self._held += 1
+                return
+            held, self._held, self._last = self._held, 0, now
+        log.warning("%s%s", message, f" ({held} more since the last such warning)" if held else "")
 
 
 @dataclass
@@ -189,13 +220,17 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
                max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                threads: int | None = None, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
                graceful_timeout: float = 30.0, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-               max_particles: int | None = None) -> FastAPI:
+               max_particles: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+               keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+               max_connections: int = DEFAULT_MAX_CONNECTIONS) -> FastAPI:
     """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here).
 
     With ``grpc_port`` (0: a free one), the app also serves Triton's gRPC protocol on
     ``grpc_host:grpc_port`` while it runs; the bound port is then ``app.state.grpc_port``.
     ``max_jets_per_request`` and ``max_particles`` (None: each run's particle length) bound what
-    one request may hold; larger requests get 400 before any compute.
+    one request may hold; larger requests get 400 before any compute. ``body_timeout``,
+    ``keep_alive_timeout`` and ``max_connections`` bound what slow clients hold (``app.state.uvicorn_options``
+    carries the last two to uvicorn).
     """
     start_grpc = _grpc_starter() if grpc_port is not None else None  # a missing grpcio fails here, not later
     if grpc_port:
@@ -225,6 +260,8 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     app.state.models = models
     app.state.grpc_port = None
     app.state.startup_error = None
+    app.state.uvicorn_options = {"timeout_keep_alive": keep_alive_timeout, "limit_concurrency": max_connections}
+    disconnects = RateLimitedLog()
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, error: ProtocolError) -> JSONResponse:
@@ -274,7 +311,14 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=INFER_OPENAPI)
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         model = find_model(models, name, version)
-        body = await _read_body(request, max_request_bytes)
+        try:
+            async with asyncio.timeout(body_timeout):
+                body = await _read_body(request, max_request_bytes)
+        except TimeoutError:
+            raise ProtocolError(f"the request body did not arrive within {body_timeout:g} s", 408) from None
+        except ClientDisconnect:
+            disconnects.warning(f"a client of model {name!r} went away before sending its whole request")
+            return Response(status_code=400)  # nobody reads it
         parsed = parse_request(body, request.headers.get(HEADER_LENGTH), model.limits)
         outputs = await model.infer(parsed.inputs)
         content, header_length = encode_response(name, model.version, parsed, outputs)
@@ -352,21 +396,23 @@ def serve(
     graceful_timeout: float = 30.0,
     max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
     max_particles: int | None = None,
+    **limits: Any,
 ) -> None:
     """Serve the models (over HTTP, and gRPC if ``grpc_port``) until SIGINT/SIGTERM; requests in flight are
-    answered before exiting."""
+    answered before exiting. ``limits``: ``body_timeout``, ``keep_alive_timeout``, ``max_connections``
+    (see ``create_app``)."""
     import uvicorn
 
     app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
                      grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout,
-                     max_jets_per_request=max_jets_per_request, max_particles=max_particles)
+                     max_jets_per_request=max_jets_per_request, max_particles=max_particles, **limits)
     if port:
         _check_port_free(host, port, "HTTP")
     if host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("serving on %s: reachable from other machines, and the service has no authentication", host)
     log.info("serving %s on http://%s", ", ".join(app.state.models), _address(host, port))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=graceful_timeout)
+                            timeout_graceful_shutdown=graceful_timeout, **app.state.uvicorn_options)
     try:
         uvicorn.Server(config).run()
     except SystemExit:  # uvicorn's way out of a failed startup
@@ -410,7 +456,8 @@ class BackgroundServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = host, self._socket.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                                **self.app.state.uvicorn_options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="heplearn-serve", daemon=True)
 
