@@ -316,7 +316,6 @@ def reweight_fit_command(
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv

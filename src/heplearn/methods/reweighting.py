@@ -503,7 +503,7 @@ def reweight(
     check_same_fields(source, target)
     check_total_weight(source)
     check_total_weight(target)
-    run = RunDirectory.create(runs_dir, name, f"reweight-{config.model.name}")
+    run = new_run(runs_dir, name, f"reweight-{config.model.name}")
     plans = options.plan(source, run)
     run.write_config(run_config, {"torch_version": str(torch.__version__)})
 
@@ -542,6 +542,13 @@ def reweight(
         "folds": folds, "val_fraction": val_fraction, "clip": list(options.clip), "normalise": options.normalise,
         "friends": [str(p) for p in friends], "fold_records": fold_records, "summary": summary})
     return result
+
+
+def new_run(runs_dir: str | os.PathLike[str], name: str | None, stem: str) -> RunDirectory:
+    """A new reweighting run directory; a finished one of that name is a ``ConfigError``."""
+    if name is not None and (Path(runs_dir) / name / SETTINGS_FILE).is_file():
+        raise ConfigError(f"{Path(runs_dir) / name}: a finished reweighting run exists already; choose another --name")
+    return RunDirectory.create(runs_dir, name, stem)
 
 
 def prior_ratio(train: JetArrays) -> float:

@@ -42,6 +42,7 @@ from heplearn.methods.reweighting import (
     check_total_weight,
     density_ratio,
     labelled,
+    new_run,
     prior_ratio,
     read_sample,
     read_settings,
@@ -54,7 +55,6 @@ from heplearn.methods.reweighting import (
     write_settings,
 )
 from heplearn.run_config import RunConfig
-from heplearn.runs import RunDirectory
 from heplearn.trained import TrainedModel
 
 
@@ -239,7 +239,7 @@ def reweight_parametrised(
     trained = parameter_ranges(target, parameters, ranges)
     if at is not None:
         check_in_range(at, trained, "--at")
-    run = RunDirectory.create(runs_dir, name, f"reweight-{config.model.name}-parametrised")
+    run = new_run(runs_dir, name, f"reweight-{config.model.name}-parametrised")
     plans = options.plan(source, run) if at is not None else []
     run.write_config(run_config, {"torch_version": str(torch.__version__)})
 
