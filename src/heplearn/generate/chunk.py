@@ -156,10 +156,11 @@ class ChunkTask:
 
     process: str
     index: int
-    n_jets: int
+    n_jets: int  # jets, or events for kind == "events"
     global_seed: int
-    options: GeneratorOptions
+    options: GeneratorOptions  # an EventOptions for kind == "events"
     path: str
+    kind: str = "jets"
 
 
 @dataclass(frozen=True)
@@ -179,12 +180,18 @@ def run_chunk(task: ChunkTask, provenance: dict[str, object] | None = None,
     ``report`` receives the number of jets of this chunk found so far, after every batch.
     """
     start, cpu_start = time.perf_counter(), time.process_time()
-    card = get_card(task.process)
-    seed, detector_seed = chunk_seeds(task.global_seed, card.name, task.index)
-    jets = generate_jets(card, task.options, task.n_jets, seed, detector_seed=detector_seed, report=report)
-    jets = ak.with_field(jets, np.full(len(jets), task.index, dtype=np.int32), "aux_chunk")
-    chunk_provenance = {**(provenance or {}), "process": card.name, "chunk": task.index,
+    seed, detector_seed = chunk_seeds(task.global_seed, task.process, task.index)
+    if task.kind == "events":
+        from heplearn.generate.nanoaod import generate_events, get_event_card
+
+        records = generate_events(get_event_card(task.process), task.options, task.n_jets,  # type: ignore[arg-type]
+                                  seed, detector_seed=detector_seed, report=report)
+    else:
+        records = generate_jets(get_card(task.process), task.options, task.n_jets, seed,
+                                detector_seed=detector_seed, report=report)
+    records = ak.with_field(records, np.full(len(records), task.index, dtype=np.int32), "aux_chunk")
+    chunk_provenance = {**(provenance or {}), "process": task.process, "chunk": task.index,
                         "pythia_seed": seed, "detector_seed": detector_seed}
-    io.write(jets, Path(task.path), provenance=chunk_provenance)
-    return ChunkResult(card.name, task.index, task.path, len(jets), time.perf_counter() - start,
+    io.write(records, Path(task.path), provenance=chunk_provenance)
+    return ChunkResult(task.process, task.index, task.path, len(records), time.perf_counter() - start,
                        time.process_time() - cpu_start)

@@ -6,6 +6,7 @@
     heplearn generate qcd --jets 50000 -o data/qcd-as016 --pythia TimeShower:alphaSvalue=0.16
     heplearn generate top qcd --jets 50000 -o data/pseudo-data --detector alt
     heplearn generate toy --events 100000 -o data/toy
+    heplearn generate events wprime dijet_qcd --events 100000 -o data/lhco --format root
 
 Register with ``app.command("generate")(generate_command)``.
 """
@@ -21,6 +22,7 @@ from heplearn.errors import ConfigError
 from heplearn.generate.processes import DEFAULT_CHUNK_SIZE, PROCESSES, GeneratorOptions
 
 TOY = "toy"
+EVENTS = "events"
 
 
 def _parse_split(text: str) -> tuple[float, ...]:
@@ -33,7 +35,8 @@ def _parse_split(text: str) -> tuple[float, ...]:
 def generate_command(
     *,
     processes: Annotated[list[str], typer.Argument(
-        help=f"Processes to mix ({', '.join(PROCESSES)}), or 'toy' alone for the analytic toy.",
+        help=f"Processes to mix ({', '.join(PROCESSES)}); 'toy' alone for the analytic toy; 'events' then "
+             "event processes (wprime, dijet_qcd, zmumu_jets) for NanoAOD-layout events.",
         show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
     jets: Annotated[int | None, typer.Option("--jets", "-n", help="Jets per process.")] = None,
@@ -55,14 +58,19 @@ def generate_command(
              "isr-down, hadronization.")] = None,
     pythia: Annotated[list[str] | None, typer.Option(
         "--pythia", help="Any Pythia setting KEY=VALUE (repeatable; read last, so it wins).")] = None,
-    sqrt_s: Annotated[float, typer.Option(help="Collision energy √s (GeV).")] = 14_000.0,
+    sqrt_s: Annotated[float | None, typer.Option(
+        help="Collision energy √s (GeV); 14 TeV for jets, 13 TeV for events.")] = None,
     pthat_min: Annotated[float | None, typer.Option(help="Hard-process pT-hat minimum (GeV).")] = None,
     pthat_max: Annotated[float | None, typer.Option(help="Hard-process pT-hat maximum (GeV).")] = None,
-    chunk_size: Annotated[int, typer.Option(help="Jets per chunk (the unit of work and of restart).")]
+    chunk_size: Annotated[int, typer.Option(help="Jets (or events) per chunk (the unit of work and of restart).")]
     = DEFAULT_CHUNK_SIZE,
     split: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
     scheduler: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler.")] = None,
-    events: Annotated[int | None, typer.Option(help="Toy only: number of events.")] = None,
+    events: Annotated[int | None, typer.Option(help="Toy and event samples: number of events (per process).")]
+    = None,
+    wprime_mass: Annotated[float, typer.Option(help="Events, wprime: W' mass (GeV).")] = 3500.0,
+    x_mass: Annotated[float, typer.Option(help="Events, wprime: X mass (GeV), X → qq̄.")] = 500.0,
+    y_mass: Annotated[float, typer.Option(help="Events, wprime: Y mass (GeV), Y → qq̄.")] = 100.0,
     dimensions: Annotated[int, typer.Option(help="Toy only: number of features.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -74,6 +82,27 @@ def generate_command(
 
     fractions = _parse_split(split)
     names = [name.strip().lower() for name in processes]
+    if names and names[0] == EVENTS:
+        from heplearn.generate.event_driver import generate_events_sample
+        from heplearn.generate.nanoaod import EventOptions
+
+        if events is None:
+            raise ConfigError("events: give the number of events per process with --events N")
+        if jets is not None:
+            raise ConfigError("events: --jets is for jet samples; use --events")
+        event_options = EventOptions(
+            sqrt_s=13_000.0 if sqrt_s is None else sqrt_s, mpi=mpi, wprime_mass=wprime_mass, x_mass=x_mass,
+            y_mass=y_mass, detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),
+        )
+        summary = generate_events_sample(
+            names[1:], events, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,
+            file_format=file_format, options=event_options, scheduler=scheduler, progress=progress,
+        )
+        for split_name, path in summary.files.items():
+            typer.echo(f"{split_name}: {path} ({summary.jets_per_split[split_name]} events)")
+        typer.echo(f"{summary.jets_generated} events generated in {summary.seconds:.1f} s; "
+                   f"{summary.chunks_skipped} chunk(s) reused")
+        return
     if TOY in names:
         if len(names) > 1:
             raise ConfigError("'toy' cannot be mixed with physics processes; run it alone")
@@ -87,11 +116,12 @@ def generate_command(
             typer.echo(f"{split_name}: {path}")
         return
     if events is not None:
-        raise ConfigError("--events is for the toy; use --jets N for physics processes")
+        raise ConfigError("--events is for the toy and event samples (generate events PROCESS...); "
+                          "use --jets N for jet processes")
     if jets is None:
         raise ConfigError("give the number of jets per process with --jets N")
     options = GeneratorOptions(
-        sqrt_s=sqrt_s, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, radius=radius,
+        sqrt_s=14_000.0 if sqrt_s is None else sqrt_s, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, radius=radius,
         algorithm=algorithm, mpi=mpi, max_particles=max_particles,
         pthat_min=pthat_min, pthat_max=pthat_max,
         detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),

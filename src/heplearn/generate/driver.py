@@ -265,12 +265,12 @@ def _chunk_key(task: ChunkTask) -> str:
 
 
 def _run_chunks(todo: list[ChunkTask], plan: list[ChunkTask], *, workers: int, scheduler: str | None,
-                progress: bool, provenance: dict[str, Any]) -> list[ChunkResult]:
+                progress: bool, provenance: dict[str, Any], unit: str = "jets") -> list[ChunkResult]:
     total = sum(task.n_jets for task in plan)
     already = total - sum(task.n_jets for task in todo)
     results: list[ChunkResult] = []
     try:
-        with _progress_bar(total, already, enabled=progress) as advance:
+        with _progress_bar(total, already, enabled=progress, unit=unit) as advance:
             tracker = _ChunkProgress(advance)
             for task, result in _execute(todo, workers=workers, scheduler=scheduler, provenance=provenance,
                                          tracker=tracker):
@@ -348,8 +348,8 @@ def _remove_temporaries(plan: list[ChunkTask]) -> None:
 
 
 @contextlib.contextmanager
-def _progress_bar(total: int, already: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr with jets/s; a no-op when disabled."""
+def _progress_bar(total: int, already: int, *, enabled: bool, unit: str = "jets") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr with jets/s (or ``unit``/s); a no-op when disabled."""
     if not enabled:
         yield lambda n: None
         return
@@ -366,18 +366,18 @@ def _progress_bar(total: int, already: int, *, enabled: bool) -> Iterator[Callab
     start = time.perf_counter()
     done = 0
     progress = Progress(
-        TextColumn("[bold]generating jets"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(f"[bold]generating {unit}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True),
     )
     with progress:
-        task = progress.add_task("jets", total=total, completed=already, rate="")
+        task = progress.add_task(unit, total=total, completed=already, rate="")
 
         def advance(n_jets: int) -> None:
             nonlocal done
             done += n_jets
             rate = done / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=n_jets, rate=f"{rate:.1f} jets/s")
+            progress.update(task, advance=n_jets, rate=f"{rate:.1f} {unit}/s")
 
         yield advance
 

@@ -1,0 +1,367 @@
+"""Event-level samples in the CMS NanoAOD layout: one record per event, jagged object collections.
+
+``generate_events`` makes one chunk of events of an event card; the driver
+(``heplearn.generate.event_driver``) chunks, seeds, resumes and writes them like the jet generator.
+Branch names and types follow CMS NanoAOD (https://cms-nanoaod-integration.web.cern.ch/autoDoc/),
+so coffea's ``NanoEventsFactory`` with ``NanoAODSchema`` reads the ROOT files as they are:
+
+- ``Jet_pt/eta/phi/mass``, ``Jet_hadronFlavour`` (ghost-associated B/C hadrons: 5, 4, 0),
+  ``Jet_nConstituents``: anti-kT R = 0.4, pT > ``jet_pt_min``, |η| < 4.7, clustered from every
+  visible particle except the isolated leptons and photons (which NanoAOD keeps as their own
+  objects);
+- ``FatJet_pt/eta/phi/mass``, ``FatJet_msoftdrop`` (β = 0, z_cut = 0.1), ``FatJet_tau1..4``: R = 0.8,
+  pT > ``fatjet_pt_min``, |η| < 2.4;
+- ``Muon_*``, ``Electron_*`` (pt, eta, phi, mass, charge, pdgId, ``pfRelIso03_all``) and
+  ``Photon_*`` (pt, eta, phi, ``pfRelIso03_all``): |η| < 2.4 (2.5), pT > ``lepton_pt_min``,
+  isolated: the scalar pT sum of the other visible particles within ΔR < 0.3, over the object's
+  pT, below ``ISOLATION_MAX`` (CMS's loose PF isolation, 0.25 for muons);
+- ``MET_pt``, ``MET_phi``: minus the vector pT sum of everything visible (neutrinos escape);
+- ``genWeight`` (Pythia's event weight, 1 for these unweighted samples); ``run`` (1),
+  ``luminosityBlock`` (the chunk index + 1) and ``event`` (the generated event's number in its
+  chunk), which together identify an event, as NanoAOD's event ID;
+- ``GenPart_pdgId/status/genPartIdxMother/pt/eta/phi/mass``: the hard process (Pythia status
+  21-23: incoming, intermediate and outgoing partons and resonances), mothers indexed within
+  the event's GenPart list (-1 when the mother is not in it).
+
+Collections are pT-ordered, as in NanoAOD. With a detector (``--detector``) the objects are made
+from the reconstructed particles (tracks and calorimeter cells) instead.
+
+Event cards (√s = 13 TeV by default, as the benchmarks they follow):
+
+``wprime``
+    W' → X Y with X → qq̄ and Y → qq̄ (the LHC Olympics 2020 R&D signal, arXiv:2101.08320:
+    m_W' = 3.5 TeV, m_X = 500 GeV, m_Y = 100 GeV; masses are options). Pythia's W' decays to W Z,
+    so the W plays X and the Z plays Y: their masses are set to m_X and m_Y, their widths forced
+    to 1% of the mass, and both decay to quarks. The leading fat jet must have pT > 1.2 TeV, the
+    benchmark's trigger-like cut.
+``dijet_qcd``
+    Its background: ``HardQCD:all`` with pT-hat > 1 TeV (so that the cut on the leading fat jet
+    is nearly unbiased) and the same 1.2 TeV cut.
+``zmumu_jets``
+    Z/γ* → μμ + jet (``WeakBosonAndParton:qqbar2gmZg`` and ``qg2gmZq``, pure Z) with pT-hat > 200
+    GeV: the boosted Z+jets phase space of the OmniFold measurements (Andreassen et al.,
+    arXiv:1911.09107; ATLAS, arXiv:2405.20041). Events need two muons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from heplearn.errors import ConfigError, HeplearnError
+from heplearn.generate import clustering, kinematics, substructure, truth
+from heplearn.generate.detector import DetectorConfig, apply_detector
+from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
+from heplearn.generate.processes import _COMMON_SETTINGS
+from heplearn.generate.variations import parse_settings, variation_settings
+
+ISOLATION_MAX = 0.25
+ISOLATION_RADIUS = 0.3
+JET_ETA_MAX = 4.7
+FATJET_ETA_MAX = 2.4
+MUON_ETA_MAX, ELECTRON_ETA_MAX, PHOTON_ETA_MAX = 2.4, 2.5, 2.5
+TRIGGER_FATJET_PT = 1200.0  # LHC Olympics R&D: leading large-R jet pT > 1.2 TeV
+MIN_BATCH, MAX_BATCH = 8, 200
+MAX_EVENTS_WITHOUT_PASS = 20_000
+_MASSES = {11: 0.000511, 13: 0.10566}
+
+
+@dataclass(frozen=True)
+class EventCard:
+    """One event process: its Pythia settings (given the options) and its event selection."""
+
+    name: str
+    description: str
+    pthat_min: float
+    trigger_fatjet_pt: float | None = None
+    min_muons: int = 0
+
+
+EVENT_PROCESSES: dict[str, EventCard] = {
+    card.name: card
+    for card in (
+        EventCard("wprime", "W' → X(→qq̄) Y(→qq̄), the LHC Olympics R&D signal", pthat_min=0.0,
+                  trigger_fatjet_pt=TRIGGER_FATJET_PT),
+        EventCard("dijet_qcd", "QCD dijets with pT-hat > 1 TeV, the LHC Olympics background", pthat_min=1000.0,
+                  trigger_fatjet_pt=TRIGGER_FATJET_PT),
+        EventCard("zmumu_jets", "Z → μμ + jet with pT-hat > 200 GeV (OmniFold Z+jets)", pthat_min=200.0,
+                  min_muons=2),
+    )
+}
+
+
+def get_event_card(name: str) -> EventCard:
+    """The event card called ``name``; a ConfigError lists the known ones otherwise."""
+    card = EVENT_PROCESSES.get(str(name).strip().lower())
+    if card is None:
+        raise ConfigError(f"unknown event process {name!r}: choose from {', '.join(EVENT_PROCESSES)}")
+    return card
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """What the user may change for event samples (GeV)."""
+
+    sqrt_s: float = 13_000.0
+    mpi: bool = True
+    wprime_mass: float = 3500.0
+    x_mass: float = 500.0
+    y_mass: float = 100.0
+    jet_pt_min: float = 20.0
+    fatjet_pt_min: float = 200.0
+    lepton_pt_min: float = 5.0
+    pthat_min: float | None = None  # None: the card's
+    detector: DetectorConfig | None = None
+    variation: str | None = None
+    pythia: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("sqrt_s", "wprime_mass", "x_mass", "y_mass", "jet_pt_min", "fatjet_pt_min", "lepton_pt_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if self.pthat_min is not None and not (math.isfinite(self.pthat_min) and self.pthat_min >= 0):
+            raise ConfigError(f"pthat_min must be a non-negative number, got {self.pthat_min!r}")
+        if min(self.x_mass, self.y_mass) < 20.0:
+            raise ConfigError(f"m_X = {self.x_mass:g} and m_Y = {self.y_mass:g} GeV must be at least 20 GeV "
+                              "(X and Y decay to quarks)")
+        if self.x_mass + self.y_mass >= self.wprime_mass:
+            raise ConfigError(f"W' → X Y is closed: m_X + m_Y = {self.x_mass + self.y_mass:g} GeV is not below "
+                              f"m_W' = {self.wprime_mass:g} GeV")
+        if self.wprime_mass >= self.sqrt_s:
+            raise ConfigError(f"m_W' = {self.wprime_mass:g} GeV is out of reach at √s = {self.sqrt_s:g} GeV")
+        variation_settings(self.variation)
+        object.__setattr__(self, "pythia", parse_settings(self.pythia))
+
+    def with_changes(self, **changes: Any) -> EventOptions:
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, object]:
+        values = asdict(self)
+        values["detector"] = None if self.detector is None else self.detector.describe()
+        values["pythia"] = list(self.pythia)
+        values["variation"] = self.variation or "nominal"
+        return values
+
+
+def event_settings(card: EventCard, options: EventOptions, seed: int) -> list[str]:
+    """The Pythia settings of one chunk of ``card``."""
+    if card.name == "wprime":
+        process = [
+            "NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1",  # off by default
+            f"34:m0 = {options.wprime_mass:.6g}",
+            "34:onMode = off", "34:onIfAll = 23 24",  # W' → W Z, the W as X and the Z as Y
+            f"24:m0 = {options.x_mass:.6g}", "24:doForceWidth = on", f"24:mWidth = {0.01 * options.x_mass:.6g}",
+            f"24:mMin = {0.5 * options.x_mass:.6g}", f"24:mMax = {1.5 * options.x_mass:.6g}",
+            f"23:m0 = {options.y_mass:.6g}", "23:doForceWidth = on", f"23:mWidth = {0.01 * options.y_mass:.6g}",
+            f"23:mMin = {0.5 * options.y_mass:.6g}", f"23:mMax = {1.5 * options.y_mass:.6g}",
+            "24:onMode = off", "24:onIfAny = 1 2 3 4 5", "23:onMode = off", "23:onIfAny = 1 2 3 4 5",
+        ]
+    elif card.name == "dijet_qcd":
+        process = ["HardQCD:all = on"]
+    else:
+        process = ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                   "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 13"]
+    pthat = card.pthat_min if options.pthat_min is None else options.pthat_min
+    return [
+        *_COMMON_SETTINGS,
+        f"Random:seed = {seed}",
+        f"Beams:eCM = {options.sqrt_s:.6g}",
+        *process,
+        f"PhaseSpace:pTHatMin = {pthat:.6g}",
+        f"PartonLevel:MPI = {'on' if options.mpi else 'off'}",
+        *variation_settings(options.variation),
+        *options.pythia,
+    ]
+
+
+# ----------------------------------------------------------------------------- generation
+def generate_events(card: EventCard, options: EventOptions, n_events: int, seed: int, *,
+                    detector_seed: int = 0, report: Any = None) -> ak.Array:
+    """``n_events`` events of ``card`` passing its selection, as a NanoAOD-layout record array."""
+    generator = PythiaGenerator(event_settings(card, options, seed))
+    rng = np.random.default_rng(detector_seed)
+    pieces: list[ak.Array] = []
+    n_found = n_tried = since_pass = 0
+    acceptance = 0.5
+    while n_found < n_events:
+        batch_size = int(np.clip(math.ceil(1.1 * (n_events - n_found) / max(acceptance, 0.01)) + 2,
+                                 MIN_BATCH, MAX_BATCH))
+        record, particles = generator.next_batch(batch_size)
+        if options.detector is not None:
+            particles = apply_detector(particles, options.detector, rng)
+        events = events_of_batch(card, options, record, particles, first_event=n_tried)
+        n_tried += record.n_events
+        n_found += len(events)
+        since_pass = 0 if len(events) else since_pass + record.n_events
+        if since_pass >= MAX_EVENTS_WITHOUT_PASS:
+            raise HeplearnError(f"{card.name}: no event passed the selection in {since_pass} events; "
+                                "check the masses, the pT-hat minimum and the object thresholds")
+        if len(events):
+            pieces.append(events)
+        acceptance = n_found / max(n_tried, 1)
+        if report is not None:
+            report(min(n_found, n_events))
+    return ak.concatenate(pieces)[:n_events]
+
+
+def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
+                    particles: FinalState, *, first_event: int = 0) -> ak.Array:
+    """The NanoAOD-layout records of the events of one batch that pass the card's selection.
+
+    ``event`` numbers the generated events of the chunk from 1 (``first_event`` before this batch);
+    the driver sets ``run`` and ``luminosityBlock`` (the chunk).
+    """
+    event = np.repeat(np.arange(particles.n_events), particles.counts)
+    pt = kinematics.pt(particles.px, particles.py)
+    eta = kinematics.pseudorapidity(particles.px, particles.py, particles.pz)
+    phi = kinematics.azimuth(particles.px, particles.py)
+    absolute = np.abs(particles.pid)
+    candidate = ((absolute == 11) | (absolute == 13) | (particles.pid == 22)) & (pt > options.lepton_pt_min)
+    isolation = relative_isolation(event, pt, eta, phi, particles.n_events, candidate)
+    isolated = isolation < ISOLATION_MAX
+    muon = (absolute == 13) & (pt > options.lepton_pt_min) & (np.abs(eta) < MUON_ETA_MAX) & isolated
+    electron = (absolute == 11) & (pt > options.lepton_pt_min) & (np.abs(eta) < ELECTRON_ETA_MAX) & isolated
+    photon = (particles.pid == 22) & (pt > max(options.lepton_pt_min, 10.0)) & (np.abs(eta) < PHOTON_ETA_MAX) \
+        & isolated
+
+    columns: dict[str, Any] = {"event": np.arange(first_event + 1, first_event + 1 + particles.n_events,
+                                                  dtype=np.uint64)}
+    columns.update(_objects("Muon", particles, event, muon, pt, eta, phi, isolation, leptons=True))
+    columns.update(_objects("Electron", particles, event, electron, pt, eta, phi, isolation, leptons=True))
+    columns.update(_objects("Photon", particles, event, photon, pt, eta, phi, isolation, leptons=False))
+    hadronic = _subset(particles, ~(muon | electron | photon))
+    ghosts = truth.find_heavy_hadrons(record)
+    columns.update(_jets("Jet", hadronic, 0.4, options.jet_pt_min, JET_ETA_MAX, ghosts))
+    columns.update(_jets("FatJet", particles, 0.8, options.fatjet_pt_min, FATJET_ETA_MAX, ghosts))
+    met_x = -np.bincount(event, weights=particles.px, minlength=particles.n_events)
+    met_y = -np.bincount(event, weights=particles.py, minlength=particles.n_events)
+    columns["MET_pt"] = np.hypot(met_x, met_y).astype(np.float32)
+    columns["MET_phi"] = np.arctan2(met_y, met_x).astype(np.float32)
+    columns["genWeight"] = np.ones(particles.n_events, dtype=np.float32)
+    columns.update(_gen_particles(record))
+    events = ak.zip(columns, depth_limit=1)
+    keep = np.ones(len(events), dtype=bool)
+    if card.trigger_fatjet_pt is not None:
+        keep &= ak.to_numpy(ak.fill_none(ak.max(events.FatJet_pt, axis=1), 0.0)) > card.trigger_fatjet_pt
+    if card.min_muons:
+        keep &= ak.to_numpy(events.nMuon) >= card.min_muons
+    return events[keep]
+
+
+def relative_isolation(event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+                       n_events: int, candidate: np.ndarray) -> np.ndarray:
+    """Σ pT of the other particles within ΔR < 0.3, over the particle's pT (``pfRelIso03_all``).
+
+    Computed for the ``candidate`` particles (leptons and photons above threshold, a few per
+    event) and inf for the rest.
+    """
+    isolation = np.full(len(pt), np.inf)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(event, minlength=n_events))])
+    for index in np.flatnonzero(candidate):
+        start, stop = offsets[event[index]], offsets[event[index] + 1]
+        near = kinematics.delta_r(eta[index], phi[index], eta[start:stop], phi[start:stop]) < ISOLATION_RADIUS
+        isolation[index] = (pt[start:stop][near].sum() - pt[index]) / pt[index]
+    return isolation
+
+
+def _subset(particles: FinalState, keep: np.ndarray) -> FinalState:
+    event = np.repeat(np.arange(particles.n_events), particles.counts)
+    vx, vy, vz = particles.vertex()
+    return FinalState(px=particles.px[keep], py=particles.py[keep], pz=particles.pz[keep],
+                      energy=particles.energy[keep], pid=particles.pid[keep], charge=particles.charge[keep],
+                      counts=np.bincount(event[keep], minlength=particles.n_events).astype(np.int64),
+                      vx=vx[keep], vy=vy[keep], vz=vz[keep])
+
+
+def _jagged(values: np.ndarray, counts: np.ndarray, dtype: type) -> ak.Array:
+    return ak.unflatten(np.asarray(values).astype(dtype), counts)
+
+
+def _objects(name: str, particles: FinalState, event: np.ndarray, selected: np.ndarray, pt: np.ndarray,
+             eta: np.ndarray, phi: np.ndarray, isolation: np.ndarray, *, leptons: bool) -> dict[str, Any]:
+    index = np.flatnonzero(selected)
+    index = index[np.lexsort((-pt[index], event[index]))]  # by event, then decreasing pT
+    counts = np.bincount(event[index], minlength=particles.n_events)
+    columns: dict[str, Any] = {
+        f"n{name}": counts.astype(np.int32),
+        f"{name}_pt": _jagged(pt[index], counts, np.float32),
+        f"{name}_eta": _jagged(eta[index], counts, np.float32),
+        f"{name}_phi": _jagged(phi[index], counts, np.float32),
+        f"{name}_pfRelIso03_all": _jagged(isolation[index], counts, np.float32),
+    }
+    if leptons:  # NanoAOD photons have no mass branch
+        absolute = np.abs(particles.pid[index])
+        columns[f"{name}_mass"] = _jagged(np.where(absolute == 13, _MASSES[13], _MASSES[11]), counts, np.float32)
+        columns[f"{name}_charge"] = _jagged(particles.charge[index], counts, np.int32)
+        columns[f"{name}_pdgId"] = _jagged(particles.pid[index], counts, np.int32)
+    return columns
+
+
+def _jets(name: str, particles: FinalState, radius: float, pt_min: float, eta_max: float,
+          ghosts: truth.HeavyHadrons) -> dict[str, Any]:
+    jets = clustering.cluster(particles, radius, "antikt", pt_min, ghosts=ghosts)
+    jets = jets.select(np.abs(jets.eta) < eta_max)
+    counts = np.bincount(jets.event, minlength=particles.n_events)
+    # cluster() returns jets in FastJet's order; NanoAOD orders each event's jets by pT.
+    order = np.lexsort((-jets.pt, jets.event))
+    jets = _reorder(jets, order)
+    columns: dict[str, Any] = {
+        f"n{name}": counts.astype(np.int32),
+        f"{name}_pt": _jagged(jets.pt, counts, np.float32),
+        f"{name}_eta": _jagged(jets.eta, counts, np.float32),
+        f"{name}_phi": _jagged(jets.phi, counts, np.float32),
+        f"{name}_mass": _jagged(jets.mass, counts, np.float32),
+    }
+    if name == "Jet":
+        columns["Jet_hadronFlavour"] = _jagged(jets.hadron_flavour, counts, np.int32)
+        columns["Jet_nConstituents"] = _jagged(jets.n_constituents, counts, np.int32)
+    else:
+        shapes = substructure.substructure_fields(clustering.constituents_awkward(particles, jets), radius)
+        columns[f"{name}_msoftdrop"] = _jagged(shapes["jet_sdmass"], counts, np.float32)
+        for order_n in substructure.TAU_ORDERS:
+            columns[f"{name}_tau{order_n}"] = _jagged(shapes[f"jet_tau{order_n}"], counts, np.float32)
+    return columns
+
+
+def _reorder(jets: clustering.Jets, order: np.ndarray) -> clustering.Jets:
+    """The jets in ``order``, constituents moved along."""
+    counts = jets.n_constituents[order]
+    starts = jets.constituent_offsets[:-1][order]
+    gather = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+    return clustering.Jets(
+        event=jets.event[order], px=jets.px[order], py=jets.py[order], pz=jets.pz[order],
+        energy=jets.energy[order], constituents=jets.constituents[gather],
+        constituent_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        hadron_flavour=jets.hadron_flavour[order],
+    )
+
+
+def _gen_particles(record: EventRecord) -> dict[str, Any]:
+    """``GenPart_*``: the hard process (|status| 21-23), mothers re-indexed within the list."""
+    event = np.repeat(np.arange(record.n_events), np.diff(record.offsets))
+    status = np.abs(record.status)
+    keep = (status >= 21) & (status <= 23)
+    index = np.flatnonzero(keep)
+    counts = np.bincount(event[index], minlength=record.n_events)
+    # position of each kept particle inside its event's GenPart list; -1 for the others
+    position = np.full(len(record.pid), -1, dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position[index] = np.arange(len(index)) - np.repeat(first, counts)
+    mother = record.offsets[event[index]] + record.mother1[index]
+    mother_position = np.where(record.mother1[index] > 0, position[mother], -1)
+    px, py, pz, energy = record.px[index], record.py[index], record.pz[index], record.energy[index]
+    return {
+        "nGenPart": counts.astype(np.int32),
+        "GenPart_pdgId": _jagged(record.pid[index], counts, np.int32),
+        "GenPart_status": _jagged(status[index], counts, np.int32),
+        "GenPart_genPartIdxMother": _jagged(mother_position, counts, np.int32),
+        "GenPart_pt": _jagged(kinematics.pt(px, py), counts, np.float32),
+        "GenPart_eta": _jagged(kinematics.pseudorapidity(px, py, pz), counts, np.float32),
+        "GenPart_phi": _jagged(kinematics.azimuth(px, py), counts, np.float32),
+        "GenPart_mass": _jagged(kinematics.mass(px, py, pz, energy), counts, np.float32),
+    }
