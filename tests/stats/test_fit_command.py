@@ -95,3 +95,9 @@ def test_fit_from_a_run_recovers_the_fraction_of_a_mixture(tmp_path: Path) -> No
     for fitted in (outcome.unbinned, outcome.binned, outcome.fraction):
         assert fitted is not None
         assert abs(fitted.fraction - inputs.true_fraction) < 3 * fitted.uncertainty
+    # real data have no labels: the same jets without label fields give the same data values
+    unlabelled = jets[keep][[name for name in jets.fields if not name.startswith("label_")]]
+    blind = inputs_from_run(run, [files["test"]], [str(io.write(unlabelled, tmp_path / "data.parquet"))],
+                            progress=False)
+    assert blind.true_fraction is None
+    np.testing.assert_array_equal(blind.data.values, inputs.data.values)

@@ -418,9 +418,11 @@ def inputs_from_run(run_dir: str | os.PathLike[str], template_files: Sequence[st
     """The run's score (or ``observable``) of labelled template jets, data jets and varied jets.
 
     The signal is the run's first class unless ``signal`` names another; every other class is
-    background. The data files' labels, when present, give the true fraction for the report.
+    background. The data need no labels; when every data file has the run's label fields, they
+    give the true fraction for the report.
     """
-    from heplearn.stats.templates import run_observable
+    from heplearn.runs import RunDirectory
+    from heplearn.stats.templates import has_fields, run_observable
 
     values, labels, weights, class_names, label = run_observable(run_dir, template_files, observable, progress)
     signal_name = signal or class_names[0]
@@ -436,8 +438,15 @@ def inputs_from_run(run_dir: str | os.PathLike[str], template_files: Sequence[st
         return Values(values[is_signal], weights[is_signal]), Values(values[~is_signal], weights[~is_signal])
 
     signal_values, background_values = split(values, labels, weights, "template files")
-    data_values, data_labels, data_weights, _, _ = run_observable(run_dir, data_files, observable, progress)
-    true_fraction = float(data_weights[data_labels == signal_index].sum() / data_weights.sum())
+    # real data carry no labels; a labelled mixture tells the true fraction
+    config = RunDirectory(Path(run_dir)).read_config()
+    label_fields = list(config.data.labels.classes or []) if config.data.labels.has_classes else []
+    labelled = all(isinstance(name, str) for name in label_fields) and has_fields(data_files, label_fields,
+                                                                                 config.data.treename)
+    data_values, data_labels, data_weights, _, _ = run_observable(run_dir, data_files, observable, progress,
+                                                                  labelled)
+    true_fraction = (float(data_weights[data_labels == signal_index].sum() / data_weights.sum()) if labelled
+                     else None)
     varied: dict[str, tuple[Values | None, Values | None]] = {}
     for name, files in (systematics or {}).items():
         varied_values, varied_labels, varied_weights, _, _ = run_observable(run_dir, files, observable, progress)

@@ -203,9 +203,13 @@ def templates_from_run(run_dir: str | os.PathLike[str], files: Sequence[str | os
 
 
 def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
-                   observable: str | None = None, progress: bool = True,
+                   observable: str | None = None, progress: bool = True, labelled: bool = True,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
-    """The run's signal score (or ``observable``) per jet of ``files``, with labels, weights, classes, axis label."""
+    """The run's signal score (or ``observable``) per jet of ``files``, with labels, weights, classes, axis label.
+
+    ``labelled=False`` reads files without the run's label fields (data): their labels are all 0.
+    """
+    from heplearn.data.config import LabelConfig
     from heplearn.data.dataset import load_arrays
     from heplearn.evaluation.runs import data_files, evaluation_data_config, load_run, predict, signal_score
 
@@ -214,12 +218,21 @@ def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.Pat
     data = evaluation_data_config(model, paths)
     if observable is not None and observable not in data.observers:
         data = data.model_copy(update={"observers": [*data.observers, observable]})
+    if not labelled:
+        data = data.model_copy(update={"labels": LabelConfig(type="none")})
     arrays, _ = load_arrays(paths, data)
     if observable is not None:
         values, label = np.asarray(arrays.observers[observable], np.float64), observable
     else:
         values, label = signal_score(predict(model, arrays, progress), model.class_names)
-    return values, np.asarray(arrays.label), np.asarray(arrays.weight, np.float64), model.class_names, label
+    labels = np.asarray(arrays.label) if labelled else np.zeros(len(values), np.int64)
+    return values, labels, np.asarray(arrays.weight, np.float64), model.class_names, label
+
+
+def has_fields(files: Sequence[str | os.PathLike[str]], fields: Sequence[str], tree: str | None = None) -> bool:
+    """Whether every file (globs expanded) holds every one of ``fields``."""
+    paths = expand_files([str(file) for file in files], "files")
+    return all(set(fields) <= set(open_source(path, tree).field_names()) for path in paths)
 
 
 def histogram_density(template: Template) -> Density:
