@@ -8,6 +8,14 @@ block finds neighbours in (Δη, Δφ); later blocks in the feature space of the
 graph is learnt ("dynamic"). Global average pooling over the particles, one dense layer with
 dropout, and the output layer follow.
 
+Neighbours are chosen alike in PyTorch and in the exported graph: distances in (Δη, Δφ) are
+computed from the coordinate differences (exact, so particles at identical coordinates are at
+distance 0 in both), and among equal distances the lower index (the harder particle: particles
+are ordered by pT) comes first, as ONNX ``TopK`` does by its specification; eager mode uses a
+stable sort for the same order. (Before, the GEMM form ‖a‖² + ‖b‖² − 2a·b rounded differently in
+onnxruntime and the two broke ties differently: jets with duplicated coordinates or equal
+distances got other neighbours in the export, differences up to 1e-2 in the scores.)
+
 Padding: neighbours are searched among the real particles only (padded ones, and the particle
 itself, are at infinite distance); a jet with at most k real particles simply has fewer edges,
 and the edge average runs over the real edges, so the output does not depend on the padding.
@@ -45,24 +53,43 @@ class ParticleNetHyperparameters:
     input_batchnorm: bool = True  # normalise the particle features first, as the reference code does
 
 
-def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int,
-                       ordered: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+EXACT_DISTANCE_DIMENSIONS = 4  # up to this many coordinates, distances come from the differences (exact)
+
+
+def squared_distances(coordinates: torch.Tensor) -> torch.Tensor:
+    """Squared distances (B, N, N) between the particles of each jet.
+
+    Few coordinates (the (Δη, Δφ) of the first block): from the differences, exact in every
+    backend. Many (the feature spaces of later blocks): ‖a‖² + ‖b‖² − 2a·b, one matrix product,
+    as the (B, N, N, C) differences would cost too much memory.
+    """
+    if coordinates.shape[-1] <= EXACT_DISTANCE_DIMENSIONS:
+        difference = coordinates.unsqueeze(2) - coordinates.unsqueeze(1)
+        return (difference * difference).sum(dim=-1)
+    squared_norm = (coordinates * coordinates).sum(dim=-1)
+    return squared_norm.unsqueeze(2) + squared_norm.unsqueeze(1) - 2.0 * coordinates @ coordinates.transpose(1, 2)
+
+
+def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (B, N, k) of each particle's k nearest real neighbours, and which of them are real.
 
     The particle itself and padded particles are put at infinite distance, so they come last
     and are flagged invalid; so are the missing neighbours when a jet has at most k real
     particles (k columns of infinite distance are appended, so there are always k candidates).
-    ``valid`` (B, N, k) is also False for every edge of a padded particle. ``ordered=False``
-    leaves the k neighbours in any order (cheaper, for callers that only sum over them).
+    ``valid`` (B, N, k) is also False for every edge of a padded particle. Among equal distances
+    the lower index comes first: ONNX ``TopK``'s rule (the exported graph), a stable sort here.
     """
-    squared_norm = (coordinates * coordinates).sum(dim=-1)
-    distance = (squared_norm.unsqueeze(2) + squared_norm.unsqueeze(1)
-                - 2.0 * coordinates @ coordinates.transpose(1, 2))
+    distance = squared_distances(coordinates)
     size = coordinates.shape[1]
     itself = torch.eye(size, dtype=torch.bool, device=coordinates.device)
     distance = distance.masked_fill(itself | ~mask.unsqueeze(1), float("inf"))
     missing = distance.new_full((*distance.shape[:2], k), float("inf"))
-    distance, index = torch.cat([distance, missing], dim=-1).topk(k, dim=-1, largest=False, sorted=ordered)
+    candidates = torch.cat([distance, missing], dim=-1)
+    if torch.compiler.is_exporting():
+        distance, index = candidates.topk(k, dim=-1, largest=False, sorted=True)
+    else:
+        distance, index = candidates.sort(dim=-1, stable=True)
+        distance, index = distance[..., :k], index[..., :k]
     valid = torch.isfinite(distance) & mask.unsqueeze(2)
     return index.clamp_max(size - 1), valid
 
@@ -103,7 +130,7 @@ class EdgeConvBlock(nn.Module):
 
     def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_exporting() and not self.training:
-            index, valid = nearest_neighbours(coordinates, mask, self.k, ordered=False)
+            index, valid = nearest_neighbours(coordinates, mask, self.k)
             return self._forward_folded(features, index, valid, mask)
         index, valid = nearest_neighbours(coordinates, mask, self.k)
         if torch.compiler.is_exporting():
