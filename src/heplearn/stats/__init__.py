@@ -4,7 +4,7 @@
 - ``fraction``: the signal fraction of a mixture, unbinned (iminuit) and binned (pyhf, Barlow–Beeston);
 - ``model``: HistFactory workspaces (μ, normsys, histosys, lumi, MC statistics) as pyhf JSON;
 - ``results``: best fits, profile scans, pulls, impacts, discovery q₀ and CLs limits (pyhf);
-- ``fitting``: ``fit_templates``, the ``heplearn fit`` command's library call, and its report;
+- ``fitting``: ``fit_inputs``, the ``heplearn fit`` command's library call, and its report;
 - ``abcd`` (the ABCD background estimate) and ``ibu`` (iterative Bayesian unfolding), imported by module.
 """
 
@@ -40,6 +40,10 @@ _API = {
     "impacts": "heplearn.stats.results",
     "discovery": "heplearn.stats.results",
     "upper_limit": "heplearn.stats.results",
+    "FitSettings": "heplearn.stats.fitting",
+    "fit_inputs": "heplearn.stats.fitting",
+    "inputs_from_run": "heplearn.stats.fitting",
+    "inputs_from_score_files": "heplearn.stats.fitting",
 }
 __all__ = list(_API)
 
