@@ -69,6 +69,10 @@ class RunDirectory:
     def weights_file(self) -> Path:
         return self.path / WEIGHTS_FILE
 
+    def module_weights_file(self, module: str) -> Path:
+        """The weights of one product module of the step strategy: ``model`` is ``model.safetensors``."""
+        return self.weights_file if module == "model" else self.path / f"{module}.safetensors"
+
     @property
     def classical_model_dir(self) -> Path:
         return self.path / CLASSICAL_MODEL_DIR

@@ -18,6 +18,9 @@ The observable travels with the batch (``data.observers``), never as an input.
   per-event weights w/p_class(m) from a histogram of each class's mass on the training split,
   so that every class's weighted mass distribution is flat: the marginal mass carries no
   information, though its correlations with the other inputs still do.
+- ``double_disco``: ABCDisCo (Kasieczka, Nachman, Schwartz & Shih, arXiv:2007.14400): two taggers f
+  and g with λ·dCor²(f, g) on the background, for an ABCD estimate in the (f, g) plane
+  (``heplearn.stats.abcd``).
 - ``adversarial``: "learning to pivot" (Louppe, Kagan & Cranmer, arXiv:1611.01046). A second
   network r predicts the observable's bin from the classifier's score on background events; the
   classifier minimises L_f − λ·L_r while r minimises L_r, in alternating steps (``adversary_steps``
@@ -26,7 +29,9 @@ The observable travels with the batch (``data.observers``), never as an input.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,3 +313,100 @@ class AdversarialStep(StepStrategy):
             for _ in range(self.settings.adversary_steps):
                 self.adversary_step(batch)
         return self.classifier_step(batch, self.settings.strength if playing else 0.0)
+
+
+class DoubleDisCoSettings(StrictModel):
+    """``training.step: {name: double_disco, strength: λ}``: two taggers decorrelated on the background."""
+
+    strength: float = pydantic.Field(default=100.0, ge=0)
+    background_class: int | None = pydantic.Field(default=None, ge=0)
+
+
+class DoubleDisCoStep(StepStrategy):
+    """ABCDisCo's Double DisCo (arXiv:2007.14400): f and g, each with the task's loss, plus
+    λ·dCor²(f, g) on the background events of the batch, so that cuts on f and g make an ABCD plane.
+
+    ``model`` is f (``model.safetensors``) and ``second`` is g (``second.safetensors`` in the run
+    directory; ``second_network`` loads it): the same architecture, initialised independently.
+    """
+
+    name = "double_disco"
+    Settings = DoubleDisCoSettings
+    products = ("model", "second")
+
+    def __init__(self, context: StepContext, settings: DoubleDisCoSettings) -> None:
+        super().__init__()
+        if not isinstance(context.task, Classification):
+            raise ConfigError("training.step: double_disco trains two classifiers; data.labels.type is not "
+                              "classification")
+        self.settings = settings
+        self.training = context.training
+        self.task = context.task
+        classes = context.task.num_outputs
+        self.background = settings.background_class if settings.background_class is not None else classes - 1
+        second = independent_copy(context.model, context.training.seed)
+        self.networks = (context.wrap(context.model), context.wrap(second))
+        self.modules = {"model": context.model, "second": second}
+        for name, module in self.modules.items():
+            optimizer = make_optimizer(module.parameters(), context.training)
+            self.optimizers[name] = optimizer
+            self.schedulers[name] = make_scheduler(optimizer, context.training, context.total_steps)
+
+    @classmethod
+    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
+        assert isinstance(settings, DoubleDisCoSettings)
+        return cls(context, settings)
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        with autocast(self.training):
+            outputs = [network(batch) for network in self.networks]
+        terms = [self.task.loss(output, batch) for output in outputs]
+        losses = [self.task.total_loss(term) for term in terms]
+        selected = self.task.target(batch) == self.background
+        if int(selected.sum()) >= 2:
+            scores = [self.task.score(output, batch)[selected] for output in outputs]
+            penalty = distance_correlation(scores[0], scores[1], batch["weight"][selected])
+        else:
+            penalty = outputs[0].sum() * 0.0
+        total = losses[0] + losses[1] + self.settings.strength * penalty
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for name, module in self.modules.items():
+            if self.training.gradient_clip:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), self.training.gradient_clip)
+            self.optimizers[name].step()
+            self.schedulers[name].step()
+        figures = loss_figures(losses[0], terms[0])
+        figures.update({"loss_second": float(losses[1].detach()), "disco_pair": float(penalty.detach())})
+        return figures
+
+
+def independent_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A network like ``model`` with its own initial weights (seeded), the torch RNG left as it was."""
+    state = torch.get_rng_state()
+    torch.manual_seed(seed + 104_729)
+    try:
+        copy = type(model)(model.num_outputs, model.input_dims, **model.hyperparameters)  # type: ignore[operator]
+    finally:
+        torch.set_rng_state(state)
+    return copy
+
+
+def second_network(run_dir: str | os.PathLike[str]) -> nn.Module:
+    """g of a Double DisCo run: the network of ``second.safetensors``, built like the run's model."""
+    from safetensors.torch import load_file
+
+    from heplearn.errors import DataError
+    from heplearn.runs import RunDirectory
+    from heplearn.trained import TrainedModel
+
+    run = RunDirectory(Path(run_dir))
+    path = run.module_weights_file("second")
+    if not path.is_file():
+        raise DataError(f"{run.path}: no {path.name}; was the run trained with training.step: double_disco?")
+    model = TrainedModel.load(run.path)
+    assert model.network is not None
+    second = independent_copy(model.network, 0)
+    second.load_state_dict(load_file(path))
+    return second.eval()

@@ -73,10 +73,12 @@ def save_checkpoint(directory: Path, strategy: Any, state: TrainingState) -> Pat
     return final
 
 
-def save_best(directory: Path, module: torch.nn.Module) -> None:
+def save_best(directory: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """The weights of the best epoch so far: ``best/<name>.safetensors`` for each of ``modules``."""
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory, prefix=".best."))
-    save_file(model_weights(module), staging / "model.safetensors")
+    for name, module in modules.items():
+        save_file(model_weights(module), staging / f"{name}.safetensors")
     previous = directory / BEST
     if previous.exists():
         shutil.rmtree(previous)

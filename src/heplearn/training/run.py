@@ -209,17 +209,19 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights, observers)
     try:
-        model, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
-                                   preprocessing)
+        _, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
+                               preprocessing)
     finally:
         if isinstance(train_source, StreamSource):
             train_source.loader.close()  # its worker processes
     if rank != 0:
         return trainer.history
-    best = run.checkpoints / ckpt.BEST / "model.safetensors"
-    weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(model)
-    with atomic_path(run.weights_file) as temporary:
-        save_file(weights, temporary)
+    assert trainer.strategy is not None
+    for module_name, module in trainer.strategy.product_modules().items():  # the best epoch's, with validation
+        best = run.checkpoints / ckpt.BEST / f"{module_name}.safetensors"
+        weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(module)
+        with atomic_path(run.module_weights_file(module_name)) as temporary:
+            save_file(weights, temporary)
     run.write_model_info(model_info(config, task))
     return run.read_history()
 

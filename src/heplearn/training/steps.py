@@ -54,6 +54,7 @@ class StepStrategy:
 
     name: ClassVar[str]
     Settings: ClassVar[type[StrictModel]]
+    products: ClassVar[tuple[str, ...]] = ("model",)  # the modules a finished run keeps (best epoch's)
 
     def __init__(self) -> None:
         self.modules: dict[str, torch.nn.Module] = {}
@@ -68,6 +69,10 @@ class StepStrategy:
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         """One step on ``batch``; returns ``loss`` (the product network's) and any other figures."""
         raise NotImplementedError
+
+    def product_modules(self) -> dict[str, torch.nn.Module]:
+        """The modules of ``products``: ``model`` (``model.safetensors``) and any other the method needs."""
+        return {name: self.modules[name] for name in self.products}
 
     def train(self, mode: bool = True) -> None:
         for module in self.modules.values():
@@ -141,6 +146,7 @@ STEP_STRATEGIES = Plugins("step strategy", {
     "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
     "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
     "adversarial_inputs": ("heplearn.methods.robustness", "AdversarialInputStep"),
+    "double_disco": ("heplearn.methods.decorrelation", "DoubleDisCoStep"),
 })
 
 

@@ -194,7 +194,8 @@ class Trainer:
         if monitored < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.epochs_without_improvement = monitored, state.epoch, 0
             if self.is_main and self.run_dir:
-                ckpt.save_best(RunDirectory(self.run_dir).checkpoints, self.model)
+                assert self.strategy is not None
+                ckpt.save_best(RunDirectory(self.run_dir).checkpoints, self.strategy.product_modules())
         else:
             state.epochs_without_improvement += 1
             patience = self.config.early_stopping_patience
