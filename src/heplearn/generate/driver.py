@@ -105,11 +105,7 @@ def generate(
     """
     start = time.perf_counter()
     names = _check_processes(processes)
-    _check_count("jets_per_process", jets_per_process)
-    _check_count("workers", workers)
-    _check_count("chunk_size", chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    check_run(jets_per_process=jets_per_process, workers=workers, chunk_size=chunk_size, seed=seed)
     split_fractions = check_split_fractions(fractions)
     suffix = output_suffix(file_format)
     options = _resolve_options(options, option_changes)
@@ -171,6 +167,14 @@ def _check_processes(processes: Sequence[str]) -> list[str]:
             f"{', '.join(name for name in names if name not in by_flavour)}, labelled by process; run them apart"
         )
     return names
+
+
+def check_run(*, seed: object, **counts: object) -> None:
+    """Positive integer counts (jets, workers, chunk size) and a non-negative integer seed."""
+    for name, value in counts.items():
+        _check_count(name, value)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _check_count(name: str, value: object) -> None:
@@ -386,17 +390,40 @@ def _progress_bar(total: int, already: int, *, enabled: bool, unit: str = "jets"
 def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suffix: str,
               fractions: tuple[float, float, float], seed: int,
               provenance: dict[str, Any]) -> tuple[dict[str, Path], dict[str, int]]:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    def label(name: str, jets: ak.Array) -> ak.Array:
+        if get_card(name).truth == "flavour":  # flavour cards carry label_b/c/light already
+            return jets
+        return with_process_labels(jets, name, names)
+
+    return assemble_splits(names, plan, output_dir, suffix=suffix, fractions=fractions, seed=seed,
+                           provenance={**provenance}, prepare=label, count_key="jets")
+
+
+def with_process_labels(records: ak.Array, name: str, names: list[str]) -> ak.Array:
+    """One-hot ``label_<process>`` fields: true for ``name``."""
+    for label in names:
+        records = ak.with_field(records, np.full(len(records), label == name), f"label_{label}")
+    return records
+
+
+def assemble_splits(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suffix: str,
+                    fractions: tuple[float, float, float], seed: int, provenance: dict[str, Any],
+                    prepare: Callable[[str, ak.Array], ak.Array], count_key: str, salt: int = 0x5EED,
+                    write: Callable[[ak.Array, Path, dict[str, Any]], object] | None = None,
+                    ) -> tuple[dict[str, Path], dict[str, int]]:
+    """Split each process's chunks alone into train/val/test, mix, shuffle and write the splits.
+
+    ``prepare(process, records)`` adds the labels; ``write(records, path, provenance)`` writes a
+    split (``io.write`` by default).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, salt]))
     parts: dict[str, list[ak.Array]] = {split: [] for split in SPLITS}
     for name in names:
         chunks = [io.open_source(task.path).read() for task in plan if task.process == name]
-        jets = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-        if get_card(name).truth != "flavour":  # flavour cards carry label_b/c/light already
-            for label in names:
-                jets = ak.with_field(jets, np.full(len(jets), label == name), f"label_{label}")
-        order = rng.permutation(len(jets))
-        for split, (low, high) in split_bounds(len(jets), fractions).items():
-            parts[split].append(jets[order[low:high]])
+        records = prepare(name, ak.concatenate(chunks) if len(chunks) > 1 else chunks[0])
+        order = rng.permutation(len(records))
+        for split, (low, high) in split_bounds(len(records), fractions).items():
+            parts[split].append(records[order[low:high]])
     files, counts = {}, {}
     for split in SPLITS:
         mixture = ak.concatenate(parts[split])
@@ -404,27 +431,43 @@ def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suff
             continue
         mixture = mixture[rng.permutation(len(mixture))]
         path = output_dir / f"{split}{suffix}"
-        io.write(mixture, path, provenance={**provenance, "split": split, "jets": len(mixture)})
+        split_provenance = {**provenance, "split": split, count_key: len(mixture)}
+        if write is None:
+            io.write(mixture, path, provenance=split_provenance)
+        else:
+            write(mixture, path, split_provenance)
         files[split], counts[split] = path, len(mixture)
     return files, counts
 
 
 def _provenance(names: list[str], jets_per_process: int, *, seed: int, chunk_size: int,
                 fractions: tuple[float, float, float], options: GeneratorOptions) -> dict[str, Any]:
-    n_chunks = math.ceil(jets_per_process / chunk_size)
+    provenance = base_provenance(
+        "heplearn.generate", names, count_key="jets_per_process", count=jets_per_process, seed=seed,
+        chunk_size=chunk_size, fractions=fractions, options=options.describe(),
+        settings=lambda name: pythia_settings(get_card(name), options, 0),
+    )
+    provenance["radius"] = {name: options.radius_for(get_card(name)) for name in names}
+    return provenance
+
+
+def base_provenance(generator: str, names: list[str], *, count_key: str, count: int, seed: int, chunk_size: int,
+                    fractions: tuple[float, float, float], options: dict[str, Any],
+                    settings: Callable[[str], list[str]]) -> dict[str, Any]:
+    """The provenance every generated file carries: settings, seeds, versions, references."""
+    n_chunks = math.ceil(count / chunk_size)
     return {
-        "generator": "heplearn.generate",
+        "generator": generator,
         "heplearn_version": heplearn.__version__,
         "packages": _package_versions(),
         "processes": names,
-        "jets_per_process": jets_per_process,
+        count_key: count,
         "seed": seed,
         "chunk_size": chunk_size,
         "split_fractions": dict(zip(SPLITS, fractions, strict=True)),
-        "options": options.describe(),
-        "radius": {name: options.radius_for(get_card(name)) for name in names},
-        "pythia_settings": {name: [line for line in pythia_settings(get_card(name), options, 0)
-                                   if not line.startswith("Random:seed ")] for name in names},
+        "options": options,
+        "pythia_settings": {name: [line for line in settings(name) if not line.startswith("Random:seed ")]
+                            for name in names},
         "chunk_seeds": {name: [chunk_seeds(seed, name, index)[0] for index in range(n_chunks)]
                         for name in names},
         "references": [

@@ -26,15 +26,15 @@ import heplearn
 from heplearn.data import io
 from heplearn.data.files import atomic_path
 from heplearn.errors import ConfigError
-from heplearn.generate.chunk import ChunkTask, chunk_seeds
+from heplearn.generate.chunk import ChunkTask
 from heplearn.generate.driver import (
-    SPLITS,
     GenerationSummary,
-    _check_count,
-    _package_versions,
     _run_chunks,
+    assemble_splits,
+    base_provenance,
+    check_run,
     check_split_fractions,
-    split_bounds,
+    with_process_labels,
 )
 from heplearn.generate.nanoaod import EVENT_PROCESSES, EventOptions, event_settings, get_event_card
 from heplearn.generate.variations import check_settings, variation_settings
@@ -61,11 +61,7 @@ def generate_events_sample(
     """Generate ``events_per_process`` events of every event process and write train/val/test files."""
     start = time.perf_counter()
     names = _check_event_processes(processes)
-    _check_count("events_per_process", events_per_process)
-    _check_count("workers", workers)
-    _check_count("chunk_size", chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    check_run(events_per_process=events_per_process, workers=workers, chunk_size=chunk_size, seed=seed)
     split_fractions = check_split_fractions(fractions)
     suffix = EVENT_FORMATS.get(str(file_format).lower())
     if suffix is None:
@@ -118,57 +114,26 @@ def _settings_key(process: str, seed: int, chunk_size: int, options: EventOption
 
 def _provenance(names: list[str], events_per_process: int, seed: int, chunk_size: int,
                 fractions: tuple[float, float, float], options: EventOptions) -> dict[str, Any]:
-    n_chunks = math.ceil(events_per_process / chunk_size)
-    return {
-        "generator": "heplearn.generate.events",
-        "layout": "CMS NanoAOD",
-        "heplearn_version": heplearn.__version__,
-        "packages": _package_versions(),
-        "processes": names,
-        "events_per_process": events_per_process,
-        "seed": seed,
-        "chunk_size": chunk_size,
-        "split_fractions": dict(zip(SPLITS, fractions, strict=True)),
-        "options": options.describe(),
-        "pythia_settings": {name: [line for line in event_settings(get_event_card(name), options, 0)
-                                   if not line.startswith("Random:seed ")] for name in names},
-        "chunk_seeds": {name: [chunk_seeds(seed, name, index)[0] for index in range(n_chunks)] for name in names},
-        "references": [
-            "Pythia 8.3: Bierlich et al., SciPost Phys. Codebases 8 (2022), arXiv:2203.11601",
-            "FastJet: Cacciari, Salam, Soyez, EPJC 72 (2012) 1896, arXiv:1111.6097",
-        ],
-    }
+    provenance = base_provenance(
+        "heplearn.generate.events", names, count_key="events_per_process", count=events_per_process, seed=seed,
+        chunk_size=chunk_size, fractions=fractions, options=options.describe(),
+        settings=lambda name: event_settings(get_event_card(name), options, 0),
+    )
+    provenance["layout"] = "CMS NanoAOD"
+    return provenance
 
 
 def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, suffix: str,
               fractions: tuple[float, float, float], seed: int,
               provenance: dict[str, Any]) -> tuple[dict[str, Path], dict[str, int]]:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7E7]))
-    parts: dict[str, list[ak.Array]] = {split: [] for split in SPLITS}
-    for name in names:
-        chunks = [io.open_source(task.path).read() for task in plan if task.process == name]
-        events = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    def prepare(name: str, events: ak.Array) -> ak.Array:
         events = ak.with_field(events, np.ones(len(events), dtype=np.uint32), "run")
         events = ak.with_field(events, (ak.to_numpy(events.aux_chunk) + 1).astype(np.uint32), "luminosityBlock")
-        for label in names:
-            events = ak.with_field(events, np.full(len(events), label == name), f"label_{label}")
-        order = rng.permutation(len(events))
-        for split, (low, high) in split_bounds(len(events), fractions).items():
-            parts[split].append(events[order[low:high]])
-    files, counts = {}, {}
-    for split in SPLITS:
-        mixture = ak.concatenate(parts[split])
-        if len(mixture) == 0:
-            continue
-        mixture = mixture[rng.permutation(len(mixture))]
-        path = output_dir / f"{split}{suffix}"
-        split_provenance = {**provenance, "split": split, "events": len(mixture)}
-        if suffix == ".root":
-            write_nanoaod_root(mixture, path, split_provenance)
-        else:
-            io.write(mixture, path, provenance=split_provenance)
-        files[split], counts[split] = path, len(mixture)
-    return files, counts
+        return with_process_labels(events, name, names)
+
+    return assemble_splits(names, plan, output_dir, suffix=suffix, fractions=fractions, seed=seed,
+                           provenance=provenance, prepare=prepare, count_key="events", salt=0xE7E7,
+                           write=write_nanoaod_root if suffix == ".root" else None)
 
 
 def write_nanoaod_root(events: ak.Array, path: str | Path, provenance: dict[str, Any] | None = None,
