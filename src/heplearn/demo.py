@@ -44,6 +44,9 @@ class DemoResult:
     rejection_at_30: float
     rejection_at_50: float
     run_dir: Path
+    # the ε_S a discrete-score tagger's nearest cut reaches, where no cut reaches 30% / 50% (None: reached)
+    signal_efficiency_at_30: float | None = None
+    signal_efficiency_at_50: float | None = None
 
 
 def config_path(name: str) -> Path:
@@ -89,7 +92,8 @@ def run_demo(output: Path, jets_per_class: int = 6000, workers: int = 2, models:
     comparison = compare_runs(list(run_dirs.values()), [files["test"]], output, names=list(run_dirs),
                               progress=progress)
     results = [DemoResult(row["name"], row["figures"]["auc"], _rejection(row["figures"]["rejection_at_30"]),
-                          _rejection(row["figures"]["rejection_at_50"]), run_dirs[row["name"]])
+                          _rejection(row["figures"]["rejection_at_50"]), run_dirs[row["name"]],
+                          row["figures"].get("signal_efficiency_at_30"), row["figures"].get("signal_efficiency_at_50"))
                for row in comparison.metrics["models"]]
     write_results(output, results, generated.jets_per_split)
     log.info("report: %s", comparison.report)
@@ -103,8 +107,14 @@ def _rejection(value: float | None) -> float:
 
 def results_table(results: list[DemoResult]) -> str:
     lines = ["| model | AUC | 1/ε_B at ε_S = 30% | 1/ε_B at ε_S = 50% |", "|---|---|---|---|"]
-    lines += [f"| {r.model} | {r.auc:.4f} | {r.rejection_at_30:.1f} | {r.rejection_at_50:.1f} |" for r in results]
+    lines += [f"| {r.model} | {r.auc:.4f} | {_cell(r.rejection_at_30, r.signal_efficiency_at_30)} | "
+              f"{_cell(r.rejection_at_50, r.signal_efficiency_at_50)} |" for r in results]
     return "\n".join(lines)
+
+
+def _cell(rejection: float, reached: float | None) -> str:
+    """A rejection, with the ε_S of the cut it belongs to when that is not the column's (discrete scores)."""
+    return f"{rejection:.1f}" + (f" (at ε_S = {reached:.0%})" if reached is not None else "")
 
 
 def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[str, Any]) -> None:
@@ -112,4 +122,5 @@ def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[
                       + results_table(results) + "\n\nFull comparison: report.html\n")
     write_json(output / "results.json",  # strict JSON: an infinite rejection is null, as in metrics.json
                [{"model": r.model, "auc": r.auc, "rejection_at_30": r.rejection_at_30,
-                 "rejection_at_50": r.rejection_at_50, "run": str(r.run_dir)} for r in results])
+                 "rejection_at_50": r.rejection_at_50, "signal_efficiency_at_30": r.signal_efficiency_at_30,
+                 "signal_efficiency_at_50": r.signal_efficiency_at_50, "run": str(r.run_dir)} for r in results])

@@ -92,10 +92,13 @@ class ScoreSummary:
         })
 
     def figures(self) -> dict[str, float]:
-        """AUC and ``rejection_at_30``... named as ``metrics.summary`` names them."""
+        """AUC and ``rejection_at_30``... named as ``metrics.summary`` names them (with
+        ``signal_efficiency_at_30``... where a discrete-score tagger's nearest cut misses the target)."""
         values = {"auc": self.auc.value}
         for row in self.rejection:
             values[f"rejection_at_{round(row.signal_efficiency * 100)}"] = row.rejection
+            if row.achieved_signal_efficiency is not None:
+                values[f"signal_efficiency_at_{round(row.signal_efficiency * 100)}"] = row.achieved_signal_efficiency
         return values
 
 

@@ -5,6 +5,12 @@ signal efficiency ε_S is read off it by linear interpolation in ε_S, the conve
 top-tagging comparison (Kasieczka et al., arXiv:1902.09914). Signal efficiency at a fixed
 background efficiency is read off the same way, as in TMVA's evaluation table.
 
+Interpolating is right only where the ROC curve is dense (continuous scores): a point between two
+cuts is not reached by any cut. Where the two achievable cuts around a target ε_S lie more than
+``MAX_INTERPOLATION_GAP`` apart (a classifier with discrete scores: rectangular cuts, a few
+leaves), the figures are those of the nearest achievable cut, and the ``WorkingPoint`` says so
+(``interpolated`` False, ``signal_efficiency`` the ε_S reached, not the target).
+
 Uncertainties are statistical: an efficiency ε measured on weighted events has the binomial
 variance ε(1-ε)/N_eff with the effective number of events N_eff = (Σw)²/Σw²; where few events
 pass, the Clopper–Pearson interval (Biometrika 26 (1934) 404) on the same effective counts is used
@@ -24,6 +30,28 @@ from heplearn.errors import DataError
 
 DEFAULT_SIGNAL_EFFICIENCIES = (0.3, 0.5, 0.7)
 DEFAULT_BACKGROUND_EFFICIENCIES = (0.01, 0.1, 0.3)
+MAX_INTERPOLATION_GAP = 0.01  # in ε_S: two cuts farther apart than this are not interpolated between
+
+
+@dataclass(frozen=True)
+class WorkingPoint:
+    """A selection ``score >= threshold`` at (or nearest to) the ``target`` signal efficiency."""
+
+    target: float
+    signal_efficiency: float  # the ε_S reached (the target itself when interpolated)
+    background_efficiency: float
+    threshold: float
+    interpolated: bool  # read between two cuts closer than MAX_INTERPOLATION_GAP (continuous scores)
+
+    @property
+    def rejection(self) -> float:
+        """1/ε_B (inf when no background passes)."""
+        return 1.0 / self.background_efficiency if self.background_efficiency > 0 else float("inf")
+
+    @property
+    def achieved(self) -> bool:
+        """True when the target ε_S is reached (interpolated on a dense curve, or met by a cut exactly)."""
+        return self.interpolated or abs(self.signal_efficiency - self.target) <= 1e-12
 
 
 @dataclass(frozen=True)
@@ -33,19 +61,37 @@ class Roc:
     thresholds: np.ndarray
     auc: float
 
+    def working_point(self, signal_efficiency: float) -> WorkingPoint:
+        """The cut at the target ε_S: interpolated where the curve is dense, else the nearest achievable cut.
+
+        Nearest in ε_S among the two cuts around the target (a tie goes to the looser cut, which
+        keeps at least the target); the cut that selects nothing (ε_S = 0) is never chosen.
+        """
+        efficiencies, backgrounds = self.signal_efficiency, self.background_efficiency
+        above = min(int(np.searchsorted(efficiencies, signal_efficiency, side="left")), len(efficiencies) - 1)
+        below = max(above - 1, 0)
+        if (efficiencies[above] == signal_efficiency
+                or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP):
+            background = float(np.interp(signal_efficiency, efficiencies, backgrounds))
+            return WorkingPoint(signal_efficiency, signal_efficiency, background, float(self.thresholds[above]), True)
+        candidates = [index for index in (below, above) if efficiencies[index] > 0] or [above]
+        index = min(candidates, key=lambda i: (abs(efficiencies[i] - signal_efficiency), -i))
+        return WorkingPoint(signal_efficiency, float(efficiencies[index]), float(backgrounds[index]),
+                            float(self.thresholds[index]), False)
+
     def rejection_at(self, signal_efficiency: float) -> float:
-        """1/ε_B at the given ε_S (inf when no background passes)."""
-        background = float(np.interp(signal_efficiency, self.signal_efficiency, self.background_efficiency))
-        return 1.0 / background if background > 0 else float("inf")
+        """1/ε_B at the given ε_S (inf when no background passes), of ``working_point``: never a
+        rejection between two distant cuts that no cut has."""
+        return self.working_point(signal_efficiency).rejection
 
     def signal_efficiency_at(self, background_efficiency: float) -> float:
         """ε_S at the given ε_B (TMVA's "signal efficiency at background efficiency")."""
         return float(np.interp(background_efficiency, self.background_efficiency, self.signal_efficiency))
 
     def threshold_at(self, signal_efficiency: float) -> float:
-        """The tightest score cut ``score >= threshold`` that keeps at least ``signal_efficiency``."""
-        index = int(np.searchsorted(self.signal_efficiency, signal_efficiency, side="left"))
-        return float(self.thresholds[min(index, len(self.thresholds) - 1)])
+        """The cut of ``working_point``: on a dense curve the tightest ``score >= threshold`` that keeps
+        at least ``signal_efficiency``; for discrete scores the nearest achievable cut's."""
+        return self.working_point(signal_efficiency).threshold
 
 
 def check_inputs(is_signal: np.ndarray, score: np.ndarray,
@@ -73,11 +119,18 @@ def roc(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = No
 
 def summary(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
             signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES) -> dict[str, float]:
-    """AUC and background rejection at the given signal efficiencies (keys ``rejection_at_30``...)."""
+    """AUC and background rejection at the given signal efficiencies (keys ``rejection_at_30``...).
+
+    Where no cut reaches a target (discrete scores), the rejection is the nearest achievable
+    cut's and ``signal_efficiency_at_30``... holds the ε_S that cut reaches.
+    """
     curve = roc(is_signal, score, weight)
     figures = {"auc": curve.auc}
     for efficiency in signal_efficiencies:
-        figures[f"rejection_at_{round(efficiency * 100)}"] = curve.rejection_at(efficiency)
+        point = curve.working_point(efficiency)
+        figures[f"rejection_at_{round(efficiency * 100)}"] = point.rejection
+        if not point.achieved:
+            figures[f"signal_efficiency_at_{round(efficiency * 100)}"] = point.signal_efficiency
     return figures
 
 
@@ -172,18 +225,20 @@ class OperatingPoint:
     rejection_uncertainty: float
     signal_efficiency_uncertainty: float
     threshold: float
+    achieved_signal_efficiency: float | None = None  # set when no cut reaches the target: the nearest cut's ε_S
 
 
 def rejection_table(curve: Roc, effective_signal: float, effective_background: float,
                     signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES) -> list[OperatingPoint]:
-    """1/ε_B with its binomial uncertainty at each target ε_S."""
+    """1/ε_B with its binomial uncertainty at each target ε_S (of ``Roc.working_point``)."""
     rows = []
     for efficiency in signal_efficiencies:
-        background = float(np.interp(efficiency, curve.signal_efficiency, curve.background_efficiency))
+        point = curve.working_point(efficiency)
         rows.append(OperatingPoint(
-            efficiency, background, curve.rejection_at(efficiency),
-            float(rejection_uncertainty(background, effective_background)),
-            float(binomial_uncertainty(efficiency, effective_signal)), curve.threshold_at(efficiency)))
+            efficiency, point.background_efficiency, point.rejection,
+            float(rejection_uncertainty(point.background_efficiency, effective_background)),
+            float(binomial_uncertainty(point.signal_efficiency, effective_signal)), point.threshold,
+            None if point.achieved else point.signal_efficiency))
     return rows
 
 
