@@ -377,7 +377,8 @@ def _plots(output: Path, inputs: FitInputs, settings: FitSettings, signal: Templ
         "−Δln L with every other parameter profiled, with and without the systematic variations; the "
         "crossings of ½ and 2 give the 1σ and 2σ intervals.")
     if scan_2d is not None:
-        add(plots.plot_scan_2d(scan_2d, style), "scan_mu_background", "μ and the background normalisation",
+        axes = (r"Signal strength $\mu$", f"{inputs.background_name} normalisation")
+        add(plots.plot_scan_2d(scan_2d, style, axes), "scan_mu_background", "μ and the background normalisation",
             "68% and 95% contours of the two-parameter profile likelihood (2Δln L = 2.30, 5.99).")
     if nuisance_pulls:
         add(plots.plot_pulls(nuisance_pulls, nuisance_impacts, style), "pulls", "Pulls and impacts",

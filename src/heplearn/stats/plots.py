@@ -93,7 +93,7 @@ def plot_scan(scans: Mapping[str, Scan], style: PlotStyle = STYLE, xlabel: str |
         return figure
 
 
-def plot_scan_2d(scan: Scan, style: PlotStyle = STYLE) -> Figure:
+def plot_scan_2d(scan: Scan, style: PlotStyle = STYLE, labels: tuple[str, str] | None = None) -> Figure:
     """The 68% and 95% confidence contours of a two-parameter profile likelihood, and the best fit."""
     with plot_style():
         figure = Figure(figsize=(8, 7.5))
@@ -103,8 +103,9 @@ def plot_scan_2d(scan: Scan, style: PlotStyle = STYLE) -> Figure:
                               colors=[COLORS[0], COLORS[1]])
         ax.clabel(contours, fmt={level: name for name, level in CONTOURS_2D.items()}, fontsize="small")
         ax.plot(*scan.best, marker="P", color="black", linestyle="none", markersize=10, label="Best fit")
-        ax.set_xlabel(scan.parameters[0])
-        ax.set_ylabel(scan.parameters[1])
+        xlabel, ylabel = labels or scan.parameters
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.legend(loc="upper right", fontsize="x-small")
         experiment_label(ax, style)
         return figure
