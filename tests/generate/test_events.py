@@ -95,6 +95,17 @@ def test_driver_resumes_and_writes_labels(tmp_path: Path) -> None:
     assert len(ids) == 3  # (luminosityBlock, event) identifies an event
 
 
+@pytest.mark.slow  # Dask start-up; the jet driver's twin of this test runs by default
+def test_same_events_with_one_and_two_workers(tmp_path: Path) -> None:
+    arguments = {"seed": 8, "chunk_size": 2, "fractions": (0.5, 0.25, 0.25), "options": NO_MPI, "progress": False}
+    generate_events_sample(["zmumu_jets"], 4, tmp_path / "one", workers=1, **arguments)
+    generate_events_sample(["zmumu_jets"], 4, tmp_path / "two", workers=2, **arguments)
+    for split in ("train", "val", "test"):
+        one = io.open_source(tmp_path / "one" / f"{split}.parquet").read()
+        two = io.open_source(tmp_path / "two" / f"{split}.parquet").read()
+        assert ak.array_equal(one, two), split
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
