@@ -11,6 +11,7 @@ in ``plots/``), rendered with ``heplearn.evaluation.report``'s templates.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,24 @@ def observables(data: DataConfig, arrays: Any) -> dict[str, tuple[np.ndarray, np
     return result
 
 
+def bin_edges(values: np.ndarray) -> np.ndarray:
+    """About ``BINS`` bins over the central 99% of ``values``; counts (integers) get bins of a whole
+    number of integers over their full range, so that no bin holds one integer more than its neighbour.
+
+    Example:
+    >>> bin_edges(np.arange(100.0))[:3].tolist()
+    [-0.5, 3.5, 7.5]
+    """
+    if np.allclose(values, np.round(values)):
+        low, high = float(values.min()), float(values.max())
+        width = max(1, math.ceil((high - low + 1) / BINS))
+        return np.arange(low - 0.5, high + 0.5 + width, width)
+    low, high = np.quantile(values, QUANTILES)
+    if not high > low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, BINS + 1)
+
+
 def closure_histograms(data: DataConfig, source: Any, target: Any | None, weights: np.ndarray) -> list[Histograms]:
     """Source, reweighted source and target (``None``: none to compare) binned per observable."""
     base = source.arrays.weight.astype(np.float64)
@@ -97,14 +116,7 @@ def closure_histograms(data: DataConfig, source: Any, target: Any | None, weight
         source_weight = base if events is None else base[events]
         reweighted_weight = base * weights if events is None else (base * weights)[events]
         pooled = values if target is None else np.concatenate([values, theirs[name][0]])
-        low, high = np.quantile(pooled, QUANTILES)
-        if not high > low:
-            low, high = low - 0.5, high + 0.5
-        distinct = np.unique(pooled[(pooled >= low) & (pooled <= high)])
-        if len(distinct) <= BINS and np.allclose(distinct, np.round(distinct)):  # counts: one bin per integer
-            edges = np.arange(distinct[0] - 0.5, distinct[-1] + 1.5)
-        else:
-            edges = np.linspace(low, high, BINS + 1)
+        edges = bin_edges(pooled)
         target_histogram = None
         if target is not None:
             target_values, target_events = theirs[name]
@@ -163,9 +175,10 @@ def plot_closure(histograms: Histograms, style: PlotStyle = DEFAULT_STYLE) -> Fi
                                 label="target stat.")
         bottom.axhline(1.0, color="black", linewidth=0.8)
         bottom.set_ylim(0.75, 1.25)
-        bottom.set_ylabel("/ target" if histograms.target is not None else "ratio", fontsize="small")
+        bottom.set_ylabel("ratio", fontsize="small")
         bottom.set_xlabel(axis_label(histograms.name))
-        top.set_ylabel("events / bin (normalised to the target)", fontsize="small")
+        top.set_ylabel("events / bin", fontsize="small")
+        figure.align_ylabels([top, bottom])
         top.legend(fontsize="x-small")
         top.text(0.0, 1.012, style.label, transform=top.transAxes, ha="left", va="bottom", fontsize="large")
     return figure
@@ -183,7 +196,7 @@ def plot_weights(weights: np.ndarray, style: PlotStyle = DEFAULT_STYLE) -> Figur
         ax.axvline(float(np.mean(weights)), color="black", linestyle="--", label=f"mean {np.mean(weights):.3g}")
         ax.axvline(high, color=COLORS[2], linestyle=":", label=f"largest {high:.3g}")
         ax.set_yscale("log")
-        ax.set_xlabel("per-event weight w = f/(1 − f) · N_0/N_1 (after clipping and normalisation)")
+        ax.set_xlabel("event weight w (clipped, normalised)")
         ax.set_ylabel("source events per bin")
         ax.legend(fontsize="x-small", title=f"{len(positive)} positive of {len(weights)}",
                   title_fontsize="x-small")
