@@ -4,6 +4,7 @@
 - ``fraction``: the signal fraction of a mixture, unbinned (iminuit) and binned (pyhf, Barlow–Beeston);
 - ``model``: HistFactory workspaces (μ, normsys, histosys, lumi, MC statistics) as pyhf JSON;
 - ``results``: best fits, profile scans, pulls, impacts, discovery q₀ and CLs limits (pyhf);
+- ``scale_factors``: data/simulation scale factors of a working point from pass/fail template fits;
 - ``fitting``: ``fit_inputs``, the ``heplearn fit`` command's library call, and its report;
 - ``abcd`` (the ABCD background estimate) and ``ibu`` (iterative Bayesian unfolding), imported by module.
 """
@@ -44,6 +45,8 @@ _API = {
     "fit_inputs": "heplearn.stats.fitting",
     "inputs_from_run": "heplearn.stats.fitting",
     "inputs_from_score_files": "heplearn.stats.fitting",
+    "measure_scale_factor": "heplearn.stats.scale_factors",
+    "scale_factors_in_bins": "heplearn.stats.scale_factors",
 }
 __all__ = list(_API)
 
