@@ -12,6 +12,14 @@ soft-drop mass and τ1..4.
   per-event ``fastjet.ClusterSequence``, Pythia's own ``iBotCopyId``/``daughterList`` for the
   truth, and (to match our output) the same FastJet-contrib substructure on the collected jets.
 
+Event mode (``heplearn generate events``): NanoAOD-layout events of ``zmumu_jets`` and ``wprime``
+(no MPI) from ``generate_events_sample`` against a plain Pythia + FastJet event loop over the same
+settings: ``pythia.next()``, Python loops for the isolated leptons and photons (ΔR < 0.3 sums),
+per-event AK4 and AK8 ``ClusterSequence``, MET, the hard-process GenPart list, and the same
+contrib substructure on the fat jets (ours also ghost-associates heavy hadrons for
+``Jet_hadronFlavour``). The track/vertex step (heavy-hadron ghosts, impact parameters, secondary
+vertices) is timed inside our jet generator and reported as CPU ms per jet and its share.
+
 Runs are interleaved (ours 1 worker, reference, ours 2 workers; per process). The two-worker runs
 share one Dask LocalCluster started beforehand (its start-up, a few seconds per ``generate`` call,
 is printed separately). Prints a table and,
@@ -20,6 +28,7 @@ top and QCD (ours with one worker). Run by hand:
 
     .venv/bin/python benchmarks/bench_generate.py --quick     # about a minute
     .venv/bin/python benchmarks/bench_generate.py             # larger samples, two repeats
+    .venv/bin/python benchmarks/bench_generate.py --quick --only events   # event mode and track step only
 """
 
 from __future__ import annotations
@@ -36,8 +45,18 @@ import awkward as ak
 import numpy as np
 from dask.distributed import Client, LocalCluster
 
+from heplearn.generate import chunk as chunk_module
 from heplearn.generate._fastjet import fastjet
 from heplearn.generate.driver import generate
+from heplearn.generate.event_driver import generate_events_sample
+from heplearn.generate.nanoaod import (
+    ISOLATION_MAX,
+    ISOLATION_RADIUS,
+    EventCard,
+    EventOptions,
+    event_settings,
+    get_event_card,
+)
 from heplearn.generate.processes import GeneratorOptions, ProcessCard, get_card, pythia_settings
 from heplearn.generate.substructure import substructure_fields
 
@@ -180,6 +199,121 @@ def run_reference(process: str, jets: int, seed: int) -> Measurement:
     return Measurement(process, "reference", 1, len(rows), seconds, time.process_time() - cpu_start, seconds)
 
 
+# ----------------------------------------------------------------------------- event mode
+EVENT_PROCESSES = ("zmumu_jets", "wprime")
+EVENT_OPTIONS = EventOptions(mpi=False)
+
+
+def run_ours_events(process: str, events: int, seed: int) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix="bench_generate_events_") as directory:
+        start = time.perf_counter()
+        summary = generate_events_sample([process], events, directory, seed=seed, chunk_size=events,
+                                         options=EVENT_OPTIONS, progress=False)
+        seconds = time.perf_counter() - start
+    return Measurement(process, "ours", 1, summary.jets_generated, seconds, summary.cpu_seconds,
+                       summary.chunk_seconds)
+
+
+def _isolated_objects(event: object, visible: list[int]) -> dict[str, list[int]]:
+    """Isolated muons, electrons and photons: ΔR < 0.3 pT sums in Python loops."""
+    found: dict[str, list[int]] = {"muon": [], "electron": [], "photon": []}
+    for i in visible:
+        particle = event[i]  # type: ignore[index]
+        kind = {13: "muon", 11: "electron"}.get(particle.idAbs(), "photon" if particle.id() == 22 else None)
+        threshold = 10.0 if kind == "photon" else EVENT_OPTIONS.lepton_pt_min
+        if kind is None or particle.pT() <= threshold or abs(particle.eta()) >= (2.4 if kind == "muon" else 2.5):
+            continue
+        cone = sum(event[j].pT() for j in visible  # type: ignore[index]
+                   if j != i and _delta_r(particle.eta(), particle.phi(), event[j].eta(), event[j].phi())  # type: ignore[index]
+                   < ISOLATION_RADIUS)
+        if cone / particle.pT() < ISOLATION_MAX:
+            found[kind].append(i)
+    return found
+
+
+def reference_events(card: EventCard, n_events: int, seed: int) -> list[dict]:
+    """A plain Pythia + FastJet event loop making the same objects, one event at a time."""
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in event_settings(card, EVENT_OPTIONS, seed):
+        pythia.readString(line)
+    pythia.init()
+    small = fastjet.JetDefinition(fastjet.antikt_algorithm, 0.4)
+    large = fastjet.JetDefinition(fastjet.antikt_algorithm, 0.8)
+    rows: list[dict] = []
+    fat_constituents: list[dict] = []
+    while len(rows) < n_events:
+        if not pythia.next():
+            continue
+        event = pythia.event
+        visible = [i for i in range(event.size()) if event[i].isFinal() and event[i].idAbs() not in NEUTRINOS]
+        objects = _isolated_objects(event, visible)
+        taken = {i for indices in objects.values() for i in indices}
+
+        def pseudojets(indices: list[int], event: object = event) -> list[object]:
+            return [fastjet.PseudoJet(event[i].px(), event[i].py(), event[i].pz(), event[i].e())  # type: ignore[index]
+                    for i in indices]
+
+        small_sequence = fastjet.ClusterSequence(pseudojets([i for i in visible if i not in taken]), small)
+        large_sequence = fastjet.ClusterSequence(pseudojets(visible), large)  # alive while its jets are read
+        jets = [jet for jet in fastjet.sorted_by_pt(small_sequence.inclusive_jets(EVENT_OPTIONS.jet_pt_min))
+                if abs(jet.eta()) < 4.7]
+        fat = [jet for jet in fastjet.sorted_by_pt(large_sequence.inclusive_jets(EVENT_OPTIONS.fatjet_pt_min))
+               if abs(jet.eta()) < 2.4]
+        if card.trigger_fatjet_pt is not None and (not fat or fat[0].pt() <= card.trigger_fatjet_pt):
+            continue
+        if len(objects["muon"]) < card.min_muons:
+            continue
+        met_x = -sum(event[i].px() for i in visible)
+        met_y = -sum(event[i].py() for i in visible)
+        rows.append({
+            "Jet_pt": [jet.pt() for jet in jets], "Jet_eta": [jet.eta() for jet in jets],
+            "FatJet_pt": [jet.pt() for jet in fat], "FatJet_mass": [jet.m() for jet in fat],
+            "Muon_pt": [event[i].pT() for i in objects["muon"]], "MET_pt": float(np.hypot(met_x, met_y)),
+            "GenPart_pdgId": [event[i].id() for i in range(event.size()) if 21 <= event[i].statusAbs() <= 23],
+        })
+        fat_constituents += [{"px": [c.px() for c in jet.constituents()], "py": [c.py() for c in jet.constituents()],
+                              "pz": [c.pz() for c in jet.constituents()], "E": [c.E() for c in jet.constituents()]}
+                             for jet in fat]
+    if fat_constituents:
+        constituents = ak.Array(fat_constituents)
+        substructure_fields(ak.zip({k: constituents[k] for k in ("px", "py", "pz", "E")}, with_name="Momentum4D"), 0.8)
+    return rows
+
+
+def run_reference_events(process: str, events: int, seed: int) -> Measurement:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    rows = reference_events(get_event_card(process), events, seed)
+    seconds = time.perf_counter() - start
+    return Measurement(process, "reference", 1, len(rows), seconds, time.process_time() - cpu_start, seconds)
+
+
+def track_step_cost(jets: int, seed: int) -> tuple[float, float]:
+    """(CPU ms per jet, share of the generation CPU) of ghosts + impact parameters + vertices, for top jets."""
+    spent = [0.0]
+
+    def timed(function: object) -> object:
+        def wrapper(*args: object, **kwargs: object) -> object:
+            start = time.process_time()
+            try:
+                return function(*args, **kwargs)  # type: ignore[operator]
+            finally:
+                spent[0] += time.process_time() - start
+        return wrapper
+
+    originals = (chunk_module.tracks.track_fields, chunk_module.truth.find_heavy_hadrons)
+    chunk_module.tracks.track_fields = timed(originals[0])  # type: ignore[assignment]
+    chunk_module.truth.find_heavy_hadrons = timed(originals[1])  # type: ignore[assignment]
+    try:
+        start = time.process_time()
+        made = chunk_module.generate_jets(get_card("top"), GeneratorOptions(), jets, seed)
+        total = time.process_time() - start
+    finally:
+        chunk_module.tracks.track_fields, chunk_module.truth.find_heavy_hadrons = originals  # type: ignore[assignment]
+    return 1000 * spent[0] / len(made), spent[0] / total
+
+
 # ----------------------------------------------------------------------------- machine
 def _spin(n: int = 5_000_000) -> float:
     start = time.perf_counter()
@@ -199,16 +333,8 @@ def machine_parallelism(client: Client) -> float:
 
 
 # ----------------------------------------------------------------------------- main
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small samples, one repeat (about a minute)")
-    parser.add_argument("--jets", type=int, default=None, help="jets per measurement")
-    parser.add_argument("--repeats", type=int, default=None)
-    arguments = parser.parse_args()
-    jets = arguments.jets or (150 if arguments.quick else 1000)
-    repeats = arguments.repeats or (1 if arguments.quick else 2)
-    logging.basicConfig(level=logging.WARNING)
-
+def compare_jets(jets: int, repeats: int) -> dict[str, float]:
+    """Ours (1 and 2 workers) against the reference jet loop; prints the table."""
     # The two-worker runs use one LocalCluster, started (and warmed up) once: its start-up is a
     # fixed cost of a few seconds per `generate` call, reported separately.
     start = time.perf_counter()
@@ -253,7 +379,55 @@ def main() -> None:
           "as fast as one, before / after; 2x means two free cores)")
     ours = statistics.mean(rate(process, "ours", 1) for process in PROCESSES)
     reference = statistics.mean(rate(process, "reference", 1) for process in PROCESSES)
-    print(json.dumps({"ours": round(ours, 2), "reference": round(reference, 2), "ratio": round(ours / reference, 3)}))
+    return {"ours": round(ours, 2), "reference": round(reference, 2), "ratio": round(ours / reference, 3)}
+
+
+def compare_events(events: int, repeats: int, jets: int) -> dict[str, float]:
+    """Ours against the reference event loop, and the track/vertex step; prints the tables."""
+    event_results: list[Measurement] = []
+    for repeat in range(repeats):
+        for process in EVENT_PROCESSES:
+            event_results.append(run_ours_events(process, events, 200 + repeat))
+            event_results.append(run_reference_events(process, events, 200 + repeat))
+    print(f"\n{'process':10} {'method':10} {'events/s/core':>14} {'events/CPU-s':>13}")
+    event_rates = {}
+    for process in EVENT_PROCESSES:
+        for method in ("ours", "reference"):
+            chosen = [m for m in event_results if (m.process, m.method) == (process, method)]
+            event_rates[process, method] = statistics.mean(m.per_core for m in chosen)
+            print(f"{process:10} {method:10} {event_rates[process, method]:14.2f} "
+                  f"{statistics.mean(m.per_cpu_second for m in chosen):13.2f}")
+        print(f"{process:10} ours / reference per core: "
+              f"{event_rates[process, 'ours'] / event_rates[process, 'reference']:.2f}")
+    events_ours = statistics.mean(event_rates[process, "ours"] for process in EVENT_PROCESSES)
+    events_reference = statistics.mean(event_rates[process, "reference"] for process in EVENT_PROCESSES)
+    per_jet_ms, share = track_step_cost(jets, 300)
+    print(f"\ntrack/vertex step (ghosts, impact parameters, secondary vertices): {per_jet_ms:.2f} CPU ms per top "
+          f"jet, {100 * share:.1f}% of the generation CPU")
+    return {"events_ours": round(events_ours, 2), "events_reference": round(events_reference, 2),
+            "events_ratio": round(events_ours / events_reference, 3),
+            "track_step_ms_per_jet": round(per_jet_ms, 3), "track_step_share": round(share, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small samples, one repeat (about a minute)")
+    parser.add_argument("--jets", type=int, default=None, help="jets per measurement")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--events", type=int, default=None, help="events per event-mode measurement")
+    parser.add_argument("--only", choices=("jets", "events"), default=None, help="run one half only")
+    arguments = parser.parse_args()
+    jets = arguments.jets or (150 if arguments.quick else 1000)
+    repeats = arguments.repeats or (1 if arguments.quick else 2)
+    logging.basicConfig(level=logging.WARNING)
+
+    events = arguments.events or (40 if arguments.quick else 300)
+    figures: dict[str, float] = {}
+    if arguments.only != "events":
+        figures.update(compare_jets(jets, repeats))
+    if arguments.only != "jets":
+        figures.update(compare_events(events, repeats, jets))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
