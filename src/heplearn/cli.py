@@ -316,6 +316,16 @@ def reweight_fit_command(
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
 
 
+# -- heplearn anomaly (trigger autoencoders, thresholds, CWoLa: heplearn.methods.anomaly_cli) --------
+def _register_anomaly() -> None:
+    from heplearn.methods.anomaly_cli import anomaly_app
+
+    app.add_typer(anomaly_app, name="anomaly")
+
+
+_register_anomaly()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv

@@ -22,8 +22,10 @@ whose background distribution does not depend on m_jj (jet masses, τ21, ...). T
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +41,21 @@ from heplearn.tasks import Classification
 from heplearn.training.losses import TermContext, build_terms
 from heplearn.training.trainer import InMemorySource, fit
 
-__all__ = ["DijetFit", "HuntResult", "KFoldScores", "check_regions", "cwola_hunt", "dijet_function",
-           "dijet_integrals", "fit_sidebands", "kfold_scores", "local_significance", "selection_cuts"]
+__all__ = [
+    "DijetFit",
+    "HuntResult",
+    "KFoldScores",
+    "check_regions",
+    "cwola_hunt",
+    "dijet_function",
+    "dijet_integrals",
+    "fit_sidebands",
+    "hunt_files",
+    "kfold_scores",
+    "local_significance",
+    "plot_spectra",
+    "selection_cuts",
+]
 
 #: The efficiencies of the selections of arXiv:1805.02664.
 EFFICIENCIES = (0.1, 0.01, 0.002)
@@ -358,3 +373,63 @@ def cwola_hunt(features: np.ndarray, mjj: np.ndarray, signal_region: tuple[float
                                           fit_result.expected_in_sr_uncertainty)
         selections.append(Selection(efficiency, float(cut), fit_result, significance))
     return HuntResult(kfold, in_sr, selections)
+
+
+def hunt_files(files: Sequence[str | os.PathLike[str]], features: Sequence[str], mass: str,
+               signal_region: tuple[float, float], sidebands: tuple[float, float], bin_width: float,
+               output: str | os.PathLike[str], **options: Any) -> HuntResult:
+    """``cwola_hunt`` on the fields of event files; writes ``cwola.json`` and ``spectra.png`` in ``output``.
+
+    ``features`` and ``mass`` are field names (GeV for the mass); ``options`` go to ``cwola_hunt``.
+    """
+    from heplearn.data import io
+    from heplearn.data.files import jsonable, write_json
+
+    check_regions(signal_region, sidebands)
+    if not bin_width > 0:
+        raise ConfigError(f"bin width: must be positive, got {bin_width}")
+    edges = np.arange(sidebands[0], sidebands[1] + 0.5 * bin_width, bin_width)
+    tables = [io.read(path, [*features, mass]) for path in files]
+    values = np.concatenate([np.stack([np.asarray(table[name], np.float64) for name in features], axis=1)
+                             for table in tables])
+    mjj = np.concatenate([np.asarray(table[mass], np.float64) for table in tables])
+    result = cwola_hunt(values, mjj, signal_region, sidebands, edges, **options)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "cwola.json", jsonable({"files": [str(path) for path in files], "features": list(features),
+                                               "mass": mass, "signal_region": signal_region,
+                                               "sidebands": sidebands, "selections": result.table()}))
+    plot_spectra(result, folder / "spectra.png")
+    return result
+
+
+def plot_spectra(result: HuntResult, path: str | os.PathLike[str]) -> Path:
+    """The selected m_jj spectra with their sideband fits, one per efficiency (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from heplearn.data.files import atomic_path
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.8))
+    for selection in result.selections:
+        fit_result = selection.fit
+        centres = 0.5 * (fit_result.edges[1:] + fit_result.edges[:-1])
+        line = axis.errorbar(centres, fit_result.counts, yerr=np.sqrt(fit_result.counts), fmt="o", markersize=3,
+                             label=f"ε = {selection.efficiency:g}: Z = {selection.significance:.1f}")
+        axis.stairs(fit_result.expected, fit_result.edges, color=line[0].get_color())
+    inclusive = result.selections[0].fit
+    in_sr = inclusive.signal_region_bins
+    low, high = inclusive.edges[:-1][in_sr][0], inclusive.edges[1:][in_sr][-1]
+    axis.axvspan(low, high, color="grey", alpha=0.15, label="signal region")
+    axis.set_yscale("log")
+    axis.set_xlabel(r"$m_{jj}$ [GeV]")
+    axis.set_ylabel("events / bin")
+    axis.set_title("CWoLa hunting: selected spectra and sideband fits")
+    axis.legend(fontsize="small")
+    destination = Path(path)
+    with atomic_path(destination) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
+    plt.close(figure)
+    return destination

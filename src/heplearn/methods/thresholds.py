@@ -12,8 +12,9 @@ trigger accepts and none of the other (cut-based) triggers of the menu does.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import clopper_pearson, effective_count
 
 __all__ = ["Threshold", "TriggerRates", "Validation", "parse_rate", "pure_rate", "target_efficiency",
-           "threshold_at_efficiency", "threshold_at_rate"]
+           "threshold_at_efficiency", "threshold_at_rate", "threshold_for_run", "trigger_decisions"]
 
 #: One standard deviation of a Gaussian: the confidence of the reported intervals.
 ONE_SIGMA = 0.6827
@@ -208,3 +209,63 @@ def pure_rate(accepted: np.ndarray, others: Mapping[str, np.ndarray], input_rate
     pure, effective = weighted_fraction(accepted & ~any_other, weight)
     low, high = clopper_pearson(pure, effective, ONE_SIGMA)
     return TriggerRates(total * incoming, pure * incoming, rates, (float(low) * incoming, float(high) * incoming))
+
+
+def trigger_decisions(files: Sequence[str | os.PathLike[str]], triggers: Sequence[str],
+                      events: int) -> dict[str, np.ndarray]:
+    """Each cut-based trigger (an expression of the files' fields, e.g. ``MET_pt > 200``) per event."""
+    from heplearn.data import io
+    from heplearn.data.expressions import Expression
+
+    expressions = [Expression(text, f"trigger {text!r}") for text in triggers]
+    names = sorted({name for expression in expressions for name in expression.names})
+    tables = [io.read(path, names) for path in files]
+    decisions: dict[str, np.ndarray] = {}
+    for text, expression in zip(triggers, expressions, strict=True):
+        parts = [np.asarray(expression.evaluate({name: table[name] for name in expression.names}), bool)
+                 for table in tables]
+        passed = np.concatenate(parts) if parts else np.zeros(0, bool)
+        if passed.shape != (events,):
+            raise DataError(f"trigger {text!r}: {passed.size} decisions for {events} scored events (a trigger is "
+                            "a per-event cut on fields, and the run's data.selection must keep every event)")
+        decisions[text] = passed
+    return decisions
+
+
+def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str | os.PathLike[str]], *,
+                      rate: str | None = None, input_rate: str = "40MHz", efficiency: float | None = None,
+                      validation: Sequence[str | os.PathLike[str]] = (), triggers: Sequence[str] = (),
+                      output: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Set a trained anomaly detector's threshold on background files, validate it, and report the rates.
+
+    Give ``rate`` (with ``input_rate``) or ``efficiency``. The report (also written to ``output``
+    as JSON) holds the threshold, its validation on ``validation`` files and, with ``triggers``,
+    the total and pure rates on the validation sample (the background sample without one).
+    """
+    from heplearn.data.files import jsonable, write_json
+    from heplearn.trained import TrainedModel
+
+    if (rate is None) == (efficiency is None):
+        raise ConfigError("threshold: give either a rate (with the input rate) or a target efficiency")
+    model = TrainedModel.load(run_dir)
+    scores, arrays = model.predict_files(background)
+    if rate is not None:
+        threshold = threshold_at_rate(scores[:, 0], rate, input_rate, arrays.weight)
+    else:
+        threshold = threshold_at_efficiency(scores[:, 0], float(efficiency), arrays.weight)  # type: ignore[arg-type]
+    report: dict[str, Any] = {"run": str(run_dir), "score": model.task.output_names[0], "threshold": threshold}
+    check_files, check_scores, check_weight = background, scores, arrays.weight
+    if validation:
+        check_scores, check_arrays = model.predict_files(validation)
+        check_files, check_weight = validation, check_arrays.weight
+        report["validation"] = threshold.validate(check_scores[:, 0], check_weight)
+    if triggers:
+        others = trigger_decisions(check_files, triggers, len(check_scores))
+        # without a rate, the "rates" are efficiencies (an input rate of 1)
+        key = "rates_hz" if rate is not None else "efficiencies"
+        report[key] = pure_rate(threshold.accepts(check_scores[:, 0]), others,
+                                input_rate if rate is not None else 1.0, check_weight)
+    report = jsonable(report)
+    if output is not None:
+        write_json(output, report)
+    return report

@@ -1,0 +1,133 @@
+"""The ``heplearn anomaly`` commands: train a detector on background, set its trigger threshold, hunt a bump.
+
+Registered in ``heplearn.cli`` as ``app.add_typer(anomaly_app, name="anomaly")``. Each command
+parses its options and calls one library function:
+
+- ``heplearn anomaly train``: ``heplearn.methods.anomaly.anomaly_run_config`` then ``heplearn.train``;
+- ``heplearn anomaly threshold``: ``heplearn.methods.thresholds.threshold_for_run``;
+- ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+anomaly_app = typer.Typer(help="Anomaly detection: trigger autoencoders at a fixed rate, CWoLa bump hunts.",
+                          no_args_is_help=True)
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter(f"{option}: give comma-separated field names")
+    return names
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(value) for value in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r}: expected LOW,HIGH") from None
+    return low, high
+
+
+@anomaly_app.command("train")
+def train_command(
+    train: Annotated[list[str], typer.Option("--train", help="Background files to train on (repeatable).")],
+    variables: Annotated[str, typer.Option(help="Input fields, comma-separated (the event's objects, flat).")],
+    model: Annotated[str, typer.Option(help="vae or autoencoder.")] = "vae",
+    score: Annotated[str, typer.Option(help="mse, kl or latent_norm (Σμ², AXOL1TL; vae only).")] = "latent_norm",
+    beta: Annotated[float, typer.Option(help="β of the loss (1 − β)·MSE + β·KL.")] = 0.5,
+    latent: Annotated[int | None, typer.Option(help="Latent dimension (default: the preset's).")] = None,
+    preset: Annotated[str, typer.Option(help="Model preset: paper or small.")] = "paper",
+    val: Annotated[list[str] | None, typer.Option("--val", help="Validation background files.")] = None,
+    test: Annotated[list[str] | None, typer.Option("--test", help="Test files (export checks).")] = None,
+    no_standardize: Annotated[bool, typer.Option("--no-standardize",
+                                                 help="Keep raw inputs: zero-padded slots are masked.")] = False,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: model and time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train an autoencoder or VAE on background events (no labels); its run scores anomalies."""
+    from heplearn.methods.anomaly import anomaly_run_config
+    from heplearn.run_config import load_run_config
+    from heplearn.training.run import train as train_run
+
+    config = anomaly_run_config(train, _names(variables, "--variables"), model=model, score=score, beta=beta,
+                                latent=latent, val=val, test=test, standardize=not no_standardize, preset=preset)
+    result = train_run(load_run_config(config, overrides or []), name=name, runs_dir=runs_dir,
+                       progress=not no_progress)
+    last = result.history[-1] if result.history else {}
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key.startswith(("val_", "train_loss")))
+    typer.echo(f"run: {result.run_dir}" + (f" ({summary})" if summary else ""))
+
+
+@anomaly_app.command("threshold")
+def threshold_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of a trained anomaly detector.")],
+    background: Annotated[list[str], typer.Option("--background", help="Background files to set it on.")],
+    rate: Annotated[str | None, typer.Option(help="Trigger rate, e.g. 1kHz.")] = None,
+    input_rate: Annotated[str, typer.Option(help="Rate of the events the trigger sees.")] = "40MHz",
+    efficiency: Annotated[float | None, typer.Option(help="Target background efficiency (instead of a rate).")]
+    = None,
+    validate: Annotated[list[str] | None, typer.Option("--validate", help="Independent background files.")] = None,
+    triggers: Annotated[list[str] | None, typer.Option("--trigger", help="Another trigger's cut, e.g. "
+                                                       "'MET_pt > 200' (repeatable): for the pure rate.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON report (default: RUN/threshold.json).")]
+    = None,
+) -> None:
+    """Set the anomaly score's cut at a trigger rate (or efficiency) on background; validate; pure rate."""
+    from heplearn.methods.thresholds import threshold_for_run
+
+    destination = output or run / "threshold.json"
+    report = threshold_for_run(run, background, rate=rate, input_rate=input_rate, efficiency=efficiency,
+                               validation=validate or (), triggers=triggers or (), output=destination)
+    threshold = report["threshold"]
+    low, high = threshold["interval"]
+    typer.echo(f"threshold: score > {threshold['value']:.6g} keeps {threshold['efficiency']:.3g} of background "
+               f"[{low:.3g}, {high:.3g}] (target {threshold['target']:.3g})")
+    if "validation" in report:
+        check = report["validation"]
+        typer.echo(f"validation: {check['efficiency']:.3g} [{check['interval'][0]:.3g}, {check['interval'][1]:.3g}], "
+                   f"pull {check['pull']:.2f}")
+    for key in ("rates_hz", "efficiencies"):
+        if key in report:
+            typer.echo(f"{key}: total {report[key]['total']:.4g}, pure {report[key]['pure']:.4g}")
+    typer.echo(f"report: {destination}")
+
+
+@anomaly_app.command("cwola")
+def cwola_command(
+    data: Annotated[list[str], typer.Option("--data", help="Event files (repeatable).")],
+    features: Annotated[str, typer.Option(help="Classifier features, comma-separated fields.")],
+    mass: Annotated[str, typer.Option(help="The resonant variable's field (GeV).")] = "mjj",
+    signal_region: Annotated[str, typer.Option(help="LOW,HIGH of the signal region (GeV).")] = "3300,3700",
+    sidebands: Annotated[str, typer.Option(help="LOW,HIGH of the whole range (GeV).")] = "2500,5000",
+    bin_width: Annotated[float, typer.Option(help="m_jj bin width of the fit (GeV).")] = 100.0,
+    efficiencies: Annotated[str, typer.Option(help="Selection efficiencies, comma-separated.")] = "0.1,0.01,0.002",
+    folds: Annotated[int, typer.Option(help="k of the k-fold scoring.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Epochs per classifier.")] = 20,
+    parameters: Annotated[int, typer.Option(help="Dijet function parameters: 3 or 4.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and the networks.")] = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for cwola.json and spectra.png.")] = Path(
+        "cwola"),
+) -> None:
+    """CWoLa hunting: k-fold SR-vs-sideband classifiers, cuts, dijet sideband fits, local significances."""
+    from heplearn.methods.cwola import default_training, hunt_files
+
+    try:
+        chosen = tuple(float(value) for value in efficiencies.split(",") if value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--efficiencies {efficiencies!r}: expected numbers") from None
+    result = hunt_files(data, _names(features, "--features"), mass, _pair(signal_region, "--signal-region"),
+                        _pair(sidebands, "--sidebands"), bin_width, output, efficiencies=chosen, folds=folds,
+                        training=default_training(epochs=epochs), parameters=parameters, seed=seed)
+    for row in result.table():
+        typer.echo(f"ε = {row['efficiency']:g}: observed {row['observed']:.0f}, expected {row['expected']:.1f} ± "
+                   f"{row['uncertainty']:.1f}, Z = {row['significance']:.2f}")
+    typer.echo(f"results: {output / 'cwola.json'}")
+    typer.echo(f"figure: {output / 'spectra.png'}")

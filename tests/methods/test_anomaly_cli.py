@@ -1,0 +1,83 @@
+"""``heplearn anomaly``: train a VAE, set and validate its threshold with a pure rate, hunt a bump;
+bad input ends in one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from heplearn.cli import main
+from heplearn.data import io
+from heplearn.data.transform import JetArrays
+from heplearn.trained import TrainedModel
+from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
+
+
+def run(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(arguments)
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def gaussian_file(path: Path, n: int, seed: int) -> Path:
+    x = np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+    return io.write(ak.zip({f"x{i}": np.ascontiguousarray(x[:, i]) for i in range(4)}), path)
+
+
+def test_train_then_threshold_with_validation_and_pure_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    train, calibration, check = (gaussian_file(tmp_path / f"{name}.parquet", n, seed)
+                                 for name, n, seed in (("train", 2000, 1), ("calibration", 20_000, 2),
+                                                       ("check", 20_000, 3)))
+    code, out, err = run(["anomaly", "train", "--train", str(train), "--variables", "x0,x1,x2,x3",
+                          "--preset", "small", "--beta", "0.2", "--runs-dir", str(tmp_path / "runs"), "--name", "vae",
+                          "--no-progress", "--set", "training.epochs=2", "--set", "training.threads=1"], capsys)
+    assert code == 0, err
+    run_dir = tmp_path / "runs" / "vae"
+    assert out.startswith(f"run: {run_dir}")
+    code, out, err = run(["anomaly", "threshold", str(run_dir), "--background", str(calibration),
+                          "--efficiency", "0.01", "--validate", str(check), "--trigger", "x0 > 2"], capsys)
+    assert code == 0, err
+    report = json.loads((run_dir / "threshold.json").read_text())
+    assert report["threshold"]["efficiency"] == pytest.approx(0.01, abs=1 / 20_000)
+    # the validation and the pure rate, recomputed from the run's scores of the check file
+    model = TrainedModel.load(run_dir)
+    x = np.stack([ak.to_numpy(io.read(check)[f"x{i}"]) for i in range(4)], axis=1)
+    scores = model.predict(JetArrays({"jet": x}, None, np.zeros(len(x), np.int64), np.ones(len(x), np.float32)))
+    accepted = scores[:, 0] > report["threshold"]["value"]
+    assert report["validation"]["efficiency"] == pytest.approx(accepted.mean())
+    assert abs(report["validation"]["pull"]) < 4
+    assert report["efficiencies"]["pure"] == pytest.approx((accepted & ~(x[:, 0] > 2)).mean())
+    assert report["efficiencies"]["others"]["x0 > 2"] == pytest.approx((x[:, 0] > 2).mean())
+    assert "pull" in out and "pure" in out
+    # a rate above the input rate: one line, exit 2
+    code, _, err = run(["anomaly", "threshold", str(run_dir), "--background", str(calibration), "--rate", "50MHz"],
+                       capsys)
+    assert code == 2 and "above the input rate" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cwola_command_writes_the_table_and_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(6)
+    mjj = sample_dijet(6000, rng, TRUE_SHAPE, *SIDEBANDS)
+    events = io.write(ak.zip({"mjj": mjj, "f0": rng.normal(size=6000), "f1": rng.normal(size=6000)}),
+                      tmp_path / "events.parquet")
+    output = tmp_path / "hunt"
+    code, out, err = run(["anomaly", "cwola", "--data", str(events), "--features", "f0,f1", "--efficiencies", "0.1",
+                          "--folds", "2", "--epochs", "1", "--output", str(output)], capsys)
+    assert code == 0, err
+    table = json.loads((output / "cwola.json").read_text())["selections"]
+    assert [row["efficiency"] for row in table] == [1.0, 0.1]
+    in_sr = (mjj > 3300) & (mjj < 3700)
+    assert table[0]["observed"] == in_sr.sum()  # before any cut: every SR event
+    assert (output / "spectra.png").stat().st_size > 10_000 and "Z = " in out
+    code, _, err = run(["anomaly", "cwola", "--data", str(events), "--features", "f0,f1", "--sidebands", "3400,5000",
+                        "--output", str(output)], capsys)
+    assert code == 2 and "must enclose the signal region" in err
