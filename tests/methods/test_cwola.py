@@ -108,7 +108,7 @@ def test_the_sideband_fit_predicts_the_background_under_the_signal_region() -> N
 
 def test_the_hunt_finds_a_bump_that_the_spectrum_hides() -> None:
     """120 signal events (m_jj ~ N(3500, 100) GeV, features near (2, 2)) under ~1800 SR background
-    events: about 2σ before any cut, far more after the CWoLa selections."""
+    events: Z = 3.1 before any cut, 5.5 after the 10% and 10.1 after the 1% selection (measured)."""
     rng = np.random.default_rng(21)
     background = sample_dijet(20_000, rng, TRUE_SHAPE, *SIDEBANDS)
     signal = rng.normal(3500.0, 100.0, 120)
