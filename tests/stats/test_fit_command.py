@@ -89,7 +89,8 @@ def test_fit_from_a_run_recovers_the_fraction_of_a_mixture(tmp_path: Path) -> No
     mixture = str(io.write(jets[keep], tmp_path / "mixture.parquet"))
     inputs = inputs_from_run(run, [files["test"]], [mixture], progress=False)
     assert inputs.signal_name == "top" and inputs.background_name == "qcd"
-    outcome = fit_inputs(inputs, tmp_path / "fit", FitSettings(binning=Binning(10, 0, 1), limit=False, scan_2d=False),
+    outcome = fit_inputs(inputs, tmp_path / "fit", FitSettings(binning=Binning(10, 0, 1), limit=False, scan_2d=False,
+                                                           scan_points=9, impacts=False),
                          progress=False)
     assert inputs.true_fraction == pytest.approx(0.2, abs=0.02)
     for fitted in (outcome.unbinned, outcome.binned, outcome.fraction):
