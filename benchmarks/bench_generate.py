@@ -20,6 +20,9 @@ contrib substructure on the fat jets (ours also ghost-associates heavy hadrons f
 ``Jet_hadronFlavour``). The track/vertex step (heavy-hadron ghosts, impact parameters, secondary
 vertices) is timed inside our jet generator and reported as CPU ms per jet and its share.
 
+The cost of pileup is CPU ms per QCD jet at μ = 0, 20, 40 (the minimum-bias pool made once,
+beforehand, about 13 ms per pool event).
+
 Runs are interleaved (ours 1 worker, reference, ours 2 workers; per process). The two-worker runs
 share one Dask LocalCluster started beforehand (its start-up, a few seconds per ``generate`` call,
 is printed separately). Prints a table and,
@@ -40,6 +43,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -314,6 +318,21 @@ def track_step_cost(jets: int, seed: int) -> tuple[float, float]:
     return 1000 * spent[0] / len(made), spent[0] / total
 
 
+def pileup_cost(jets: int, seed: int, mus: tuple[float, ...] = (0.0, 20.0, 40.0)) -> dict[float, float]:
+    """CPU ms per QCD jet (150-200 GeV, R = 0.4, no MPI) with pileup μ, the pool made beforehand."""
+    costs = {}
+    with tempfile.TemporaryDirectory(prefix="bench_generate_pileup_") as directory:
+        from heplearn.generate.pileup import make_pool, pool_path
+
+        pool = make_pool(pool_path(Path(directory), 14_000.0, seed, 1000), 14_000.0, seed, 1000)
+        for mu in mus:
+            options = GeneratorOptions(pt_min=150.0, pt_max=200.0, radius=0.4, mpi=False, pileup=mu)
+            start = time.process_time()
+            chunk_module.generate_jets(get_card("qcd"), options, jets, seed, pileup_pool=str(pool))
+            costs[mu] = 1000 * (time.process_time() - start) / jets
+    return costs
+
+
 # ----------------------------------------------------------------------------- machine
 def _spin(n: int = 5_000_000) -> float:
     start = time.perf_counter()
@@ -382,7 +401,7 @@ def compare_jets(jets: int, repeats: int) -> dict[str, float]:
     return {"ours": round(ours, 2), "reference": round(reference, 2), "ratio": round(ours / reference, 3)}
 
 
-def compare_events(events: int, repeats: int, jets: int) -> dict[str, float]:
+def compare_events(events: int, repeats: int, jets: int) -> dict[str, object]:
     """Ours against the reference event loop, and the track/vertex step; prints the tables."""
     event_results: list[Measurement] = []
     for repeat in range(repeats):
@@ -404,7 +423,11 @@ def compare_events(events: int, repeats: int, jets: int) -> dict[str, float]:
     per_jet_ms, share = track_step_cost(jets, 300)
     print(f"\ntrack/vertex step (ghosts, impact parameters, secondary vertices): {per_jet_ms:.2f} CPU ms per top "
           f"jet, {100 * share:.1f}% of the generation CPU")
-    return {"events_ours": round(events_ours, 2), "events_reference": round(events_reference, 2),
+    pileup = pileup_cost(jets, 400)
+    print("pileup (QCD jets 150-200 GeV, R = 0.4, pool of 1000 made beforehand): "
+          + ", ".join(f"μ = {mu:g}: {ms:.1f} CPU ms per jet" for mu, ms in pileup.items()))
+    return {"pileup_ms_per_jet": {f"{mu:g}": round(ms, 2) for mu, ms in pileup.items()},
+            "events_ours": round(events_ours, 2), "events_reference": round(events_reference, 2),
             "events_ratio": round(events_ours / events_reference, 3),
             "track_step_ms_per_jet": round(per_jet_ms, 3), "track_step_share": round(share, 4)}
 
@@ -422,7 +445,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     events = arguments.events or (40 if arguments.quick else 300)
-    figures: dict[str, float] = {}
+    figures: dict[str, object] = {}
     if arguments.only != "events":
         figures.update(compare_jets(jets, repeats))
     if arguments.only != "jets":

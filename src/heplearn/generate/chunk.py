@@ -20,7 +20,7 @@ import numpy as np
 
 from heplearn.data import io
 from heplearn.errors import HeplearnError
-from heplearn.generate import clustering, substructure, tracks, truth
+from heplearn.generate import clustering, pileup, substructure, tracks, truth
 from heplearn.generate.detector import DETECTOR_PROFILES, apply_detector
 from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
 from heplearn.generate.processes import GeneratorOptions, ProcessCard, get_card, pythia_settings
@@ -56,8 +56,11 @@ def generate_jets(
     *,
     detector_seed: int = 0,
     report: Callable[[int], None] | None = None,
+    pileup_pool: str | None = None,
 ) -> ak.Array:
     """``n_jets`` labelled-by-truth jets of ``card`` as a JetClass record array (no labels yet).
+
+    With ``options.pileup`` > 0, ``pileup_pool`` is the pool file (``pileup.make_pool``).
 
     ``report``, if given, is called after every Pythia batch with the number of jets found so far.
     The detector and the impact-parameter smearing draw from two streams of ``detector_seed``.
@@ -65,6 +68,7 @@ def generate_jets(
     generator = PythiaGenerator(pythia_settings(card, options, seed))
     rng = np.random.default_rng(detector_seed)
     track_rng = np.random.default_rng([detector_seed, 1])
+    overlay = PileupOverlay(options.pileup, pileup_pool, detector_seed)
     pieces: list[ak.Array] = []
     n_found = 0
     n_events = 0
@@ -74,9 +78,11 @@ def generate_jets(
         wanted = (n_jets - n_found) / max(jets_per_event, 0.01)
         batch_size = int(np.clip(math.ceil(1.05 * wanted) + 2, MIN_BATCH, MAX_BATCH))
         record, particles = generator.next_batch(batch_size)
+        particles, n_vertices = overlay(particles)
         if options.detector is not None:
             particles = apply_detector(particles, options.detector, rng)
         jets = jets_of_batch(card, options, record, particles, first_event=n_events, track_rng=track_rng)
+        jets = with_pileup_fields(jets, n_vertices, pileup.fixed_grid_rho(particles))
         n_events += record.n_events
         n_found += len(jets)
         events_since_jet = 0 if len(jets) else events_since_jet + record.n_events
@@ -143,11 +149,37 @@ def jets_of_batch(
         "aux_pthat": record.pthat[jets.event].astype(np.float32),
         "aux_jet_nconstituents": jets.n_constituents.astype(np.int32),
         "aux_event": (first_event + jets.event).astype(np.int64),
+        "aux_event_in_batch": jets.event.astype(np.int64),
         "aux_hadron_flavour": jets.hadron_flavour.astype(np.int32),
     })
     if card.truth == "flavour":
         columns.update(truth.flavour_labels(jets.hadron_flavour))
     return ak.zip(columns, depth_limit=1)
+
+
+class PileupOverlay:
+    """Adds Poisson(μ) pool interactions to a batch (nothing for μ = 0); returns (particles, PV_npvs)."""
+
+    def __init__(self, mu: float, pool_file: str | None, detector_seed: int) -> None:
+        self.mu = mu
+        if mu > 0 and pool_file is None:
+            raise HeplearnError("pileup μ > 0 needs a pileup pool file (made by the driver)")
+        self.pool = pileup.PileupPool(pool_file) if mu > 0 and pool_file is not None else None
+        self.rng = np.random.default_rng([detector_seed, 2])
+
+    def __call__(self, particles: FinalState) -> tuple[FinalState, np.ndarray]:
+        if self.pool is None:
+            return particles, np.ones(particles.n_events, dtype=np.int64)
+        particles, n_pileup = self.pool.overlay(particles, self.mu, self.rng)
+        return particles, 1 + n_pileup
+
+
+def with_pileup_fields(jets: ak.Array, n_vertices: np.ndarray, rho: np.ndarray) -> ak.Array:
+    """``aux_pv_npvs`` and ``aux_rho`` (NanoAOD's PV_npvs, fixedGridRhoFastjetAll) of each jet's event."""
+    event = ak.to_numpy(jets.aux_event_in_batch)
+    jets = ak.with_field(jets, n_vertices[event].astype(np.int32), "aux_pv_npvs")
+    jets = ak.with_field(jets, rho[event].astype(np.float32), "aux_rho")
+    return jets[[name for name in jets.fields if name != "aux_event_in_batch"]]
 
 
 @dataclass(frozen=True)
@@ -161,6 +193,7 @@ class ChunkTask:
     options: GeneratorOptions  # an EventOptions for kind == "events"
     path: str
     kind: str = "jets"
+    pileup_pool: str | None = None  # the pool file, when options.pileup > 0
 
 
 @dataclass(frozen=True)
@@ -185,10 +218,10 @@ def run_chunk(task: ChunkTask, provenance: dict[str, object] | None = None,
         from heplearn.generate.nanoaod import generate_events, get_event_card
 
         records = generate_events(get_event_card(task.process), task.options, task.n_jets,  # type: ignore[arg-type]
-                                  seed, detector_seed=detector_seed, report=report)
+                                  seed, detector_seed=detector_seed, report=report, pileup_pool=task.pileup_pool)
     else:
         records = generate_jets(get_card(task.process), task.options, task.n_jets, seed,
-                                detector_seed=detector_seed, report=report)
+                                detector_seed=detector_seed, report=report, pileup_pool=task.pileup_pool)
     records = ak.with_field(records, np.full(len(records), task.index, dtype=np.int32), "aux_chunk")
     chunk_provenance = {**(provenance or {}), "process": task.process, "chunk": task.index,
                         "pythia_seed": seed, "detector_seed": detector_seed}

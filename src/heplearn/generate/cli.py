@@ -5,6 +5,7 @@
     heplearn generate qcd --jets 50000 -o data/qcd-fsr-up --variation fsr-up
     heplearn generate qcd --jets 50000 -o data/qcd-as016 --pythia TimeShower:alphaSvalue=0.16
     heplearn generate top qcd --jets 50000 -o data/pseudo-data --detector alt
+    heplearn generate top qcd --jets 50000 -o data/top-pu40 --pileup 40
     heplearn generate toy --events 100000 -o data/toy
     heplearn generate events wprime dijet_qcd --events 100000 -o data/lhco --format root
 
@@ -56,6 +57,10 @@ def generate_command(
     variation: Annotated[str | None, typer.Option(
         help="Named Pythia variation: fsr-up, fsr-down, fsr-alphas-up, fsr-alphas-down, isr-up, "
              "isr-down, hadronization.")] = None,
+    pileup: Annotated[float, typer.Option(help="Pileup μ: Poisson(μ) minimum-bias interactions per event.")]
+    = 0.0,
+    pileup_pool: Annotated[int, typer.Option(help="Minimum-bias events made once and drawn from for pileup.")]
+    = 1000,
     pythia: Annotated[list[str] | None, typer.Option(
         "--pythia", help="Any Pythia setting KEY=VALUE (repeatable; read last, so it wins).")] = None,
     sqrt_s: Annotated[float | None, typer.Option(
@@ -93,6 +98,7 @@ def generate_command(
         event_options = EventOptions(
             sqrt_s=13_000.0 if sqrt_s is None else sqrt_s, mpi=mpi, wprime_mass=wprime_mass, x_mass=x_mass,
             y_mass=y_mass, detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),
+            pileup=pileup, pileup_pool=pileup_pool,
         )
         summary = generate_events_sample(
             names[1:], events, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,
@@ -125,6 +131,7 @@ def generate_command(
         algorithm=algorithm, mpi=mpi, max_particles=max_particles,
         pthat_min=pthat_min, pthat_max=pthat_max,
         detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),
+        pileup=pileup, pileup_pool=pileup_pool,
     )
     summary = generate(
         names, jets, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,

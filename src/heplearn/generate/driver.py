@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,8 @@ def generate(
     if len(set(radii.values())) > 1:
         logger.warning("the mixture has jets of different radii (%s); set radius= to use one",
                        ", ".join(f"{name} R = {radius:g}" for name, radius in radii.items()))
+    plan = with_pileup_pool(plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup,
+                            pool_size=options.pileup_pool)
     todo = [task for task in plan if not Path(task.path).exists()]
     logger.info(
         "generating %s: %d jets each in %d chunks (%d already done) with %d worker(s); "
@@ -175,6 +177,20 @@ def check_run(*, seed: object, **counts: object) -> None:
         _check_count(name, value)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def with_pileup_pool(plan: list[ChunkTask], output_dir: Path, *, seed: int, sqrt_s: float, mu: float,
+                     pool_size: int) -> list[ChunkTask]:
+    """For μ > 0: make the minimum-bias pool once (or find it) and hand its path to every chunk."""
+    if mu <= 0 or not plan:
+        return plan
+    from heplearn.generate.pileup import make_pool, pool_path
+
+    path = pool_path(output_dir, sqrt_s, seed, pool_size)
+    if not path.exists():
+        logger.info("making a pool of %d minimum-bias events for pileup μ = %g", pool_size, mu)
+    make_pool(path, sqrt_s, seed, pool_size)
+    return [replace(task, pileup_pool=str(path)) for task in plan]
 
 
 def _check_count(name: str, value: object) -> None:

@@ -34,6 +34,7 @@ from heplearn.generate.driver import (
     base_provenance,
     check_run,
     check_split_fractions,
+    with_pileup_pool,
     with_process_labels,
 )
 from heplearn.generate.nanoaod import EVENT_PROCESSES, EventOptions, event_settings, get_event_card
@@ -77,6 +78,8 @@ def generate_events_sample(
             n_events = min(chunk_size, events_per_process - index * chunk_size)
             plan.append(ChunkTask(name, index, n_events, int(seed), options,  # type: ignore[arg-type]
                                   str(directory / f"chunk-{index:05d}-n{n_events}.parquet"), kind="events"))
+    plan = with_pileup_pool(plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup,
+                            pool_size=options.pileup_pool)
     provenance = _provenance(names, events_per_process, int(seed), chunk_size, split_fractions, options)
     todo = [task for task in plan if not Path(task.path).exists()]
     generated = _run_chunks(todo, plan, workers=workers, scheduler=scheduler, progress=progress,

@@ -16,6 +16,7 @@ so coffea's ``NanoEventsFactory`` with ``NanoAODSchema`` reads the ROOT files as
   isolated: the scalar pT sum of the other visible particles within ΔR < 0.3, over the object's
   pT, below ``ISOLATION_MAX`` (CMS's loose PF isolation, 0.25 for muons);
 - ``MET_pt``, ``MET_phi``: minus the vector pT sum of everything visible (neutrinos escape);
+- ``PV_npvs`` and ``fixedGridRhoFastjetAll`` (``heplearn.generate.pileup``; 1 vertex without pileup);
 - ``genWeight`` (Pythia's event weight, 1 for these unweighted samples); ``run`` (1),
   ``luminosityBlock`` (the chunk index + 1) and ``event`` (the generated event's number in its
   chunk), which together identify an event, as NanoAOD's event ID;
@@ -56,7 +57,8 @@ from heplearn.errors import ConfigError, HeplearnError
 from heplearn.generate import clustering, kinematics, substructure, truth
 from heplearn.generate.detector import DetectorConfig, apply_detector
 from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
-from heplearn.generate.processes import _COMMON_SETTINGS
+from heplearn.generate.pileup import fixed_grid_rho
+from heplearn.generate.processes import _COMMON_SETTINGS, check_pileup
 from heplearn.generate.variations import parse_settings, variation_settings
 
 ISOLATION_MAX = 0.25
@@ -118,8 +120,11 @@ class EventOptions:
     detector: DetectorConfig | None = None
     variation: str | None = None
     pythia: tuple[str, ...] = ()
+    pileup: float = 0.0  # μ (heplearn.generate.pileup)
+    pileup_pool: int = 1000
 
     def __post_init__(self) -> None:
+        check_pileup(self.pileup, self.pileup_pool)
         for name in ("sqrt_s", "wprime_mass", "x_mass", "y_mass", "jet_pt_min", "fatjet_pt_min", "lepton_pt_min"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -181,10 +186,13 @@ def event_settings(card: EventCard, options: EventOptions, seed: int) -> list[st
 
 # ----------------------------------------------------------------------------- generation
 def generate_events(card: EventCard, options: EventOptions, n_events: int, seed: int, *,
-                    detector_seed: int = 0, report: Any = None) -> ak.Array:
+                    detector_seed: int = 0, report: Any = None, pileup_pool: str | None = None) -> ak.Array:
     """``n_events`` events of ``card`` passing its selection, as a NanoAOD-layout record array."""
+    from heplearn.generate.chunk import PileupOverlay
+
     generator = PythiaGenerator(event_settings(card, options, seed))
     rng = np.random.default_rng(detector_seed)
+    overlay = PileupOverlay(options.pileup, pileup_pool, detector_seed)
     pieces: list[ak.Array] = []
     n_found = n_tried = since_pass = 0
     acceptance = 0.5
@@ -192,9 +200,10 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
         batch_size = int(np.clip(math.ceil(1.1 * (n_events - n_found) / max(acceptance, 0.01)) + 2,
                                  MIN_BATCH, MAX_BATCH))
         record, particles = generator.next_batch(batch_size)
+        particles, n_vertices = overlay(particles)
         if options.detector is not None:
             particles = apply_detector(particles, options.detector, rng)
-        events = events_of_batch(card, options, record, particles, first_event=n_tried)
+        events = events_of_batch(card, options, record, particles, first_event=n_tried, n_vertices=n_vertices)
         n_tried += record.n_events
         n_found += len(events)
         since_pass = 0 if len(events) else since_pass + record.n_events
@@ -210,7 +219,8 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
 
 
 def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
-                    particles: FinalState, *, first_event: int = 0) -> ak.Array:
+                    particles: FinalState, *, first_event: int = 0,
+                    n_vertices: np.ndarray | None = None) -> ak.Array:
     """The NanoAOD-layout records of the events of one batch that pass the card's selection.
 
     ``event`` numbers the generated events of the chunk from 1 (``first_event`` before this batch);
@@ -243,6 +253,8 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     columns["MET_pt"] = np.hypot(met_x, met_y).astype(np.float32)
     columns["MET_phi"] = np.arctan2(met_y, met_x).astype(np.float32)
     columns["genWeight"] = np.ones(particles.n_events, dtype=np.float32)
+    columns["PV_npvs"] = (np.ones(particles.n_events) if n_vertices is None else n_vertices).astype(np.int32)
+    columns["fixedGridRhoFastjetAll"] = fixed_grid_rho(particles).astype(np.float32)
     columns.update(_gen_particles(record))
     events = ak.zip(columns, depth_limit=1)
     keep = np.ones(len(events), dtype=bool)

@@ -201,6 +201,8 @@ class GeneratorOptions:
     ``radius=None`` takes the process card's default (0.8; 0.4 for quark and gluon jets).
     ``pthat_min``/``pthat_max`` = None derive the hard-process window from the jet window.
     ``detector=None`` keeps particle-level (truth) jets; pass a ``DetectorConfig`` to smear.
+    ``pileup`` (μ > 0) overlays Poisson(μ) minimum-bias interactions from a pool of ``pileup_pool``
+    events (``heplearn.generate.pileup``).
     ``variation`` names a set of Pythia changes (``fsr-up``, ... see ``heplearn.generate.variations``)
     and ``pythia`` holds any further ``"KEY = VALUE"`` Pythia settings, read last (they win).
     """
@@ -218,8 +220,11 @@ class GeneratorOptions:
     detector: DetectorConfig | None = field(default=None)
     variation: str | None = None
     pythia: tuple[str, ...] = ()
+    pileup: float = 0.0  # μ, mean number of minimum-bias interactions overlaid per event
+    pileup_pool: int = 1000  # minimum-bias events generated once and drawn from
 
     def __post_init__(self) -> None:
+        check_pileup(self.pileup, self.pileup_pool)
         variation_settings(self.variation)  # an unknown name is a ConfigError
         if self.variation is not None:
             name = self.variation.strip().lower()
@@ -283,7 +288,17 @@ class GeneratorOptions:
             "detector": None if self.detector is None else self.detector.describe(),
             "variation": self.variation or "nominal",
             "pythia": list(self.pythia),
+            "pileup": self.pileup,
+            "pileup_pool": self.pileup_pool if self.pileup > 0 else None,
         }
+
+
+def check_pileup(mu: object, pool_size: object) -> None:
+    """Pileup μ a finite non-negative number, the pool size a positive integer."""
+    if isinstance(mu, bool) or not isinstance(mu, int | float) or not math.isfinite(mu) or mu < 0:
+        raise ConfigError(f"pileup μ must be a non-negative number, got {mu!r}")
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ConfigError(f"pileup_pool must be a positive integer, got {pool_size!r}")
 
 
 def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
