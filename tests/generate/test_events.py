@@ -149,3 +149,18 @@ def test_cli_events_root(tmp_path: Path) -> None:
         tree = file["Events"]
         assert {"nJet", "Jet_pt", "nMuon", "Muon_pfRelIso03_all", "MET_pt", "GenPart_genPartIdxMother",
                 "run", "luminosityBlock", "event"} <= set(tree.keys())
+
+
+def test_tau_decay_modes_follow_the_branching_fractions() -> None:
+    events = generate_events(get_event_card("ztautau"), NO_MPI, 150, seed=2)
+    assert np.all(ak.to_numpy(events.nGenVisTau) == 2)  # both τ hadronic
+    assert np.all(ak.to_numpy(ak.prod(events.GenVisTau_charge, axis=1)) == -1)
+    mode = ak.to_numpy(ak.flatten(events.GenVisTau_status))
+    mass = ak.to_numpy(ak.flatten(events.GenVisTau_mass))
+    # PDG 2024 τ branching fractions over the hadronic total (64.8%): h±ν 11.5%, h±π⁰ν 25.9%,
+    # 3h±ν 9.8%, i.e. 0.18, 0.40 and 0.15 of hadronic τ decays; ±0.08 is ≈ 3σ for 300 τ.
+    for decay_mode, fraction in ((0, 0.18), (1, 0.40), (10, 0.15)):
+        assert abs(np.mean(mode == decay_mode) - fraction) < 0.08, (decay_mode, np.mean(mode == decay_mode))
+    np.testing.assert_allclose(np.median(mass[mode == 0]), 0.1396, atol=1e-3)  # one charged pion
+    assert 0.6 < np.median(mass[mode == 1]) < 0.9  # the ρ(770)
+    assert 0.9 < np.median(mass[mode == 10]) < 1.4  # the a1(1260)

@@ -37,7 +37,7 @@ def generate_command(
     *,
     processes: Annotated[list[str], typer.Argument(
         help=f"Processes to mix ({', '.join(PROCESSES)}); 'toy' alone for the analytic toy; 'events' then "
-             "event processes (wprime, dijet_qcd, zmumu_jets) for NanoAOD-layout events.",
+             "event processes (wprime, dijet_qcd, zmumu_jets, ztautau) for NanoAOD-layout events.",
         show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
     jets: Annotated[int | None, typer.Option("--jets", "-n", help="Jets per process.")] = None,

@@ -38,6 +38,9 @@ Event cards (√s = 13 TeV by default, as the benchmarks they follow):
 ``dijet_qcd``
     Its background: ``HardQCD:all`` with pT-hat > 1 TeV (so that the cut on the leading fat jet
     is nearly unbiased) and the same 1.2 TeV cut.
+``ztautau``
+    Z → ττ with both τ decaying to hadrons (``15:offIfAny = 11 13``), for τ identification:
+    the truth is ``GenVisTau_*`` (visible τ four-momentum, charge, decay mode as ``status``).
 ``zmumu_jets``
     Z/γ* → μμ + jet (``WeakBosonAndParton:qqbar2gmZg`` and ``qg2gmZq``, pure Z) with pT-hat > 200
     GeV: the boosted Z+jets phase space of the OmniFold measurements (Andreassen et al.,
@@ -81,6 +84,7 @@ class EventCard:
     pthat_min: float
     trigger_fatjet_pt: float | None = None
     min_muons: int = 0
+    min_gen_taus: int = 0
 
 
 EVENT_PROCESSES: dict[str, EventCard] = {
@@ -90,6 +94,8 @@ EVENT_PROCESSES: dict[str, EventCard] = {
                   trigger_fatjet_pt=TRIGGER_FATJET_PT),
         EventCard("dijet_qcd", "QCD dijets with pT-hat > 1 TeV, the LHC Olympics background", pthat_min=1000.0,
                   trigger_fatjet_pt=TRIGGER_FATJET_PT),
+        EventCard("ztautau", "Z → ττ, both τ decaying to hadrons, with the visible-τ truth", pthat_min=0.0,
+                  min_gen_taus=1),
         EventCard("zmumu_jets", "Z → μμ + jet with pT-hat > 200 GeV (OmniFold Z+jets)", pthat_min=200.0,
                   min_muons=2),
     )
@@ -168,6 +174,9 @@ def event_settings(card: EventCard, options: EventOptions, seed: int) -> list[st
         ]
     elif card.name == "dijet_qcd":
         process = ["HardQCD:all = on"]
+    elif card.name == "ztautau":
+        process = ["WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 15",
+                   "15:offIfAny = 11 13"]  # hadronic τ decays only
     else:
         process = ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
                    "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 13"]
@@ -256,12 +265,15 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     columns["PV_npvs"] = (np.ones(particles.n_events) if n_vertices is None else n_vertices).astype(np.int32)
     columns["fixedGridRhoFastjetAll"] = fixed_grid_rho(particles).astype(np.float32)
     columns.update(_gen_particles(record))
+    columns.update(gen_visible_taus(record))
     events = ak.zip(columns, depth_limit=1)
     keep = np.ones(len(events), dtype=bool)
     if card.trigger_fatjet_pt is not None:
         keep &= ak.to_numpy(ak.fill_none(ak.max(events.FatJet_pt, axis=1), 0.0)) > card.trigger_fatjet_pt
     if card.min_muons:
         keep &= ak.to_numpy(events.nMuon) >= card.min_muons
+    if card.min_gen_taus:
+        keep &= ak.to_numpy(events.nGenVisTau) >= card.min_gen_taus
     return events[keep]
 
 
@@ -351,6 +363,61 @@ def _reorder(jets: clustering.Jets, order: np.ndarray) -> clustering.Jets:
         constituent_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         hadron_flavour=jets.hadron_flavour[order],
     )
+
+
+TAU = 15
+PI0 = 111
+_DECAY_DEPTH = 8
+
+
+def gen_visible_taus(record: EventRecord) -> dict[str, Any]:
+    """``GenVisTau_*``: the visible part of each hadronically decaying τ, with its decay mode.
+
+    ``GenVisTau_status`` is NanoAOD's decay mode 5 (n_charged − 1) + n_π⁰: 0 one prong, 1 one
+    prong + π⁰, 2 one prong + 2 π⁰, 10 three prongs, 11 three prongs + π⁰ (Pythia's τ decays,
+    with π⁰ counted before they decay to photons). Leptonic τ decays are left out.
+    """
+    event = np.repeat(np.arange(record.n_events), np.diff(record.offsets))
+    mother = record.offsets[event] + record.mother1
+    tau = np.abs(record.pid) == TAU
+    has_tau_child = np.zeros(len(tau), dtype=bool)
+    children = np.flatnonzero(tau & (record.mother1 > 0))
+    has_tau_child[mother[children]] = True
+    last_tau = np.flatnonzero(tau & ~has_tau_child)
+    # Label every decay product with the τ it comes from, following mothers a few generations.
+    origin = np.full(len(tau), -1, dtype=np.int64)
+    origin[last_tau] = last_tau
+    decay_product = (np.abs(record.status) >= 91) & (record.mother1 > 0)
+    for _ in range(_DECAY_DEPTH):
+        inherit = decay_product & (origin < 0) & (origin[np.where(decay_product, mother, 0)] >= 0)
+        if not inherit.any():
+            break
+        origin[inherit] = origin[mother[inherit]]
+    product = (origin >= 0) & (origin != np.arange(len(origin)))
+    final = product & (record.status > 0) & ~np.isin(np.abs(record.pid), (12, 14, 16))
+    absolute = np.abs(record.pid)
+    leptonic = np.zeros(len(tau), dtype=bool)
+    direct = product & (mother == origin)  # τ → ℓ ν ν̄, not a π⁰ Dalitz decay further down
+    leptonic[origin[direct & ((absolute == 11) | (absolute == 13))]] = True
+    charged = final & ~np.isin(absolute, (22, 130, 310, 2112, 3122))  # stable neutral hadrons and photons
+    n_charged = np.bincount(origin[charged], minlength=len(tau))
+    n_pi0 = np.bincount(origin[product & (absolute == PI0)], minlength=len(tau))
+    hadronic = last_tau[~leptonic[last_tau]]
+    hadronic = hadronic[np.argsort(event[hadronic], kind="stable")]
+    sums = [np.bincount(origin[final], weights=values[final], minlength=len(tau))[hadronic]
+            for values in (record.px, record.py, record.pz, record.energy)]
+    counts = np.bincount(event[hadronic], minlength=record.n_events)
+    mode = 5 * (n_charged[hadronic] - 1) + np.minimum(n_pi0[hadronic], 4)
+    charge = -np.sign(record.pid[hadronic])  # τ⁻ has pdg id +15
+    return {
+        "nGenVisTau": counts.astype(np.int32),
+        "GenVisTau_pt": _jagged(kinematics.pt(sums[0], sums[1]), counts, np.float32),
+        "GenVisTau_eta": _jagged(kinematics.pseudorapidity(*sums[:3]), counts, np.float32),
+        "GenVisTau_phi": _jagged(kinematics.azimuth(sums[0], sums[1]), counts, np.float32),
+        "GenVisTau_mass": _jagged(kinematics.mass(*sums), counts, np.float32),
+        "GenVisTau_charge": _jagged(charge, counts, np.int32),
+        "GenVisTau_status": _jagged(mode, counts, np.int32),
+    }
 
 
 def _gen_particles(record: EventRecord) -> dict[str, Any]:
