@@ -179,3 +179,16 @@ def test_a_fit_that_fails_is_an_error_not_a_number() -> None:
     model, _ = counting_model(10.0, 100.0, 110.0)
     with pytest.raises(FitError, match="did not converge"):
         fit(model, [float("nan")])
+
+
+def test_postfit_yields_follow_pyhf_sample_order() -> None:
+    from heplearn.stats.fitting import postfit_yields
+
+    # pyhf orders samples by name: "background" before "signal", whatever order they were given in
+    model, data = normalisation_model([0.0, 50.0], [1000.0, 100.0], [1000.0, 160.0])
+    assert model.config.samples == ["background", "signal"]
+    result = fit(model, data)
+    by_sample, sigma = postfit_yields(model, result)
+    signal = by_sample[model.config.samples.index("signal")]
+    np.testing.assert_allclose(signal, np.array([0.0, 50.0]) * result.value(), rtol=1e-6)
+    assert np.all(sigma > 0)

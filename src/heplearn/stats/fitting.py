@@ -365,8 +365,9 @@ def _plots(output: Path, inputs: FitInputs, settings: FitSettings, signal: Templ
     expanded[:, keep] = by_sample
     uncertainty = np.zeros(len(keep))
     uncertainty[keep] = sigma
-    names = [inputs.background_name, inputs.signal_name]
-    add(plots.plot_postfit(data.edges, {names[0]: expanded[1], names[1]: expanded[0]}, data.counts, uncertainty,
+    by_name = dict(zip(model.config.samples, expanded, strict=True))  # pyhf orders the samples by name
+    stack = {name: by_name[name] for name in (inputs.background_name, inputs.signal_name)}
+    add(plots.plot_postfit(data.edges, stack, data.counts, uncertainty,
                            style, label), "postfit", "Post-fit templates",
         f"The data against the fitted {inputs.background_name} and {inputs.signal_name} templates; the band is "
         "the post-fit uncertainty of the model (all parameters, correlations included).")
