@@ -315,7 +315,6 @@ def reweight_fit_command(
         typer.echo(f"{name} = {value:.6g} ± {fitted.uncertainties[name]:.2g}")
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
 
-
 # -- heplearn anomaly (trigger autoencoders, thresholds, CWoLa: heplearn.methods.anomaly_cli) --------
 def _register_anomaly() -> None:
     from heplearn.methods.anomaly_cli import anomaly_app

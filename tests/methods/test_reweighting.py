@@ -369,3 +369,14 @@ def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_ap
     with torch.no_grad():
         log_ratio = frozen.log_ratio(batch, torch.full((len(sample), 1), at))
     np.testing.assert_allclose(np.exp(log_ratio.numpy()), applied, rtol=2e-4)
+
+
+def test_friend_files_of_one_stem_from_two_folders_do_not_collide() -> None:
+    from heplearn.methods.reweighting import Sample, plan_friends
+
+    files = [Path("/data/a/train.parquet"), Path("/data/b/train.parquet"), Path("/data/b/val.root")]
+    sample = Sample("source", None, files, np.zeros(0), np.zeros(0), [1, 1, 1], ["tree"] * 3)  # type: ignore[arg-type]
+    plans = plan_friends(sample, [Path("/run/weights"), None], None)
+    assert plans == [[Path("/run/weights/0-train.weights.parquet"), Path("/data/a/train.weights.parquet")],
+                     [Path("/run/weights/1-train.weights.parquet"), Path("/data/b/train.weights.parquet")],
+                     [Path("/run/weights/2-val.weights.root"), Path("/data/b/val.weights.root")]]

@@ -413,12 +413,21 @@ def _friend_format(files: Sequence[Path], file_format: str | None) -> list[str]:
 
 
 def plan_friends(sample: Sample, directories: Sequence[Path | None], file_format: str | None) -> list[list[Path]]:
-    """Per source file, the friend paths to write: one per directory (``None``: beside the file)."""
+    """Per source file, the friend paths to write: one per directory (``None``: beside the file).
+
+    Files of one stem from different folders (``a/train.parquet``, ``b/train.parquet``) are told
+    apart in a shared directory by their place in the list: ``<k>-train.weights.parquet``.
+    """
     formats = _friend_format(sample.files, file_format)
+    stems = [file.name.split(".")[0] for file in sample.files]
+    numbered = len(set(stems)) < len(stems)
     plans: list[list[Path]] = []
     seen: dict[Path, Path] = {}
-    for file, kind in zip(sample.files, formats, strict=True):
-        paths = [friend_path(file, directory or file.parent, kind) for directory in directories]
+    for index, (file, kind) in enumerate(zip(sample.files, formats, strict=True)):
+        paths = [friend_path(file, file.parent, kind) if directory is None else
+                 friend_path(file, directory, kind).with_name(
+                     (f"{index}-" if numbered else "") + friend_path(file, directory, kind).name)
+                 for directory in directories]
         for path in paths:
             if path in seen:
                 raise DataError(f"{file} and {seen[path]} would both write {path}; rename one of them")
