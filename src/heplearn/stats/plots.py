@@ -6,7 +6,8 @@
 - ``plot_scan_2d``: the 68% and 95% contours of a two-parameter profile (2ΔNLL = 2.30, 5.99);
 - ``plot_pulls``: pulls and constraints of the nuisance parameters beside their impacts on the POI;
 - ``plot_brazil``: CLs against the POI, observed and expected with the ±1σ / ±2σ bands;
-- ``plot_templates``: the normalised templates of the fit, one line per sample.
+- ``plot_templates``: the normalised templates of the fit, one line per sample;
+- ``plot_scale_factors``: ε in data and simulation and their ratio SF per bin (of jet pT, say).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ try:
 except ImportError:  # the name it had before it became public
     from heplearn.evaluation.plots import _label as experiment_label
 from heplearn.stats.results import Impact, Pull, Scan, UpperLimit
+from heplearn.stats.scale_factors import BinnedScaleFactor
 
 STYLE = PlotStyle()
 
@@ -182,4 +184,31 @@ def plot_templates(edges: np.ndarray, templates: Mapping[str, np.ndarray], style
         ax.set_xlim(edges[0], edges[-1])
         _legend(ax, len(templates))
         experiment_label(ax, style)
+        return figure
+
+
+def plot_scale_factors(binned: Sequence[BinnedScaleFactor], style: PlotStyle = STYLE,
+                       xlabel: str = r"Jet $p_\mathrm{T}$ [GeV]") -> Figure:
+    """ε in data and simulation per bin (top) and SF = ε_data / ε_sim with its uncertainty (bottom)."""
+    lows = np.array([b.low for b in binned])
+    highs = np.array([b.high for b in binned])
+    centers, half = 0.5 * (lows + highs), 0.5 * (highs - lows)
+    results = [b.result for b in binned]
+    with plot_style():
+        figure = Figure(figsize=(8, 8.5))
+        top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (2, 1)})
+        top.errorbar(centers, [r.efficiency_simulation for r in results], xerr=half,
+                     yerr=[r.efficiency_simulation_uncertainty for r in results], fmt="s", color=COLORS[0],
+                     label="Simulation")
+        top.errorbar(centers, [r.efficiency_data for r in results], xerr=half,
+                     yerr=[r.efficiency_data_uncertainty for r in results], fmt="o", color="black", label="Data (fit)")
+        top.set_ylabel(r"Signal efficiency $\varepsilon$")
+        top.set_ylim(0, 1.2)
+        _legend(top, 2)
+        experiment_label(top, style)
+        bottom.errorbar(centers, [r.scale_factor for r in results], xerr=half,
+                        yerr=[r.uncertainty for r in results], fmt="o", color="black")
+        bottom.axhline(1.0, color="gray", linewidth=1)
+        bottom.set_ylabel("SF", fontsize="small")
+        bottom.set_xlabel(xlabel)
         return figure
