@@ -128,6 +128,10 @@ def test_typed_contents_are_read_like_raw_ones(server: BackgroundServer, pfn_exp
          "INVALID_ARGUMENT", "disagree on the batch size"),
         ("pfn", {"particles": np.zeros((500, 40, 3), np.float32), "mask": np.ones((500, 40), bool)},
          "RESOURCE_EXHAUSTED", r"larger than max \(\d+ vs. 200000\)"),
+        ("pfn", {"particles": np.zeros((1, 25, 3), np.float32), "mask": np.ones((1, 25), bool)},
+         "INVALID_ARGUMENT", "25 particles per jet; this model takes at most 24"),
+        ("pfn", {"particles": np.full((1, 4, 3), np.nan, np.float32), "mask": np.ones((1, 4), bool)},
+         "INVALID_ARGUMENT", r"12 non-finite values \(NaN or inf\), the first at index \[0, 0, 0\]"),
     ],
 )
 def test_bad_requests_get_triton_status_codes(client: triton_grpc.InferenceServerClient, model: str,
