@@ -39,6 +39,14 @@ def test_discrete_scores_report_the_nearest_cut_and_say_so() -> None:
     assert rows[0].background_efficiency == pytest.approx(0.01)
 
 
+def test_signal_efficiency_at_a_background_efficiency_is_a_cuts_too() -> None:
+    is_signal, score = _three_level_tagger()
+    curve = roc(is_signal, score)
+    assert curve.signal_efficiency_at(0.02) == 0.4  # nearest cut in ε_B: (0.4, 0.01); not 0.43 between cuts
+    assert curve.signal_efficiency_at(0.08) == 0.7
+    assert curve.signal_efficiency_at(0.1) == 0.7
+
+
 def test_sculpting_uses_the_cut_of_the_reported_working_point() -> None:
     is_signal, score = _three_level_tagger()
     mass = np.random.default_rng(0).uniform(50, 250, len(score))

@@ -85,8 +85,17 @@ class Roc:
         return self.working_point(signal_efficiency).rejection
 
     def signal_efficiency_at(self, background_efficiency: float) -> float:
-        """ε_S at the given ε_B (TMVA's "signal efficiency at background efficiency")."""
-        return float(np.interp(background_efficiency, self.background_efficiency, self.signal_efficiency))
+        """ε_S at the given ε_B (TMVA's "signal efficiency at background efficiency"): interpolated
+        where the curve is dense, else the ε_S of the cut nearest in ε_B (discrete scores)."""
+        efficiencies, backgrounds = self.signal_efficiency, self.background_efficiency
+        above = min(int(np.searchsorted(backgrounds, background_efficiency, side="left")), len(backgrounds) - 1)
+        below = max(above - 1, 0)
+        if (backgrounds[above] == background_efficiency
+                or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP):
+            return float(np.interp(background_efficiency, backgrounds, efficiencies))
+        candidates = [index for index in (below, above) if efficiencies[index] > 0] or [above]
+        index = min(candidates, key=lambda i: (abs(backgrounds[i] - background_efficiency), -i))
+        return float(efficiencies[index])
 
     def threshold_at(self, signal_efficiency: float) -> float:
         """The cut of ``working_point``: on a dense curve the tightest ``score >= threshold`` that keeps
