@@ -169,44 +169,6 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _register_commands() -> None:
-    """Commands whose code lives beside their library (each a thin layer over it)."""
-    from heplearn.evaluation.cli import compare_command, evaluate_command
-    from heplearn.generate.cli import generate_command
-    from heplearn.serving.cli import export_command, predict_command, serve_command
-
-    app.command("generate")(generate_command)
-    app.command("evaluate")(evaluate_command)
-    app.command("compare")(compare_command)
-    app.command("export")(export_command)
-    app.command("predict")(predict_command)
-    app.command("serve")(serve_command)
-
-
-_register_commands()
-
-
-# -- heplearn unfold (OmniFold, heplearn.methods.unfolding) -----------------------------------------
-@app.command()
-def unfold(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, "
-                                         "training, unfolding.")],
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")]
-    = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: omnifold and the time).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
-) -> None:
-    """Unfold data with a paired simulation by OmniFold; per-event weights of the generator events."""
-    from heplearn.methods.unfold_run import load_unfold_config
-    from heplearn.methods.unfold_run import unfold as unfold_files
-
-    run = unfold_files(load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir,
-                       progress=not no_progress)
-    typer.echo(f"run: {run.run_dir}")
-    typer.echo(f"weights: {run.weights_file}")
-
-
 # -- heplearn reweight (DCTR, heplearn.methods.reweighting) ------------------------------------------
 reweight_app = typer.Typer(help="DCTR: per-event weights that morph a source sample into a target one.",
                            no_args_is_help=True)
@@ -314,6 +276,28 @@ def reweight_fit_command(
     for name, value in fitted.values.items():
         typer.echo(f"{name} = {value:.6g} ± {fitted.uncertainties[name]:.2g}")
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
+
+
+# -- heplearn unfold (OmniFold, heplearn.methods.unfolding) -----------------------------------------
+@app.command()
+def unfold(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, "
+                                         "training, unfolding.")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")]
+    = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: omnifold and the time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Unfold data with a paired simulation by OmniFold; per-event weights of the generator events."""
+    from heplearn.methods.unfold_run import load_unfold_config
+    from heplearn.methods.unfold_run import unfold as unfold_files
+
+    run = unfold_files(load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir,
+                       progress=not no_progress)
+    typer.echo(f"run: {run.run_dir}")
+    typer.echo(f"weights: {run.weights_file}")
+
 
 # -- heplearn anomaly (trigger autoencoders, thresholds, CWoLa: heplearn.methods.anomaly_cli) --------
 def _register_anomaly() -> None:
