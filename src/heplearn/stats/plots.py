@@ -18,12 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from heplearn.evaluation.plots import COLORS, PlotStyle, plot_style
-
-try:
-    from heplearn.evaluation.plots import experiment_label
-except ImportError:  # the name it had before it became public
-    from heplearn.evaluation.plots import _label as experiment_label
+from heplearn.evaluation.plots import COLORS, PlotStyle, experiment_label, plot_style
 from heplearn.stats.results import Impact, Pull, Scan, UpperLimit
 from heplearn.stats.scale_factors import BinnedScaleFactor
 
