@@ -46,7 +46,6 @@ from heplearn.errors import ConfigError
 from heplearn.models.nn_base import mlp
 from heplearn.tasks import Batch, Classification, Task
 from heplearn.training.losses import LossTermBase, TermContext
-from heplearn.training.optim import make_optimizer, make_scheduler
 from heplearn.training.steps import StepContext, StepStrategy, autocast, loss_figures, optimise
 
 #: Above this many events, dCor² is averaged over disjoint chunks: its memory is O(N²).
@@ -83,6 +82,16 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor 
     return covariance_ab / denominator.clamp_min(torch.finfo(dtype).tiny)
 
 
+def background_class(chosen: int | None, task: Task, where: str) -> int:
+    """The class whose events a decorrelation looks at: ``chosen``, else the last one (heplearn's
+    signal is class 0, its background the last)."""
+    classes = task.num_outputs
+    background = chosen if chosen is not None else classes - 1
+    if background >= classes:
+        raise ConfigError(f"{where}: background_class {background} for {classes} classes")
+    return background
+
+
 class DisCoSettings(StrictModel):
     """``on``: the observer to decorrelate from; ``background_class``: the class whose events count."""
 
@@ -101,11 +110,7 @@ class DistanceCorrelationTerm(LossTermBase):
     def __init__(self, weight: float, settings: Any, task: Task, context: TermContext) -> None:
         super().__init__(weight, settings, task, context)
         self.key = observer_key(settings.on)
-        classes = task.num_outputs
-        # heplearn's signal is class 0, so the background is the last class unless said otherwise
-        self.background = settings.background_class if settings.background_class is not None else classes - 1
-        if self.background >= classes:
-            raise ConfigError(f"training.loss: disco.background_class {self.background} for {classes} classes")
+        self.background = background_class(settings.background_class, task, "training.loss: disco")
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         if self.key not in batch:
@@ -241,20 +246,15 @@ class AdversarialStep(StepStrategy):
         self.training = context.training
         self.task = context.task
         self.key = observer_key(settings.on)
-        classes = context.task.num_outputs
-        self.background = settings.background_class if settings.background_class is not None else classes - 1
+        self.background = background_class(settings.background_class, context.task, "training.step")
         self.network = context.wrap(context.model)
         adversary = Adversary(settings.bins, settings.hidden)
         self.adversary = context.wrap(adversary)
         adversary_training = context.training.model_copy(
             update={"learning_rate": settings.learning_rate or context.training.learning_rate, "schedule": "constant",
                     "warmup_fraction": 0.0, "lookahead": False})
-        classifier_optimizer = make_optimizer(context.model.parameters(), context.training)
-        adversary_optimizer = make_optimizer(adversary.parameters(), adversary_training)
-        self.modules = {"model": context.model, "adversary": adversary}
-        self.optimizers = {"model": classifier_optimizer, "adversary": adversary_optimizer}
-        self.schedulers = {"model": make_scheduler(classifier_optimizer, context.training, context.total_steps),
-                           "adversary": make_scheduler(adversary_optimizer, adversary_training, context.total_steps)}
+        self.add_module("model", context.model, context.training, context.total_steps)
+        self.add_module("adversary", adversary, adversary_training, context.total_steps)
 
     @classmethod
     def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
@@ -342,15 +342,11 @@ class DoubleDisCoStep(StepStrategy):
         self.settings = settings
         self.training = context.training
         self.task = context.task
-        classes = context.task.num_outputs
-        self.background = settings.background_class if settings.background_class is not None else classes - 1
+        self.background = background_class(settings.background_class, context.task, "training.step")
         second = independent_copy(context.model, context.training.seed)
         self.networks = (context.wrap(context.model), context.wrap(second))
-        self.modules = {"model": context.model, "second": second}
-        for name, module in self.modules.items():
-            optimizer = make_optimizer(module.parameters(), context.training)
-            self.optimizers[name] = optimizer
-            self.schedulers[name] = make_scheduler(optimizer, context.training, context.total_steps)
+        for name, module in (("model", context.model), ("second", second)):
+            self.add_module(name, module, context.training, context.total_steps)
 
     @classmethod
     def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:

@@ -39,7 +39,6 @@ from heplearn.data.dataset import InMemoryJets, to_batch, trim_padding
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import mlp
 from heplearn.tasks import Batch
-from heplearn.training.optim import make_optimizer, make_scheduler
 from heplearn.training.steps import StepContext, StepStrategy, autocast, loss_figures
 
 
@@ -111,12 +110,8 @@ class DomainAdversarialStep(StepStrategy):
         head = nn.Sequential(mlp([layer.in_features, *settings.hidden]), nn.Linear(
             settings.hidden[-1] if settings.hidden else layer.in_features, 1))
         self.domain_head = context.wrap(head)
-        model_optimizer = make_optimizer(context.model.parameters(), context.training)
-        head_optimizer = make_optimizer(head.parameters(), context.training)
-        self.modules = {"model": context.model, "domain_head": head}
-        self.optimizers = {"model": model_optimizer, "domain_head": head_optimizer}
-        self.schedulers = {"model": make_scheduler(model_optimizer, context.training, context.total_steps),
-                           "domain_head": make_scheduler(head_optimizer, context.training, context.total_steps)}
+        self.add_module("model", context.model, context.training, context.total_steps)
+        self.add_module("domain_head", head, context.training, context.total_steps)
 
     @classmethod
     def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:

@@ -29,7 +29,6 @@ import torch
 
 from heplearn.config import StrictModel
 from heplearn.tasks import Batch, Task
-from heplearn.training.optim import make_optimizer, make_scheduler
 from heplearn.training.steps import StepContext, StepStrategy, autocast, loss_figures, optimise
 
 Attack = Literal["fgsm", "ngm"]
@@ -92,10 +91,7 @@ class AdversarialInputStep(StepStrategy):
         self.task = context.task
         self.keys = attacked_keys(context.model, context.data)
         self.network = context.wrap(context.model)
-        optimizer = make_optimizer(context.model.parameters(), context.training)
-        self.modules = {"model": context.model}
-        self.optimizers = {"model": optimizer}
-        self.schedulers = {"model": make_scheduler(optimizer, context.training, context.total_steps)}
+        self.add_module("model", context.model, context.training, context.total_steps)
 
     @classmethod
     def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:

@@ -70,6 +70,13 @@ class StepStrategy:
         """One step on ``batch``; returns ``loss`` (the product network's) and any other figures."""
         raise NotImplementedError
 
+    def add_module(self, name: str, module: torch.nn.Module, training: Any, total_steps: int) -> None:
+        """Own ``module`` under ``name``, with an optimiser and a schedule of its own from ``training``."""
+        optimizer = make_optimizer(module.parameters(), training)
+        self.modules[name] = module
+        self.optimizers[name] = optimizer
+        self.schedulers[name] = make_scheduler(optimizer, training, total_steps)
+
     def product_modules(self) -> dict[str, torch.nn.Module]:
         """The modules of ``products``: ``model`` (``model.safetensors``) and any other the method needs."""
         return {name: self.modules[name] for name in self.products}
@@ -114,10 +121,7 @@ class SingleNetworkStep(StepStrategy):
         self.training = context.training
         self.task = context.task
         self.network = context.wrap(context.model)
-        optimizer = make_optimizer(context.model.parameters(), context.training)
-        self.modules = {"model": context.model}
-        self.optimizers = {"model": optimizer}
-        self.schedulers = {"model": make_scheduler(optimizer, context.training, context.total_steps)}
+        self.add_module("model", context.model, context.training, context.total_steps)
 
     @classmethod
     def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
