@@ -133,12 +133,19 @@ class RunDirectory:
     def read_model_info(self) -> dict[str, Any]:
         """``model.json`` of a finished run: model name, hyper-parameters, inputs, classes, task."""
         self.require_finished()
+        return self.read_json(MODEL_INFO_FILE, "a finished heplearn run")
+
+    def read_json(self, name: str, what: str) -> dict[str, Any]:
+        """The JSON object in file ``name`` of the run (``what`` says which kind of run writes it)."""
+        path = self.path / name
+        if not path.is_file():
+            raise DataError(f"{self.path}: not {what} (no {name})")
         try:
-            content = json.loads(self.model_info_file.read_text())
+            content = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise DataError(f"{self.model_info_file}: cannot read it ({error})") from None
+            raise DataError(f"{path}: cannot read it ({error})") from None
         if not isinstance(content, dict):
-            raise DataError(f"{self.model_info_file}: expected a JSON object")
+            raise DataError(f"{path}: expected a JSON object")
         return content
 
     def read_finished(self) -> tuple[RunConfig, dict[str, Any]]:

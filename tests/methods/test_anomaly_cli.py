@@ -10,21 +10,11 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from heplearn.cli import main
 from heplearn.data import io
 from heplearn.data.transform import JetArrays
 from heplearn.trained import TrainedModel
 from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
-
-
-def run(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(arguments)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.test_cli import run
 
 
 def gaussian_file(path: Path, n: int, seed: int) -> Path:

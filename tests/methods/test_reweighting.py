@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from heplearn.cli import main
 from heplearn.data import io
 from heplearn.methods.reweighting import WeightOptions, kfold_assignment, read_sample, reweight
 from heplearn.methods.reweighting_parametrised import ParametrisedModel, fit_parameters, reweight_parametrised
 from heplearn.run_config import RunConfig, load_run_config
+from tests.test_cli import run as run_cli
 
 FULL = 100_000  # events per class of the tests
 QUIET = WeightOptions(beside_source=False, report=False)
@@ -262,16 +262,6 @@ def test_parametrised_full_size_fit(parametrised_full: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- bad input
-def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(arguments)
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def write_config(path: Path, **data: Any) -> Path:
     config = {"data": {"inputs": {"jet": {"variables": ["x"]}}, **data},
               "model": {"name": "mlp", "preset": "small"},

@@ -256,11 +256,6 @@ class AdversarialStep(StepStrategy):
         self.add_module("model", context.model, context.training, context.total_steps)
         self.add_module("adversary", adversary, adversary_training, context.total_steps)
 
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        assert isinstance(settings, AdversarySettings)
-        return cls(context, settings)
-
     def _bins(self, observable: torch.Tensor) -> torch.Tensor:
         bins = self.settings.bins
         if self.settings.range is not None:
@@ -347,11 +342,6 @@ class DoubleDisCoStep(StepStrategy):
         self.networks = (context.wrap(context.model), context.wrap(second))
         for name, module in (("model", context.model), ("second", second)):
             self.add_module(name, module, context.training, context.total_steps)
-
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        assert isinstance(settings, DoubleDisCoSettings)
-        return cls(context, settings)
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         with autocast(self.training):

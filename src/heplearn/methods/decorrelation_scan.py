@@ -15,21 +15,18 @@ tagger sculpts less.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import write_json
 from heplearn.errors import ConfigError
 from heplearn.evaluation.metrics import roc
 from heplearn.evaluation.plots import PlotStyle, experiment_label, plot_style, save_figure
-from heplearn.evaluation.report import jsonable
 from heplearn.evaluation.sculpting import jensen_shannon_divergence, mass_sculpting
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.trained import TrainedModel
@@ -125,14 +122,8 @@ def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str,
     figure = plot_scan(points, window, method, signal_efficiency, style)
     figures = save_figure(figure, output, f"{method}_scan", style)
     scan = DecorrelationScan(method, observer, signal_efficiency, points, window, figures)
-    content: dict[str, Any] = {**asdict(scan), "figures": [str(path) for path in figures]}
-    write_text_atomic(output / "scan.json", json_text(content))
+    write_json(output / "scan.json", scan)  # strict JSON: an unbounded rejection is null
     return scan
-
-
-def json_text(content: dict[str, Any]) -> str:
-    """``content`` as strict JSON (infinities become null)."""
-    return json.dumps(jsonable(content), indent=2, allow_nan=False)
 
 
 def plot_scan(points: list[ScanPoint], window: ScanPoint, method: str, signal_efficiency: float,

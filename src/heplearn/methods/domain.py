@@ -113,11 +113,6 @@ class DomainAdversarialStep(StepStrategy):
         self.add_module("model", context.model, context.training, context.total_steps)
         self.add_module("domain_head", head, context.training, context.total_steps)
 
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        assert isinstance(settings, DomainSettings)
-        return cls(context, settings)
-
     def target_batch(self, step_index: int) -> Batch:
         """The target-sample batch of this step: passes over the sample, each in a seeded order."""
         per_pass = max(1, len(self.target) // self.batch_size)

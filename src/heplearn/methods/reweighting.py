@@ -600,13 +600,4 @@ def write_settings(run: RunDirectory, content: Mapping[str, Any]) -> None:
 
 def read_settings(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``reweight.json`` of a finished reweighting run; anything else is a ``DataError``."""
-    path = Path(run_dir) / SETTINGS_FILE
-    if not path.is_file():
-        raise DataError(f"{run_dir}: not a finished heplearn reweighting run (no {SETTINGS_FILE})")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(content, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return content
+    return RunDirectory(Path(run_dir)).read_json(SETTINGS_FILE, "a finished heplearn reweighting run")

@@ -93,11 +93,6 @@ class AdversarialInputStep(StepStrategy):
         self.network = context.wrap(context.model)
         self.add_module("model", context.model, context.training, context.total_steps)
 
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        assert isinstance(settings, InputAttackSettings)
-        return cls(context, settings)
-
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         attacked = attack_batch(self.network, self.task, batch, self.keys, self.settings.attack,
                                 self.settings.epsilon)

@@ -23,6 +23,7 @@ are listed in ``LOSS_TERMS``). Terms of the methods live with their method
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -56,7 +57,7 @@ class TermContext:
     train_observers: dict[str, np.ndarray] | None = None
 
 
-class LossTermBase:
+class LossTermBase(ABC):
     """A named, weighted loss term; subclasses implement ``__call__``."""
 
     name: ClassVar[str]
@@ -69,8 +70,9 @@ class LossTermBase:
         self.weight = weight
         self.settings = settings
 
+    @abstractmethod
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
-        raise NotImplementedError
+        """The term's value for ``outputs`` of ``batch`` (unweighted: the task applies ``weight``)."""
 
 
 class CrossEntropy(LossTermBase):

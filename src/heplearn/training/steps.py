@@ -17,13 +17,15 @@ Checkpoints hold every module, optimiser and scheduler of the strategy (and the 
 resumed run continues exactly where it stopped; a strategy keeps no other state (an alternation
 is decided from ``step_index``).
 
-Adding a strategy: subclass ``StepStrategy`` with a ``Settings`` model and ``build``; call
+Adding a strategy: subclass ``StepStrategy`` with a ``Settings`` model, ``__init__(context, settings)``
+and ``step``; call
 ``register_step_strategy`` (heplearn's own are listed in ``STEP_STRATEGIES``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -49,8 +51,11 @@ class StepContext:
     preprocessing: Any = None  # the run's Preprocessing, to standardise such a sample as the batches are
 
 
-class StepStrategy:
-    """Modules, optimisers and schedulers, and one training step over them."""
+class StepStrategy(ABC):
+    """Modules, optimisers and schedulers, and one training step over them.
+
+    A subclass is built as ``cls(context, settings)``, ``settings`` an instance of its ``Settings``.
+    """
 
     name: ClassVar[str]
     Settings: ClassVar[type[StrictModel]]
@@ -61,14 +66,9 @@ class StepStrategy:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
 
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        """The strategy for ``context`` with its own ``settings``."""
-        raise NotImplementedError
-
+    @abstractmethod
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         """One step on ``batch``; returns ``loss`` (the product network's) and any other figures."""
-        raise NotImplementedError
 
     def add_module(self, name: str, module: torch.nn.Module, training: Any, total_steps: int) -> None:
         """Own ``module`` under ``name``, with an optimiser and a schedule of its own from ``training``."""
@@ -116,16 +116,12 @@ class SingleNetworkStep(StepStrategy):
     name = "single"
     Settings = NoSettings
 
-    def __init__(self, context: StepContext) -> None:
+    def __init__(self, context: StepContext, settings: StrictModel | None = None) -> None:
         super().__init__()
         self.training = context.training
         self.task = context.task
         self.network = context.wrap(context.model)
         self.add_module("model", context.model, context.training, context.total_steps)
-
-    @classmethod
-    def build(cls, context: StepContext, settings: StrictModel) -> StepStrategy:
-        return cls(context)
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         with autocast(self.training):
@@ -167,4 +163,4 @@ def check_step_settings(name: str, settings: dict[str, Any], where: str) -> Stri
 def build_step(context: StepContext, config: Any) -> StepStrategy:
     """The strategy ``training.step`` names (a ``StepConfig``), built for ``context``."""
     cls: type[StepStrategy] = STEP_STRATEGIES.get(config.name, "training.step.name")
-    return cls.build(context, check_step_settings(config.name, config.settings, "training.step"))
+    return cls(context, check_step_settings(config.name, config.settings, "training.step"))
