@@ -44,3 +44,20 @@ def test_run_files_write_nan_and_inf_as_null(tmp_path: Path) -> None:
 
 def test_write_json_and_dumps_never_write_nan() -> None:
     assert dumps({"a": [math.nan, 1.5, -math.inf]}) == '{"a": [null, 1.5, null]}'
+
+
+def test_checkpoint_state_is_strict_json_and_keeps_an_unset_best_loss(tmp_path: Path) -> None:
+    import torch
+
+    from heplearn.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+
+    class OneModule:
+        modules = {"model": torch.nn.Linear(2, 1)}
+        optimizers: dict[str, Any] = {}
+        schedulers: dict[str, Any] = {}
+
+    path = save_checkpoint(tmp_path, OneModule(), TrainingState(epoch=1))
+    content = _strict((path / "state.json").read_text())
+    assert content["best_val_loss"] is None and content["epoch"] == 1
+    restored = load_checkpoint(path, OneModule())
+    assert restored.best_val_loss == math.inf and restored.epoch == 1

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from heplearn.data.files import write_text_atomic
+from heplearn.data.files import dumps, write_text_atomic
 from heplearn.errors import DataError
 
 POINTER = "last.json"
@@ -61,7 +61,8 @@ def save_checkpoint(directory: Path, strategy: Any, state: TrainingState) -> Pat
     torch.save({"optimizers": {name: optimizer.state_dict() for name, optimizer in strategy.optimizers.items()},
                 "schedulers": {name: scheduler.state_dict() for name, scheduler in strategy.schedulers.items()},
                 "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
-    (staging / "state.json").write_text(json.dumps(asdict(state), default=_jsonable))
+    # Strict JSON: an unset best_val_loss (inf) is written as null and read back as inf.
+    (staging / "state.json").write_text(dumps(asdict(state)))
     final = directory / name
     if final.exists():
         shutil.rmtree(final)
@@ -107,6 +108,8 @@ def load_checkpoint(path: Path, strategy: Any) -> TrainingState:
         raise DataError(f"{path}: cannot load the checkpoint ({error}); was it written with another "
                         "training.step?") from None
     torch.set_rng_state(extra["torch_rng"])
+    if content.get("best_val_loss") is None:
+        content["best_val_loss"] = float("inf")
     state = TrainingState(**content)
     if state.numpy_rng:
         np.random.set_state(state.numpy_rng)  # type: ignore[arg-type]  # noqa: NPY002
@@ -121,10 +124,3 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path}: no such weights file")
     return load_file(path)
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.integer):
-        return int(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
