@@ -63,12 +63,13 @@ def jets() -> ak.Array:
 
 @pytest.fixture(scope="session")
 def jet_files(tmp_path_factory: pytest.TempPathFactory, jets: ak.Array) -> dict[str, Path]:
-    """The same 600 jets as Parquet (3 row groups), ROOT and HDF5."""
+    """The same 600 jets as Parquet (3 row groups), ROOT (a TTree, and an RNTuple) and HDF5."""
     folder = tmp_path_factory.mktemp("jets")
     return {
         "parquet": io.write(jets, folder / "jets.parquet", {"seed": 1}, row_group_size=200),
         "root": io.write(jets, folder / "jets.root", {"seed": 1}),
         "hdf5": io.write(jets, folder / "jets.h5", {"seed": 1}),
+        "rntuple": write_rntuple(jets, folder / "jets_rntuple.root", 250, provenance={"seed": 1}),
     }
 
 
@@ -87,3 +88,21 @@ def with_trained_batch_norms(network: torch.nn.Module, seed: int = 0) -> torch.n
                 module.weight.copy_(1 + 0.3 * torch.randn(channels, generator=generator))
                 module.bias.copy_(0.3 * torch.randn(channels, generator=generator))
     return network
+
+
+def write_rntuple(jets: ak.Array, path: Path, cluster_size: int = 10_000, name: str = "tree",
+                  provenance: dict[str, object] | None = None) -> Path:
+    """``jets`` as an RNTuple ``name`` the way uproot >= 5.7 writes one (a dict assigned to a key),
+    one cluster per ``cluster_size`` entries (each ``extend`` closes a cluster)."""
+    import json
+
+    import uproot
+
+    fields = {field: jets[field] for field in jets.fields}
+    with uproot.recreate(path) as output:
+        if provenance is not None:
+            output[io.PROVENANCE_KEY] = json.dumps(provenance)
+        output[name] = {field: values[:cluster_size] for field, values in fields.items()}
+        for start in range(cluster_size, len(jets), cluster_size):
+            output[name].extend({field: values[start:start + cluster_size] for field, values in fields.items()})
+    return path

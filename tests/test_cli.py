@@ -26,7 +26,7 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "inspect" in out
 
 
-@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5"])
+@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5", "rntuple"])
 def test_inspect_reports_fields_counts_and_classes(kind: str, jet_files: dict[str, Path],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["inspect", "--json", str(jet_files[kind])], capsys)
@@ -40,6 +40,8 @@ def test_inspect_reports_fields_counts_and_classes(kind: str, jet_files: dict[st
     assert summary["provenance"] == {"seed": 1}
     code, out, _ = run(["inspect", str(jet_files[kind])], capsys)
     assert code == 0 and "particles per jet: min" in out and "classes: " in out
+    if kind in {"root", "rntuple"}:
+        assert f"root, {'RNTuple' if kind == 'rntuple' else 'TTree'} 'tree', 600 entries" in " ".join(out.split())
 
 
 def test_inspect_top_tagging_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

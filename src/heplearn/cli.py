@@ -48,7 +48,7 @@ def version() -> None:
 @app.command()
 def inspect(
     files: Annotated[list[Path], typer.Argument(help="ROOT, Parquet or HDF5 files.")],
-    tree: Annotated[str | None, typer.Option(help="ROOT tree name (default: 'tree').")] = None,
+    tree: Annotated[str | None, typer.Option(help="ROOT TTree or RNTuple name (default: 'tree').")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show each file's format, table, fields with types, entries, particles per jet and classes."""
@@ -61,7 +61,7 @@ def inspect(
         typer.echo(json.dumps([asdict(summary) for summary in summaries], indent=2, default=str))
         return
     for summary in summaries:
-        table_note = f", {summary.table!r}" if summary.table else ""
+        table_note = f", {summary.table_kind or 'table'} {summary.table!r}" if summary.table else ""
         console.print(f"[bold]{summary.path}[/bold]: {summary.format}{table_note}, {summary.entries} entries")
         fields = Table("field", "type", box=None, pad_edge=False)
         for field in summary.fields:

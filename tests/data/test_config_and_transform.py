@@ -105,6 +105,16 @@ def test_selection_weights_and_expression_labels(jet_files: dict[str, Path], jet
     np.testing.assert_array_equal(arrays.label, (ak.to_numpy(jets["jet_sdmass"])[keep] <= 150).astype(int))
 
 
+def test_an_rntuple_loads_like_the_ttree_of_the_same_jets(jet_files: dict[str, Path]) -> None:
+    config = load_data_config(config_dict([str(jet_files["root"])], selection="jet_sdmass > 100"))
+    (from_ttree, classes), (from_rntuple, rntuple_classes) = (
+        load_arrays([jet_files[kind]], config) for kind in ("root", "rntuple"))
+    assert classes == rntuple_classes and len(from_ttree) == len(from_rntuple) > 0
+    np.testing.assert_array_equal(from_ttree.label, from_rntuple.label)
+    for name, values in from_ttree.inputs.items():
+        np.testing.assert_array_equal(values, from_rntuple.inputs[name])
+
+
 def test_regression_targets(jet_files: dict[str, Path], jets: ak.Array) -> None:
     config = load_data_config(config_dict(
         [str(jet_files["hdf5"])], labels={"type": "regression", "targets": {"mass": "jet_sdmass"}}))

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import uproot
+from tests.conftest import write_rntuple
 
 from heplearn.data import io
 from heplearn.errors import DataError
 
 
-@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5"])
+@pytest.mark.parametrize("kind", ["parquet", "root", "hdf5", "rntuple"])
 def test_round_trip_keeps_every_field_and_value(kind: str, jets: ak.Array, jet_files: dict[str, Path]) -> None:
     source = io.open_source(jet_files[kind])
     assert source.num_entries == len(jets)
@@ -115,8 +116,46 @@ def test_missing_branch_names_file_and_field(jet_files: dict[str, Path]) -> None
 
 
 def test_unknown_tree(jet_files: dict[str, Path]) -> None:
-    with pytest.raises(DataError, match="no tree 'Events'"):
+    with pytest.raises(DataError, match="no TTree or RNTuple 'Events' \\(the file has TTrees: tree\\)"):
         io.open_source(jet_files["root"], tree="Events")
+
+
+def test_rntuple_reads_like_the_ttree_of_the_same_jets(tmp_path: Path, jets: ak.Array) -> None:
+    """uproot >= 5.7 writes an RNTuple for ``file[name] = {...}``: same fields, values, clusters."""
+    path = write_rntuple(jets, tmp_path / "jets.root", cluster_size=250)
+    with uproot.open(path) as file:
+        assert file.classnames() == {"tree;1": "ROOT::RNTuple"}  # not a TTree: what the test is about
+    source = io.open_source(path)
+    ttree = io.open_source(io.write(jets, tmp_path / "ttree.root", row_group_size=250))
+    assert (source.table_name, source.table_kind, ttree.table_kind) == ("tree", "RNTuple", "TTree")
+    assert source.num_entries == len(jets)
+    assert {f.name: f.type for f in source.fields()} == {f.name: f.type for f in ttree.fields()}
+    assert source.chunk_boundaries() == ttree.chunk_boundaries() == [0, 250, 500, 600]
+    back = source.read(None, 240, 510)  # across two cluster boundaries
+    for name in jets.fields:
+        assert ak.all(back[name] == jets[name][240:510]), name
+    with pytest.raises(DataError, match=r"jets\.root: no field 'part_d0val'"):
+        source.read(["part_d0val"])
+
+
+def test_the_error_lists_ttrees_and_rntuples(tmp_path: Path, jets: ak.Array) -> None:
+    path = tmp_path / "mixed.root"
+    with uproot.recreate(path) as output:
+        output["Jets"] = {"jet_pt": ak.to_numpy(jets["jet_pt"])}  # an RNTuple
+        output.mktree("Events", {"x": np.float64})
+        output["Events"].extend({"x": np.zeros(3)})
+    with pytest.raises(DataError, match=r"no TTree or RNTuple 'tree' \(the file has TTrees: Events; RNTuples: Jets\)"):
+        io.open_source(path)
+    assert io.open_source(path, tree="Jets").table_kind == "RNTuple"
+    assert io.open_source(path, tree="Events").table_kind == "TTree"
+    only_rntuple = tmp_path / "other.root"
+    with uproot.recreate(only_rntuple) as output:
+        output["Jets"] = {"jet_pt": ak.to_numpy(jets["jet_pt"])}
+    assert io.open_source(only_rntuple).table_name == "Jets"  # the only table is read by default
+    with uproot.recreate(tmp_path / "none.root") as output:
+        output["note"] = "no table here"
+    with pytest.raises(DataError, match=r"the file has no TTree and no RNTuple"):
+        io.open_source(tmp_path / "none.root")
 
 
 def test_write_is_atomic_on_failure(tmp_path: Path) -> None:

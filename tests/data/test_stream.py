@@ -7,7 +7,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
-from tests.conftest import make_jets
+from tests.conftest import make_jets, write_rntuple
 
 from heplearn.data import io
 from heplearn.data.config import DataConfig, load_data_config
@@ -104,6 +104,33 @@ def test_pieces_respect_storage_units(id_files: list[Path]) -> None:
     assert all(len(p) <= 25 for p in pieces)
     first_file = [p for p in pieces if p.path == str(id_files[0])]
     assert [p.start for p in first_file][:3] == [0, 25, 40]  # row groups of 40 are not crossed
+
+
+@pytest.fixture(scope="module")
+def rntuple_files(id_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The files of ``id_files`` with the TTree one rewritten as an RNTuple (clusters of 40)."""
+    folder = tmp_path_factory.mktemp("rntuple")
+    return [write_rntuple(io.read(path), folder / "part1.root", cluster_size=40) if path.suffix == ".root" else path
+            for path in id_files]
+
+
+def test_rntuple_pieces_respect_its_clusters(rntuple_files: list[Path]) -> None:
+    pieces = [p for p in plan_pieces(rntuple_files, 25) if p.path == str(rntuple_files[1])]
+    assert SIZES[1] == 47
+    assert [(p.start, p.stop) for p in pieces] == [(0, 25), (25, 40), (40, 47)]  # the cluster at 40 is not crossed
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_each_jet_once_per_epoch_with_an_rntuple(rntuple_files: list[Path], workers: int) -> None:
+    config = stream_config(rntuple_files)
+    seen = []
+    for rank in range(2):
+        stream = JetStream(rntuple_files, config, None, batch_size=16, shuffle=True, seed=5, buffer_size=40,
+                           rank=rank, world_size=2)
+        stream.set_epoch(2)
+        seen.append(np.concatenate([b["ids"][:, 0].numpy() for b in stream_loader(stream, num_workers=workers)]))
+    assert sorted(np.concatenate(seen).astype(int)) == list(range(sum(SIZES)))
+    assert not set(seen[0]) & set(seen[1])
 
 
 def test_empty_file_is_an_error(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from heplearn.errors import DataError
 from heplearn.serving.export import ExportResult
 from heplearn.serving.predict import predict_files
 from heplearn.trained import TrainedModel
-from tests.conftest import make_jets
+from tests.conftest import make_jets, write_rntuple
 from tests.serving.conftest import SELECTION
 
 
@@ -95,6 +95,20 @@ def test_hdf5_input_and_root_format(mlp_export: ExportResult, inputs: dict[str, 
         scores = scored["tree"].arrays(["score_top", "score_qcd"], library="np")
     expected, passed = _expected(run_dir, inputs["hdf5"])
     np.testing.assert_allclose(scores["score_qcd"][passed], expected[:, 1], atol=1e-5)
+
+
+def test_rntuple_input_scores_like_the_ttree(mlp_export: ExportResult, inputs: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    run_dir = mlp_export.onnx_path.parent
+    rntuple = write_rntuple(io.read(inputs["root"]), tmp_path / "rntuple.root", cluster_size=150)
+    (from_rntuple,) = predict_files(run_dir, [rntuple], tmp_path / "out", chunk_size=100, progress=False)
+    (from_ttree,) = predict_files(run_dir, [inputs["root"]], tmp_path / "out", chunk_size=100, progress=False)
+    with uproot.open(from_rntuple) as scored, uproot.open(from_ttree) as reference:
+        assert scored["tree"].num_entries == 500  # aligned entry by entry with the RNTuple read
+        got, expected = (file["tree"].arrays(["score_top", "jet_pt"], library="np") for file in (scored, reference))
+    np.testing.assert_array_equal(got["jet_pt"], expected["jet_pt"])
+    np.testing.assert_allclose(got["score_top"], expected["score_top"], atol=1e-6, equal_nan=True)
+    assert 0 < np.isnan(got["score_top"]).sum() < 500  # unselected jets keep their NaN
 
 
 def test_dask_runs_give_identical_files(pfn_export: ExportResult, inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ class FileSummary:
     particles_per_jet: dict[str, float] = field(default_factory=dict)  # min, median, max, mean
     class_counts: dict[str, int] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    table_kind: str = ""  # "TTree" or "RNTuple" for a ROOT file
 
 
 def inspect_file(path: str | os.PathLike[str], tree: str | None = None) -> FileSummary:
@@ -53,4 +54,4 @@ def inspect_file(path: str | os.PathLike[str], tree: str | None = None) -> FileS
                         "max": float(values.max()), "mean": float(values.mean())}
     return FileSummary(str(path), kind, source.table_name, source.num_entries, fields, multiplicity,
                        {label.removeprefix(LABEL_PREFIX): count for label, count in class_counts.items()},
-                       source.provenance())
+                       source.provenance(), source.table_kind)

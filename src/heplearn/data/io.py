@@ -1,10 +1,10 @@
 """Read and write jet files: Parquet, ROOT and HDF5, all as awkward arrays in one schema.
 
 ``open_source(path)`` detects the format from the file's first bytes and returns a ``Source``
-that knows the file's fields, its entry count and its natural chunks (Parquet row groups, ROOT
-baskets clusters, HDF5 slices), and reads any entry range of any fields. The public Top Tagging
-HDF5 layout (a pandas table of ``E_i, PX_i, PY_i, PZ_i`` columns) is read into the JetClass
-schema on the fly (see ``toptagging.py``).
+that knows the file's fields, its entry count and its natural chunks (Parquet row groups, the
+clusters of a ROOT TTree or RNTuple, HDF5 slices), and reads any entry range of any fields. The
+public Top Tagging HDF5 layout (a pandas table of ``E_i, PX_i, PY_i, PZ_i`` columns) is read into
+the JetClass schema on the fly (see ``toptagging.py``).
 
 Every problem with a file raises ``DataError`` naming the file (and the field).
 """
@@ -70,6 +70,12 @@ class Source(ABC):
 
     @property
     def table_name(self) -> str:
+        """The name of the table read in a file that holds several (a ROOT TTree or RNTuple), else ""."""
+        return ""
+
+    @property
+    def table_kind(self) -> str:
+        """What kind of table ``table_name`` is ("TTree" or "RNTuple" in a ROOT file), else ""."""
         return ""
 
     def field_names(self) -> list[str]:
@@ -146,41 +152,54 @@ class ParquetSource(Source):
 
 
 # ----------------------------------------------------------------------------- ROOT
-class RootSource(Source):
-    format_name = "ROOT"
+# uproot's class names of the two ROOT tables heplearn reads: the classic TTree, and the RNTuple
+# that uproot >= 5.7 writes when a dict is assigned (``file["tree"] = {...}``) and that ROOT 7
+# makes its default.
+ROOT_TABLE_KINDS = {"TTree": "TTree", "ROOT::RNTuple": "RNTuple"}
 
-    def __init__(self, path: Path, tree: str | None = None) -> None:
+
+def root_tables(file: Any) -> dict[str, str]:
+    """The tables of an open uproot file: ``{name: "TTree" | "RNTuple"}``, in the file's order."""
+    return {key.split(";")[0]: ROOT_TABLE_KINDS[cls] for key, cls in file.classnames().items()
+            if cls in ROOT_TABLE_KINDS}
+
+
+def _choose_table(path: Path, tables: dict[str, str], tree: str | None) -> str:
+    """The table to read: ``tree`` if given, else ``DEFAULT_TREE``, else the only table there is."""
+    name = tree or (DEFAULT_TREE if DEFAULT_TREE in tables else (next(iter(tables)) if len(tables) == 1 else None))
+    if name is None or name not in tables:
+        held = [f"{kind}s: {', '.join(n for n, k in tables.items() if k == kind)}"
+                for kind in ROOT_TABLE_KINDS.values() if kind in tables.values()]
+        raise DataError(
+            f"{path}: no TTree or RNTuple {tree or DEFAULT_TREE!r} "
+            f"(the file has {'; '.join(held) or 'no TTree and no RNTuple'}); choose one with `treename`"
+        )
+    return name
+
+
+class RootSource(Source):
+    """A TTree or an RNTuple of a ROOT file; ``open_root`` picks the class for the table it finds."""
+
+    format_name = "ROOT"
+    kind = ""
+
+    def __init__(self, path: Path, file: Any, name: str) -> None:
         super().__init__(path)
-        self._file = uproot.open(path)
-        trees = [key.split(";")[0] for key, cls in self._file.classnames().items() if cls == "TTree"]
-        name = tree or (DEFAULT_TREE if DEFAULT_TREE in trees else (trees[0] if len(trees) == 1 else None))
-        if name is None or name not in trees:
-            raise DataError(
-                f"{path}: no tree {tree or DEFAULT_TREE!r} (the file has trees: {', '.join(trees) or 'none'}); "
-                "choose one with `treename`"
-            )
+        self._file = file
         self._tree_name = name
-        self._tree = self._file[name]
-        counters = {branch.count_leaf.member("fName") for branch in self._tree.values() if branch.count_leaf}
-        branches = list(self._tree.keys())
-        self._branches = [b for b in branches if b not in counters or b.startswith("jet_")]
+        self._tree = file[name]
 
     @property
     def table_name(self) -> str:
         return self._tree_name
 
     @property
+    def table_kind(self) -> str:
+        return self.kind
+
+    @property
     def num_entries(self) -> int:
         return int(self._tree.num_entries)
-
-    def fields(self) -> list[FieldInfo]:
-        return [_field_info(name, str(self._tree[name].interpretation.numpy_dtype)
-                            if not _is_jagged_branch(self._tree[name])
-                            else f"var * {self._tree[name].interpretation.content.numpy_dtype}")
-                for name in self._branches]
-
-    def chunk_boundaries(self) -> list[int]:
-        return sorted({0, self.num_entries, *(int(x) for x in self._tree.common_entry_offsets())})
 
     def provenance(self) -> dict[str, Any]:
         try:
@@ -193,6 +212,52 @@ class RootSource(Source):
 
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array:
         return self._tree.arrays(fields, entry_start=start, entry_stop=stop, library="ak")
+
+
+class TTreeSource(RootSource):
+    """A TTree: its branches (less the counters uproot adds for jagged ones), its clusters."""
+
+    kind = "TTree"
+
+    def __init__(self, path: Path, file: Any, name: str) -> None:
+        super().__init__(path, file, name)
+        counters = {branch.count_leaf.member("fName") for branch in self._tree.values() if branch.count_leaf}
+        branches = list(self._tree.keys())
+        self._branches = [b for b in branches if b not in counters or b.startswith("jet_")]
+
+    def fields(self) -> list[FieldInfo]:
+        return [_field_info(name, str(self._tree[name].interpretation.numpy_dtype)
+                            if not _is_jagged_branch(self._tree[name])
+                            else f"var * {self._tree[name].interpretation.content.numpy_dtype}")
+                for name in self._branches]
+
+    def chunk_boundaries(self) -> list[int]:
+        return sorted({0, self.num_entries, *(int(x) for x in self._tree.common_entry_offsets())})
+
+
+class RNTupleSource(RootSource):
+    """An RNTuple: its top-level fields; its clusters are the storage units pieces do not cross."""
+
+    format_name = "ROOT RNTuple"
+    kind = "RNTuple"
+
+    def fields(self) -> list[FieldInfo]:
+        form, _ = self._tree.to_akform()
+        return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content))
+                for name in form.fields]
+
+    def chunk_boundaries(self) -> list[int]:
+        firsts = (int(cluster.num_first_entry) for cluster in self._tree.cluster_summaries)
+        return sorted({0, self.num_entries, *firsts})
+
+
+def open_root(path: Path, tree: str | None = None) -> RootSource:
+    """The TTree or RNTuple ``tree`` of a ROOT file (by default ``DEFAULT_TREE``, or its only table)."""
+    file = uproot.open(path)
+    tables = root_tables(file)
+    name = _choose_table(path, tables, tree)
+    source_class = TTreeSource if tables[name] == TTreeSource.kind else RNTupleSource
+    return source_class(path, file, name)
 
 
 def _is_jagged_branch(branch: Any) -> bool:
@@ -298,7 +363,7 @@ def open_source(path: str | os.PathLike[str], tree: str | None = None) -> Source
         if kind == "parquet":
             return ParquetSource(path)
         if kind == "root":
-            return RootSource(path, tree)
+            return open_root(path, tree)
         if kind == "toptagging":
             from heplearn.data.toptagging import TopTaggingSource
 
