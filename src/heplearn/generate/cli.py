@@ -37,7 +37,8 @@ def generate_command(
     *,
     processes: Annotated[list[str], typer.Argument(
         help=f"Processes to mix ({', '.join(PROCESSES)}); 'toy' alone for the analytic toy; 'events' then "
-             "event processes (wprime, dijet_qcd, zmumu_jets, ztautau) for NanoAOD-layout events.",
+             "event processes (wprime, dijet_qcd, zmumu_jets, ztautau, tth, ttbb, ttlf) for NanoAOD-layout "
+             "events.",
         show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
     jets: Annotated[int | None, typer.Option("--jets", "-n", help="Jets per process.")] = None,
@@ -76,6 +77,7 @@ def generate_command(
     wprime_mass: Annotated[float, typer.Option(help="Events, wprime: W' mass (GeV).")] = 3500.0,
     x_mass: Annotated[float, typer.Option(help="Events, wprime: X mass (GeV), X → qq̄.")] = 500.0,
     y_mass: Annotated[float, typer.Option(help="Events, wprime: Y mass (GeV), Y → qq̄.")] = 100.0,
+    higgs_mass: Annotated[float, typer.Option(help="Events, tth: Higgs mass (GeV), H → bb̄.")] = 125.0,
     dimensions: Annotated[int, typer.Option(help="Toy only: number of features.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -97,8 +99,8 @@ def generate_command(
             raise ConfigError("events: --jets is for jet samples; use --events")
         event_options = EventOptions(
             sqrt_s=13_000.0 if sqrt_s is None else sqrt_s, mpi=mpi, wprime_mass=wprime_mass, x_mass=x_mass,
-            y_mass=y_mass, detector=load_detector(detector), variation=variation, pythia=tuple(pythia or ()),
-            pileup=pileup, pileup_pool=pileup_pool,
+            y_mass=y_mass, higgs_mass=higgs_mass, detector=load_detector(detector), variation=variation,
+            pythia=tuple(pythia or ()), pileup=pileup, pileup_pool=pileup_pool,
         )
         summary = generate_events_sample(
             names[1:], events, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,

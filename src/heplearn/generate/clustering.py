@@ -108,6 +108,12 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
     ``ghosts`` (heavy hadrons) are clustered along as ghosts and give each jet its hadron flavour;
     they are not constituents.
     """
+    return cluster_with_ghosts(particles, radius, algorithm, pt_min, ghosts)[0]
+
+
+def cluster_with_ghosts(particles: FinalState, radius: float, algorithm: str, pt_min: float,
+                        ghosts: HeavyHadrons | None = None) -> tuple[Jets, np.ndarray]:
+    """``cluster``, and for each ghost the index of the jet that holds it (-1: in no jet above ``pt_min``)."""
     inputs, source = _with_ghosts(particles, ghosts)
     events = to_awkward(*inputs)
     sequence = fastjet.ClusterSequence(events, jet_definition(algorithm, radius))
@@ -123,11 +129,13 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
     flat_index = ak.to_numpy(ak.flatten(per_jet)).astype(np.int64)
     flat_index += np.repeat(particle_offsets[event], counts)
     flavour = np.zeros(len(counts), dtype=np.int64)
+    ghost_jet = np.full(0 if ghosts is None else len(ghosts), -1, dtype=np.int64)
     if source is not None and ghosts is not None:
         original = source[flat_index]  # index into (particles..., ghosts...)
         ghost = original >= len(particles)
         jet_of_entry = np.repeat(np.arange(len(counts)), counts)
         np.maximum.at(flavour, jet_of_entry[ghost], ghosts.flavour[original[ghost] - len(particles)])
+        ghost_jet[original[ghost] - len(particles)] = jet_of_entry[ghost]
         flat_index = original[~ghost]
         counts = np.bincount(jet_of_entry[~ghost], minlength=len(counts)).astype(np.int64)
 
@@ -146,7 +154,10 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
         hadron_flavour=flavour,
     )
     empty = jets_found.n_constituents == 0  # a jet of ghosts alone (only when pt_min ≈ 0)
-    return jets_found.select(~empty) if empty.any() else jets_found
+    if not empty.any():
+        return jets_found, ghost_jet
+    renumber = np.where(empty, -1, np.cumsum(~empty) - 1)
+    return jets_found.select(~empty), np.where(ghost_jet >= 0, renumber[np.maximum(ghost_jet, 0)], -1)
 
 
 def _with_ghosts(particles: FinalState, ghosts: HeavyHadrons | None) -> tuple[tuple[np.ndarray, ...],

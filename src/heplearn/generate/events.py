@@ -49,6 +49,7 @@ class EventRecord:
     vx: np.ndarray | None = None  # production vertex (mm)
     vy: np.ndarray | None = None
     vz: np.ndarray | None = None
+    mother2: np.ndarray | None = None  # second mother (a hadron's last string parton); None: not stored
 
     @property
     def n_events(self) -> int:
@@ -176,4 +177,5 @@ def _event_record(batch: ak.Array) -> EventRecord:
         vx=vertex("px"),  # pythia8mc names the vertex components like a four-momentum
         vy=vertex("py"),
         vz=vertex("pz"),
+        mother2=flat("mother2").astype(np.int64),
     )

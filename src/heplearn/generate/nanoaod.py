@@ -45,6 +45,20 @@ Event cards (√s = 13 TeV by default, as the benchmarks they follow):
     Z/γ* → μμ + jet (``WeakBosonAndParton:qqbar2gmZg`` and ``qg2gmZq``, pure Z) with pT-hat > 200
     GeV: the boosted Z+jets phase space of the OmniFold measurements (Andreassen et al.,
     arXiv:1911.09107; ATLAS, arXiv:2405.20041). Events need two muons.
+``tth``, ``ttbb``, ``ttlf``
+    The CMS tt̄H(bb̄) event classification (CMS, JHEP 03 (2019) 026, arXiv:1804.03682): tt̄H
+    (``HiggsSM:gg2Httbar``, ``qqbar2Httbar``) with H → bb̄ (m_H an option), and tt̄ (``Top:gg2ttbar``,
+    ``qqbar2ttbar``) split by its extra heavy flavour. All three decay single-leptonically: one W to
+    eν or μν, the other to quarks (two Pythia instances, W⁺ → ℓ⁺ν with W⁻ → qq̄' and its charge
+    conjugate, take turns batch by batch). Each event carries CMS's ``genTtbarId``
+    (``heplearn.generate.ttbar``: GenJets holding b or c hadrons not from the top or W decays);
+    ``ttbb`` keeps the tt̄ events with at least one additional b jet (``genTtbarId % 100`` 51-55:
+    CMS's tt̄+b, tt̄+2b and tt̄+bb; select 53-55 for tt̄+bb alone) and ``ttlf`` those with no
+    additional b or c jet (``genTtbarId % 100 == 0``). Pythia has no tt̄bb̄ matrix element: the extra
+    b quarks come from g → bb̄ in the shower and the multiple interactions and from flavour
+    excitation, which is known to underestimate the tt̄bb̄ rate of NLO tt̄bb̄ calculations (CMS,
+    arXiv:2003.06467), and only about 2% of tt̄ events pass, so ``ttbb`` costs about 40 tt̄ events
+    each (the selection runs on the generator record, before any reconstruction).
 """
 
 from __future__ import annotations
@@ -57,7 +71,7 @@ import awkward as ak
 import numpy as np
 
 from heplearn.errors import ConfigError, HeplearnError
-from heplearn.generate import clustering, kinematics, substructure, truth
+from heplearn.generate import clustering, kinematics, substructure, truth, ttbar
 from heplearn.generate.detector import DetectorConfig, apply_detector
 from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
 from heplearn.generate.pileup import fixed_grid_rho
@@ -72,6 +86,11 @@ MUON_ETA_MAX, ELECTRON_ETA_MAX, PHOTON_ETA_MAX = 2.4, 2.5, 2.5
 TRIGGER_FATJET_PT = 1200.0  # LHC Olympics R&D: leading large-R jet pT > 1.2 TeV
 MIN_BATCH, MAX_BATCH = 8, 200
 MAX_EVENTS_WITHOUT_PASS = 20_000
+BOTTOM_MASS, TOP_MASS = 4.8, 173.0  # GeV, Pythia's defaults (5:m0, 6:m0)
+# Single-lepton tt̄: one W to eν or μν, the other to quarks (Pythia's onPos/onNeg switch the W⁺ and
+# W⁻ channels apart); the charge-conjugate setting makes the other half of the events.
+_SINGLE_LEPTON = (("24:onMode = off", "24:onPosIfAny = 11 13", "24:onNegIfAny = 1 2 3 4 5"),
+                  ("24:onMode = off", "24:onNegIfAny = 11 13", "24:onPosIfAny = 1 2 3 4 5"))
 _MASSES = {11: 0.000511, 13: 0.10566}
 
 
@@ -85,6 +104,9 @@ class EventCard:
     trigger_fatjet_pt: float | None = None
     min_muons: int = 0
     min_gen_taus: int = 0
+    # tt̄ cards: single-lepton decays, genTtbarId stored; "b": keep ≥ 1 additional b jet, "lf": neither
+    # additional b nor c jets, "any": keep all
+    ttbar: str | None = None
 
 
 EVENT_PROCESSES: dict[str, EventCard] = {
@@ -98,6 +120,11 @@ EVENT_PROCESSES: dict[str, EventCard] = {
                   min_gen_taus=1),
         EventCard("zmumu_jets", "Z → μμ + jet with pT-hat > 200 GeV (OmniFold Z+jets)", pthat_min=200.0,
                   min_muons=2),
+        EventCard("tth", "tt̄H with H → bb̄, single-lepton tt̄", pthat_min=0.0, ttbar="any"),
+        EventCard("ttbb", "tt̄ + at least one additional b jet (genTtbarId % 100 = 51-55), single lepton",
+                  pthat_min=0.0, ttbar="b"),
+        EventCard("ttlf", "tt̄ + light flavour (no additional b or c jet), single lepton", pthat_min=0.0,
+                  ttbar="lf"),
     )
 }
 
@@ -119,6 +146,7 @@ class EventOptions:
     wprime_mass: float = 3500.0
     x_mass: float = 500.0
     y_mass: float = 100.0
+    higgs_mass: float = 125.0
     jet_pt_min: float = 20.0
     fatjet_pt_min: float = 200.0
     lepton_pt_min: float = 5.0
@@ -131,7 +159,8 @@ class EventOptions:
 
     def __post_init__(self) -> None:
         check_pileup(self.pileup, self.pileup_pool)
-        for name in ("sqrt_s", "wprime_mass", "x_mass", "y_mass", "jet_pt_min", "fatjet_pt_min", "lepton_pt_min"):
+        for name in ("sqrt_s", "wprime_mass", "x_mass", "y_mass", "higgs_mass", "jet_pt_min", "fatjet_pt_min",
+                     "lepton_pt_min"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
@@ -145,6 +174,12 @@ class EventOptions:
                               f"m_W' = {self.wprime_mass:g} GeV")
         if self.wprime_mass >= self.sqrt_s:
             raise ConfigError(f"m_W' = {self.wprime_mass:g} GeV is out of reach at √s = {self.sqrt_s:g} GeV")
+        if self.higgs_mass <= 2 * BOTTOM_MASS:
+            raise ConfigError(f"H → bb̄ is closed: m_H = {self.higgs_mass:g} GeV is not above 2 m_b = "
+                              f"{2 * BOTTOM_MASS:g} GeV")
+        if self.higgs_mass + 2 * TOP_MASS >= self.sqrt_s:
+            raise ConfigError(f"tt̄H is out of reach: m_H + 2 m_t = {self.higgs_mass + 2 * TOP_MASS:g} GeV at "
+                              f"√s = {self.sqrt_s:g} GeV")
         variation_settings(self.variation)
         object.__setattr__(self, "pythia", parse_settings(self.pythia))
 
@@ -159,9 +194,14 @@ class EventOptions:
         return values
 
 
-def event_settings(card: EventCard, options: EventOptions, seed: int) -> list[str]:
-    """The Pythia settings of one chunk of ``card``."""
-    if card.name == "wprime":
+def event_settings(card: EventCard, options: EventOptions, seed: int, conjugate: bool = False) -> list[str]:
+    """The Pythia settings of one chunk of ``card`` (``conjugate``: the tt̄ cards' W⁺ ↔ W⁻ twin)."""
+    if card.name == "tth":
+        process = ["HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on", f"25:m0 = {options.higgs_mass:.6g}",
+                   "25:onMode = off", "25:onIfMatch = 5 -5", *_SINGLE_LEPTON[conjugate]]
+    elif card.ttbar is not None:
+        process = ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_SINGLE_LEPTON[conjugate]]
+    elif card.name == "wprime":
         process = [
             "NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1",  # off by default
             f"34:m0 = {options.wprime_mass:.6g}",
@@ -197,9 +237,12 @@ def event_settings(card: EventCard, options: EventOptions, seed: int) -> list[st
 def generate_events(card: EventCard, options: EventOptions, n_events: int, seed: int, *,
                     detector_seed: int = 0, report: Any = None, pileup_pool: str | None = None) -> ak.Array:
     """``n_events`` events of ``card`` passing its selection, as a NanoAOD-layout record array."""
-    from heplearn.generate.chunk import PileupOverlay
+    from heplearn.generate.chunk import PYTHIA_SEED_MAX, PileupOverlay
 
-    generator = PythiaGenerator(event_settings(card, options, seed))
+    generators = [PythiaGenerator(event_settings(card, options, seed))]
+    if card.ttbar is not None:  # the charge-conjugate decays, from a second seed
+        twin_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]) % PYTHIA_SEED_MAX
+        generators.append(PythiaGenerator(event_settings(card, options, twin_seed, conjugate=True)))
     rng = np.random.default_rng(detector_seed)
     overlay = PileupOverlay(options.pileup, pileup_pool, detector_seed)
     pieces: list[ak.Array] = []
@@ -208,14 +251,20 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
     while n_found < n_events:
         batch_size = int(np.clip(math.ceil(1.1 * (n_events - n_found) / max(acceptance, 0.01)) + 2,
                                  MIN_BATCH, MAX_BATCH))
-        record, particles = generator.next_batch(batch_size)
-        particles, n_vertices = overlay(particles)
-        if options.detector is not None:
-            particles = apply_detector(particles, options.detector, rng)
-        events = events_of_batch(card, options, record, particles, first_event=n_tried, n_vertices=n_vertices)
-        n_tried += record.n_events
+        found = []
+        n_batch_events = 0
+        for generator in generators:  # the tt̄ cards' two charge-conjugate instances share each batch
+            record, particles = generator.next_batch(max(batch_size // len(generators), 1))
+            particles, n_vertices = overlay(particles)
+            if options.detector is not None:
+                particles = apply_detector(particles, options.detector, rng)
+            found.append(events_of_batch(card, options, record, particles, first_event=n_tried,
+                                         n_vertices=n_vertices))
+            n_tried += record.n_events
+            n_batch_events += record.n_events
+        events = _interleave(found)
         n_found += len(events)
-        since_pass = 0 if len(events) else since_pass + record.n_events
+        since_pass = 0 if len(events) else since_pass + n_batch_events
         if since_pass >= MAX_EVENTS_WITHOUT_PASS:
             raise HeplearnError(f"{card.name}: no event passed the selection in {since_pass} events; "
                                 "check the masses, the pT-hat minimum and the object thresholds")
@@ -227,6 +276,16 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
     return ak.concatenate(pieces)[:n_events]
 
 
+def _interleave(pieces: list[ak.Array]) -> ak.Array:
+    """The events of several generators alternately (a0, b0, a1, b1, ...), so that any first n mix them."""
+    pieces = [piece for piece in pieces if len(piece)]
+    if len(pieces) <= 1:
+        return pieces[0] if pieces else ak.Array([])
+    rank = np.concatenate([np.arange(len(piece)) for piece in pieces])
+    source = np.concatenate([np.full(len(piece), k) for k, piece in enumerate(pieces)])
+    return ak.concatenate(pieces)[np.lexsort((source, rank))]
+
+
 def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
                     particles: FinalState, *, first_event: int = 0,
                     n_vertices: np.ndarray | None = None) -> ak.Array:
@@ -235,6 +294,17 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     ``event`` numbers the generated events of the chunk from 1 (``first_event`` before this batch);
     the driver sets ``run`` and ``luminosityBlock`` (the chunk).
     """
+    numbers = np.arange(first_event + 1, first_event + 1 + particles.n_events, dtype=np.uint64)
+    extra: dict[str, Any] = {}
+    if card.ttbar is not None:
+        # Classify on the generator record first: only the selected events are reconstructed.
+        gen_id = ttbar.gen_ttbar_id(record)
+        selected = ttbar_selection(card, gen_id)
+        record, particles = select_events(record, selected), select_final_state(particles, selected)
+        numbers, n_vertices = numbers[selected], None if n_vertices is None else n_vertices[selected]
+        extra["genTtbarId"] = gen_id[selected].astype(np.int32)
+        if not selected.any():
+            return ak.Array([])  # nothing to reconstruct in this batch
     event = np.repeat(np.arange(particles.n_events), particles.counts)
     pt = kinematics.pt(particles.px, particles.py)
     eta = kinematics.pseudorapidity(particles.px, particles.py, particles.pz)
@@ -248,8 +318,7 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     photon = (particles.pid == 22) & (pt > max(options.lepton_pt_min, 10.0)) & (np.abs(eta) < PHOTON_ETA_MAX) \
         & isolated
 
-    columns: dict[str, Any] = {"event": np.arange(first_event + 1, first_event + 1 + particles.n_events,
-                                                  dtype=np.uint64)}
+    columns: dict[str, Any] = {"event": numbers, **extra}
     columns.update(_objects("Muon", particles, event, muon, pt, eta, phi, isolation, leptons=True))
     columns.update(_objects("Electron", particles, event, electron, pt, eta, phi, isolation, leptons=True))
     columns.update(_objects("Photon", particles, event, photon, pt, eta, phi, isolation, leptons=False))
@@ -275,6 +344,42 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     if card.min_gen_taus:
         keep &= ak.to_numpy(events.nGenVisTau) >= card.min_gen_taus
     return events[keep]
+
+
+def ttbar_selection(card: EventCard, gen_id: np.ndarray) -> np.ndarray:
+    """The events a tt̄ card keeps, from their ``genTtbarId``."""
+    additional = gen_id % 100
+    if card.ttbar == "b":
+        return additional >= 51
+    if card.ttbar == "lf":
+        return additional == 0
+    return np.ones(len(gen_id), dtype=bool)
+
+
+def select_events(record: EventRecord, keep: np.ndarray) -> EventRecord:
+    """The events of ``record`` where ``keep`` is true (per-event indices stay valid)."""
+    counts = np.diff(record.offsets)
+    flat = np.repeat(keep, counts)
+
+    def take(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[flat]
+
+    return EventRecord(
+        pid=record.pid[flat], status=record.status[flat], mother1=record.mother1[flat],
+        daughter1=record.daughter1[flat], daughter2=record.daughter2[flat], px=record.px[flat],
+        py=record.py[flat], pz=record.pz[flat], energy=record.energy[flat],
+        offsets=np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64), pthat=record.pthat[keep],
+        vx=take(record.vx), vy=take(record.vy), vz=take(record.vz), mother2=take(record.mother2),
+    )
+
+
+def select_final_state(particles: FinalState, keep: np.ndarray) -> FinalState:
+    """The events of ``particles`` where ``keep`` is true."""
+    flat = np.repeat(keep, particles.counts)
+    vx, vy, vz = particles.vertex()
+    return FinalState(px=particles.px[flat], py=particles.py[flat], pz=particles.pz[flat],
+                      energy=particles.energy[flat], pid=particles.pid[flat], charge=particles.charge[flat],
+                      counts=particles.counts[keep], vx=vx[flat], vy=vy[flat], vz=vz[flat])
 
 
 def relative_isolation(event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,

@@ -224,13 +224,11 @@ def contains_quark(pid: np.ndarray, quark: int) -> np.ndarray:
     return (q1 == quark) | (q2 == quark) | (q3 == quark)
 
 
-def find_heavy_hadrons(record: EventRecord, pt_min: float = HEAVY_HADRON_PT_MIN) -> HeavyHadrons:
-    """The last B and C hadrons of each decay chain (those with no heavy hadron of their kind as daughter).
+def last_heavy_hadrons(record: EventRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(flat index, flavour 5 or 4) of the last B and C hadrons of each decay chain, by event.
 
-    The hadron-based flavour of CMS (``Jet_hadronFlavour``) and ATLAS: a jet holding a ghost of a
-    weakly decaying B hadron is a b jet, else one holding a C hadron is a c jet (Cacciari, Salam,
-    Soyez, "The catchment area of jets", JHEP 04 (2008) 005, for ghost association). A C hadron from
-    a B decay sits in the same jet as its B, so the b label wins.
+    A hadron is last when no hadron of its kind is among its daughters (B* → B γ keeps the B);
+    C hadrons are those without a b quark.
     """
     event = np.repeat(np.arange(record.n_events), np.diff(record.offsets))
     hadron = np.flatnonzero(np.abs(record.status) >= _HADRON_STATUS_MIN)
@@ -241,14 +239,26 @@ def find_heavy_hadrons(record: EventRecord, pt_min: float = HEAVY_HADRON_PT_MIN)
         is_parent = np.zeros(len(record.pid), dtype=bool)
         with_mother = kind[record.mother1[kind] > 0]
         is_parent[record.offsets[event[with_mother]] + record.mother1[with_mother]] = True
-        last = kind[~is_parent[kind]]
-        selected.append((last[kinematics.pt(record.px[last], record.py[last]) > pt_min], flavour))
-    index = np.concatenate([chosen for chosen, _ in selected])
-    flavours = np.concatenate([np.full(len(chosen), flavour) for chosen, flavour in selected])
+        selected.append((kind[~is_parent[kind]], flavour))
+    index = np.concatenate([chosen for chosen, _ in selected]).astype(np.int64)
+    flavours = np.concatenate([np.full(len(chosen), flavour) for chosen, flavour in selected]).astype(np.int64)
     order = np.argsort(event[index], kind="stable")
-    index, flavours = index[order], flavours[order]
-    return HeavyHadrons(event=event[index], px=record.px[index], py=record.py[index], pz=record.pz[index],
-                        flavour=flavours.astype(np.int64))
+    return index[order], flavours[order]
+
+
+def find_heavy_hadrons(record: EventRecord, pt_min: float = HEAVY_HADRON_PT_MIN) -> HeavyHadrons:
+    """The last B and C hadrons of each decay chain (those with no heavy hadron of their kind as daughter).
+
+    The hadron-based flavour of CMS (``Jet_hadronFlavour``) and ATLAS: a jet holding a ghost of a
+    weakly decaying B hadron is a b jet, else one holding a C hadron is a c jet (Cacciari, Salam,
+    Soyez, "The catchment area of jets", JHEP 04 (2008) 005, for ghost association). A C hadron from
+    a B decay sits in the same jet as its B, so the b label wins.
+    """
+    index, flavours = last_heavy_hadrons(record)
+    keep = kinematics.pt(record.px[index], record.py[index]) > pt_min
+    index, flavours = index[keep], flavours[keep]
+    return HeavyHadrons(event=record.event_of(index), px=record.px[index], py=record.py[index],
+                        pz=record.pz[index], flavour=flavours)
 
 
 FLAVOUR_LABELS = {"label_b": BOTTOM, "label_c": CHARM, "label_light": 0}
