@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from heplearn.data.dataset import load_arrays
 from heplearn.data.transform import JetArrays
@@ -45,6 +44,7 @@ from heplearn.evaluation.runs import (
     signal_score,
 )
 from heplearn.evaluation.sculpting import mass_sculpting
+from heplearn.progress import progress_bar
 from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _apply_all(paths: list[Path], models: list[TrainedModel], files: list[Path],
     """Every model's jets and probabilities; runs with the same data config share one read."""
     cache: dict[str, JetArrays] = {}
     jets, probabilities = [], []
-    for model in tqdm(models, desc="comparing", disable=not progress, leave=False):
+    for model in progress_bar(models, desc="comparing", disable=not progress, leave=False):
         data = evaluation_data_config(model, files)
         key = data.model_dump_json()
         if key not in cache:

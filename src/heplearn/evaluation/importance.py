@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.evaluation.metrics import fast_auc
+from heplearn.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ def permutation_importance(model: Predictor, arrays: JetArrays, variables: Mappi
     is_signal = arrays.label == signal_class
     baseline = fast_auc(is_signal, model.predict(arrays)[:, signal_class], arrays.weight)
     features = []
-    with tqdm(total=len(columns) * repeats, desc="permutation importance", disable=not progress,
-              leave=False) as bar:
+    with progress_bar(total=len(columns) * repeats, desc="permutation importance", disable=not progress,
+                      leave=False) as bar:
         for name, places in columns.items():
             drops = []
             for _ in range(repeats):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from heplearn.data.config import DataConfig, expand_files
 from heplearn.data.io import open_source
@@ -24,6 +23,7 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import effective_count
 from heplearn.evaluation.multiclass import discriminant
 from heplearn.evaluation.report import jsonable
+from heplearn.progress import progress_bar
 from heplearn.trained import TrainedModel
 
 OPTIMAL_OBSERVER = "aux_log_lr"  # the exact log-likelihood ratio of the analytic toy
@@ -76,8 +76,8 @@ def predict(model: TrainedModel, arrays: JetArrays, progress: bool = True) -> np
     """Class probabilities for every jet, in chunks (with a progress bar for large samples)."""
     parts = []
     starts = range(0, len(arrays), PREDICTION_CHUNK)
-    for start in tqdm(starts, desc=f"predicting {model.name}", disable=not progress or len(starts) < 2,
-                      leave=False):
+    for start in progress_bar(starts, desc=f"predicting {model.name}", disable=not progress or len(starts) < 2,
+                              leave=False):
         parts.append(model.predict(arrays.take(slice(start, start + PREDICTION_CHUNK))))
     return np.concatenate(parts).astype(np.float64)
 

@@ -45,6 +45,7 @@ from heplearn.generate.processes import (
     pythia_settings,
 )
 from heplearn.generate.variations import check_settings, variation_settings
+from heplearn.progress import progress_bar, progress_mode
 
 logger = logging.getLogger(__name__)
 
@@ -369,9 +370,14 @@ def _remove_temporaries(plan: list[ChunkTask]) -> None:
 
 @contextlib.contextmanager
 def _progress_bar(total: int, already: int, *, enabled: bool, unit: str = "jets") -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr with jets/s (or ``unit``/s); a no-op when disabled."""
+    """A rich progress bar on stderr with jets/s (or ``unit``/s) on a terminal, log lines elsewhere
+    (see ``heplearn.progress``); a no-op when disabled."""
     if not enabled:
         yield lambda n: None
+        return
+    if progress_mode() != "bar":
+        with progress_bar(total=total, initial=already, desc=f"generating {unit}", unit=unit) as bar:
+            yield bar.update
         return
     from rich.console import Console
     from rich.progress import (

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from heplearn.data.files import write_json
 from heplearn.errors import ConfigError
 from heplearn.evaluation.metrics import roc
 from heplearn.evaluation.plots import PlotStyle, experiment_label, plot_style, save_figure
 from heplearn.evaluation.sculpting import jensen_shannon_divergence, mass_sculpting
+from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.trained import TrainedModel
 from heplearn.training.run import train
@@ -103,8 +103,8 @@ def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str,
     output = Path(output)
     points: list[ScanPoint] = []
     window: ScanPoint | None = None
-    for strength, run_config in tqdm(list(zip(strengths, configs, strict=True)), desc=f"{method} scan",
-                                     disable=not progress):
+    for strength, run_config in progress_bar(list(zip(strengths, configs, strict=True)), desc=f"{method} scan",
+                                             disable=not progress):
         result = train(run_config, name=f"{method}-lambda{strength:g}", runs_dir=output / "runs", progress=False)
         model = TrainedModel.load(result.run_dir)
         scores, arrays = model.predict_files(test_files)

@@ -45,7 +45,6 @@ import pyarrow.parquet as pq
 import torch
 import uproot
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from heplearn import __version__
 from heplearn.data.config import DataConfig, LabelConfig, expand_files
@@ -58,6 +57,7 @@ from heplearn.data.transform import ChunkTransformer, JetArrays, RaggedJets
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
 from heplearn.models import registry
+from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig
 from heplearn.runs import RunDirectory
 from heplearn.trained import TrainedModel
@@ -134,8 +134,8 @@ def read_sample(files: Sequence[str | os.PathLike[str]], data: DataConfig, name:
     parts: list[RaggedJets] = []
     file_index, entry, entries, tables = [], [], [], []
     fields: dict[str, str] = {}
-    for index, path in enumerate(tqdm(paths, desc=f"reading {name}", unit="file", disable=not progress,
-                                      leave=False)):
+    for index, path in enumerate(progress_bar(paths, desc=f"reading {name}", unit="file", disable=not progress,
+                                              leave=False)):
         source = open_source(path, config.treename)
         read = transformer.fields_to_read(source.field_names(), str(path))
         types = {info.name: info.type for info in source.fields() if info.name in read}
@@ -521,7 +521,7 @@ def reweight(
     target_fold = kfold_assignment(len(target), folds, seed + 1)
     raw = np.full(len(source), np.nan)
     fold_records = []
-    for fold in tqdm(range(folds), desc="folds", unit="fold", disable=not progress):
+    for fold in progress_bar(range(folds), desc="folds", unit="fold", disable=not progress):
         train_all = labelled(target.arrays.take(np.flatnonzero(target_fold != fold)),
                              source.arrays.take(np.flatnonzero(source_fold != fold)))
         train_index, val_index = split_validation(len(train_all), val_fraction, seed + 100 + fold)

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from heplearn import __version__
 from heplearn.data.config import DataConfig
@@ -54,6 +53,7 @@ from heplearn.methods.reweighting import (
     write_friends,
     write_settings,
 )
+from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig
 from heplearn.trained import TrainedModel
 
@@ -432,7 +432,8 @@ def fit_parameters(
     steps_per_epoch = math.ceil(len(scaled) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     history = []
-    bar = tqdm(total=epochs * steps_per_epoch, desc="fitting θ", unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(total=epochs * steps_per_epoch, desc="fitting θ", unit="batch", disable=not progress,
+                       leave=False)
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(scaled))
         for begin in range(0, len(order), batch_size):

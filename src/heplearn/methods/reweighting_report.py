@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from heplearn.data.config import DataConfig
 from heplearn.evaluation.plots import COLORS, PlotStyle, plot_style, save_figure
 from heplearn.evaluation.report import embed_png, environment, write_json, write_report
+from heplearn.progress import progress_bar
 
 BINS = 30
 QUANTILES = (0.005, 0.995)  # the histogram range: the central 99% of source and target together
@@ -226,8 +226,8 @@ def closure_report(directory: str | os.PathLike[str], data: DataConfig, source: 
     plots_dir = directory / "plots"
     rows, plots = [], []
     histograms = closure_histograms(data, source, target, weights)
-    for index, histogram in enumerate(tqdm(histograms, desc="closure plots", unit="plot", disable=not progress,
-                                           leave=False)):
+    for index, histogram in enumerate(progress_bar(histograms, desc="closure plots", unit="plot", disable=not progress,
+                                                   leave=False)):
         stem = f"closure_{index:02d}"
         files = save_figure(plot_closure(histogram, style), plots_dir, stem, style)
         before = chi2_ndf(histogram.source, histogram.target) if histogram.target is not None else None

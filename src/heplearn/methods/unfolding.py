@@ -42,7 +42,6 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 import torch
-from tqdm.auto import tqdm
 
 from heplearn.config import StrictModel
 from heplearn.data.dataset import InMemoryJets
@@ -50,6 +49,7 @@ from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
+from heplearn.progress import progress_bar
 from heplearn.run_config import LossTermConfig, ModelConfig, TrainingConfig
 from heplearn.runs import RunDirectory
 from heplearn.tasks import Reweighting
@@ -171,8 +171,8 @@ def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model:
         torch.set_num_threads(training.threads)
     unfolder = _OmniFold(sim_gen, sim_reco, data, background, reco_pass, gen_pass, model, gen_model or model,
                          training, settings)
-    bar = tqdm(total=settings.iterations * (1 + settings.bootstraps), desc="omnifold", unit="iteration",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=settings.iterations * (1 + settings.bootstraps), desc="omnifold", unit="iteration",
+                       disable=not progress, dynamic_ncols=True)
     try:
         pull, push = unfolder.run(data.weight.astype(np.float64), settings.seed, run, bar)
         replicas = []

@@ -34,7 +34,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import uproot
-from tqdm.auto import tqdm
 
 from heplearn import __version__
 from heplearn.data.config import DataConfig
@@ -44,6 +43,7 @@ from heplearn.data.schema import DEFAULT_TREE
 from heplearn.data.transform import ChunkTransformer
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
+from heplearn.progress import progress_bar
 from heplearn.runs import ONNX_FILE, RunDirectory
 from heplearn.serving.engines import Engine, OnnxEngine, TorchEngine
 from heplearn.tasks import task_from_info
@@ -179,8 +179,8 @@ def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], 
     writer_class = _RootWriter if output.suffix == ".root" else _ParquetWriter
     provenance = output_provenance(run.run_dir, file, engine)
     with atomic_path(output) as temporary, writer_class(temporary, scorer.table_name, provenance) as writer, \
-            tqdm(total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress,
-                 leave=False) as bar:
+            progress_bar(total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress,
+                         leave=False) as bar:
         for columns in scorer.chunks(model, chunk_size or run.data.chunk_size):
             writer.write(columns)
             bar.update(len(next(iter(columns.values()))))
@@ -318,7 +318,7 @@ def _predict_distributed(run_dir: Path, tasks: list[tuple[Path, Path]], engine: 
         threads = 1 if cluster is not None else None
         futures = [client.submit(predict_file, str(run_dir), str(file), str(output), engine, chunk_size,
                                  threads=threads, pure=False) for file, output in tasks]
-        with tqdm(total=len(futures), unit="files", disable=not progress) as bar:
+        with progress_bar(total=len(futures), unit="files", disable=not progress) as bar:
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's error here
                 bar.update()

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyhf
 from scipy.stats import norm
-from tqdm.auto import tqdm
 
 from heplearn.errors import ConfigError, FitError
+from heplearn.progress import progress_bar
 
 CLS_LEVEL = 0.05
 
@@ -152,7 +152,7 @@ def profile_scan(model: pyhf.pdf.Model, data: Sequence[float], parameters: str |
     best = best or fit(model, data)
     points = list(np.ndindex(*(len(grid) for grid in grids)))
     delta = np.empty(tuple(len(grid) for grid in grids))
-    for point in tqdm(points, desc=f"scanning {', '.join(names)}", disable=not progress, leave=False):
+    for point in progress_bar(points, desc=f"scanning {', '.join(names)}", disable=not progress, leave=False):
         fixed = {name: float(grid[i]) for name, grid, i in zip(names, grids, point, strict=True)}
         delta[point] = (fit_nll(model, data, fixed) - best.twice_nll) / 2
     return Scan(names, grids, delta, tuple(best.value(name) for name in names))
@@ -230,7 +230,7 @@ def impacts(model: pyhf.pdf.Model, data: Sequence[float], result: FitResult, ski
     rows = []
     bounds = model.config.suggested_bounds()
     chosen = [pull for pull in pulls(model, result) if not pull.name.startswith(tuple(skip))]
-    for pull in tqdm(chosen, desc="impacts", disable=not progress, leave=False):
+    for pull in progress_bar(chosen, desc="impacts", disable=not progress, leave=False):
         index = result.index(pull.name)
         value, sigma = result.values[index], result.uncertainties[index]
         low, high = bounds[index]
@@ -303,7 +303,7 @@ def upper_limit(model: pyhf.pdf.Model, data: Sequence[float], scan: np.ndarray |
 
     def evaluate(values: np.ndarray) -> None:
         with minuit_backend(model):
-            for mu in tqdm(values, desc="CLs scan", disable=not progress, leave=False):
+            for mu in progress_bar(values, desc="CLs scan", disable=not progress, leave=False):
                 if float(mu) in points:
                     continue
                 try:

@@ -35,9 +35,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from heplearn.data.dataset import Batch, trim_padding
+from heplearn.progress import progress_bar
 from heplearn.run_config import StepConfig, TrainingConfig
 from heplearn.runs import RunDirectory
 from heplearn.tasks import Task
@@ -153,8 +153,10 @@ class Trainer:
             strategy.train()
             batches = train.epoch_batches(state.epoch)
             batches = itertools.islice(batches, state.batch, steps_per_epoch)  # skip what a resume already did
-            bar = tqdm(total=steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
-                       disable=not self.progress, unit="batch", dynamic_ncols=True, leave=False)
+            bar = progress_bar(total=steps_per_epoch, initial=state.batch,
+                               desc=f"epoch {state.epoch + 1}/{config.epochs}", disable=not self.progress,
+                               unit="batch", dynamic_ncols=True, leave=False,
+                               log_summary=False)  # the epoch's log line (``_log``) says it all
             started, jets, sums, count = time.perf_counter(), 0, defaultdict(float), 0
             with self._join():
                 for batch in batches:
