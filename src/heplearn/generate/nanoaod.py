@@ -20,6 +20,8 @@ so coffea's ``NanoEventsFactory`` with ``NanoAODSchema`` reads the ROOT files as
 - ``genWeight`` (Pythia's event weight, 1 for these unweighted samples); ``run`` (1),
   ``luminosityBlock`` (the chunk index + 1) and ``event`` (the generated event's number in its
   chunk), which together identify an event, as NanoAOD's event ID;
+- ``Tau_pt/eta/phi/mass/charge/decayMode`` (and isolation sums, ``Tau_genPartFlav``): τ_h
+  reconstructed by hadrons plus strips in jet seeds (``heplearn.generate.taus``);
 - ``GenPart_pdgId/status/genPartIdxMother/pt/eta/phi/mass``: the hard process (Pythia status
   21-23: incoming, intermediate and outgoing partons and resonances), mothers indexed within
   the event's GenPart list (-1 when the mother is not in it).
@@ -71,7 +73,7 @@ import awkward as ak
 import numpy as np
 
 from heplearn.errors import ConfigError, HeplearnError
-from heplearn.generate import clustering, kinematics, substructure, truth, ttbar
+from heplearn.generate import clustering, kinematics, substructure, taus, truth, ttbar
 from heplearn.generate.detector import DetectorConfig, apply_detector
 from heplearn.generate.events import EventRecord, FinalState, PythiaGenerator
 from heplearn.generate.pileup import fixed_grid_rho
@@ -335,6 +337,7 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     columns["fixedGridRhoFastjetAll"] = fixed_grid_rho(particles).astype(np.float32)
     columns.update(_gen_particles(record))
     columns.update(gen_visible_taus(record))
+    columns.update(taus.reconstruct_taus(particles, columns["GenVisTau_eta"], columns["GenVisTau_phi"]))
     events = ak.zip(columns, depth_limit=1)
     keep = np.ones(len(events), dtype=bool)
     if card.trigger_fatjet_pt is not None:
