@@ -193,6 +193,7 @@ LOSS_TERMS = Plugins("loss term", {
     "quantile": (__name__, "Pinball"),
     "huber_quantiles": (__name__, "HuberQuantiles"),
     "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
+    "inferno": ("heplearn.methods.inferno", "InfernoTerm"),
     "planed_cross_entropy": ("heplearn.methods.decorrelation", "PlanedCrossEntropy"),
     "reconstruction_mse": ("heplearn.methods.anomaly", "ReconstructionError"),
     "kl": ("heplearn.methods.anomaly", "KLDivergence"),
