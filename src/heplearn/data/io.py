@@ -293,7 +293,7 @@ class Hdf5Source(Source):
         for name, obj in self._datasets.items():
             if name == "part_mask":
                 continue
-            jagged = obj.ndim == 2 and name.startswith(PARTICLE_PREFIX)
+            jagged = obj.ndim == 2 and (name.startswith(PARTICLE_PREFIX) or self._count_of(name) is not None)
             infos.append(FieldInfo(name, f"var * {obj.dtype}" if jagged else str(obj.dtype), jagged))
         return infos
 
@@ -312,12 +312,22 @@ class Hdf5Source(Source):
             return self._datasets["part_mask"][start:stop].astype(bool).sum(axis=1)
         return None
 
+    def _count_of(self, name: str) -> str | None:
+        """The per-entry count dataset of a padded non-particle list (``sv_mass`` → ``sv_n``), if any."""
+        count = f"{name.split('_', 1)[0]}_n"
+        return count if "_" in name and count != name and count in self._datasets else None
+
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array:
         counts = None
         columns: dict[str, Any] = {}
         for name in fields:
             values = self._datasets[name][start:stop]
-            if values.ndim == 2 and name.startswith(PARTICLE_PREFIX):
+            count_name = None if name.startswith(PARTICLE_PREFIX) else self._count_of(name)
+            if values.ndim == 2 and count_name is not None:
+                own = self._datasets[count_name][start:stop].astype(np.int64)
+                keep = np.arange(values.shape[1])[None, :] < own[:, None]
+                columns[name] = ak.unflatten(values[keep], np.minimum(own, values.shape[1]))
+            elif values.ndim == 2 and name.startswith(PARTICLE_PREFIX):
                 if counts is None:
                     counts = self._counts(start, stop)
                 if counts is None:
@@ -434,16 +444,34 @@ def _write_parquet(array: ak.Array, path: Path, provenance_json: str, row_group_
                    compression="zstd")
 
 
+def jagged_groups(array: ak.Array) -> dict[str, list[str]]:
+    """The jagged fields of a record array grouped by their prefix (``part_px`` → ``part``, ``sv_mass`` → ``sv``).
+
+    Each group is one list per entry (particles, secondary vertices): a ROOT TTree stores it as one
+    branch group with one counter, an HDF5 file as zero-padded datasets cut by ``<prefix>_n``.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in array.fields:
+        if array[name].ndim == 2:
+            prefix = name.split("_", 1)[0] if "_" in name else name
+            groups.setdefault(prefix, []).append(name)
+    return groups
+
+
 def _write_root(array: ak.Array, path: Path, provenance_json: str, tree: str, cluster_size: int) -> None:
-    particle_fields = [name for name in array.fields if name.startswith(PARTICLE_PREFIX)]
+    groups = jagged_groups(array)
+    jagged = {name for names in groups.values() for name in names}
     branches: dict[str, Any] = {
-        name: ak.to_numpy(array[name]) for name in array.fields if name not in particle_fields
+        name: ak.to_numpy(array[name]) for name in array.fields if name not in jagged
     }
-    if particle_fields:
-        # One record of jagged fields shares one counter; uproot names the branches part_<field>.
-        branches["part"] = ak.zip(
-            {name.removeprefix(PARTICLE_PREFIX): array[name] for name in particle_fields}
-        )
+    for prefix, names in groups.items():
+        # One record of jagged fields shares one counter; uproot names the branches <prefix>_<field>
+        # and the counter n<prefix> (part_* → npart, sv_* → nsv).
+        try:
+            branches[prefix] = ak.zip({name.removeprefix(f"{prefix}_"): array[name] for name in names})
+        except ValueError as error:
+            raise DataError(f"{path.name}: the jagged fields {', '.join(names)} do not have the same length in "
+                            "every entry, so they cannot share one ROOT counter") from error
     with uproot.recreate(path) as output:
         # mktree writes a classic TTree (plain assignment would write an RNTuple).
         types = {name: (value.type if isinstance(value, ak.Array) else value.dtype)
@@ -461,11 +489,18 @@ def _write_hdf5(array: ak.Array, path: Path, provenance_json: str) -> None:
     with h5py.File(path, "w") as output:
         output.attrs[PROVENANCE_KEY] = provenance_json
         counts = None
+        prefix_of = {name: prefix for prefix, names in jagged_groups(array).items() for name in names}
         for name in array.fields:
             column = array[name]
             if column.ndim == 2:
-                counts = ak.to_numpy(ak.num(column)) if counts is None else counts
-                width = int(counts.max()) if len(counts) else 0
+                own = ak.to_numpy(ak.num(column))
+                count_name = f"{prefix_of[name]}_n"
+                if prefix_of[name] == PARTICLE_PREFIX.rstrip("_"):
+                    counts = own if counts is None else counts
+                    own = counts
+                elif count_name not in array.fields and count_name not in output:
+                    output.create_dataset(count_name, data=own)  # other lists (sv_*) carry their own count
+                width = int(own.max()) if len(own) else 0
                 padded = ak.to_numpy(ak.fill_none(ak.pad_none(column, width, clip=True), 0))
                 output.create_dataset(name, data=padded, compression="gzip", compression_opts=4)
             else:
