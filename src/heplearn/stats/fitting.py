@@ -101,6 +101,13 @@ class FitInputs:
     observable: str = "Tagger score"
     true_fraction: float | None = None  # when the data carry labels (a generated mixture)
     files: Mapping[str, list[str]] = field(default_factory=dict)
+    # the −1σ samples of some of the variations (name -> (signal, background)); without one, the +1σ is mirrored
+    systematics_down: Mapping[str, tuple[Values | None, Values | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.systematics_down) - set(self.systematics))
+        if unknown:
+            raise ConfigError(f"systematic(s) {', '.join(unknown)}: a −1σ sample needs the +1σ one of the same name")
 
 
 @dataclass(frozen=True)
@@ -161,14 +168,20 @@ def _samples(inputs: FitInputs, settings: FitSettings, signal: Template, backgro
     background_nominal = background.scaled((1 - fraction) * events / background.total)
     signal_systematics: list[Systematic] = []
     background_systematics: list[Systematic] = []
+    def shape(values: Values | None, sample_name: str, nominal: Template) -> Template | None:
+        if values is None:
+            return None
+        return _shape_only(_template(values, settings, sample_name, inputs.observable), nominal)
+
     for name, (signal_up, background_up) in (inputs.systematics.items() if with_systematics else ()):
+        signal_down, background_down = inputs.systematics_down.get(name, (None, None))
         if signal_up is not None:
-            up = _shape_only(_template(signal_up, settings, inputs.signal_name, inputs.observable), signal_nominal)
-            signal_systematics.append(Systematic(name, up=up))
+            signal_systematics.append(Systematic(name, up=shape(signal_up, inputs.signal_name, signal_nominal),
+                                                 down=shape(signal_down, inputs.signal_name, signal_nominal)))
         if background_up is not None:
-            up = _shape_only(_template(background_up, settings, inputs.background_name, inputs.observable),
-                             background_nominal)
-            background_systematics.append(Systematic(name, up=up))
+            background_systematics.append(Systematic(
+                name, up=shape(background_up, inputs.background_name, background_nominal),
+                down=shape(background_down, inputs.background_name, background_nominal)))
     background_factors: tuple[str, ...] = (BACKGROUND_NORM,)
     if settings.background_uncertainty is not None:
         sigma = settings.background_uncertainty
@@ -463,22 +476,29 @@ def inputs_from_score_files(signal_files: Sequence[str | os.PathLike[str]],
                             background_files: Sequence[str | os.PathLike[str]],
                             data_files: Sequence[str | os.PathLike[str]], column: str, weight: str | None = None,
                             systematics: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
-                            signal_name: str = "signal", background_name: str = "background") -> FitInputs:
+                            signal_name: str = "signal", background_name: str = "background",
+                            systematics_down: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None
+                            ) -> FitInputs:
     """The ``column`` of score files (``heplearn predict`` outputs): one file set per sample.
 
-    ``systematics`` maps a name to the (signal, background) files of the varied samples; either may
-    be empty when only one sample varies.
+    ``systematics`` maps a name to the (signal, background) files of the +1σ samples; either may
+    be empty when only one sample varies. ``systematics_down`` gives the −1σ ones of some of them
+    (the +1σ shape is mirrored for the others).
     """
     def values(files: Sequence[str | os.PathLike[str]], use_weight: bool = True) -> Values:
         column_values, column_weights = read_column(files, column, weight if use_weight else None)
         return Values(column_values, column_weights)
 
-    varied = {name: (values(signal_up) if signal_up else None, values(background_up) if background_up else None)
-              for name, (signal_up, background_up) in (systematics or {}).items()}
+    def varied(groups: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None) -> dict[
+            str, tuple[Values | None, Values | None]]:
+        return {name: (values(signal) if signal else None, values(background) if background else None)
+                for name, (signal, background) in (groups or {}).items()}
+
     files = {"signal": [str(f) for f in signal_files], "background": [str(f) for f in background_files],
              "data": [str(f) for f in data_files]}
-    return FitInputs(values(signal_files), values(background_files), values(data_files, use_weight=False), varied,
-                     signal_name, background_name, column, None, files)
+    return FitInputs(values(signal_files), values(background_files), values(data_files, use_weight=False),
+                     varied(systematics), signal_name, background_name, column, None, files,
+                     varied(systematics_down))
 
 
 def summary_line(outcome: FitOutcome) -> str:
