@@ -213,6 +213,9 @@ class Regression(Task):
 class Reconstruction(Task):
     """No labels: the model reproduces its (standardised) input group; the anomaly score is the error.
 
+    The group is per event (``(B, F)``) or an image (``(B, C, H, W)``, e.g. CICADA's calorimeter
+    regions), which the model rebuilds flattened.
+
     The score is the mean squared reconstruction error over the group's features, the trigger
     autoencoder's figure of merit (e.g. Govorkova et al., arXiv:2108.03986).
     """
@@ -226,14 +229,15 @@ class Reconstruction(Task):
         self.group = group
 
     def target(self, batch: Batch) -> torch.Tensor:
-        return batch[self.group]
+        """The group, one row per event (an image ``(B, C, H, W)`` flattened to ``(B, C·H·W)``)."""
+        return batch[self.group].flatten(1)
 
     @property
     def target_keys(self) -> tuple[str, ...]:
         return (self.group,)
 
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return (outputs.float() - batch[self.group].float()).square().mean(dim=-1, keepdim=True)
+        return (outputs.float() - self.target(batch).float()).square().mean(dim=-1, keepdim=True)
 
     @property
     def output_names(self) -> list[str]:

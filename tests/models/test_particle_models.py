@@ -52,6 +52,7 @@ SUITE: dict[str, Case] = {
     "rnn": Case(learning_rate=5e-3, permutation_invariant=False),  # it reads the particles in order
     "autoencoder": Case(classifier=False),  # tests/training/test_engine.py trains it on its own task
     "vae": Case(classifier=False),  # tests/methods/test_anomaly.py trains it on its own task
+    "cicada": Case(overrides={"regions": (16, 16)}, classifier=False),  # tests/models/test_cicada.py trains it
 }
 ALL_MODELS: list[type[ParticleModel]] = [registry.model_class(name) for name in registry.TORCH_MODELS]
 

@@ -35,13 +35,25 @@ SPLITS = ("train", "val", "test")
 
 
 class ImageSpec(StrictModel):
-    """A pT-weighted η–φ image of the constituents (see ``heplearn.features.images``)."""
+    """A pT-weighted η–φ image of the constituents (``kind: jet``), or of the whole event's calorimeter
+    regions (``kind: calorimeter``, CICADA's input: the ET of the objects of ``collections`` summed
+    into ``regions`` = (φ, η) regions over |η| < ``eta_max``); see ``heplearn.features.images``."""
 
+    kind: Literal["jet", "calorimeter"] = "jet"
     bins: int = pydantic.Field(default=40, gt=0)
     extent: float = pydantic.Field(default=0.8, gt=0)
     rotate: bool = True
     flip: bool = True
     centre: Literal["centroid", "axis"] = "centroid"
+    collections: list[str] = ["Jet", "Electron", "Photon"]  # NanoAOD collections: <name>_pt, _eta, _phi
+    regions: tuple[int, int] = (18, 14)
+    eta_max: float = pydantic.Field(default=3.0, gt=0)
+    et_unit: float = pydantic.Field(default=100.0, gt=0)  # GeV per unit of the image's values
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the image."""
+        return self.regions if self.kind == "calorimeter" else (self.bins, self.bins)
 
 
 class InputGroup(StrictModel):

@@ -29,7 +29,7 @@ from heplearn.data.config import DataConfig, ImageSpec
 from heplearn.data.padding import Constants, pad_particles, row_pattern
 from heplearn.data.schema import LABEL_PREFIX, PARTICLE_PREFIX
 from heplearn.errors import ConfigError, DataError
-from heplearn.features.images import jet_images
+from heplearn.features.images import calorimeter_images, jet_images
 from heplearn.features.particles import FlatParticles, VariableTable, file_fields_needed
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,9 @@ class ChunkTransformer:
         names: set[str] = set(self.config.observers)
         for group in self.config.inputs.values():
             names.update(group.variables)
-            if group.image is not None:
+            if group.image is not None and group.image.kind == "calorimeter":
+                names.update(f"{name}_{part}" for name in group.image.collections for part in ("pt", "eta", "phi"))
+            elif group.image is not None:
                 names.update(("part_deta", "part_dphi", "part_pt"))
         for key, expression in self.config.expressions.items():
             if key == "selection" or (key == "weights" and self.weighted) or (
@@ -356,6 +358,8 @@ class ChunkTransformer:
         return array.astype(array.dtype.newbyteorder("="), copy=False)
 
     def _image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
+        if spec.kind == "calorimeter":
+            return self._calorimeter_image(table, spec, where)
         columns = {}
         longest = max(int(ak.max(ak.num(table["part_deta"], axis=1), initial=1)), 1)
         particles = FlatParticles.of(table, "part_deta", None, where)
@@ -367,6 +371,20 @@ class ChunkTransformer:
             columns[name] = dense
         return jet_images(columns["part_deta"], columns["part_dphi"], columns["part_pt"], mask, bins=spec.bins,
                           extent=spec.extent, rotate=spec.rotate, flip=spec.flip, centre=spec.centre)
+
+    def _calorimeter_image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
+        """The event's objects of ``spec.collections`` summed into calorimeter regions (CICADA's input)."""
+        parts = {part: ak.concatenate([table[f"{name}_{part}"] for name in spec.collections], axis=1)
+                 for part in ("eta", "phi", "pt")}
+        counts = ak.to_numpy(ak.num(parts["pt"], axis=1))
+        mask = np.arange(max(int(counts.max(initial=0)), 1)) < counts[:, None]
+        dense = {}
+        for part, values in parts.items():
+            flat = self._finite(ak.to_numpy(ak.flatten(values)).astype(np.float32), f"{spec.collections}_{part}", where)
+            dense[part] = np.zeros(mask.shape, np.float32)
+            dense[part][mask] = flat
+        return calorimeter_images(dense["eta"], dense["phi"], dense["pt"] / spec.et_unit, mask, spec.regions,
+                                  spec.eta_max)
 
     def _particle_columns(self, particles: FlatParticles, group: str, variables: list[str],
                           where: str) -> np.ndarray:

@@ -129,3 +129,46 @@ def _pixelise(horizontal: NDArray[np.float64], vertical: NDArray[np.float64], we
     flat = (jet * bins + row) * bins + column
     counts = np.bincount(flat[inside], weights=weights[inside], minlength=n_jets * bins * bins)
     return counts.reshape(n_jets, bins, bins)
+
+
+#: CICADA's input: the calorimeter trigger's regions, 18 in φ (20° each) × 14 in η (|η| < 3).
+CALORIMETER_REGIONS = (18, 14)
+
+
+def calorimeter_images(
+    eta: ArrayLike,
+    phi: ArrayLike,
+    et: ArrayLike,
+    mask: ArrayLike | None = None,
+    regions: tuple[int, int] = CALORIMETER_REGIONS,
+    eta_max: float = 3.0,
+) -> NDArray[np.float32]:
+    """Whole-event images ``(events, 1, φ regions, η regions)`` of transverse energy (GeV).
+
+    The CMS calorimeter layer-1 trigger sums its towers into 18 × 14 regions of Δφ = 20° and
+    Δη ≈ 0.35 over |η| < 3 (the CICADA anomaly detector's input). Here the deposits are the event's
+    objects (jets, electrons, photons: ``eta``, ``phi``, ``et``, padded ``(events, objects)``, ``mask``
+    True for real ones); each adds its ET to the region holding its direction. Objects with
+    |η| ≥ ``eta_max`` are outside the barrel and endcap regions and are dropped. Rows follow φ from
+    −π, columns η from −``eta_max``.
+    """
+    arrays = [np.asarray(values, dtype=np.float64) for values in (eta, phi, et)]
+    real = np.ones(arrays[0].shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    shapes = {array.shape for array in (*arrays, real)}
+    if len(shapes) != 1 or arrays[0].ndim != 2:
+        raise DataError("calorimeter_images: eta, phi, et and mask must be 2-D arrays (events, objects) of one "
+                        f"shape, got {[array.shape for array in (*arrays, real)]}")
+    phi_regions, eta_regions = regions
+    if min(phi_regions, eta_regions) < 1:
+        raise ConfigError(f"calorimeter_images: regions must be positive (φ, η) counts, got {regions!r}")
+    if not eta_max > 0:
+        raise ConfigError(f"calorimeter_images: eta_max must be positive, got {eta_max!r}")
+    column = np.floor((arrays[0] + eta_max) / (2.0 * eta_max) * eta_regions).astype(np.int64)
+    wrapped = np.mod(arrays[1] + np.pi, 2.0 * np.pi)  # φ in [0, 2π) from −π
+    row = np.minimum(np.floor(wrapped / (2.0 * np.pi) * phi_regions).astype(np.int64), phi_regions - 1)
+    inside = real & (column >= 0) & (column < eta_regions)
+    events = arrays[0].shape[0]
+    event = np.broadcast_to(np.arange(events)[:, None], arrays[0].shape)
+    flat = (event * phi_regions + row) * eta_regions + column
+    sums = np.bincount(flat[inside], weights=arrays[2][inside], minlength=events * phi_regions * eta_regions)
+    return sums.reshape(events, 1, phi_regions, eta_regions).astype(np.float32)

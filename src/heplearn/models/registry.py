@@ -19,6 +19,7 @@ TORCH_MODELS: dict[str, tuple[str, str]] = {
     "rnn": ("heplearn.models.rnn", "ParticleRNN"),
     "autoencoder": ("heplearn.models.autoencoder", "JetAutoencoder"),
     "vae": ("heplearn.models.vae", "EventVAE"),
+    "cicada": ("heplearn.models.cicada", "CaloAutoencoder"),
 }
 CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
     "cuts": ("heplearn.models.cuts", "RectangularCuts"),

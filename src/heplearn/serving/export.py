@@ -247,11 +247,11 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
             example.append(torch.ones(2, length, dtype=torch.bool))
             axes.append({0: "batch", 1: "particles"})
             specs.append(TensorSpec(key, "BOOL", (-1, -1)))
-        elif data.inputs[key].image is not None:  # (batch, 1, bins, bins): the image size is fixed
-            bins = data.inputs[key].image.bins  # type: ignore[union-attr]
-            example.append(torch.rand(2, 1, bins, bins, generator=generator))
+        elif data.inputs[key].image is not None:  # (batch, 1, rows, columns): the image size is fixed
+            rows, columns = data.inputs[key].image.shape  # type: ignore[union-attr]
+            example.append(torch.rand(2, 1, rows, columns, generator=generator))
             axes.append({0: "batch"})
-            specs.append(TensorSpec(key, "FP32", (-1, 1, bins, bins)))
+            specs.append(TensorSpec(key, "FP32", (-1, 1, rows, columns)))
         elif data.inputs[key].per_particle:
             width = len(data.inputs[key].variables)
             example.append(torch.rand(2, length, width, generator=generator) + 1)

@@ -12,6 +12,7 @@ the per-jet group, for autoencoders); its loss terms from ``training.loss``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -74,12 +75,20 @@ def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> 
 
 
 def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
-    group = config.data.jet_group(config.model.name)
+    model = registry.model_class(config.model.name)
+    # an image model (CICADA's autoencoder) rebuilds the image group, flattened; the others a per-jet group
+    reads_image = "image" in getattr(model, "input_keys", ())
+    group = "image" if reads_image else config.data.jet_group(config.model.name)
+    if group not in config.data.inputs or (reads_image and config.data.inputs[group].image is None):
+        raise ConfigError(f"model.name: {config.model.name} rebuilds an image: data.inputs needs a group 'image' "
+                          "with image settings (e.g. image: {kind: calorimeter})")
     # a model whose outputs are more than the reconstruction (a VAE's latent) builds its own task
-    build = getattr(registry.model_class(config.model.name), "reconstruction_task", None)
+    build = getattr(model, "reconstruction_task", None)
     if build is not None:
         return build(config, group, terms)
-    return Reconstruction(group, config.data.inputs[group].size, terms)
+    inputs = config.data.inputs[group]
+    size = inputs.size * (math.prod(inputs.image.shape) if inputs.image is not None else 1)
+    return Reconstruction(group, size, terms)
 
 
 # data.labels.type -> the task it trains (built without terms first, then given them)

@@ -147,6 +147,7 @@ STEP_STRATEGIES = Plugins("step strategy", {
     "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
     "adversarial_inputs": ("heplearn.methods.robustness", "AdversarialInputStep"),
     "double_disco": ("heplearn.methods.decorrelation", "DoubleDisCoStep"),
+    "normalized_autoencoder": ("heplearn.methods.normalized_autoencoder", "NormalizedAutoencoderStep"),
 })
 
 
