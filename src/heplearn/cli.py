@@ -309,6 +309,16 @@ def _register_anomaly() -> None:
 _register_anomaly()
 
 
+# -- heplearn analysis (the workflow from one config, on Snakemake: heplearn.analysis) ---------------
+def _register_analysis() -> None:
+    from heplearn.analysis.cli import analysis_app
+
+    app.add_typer(analysis_app, name="analysis")
+
+
+_register_analysis()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,160 @@
+"""Running the plan on Snakemake, and saying which stages are done, stale (and why) or new.
+
+``run_analysis`` writes the plan (``heplearn.analysis.plan.write_plan``) and runs
+``python -m snakemake`` on its Snakefile in the output folder: locally on ``cores`` cores, or with
+a Snakemake profile (``--profile cluster``: the executor plugin and its settings, e.g. HTCondor or
+SLURM), unchanged. Snakemake decides what to run from the stage markers: a stage whose keyed
+folder holds ``stage.json`` is done, so a rerun with nothing changed runs nothing, and a run that
+was killed resumes with the stages it had not finished (``--rerun-incomplete``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heplearn.analysis.plan import MARKER, Plan, Stage, write_plan
+from heplearn.errors import HeplearnError
+
+DONE, STALE, NEW, INCOMPLETE = "done", "stale", "new", "incomplete"
+MAX_CHANGES = 4  # changed settings named in a stale stage's reason
+
+
+class AnalysisError(HeplearnError):
+    """The workflow engine stopped: a stage failed, or the folder is locked by another run."""
+
+
+@dataclass(frozen=True)
+class StageState:
+    """A stage's state (done, stale, new, incomplete) and why."""
+
+    stage: Stage
+    state: str
+    reason: str
+
+
+def _flatten(content: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(content, dict):
+        flat: dict[str, Any] = {}
+        for key, value in content.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: content}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old → new`` for each setting that differs (flattened keys)."""
+    before, after = _flatten(old), _flatten(new)
+    return [f"{key}: {json.dumps(before.get(key))} → {json.dumps(after.get(key))}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+
+def _previous(plan: Plan, stage: Stage) -> dict[str, Any] | None:
+    """The record of the last finished run of this stage under another key, if any."""
+    stem = stage.folder.rsplit("-", 1)[0]
+    markers = list(plan.output.glob(f"{stem}-*/{MARKER}"))
+    records = []
+    for path in sorted(markers, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if record.get("name") == stage.name:
+            records.append(record)
+    return records[0] if records else None
+
+
+def stage_states(plan: Plan) -> list[StageState]:
+    """Each stage of the plan: done, incomplete, stale (with the settings or inputs that changed) or new."""
+    states: list[StageState] = []
+    for stage in plan.stages:
+        folder = plan.output / stage.folder
+        if (folder / MARKER).is_file():
+            states.append(StageState(stage, DONE, f"{stage.folder}"))
+            continue
+        if (folder / "log.txt").is_file():
+            states.append(StageState(stage, INCOMPLETE, f"started but did not finish (see {stage.folder}/log.txt); "
+                                                        "the next run does it again"))
+            continue
+        previous = _previous(plan, stage)
+        if previous is None:
+            states.append(StageState(stage, NEW, "not run yet"))
+            continue
+        changes = _changes(previous.get("settings", {}), stage.settings)
+        if changes:
+            more = f" (and {len(changes) - MAX_CHANGES} more)" if len(changes) > MAX_CHANGES else ""
+            reason = "settings changed: " + "; ".join(changes[:MAX_CHANGES]) + more
+        else:
+            old = previous.get("after", {})
+            inputs = [name for name, key in stage.after.items() if old.get(name) != key]
+            reason = f"input changed: {', '.join(inputs)}" if inputs else "heplearn version changed"
+        states.append(StageState(stage, STALE, reason))
+    return states
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one ``run_analysis`` did: the stages it ran and those it found done."""
+
+    ran: list[str]
+    reused: list[str]
+    report: Path
+
+
+def snakemake_command(plan: Plan, snakefile: Path, cores: int | None, profile: str | None,
+                      dry_run: bool = False) -> list[str]:
+    """``python -m snakemake`` on the plan's Snakefile, in its output folder."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(plan.output),
+               "--rerun-incomplete", "--rerun-triggers", "mtime", "--printshellcmds"]
+    if profile is not None:
+        command += ["--profile", profile]
+    if cores is not None or profile is None:
+        command += ["--cores", str(cores or 1)]
+    if dry_run:
+        command.append("--dry-run")
+    return command
+
+
+def _snakemake(command: Sequence[str]) -> tuple[int, list[str]]:
+    """Run Snakemake, passing its output through to stderr; its exit code and last lines."""
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stderr.write(line)
+            tail = [*tail[-40:], line.rstrip()]
+        return process.wait(), tail
+
+
+def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False,
+                 unlock: bool = False) -> RunSummary:
+    """Run every stage that is not done (Snakemake decides, from the keyed markers); the report last."""
+    from heplearn.analysis.plan import REPORT
+
+    if cores is not None and cores < 1:
+        raise AnalysisError(f"--cores must be 1 or more, got {cores}")
+    before = {state.stage.name: state.state for state in stage_states(plan)}
+    snakefile = write_plan(plan)
+    if unlock:
+        _snakemake([*snakemake_command(plan, snakefile, cores, profile), "--unlock"])
+    code, tail = _snakemake(snakemake_command(plan, snakefile, cores, profile, dry_run))
+    if code != 0:
+        text = "\n".join(tail)
+        if "LockException" in text or "cannot be locked" in text:
+            raise AnalysisError(f"{plan.output} is locked: another run is working there, or a killed run left its "
+                                "lock; if none is running, rerun with --unlock")
+        failed = [state.stage for state in stage_states(plan) if state.state == "incomplete"]
+        where = "; ".join(f"{stage.name}: see {plan.output / stage.folder / 'log.txt'}" for stage in failed)
+        raise AnalysisError(f"snakemake stopped (exit {code})" + (f": {where}" if where else ""))
+    after = {state.stage.name: state.state for state in stage_states(plan)}
+    ran = [name for name, state in after.items() if state == DONE and before[name] != DONE]
+    reused = [name for name, state in before.items() if state == DONE]
+    return RunSummary(ran, reused, plan.output / REPORT)
+
+
+__all__ = ["AnalysisError", "RunSummary", "StageState", "run_analysis", "snakemake_command", "stage_states"]
