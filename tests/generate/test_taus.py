@@ -81,3 +81,9 @@ def test_taus_match_the_visible_generator_taus() -> None:
     assert np.mean(merged) > 0.75, mode_pairs
     flavour = ak.to_numpy(ak.flatten(events.Tau_genPartFlav))
     assert np.mean(flavour == 5) > 0.8  # a few τ_h candidates are jets or the τ's photons
+    index = ak.to_numpy(ak.flatten(events.Tau_genPartIdx))
+    assert np.array_equal(index >= 0, flavour == 5)  # the index of the matched GenVisTau
+    first = np.repeat(np.cumsum(ak.to_numpy(events.nGenVisTau)) - ak.to_numpy(events.nGenVisTau),
+                      ak.to_numpy(events.nTau))
+    tau_eta = ak.to_numpy(ak.flatten(events.Tau_eta))
+    assert np.all(np.abs(gen["eta"][(first + index)[index >= 0]] - tau_eta[index >= 0]) < 0.2)

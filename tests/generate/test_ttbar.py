@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heplearn.errors import ConfigError, HeplearnError
-from heplearn.generate.nanoaod import EventOptions, generate_events, get_event_card
+from heplearn.generate.nanoaod import BTAG_EFFICIENCY, EventOptions, btag_flags, generate_events, get_event_card
 from heplearn.generate.ttbar import _additional_code, heavy_quark_sign
 from tests.generate.test_options_and_cli import make_app
 
@@ -31,6 +31,18 @@ def test_additional_jet_codes_follow_cms() -> None:
     n_jets, n_rich, n_single = (np.array(column) for column in zip(*cases, strict=True))
     assert _additional_code(n_jets, n_rich, n_single, 50).tolist() == list(cases.values())
     assert _additional_code(n_jets, n_rich, n_single, 40).tolist() == [0, 41, 42, 43, 44, 45]
+
+
+def test_btag_working_point_rates() -> None:
+    flavour = ak.Array([[5, 4, 0, 5], [0, 0], [5]] * 5000)
+    eta = ak.Array([[0.1, -1.0, 2.0, 3.0], [0.5, -2.4], [2.6]] * 5000)
+    tagged = btag_flags(flavour, eta, np.random.default_rng(1))
+    flat_flavour, flat_tagged = ak.to_numpy(ak.flatten(flavour)), ak.to_numpy(ak.flatten(tagged))
+    central = np.abs(ak.to_numpy(ak.flatten(eta))) < 2.5
+    assert not flat_tagged[~central].any()  # no tracker beyond |η| = 2.5
+    for value, efficiency in BTAG_EFFICIENCY.items():
+        rate = flat_tagged[central & (flat_flavour == value)].mean()
+        assert abs(rate - efficiency) < 4 * np.sqrt(efficiency * (1 - efficiency) / 5000), (value, rate)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +85,8 @@ def test_b_jet_multiplicity_and_gen_ttbar_id(samples: dict[str, ak.Array]) -> No
     n_b = {name: b_jets(events) for name, events in (("tth", tth), ("ttbb", ttbb), ("ttlf", ttlf))}
     assert np.all(n_b["ttlf"] <= 2)
     assert n_b["tth"].mean() > n_b["ttlf"].mean() + 0.8 and n_b["ttbb"].mean() > n_b["ttlf"].mean(), n_b
+    tagged = {name: ak.to_numpy(ak.sum(events.Jet_btagged, axis=1)) for name, events in samples.items()}
+    assert tagged["tth"].mean() > tagged["ttlf"].mean() + 0.5, tagged
     # The generated-event numbers of tt̄bb̄ skip the rejected tt̄ events (about 98%).
     assert ak.to_numpy(ttbb.event)[-1] > 3 * len(ttbb)
 

@@ -100,7 +100,7 @@ def generate_command(
         event_options = EventOptions(
             sqrt_s=13_000.0 if sqrt_s is None else sqrt_s, mpi=mpi, wprime_mass=wprime_mass, x_mass=x_mass,
             y_mass=y_mass, higgs_mass=higgs_mass, detector=load_detector(detector), variation=variation,
-            pythia=tuple(pythia or ()), pileup=pileup, pileup_pool=pileup_pool,
+            pythia=tuple(pythia or ()), pileup=pileup, pileup_pool=pileup_pool, pthat_min=pthat_min,
         )
         summary = generate_events_sample(
             names[1:], events, output, seed=seed, workers=workers, chunk_size=chunk_size, fractions=fractions,

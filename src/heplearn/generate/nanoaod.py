@@ -9,6 +9,7 @@ so coffea's ``NanoEventsFactory`` with ``NanoAODSchema`` reads the ROOT files as
   ``Jet_nConstituents``: anti-kT R = 0.4, pT > ``jet_pt_min``, |η| < 4.7, clustered from every
   visible particle except the isolated leptons and photons (which NanoAOD keeps as their own
   objects);
+- ``Jet_btagged``: a b-tagging working point emulated from the hadron flavour (``btag_flags``);
 - ``FatJet_pt/eta/phi/mass``, ``FatJet_msoftdrop`` (β = 0, z_cut = 0.1), ``FatJet_tau1..4``: R = 0.8,
   pT > ``fatjet_pt_min``, |η| < 2.4;
 - ``Muon_*``, ``Electron_*`` (pt, eta, phi, mass, charge, pdgId, ``pfRelIso03_all``) and
@@ -88,6 +89,8 @@ MUON_ETA_MAX, ELECTRON_ETA_MAX, PHOTON_ETA_MAX = 2.4, 2.5, 2.5
 TRIGGER_FATJET_PT = 1200.0  # LHC Olympics R&D: leading large-R jet pT > 1.2 TeV
 MIN_BATCH, MAX_BATCH = 8, 200
 MAX_EVENTS_WITHOUT_PASS = 20_000
+BTAG_EFFICIENCY = {5: 0.75, 4: 0.15, 0: 0.01}  # b, c, light: ~ CMS DeepJet medium working point
+BTAG_ETA_MAX = 2.5
 BOTTOM_MASS, TOP_MASS = 4.8, 173.0  # GeV, Pythia's defaults (5:m0, 6:m0)
 # Single-lepton tt̄: one W to eν or μν, the other to quarks (Pythia's onPos/onNeg switch the W⁺ and
 # W⁻ channels apart); the charge-conjugate setting makes the other half of the events.
@@ -246,6 +249,7 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
         twin_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]) % PYTHIA_SEED_MAX
         generators.append(PythiaGenerator(event_settings(card, options, twin_seed, conjugate=True)))
     rng = np.random.default_rng(detector_seed)
+    btag_rng = np.random.default_rng([detector_seed, 3])
     overlay = PileupOverlay(options.pileup, pileup_pool, detector_seed)
     pieces: list[ak.Array] = []
     n_found = n_tried = since_pass = 0
@@ -261,7 +265,7 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
             if options.detector is not None:
                 particles = apply_detector(particles, options.detector, rng)
             found.append(events_of_batch(card, options, record, particles, first_event=n_tried,
-                                         n_vertices=n_vertices))
+                                         n_vertices=n_vertices, rng=btag_rng))
             n_tried += record.n_events
             n_batch_events += record.n_events
         events = _interleave(found)
@@ -290,7 +294,7 @@ def _interleave(pieces: list[ak.Array]) -> ak.Array:
 
 def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
                     particles: FinalState, *, first_event: int = 0,
-                    n_vertices: np.ndarray | None = None) -> ak.Array:
+                    n_vertices: np.ndarray | None = None, rng: np.random.Generator | None = None) -> ak.Array:
     """The NanoAOD-layout records of the events of one batch that pass the card's selection.
 
     ``event`` numbers the generated events of the chunk from 1 (``first_event`` before this batch);
@@ -327,6 +331,8 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     hadronic = _subset(particles, ~(muon | electron | photon))
     ghosts = truth.find_heavy_hadrons(record)
     columns.update(_jets("Jet", hadronic, 0.4, options.jet_pt_min, JET_ETA_MAX, ghosts))
+    columns["Jet_btagged"] = btag_flags(columns["Jet_hadronFlavour"], columns["Jet_eta"],
+                                        np.random.default_rng(first_event) if rng is None else rng)
     columns.update(_jets("FatJet", particles, 0.8, options.fatjet_pt_min, FATJET_ETA_MAX, ghosts))
     met_x = -np.bincount(event, weights=particles.px, minlength=particles.n_events)
     met_y = -np.bincount(event, weights=particles.py, minlength=particles.n_events)
@@ -347,6 +353,19 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     if card.min_gen_taus:
         keep &= ak.to_numpy(events.nGenVisTau) >= card.min_gen_taus
     return events[keep]
+
+
+def btag_flags(flavour: ak.Array, eta: ak.Array, rng: np.random.Generator) -> ak.Array:
+    """``Jet_btagged``: a b-tagging working point emulated from the hadron flavour (as Delphes does).
+
+    A jet with |η| < ``BTAG_ETA_MAX`` is tagged with the probability of its flavour, ``BTAG_EFFICIENCY``:
+    about CMS DeepJet's medium working point (ε_b ≈ 75%, c mistag ≈ 15%, light mistag ≈ 1%; CMS-DP-2018-058).
+    """
+    flat_flavour = ak.to_numpy(ak.flatten(flavour))
+    probability = np.select([flat_flavour == 5, flat_flavour == 4],
+                            [BTAG_EFFICIENCY[5], BTAG_EFFICIENCY[4]], BTAG_EFFICIENCY[0])
+    tagged = (rng.random(len(flat_flavour)) < probability) & (np.abs(ak.to_numpy(ak.flatten(eta))) < BTAG_ETA_MAX)
+    return ak.unflatten(tagged, ak.num(flavour))
 
 
 def ttbar_selection(card: EventCard, gen_id: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ reconstruction and identification of τ leptons decaying to hadrons and ν_τ in
 Stored per τ_h (pT-ordered per event, NanoAOD names): ``Tau_pt, Tau_eta, Tau_phi, Tau_mass,
 Tau_charge, Tau_decayMode``, ``Tau_chargedIso`` and ``Tau_neutralIso`` (scalar pT sums of the
 charged and the neutral visible particles within ΔR < 0.5 of the τ_h but outside its members, the
-ingredients of the HPS isolation discriminant), ``Tau_leadTkPtOverTauPt`` and ``Tau_genPartFlav`` (5
-when a ``GenVisTau`` lies within ΔR < 0.2, else 0, as NanoAOD's hadronic-τ match).
+ingredients of the HPS isolation discriminant), ``Tau_leadTkPtOverTauPt``, ``Tau_genPartFlav`` (5
+when a ``GenVisTau`` lies within ΔR < 0.2, else 0, as NanoAOD's hadronic-τ match) and ``Tau_genPartIdx``
+(the index of that ``GenVisTau`` in its event, -1 without one).
 """
 
 from __future__ import annotations
@@ -161,11 +162,13 @@ def reconstruct_taus(particles: FinalState, gen_eta: ak.Array | None = None,
     mass = np.array([kinematics.mass(tau.px, tau.py, tau.pz, tau.energy) for tau in candidates])
     charged_iso, neutral_iso = _isolation(particles, candidates, eta, phi)
     flavour = np.zeros(len(candidates), dtype=np.int64)
+    gen_index = np.full(len(candidates), -1, dtype=np.int64)
     if gen_eta is not None and gen_phi is not None and candidates:
         for k in range(len(candidates)):
             gen = (ak.to_numpy(gen_eta[event[k]]), ak.to_numpy(gen_phi[event[k]]))
-            if len(gen[0]) and kinematics.delta_r(eta[k], phi[k], *gen).min() < GEN_MATCH_RADIUS:
-                flavour[k] = 5
+            distance = kinematics.delta_r(eta[k], phi[k], *gen) if len(gen[0]) else np.zeros(0)
+            if len(distance) and distance.min() < GEN_MATCH_RADIUS:
+                flavour[k], gen_index[k] = 5, int(distance.argmin())
     counts = np.bincount(event, minlength=particles.n_events)
 
     def jagged(values: Any, dtype: type) -> ak.Array:
@@ -184,6 +187,7 @@ def reconstruct_taus(particles: FinalState, gen_eta: ak.Array | None = None,
         "Tau_leadTkPtOverTauPt": jagged([tau.lead_track_pt for tau in candidates] / np.maximum(pt, 1e-6),
                                         np.float32),
         "Tau_genPartFlav": jagged(flavour, np.uint8),
+        "Tau_genPartIdx": jagged(gen_index, np.int32),
     }
 
 
