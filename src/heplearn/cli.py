@@ -156,6 +156,7 @@ def _register_commands() -> None:
     from heplearn.generate.cli import generate_command
     from heplearn.serving.cli import export_command, predict_command, serve_command
     from heplearn.stats.cli import fit_command
+    from heplearn.training.tune_cli import tune_command
 
     app.command("generate")(generate_command)
     app.command("evaluate")(evaluate_command)
@@ -164,6 +165,7 @@ def _register_commands() -> None:
     app.command("predict")(predict_command)
     app.command("serve")(serve_command)
     app.command("fit")(fit_command)
+    app.command("tune")(tune_command)
 
 
 _register_commands()

@@ -132,8 +132,13 @@ def train(
     resume: str | os.PathLike[str] | None = None,
     progress: bool = True,
     on_batch: Any = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Train the model a run config describes; returns the run directory and the epoch metrics."""
+    """Train the model a run config describes; returns the run directory and the epoch metrics.
+
+    ``on_epoch`` receives each epoch's record once it is written (a classical model's one record
+    once the run is finished); it may raise to stop the training (``heplearn tune`` prunes so).
+    """
     check_config(config)
     init_distributed()
     rank, world_size = distributed()
@@ -170,9 +175,12 @@ def train(
             if rank == 0:
                 preprocessing.save(run.preprocessing_file)
         if registry.is_torch_model(config.model.name):
-            history = _train_torch(config, run, preprocessing, resume is not None, progress, on_batch)
+            history = _train_torch(config, run, preprocessing, resume is not None, progress, on_batch, on_epoch)
         else:
             history = _train_classical(config, run, preprocessing)
+            if on_epoch:
+                for record in history:
+                    on_epoch(record)
     except BaseException:
         if created:
             _remove_if_unresumable(run)
@@ -196,7 +204,7 @@ def _remove_if_unresumable(run: RunDirectory) -> None:
 
 
 def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocessing, resume: bool, progress: bool,
-                 on_batch: Any) -> list[dict[str, Any]]:
+                 on_batch: Any, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     training = config.training
     rank, world_size = distributed()
     train_files = config.data.files("train")
@@ -219,7 +227,7 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
     task = make_task(config, preprocessing.class_names, labels, weights, observers)
     try:
         _, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
-                               preprocessing)
+                               preprocessing, on_epoch)
     finally:
         if isinstance(train_source, StreamSource):
             train_source.loader.close()  # its worker processes
@@ -237,14 +245,15 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
 
 def fit_torch(config: RunConfig, task: Task, train_source: Any, val_source: Any, run_dir: Path | None,
               progress: bool = True, on_batch: Any = None, resume: bool = False,
-              preprocessing: Preprocessing | None = None) -> tuple[torch.nn.Module, Trainer]:
+              preprocessing: Preprocessing | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[torch.nn.Module, Trainer]:
     """Build the network a config names and ``fit`` it; the same initial weights on every rank."""
     torch.manual_seed(config.training.seed)
     model = registry.build_network(config.model, config.data, task.num_outputs)
     log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
              sum(p.numel() for p in model.parameters()))
     result = fit(model, task, train_source, val_source, config.training, run_dir=run_dir, progress=progress,
-                 on_batch=on_batch, resume=resume, data=config.data, preprocessing=preprocessing)
+                 on_batch=on_batch, resume=resume, data=config.data, preprocessing=preprocessing, on_epoch=on_epoch)
     return model, result.trainer
 
 

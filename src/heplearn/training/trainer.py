@@ -10,7 +10,9 @@ network and an adversary); what is predicted and how it is scored belongs to the
 split (the loss and each of its terms, and the task's metrics: accuracy and AUC for classifiers),
 appends a line to ``metrics.jsonl`` and the
 TensorBoard log, keeps the best weights, and stops early when the validation loss has not improved
-for ``early_stopping_patience`` epochs. Checkpoints (see ``checkpoint.py``) are written every
+for ``early_stopping_patience`` epochs, then hands the epoch's record to ``on_epoch`` (a callback
+that may raise to stop the training: hyper-parameter search prunes poor trials this way, see
+``heplearn.training.tune``). Checkpoints (see ``checkpoint.py``) are written every
 ``checkpoint_every`` steps and at each epoch's end; ``resume=True`` continues from the last one,
 skipping the batches of the interrupted epoch that were already used, so that a resumed run in
 deterministic mode ends with the same weights as an uninterrupted one.
@@ -110,7 +112,8 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, config: TrainingConfig, task: Task, run_dir: Path | None,
                  progress: bool = True, on_batch: Callable[[Batch], None] | None = None,
-                 step: StepConfig | None = None, data: Any = None, preprocessing: Any = None) -> None:
+                 step: StepConfig | None = None, data: Any = None, preprocessing: Any = None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.model = model
         self.config = config
         self.task = task
@@ -120,6 +123,7 @@ class Trainer:
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
         self.on_batch = on_batch
+        self.on_epoch = on_epoch  # called with each epoch's record once it is logged and checkpointed
         self.history: list[dict[str, Any]] = []
         self._wrapped: list[torch.nn.Module] = []
         self.strategy: StepStrategy | None = None
@@ -187,6 +191,8 @@ class Trainer:
             if self.is_main and checkpoints:
                 ckpt.save_checkpoint(checkpoints, strategy, state)
             self._log(record, writer)
+            if self.on_epoch:
+                self.on_epoch(record)
         if writer:
             writer.close()
         return state
@@ -280,7 +286,8 @@ class FitResult:
 
 def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource | None, config: TrainingConfig,
         *, run_dir: Path | None = None, progress: bool = False, on_batch: Callable[[Batch], None] | None = None,
-        resume: bool = False, data: Any = None, preprocessing: Any = None) -> FitResult:
+        resume: bool = False, data: Any = None, preprocessing: Any = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
     """Train ``model`` for ``task`` on ``train`` (validating on ``val``) as ``config`` says.
 
     The one in-memory entry point: ``heplearn.train`` and ``Classifier.fit`` call it, and so do
@@ -288,8 +295,10 @@ def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource
     weights). With ``run_dir``, checkpoints, ``metrics.jsonl`` and TensorBoard logs go there.
     ``data`` and ``preprocessing`` (the data config and standardisation of the batches) are handed
     to the step strategy, for strategies that read a sample of their own (domain adaptation).
+    ``on_epoch`` is called with each epoch's record (``metrics.jsonl``'s line) after it is written.
     """
-    trainer = Trainer(model, config, task, run_dir, progress, on_batch, data=data, preprocessing=preprocessing)
+    trainer = Trainer(model, config, task, run_dir, progress, on_batch, data=data, preprocessing=preprocessing,
+                      on_epoch=on_epoch)
     state = trainer.fit(train, val, resume=resume)
     log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
     return FitResult(model, trainer.history, state, trainer)
