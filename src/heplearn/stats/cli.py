@@ -144,6 +144,7 @@ def _scale_factors(signal: list[str], background: list[str], data: list[str], wo
                    systematics: dict[str, tuple[list[str], list[str]]], binning: object, mc_statistics: str,
                    style: PlotStyle, output: Path) -> None:
     """``heplearn fit --working-point``: the SF table and plot (``heplearn.stats.scale_factor_fit``)."""
+    from heplearn.errors import ConfigError
     from heplearn.stats.scale_factor_fit import (
         ScaleFactorSettings,
         inputs_from_files,
@@ -154,7 +155,7 @@ def _scale_factors(signal: list[str], background: list[str], data: list[str], wo
     try:
         edges = tuple(float(edge) for edge in pt_bins.split(","))
     except ValueError as error:
-        raise typer.BadParameter(f"--pt-bins {pt_bins!r}: expected numbers separated by commas") from error
+        raise ConfigError(f"--pt-bins {pt_bins!r}: expected numbers separated by commas") from error
     inputs = inputs_from_files(signal, background, data, column, observable, pt_column, weight, systematics)
     settings = ScaleFactorSettings(working_point, edges, binning, mc_statistics, style)  # type: ignore[arg-type]
     outcome = scale_factor_report(inputs, output, settings)
