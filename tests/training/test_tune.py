@@ -277,3 +277,15 @@ def test_the_trainer_hands_each_epoch_to_on_epoch_and_stops_when_it_raises(tmp_p
     with pytest.raises(Stop):
         train(config, name="stopped", runs_dir=tmp_path, progress=False, on_epoch=stop)
     assert len((tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()) == 1  # the first epoch only
+
+
+@pytest.mark.slow
+def test_dask_workers_of_a_local_cluster_share_the_study(tmp_path: Path) -> None:
+    settings = TuneSettings(trials=6, sampler="random", pruner="none", progress=False, heartbeat_interval=1,
+                            grace_period=2)
+    result = tune(tune_toy.BASE, load_space(tune_toy.SPACE), settings, "dask", tmp_path, workers=2,
+                  trial_function=tune_toy.logged, report=False)
+    assert result.counts["complete"] == 6
+    lines = [line.split() for line in (tmp_path / "dask" / "ran.log").read_text().splitlines()]
+    assert len(lines) == 6 and len({name for name, _ in lines}) == 6
+    assert os.getpid() not in {int(pid) for _, pid in lines}  # the trials ran in the workers' processes

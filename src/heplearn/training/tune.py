@@ -29,6 +29,7 @@ import csv
 import io
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -406,7 +407,7 @@ def _trial_bar(study: Any, settings: TuneSettings) -> Iterator[Callable[[], None
 
 def _run_on_dask(plan: StudyPlan, workers: int, scheduler: str | None) -> None:
     """Run one study worker per Dask worker (on a LocalCluster, or on the cluster at ``scheduler``)."""
-    from dask.distributed import Client, LocalCluster, wait
+    from dask.distributed import Client, LocalCluster
 
     worker_plan = replace(plan, settings=replace(plan.settings, progress=False))
     with contextlib.ExitStack() as stack:
@@ -422,7 +423,7 @@ def _run_on_dask(plan: StudyPlan, workers: int, scheduler: str | None) -> None:
         study = load_study(plan)
         with _trial_bar(study, plan.settings) as update:
             while not all(future.done() for future in futures):
-                wait(futures, timeout=2, return_when="FIRST_COMPLETED")
+                time.sleep(1)
                 update()
         ran = client.gather(futures)
     log.info("trials run per Dask worker: %s", ran)
