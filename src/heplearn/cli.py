@@ -311,6 +311,16 @@ def _register_anomaly() -> None:
 _register_anomaly()
 
 
+# -- heplearn fastsim (generative fast simulation of jets: heplearn.methods.fastsim_cli) --------------
+def _register_fastsim() -> None:
+    from heplearn.methods.fastsim_cli import fastsim_app
+
+    app.add_typer(fastsim_app, name="fastsim")
+
+
+_register_fastsim()
+
+
 # -- heplearn analysis (the workflow from one config, on Snakemake: heplearn.analysis) ---------------
 def _register_analysis() -> None:
     from heplearn.analysis.cli import analysis_app

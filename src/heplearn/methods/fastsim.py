@@ -1,0 +1,826 @@
+"""Generative fast simulation of jets as particle clouds, conditioned on the jet class and pT.
+
+A jet is a set of up to N particles, each (Δη, Δφ, pT / pT_jet) relative to the jet axis (JetNet's
+representation, Kansal et al. arXiv:2106.11535), modelled in the standardised coordinates
+(Δη, Δφ, log pT_rel). Every model is permutation equivariant: its layers are EPiC layers (Buhmann,
+Kasieczka, Thaler, arXiv:2301.08128), which exchange information between the particles only through
+a global vector updated from the mean and sum of the particles, so the cost is linear in N. The
+condition of a jet is its class (one-hot), its pT (standardised) and its number of particles n; n
+itself is drawn from the training jets' multiplicities of the same class and pT bin.
+
+Three generators, all trained by the engine's ``fit`` (tasks, named loss terms, step strategies):
+
+- ``flow_matching`` (the main model): conditional flow matching (Lipman et al. arXiv:2210.02747)
+  with the straight path x_t = (1 − t) x₀ + t x₁ from Gaussian noise x₀ to a jet x₁ and the target
+  velocity x₁ − x₀ (σ_min = 0, the rectified-flow path); the velocity network is an EPiC network
+  of (x_t, t, condition), as EPiC-FM (Buhmann et al. arXiv:2310.00049). Sampling integrates the
+  ODE dx/dt = v(x, t) from t = 0 to 1 with the midpoint rule. The model's output is each jet's
+  flow-matching loss, and the loss term ``flow_matching`` averages it;
+- ``vae``: a set VAE: an EPiC encoder gives q(z | jet), an EPiC generator maps z and per-particle
+  noise to a set, the reconstruction is scored by the symmetric Chamfer distance (sets have no
+  order to compare slot by slot) and the loss terms are ``chamfer`` and ``latent_kl`` (weighted β);
+- ``gan``: an EPiC-GAN: EPiC generator of per-particle and global noise, EPiC discriminator, the
+  least-squares GAN losses (Mao et al. arXiv:1611.04076) as EPiC-GAN uses them, trained by the
+  step strategy ``gan`` (the discriminator is a second network with its own optimiser).
+
+``train_fastsim`` writes a run directory (the engine's ``metrics.jsonl`` and checkpoints, plus
+``fastsim.json`` and ``model.safetensors``); ``load_fastsim`` reads it back; ``sample_jets``
+draws jets of a class at pT values inside the training range and ``write_jets`` writes them in
+the JetClass schema of ``heplearn generate`` (kinematic ``part_*`` fields, ``jet_*`` with the
+soft-drop mass and N-subjettiness from FastJet, one-hot ``label_*``), so a tagger trained on
+kinematic inputs reads them unchanged. Particle identification, tracks and secondary vertices are
+not modelled, so those fields are not written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import torch
+from torch import nn
+
+from heplearn.config import StrictModel
+from heplearn.errors import ConfigError, DataError
+from heplearn.tasks import TASKS, Batch, LossTerm, Task
+from heplearn.training.losses import LossTermBase, register_loss_term, weighted_mean
+from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
+
+__all__ = ["MODELS", "CloudScaling", "EPiCNetwork", "FastSim", "FlowMatchingJets", "GanStep", "JetClouds",
+           "JetGeneration", "SetGAN", "SetVAE", "concatenate_clouds", "load_clouds", "load_fastsim", "load_sources",
+           "sample_jets", "to_jetclass", "train_fastsim", "write_jets"]
+
+#: The generators ``train_fastsim`` knows.
+MODELS = ("flow_matching", "vae", "gan")
+FASTSIM_FILE = "fastsim.json"
+WEIGHTS_FILE = "model.safetensors"
+JET_RADIUS = 0.8  # the generator's default anti-kT radius: the R0 of τ_N and soft drop
+_PT_BINS = 5  # pT bins (training quantiles) of the multiplicity tables
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+@dataclass
+class JetClouds:
+    """Jets as padded clouds of (Δη, Δφ, pT_rel), pT-ordered, with their class and jet kinematics."""
+
+    clouds: np.ndarray  # (jets, particles, 3)
+    mask: np.ndarray  # (jets, particles) bool, real particles first
+    label: np.ndarray  # (jets,) class index
+    class_names: list[str]
+    jet_pt: np.ndarray
+    jet_eta: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def take(self, index: np.ndarray) -> JetClouds:
+        """The jets at ``index`` (indices or a boolean mask)."""
+        return JetClouds(self.clouds[index], self.mask[index], self.label[index], self.class_names,
+                         self.jet_pt[index], self.jet_eta[index])
+
+    def of_class(self, name: str) -> JetClouds:
+        """The jets of class ``name``."""
+        return self.take(self.label == self.class_names.index(name))
+
+
+def load_clouds(files: Sequence[str | os.PathLike[str]], num_particles: int = 30, max_jets: int | None = None,
+                class_name: str | None = None) -> JetClouds:
+    """The ``num_particles`` highest-pT particles of each jet of JetClass-schema ``files``.
+
+    The class of a jet is its one-hot ``label_*``; files without labels (one process of the
+    generator, e.g. its chunks) need ``class_name``, the class of all their jets.
+    """
+    from heplearn.data import io
+
+    if num_particles < 1:
+        raise ConfigError(f"fastsim: num_particles must be positive, got {num_particles}")
+    parts: list[JetClouds] = []
+    for path in files:
+        names = io.open_source(path).field_names()
+        labels = [] if class_name else sorted(name for name in names if name.startswith("label_"))
+        needed = ["part_px", "part_py", "part_deta", "part_dphi", "jet_pt", "jet_eta"]
+        missing = [name for name in needed if name not in names]
+        if missing or not (labels or class_name):
+            raise DataError(f"{path}: not a JetClass-schema jet file (missing {', '.join(missing) or 'label_*'}); "
+                            "a file of one class without labels needs its class named (CLASS=FILE)")
+        class_names = [class_name] if class_name else [name.removeprefix("label_") for name in labels]
+        if parts and class_names != parts[0].class_names:
+            raise DataError(f"{path}: classes {class_names} differ from the first file's {parts[0].class_names}")
+        array = io.read(path, needed + labels)
+        pt = np.hypot(array.part_px, array.part_py)
+        order = ak.argsort(pt, axis=1, ascending=False)[:, :num_particles]
+        jet_pt = ak.to_numpy(array.jet_pt).astype(np.float64)
+
+        def padded(values: ak.Array, order: ak.Array = order) -> np.ndarray:
+            return ak.to_numpy(ak.fill_none(ak.pad_none(values[order], num_particles, clip=True), 0.0)).astype(
+                np.float64)
+
+        clouds = np.stack([padded(array.part_deta), padded(array.part_dphi), padded(pt) / jet_pt[:, None]], -1)
+        mask = ak.to_numpy(ak.fill_none(ak.pad_none(ak.ones_like(pt[order], dtype=bool), num_particles, clip=True),
+                                        False))
+        label = (np.argmax(np.stack([ak.to_numpy(array[name]) for name in labels], -1), -1) if labels
+                 else np.zeros(len(array), np.int64))
+        parts.append(JetClouds(clouds.astype(np.float32), mask, label, class_names, jet_pt,
+                               ak.to_numpy(array.jet_eta).astype(np.float64)))
+    if not parts:
+        raise DataError("fastsim: no input files given")
+    jets = concatenate_clouds(parts)
+    if max_jets is not None and len(jets) > max_jets:
+        jets = jets.take(np.arange(max_jets))
+    if len(jets) == 0 or not jets.mask[:, 0].all():
+        raise DataError(f"fastsim: no jets, or jets without particles, in {', '.join(map(str, files))}")
+    return jets
+
+
+def concatenate_clouds(parts: Sequence[JetClouds]) -> JetClouds:
+    """One sample of several; the classes are the union of the parts' (in order of appearance)."""
+    names: list[str] = []
+    for part in parts:
+        names.extend(name for name in part.class_names if name not in names)
+    labels = [np.asarray([names.index(part.class_names[i]) for i in part.label], np.int64) for part in parts]
+    particles = max(part.clouds.shape[1] for part in parts)
+    if any(part.clouds.shape[1] != particles for part in parts):
+        raise DataError("fastsim: samples with different numbers of particles per jet")
+    return JetClouds(np.concatenate([p.clouds for p in parts]), np.concatenate([p.mask for p in parts]),
+                     np.concatenate(labels), names, np.concatenate([p.jet_pt for p in parts]),
+                     np.concatenate([p.jet_eta for p in parts]))
+
+
+def load_sources(sources: Sequence[str], num_particles: int = 30, max_jets_per_class: int | None = None
+                 ) -> JetClouds:
+    """Jets from ``sources``: labelled JetClass files, or ``CLASS=FILE`` for a file of one class."""
+    parts = []
+    for source in sources:
+        name, separator, path = str(source).rpartition("=")
+        parts.append(load_clouds([path], num_particles, class_name=name if separator else None))
+    jets = concatenate_clouds(parts)
+    if max_jets_per_class is not None:
+        keep = np.concatenate([np.flatnonzero(jets.label == index)[:max_jets_per_class]
+                               for index in range(len(jets.class_names))])
+        jets = jets.take(np.sort(keep))
+    return jets
+
+
+@dataclass
+class CloudScaling:
+    """What the models were trained on: feature standardisation, the condition's ranges and the
+    per-class tables that sampling draws from (pT and η quantiles, multiplicities per pT bin)."""
+
+    class_names: list[str]
+    num_particles: int
+    feature_mean: list[float]
+    feature_scale: list[float]
+    pt_mean: float
+    pt_scale: float
+    pt_quantiles: dict[str, list[float]]  # 101 quantiles of the training jets' pT per class
+    eta_quantiles: dict[str, list[float]]
+    multiplicity: dict[str, list[list[float]]]  # per class: per pT bin, the frequency of n = 1 … N
+
+    @classmethod
+    def fit(cls, jets: JetClouds) -> CloudScaling:
+        """The scaling of the training ``jets``."""
+        features = _to_model_coordinates(jets.clouds)[jets.mask]
+        levels = np.linspace(0, 1, 101)
+        pt_quantiles, eta_quantiles, multiplicity = {}, {}, {}
+        for name in jets.class_names:
+            members = jets.of_class(name)
+            if len(members) < 10:
+                raise DataError(f"fastsim: class {name!r} has {len(members)} training jets; at least 10 needed")
+            pt_quantiles[name] = np.quantile(members.jet_pt, levels).tolist()
+            eta_quantiles[name] = np.quantile(members.jet_eta, levels).tolist()
+            edges = np.quantile(members.jet_pt, np.linspace(0, 1, _PT_BINS + 1))
+            bins = np.clip(np.searchsorted(edges, members.jet_pt, side="right") - 1, 0, _PT_BINS - 1)
+            counts = members.mask.sum(1)
+            table = [np.bincount(counts[bins == b] - 1, minlength=jets.clouds.shape[1]).astype(float) + 1e-9
+                     for b in range(_PT_BINS)]
+            multiplicity[name] = [(row / row.sum()).tolist() for row in table]
+        return cls(list(jets.class_names), jets.clouds.shape[1], features.mean(0).tolist(),
+                   (features.std(0) + 1e-6).tolist(), float(jets.jet_pt.mean()), float(jets.jet_pt.std() + 1e-6),
+                   pt_quantiles, eta_quantiles, multiplicity)
+
+    @property
+    def condition_size(self) -> int:
+        """One-hot class, standardised pT and n / N."""
+        return len(self.class_names) + 2
+
+    def class_index(self, name: str) -> int:
+        """The index of class ``name``; an unknown class is a ConfigError naming the known ones."""
+        if name not in self.class_names:
+            raise ConfigError(f"fastsim: unknown class {name!r}; this model knows {', '.join(self.class_names)}")
+        return self.class_names.index(name)
+
+    def pt_range(self, name: str) -> tuple[float, float]:
+        """The training jets' pT range of class ``name`` (GeV)."""
+        quantiles = self.pt_quantiles[self.class_names[self.class_index(name)]]
+        return quantiles[0], quantiles[-1]
+
+    def condition(self, label: np.ndarray, jet_pt: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The condition vectors ``(jets, classes + 2)``."""
+        one_hot = np.eye(len(self.class_names), dtype=np.float32)[label]
+        pt = ((jet_pt - self.pt_mean) / self.pt_scale).astype(np.float32)[:, None]
+        return np.concatenate([one_hot, pt, (counts / self.num_particles).astype(np.float32)[:, None]], -1)
+
+    def standardise(self, clouds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(Δη, Δφ, pT_rel) → standardised (Δη, Δφ, log pT_rel); padding stays zero."""
+        values = (_to_model_coordinates(clouds) - np.asarray(self.feature_mean)) / np.asarray(self.feature_scale)
+        return np.where(mask[..., None], values, 0.0).astype(np.float32)
+
+    def unstandardise(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The inverse of ``standardise``: (Δη, Δφ, pT_rel), padding zero."""
+        raw = values * np.asarray(self.feature_scale) + np.asarray(self.feature_mean)
+        raw[..., 2] = np.exp(np.clip(raw[..., 2], -30, 5))
+        return np.where(mask[..., None], raw, 0.0).astype(np.float32)
+
+    def sample_multiplicity(self, name: str, jet_pt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """n for each jet, drawn from the training multiplicities of class ``name`` in its pT bin."""
+        quantiles = np.asarray(self.pt_quantiles[name])
+        edges = np.quantile(quantiles, np.linspace(0, 1, _PT_BINS + 1))
+        bins = np.clip(np.searchsorted(edges, jet_pt, side="right") - 1, 0, _PT_BINS - 1)
+        counts = np.empty(len(jet_pt), np.int64)
+        for b, frequencies in enumerate(self.multiplicity[name]):
+            chosen = bins == b
+            counts[chosen] = rng.choice(self.num_particles, size=int(chosen.sum()), p=frequencies) + 1
+        return counts
+
+
+def _to_model_coordinates(clouds: np.ndarray) -> np.ndarray:
+    values = np.asarray(clouds, np.float64).copy()
+    values[..., 2] = np.log(np.clip(values[..., 2], 1e-12, None))
+    return values
+
+
+# -- the EPiC backbone -----------------------------------------------------------------------------------------------
+class EPiCLayer(nn.Module):
+    """One EPiC layer (arXiv:2301.08128, eq. 2): the global vector is updated from the mean and the
+    (1/N-scaled) sum of the particles, then every particle from itself, the global vector and the
+    condition; both with residual connections. Padded particles neither contribute nor change."""
+
+    def __init__(self, hidden: int, global_size: int, condition_size: int) -> None:
+        super().__init__()
+        self.global_net = nn.Sequential(nn.Linear(2 * hidden + global_size + condition_size, hidden),
+                                        nn.LeakyReLU(0.01), nn.Linear(hidden, global_size))
+        self.local_net = nn.Sequential(nn.Linear(hidden + global_size + condition_size, hidden), nn.LeakyReLU(0.01),
+                                       nn.Linear(hidden, hidden))
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = mask.unsqueeze(-1).to(x.dtype)
+        total = (x * weight).sum(1)
+        mean = total / weight.sum(1).clamp_min(1.0)
+        g = g + self.global_net(torch.cat([mean, total / x.shape[1], g, condition], -1))
+        broadcast = torch.cat([g, condition], -1).unsqueeze(1).expand(-1, x.shape[1], -1)
+        x = x + self.local_net(torch.cat([x, broadcast], -1))
+        return x * weight, g
+
+
+class EPiCNetwork(nn.Module):
+    """Per-particle inputs → EPiC layers → per-particle outputs and the final global vector."""
+
+    def __init__(self, inputs: int, outputs: int, condition_size: int, hidden: int = 64, global_size: int = 16,
+                 layers: int = 3) -> None:
+        super().__init__()
+        if hidden < 1 or global_size < 1 or layers < 1:
+            raise ConfigError(f"EPiC network: hidden, global_size and layers must be positive; got {hidden}, "
+                              f"{global_size}, {layers}")
+        self.embed = nn.Sequential(nn.Linear(inputs + condition_size, hidden), nn.LeakyReLU(0.01))
+        self.initial_global = nn.Linear(hidden + condition_size, global_size)
+        self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
+        self.output = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = mask.unsqueeze(-1).to(x.dtype)
+        hidden = self.embed(torch.cat([x, condition.unsqueeze(1).expand(-1, x.shape[1], -1)], -1)) * weight
+        g = self.initial_global(torch.cat([(hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
+        for layer in self.layers:
+            hidden, g = layer(hidden, g, condition, mask)
+        return self.output(hidden) * weight, g
+
+
+def _time_features(t: torch.Tensor) -> torch.Tensor:
+    """t and sin/cos of 2^k π t (k = 0…3): a smooth embedding of the flow time."""
+    frequencies = math.pi * 2.0 ** torch.arange(4, dtype=t.dtype)
+    angles = t[:, None] * frequencies
+    return torch.cat([t[:, None], angles.sin(), angles.cos()], -1)
+
+
+_TIME_FEATURES = 9
+
+
+class FlowMatchingJets(nn.Module):
+    """EPiC-FM: the velocity field v(x_t, t | c) of conditional flow matching on particle clouds.
+
+    ``forward(batch)`` returns each jet's flow-matching loss ``(B, 1)``: the mean over its real
+    particles of ‖v(x_t, t) − (x₁ − x₀)‖², t ~ U(0, 1), x₀ ~ N(0, I) (Lipman et al., eq. 23 with
+    σ_min = 0). ``sample`` integrates the ODE from noise.
+    """
+
+    input_keys = ("particles", "jet", "mask")
+    objectives = ("flow_matching",)
+
+    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
+                 features: int = 3) -> None:
+        super().__init__()
+        self.features = features
+        self.velocity = EPiCNetwork(features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers)
+
+    def velocity_at(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+                    ) -> torch.Tensor:
+        """v(x, t | condition) per particle."""
+        return self.velocity(x, torch.cat([condition, _time_features(t)], -1), mask)[0]
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        x1, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
+        t = torch.rand(len(x1), dtype=x1.dtype)
+        x0 = torch.randn_like(x1)
+        xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+        error = (self.velocity_at(xt, t, condition, mask) - (x1 - x0)).square().sum(-1)
+        weight = mask.to(x1.dtype)
+        return ((error * weight).sum(1) / (weight.sum(1).clamp_min(1.0) * self.features)).unsqueeze(-1)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, mask: torch.Tensor, steps: int = 25) -> torch.Tensor:
+        """Clouds from the ODE dx/dt = v(x, t), t: 0 → 1, midpoint rule with ``steps`` steps."""
+        x = torch.randn(*mask.shape, self.features) * mask.unsqueeze(-1)
+        dt = 1.0 / steps
+        for step in range(steps):
+            t = torch.full((len(x),), step * dt)
+            half = x + 0.5 * dt * self.velocity_at(x, t, condition, mask)
+            x = x + dt * self.velocity_at(half, t + 0.5 * dt, condition, mask)
+        return x * mask.unsqueeze(-1)
+
+
+class SetGenerator(nn.Module):
+    """EPiC generator: per-particle noise and a global latent vector (with the condition) → a cloud."""
+
+    def __init__(self, condition_size: int, latent: int = 16, noise: int = 8, hidden: int = 64, global_size: int = 16,
+                 layers: int = 3, features: int = 3) -> None:
+        super().__init__()
+        self.latent, self.noise, self.features = latent, noise, features
+        self.network = EPiCNetwork(noise, features, condition_size + latent, hidden, global_size, layers)
+
+    def forward(self, latent: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(*mask.shape, self.noise)
+        return self.network(noise, torch.cat([condition, latent], -1), mask)[0]
+
+
+def chamfer(first: torch.Tensor, second: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Symmetric Chamfer distance per jet: the mean over real particles of each set of the squared
+    distance to the nearest real particle of the other set (both sets share ``mask``)."""
+    distances = torch.cdist(first, second).square()
+    missing = ~(mask.unsqueeze(1) & mask.unsqueeze(2))
+    distances = distances.masked_fill(missing, float("inf"))
+    weight = mask.to(first.dtype)
+    count = weight.sum(1).clamp_min(1.0)
+    forward = torch.nan_to_num(distances.min(2).values, posinf=0.0)
+    backward = torch.nan_to_num(distances.min(1).values, posinf=0.0)
+    return ((forward * weight).sum(1) + (backward * weight).sum(1)) / count
+
+
+class SetVAE(nn.Module):
+    """A set VAE: EPiC encoder → q(z | jet) = N(μ, σ²); EPiC generator of z and particle noise → jet.
+
+    ``forward(batch)`` returns ``(B, 2)``: the Chamfer reconstruction distance and
+    D_KL(q(z | x) ‖ N(0, I)) per jet (Kingma & Welling, arXiv:1312.6114).
+    """
+
+    input_keys = ("particles", "jet", "mask")
+    objectives = ("chamfer", "latent_kl")
+
+    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
+                 latent: int = 16, features: int = 3) -> None:
+        super().__init__()
+        self.latent = latent
+        self.encoder = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
+        self.posterior = nn.Linear(global_size, 2 * latent)
+        self.decoder = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        from heplearn.tasks import kl_divergence
+
+        x, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
+        mu, log_variance = self.posterior(self.encoder(x, condition, mask)[1]).chunk(2, -1)
+        log_variance = log_variance.clamp(-10, 10)
+        z = mu + torch.randn_like(mu) * (0.5 * log_variance).exp()
+        reconstruction = self.decoder(z, condition, mask)
+        return torch.stack([chamfer(reconstruction, x, mask), kl_divergence(mu, log_variance)], -1)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Clouds decoded from z ~ N(0, I)."""
+        return self.decoder(torch.randn(len(condition), self.latent), condition, mask)
+
+
+class SetGAN(nn.Module):
+    """The EPiC-GAN generator (the product network of the ``gan`` step; its discriminator lives in the step).
+
+    ``forward(batch)`` generates one cloud for each jet of the batch (its condition and mask).
+    """
+
+    input_keys = ("jet", "mask")
+    objectives = ("generator",)
+
+    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
+                 latent: int = 16, features: int = 3) -> None:
+        super().__init__()
+        self.latent, self.condition_size = latent, condition_size
+        self.generator = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        condition, mask = batch["jet"].float(), batch["mask"]
+        return self.generator(torch.randn(len(condition), self.latent), condition, mask)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Clouds of fresh noise."""
+        return self.forward({"jet": condition, "mask": mask})
+
+
+class Discriminator(nn.Module):
+    """EPiC discriminator: a score per jet from its cloud and condition."""
+
+    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
+                 features: int = 3) -> None:
+        super().__init__()
+        self.network = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
+        self.head = nn.Linear(global_size, 1)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.network(x, condition, mask)[1]).squeeze(-1)
+
+
+# -- the task, its loss terms and the GAN step -----------------------------------------------------------------------
+class JetGeneration(Task):
+    """A generator of jets: the raw outputs are per-jet training objectives (named ``objectives``)."""
+
+    kind = "jet_generation"
+    output_tensor = "objectives"
+    default_loss = "flow_matching"
+
+    def __init__(self, objectives: Sequence[str], terms: Sequence[LossTerm] = ()) -> None:
+        super().__init__(len(objectives), terms)
+        self.objectives = list(objectives)
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        return batch["particles"]
+
+    def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return outputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.objectives)
+
+    def settings(self) -> dict[str, Any]:
+        return {"objectives": self.objectives}
+
+    @classmethod
+    def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
+        return cls(settings["objectives"])
+
+
+TASKS[JetGeneration.kind] = JetGeneration
+
+
+class _Objective(LossTermBase):
+    """The weighted mean over jets of the model's per-jet objective of the same name."""
+
+    tasks = (JetGeneration,)
+    needs = "a jet-generation task (heplearn fastsim)"
+
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        objectives = getattr(task, "objectives", [])
+        if self.name not in objectives:
+            raise ConfigError(f"training.loss: {self.name} is not an objective of this model ({', '.join(objectives)})")
+        return weighted_mean(outputs[:, objectives.index(self.name)].float(), batch["weight"])
+
+
+class FlowMatchingLoss(_Objective):
+    """Conditional flow matching: E_t,x₀,x₁ ‖v(x_t, t) − (x₁ − x₀)‖² (arXiv:2210.02747)."""
+
+    name = "flow_matching"
+
+
+class ChamferLoss(_Objective):
+    """The VAE's reconstruction term: the Chamfer distance of input and decoded clouds."""
+
+    name = "chamfer"
+
+
+class LatentKL(_Objective):
+    """The VAE's D_KL(q(z | x) ‖ N(0, I)); its weight is the β of a β-VAE."""
+
+    name = "latent_kl"
+
+
+for _term in (FlowMatchingLoss, ChamferLoss, LatentKL):
+    register_loss_term(_term)
+
+
+class GanSettings(StrictModel):
+    """``training.step: {name: gan, ...}``: the discriminator's size, learning rate and updates per step."""
+
+    hidden: int = 64
+    layers: int = 3
+    learning_rate: float | None = None
+    discriminator_steps: int = 1
+
+
+class GanStep(StepStrategy):
+    """EPiC-GAN training: discriminator and generator in alternation with least-squares losses.
+
+    L_D = ½ E[(D(x) − 1)²] + ½ E[D(G(z))²] and L_G = ½ E[(D(G(z)) − 1)²] (Mao et al.,
+    arXiv:1611.04076), as EPiC-GAN (arXiv:2301.08128) trains. ``loss`` is L_G, beside
+    ``discriminator_loss``.
+    """
+
+    name = "gan"
+    Settings = GanSettings
+
+    def __init__(self, context: StepContext, settings: GanSettings) -> None:
+        super().__init__()
+        if not isinstance(context.model, SetGAN):
+            raise ConfigError("training.step: gan trains a fastsim SetGAN generator")
+        self.training, self.settings = context.training, settings
+        self.generator = context.wrap(context.model)
+        discriminator = Discriminator(context.model.condition_size, settings.hidden, 16, settings.layers)
+        self.discriminator = context.wrap(discriminator)
+        discriminator_training = context.training.model_copy(
+            update={"learning_rate": settings.learning_rate or context.training.learning_rate})
+        self.add_module("model", context.model, context.training, context.total_steps)
+        self.add_module("discriminator", discriminator, discriminator_training,
+                        context.total_steps * settings.discriminator_steps)
+
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        real, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
+        discriminator_loss = torch.zeros(())
+        for _ in range(self.settings.discriminator_steps):
+            with torch.no_grad(), autocast(self.training):
+                fake = self.generator(batch)
+            discriminator_loss = 0.5 * ((self.discriminator(real, condition, mask) - 1).square().mean()
+                                        + self.discriminator(fake, condition, mask).square().mean())
+            optimise(discriminator_loss, self.modules["discriminator"], self.optimizers["discriminator"],
+                     self.schedulers["discriminator"], self.training.gradient_clip)
+        with autocast(self.training):
+            fake = self.generator(batch)
+        generator_loss = 0.5 * (self.discriminator(fake, condition, mask) - 1).square().mean()
+        optimise(generator_loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"],
+                 self.training.gradient_clip)
+        return {"loss": float(generator_loss.detach()), "discriminator_loss": float(discriminator_loss.detach())}
+
+
+register_step_strategy(GanStep)
+
+
+# -- training, saving, sampling --------------------------------------------------------------------------------------
+@dataclass
+class FastSim:
+    """A trained generator with its scaling and hyper-parameters."""
+
+    kind: str
+    network: nn.Module = field(repr=False)
+    scaling: CloudScaling
+    hyperparameters: dict[str, int]
+
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """``fastsim.json`` and ``model.safetensors`` into ``run_dir`` (each written atomically)."""
+        from safetensors.torch import save_file
+
+        from heplearn.data.files import atomic_path, write_json
+
+        run_dir = Path(run_dir)
+        with atomic_path(run_dir / WEIGHTS_FILE) as temporary:
+            save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, str(temporary))
+        write_json(run_dir / FASTSIM_FILE, {"kind": self.kind, "hyperparameters": self.hyperparameters,
+                                           "scaling": asdict(self.scaling)})
+        return run_dir
+
+    def generate(self, condition: np.ndarray, mask: np.ndarray, steps: int = 25, batch_size: int = 2048
+                 ) -> np.ndarray:
+        """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches)."""
+        self.network.eval()
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(condition), batch_size):
+                c = torch.from_numpy(condition[start:start + batch_size])
+                m = torch.from_numpy(mask[start:start + batch_size])
+                if isinstance(self.network, FlowMatchingJets):
+                    outputs.append(self.network.sample(c, m, steps).numpy())
+                else:
+                    outputs.append(self.network.sample(c, m).numpy())  # type: ignore[operator]
+        return np.concatenate(outputs) if outputs else np.zeros((0, *mask.shape[1:], 3), np.float32)
+
+
+def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, int]) -> nn.Module:
+    """The untrained network of generator ``kind``."""
+    if kind not in MODELS:
+        raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+    cls = {"flow_matching": FlowMatchingJets, "vae": SetVAE, "gan": SetGAN}[kind]
+    return cls(condition_size, **hyperparameters)
+
+
+def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learning_rate: float | None = None
+                     ) -> Any:
+    """The training settings of each generator (``gan``: the ``gan`` step, Adam-like rates of EPiC-GAN)."""
+    from heplearn.run_config import LossTermConfig, StepConfig, TrainingConfig
+
+    loss = {"flow_matching": [LossTermConfig(name="flow_matching")],
+            "vae": [LossTermConfig(name="chamfer"), LossTermConfig(name="latent_kl", weight=0.01)],
+            "gan": "auto"}[kind]
+    step = StepConfig(name="gan") if kind == "gan" else StepConfig()
+    rate = learning_rate or (2e-4 if kind == "gan" else 1e-3)
+    return TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=rate, weight_decay=1e-5,
+                          early_stopping_patience=None, loss=loss, step=step, gradient_clip=1.0 if kind != "gan"
+                          else 5.0)
+
+
+def _arrays(jets: JetClouds, scaling: CloudScaling) -> Any:
+    from heplearn.data.transform import JetArrays
+
+    condition = scaling.condition(jets.label, jets.jet_pt, jets.mask.sum(1))
+    return JetArrays({"particles": scaling.standardise(jets.clouds, jets.mask), "jet": condition}, jets.mask,
+                     jets.label.astype(np.int64), np.ones(len(jets), np.float32))
+
+
+def train_fastsim(train: JetClouds, kind: str = "flow_matching", *, val: JetClouds | None = None,
+                  hyperparameters: Mapping[str, int] | None = None, training: Any = None,
+                  run_dir: str | os.PathLike[str] | None = None, seed: int = 0, progress: bool = False) -> FastSim:
+    """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``."""
+    from heplearn.data.dataset import InMemoryJets
+    from heplearn.training.losses import TermContext, build_terms
+    from heplearn.training.trainer import InMemorySource, fit
+
+    if kind not in MODELS:
+        raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+    hyper = {"hidden": 64, "global_size": 16, "layers": 3, **(hyperparameters or {})}
+    scaling = CloudScaling.fit(train)
+    training = training or default_training(kind)
+    torch.manual_seed(seed)
+    network = build_network(kind, scaling.condition_size, hyper)
+    task = JetGeneration(network.objectives)  # type: ignore[arg-type]
+    if training.loss != "auto":
+        task.terms = build_terms(training.loss, task, TermContext(training))
+    source = InMemorySource(InMemoryJets(_arrays(train, scaling), train.class_names, None), training.batch_size, True,
+                            seed)
+    validation = None
+    if val is not None and kind != "gan":  # a GAN has no held-out objective without its discriminator
+        validation = InMemorySource(InMemoryJets(_arrays(val, scaling), val.class_names, None), 1024, False, seed)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    fit(network, task, source, validation, training, run_dir=Path(run_dir) if run_dir else None, progress=progress)
+    model = FastSim(kind, network, scaling, hyper)
+    if run_dir is not None:
+        model.save(run_dir)
+    return model
+
+
+def load_fastsim(run_dir: str | os.PathLike[str]) -> FastSim:
+    """The generator saved in ``run_dir`` by ``train_fastsim``."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    if not (run_dir / FASTSIM_FILE).is_file() or not (run_dir / WEIGHTS_FILE).is_file():
+        raise DataError(f"{run_dir}: not a fastsim run (no {FASTSIM_FILE} and {WEIGHTS_FILE}); train one with "
+                        "heplearn fastsim train")
+    info = json.loads((run_dir / FASTSIM_FILE).read_text())
+    scaling = CloudScaling(**info["scaling"])
+    network = build_network(info["kind"], scaling.condition_size, info["hyperparameters"])
+    network.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)))
+    network.eval()
+    return FastSim(info["kind"], network, scaling, info["hyperparameters"])
+
+
+@dataclass
+class SampledJets:
+    """Generated jets of one or more classes, as clouds with their kinematics."""
+
+    clouds: JetClouds
+    jet_phi: np.ndarray
+
+
+def sample_jets(model: FastSim, counts: Mapping[str, int], *, pt: Mapping[str, np.ndarray] | None = None,
+                steps: int = 25, seed: int = 0) -> SampledJets:
+    """``counts[class]`` jets of each class; their pT from ``pt[class]`` (GeV, inside the training range)
+    or drawn from the training pT distribution, their multiplicity from the training table."""
+    scaling = model.scaling
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    labels, pts, etas = [], [], []
+    for name, count in counts.items():
+        index = scaling.class_index(name)
+        if count < 0:
+            raise ConfigError(f"fastsim: a negative number of {name} jets ({count}) requested")
+        low, high = scaling.pt_range(name)
+        if pt is not None and name in pt:
+            values = np.asarray(pt[name], np.float64)
+            if len(values) != count:
+                raise ConfigError(f"fastsim: {len(values)} pT values for {count} {name} jets")
+            outside = (values < low) | (values > high)
+            if outside.any():
+                raise ConfigError(f"fastsim: conditioning pT {values[outside][0]:.4g} GeV is outside the training "
+                                  f"range [{low:.4g}, {high:.4g}] GeV of class {name!r}")
+        else:
+            values = np.interp(rng.uniform(0, 1, count), np.linspace(0, 1, 101), scaling.pt_quantiles[name])
+        labels.append(np.full(count, index))
+        pts.append(values)
+        etas.append(np.interp(rng.uniform(0, 1, count), np.linspace(0, 1, 101), scaling.eta_quantiles[name]))
+    label, jet_pt = np.concatenate(labels).astype(np.int64), np.concatenate(pts)
+    multiplicity = np.concatenate([scaling.sample_multiplicity(scaling.class_names[index], jet_pt[label == index], rng)
+                                   for index in dict.fromkeys(label.tolist())]) if len(label) else np.zeros(0, int)
+    # sample_multiplicity went class by class in order of appearance: restore the jets' order
+    order = np.concatenate([np.flatnonzero(label == index) for index in dict.fromkeys(label.tolist())]) \
+        if len(label) else np.zeros(0, int)
+    counts_per_jet = np.empty(len(label), np.int64)
+    counts_per_jet[order] = multiplicity
+    mask = np.arange(scaling.num_particles)[None, :] < counts_per_jet[:, None]
+    condition = scaling.condition(label, jet_pt, counts_per_jet)
+    clouds = scaling.unstandardise(model.generate(condition, mask, steps), mask)
+    # pT order, as the generator stores particles
+    order_in_jet = np.argsort(np.where(mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
+    clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)
+    jets = JetClouds(clouds, mask, label, list(scaling.class_names), jet_pt, np.concatenate(etas))
+    return SampledJets(jets, rng.uniform(-np.pi, np.pi, len(label)))
+
+
+def to_jetclass(sampled: SampledJets, radius: float = JET_RADIUS) -> ak.Array:
+    """The jets as a JetClass-schema record array: ``part_px, part_py, part_pz, part_energy,
+    part_deta, part_dphi``, ``jet_pt, jet_eta, jet_phi, jet_energy, jet_mass, jet_nparticles,
+    jet_sdmass, jet_tau1..4`` and one-hot ``label_*`` (massless particles; jet pT, η, φ are the
+    conditioning values, mass and energy those of the generated constituents)."""
+    from heplearn.generate.substructure import substructure_fields
+
+    jets = sampled.clouds
+    mask, counts = jets.mask, jets.mask.sum(1)
+    pt = jets.clouds[..., 2] * jets.jet_pt[:, None]
+    eta = jets.jet_eta[:, None] + jets.clouds[..., 0]
+    phi = np.mod(sampled.jet_phi[:, None] + jets.clouds[..., 1] + np.pi, 2 * np.pi) - np.pi
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    energy = pt * np.cosh(eta)
+
+    def jagged(values: np.ndarray) -> ak.Array:
+        return ak.unflatten(values[mask].astype(np.float32), counts)
+
+    sums = [np.where(mask, values, 0).sum(1) for values in (px, py, pz, energy)]
+    mass = np.sqrt(np.clip(sums[3]**2 - sums[0]**2 - sums[1]**2 - sums[2]**2, 0, None))
+    constituents = ak.zip({"px": jagged(px), "py": jagged(py), "pz": jagged(pz), "E": jagged(energy)})
+    substructure = substructure_fields(constituents, radius) if len(jets) else {}
+    fields: dict[str, Any] = {
+        "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz), "part_energy": jagged(energy),
+        "part_deta": jagged(jets.clouds[..., 0]), "part_dphi": jagged(jets.clouds[..., 1]),
+        "jet_pt": jets.jet_pt.astype(np.float32), "jet_eta": jets.jet_eta.astype(np.float32),
+        "jet_phi": sampled.jet_phi.astype(np.float32),
+        "jet_energy": np.sqrt(mass**2 + (jets.jet_pt * np.cosh(jets.jet_eta))**2).astype(np.float32),
+        "jet_mass": mass.astype(np.float32), "jet_nparticles": counts.astype(np.int64), **substructure,
+    }
+    for index, name in enumerate(jets.class_names):
+        fields[f"label_{name}"] = (jets.label == index).astype(np.int64)
+    return ak.zip(fields, depth_limit=1)
+
+
+def write_jets(sampled: SampledJets, path: str | os.PathLike[str], provenance: Mapping[str, Any] | None = None
+               ) -> Path:
+    """Write the jets in the JetClass schema (format from the suffix), atomically."""
+    from heplearn.data import io
+
+    return io.write(to_jetclass(sampled), path, {"generator": "heplearn fastsim", **(provenance or {})})
+
+
+def evaluate_generated(reference: JetClouds, generated: Mapping[str, JetClouds], output_dir: str | os.PathLike[str],
+                       *, classifier_epochs: int = 10, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """JetNet's metrics of each generated sample against the reference, class by class, with the
+    physics plots (``<class>.png``) and ``metrics.json`` in ``output_dir``."""
+    from heplearn.data.files import write_json
+    from heplearn.methods.fastsim_metrics import generation_metrics, jet_observables, plot_comparison
+
+    output_dir = Path(output_dir)
+    results: dict[str, Any] = {"classes": {}, "particles_per_jet": reference.clouds.shape[1]}
+    figures = []
+    for name in reference.class_names:
+        ref = reference.of_class(name)
+        rows, observables = {}, {}
+        for model, jets in generated.items():
+            if name not in jets.class_names or not (jets.label == jets.class_names.index(name)).any():
+                continue
+            gen = jets.of_class(name)
+            rows[model] = generation_metrics((ref.clouds, ref.mask), (gen.clouds, gen.mask),
+                                             classifier_epochs=classifier_epochs, seed=seed, progress=progress)
+            observables[model] = jet_observables(gen.clouds, gen.mask, gen.jet_pt)
+        if not rows:
+            continue
+        results["classes"][name] = rows
+        title = f"{name} jets, {ref.clouds.shape[1]} particles"
+        figures.append(plot_comparison(jet_observables(ref.clouds, ref.mask, ref.jet_pt), observables,
+                                       output_dir / f"{name}.png", title=title))
+    if not results["classes"]:
+        raise DataError(f"fastsim evaluate: no generated jets of the reference's classes "
+                        f"({', '.join(reference.class_names)})")
+    results["figures"] = [str(path) for path in figures]
+    write_json(output_dir / "metrics.json", results)
+    return results

@@ -1,0 +1,124 @@
+"""The ``heplearn fastsim`` commands: train a jet generator, sample jets from it, evaluate samples.
+
+Registered in ``heplearn.cli`` as ``app.add_typer(fastsim_app, name="fastsim")``. Each command
+parses its options and calls ``heplearn.methods.fastsim``:
+
+- ``heplearn fastsim train``: ``load_sources`` then ``train_fastsim`` (a run directory);
+- ``heplearn fastsim sample``: ``load_fastsim``, ``sample_jets``, ``write_jets`` (JetClass schema);
+- ``heplearn fastsim evaluate``: ``evaluate_generated`` (JetNet metrics, classifier test, plots).
+
+Jet sources are labelled JetClass files, or ``CLASS=FILE`` for a file of one class (a chunk of
+``heplearn generate``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+fastsim_app = typer.Typer(help="Generative fast simulation of jets: flow matching, VAE and GAN on particle clouds.",
+                          no_args_is_help=True)
+
+
+@fastsim_app.command("train")
+def train_command(
+    train: Annotated[list[str], typer.Option("--train", help="Training jets: a labelled file or CLASS=FILE "
+                                             "(repeatable).")],
+    model: Annotated[str, typer.Option(help="flow_matching, vae or gan.")] = "flow_matching",
+    val: Annotated[list[str] | None, typer.Option("--val", help="Validation jets (same forms).")] = None,
+    particles: Annotated[int, typer.Option(help="Highest-pT particles kept per jet.")] = 30,
+    max_jets: Annotated[int | None, typer.Option(help="At most this many training jets per class.")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Jets per step.")] = 128,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; GAN 2e-4).")] = None,
+    hidden: Annotated[int, typer.Option(help="Width of the EPiC layers.")] = 64,
+    layers: Annotated[int, typer.Option(help="Number of EPiC layers.")] = 3,
+    threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Run name (default: fastsim, model and time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train a conditional generator of jets (class, pT) on particle clouds through the engine."""
+    import torch
+
+    from heplearn.methods.fastsim import default_training, load_sources, train_fastsim
+
+    if threads:
+        torch.set_num_threads(threads)
+    jets = load_sources(train, particles, max_jets)
+    validation = load_sources(val, particles) if val else None
+    run_dir = runs_dir / (name or f"fastsim-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    started = time.perf_counter()
+    train_fastsim(jets, model, val=validation, hyperparameters={"hidden": hidden, "layers": layers},
+                  training=default_training(model, epochs, batch_size, learning_rate), run_dir=run_dir, seed=seed,
+                  progress=not no_progress)
+    typer.echo(f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}, {epochs} epochs, "
+               f"{time.perf_counter() - started:.0f} s)")
+
+
+@fastsim_app.command("sample")
+def sample_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of a trained generator.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .root or .h5).")],
+    jets: Annotated[int, typer.Option("--jets", "-n", help="Jets per class.")] = 1000,
+    classes: Annotated[list[str] | None, typer.Option("--class", help="Classes to sample (repeatable; default: "
+                                                      "all of the model's).")] = None,
+    pt: Annotated[float | None, typer.Option(help="Every jet at this pT (GeV; default: drawn from the training "
+                                             "pT distribution).")] = None,
+    steps: Annotated[int, typer.Option(help="ODE steps of the flow-matching sampler.")] = 25,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+) -> None:
+    """Sample jets of each class and write them in the JetClass schema."""
+    import numpy as np
+
+    from heplearn.methods.fastsim import load_fastsim, sample_jets, write_jets
+
+    model = load_fastsim(run)
+    names = classes or model.scaling.class_names
+    counts = {name: jets for name in names}
+    values = {name: np.full(jets, pt) for name in names} if pt is not None else None
+    started = time.perf_counter()
+    sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed)
+    seconds = time.perf_counter() - started
+    write_jets(sampled, output, {"run": str(run), "model": model.kind, "seed": seed, "steps": steps})
+    typer.echo(f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
+               f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)")
+
+
+@fastsim_app.command("evaluate")
+def evaluate_command(
+    reference: Annotated[list[str], typer.Option("--reference", help="Reference (Pythia) jets: a labelled file or "
+                                                 "CLASS=FILE (repeatable).")],
+    generated: Annotated[list[str], typer.Option("--generated", help="NAME:SOURCE, SOURCE a labelled file or "
+                                                 "CLASS=FILE (repeatable; one NAME per model).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.json and the plots.")] = Path(
+        "fastsim-eval"),
+    particles: Annotated[int, typer.Option(help="Highest-pT particles per jet compared.")] = 30,
+    max_jets: Annotated[int | None, typer.Option(help="At most this many jets per class and sample.")] = None,
+    classifier_epochs: Annotated[int, typer.Option(help="Epochs of the PFN of the classifier test.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the batches and the classifier.")] = 0,
+) -> None:
+    """JetNet metrics (W1 mass / particles / EFPs, FPD, KPD), the classifier test and physics plots."""
+    from heplearn.methods.fastsim import concatenate_clouds, evaluate_generated, load_sources
+
+    sources: dict[str, list[str]] = {}
+    for entry in generated:
+        name, separator, source = entry.partition(":")
+        if not separator or not name or not source:
+            raise typer.BadParameter(f"--generated {entry!r}: expected NAME:FILE or NAME:CLASS=FILE")
+        sources.setdefault(name, []).append(source)
+    samples = {name: concatenate_clouds([load_sources([source], particles, max_jets) for source in files])
+               for name, files in sources.items()}
+    results = evaluate_generated(load_sources(reference, particles, max_jets), samples, output,
+                                 classifier_epochs=classifier_epochs, seed=seed)
+    for class_name, rows in results["classes"].items():
+        for model, row in rows.items():
+            typer.echo(f"{class_name} {model}: W1M×10³ {row['w1m_e3']:.2f}, W1P×10³ {row['w1p_e3']:.2f}, "
+                       f"W1EFP×10⁵ {row['w1efp_e5']:.2f}, FPD×10³ {row['fpd_e3']:.2f} ± {row['fpd_e3_error']:.2f}, "
+                       f"KPD×10³ {row['kpd_e3']:.3f} ± {row['kpd_e3_error']:.3f}, AUC {row['auc']:.3f}, "
+                       f"JSD {row['jsd']:.3f}")
+    typer.echo(f"results: {output / 'metrics.json'}")
