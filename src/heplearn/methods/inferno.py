@@ -382,9 +382,11 @@ class GroupedBatches:
         self._events = len(counts)
 
     def batches_per_epoch(self) -> int:
+        """Batches in one pass over the events."""
         return math.ceil(self._events / self.events_per_batch)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` (events in a new order each epoch, seeded by (seed, epoch))."""
         events = (np.random.default_rng([self.seed, epoch]).permutation(self._events) if self.shuffle
                   else np.arange(self._events))
         for first in range(0, self._events, self.events_per_batch):
