@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import awkward as ak
 import numpy as np
 import pytest
 
+from heplearn.data import io
 from heplearn.generate import kinematics
 from heplearn.generate.events import FinalState
 from heplearn.generate.nanoaod import EventOptions, generate_events, get_event_card
-from heplearn.generate.taus import PION_MASS, reconstruct_jet, reconstruct_taus
+from heplearn.generate.taus import (
+    PION_MASS,
+    TAU_CLASSES,
+    reconstruct_jet,
+    reconstruct_taus,
+    tau_candidates,
+    write_tau_candidates,
+)
 
 
 def particles_at(rows: list[tuple[float, float, float, int, float]]) -> FinalState:
@@ -87,3 +97,23 @@ def test_taus_match_the_visible_generator_taus() -> None:
                       ak.to_numpy(events.nTau))
     tau_eta = ak.to_numpy(ak.flatten(events.Tau_eta))
     assert np.all(np.abs(gen["eta"][(first + index)[index >= 0]] - tau_eta[index >= 0]) < 0.2)
+
+
+def test_tau_candidate_rows_take_the_matched_decay_mode(tmp_path: Path) -> None:
+    # Event 0: two GenVisTau (modes 1 and 10), candidates matched to the second and to none;
+    # event 1: one GenVisTau (mode 0), its candidate matched; event 2: no candidate.
+    values = {name: [[1.0, 2.0], [3.0], []] for name in ("pt", "eta", "mass", "chargedIso", "neutralIso",
+                                                          "leadTkPtOverTauPt")}
+    events = ak.zip({"nTau": [2, 1, 0], "Tau_decayMode": [[10, 0], [0], []], "Tau_genPartIdx": [[1, -1], [0], []],
+                     "nGenVisTau": [2, 1, 0], "GenVisTau_status": [[1, 10], [0], []],
+                     **{f"Tau_{name}": column for name, column in values.items()}}, depth_limit=1)
+    rows = tau_candidates(events)
+    assert len(rows) == 3 and ak.to_numpy(rows.tau_pt).tolist() == [1.0, 2.0, 3.0]
+    labels = np.stack([ak.to_numpy(rows[name]) for name in TAU_CLASSES], axis=1)
+    np.testing.assert_array_equal(labels, [[0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+    source = tmp_path / "events"
+    for split in ("train", "val", "test"):
+        io.write(events, source / f"{split}.parquet", {"generator": "test"})
+    written = write_tau_candidates(source, tmp_path / "rows")
+    back = io.open_source(written["test"])
+    assert len(back.read()) == 3 and back.provenance()["generator"] == "test"

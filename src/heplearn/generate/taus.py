@@ -27,6 +27,7 @@ when a ``GenVisTau`` lies within ΔR < 0.2, else 0, as NanoAOD's hadronic-τ mat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -206,3 +207,43 @@ def _isolation(particles: FinalState, candidates: list[TauCandidate], eta: np.nd
         charged = particles.charge[near] != 0
         charged_iso[k], neutral_iso[k] = pt[charged].sum(), pt[~charged].sum()
     return charged_iso, neutral_iso
+
+
+# ----------------------------------------------------------------------------- τ_h tagger samples
+TAU_CLASSES = ("label_tau_1prong", "label_tau_1prong_pi0", "label_tau_3prong", "label_jet")
+CANDIDATE_FIELDS = ("pt", "eta", "mass", "decayMode", "chargedIso", "neutralIso", "leadTkPtOverTauPt")
+
+
+def tau_candidates(events: ak.Array) -> ak.Array:
+    """One row per reconstructed τ_h candidate of NanoAOD-layout ``events``, for a τ_h tagger.
+
+    Fields ``tau_<name>`` (the ``Tau_*`` values) and one-hot labels from the generator: the
+    decay mode of the matched ``GenVisTau`` (``label_tau_1prong``: h±; ``label_tau_1prong_pi0``: h± + π⁰s;
+    ``label_tau_3prong``: three prongs with or without π⁰s) or ``label_jet`` (no visible τ within
+    ΔR < 0.2: a quark or gluon jet faking a τ_h).
+    """
+    counts = ak.to_numpy(events.nTau)
+    rows = {f"tau_{name}": ak.to_numpy(ak.flatten(events[f"Tau_{name}"])) for name in CANDIDATE_FIELDS}
+    index = ak.to_numpy(ak.flatten(events.Tau_genPartIdx)).astype(np.int64)
+    first = np.repeat(np.cumsum(ak.to_numpy(events.nGenVisTau)) - ak.to_numpy(events.nGenVisTau), counts)
+    modes = ak.to_numpy(ak.flatten(events.GenVisTau_status))
+    mode = np.where(index >= 0, modes[np.where(index >= 0, first + index, 0)] if len(modes) else -1, -1)
+    matched = index >= 0
+    rows["label_tau_1prong"] = matched & (mode == 0)
+    rows["label_tau_1prong_pi0"] = matched & (mode > 0) & (mode < 5)
+    rows["label_tau_3prong"] = matched & (mode >= 10)  # five prongs (≈0.1%) join the three
+    rows["label_jet"] = ~matched
+    return ak.zip(rows, depth_limit=1)
+
+
+def write_tau_candidates(events_dir: str | Path, output_dir: str | Path) -> dict[str, Path]:
+    """``tau_candidates`` of the train/val/test event files of ``events_dir`` (Parquet), written to
+    ``output_dir`` with the events' provenance."""
+    from heplearn.data import io
+
+    written = {}
+    for split in ("train", "val", "test"):
+        source = io.open_source(Path(events_dir) / f"{split}.parquet")
+        provenance = {**source.provenance(), "rows": "one per reconstructed tau_h (heplearn.generate.taus)"}
+        written[split] = io.write(tau_candidates(source.read()), Path(output_dir) / f"{split}.parquet", provenance)
+    return written
