@@ -152,6 +152,12 @@ class DataConfig(StrictModel):
                                  f"beside the inputs (as 'observer:{name}'), never as one: rename the group")
         return self
 
+    def unlabelled(self) -> DataConfig:
+        """The same inputs read from files whose labels, weights and observers are not used (a
+        data sample, a domain-adaptation target): the files need none of those fields."""
+        return self.model_copy(update={"labels": self.labels.model_copy(update={"type": "none"}),
+                                       "weights": None, "observers": []})
+
     @cached_property
     def expressions(self) -> dict[str, Expression]:
         """Every expression of the config, parsed and checked (keyed by where it stands)."""

@@ -29,6 +29,9 @@ def evaluate_command(
         "--train-data", help="Training files, for the overtraining check (repeatable).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder "
                                                 "(default: RUN/eval/DATASET).")] = None,
+    domain_data: Annotated[list[str] | None, typer.Option(
+        "--domain-data", help="A sample of another domain (data, another detector or tune; labels not needed) "
+        "whose score distribution is compared with the test jets' (repeatable).")] = None,
     label: LabelOption = DEFAULT_LABEL,
     background_uncertainty: UncertaintyOption = 0.0,
     no_importance: Annotated[bool, typer.Option("--no-importance", help="Skip the permutation importance.")] = False,
@@ -40,11 +43,15 @@ def evaluate_command(
     settings = EvaluationSettings(style=PlotStyle(label=label), background_uncertainty=background_uncertainty,
                                   importance=not no_importance)
     result = evaluate_run(run, data, output, train_data or None, dataset=name, settings=settings,
-                          progress=not no_progress)
+                          progress=not no_progress, domain_files=domain_data or None)
     metrics = result.metrics
     rejections = ", ".join(f"1/εB({row['signal_efficiency']:.0%}) {row['rejection']:.1f}"
                            for row in metrics["rejection"] if row["rejection"] is not None)
     typer.echo(f"AUC {metrics['auc']:.4f} ± {metrics['auc_uncertainty'] or 0:.4f}, {rejections}")
+    if metrics["domain_agreement"]:
+        agreement = metrics["domain_agreement"]
+        typer.echo(f"domain agreement: χ²/ndf {agreement['chi2_ndf']:.2f}, KS p {agreement['ks_pvalue']:.3g}, "
+                   f"separation AUC {agreement['separation_auc']:.4f}")
     typer.echo(f"report: {result.report}")
 
 

@@ -28,6 +28,7 @@ from heplearn.data.config import DataConfig
 from heplearn.data.dataset import load_arrays
 from heplearn.data.transform import JetArrays
 from heplearn.evaluation import plots
+from heplearn.evaluation.agreement import agreement
 from heplearn.evaluation.binned import bulk_range, efficiency_versus, reliability_curve
 from heplearn.evaluation.figures import (
     NULL_NOTE,
@@ -58,6 +59,8 @@ from heplearn.runs import RunDirectory
 from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
+
+AGREEMENT_BINS = 20  # bins of the score histograms compared across domains
 
 __all__ = ["EvaluationResult", "EvaluationSettings", "evaluate_run"]
 
@@ -103,8 +106,13 @@ def apply_model(model: TrainedModel, files: Sequence[Path], data: DataConfig, se
 def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
                  output: str | os.PathLike[str] | None = None,
                  train_files: Sequence[str | os.PathLike[str]] | None = None, *, dataset: str | None = None,
-                 settings: EvaluationSettings | None = None, progress: bool = True) -> EvaluationResult:
+                 settings: EvaluationSettings | None = None, progress: bool = True,
+                 domain_files: Sequence[str | os.PathLike[str]] | None = None) -> EvaluationResult:
     """Evaluate the run in ``run_dir`` on ``files``; ``train_files`` add TMVA's overtraining check.
+
+    ``domain_files`` (a data or other-domain sample, labels not needed) add the domain agreement:
+    the score's distribution on them against the test jets', with χ²/ndf, KS and the AUC with
+    which the score tells the two apart (½ when the tagger behaves the same on both).
 
     Writes ``metrics.json``, ``plots/`` and ``report.html`` to ``output`` (default
     ``<run_dir>/eval/<dataset>``, ``dataset`` defaulting to the first file's name). A missing run
@@ -115,6 +123,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     model = load_run(run_dir)
     test_paths = data_files(files, "--data")
     train_paths = data_files(train_files, "--train-data") if train_files else None
+    domain_paths = data_files(domain_files, "--domain-data") if domain_files else None
     dataset = safe_name(dataset or test_paths[0].stem)
     run = RunDirectory(run_dir)
     output = Path(output) if output is not None else run.eval_dir(dataset)
@@ -135,6 +144,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     metrics["overtraining"] = _overtraining(model, test, train, train_paths, metrics["score"], settings, figures)
     metrics |= _classes(model, test, settings, figures)
     metrics |= _physics(model, test, scores, binned_observers, mass_observer, metrics["score"], settings, figures)
+    metrics["domain_agreement"] = _domain(model, test, domain_paths, data, metrics["score"], settings, figures,
+                                          progress)
     metrics["feature_importance"] = _ranking(model, test, settings, figures, progress)
     history = run.read_history()
     if sum("train_loss" in record for record in history) > 1:
@@ -254,6 +265,23 @@ def _physics(model: TrainedModel, test: Sample, scores: ScoreSummary, binned_obs
                     "sculpting", "Mass sculpting", f"Background {mass_observer} before and after the score cut at "
                     "each ε_S, with 1/JSD (arXiv:2010.09745).")
     return content
+
+
+def _domain(model: TrainedModel, test: Sample, domain_paths: list[Path] | None, data: DataConfig,
+            score_label: str, settings: EvaluationSettings, figures: PlotSet, progress: bool) -> dict[str, Any] | None:
+    """The score on another domain (data, another detector or tune) against the test jets' score."""
+    if not domain_paths:
+        return None
+    arrays, _ = load_arrays(domain_paths, data.unlabelled())
+    score, _ = signal_score(predict(model, arrays, progress), model.class_names, settings.background_fractions)
+    binary = test.probabilities.shape[1] == 2
+    low, high = (0.0, 1.0) if binary else bulk_range(np.concatenate([test.score, score]), (0.001, 0.999))
+    result = agreement(test.score, score, test.weight, edges=np.linspace(low, high, AGREEMENT_BINS + 1))
+    figures.add(plots.plot_agreement(result, "simulation (test)", "data", score_label, settings.style),
+                "domain_agreement", "Score on simulation and data",
+                f"The score's distribution on the test jets and on {len(arrays)} jets of the other domain, "
+                "normalised, with their ratio; χ²/ndf (shape), KS and the separation AUC in the legend.")
+    return result.as_json() | {"files": [str(path) for path in domain_paths], "jets": len(arrays)}
 
 
 def _ranking(model: TrainedModel, test: Sample, settings: EvaluationSettings, figures: PlotSet,

@@ -27,6 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from heplearn.data.files import atomic_path
+from heplearn.evaluation.agreement import Agreement
 from heplearn.evaluation.binned import BinnedEfficiency, ReliabilityCurve
 from heplearn.evaluation.importance import FeatureRanking
 from heplearn.evaluation.metrics import Roc, clopper_pearson
@@ -251,6 +252,47 @@ def plot_efficiency_versus(binned: Sequence[tuple[str, BinnedEfficiency]], xlabe
         bottom.set_xlabel(xlabel)
         _legend(top, len(binned), title=working_point)
         experiment_label(top, style)
+        return figure
+
+
+# -- agreement of two samples ----------------------------------------------------------------------
+
+
+def plot_agreement(result: Agreement, reference_label: str, other_label: str, xlabel: str,
+                   style: PlotStyle = PlotStyle()) -> Figure:
+    """Two normalised histograms of one variable (reference filled, other as points) and their ratio."""
+    edges = result.edges
+    widths = np.diff(edges)
+    (reference, reference_squares), (other, other_squares) = result.reference, result.other
+    reference_total, other_total = reference.sum(), other.sum()
+    with plot_style():
+        figure = _figure((8, 8.5))
+        main, lower = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+        density = reference / (reference_total * widths)
+        main.stairs(density, edges, fill=True, alpha=0.35, color=COLORS[0], label=reference_label)
+        main.stairs(density, edges, color=COLORS[0], linewidth=1.5)
+        centers = 0.5 * (edges[1:] + edges[:-1])
+        other_density = other / (other_total * widths)
+        main.errorbar(centers, other_density, yerr=np.sqrt(other_squares) / (other_total * widths), fmt="o",
+                      markersize=4, color="black",
+                      label=f"{other_label}: χ²/ndf {result.chi2_ndf:.2f}, KS p {result.ks.pvalue:.3g}, "
+                            f"AUC {result.separation_auc:.3f}")
+        main.set_ylim(0, main.get_ylim()[1] * 1.4)  # room for the legend
+        main.set_ylabel("Normalised to unit area")
+        main.legend(loc="upper center", fontsize="x-small")
+        experiment_label(main, style)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (other / other_total) / (reference / reference_total)
+            error = ratio * np.sqrt(other_squares / np.maximum(other, 1e-300) ** 2
+                                    + reference_squares / np.maximum(reference, 1e-300) ** 2)
+        good = np.isfinite(ratio) & np.isfinite(error)
+        lower.errorbar(centers[good], ratio[good], yerr=error[good], xerr=0.5 * widths[good], fmt="o",
+                       markersize=3, color="black")
+        lower.axhline(1.0, color="gray", linewidth=1)
+        lower.set_ylim(0.5, 1.5)
+        lower.set_ylabel(f"{other_label} /\n{reference_label}", fontsize="small")
+        lower.set_xlabel(xlabel)
+        lower.set_xlim(edges[0], edges[-1])
         return figure
 
 

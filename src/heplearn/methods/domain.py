@@ -98,10 +98,8 @@ class DomainAdversarialStep(StepStrategy):
         self.training = context.training
         self.task = context.task
         self.total_steps = context.total_steps
-        target_config = context.data.model_copy(update={"labels": context.data.labels.model_copy(
-            update={"type": "none"}), "weights": None, "observers": []})
         files = expand_files(settings.target, "training.step.target")
-        arrays, _ = load_arrays(files, target_config)
+        arrays, _ = load_arrays(files, context.data.unlabelled())
         self.target = InMemoryJets(arrays, [], context.preprocessing)
         self.batch_size = context.training.batch_size
         layer = context.model.output_layer  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from heplearn.data.config import DataConfig
+from heplearn.evaluation.agreement import binned, chi2_ndf
 from heplearn.evaluation.plots import COLORS, PlotStyle, plot_style, save_figure
 from heplearn.evaluation.report import embed_png, environment, write_json, write_report
 from heplearn.progress import progress_bar
@@ -40,29 +41,6 @@ class Histograms:
     source: tuple[np.ndarray, np.ndarray]
     reweighted: tuple[np.ndarray, np.ndarray]
     target: tuple[np.ndarray, np.ndarray] | None
-
-
-def binned(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Σw and Σw² per bin (values outside the edges go to the first and last bins)."""
-    clipped = np.clip(values, edges[0], edges[-1])
-    sums = np.histogram(clipped, edges, weights=weights)[0]
-    squares = np.histogram(clipped, edges, weights=weights ** 2)[0]
-    return sums, squares
-
-
-def chi2_ndf(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]) -> float:
-    """χ²/ndf of two weighted histograms compared in shape (each scaled to unit sum), as in
-    ROOT's ``TH1::Chi2Test`` option "WW" for weighted histograms; ndf = filled bins − 1."""
-    (a, a2), (b, b2) = first, second
-    ta, tb = a.sum(), b.sum()
-    if ta <= 0 or tb <= 0:
-        return float("nan")
-    variance = a2 / ta ** 2 + b2 / tb ** 2
-    filled = variance > 0
-    ndf = int(filled.sum()) - 1
-    if ndf < 1:
-        return float("nan")
-    return float(np.sum((a[filled] / ta - b[filled] / tb) ** 2 / variance[filled]) / ndf)
 
 
 def observables(data: DataConfig, arrays: Any) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
