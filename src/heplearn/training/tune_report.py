@@ -57,13 +57,14 @@ def write_tune_report(study: Any, plan: Any, summary: dict[str, Any], directory:
     plots = PlotSet(directory / "plots", PlotStyle())
     notes: list[str] = []
     metric = plan.space.metric
-    _plot(plots, notes, lambda: optuna_plots.plot_optimization_history(study), "optimization_history",
+    _plot(plots, notes, lambda: optuna_plots.plot_optimization_history(study, target_name=metric),
+          "optimization_history",
           "Optimisation history", f"{metric} of each complete trial (dots) and the best so far (line), "
           "against the trial number.", metric)
-    _plot(plots, notes, lambda: optuna_plots.plot_param_importances(study), "param_importances",
+    _plot(plots, notes, lambda: optuna_plots.plot_param_importances(study, target_name=metric), "param_importances",
           "Parameter importances", f"Share of the variance of {metric} over the complete trials that each key "
           "explains (fANOVA on a random forest fitted to the trials).", None)
-    _plot(plots, notes, lambda: optuna_plots.plot_parallel_coordinate(study), "parallel_coordinate",
+    _plot(plots, notes, lambda: optuna_plots.plot_parallel_coordinate(study, target_name=metric), "parallel_coordinate",
           "Parallel coordinates", f"Each complete trial as a line through its values of the keys; colour: {metric}.",
           None)
     if study.get_trials(deepcopy=False) and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
