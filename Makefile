@@ -22,8 +22,9 @@ demo: $(STAMP)
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
 
+# `make test` (CI) runs the heavy tests too; plain `pytest` leaves them out for a fast development loop.
 test: $(STAMP) /usr/bin/chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

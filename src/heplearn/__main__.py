@@ -1,3 +1,5 @@
+"""``python -m heplearn``: the ``heplearn`` command."""
+
 from heplearn.cli import main
 
 main()

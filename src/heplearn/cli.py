@@ -341,11 +341,11 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         message = str(error) if isinstance(error, HeplearnError) else one_line(f"{type(error).__name__}: {error}")
-        print(f"heplearn: error: {message}", file=sys.stderr)
+        print(f"heplearn: error: {message}", file=sys.stderr)  # noqa: T201 - the command's one-line error
         sys.exit(2)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        print("heplearn: interrupted", file=sys.stderr)
+        print("heplearn: interrupted", file=sys.stderr)  # noqa: T201
         sys.exit(130)

@@ -55,18 +55,22 @@ class RunDirectory:
 
     @property
     def config_file(self) -> Path:
+        """``config.yaml``: the resolved config, with the heplearn version and git hash."""
         return self.path / CONFIG_FILE
 
     @property
     def preprocessing_file(self) -> Path:
+        """``preprocessing.json``: standardisation and feature definitions fitted on the training split."""
         return self.path / PREPROCESSING_FILE
 
     @property
     def model_info_file(self) -> Path:
+        """``model.json``: the model's name, task, classes and outputs."""
         return self.path / MODEL_INFO_FILE
 
     @property
     def weights_file(self) -> Path:
+        """``model.safetensors``: the trained network's weights."""
         return self.path / WEIGHTS_FILE
 
     def module_weights_file(self, module: str) -> Path:
@@ -75,29 +79,36 @@ class RunDirectory:
 
     @property
     def classical_model_dir(self) -> Path:
+        """The folder of a classical model (BDT, cuts, likelihood), saved in its own format."""
         return self.path / CLASSICAL_MODEL_DIR
 
     @property
     def metrics_file(self) -> Path:
+        """``metrics.jsonl``: one line per epoch (losses, AUC, throughput)."""
         return self.path / METRICS_FILE
 
     @property
     def onnx_file(self) -> Path:
+        """``model.onnx``, written by ``heplearn export``."""
         return self.path / ONNX_FILE
 
     @property
     def checkpoints(self) -> Path:
+        """``checkpoints/``: the last and the best checkpoint."""
         return self.path / CHECKPOINTS_DIR
 
     @property
     def tensorboard(self) -> Path:
+        """``tensorboard/``: the TensorBoard event files."""
         return self.path / TENSORBOARD_DIR
 
     @property
     def log_file(self) -> Path:
+        """``train.log``: the training's log."""
         return self.path / LOG_FILE
 
     def eval_dir(self, dataset: str) -> Path:
+        """``eval/<dataset>/``: what ``heplearn evaluate`` writes for one dataset."""
         return self.path / EVAL_DIR / dataset
 
     # -- state

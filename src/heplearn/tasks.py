@@ -36,8 +36,11 @@ Batch = Mapping[str, torch.Tensor]
 class LossTerm(Protocol):
     """One named, weighted term of a task's loss (see ``heplearn.training.losses``)."""
 
-    name: str
     weight: float
+
+    @property
+    def name(self) -> str:
+        """The term's name, the key of its logged value (a class constant of each term)."""
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor: ...
 

@@ -160,7 +160,7 @@ def test_the_error_lists_ttrees_and_rntuples(tmp_path: Path, jets: ak.Array) -> 
 
 def test_write_is_atomic_on_failure(tmp_path: Path) -> None:
     bad = ak.Array([{"x": "text", "y": [1, 2]}])
-    with pytest.raises(Exception):  # noqa: B017 - whatever the writer raises
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the writer raises
         io.write(bad, tmp_path / "out.root")
     assert list(tmp_path.iterdir()) == []
 

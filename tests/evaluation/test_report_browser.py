@@ -17,6 +17,8 @@ from heplearn.evaluation.compare import compare_runs
 from heplearn.evaluation.evaluate import EvaluationSettings
 from heplearn.evaluation.plots import PlotStyle
 
+pytestmark = pytest.mark.heavy  # headless Chromium: `make test` (CI) runs it, plain pytest does not
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHECK_IMAGES = """
 <script>

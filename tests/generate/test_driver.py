@@ -43,6 +43,7 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
+@pytest.mark.heavy  # Pythia in two worker processes
 def test_same_events_with_one_and_two_workers(one_worker: Path, tmp_path: Path) -> None:
     summary = run(tmp_path, workers=2)
     assert summary.chunks_generated == 4  # type: ignore[attr-defined]

@@ -24,6 +24,8 @@ from heplearn.serving.export import ExportResult
 from heplearn.serving.grpc_service import start_grpc_server
 from heplearn.serving.server import BackgroundServer, create_app, serve
 
+pytestmark = pytest.mark.heavy  # a gRPC server and the Triton client: `make test` (CI) runs it, plain pytest not
+
 LOAD_CLIENTS = 16
 REQUESTS_PER_CLIENT = 4
 

@@ -119,7 +119,7 @@ def test_bad_input_is_refused() -> None:
         fit_fraction(np.array([]), signal, background)
     with pytest.raises(ConfigError, match="inside bounds"):
         fit_fraction(np.array([0.0]), signal, background, start=1.5)
-    with pytest.raises(DataError, match=r"'signal'.*is empty"):
+    with pytest.raises(DataError, match=r"'signal'.*is empty"):  # noqa: PT012 - the template is the bad input
         empty = make_template(np.array([10.0]), binning=binning, name="signal")
         fit_fraction_binned(make_template(np.zeros(5), binning=binning), empty,
                             make_template(np.zeros(5), binning=binning, name="background"))

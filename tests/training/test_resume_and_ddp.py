@@ -54,10 +54,12 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+@pytest.mark.heavy
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     kill_and_resume(write_config(tmp_path, checkpoint_every=7), tmp_path / "runs", ["model"])
 
 
+@pytest.mark.heavy
 def test_sigkill_then_resume_with_an_adversary_matches_uninterrupted_run(tmp_path: Path) -> None:
     """Two networks trained in alternation (classifier + adversary): both resume bit for bit."""
     config = write_config(tmp_path, checkpoint_every=7,
@@ -139,6 +141,7 @@ DDP_TRAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("streaming", [False, True])
 def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
     config_path = write_config(tmp_path, epochs=1, streaming=streaming)

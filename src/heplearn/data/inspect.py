@@ -17,6 +17,8 @@ READ_CHUNK = 100_000
 
 @dataclass
 class FileSummary:
+    """What ``heplearn inspect`` reports of one file."""
+
     path: str
     format: str
     table: str
@@ -29,6 +31,7 @@ class FileSummary:
 
 
 def inspect_file(path: str | os.PathLike[str], tree: str | None = None) -> FileSummary:
+    """Summarise ``path``: its format and table, fields, entries, particles per jet and class counts."""
     kind = detect_format(path)
     source = open_source(path, tree)
     fields = source.fields()

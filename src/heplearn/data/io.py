@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import uproot
+from typing_extensions import override
 
 from heplearn.data.files import atomic_path
 from heplearn.data.schema import DEFAULT_TREE, PARTICLE_PREFIX
@@ -37,6 +38,8 @@ FORMATS = ("parquet", "root", "hdf5")
 
 @dataclass(frozen=True)
 class FieldInfo:
+    """One field of a file: its name, its awkward type, and whether it is jagged (per particle)."""
+
     name: str
     type: str  # e.g. "float32" or "var * float32"
     jagged: bool
@@ -53,10 +56,12 @@ class Source(ABC):
 
     @property
     @abstractmethod
-    def num_entries(self) -> int: ...
+    def num_entries(self) -> int:
+        """The number of entries (jets or events) in the file's table."""
 
     @abstractmethod
-    def fields(self) -> list[FieldInfo]: ...
+    def fields(self) -> list[FieldInfo]:
+        """The file's fields with their types, in the file's order."""
 
     @abstractmethod
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array: ...
@@ -66,6 +71,7 @@ class Source(ABC):
         return [0, self.num_entries]
 
     def provenance(self) -> dict[str, Any]:
+        """The provenance heplearn wrote into the file (generator settings, seed, version), or {}."""
         return {}
 
     @property
@@ -111,6 +117,7 @@ class Source(ABC):
 
 # ----------------------------------------------------------------------------- Parquet
 class ParquetSource(Source):
+    """A Parquet file; its row groups are its storage units."""
     format_name = "Parquet"
 
     def __init__(self, path: Path) -> None:
@@ -121,17 +128,21 @@ class ParquetSource(Source):
         self._row_group_starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
 
     @property
+    @override
     def num_entries(self) -> int:
         return int(self._file.metadata.num_rows)
 
+    @override
     def fields(self) -> list[FieldInfo]:
         form = ak.from_arrow_schema(self._file.schema_arrow)
         return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content))
                 for name in form.fields]
 
+    @override
     def chunk_boundaries(self) -> list[int]:
         return [int(x) for x in self._row_group_starts]
 
+    @override
     def provenance(self) -> dict[str, Any]:
         metadata = self._file.schema_arrow.metadata or {}
         raw = metadata.get(PROVENANCE_KEY.encode())
@@ -190,17 +201,21 @@ class RootSource(Source):
         self._tree = file[name]
 
     @property
+    @override
     def table_name(self) -> str:
         return self._tree_name
 
     @property
+    @override
     def table_kind(self) -> str:
         return self.kind
 
     @property
+    @override
     def num_entries(self) -> int:
         return int(self._tree.num_entries)
 
+    @override
     def provenance(self) -> dict[str, Any]:
         try:
             if PROVENANCE_KEY in self._file:
@@ -225,12 +240,14 @@ class TTreeSource(RootSource):
         branches = list(self._tree.keys())
         self._branches = [b for b in branches if b not in counters or b.startswith("jet_")]
 
+    @override
     def fields(self) -> list[FieldInfo]:
         return [_field_info(name, str(self._tree[name].interpretation.numpy_dtype)
                             if not _is_jagged_branch(self._tree[name])
                             else f"var * {self._tree[name].interpretation.content.numpy_dtype}")
                 for name in self._branches]
 
+    @override
     def chunk_boundaries(self) -> list[int]:
         return sorted({0, self.num_entries, *(int(x) for x in self._tree.common_entry_offsets())})
 
@@ -241,11 +258,13 @@ class RNTupleSource(RootSource):
     format_name = "ROOT RNTuple"
     kind = "RNTuple"
 
+    @override
     def fields(self) -> list[FieldInfo]:
         form, _ = self._tree.to_akform()
         return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content))
                 for name in form.fields]
 
+    @override
     def chunk_boundaries(self) -> list[int]:
         firsts = (int(cluster.num_first_entry) for cluster in self._tree.cluster_summaries)
         return sorted({0, self.num_entries, *firsts})
@@ -285,9 +304,11 @@ class Hdf5Source(Source):
         self._entries = lengths.pop() if lengths else 0
 
     @property
+    @override
     def num_entries(self) -> int:
         return self._entries
 
+    @override
     def fields(self) -> list[FieldInfo]:
         infos = []
         for name, obj in self._datasets.items():
@@ -297,6 +318,7 @@ class Hdf5Source(Source):
             infos.append(FieldInfo(name, f"var * {obj.dtype}" if jagged else str(obj.dtype), jagged))
         return infos
 
+    @override
     def provenance(self) -> dict[str, Any]:
         try:
             raw = self._file.attrs.get(PROVENANCE_KEY)
@@ -405,6 +427,7 @@ def _field_info(name: str, type_string: str) -> FieldInfo:
 
 # ----------------------------------------------------------------------------- writers
 def format_from_suffix(path: str | os.PathLike[str]) -> str:
+    """The output format a file name asks for: 'parquet', 'root' or 'hdf5', from its suffix."""
     suffix = Path(path).suffix.lower()
     formats = {".parquet": "parquet", ".pq": "parquet", ".root": "root", ".h5": "hdf5", ".hdf5": "hdf5"}
     if suffix not in formats:

@@ -1,0 +1,1 @@
+"""Representations of jets: per-particle features, pairwise features and jet images."""

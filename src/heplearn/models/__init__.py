@@ -1,0 +1,1 @@
+"""The model zoo: one module per architecture, found through ``heplearn.models.registry``."""

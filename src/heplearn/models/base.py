@@ -57,7 +57,7 @@ class LabelledSample:
 
     def class_weights(self, n_classes: int) -> FloatArray:
         """Total weight of each class."""
-        return np.bincount(self.labels, weights=self.weights, minlength=n_classes)
+        return np.asarray(np.bincount(self.labels, weights=self.weights, minlength=n_classes), np.float64)
 
 
 # --- input validation ---------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
 def check_number(name: str, value: object, low: float, high: float = np.inf, integer: bool = False) -> None:
     """A numeric hyper-parameter in ``[low, high]`` (an integer when ``integer``)."""
     is_number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if not is_number or (integer and value != int(value)):  # type: ignore[arg-type]
+    if not is_number or (integer and value != int(value)):  # type: ignore[call-overload]
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{name}={value!r} must be {kind}")
     if not low <= float(value) <= high:  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from heplearn.config import StrictModel
 from heplearn.errors import ConfigError, DataError
 from heplearn.plugins import Plugins
-from heplearn.tasks import Batch, Classification, Reconstruction, Regression, Task
+from heplearn.tasks import Batch, Classification, LossTerm, Reconstruction, Regression, Task
 
 
 def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -210,9 +210,9 @@ def check_term_settings(name: str, settings: dict[str, Any], where: str) -> Stri
     return LOSS_TERMS.settings(name, settings, where)
 
 
-def build_terms(specs: Sequence[Any], task: Task, context: TermContext) -> list[LossTermBase]:
+def build_terms(specs: Sequence[Any], task: Task, context: TermContext) -> list[LossTerm]:
     """The terms of ``training.loss`` (``LossTermConfig`` entries) for ``task``."""
-    terms: list[LossTermBase] = []
+    terms: list[LossTerm] = []
     for index, spec in enumerate(specs):
         where = f"training.loss[{index}]"
         cls: type[LossTermBase] = LOSS_TERMS.get(spec.name, where)

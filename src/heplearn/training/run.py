@@ -236,9 +236,10 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
     assert trainer.strategy is not None
     for module_name, module in trainer.strategy.product_modules().items():  # the best epoch's, with validation
         best = run.checkpoints / ckpt.BEST / f"{module_name}.safetensors"
-        weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(module)
+        state: dict[str, torch.Tensor] = (ckpt.load_weights(best) if val_source is not None and best.is_file()
+                                          else ckpt.model_weights(module))
         with atomic_path(run.module_weights_file(module_name)) as temporary:
-            save_file(weights, temporary)
+            save_file(state, temporary)
     run.write_model_info(model_info(config, task))
     return run.read_history()
 

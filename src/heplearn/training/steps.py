@@ -163,5 +163,5 @@ def check_step_settings(name: str, settings: dict[str, Any], where: str) -> Stri
 
 def build_step(context: StepContext, config: Any) -> StepStrategy:
     """The strategy ``training.step`` names (a ``StepConfig``), built for ``context``."""
-    cls: type[StepStrategy] = STEP_STRATEGIES.get(config.name, "training.step.name")
+    cls: Callable[[StepContext, Any], StepStrategy] = STEP_STRATEGIES.get(config.name, "training.step.name")
     return cls(context, check_step_settings(config.name, config.settings, "training.step"))

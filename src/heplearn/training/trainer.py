@@ -161,6 +161,7 @@ class Trainer:
                                desc=f"epoch {state.epoch + 1}/{config.epochs}", disable=not self.progress,
                                unit="batch", dynamic_ncols=True, leave=False,
                                log_summary=False)  # the epoch's log line (``_log``) says it all
+            sums: defaultdict[str, float]
             started, jets, sums, count = time.perf_counter(), 0, defaultdict(float), 0
             with self._join():
                 for batch in batches:
