@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from machine import print_machine
 
 from heplearn.data.dataset import observer_key
 from heplearn.methods.decorrelation import distance_correlation
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
+    print_machine()
     steps, rounds = (5, 3) if arguments.quick else (20, 5)
 
     import dcor

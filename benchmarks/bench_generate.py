@@ -48,6 +48,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 from dask.distributed import Client, LocalCluster
+from machine import print_machine
 
 from heplearn.generate import chunk as chunk_module
 from heplearn.generate._fastjet import fastjet
@@ -440,6 +441,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="events per event-mode measurement")
     parser.add_argument("--only", choices=("jets", "events"), default=None, help="run one half only")
     arguments = parser.parse_args()
+    print_machine()
     jets = arguments.jets or (150 if arguments.quick else 1000)
     repeats = arguments.repeats or (1 if arguments.quick else 2)
     logging.basicConfig(level=logging.WARNING)

@@ -28,6 +28,7 @@ import awkward as ak
 import numpy as np
 import pyarrow.parquet as pq
 import uproot
+from machine import print_machine
 
 from heplearn.data import io
 from heplearn.data.config import load_data_config
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds (epochs); at least 2")
     parser.add_argument("--quick", action="store_true", help="50k jets, 2 repeats (about a minute)")
     args = parser.parse_args()
+    print_machine()
     if args.quick:
         args.jets, args.repeats = 50_000, 2
     args.repeats = max(args.repeats, 2)

@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime
 import torch
 import tritonclient.http as triton_http
+from machine import print_machine
 
 from heplearn.models import registry
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=1.0, help="server max_queue_delay_ms")
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="server max_batch_size")
     arguments = parser.parse_args()
+    print_machine()
     total, seconds = (96, 6.0) if arguments.quick else (arguments.requests, arguments.seconds)
     torch.manual_seed(0)
     network = registry.model_class("particlenet").from_preset(arguments.preset, 2, {"particles": FEATURES,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from machine import print_machine
 
 BATCH = 128
 PARTICLES = 128
@@ -288,6 +289,7 @@ def main() -> None:
     parser.add_argument("--no-throughput", action="store_true", help="only the --auc-steps comparison")
     parser.add_argument("--worker", choices=["weaver"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print_machine()
     if args.worker:
         worker(args.threads)
         return

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import print_machine
 
 DEFAULT_VENV = Path(__file__).resolve().parent / ".omnifold-venv"
 HIDDEN = (64, 128, 64)
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=["omnifold"], help=argparse.SUPPRESS)
     parser.add_argument("--events-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print_machine()
     if args.worker:
         worker(args)
         return

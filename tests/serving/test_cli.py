@@ -34,6 +34,7 @@ def test_export_and_predict_commands(app: typer.Typer, mlp_export: ExportResult,
                                    "--name", "tagger", "--check-files", split_files["val"]])
     assert exported.exit_code == 0, exported.output
     assert "onnxruntime agrees with PyTorch" in exported.output and "jets" in exported.output
+    assert "faster engine on this machine: 1 jets:" in exported.output  # timed and recorded (issue 23)
     assert (run / "model.onnx").is_file() and (tmp_path / "repo" / "tagger" / "config.pbtxt").is_file()
     predicted = runner.invoke(app, ["predict", str(run), split_files["test"], "-o", str(tmp_path / "out"),
                                     "--no-progress"])
@@ -54,8 +55,8 @@ def test_commands_raise_heplearn_errors_for_the_cli_to_print(app: typer.Typer, c
     assert isinstance(result.exception, HeplearnError) and "not exportable" in str(result.exception)
     result = runner.invoke(app, ["predict", str(cuts_run), str(tmp_path / "x.parquet"), "-o", str(tmp_path),
                                  "--engine", "tensorflow"])
-    assert isinstance(result.exception, HeplearnError) and "choose one of onnx, torch" in str(result.exception)
+    assert isinstance(result.exception, HeplearnError) and "choose one of auto, onnx, torch" in str(result.exception)
     result = runner.invoke(app, ["serve", str(tmp_path)])
     assert isinstance(result.exception, HeplearnError) and "no model found" in str(result.exception)
     help_text = runner.invoke(app, ["serve", "--help"]).output
-    assert "127.0.0.1" in help_text and "--max-batch-size" in help_text
+    assert "127.0.0.1" in help_text and "--max-batch-size" in help_text and "--engine" in help_text

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -47,8 +48,10 @@ def _jets(keys: list[str], seed: int, layout: str) -> dict[str, np.ndarray]:
     return {key: feed[key] for key in keys}
 
 
-@pytest.mark.parametrize("name", ["mlp", "pfn", "efn", "particlenet", "part", "rnn", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", "pfn", "efn", "particlenet", "part", "part-fused", "rnn", "cnn"])
 def test_the_export_equals_the_model_at_every_multiplicity_and_on_ties(name: str, tmp_path: Path) -> None:
+    """``part-fused``: ParT with its attention as onnxruntime's fused MultiHeadAttention (issue 23)."""
+    name, fused = name.removesuffix("-fused"), name.endswith("-fused")
     torch.manual_seed(0)
     network = with_trained_batch_norms(registry.model_class(name).from_preset("small", 2, NETWORK_INPUTS).eval(),
                                        seed=1)
@@ -57,7 +60,10 @@ def test_the_export_equals_the_model_at_every_multiplicity_and_on_ties(name: str
     example = _jets(keys, 0, "random")
     axes = [{0: "batch", 1: "particles"} if key in PARTICLE_KEYS else {0: "batch"} for key in keys]
     path = tmp_path / f"{name}.onnx"
-    export_network(wrapper, [torch.from_numpy(example[key]) for key in keys], keys, "probabilities", path, axes)
+    export_network(wrapper, [torch.from_numpy(example[key]) for key in keys], keys, "probabilities", path, axes,
+                   fused_attention=fused)
+    if fused:
+        assert "MultiHeadAttention" in {node.op_type for node in onnx.load(str(path)).graph.node}
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for layout in ("random", "duplicated", "grid"):
         for seed in range(2):

@@ -136,7 +136,7 @@ def test_bad_inputs_are_clear_errors(pfn_export: ExportResult, cuts_run: Path, i
     with pytest.raises(DataError, match="no such file"):
         predict_files(run_dir, [tmp_path / "missing.parquet"], tmp_path)
     with pytest.raises(DataError, match="export the run first"):
-        predict_files(cuts_run, [inputs["parquet"]], tmp_path)
+        predict_files(cuts_run, [inputs["parquet"]], tmp_path, engine="onnx")
     (output,) = predict_files(cuts_run, [inputs["parquet"]], tmp_path, engine="torch", progress=False)
     assert pq.read_table(output).num_rows == 500
 
@@ -172,7 +172,7 @@ def test_an_output_of_another_run_is_refused_unless_overwrite(pfn_export: Export
                                         rf".*a\.parquet.*differs in: run, model_sha256.*--overwrite"):
         predict_files(pfn_run, [inputs["parquet"]], output_dir, progress=False)
     np.testing.assert_array_equal(pq.read_table(output).column("score_top").to_numpy(), mlp_scores)
-    predict_files(pfn_run, [inputs["parquet"]], output_dir, progress=False, overwrite=True)
+    predict_files(pfn_run, [inputs["parquet"]], output_dir, engine="onnx", progress=False, overwrite=True)
     provenance = io.open_source(output).provenance()
     assert provenance["run"] == str(pfn_run.resolve()) and provenance["engine"] == "onnx"
     assert not np.allclose(pq.read_table(output).column("score_top").to_numpy(), mlp_scores, equal_nan=True)

@@ -27,8 +27,9 @@ folded into the dense layers; only the attention itself sees the padded (B, H, N
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +55,24 @@ class ParticleTransformerHyperparameters:
     ffn_size: int = 512
     dropout: float = 0.1  # attention, feed-forward and residual dropout of the particle blocks
     class_dropout: float = 0.0  # the same in the class-attention blocks (0 in the reference setup)
+
+
+# Whether the exported eval graph writes its attention as one fused op (``biased_attention``,
+# float32 only); set by ``heplearn.serving.export.export_network(fused_attention=True)``
+# through ``fused_attention``. Off by default: on the 2-core reference machine the fused
+# graph ran 0.9-1.1x the written-out one (``benchmarks/bench_infer.py --ab``), and it holds a
+# contrib op that only onnxruntime runs.
+_EXPORT_SETTINGS = {"fused_attention": False}
+
+
+@contextlib.contextmanager
+def fused_attention(enabled: bool = True) -> Iterator[None]:
+    """Within the block, the exported ParT graph takes the fused attention op (or not)."""
+    previous, _EXPORT_SETTINGS["fused_attention"] = _EXPORT_SETTINGS["fused_attention"], enabled
+    try:
+        yield
+    finally:
+        _EXPORT_SETTINGS["fused_attention"] = previous
 
 
 class ParticleEmbedding(nn.Module):
@@ -214,6 +233,31 @@ class PairEmbedding(nn.Module):
         return pairs.unpack(values, rows).reshape(batch, size, size, -1).permute(0, 3, 1, 2)
 
 
+@torch.library.custom_op("heplearn::biased_attention", mutates_args=())
+def biased_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
+                     num_heads: int) -> torch.Tensor:
+    """softmax(Q Kᵀ + bias) V per head, for query (B, Lq, D), key and value (B, Lk, D), bias
+    broadcasting to (B, H, Lq, Lk); no 1/√d (the callers fold it into the query layer).
+
+    One op for the exported eval graph: ``heplearn.serving.export`` writes it as onnxruntime's
+    fused ``com.microsoft.MultiHeadAttention`` (with ``attention_bias``, scale 1), one node
+    instead of the head split, two MatMuls, the bias Add, the Softmax and the head merge.
+    """
+    batch, length, dim = query.shape
+    head_size = dim // num_heads
+    query = query.reshape(batch, length, num_heads, head_size).transpose(1, 2)  # (B, H, Lq, d)
+    key = key.reshape(batch, -1, num_heads, head_size).permute(0, 2, 3, 1)  # (B, H, d, Lk)
+    value = value.reshape(batch, -1, num_heads, head_size).transpose(1, 2)  # (B, H, Lk, d)
+    weights = torch.softmax(query @ key + bias, dim=-1)
+    return (weights @ value).transpose(1, 2).reshape(batch, length, dim)
+
+
+@biased_attention.register_fake
+def _biased_attention_shape(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
+                            num_heads: int) -> torch.Tensor:
+    return torch.empty_like(query)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention through ``scaled_dot_product_attention`` with a float logit bias."""
 
@@ -256,6 +300,8 @@ class MultiHeadAttention(nn.Module):
         query = functional.linear(queries, self.query.weight * scale, self.query.bias * scale)
         key = functional.linear(keys, weight[:dim], bias_kv[:dim])
         value = functional.linear(keys, weight[dim:], bias_kv[dim:])
+        if _EXPORT_SETTINGS["fused_attention"] and query.dtype == torch.float32:
+            return self.projection(biased_attention(query, key, value, bias, self.num_heads))
         query = query.unflatten(-1, (self.num_heads, head_size)).transpose(1, 2)  # (B, H, Lq, d)
         key = key.unflatten(-1, (self.num_heads, head_size)).permute(0, 2, 3, 1)  # (B, H, d, Lk)
         value = value.unflatten(-1, (self.num_heads, head_size)).transpose(1, 2)  # (B, H, Lk, d)
@@ -278,6 +324,10 @@ class MultiHeadAttention(nn.Module):
         weight = torch.cat([self.query.weight * scale, self.key_value.weight])
         layer_bias = torch.cat([self.query.bias * scale, self.key_value.bias])
         projected = tokens.unpack(functional.linear(normed, weight, layer_bias))
+        if _EXPORT_SETTINGS["fused_attention"] and projected.dtype == torch.float32:
+            query, key, value = projected.reshape(batch, size, 3, dim).unbind(2)
+            attended = biased_attention(query, key, value, bias, self.num_heads).reshape(batch * size, dim)
+            return self.projection(tokens.pack(attended))
         query, key, value = projected.reshape(batch, size, 3, self.num_heads, head_size).unbind(2)
         weights = torch.softmax(query.transpose(1, 2) @ key.permute(0, 2, 3, 1) + bias, dim=-1)
         attended = (weights @ value.transpose(1, 2)).transpose(1, 2).reshape(batch * size, dim)

@@ -35,15 +35,31 @@ def export_command(
         "--check-files", help="Jets to check onnxruntime against PyTorch on (default: the run's test split).")]
     = None,
     max_batch_size: Annotated[int, typer.Option(help="Triton max_batch_size.")] = 1024,
+    time_engines: Annotated[bool, typer.Option(
+        "--time-engines/--no-time-engines",
+        help="Time onnxruntime and PyTorch on this machine and record the faster engine per batch size "
+             "(predict and serve run it).")] = True,
+    quantize: Annotated[str | None, typer.Option(
+        help="Post-training quantisation: int8 (onnxruntime dynamic int8; checked, AUC change reported). "
+             "Off unless given.", show_default=False)] = None,
 ) -> None:
     """Export a run to ONNX with its preprocessing, and check onnxruntime against PyTorch."""
+    from heplearn.serving.engine_choice import TIMING_SECONDS
     from heplearn.serving.export import export_run
 
-    result = export_run(run, output, triton_repository, check_files, triton_name=name, max_batch_size=max_batch_size)
+    result = export_run(run, output, triton_repository, check_files, triton_name=name, max_batch_size=max_batch_size,
+                        timing_seconds=TIMING_SECONDS if time_engines else 0.0, quantize=quantize)
     inputs = ", ".join(f"{spec.name} {list(spec.shape)} {spec.datatype}" for spec in result.inputs)
     typer.echo(f"onnx: {result.onnx_path} (inputs: {inputs}; output: {result.outputs[0].name})")
     typer.echo(f"check: onnxruntime agrees with PyTorch to {result.max_difference:.2g} "
                f"(max |Δp|) on {result.checked_jets} jets")
+    if result.quantization is not None:
+        quantized = result.quantization
+        auc = ("" if quantized.auc_change is None else
+               f"; AUC {quantized.auc_float:.5f} -> {quantized.auc_quantized:.5f} ({quantized.auc_change:+.5f})")
+        typer.echo(f"quantization: {quantized.kind}, agrees with PyTorch to {quantized.max_difference:.2g}{auc}")
+    if result.engine_choice is not None:
+        typer.echo(f"faster engine on this machine: {result.engine_choice.describe()}")
     if result.triton_model is not None:
         typer.echo(f"triton: {result.triton_model}")
 
@@ -52,7 +68,9 @@ def predict_command(
     run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
     files: Annotated[list[Path], typer.Argument(help="ROOT, Parquet or HDF5 files.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.", show_default=False)],
-    engine: Annotated[str, typer.Option(help="onnx (the exported model) or torch.")] = "onnx",
+    engine: Annotated[str, typer.Option(
+        help="auto (the faster engine recorded by export on its machine), onnx (the exported model) or torch.")]
+    = "auto",
     workers: Annotated[int, typer.Option(help="Dask LocalCluster worker processes (0: this process).")] = 0,
     dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786.")]
     = None,
@@ -96,10 +114,13 @@ def serve_command(
     = DEFAULT_BODY_TIMEOUT_S,
     max_connections: Annotated[int, typer.Option(help="Concurrent connections (more: 503).")]
     = DEFAULT_MAX_CONNECTIONS,
+    engine: Annotated[str, typer.Option(
+        help="auto (per batch size, the faster engine recorded by export; torch needs the run's weights), "
+             "onnx or torch.")] = "auto",
 ) -> None:
     """Serve models with the KServe v2 protocol over HTTP (and gRPC) until Ctrl-C: Triton clients work."""
     from heplearn.serving.server import serve
 
     serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port,
           max_jets_per_request=max_jets_per_request, max_particles=max_particles, body_timeout=body_timeout,
-          max_connections=max_connections)
+          max_connections=max_connections, engine=engine)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -36,15 +36,18 @@ def session_options(threads: int | None = None, *, spinning: bool = True) -> onn
     bias + GELU (BiasGelu), among others; the exported files keep standard ONNX ops only. The
     optimised graph is not saved: it would hold machine-specific kernels, and loading takes
     well under a second. ``threads``: intra-op threads (None or 0: every core, onnxruntime's
-    default); operators run one at a time. On the 2-core reference machine these defaults were
-    the fastest at batch sizes 1 and 64: one thread was 1.5-1.7× slower at batch 1, no spinning
-    of idle threads 1.4×, the parallel executor 2.5× (ParT, ``benchmarks/bench_infer.py`` setup).
+    default, unless the process may use fewer: a CPU affinity or a container's CPU quota, which
+    onnxruntime does not see, then those); operators run one at a time. On the 2-core reference
+    machine these defaults were the fastest at batch sizes 1 and 64: one thread was 1.5-1.7×
+    slower at batch 1, no spinning of idle threads 1.4×, the parallel executor 2.5× (ParT,
+    ``benchmarks/bench_infer.py`` setup; ``--ab`` measures them again).
     """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    threads = threads or _capped_threads()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -53,13 +56,62 @@ def session_options(threads: int | None = None, *, spinning: bool = True) -> onn
     return options
 
 
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+
+
+def execution_providers(device: str = "auto", available: Sequence[str] | None = None) -> list[str]:
+    """The onnxruntime execution providers for ``device``, best first, CPU last as the fallback.
+
+    ``available`` (default: ``onnxruntime.get_available_providers()``; the onnxruntime-gpu wheel
+    lists CUDA and TensorRT). ``auto``: CUDA when the build has it, else the CPU. ``cuda``: CUDA
+    (a ``DataError`` if this onnxruntime has none). ``tensorrt``: TensorRT,
+    then CUDA for the nodes TensorRT does not take (NonZero and the data-dependent shapes of the
+    real-pair path). TensorRT builds an engine for each new input shape, which the dynamic
+    particle axis makes frequent, so ``auto`` does not pick it: ask for it. Nodes a provider
+    cannot run fall back to the next one, in this order.
+    """
+    if device not in DEVICES:
+        raise DataError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    wanted = {"auto": [CUDA_PROVIDER], "cpu": [], "cuda": [CUDA_PROVIDER],
+              "tensorrt": [TENSORRT_PROVIDER, CUDA_PROVIDER]}[device]
+    missing = [name for name in wanted if name not in available]
+    if device in {"cuda", "tensorrt"} and missing:
+        raise DataError(f"device {device}: this onnxruntime has no {', '.join(missing)} (it has "
+                        f"{', '.join(available)}); install onnxruntime-gpu, or use device cpu")
+    return [name for name in wanted if name in available] + [CPU_PROVIDER]
+
+
+def _provider_options(provider: str) -> dict[str, str]:
+    # exact float32 on the GPU, so that the export's 1e-5 agreement check holds there too
+    # (onnxruntime's CUDA provider may use TF32 for MatMul/Gemm otherwise)
+    return {"use_tf32": "0"} if provider == CUDA_PROVIDER else {}
+
+
+def _capped_threads() -> int | None:
+    """The usable cores where a CPU quota or affinity leaves fewer than the machine has (else None:
+    onnxruntime's own default, one thread per physical core)."""
+    from heplearn.serving.machine import usable_cores
+
+    cores = usable_cores()
+    return cores if cores < (os.cpu_count() or cores) else None
+
+
 def open_session(path: str | os.PathLike[str], threads: int | None = None, *,
-                 spinning: bool = True) -> onnxruntime.InferenceSession:
-    """An onnxruntime CPU session on the ONNX file ``path`` with ``session_options``."""
+                 spinning: bool = True, device: str = "auto") -> onnxruntime.InferenceSession:
+    """An onnxruntime session on the ONNX file ``path`` with ``session_options``, on the
+    providers ``execution_providers(device)`` picks (the CPU where there is no GPU build)."""
     import onnxruntime
 
+    providers = execution_providers(device)
     return onnxruntime.InferenceSession(str(path), session_options(threads, spinning=spinning),
-                                        providers=["CPUExecutionProvider"])
+                                        providers=[(name, _provider_options(name)) for name in providers])
 
 
 class Engine(Protocol):
@@ -70,21 +122,64 @@ class OnnxEngine:
     """An exported model in onnxruntime, fed raw arrays (the graph standardises them itself)."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 batch_size: int | None = None) -> None:
-        self.session = open_session(path, threads)
+                 batch_size: int | None = None, *, device: str = "auto") -> None:
+        self.session = open_session(path, threads, device=device)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.output_names = [self.session.get_outputs()[0].name]
         self.batch_size = batch_size
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The output of one onnxruntime call on ``feed`` as it is."""
         return self.session.run(self.output_names, feed)[0]
+
+    def run_batch(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The outputs of a batch of raw inputs, in calls of ``batch_size`` jets (``run_by_multiplicity``)."""
+        return run_by_multiplicity(lambda batch: [self.run(batch)], feed, self.batch_size)[0]
 
     def predict(self, arrays: JetArrays) -> np.ndarray:
         """The scores of ``arrays`` in the input order (see ``run_by_multiplicity``)."""
         feed = arrays_to_feed(arrays, self.input_names)
         if len(arrays) == 0:
             return np.empty((0, 0), np.float32)
+        return self.run_batch(feed)
+
+
+class EagerEngine:
+    """The exported module (``export.DeployableModel``: raw inputs, standardisation, network and
+    the task's outputs) in eager PyTorch, fed exactly what the ONNX graph is fed: the PyTorch
+    side that ``serve`` runs and ``export`` times (``engine_choice``). A batch goes in one call
+    of at most ``batch_size`` jets, sorted by multiplicity and cut to its longest jet."""
+
+    def __init__(self, module: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.module = module.eval()
+        self.input_names: list[str] = list(module.input_names)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE) -> EagerEngine:
+        """The network of the run ``run_dir`` (a neural network: classical models have no module)."""
+        from heplearn.serving.export import deployable_model
+        from heplearn.trained import TrainedModel
+
+        return cls(deployable_model(TrainedModel.load(run_dir)), batch_size)
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The output of one eager call on ``feed`` as it is."""
+        import torch
+
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(np.require(feed[name], requirements=["C", "W"])) for name in self.input_names]
+            return self.module(*tensors).numpy()
+
+    def run_batch(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The outputs of a batch of raw inputs (``run_by_multiplicity`` with ``batch_size``)."""
         return run_by_multiplicity(lambda batch: [self.run(batch)], feed, self.batch_size)[0]
+
+    def predict(self, arrays: JetArrays) -> np.ndarray:
+        """The scores of ``arrays`` in the input order."""
+        if len(arrays) == 0:
+            return np.empty((0, 0), np.float32)
+        return self.run_batch(arrays_to_feed(arrays, self.input_names))
 
 
 def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feed: dict[str, np.ndarray],

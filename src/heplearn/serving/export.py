@@ -54,9 +54,12 @@ from heplearn import __version__
 from heplearn.data.dataset import load_arrays
 from heplearn.data.files import atomic_path
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
+from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError, HeplearnError
 from heplearn.runs import ONNX_FILE
-from heplearn.serving.engines import MASK, OnnxEngine
+from heplearn.serving.engine_choice import METADATA_KEY, TIMING_SECONDS, EngineChoice, measure_engines
+from heplearn.serving.engines import MASK, EagerEngine, OnnxEngine, arrays_to_feed
+from heplearn.serving.machine import describe_machine
 from heplearn.serving.protocol import TensorSpec
 from heplearn.tasks import Batch, Classification
 from heplearn.trained import TrainedModel
@@ -69,6 +72,9 @@ PROBABILITIES = Classification.output_tensor  # the output of every classifier's
 TOLERANCE = 1e-5
 CHECK_JETS = 2000
 METADATA_PREFIX = "heplearn."
+MICROSOFT_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (ParT's fused attention)
+QUANTIZATIONS = ("int8",)
+QUANTIZED_TOLERANCE = 0.1  # max |Δp| of the int8 graph against PyTorch: dynamic int8 rounds every dense layer
 
 
 class ExportError(HeplearnError):
@@ -87,6 +93,30 @@ class ExportResult:
     check_files: list[Path] = field(default_factory=list)
     triton_model: Path | None = None
     seconds: float = 0.0
+    engine_choice: EngineChoice | None = None  # the timings of both engines on this machine
+    quantization: Quantization | None = None
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """What post-training quantisation did: its agreement with PyTorch and the AUC it cost.
+
+    ``auc_float`` and ``auc_quantized``: the AUC of the first class against the others on the
+    checked jets, from the float32 graph and the quantised one (None unless the task is a
+    classification with both kinds of jets among them).
+    """
+
+    kind: str
+    max_difference: float
+    auc_float: float | None
+    auc_quantized: float | None
+
+    @property
+    def auc_change(self) -> float | None:
+        """AUC of the quantised graph minus that of the float one."""
+        if self.auc_float is None or self.auc_quantized is None:
+            return None
+        return self.auc_quantized - self.auc_float
 
 
 # --------------------------------------------------------------------------- the exported module
@@ -153,30 +183,54 @@ def export_run(
     max_batch_size: int = 1024,
     tolerance: float = TOLERANCE,
     check_jets: int = CHECK_JETS,
+    timing_seconds: float = TIMING_SECONDS,
+    quantize: str | None = None,
+    quantized_tolerance: float = QUANTIZED_TOLERANCE,
 ) -> ExportResult:
     """Export a run to ONNX (``run_dir/model.onnx`` by default), check it, optionally for Triton.
 
     The agreement check runs on ``check_files`` if given, else on the run's test split (then its
     validation split): at most ``check_jets`` jets. A difference above ``tolerance`` is an
     ``ExportError`` and nothing is written.
+
+    Then both engines are timed on those jets on this machine (``engine_choice.measure_engines``,
+    at least ``timing_seconds`` per engine, batch size and round; 0 skips it) and the faster one
+    per batch-size range is recorded in the model's metadata (``heplearn.engine_choice``), for
+    ``predict`` and ``serve`` to run it.
+
+    ``quantize="int8"``: the checked float graph is quantised after the fact (onnxruntime's
+    dynamic int8: int8 weights, activations quantised per call), checked against PyTorch with
+    ``quantized_tolerance``, and written instead of the float one; the AUC change on the checked
+    jets is reported in ``ExportResult.quantization``. Never done unless asked.
     """
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ExportError(f"quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
     started = time.perf_counter()
     run_dir = Path(run_dir)
     model = TrainedModel.load(run_dir)
     destination = Path(output) if output is not None else run_dir / ONNX_FILE
     files = _check_files(model, check_files)
     arrays, _ = load_arrays(files, model.config.data, check_jets)
+    quantization, choice = None, None
     with atomic_path(destination) as temporary:
         inputs, outputs = _write_onnx(model, temporary)
         expected = model.predict(arrays)
         got = OnnxEngine(temporary).predict(arrays)
-        difference = float(np.max(np.abs(expected - got))) if len(expected) else 0.0
+        difference = _difference(expected, got)
         if not difference <= tolerance:  # also catches NaN
             raise ExportError(f"{run_dir}: onnxruntime and PyTorch differ by up to {difference:.3g} on "
                               f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written")
+        if quantize is not None:
+            quantization = _quantize(temporary, model, arrays, expected, got, quantized_tolerance, run_dir)
+        if timing_seconds > 0 and model.network is not None and len(arrays):
+            choice = time_engines(temporary, model, arrays, timing_seconds)
+            _add_metadata(temporary, {METADATA_KEY: choice.to_json()})
     log.info("%s: exported to %s; onnxruntime agrees with PyTorch to %.2g on %d jets", run_dir, destination,
              difference, len(arrays))
-    result = ExportResult(destination, inputs, outputs, difference, len(arrays), files)
+    if choice is not None:
+        log.info("%s: faster engine on this machine: %s", run_dir, choice.describe())
+    result = ExportResult(destination, inputs, outputs, difference, len(arrays), files, engine_choice=choice,
+                          quantization=quantization)
     if triton_repository is not None:
         from heplearn.serving.triton import write_triton_model
 
@@ -184,6 +238,25 @@ def export_run(
                                                  inputs, outputs, max_batch_size=max_batch_size)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def time_engines(onnx_path: str | os.PathLike[str], model: TrainedModel, arrays: JetArrays,
+                 seconds: float = TIMING_SECONDS) -> EngineChoice:
+    """Both engines, as ``predict`` and ``serve`` run them, timed on ``arrays`` on this machine."""
+    onnx_engine = OnnxEngine(onnx_path)
+    torch_engine = EagerEngine(deployable_model(model))
+    feed = arrays_to_feed(arrays, onnx_engine.input_names)
+    machine = describe_machine({"torch intra-op": torch.get_num_threads(), "onnxruntime intra-op": "default"})
+    return measure_engines(onnx_engine.run_batch, torch_engine.run_batch, feed, seconds=seconds,
+                           machine=machine.to_json())
+
+
+def deployable_model(model: TrainedModel) -> DeployableModel:
+    """The trained network of ``model`` as exported: raw inputs in, the task's outputs out (eval mode)."""
+    if model.network is None:
+        raise ExportError(f"model {model.name}: a classical model has no PyTorch module to deploy")
+    keys = list(getattr(model.network, "input_keys", ()))
+    return DeployableModel(model.network, keys, model.preprocessing, model.task.postprocess).eval()
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -204,14 +277,24 @@ def export_network(
     output_name: str,
     path: str | os.PathLike[str],
     dynamic_axes: Sequence[dict[int, str]],
+    *,
+    fused_attention: bool = False,
 ) -> None:
-    """Export any module taking positional tensors to ONNX with named dynamic axes (opset ``OPSET``)."""
+    """Export any module taking positional tensors to ONNX with named dynamic axes (opset ``OPSET``).
+
+    ``fused_attention``: ParT's attention as onnxruntime's ``com.microsoft.MultiHeadAttention``
+    (one node per attention; the file then runs in onnxruntime only); off by default, as it
+    was not faster on the reference machine (``benchmarks/bench_infer.py --ab`` measures it).
+    """
+    from heplearn.models.part import fused_attention as fused_attention_switch
+
     dims: dict[str, Any] = {}
     shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()}
                    for axes in dynamic_axes)
     module.eval()
     try:
-        with _quiet_exporter(), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+        with _quiet_exporter(), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH), \
+                fused_attention_switch(fused_attention):
             program = torch.onnx.export(
                 module, tuple(example), None, input_names=list(input_names), output_names=[output_name],
                 dynamic_shapes=(shapes,), opset_version=OPSET, dynamo=True, external_data=False,
@@ -264,8 +347,7 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
             specs.append(TensorSpec(key, "FP32", (-1, width)))
     output_name = model.task.output_tensor
     outputs = [TensorSpec(output_name, "FP32", (-1, len(model.output_names)))]
-    wrapper = DeployableModel(network, keys, model.preprocessing, model.task.postprocess)
-    export_network(wrapper, example, keys, output_name, path, axes)
+    export_network(deployable_model(model), example, keys, output_name, path, axes)
     proto = onnx.load(str(path))
     _set_metadata(proto, model, specs, outputs)
     onnx.save_model(proto, str(path))
@@ -340,6 +422,54 @@ def _set_metadata(proto: onnx.ModelProto, model: TrainedModel, inputs: list[Tens
     proto.doc_string = f"heplearn {model.name} ({model.task.kind}); outputs: {', '.join(model.output_names)}"
 
 
+def _difference(expected: np.ndarray, got: np.ndarray) -> float:
+    return float(np.max(np.abs(expected - got))) if len(expected) else 0.0
+
+
+def _add_metadata(path: Path, values: dict[str, Any]) -> None:
+    """Add (or replace) heplearn metadata entries of the ONNX file ``path`` (JSON values)."""
+    proto = onnx.load(str(path))
+    keys = {METADATA_PREFIX + key for key in values}
+    kept = [(prop.key, prop.value) for prop in proto.metadata_props if prop.key not in keys]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *((METADATA_PREFIX + key, json.dumps(value)) for key, value in values.items())]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(proto, str(path))
+
+
+def _quantize(path: Path, model: TrainedModel, arrays: JetArrays, expected: np.ndarray, float_scores: np.ndarray,
+              tolerance: float, run_dir: Path) -> Quantization:
+    """Replace the float graph at ``path`` by onnxruntime's dynamic int8 one, checked against PyTorch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    float_path = path.with_name(path.name + ".float.onnx")
+    path.replace(float_path)
+    try:
+        # int8 weights (signed, per output channel) for the dense layers; the rest stays float
+        quantize_dynamic(float_path, path, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        float_path.unlink(missing_ok=True)
+    _add_metadata(path, {"quantization": "int8"})
+    quantized = OnnxEngine(path).predict(arrays)
+    difference = _difference(expected, quantized)
+    if not difference <= tolerance:
+        raise ExportError(f"{run_dir}: the int8 model differs from PyTorch by up to {difference:.3g} on "
+                          f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written")
+    auc_float, auc_quantized = None, None
+    labels = np.asarray(arrays.label)
+    if model.task.kind == "classification" and labels.ndim == 1 and 0 < np.sum(labels == 0) < len(labels):
+        from heplearn.evaluation.metrics import fast_auc
+
+        auc_float = fast_auc(labels == 0, float_scores[:, 0], arrays.weight)
+        auc_quantized = fast_auc(labels == 0, quantized[:, 0], arrays.weight)
+    result = Quantization("int8", difference, auc_float, auc_quantized)
+    log.info("%s: int8 model agrees with PyTorch to %.2g; AUC %s", run_dir, difference,
+             "not computed" if result.auc_change is None else f"{auc_float:.5f} -> {auc_quantized:.5f}")
+    return result
+
+
 def _check_files(model: TrainedModel, given: Sequence[str | os.PathLike[str]] | None) -> list[Path]:
     if given:
         return [Path(file) for file in given]
@@ -351,8 +481,11 @@ def _check_files(model: TrainedModel, given: Sequence[str | os.PathLike[str]] | 
 
 
 def _translations() -> dict[Any, Any]:
-    """ONNX translations for the aten/prims ops that onnxscript's torch library lacks."""
+    """ONNX translations for the aten/prims ops that onnxscript's torch library lacks, and for
+    heplearn's own ``biased_attention`` (ParT's fused attention)."""
     from onnxscript import opset20 as op
+
+    import heplearn.models.part  # noqa: F401  (registers torch.ops.heplearn.biased_attention)
 
     def hypot(self: Any, other: Any) -> Any:
         return op.Sqrt(op.Add(op.Mul(self, self), op.Mul(other, other)))
@@ -362,8 +495,29 @@ def _translations() -> dict[Any, Any]:
         size = op.Reshape(op.Gather(op.Shape(self), dim, axis=0), op.Constant(value_ints=[1]))
         return op.TopK(self, size, axis=dim, largest=descending, sorted=True)
 
+    def biased_attention(query: Any, key: Any, value: Any, bias: Any, num_heads: int) -> Any:
+        # inputs: query, key, value, (QKV bias), (key padding mask), attention_bias
+        return _multi_head_attention()(query, key, value, None, None, bias, num_heads=num_heads, scale=1.0)
+
     return {torch.ops.prims.hypot.default: hypot, torch.ops.aten.hypot.default: hypot,
-            torch.ops.aten.sort.stable: stable_sort}
+            torch.ops.aten.sort.stable: stable_sort, torch.ops.heplearn.biased_attention.default: biased_attention}
+
+
+def _multi_head_attention() -> Any:
+    """onnxruntime's contrib op ``com.microsoft.MultiHeadAttention`` (float32, 3-D query/key/value),
+    declared for onnxscript, which knows only the standard ops' schemas."""
+    from onnx.defs import OpSchema
+    from onnxscript import values
+
+    parameter, optional = OpSchema.FormalParameter, OpSchema.FormalParameterOption.Optional
+    inputs = [parameter("query", "T")] + [parameter(name, "M" if name == "key_padding_mask" else "T",
+                                                    param_option=optional)
+                                          for name in ("key", "value", "bias", "key_padding_mask", "attention_bias")]
+    schema = OpSchema("MultiHeadAttention", MICROSOFT_DOMAIN, 1, inputs=inputs, outputs=[parameter("output", "T")],
+                      type_constraints=[("T", ["tensor(float)"], ""), ("M", ["tensor(int32)"], "")],
+                      attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
+                                  OpSchema.Attribute("scale", OpSchema.AttrType.FLOAT, "")])
+    return values.Op(values.Opset(MICROSOFT_DOMAIN, 1), "MultiHeadAttention", schema)
 
 
 @contextlib.contextmanager

@@ -7,11 +7,14 @@ its input (same tree name, same entry count and order: ``tree.AddFriend("tree", 
 ROOT inputs give ROOT outputs and the others Parquet, unless ``output_format`` says otherwise.
 
 The model runs in onnxruntime (``engine="onnx"``, the exported ``model.onnx``) or in PyTorch
-(``engine="torch"``, any model, also cuts and the likelihood). Files are the unit of work: each
-output is written atomically, with its provenance (the run, a SHA-256 of the model's files, the
-input's path, size and modification time, the engine and heplearn's version). A rerun skips an
-output whose provenance matches exactly; one made by another run, model or input is refused (a
-``DataError`` naming the file and the run that made it) unless ``overwrite``. A failed run
+(``engine="torch"``, any model, also cuts and the likelihood); ``engine="auto"`` (the default)
+runs the engine that ``heplearn export`` measured as the faster on chunks of jets on its
+machine (``engine_choice``), onnxruntime when nothing was measured, and logs which and why.
+Files are the unit of work: each output is written atomically, with its provenance (the run,
+a SHA-256 of the model's files, the input's path, size and modification time, the engine and
+heplearn's version). A rerun skips an output whose provenance matches exactly; one made by
+another run, model or input is refused (a ``DataError`` naming the file and the run that made
+it) unless ``overwrite``. A failed run
 removes the output folder it created, if it stayed empty. ``workers=N`` runs them on a Dask
 ``LocalCluster`` of N single-threaded processes, ``scheduler="tcp://host:8786"`` on an existing
 Dask cluster; the results are the same as in one process.
@@ -45,12 +48,13 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
 from heplearn.progress import progress_bar
 from heplearn.runs import ONNX_FILE, RunDirectory
+from heplearn.serving.engine_choice import AUTO, METADATA_KEY, REQUESTS, EngineChoice, resolve_engine
 from heplearn.serving.engines import Engine, OnnxEngine, TorchEngine
 from heplearn.tasks import task_from_info
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("onnx", "torch")
+ENGINES = REQUESTS  # auto (the recorded faster engine), onnx, torch
 OUTPUT_FORMATS = ("parquet", "root")
 SUFFIXES = {"parquet": ".scores.parquet", "root": ".scores.root"}
 
@@ -75,7 +79,7 @@ def predict_files(
     run_dir: str | os.PathLike[str],
     files: Sequence[str | os.PathLike[str]],
     output_dir: str | os.PathLike[str],
-    engine: str = "onnx",
+    engine: str = AUTO,
     workers: int = 0,
     scheduler: str | None = None,
     *,
@@ -86,8 +90,10 @@ def predict_files(
 ) -> list[Path]:
     """Score every entry of ``files`` with the run's model; returns the output paths (input order).
 
-    An existing output is kept when its provenance matches this run, model, input and engine,
-    replaced when ``overwrite``, and otherwise refused with a ``DataError``.
+    ``engine``: ``auto`` (the faster engine recorded at export for batches of ``chunk_size``
+    jets), ``onnx`` or ``torch``. An existing output is kept when its provenance matches this
+    run, model, input and engine, replaced when ``overwrite``, and otherwise refused with a
+    ``DataError``.
     """
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -98,10 +104,8 @@ def predict_files(
     if not files:
         raise DataError("no input files given")
     run = RunInfo.read(run_dir)
-    if engine == "onnx" and not (run.run_dir / ONNX_FILE).is_file():
-        raise DataError(f"{run.run_dir}: no {ONNX_FILE}; export the run first (heplearn export {run.run_dir}) "
-                        "or use the torch engine")
     chunk = chunk_size or run.data.chunk_size
+    engine = choose_engine(run.run_dir, engine, chunk)
     tasks = _plan_outputs(files, Path(output_dir), output_format)
     fingerprint = model_fingerprint(run.run_dir, engine)
     todo = [(file, output) for file, output in tasks
@@ -118,6 +122,26 @@ def predict_files(
             Path(output_dir).rmdir()  # nothing half-written left behind
         raise
     return [output for _, output in tasks]
+
+
+def choose_engine(run_dir: str | os.PathLike[str], requested: str = AUTO, batch_size: int = 4096) -> str:
+    """The engine that scores batches of ``batch_size`` jets of the run: ``requested`` unless
+    ``auto``, else the faster one recorded at export (``engine_choice.resolve_engine``); logged."""
+    run_dir = Path(run_dir)
+    onnx_path = run_dir / ONNX_FILE
+    if requested == "onnx" and not onnx_path.is_file():
+        raise DataError(f"{run_dir}: no {ONNX_FILE}; export the run first (heplearn export {run_dir}) "
+                        "or use the torch engine")
+    choice = None
+    if onnx_path.is_file() and requested == AUTO:
+        from heplearn.serving.export import read_metadata
+
+        recorded = read_metadata(onnx_path).get(METADATA_KEY)
+        choice = None if recorded is None else EngineChoice.from_json(recorded, str(onnx_path))
+    engine, reason = resolve_engine(requested, choice, batch_size, onnx_available=onnx_path.is_file(),
+                                    what=str(run_dir))
+    log.info("%s: scoring with %s", run_dir, reason)
+    return engine
 
 
 def model_fingerprint(run_dir: str | os.PathLike[str], engine: str) -> str:
@@ -171,8 +195,11 @@ def _reusable(output: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
 def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], output: str | os.PathLike[str],
                  engine: str = "onnx", chunk_size: int | None = None, *, threads: int | None = None,
                  progress: bool = False) -> Path:
-    """Score one file into ``output`` (Parquet or ROOT by its suffix), written atomically."""
+    """Score one file into ``output`` (Parquet or ROOT by its suffix), written atomically, with
+    ``engine`` (``onnx``, ``torch``, or ``auto``: see ``choose_engine``)."""
     run = RunInfo.read(run_dir)
+    if engine == AUTO:
+        engine = choose_engine(run.run_dir, AUTO, chunk_size or run.data.chunk_size)
     model = _engine(str(run.run_dir), engine, threads)
     scorer = _FileScorer(run, Path(file))
     output = Path(output)

@@ -7,7 +7,10 @@ Endpoints (what ``tritonclient.http.InferenceServerClient`` calls): ``GET /v2/he
 ``/v2/health/ready``, ``/v2`` (server metadata), ``/v2/models/{name}[/versions/{v}]`` (inputs and
 outputs with datatype and shape), ``.../ready``, ``.../config`` and ``POST .../infer`` with JSON
 tensors or the binary tensor data extension (tritonclient's default), plus
-``POST /v2/repository/index``. Each model runs in onnxruntime behind a ``DynamicBatcher``.
+``POST /v2/repository/index``. Each model runs behind a ``DynamicBatcher``, in onnxruntime or, for
+the batch sizes at which ``heplearn export`` measured eager PyTorch to be faster on its machine
+(``engine_choice``) and where the run's weights are beside the ONNX file, in PyTorch; ``engine``
+(``--engine onnx|torch``) forces one. The choice per batch-size range is logged when a model loads.
 
 Errors answer ``{"error": "..."}``: 400 for malformed JSON, a wrong input name, datatype or
 shape, non-finite inputs, or more jets or particles than the limits, 404 for an unknown model or
@@ -55,8 +58,10 @@ from starlette.requests import ClientDisconnect
 
 from heplearn import __version__
 from heplearn.errors import DataError, HeplearnError
+from heplearn.runs import RunDirectory
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
-from heplearn.serving.engines import open_session, run_by_multiplicity
+from heplearn.serving.engine_choice import AUTO, METADATA_KEY, ONNX, TORCH, EngineChoice, resolve_engine
+from heplearn.serving.engines import EagerEngine, open_session, run_by_multiplicity
 from heplearn.serving.export import read_metadata
 from heplearn.serving.protocol import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -116,13 +121,16 @@ class ServedModel:
     batcher: DynamicBatcher
     max_batch_size: int
     limits: RequestLimits
+    engines: dict[int, str] | None = None  # engine per batch-size range (keyed by its largest size), as chosen
 
     @classmethod
     def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
              threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-             max_particles: int | None = None) -> ServedModel:
-        """The model of ``source`` in onnxruntime; ``max_particles`` (None: the run's particle
-        length, else ``DEFAULT_MAX_PARTICLES``) caps the particles per jet a request may hold."""
+             max_particles: int | None = None, engine: str = AUTO) -> ServedModel:
+        """The model of ``source``; ``max_particles`` (None: the run's particle length, else
+        ``DEFAULT_MAX_PARTICLES``) caps the particles per jet a request may hold. ``engine``:
+        ``auto`` runs each batch on the engine recorded as the faster for its size (see
+        ``choose_engines``), ``onnx`` or ``torch`` on that one."""
         try:
             # no spinning: idle onnxruntime threads would hold the cores the event loop parses requests on
             session = open_session(source.onnx_path, threads, spinning=False)
@@ -132,17 +140,22 @@ class ServedModel:
         outputs = [_spec(item) for item in session.get_outputs()]
         batch_limit = min(max_batch_size, source.max_batch_size or max_batch_size)
         output_names = [spec.name for spec in outputs]
+        metadata = read_metadata(source.onnx_path)
+        engines, eager = choose_engines(source, metadata, engine, max(batch_limit, 1))
 
         def run(feed: Tensors) -> Tensors:
+            size = len(next(iter(feed.values())))
+            if eager is not None and engines[min((limit for limit in engines if limit >= size),
+                                                 default=max(engines))] == TORCH:
+                return {output_names[0]: eager.run_batch(feed)}
             outputs = run_by_multiplicity(lambda batch: session.run(output_names, batch), feed)
             return dict(zip(output_names, outputs, strict=True))
 
         batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
-        metadata = read_metadata(source.onnx_path)
         limits = RequestLimits(max_jets_per_request, _particle_limit(metadata, max_particles),
                                frozenset(spec.name for spec in inputs if len(spec.shape) >= 2 and spec.shape[1] == -1))
         return cls(source.name, source.version, source.onnx_path, inputs, outputs, metadata,
-                   session, batcher, batch_limit, limits)
+                   session, batcher, batch_limit, limits, engines)
 
     def limits_json(self, max_request_bytes: int) -> dict[str, int]:
         """The limits a request to this model must keep (model metadata and config report them)."""
@@ -168,6 +181,41 @@ class ServedModel:
         return content
 
 
+def choose_engines(source: ModelSource, metadata: dict[str, Any], requested: str,
+                   max_batch_size: int) -> tuple[dict[int, str], EagerEngine | None]:
+    """The engine for each batch-size range of the model of ``source`` (keyed by the range's
+    largest batch size; the last range takes every larger batch), and its PyTorch engine if one
+    is needed. Each range's choice and its reason are logged.
+
+    ``auto``: the faster engine recorded at export per measured batch size (``engine_choice``);
+    PyTorch needs the run's weights beside the ONNX file (a run directory, not a Triton
+    repository): without them, onnxruntime runs and the log says that PyTorch was faster.
+    """
+    recorded = metadata.get(METADATA_KEY)
+    choice = None if recorded is None else EngineChoice.from_json(recorded, str(source.onnx_path))
+    run = RunDirectory(source.onnx_path.parent)
+    has_weights = run.is_finished() and run.weights_file.is_file()
+    sizes = [timing.batch_size for timing in choice.timings] if choice is not None and requested == AUTO \
+        else [max_batch_size]
+    engines: dict[int, str] = {}
+    for size in sizes:
+        engines[size], reason = resolve_engine(requested, choice, size, torch_available=has_weights,
+                                               what=f"model {source.name} ({source.onnx_path})")
+        log.info("model %s, batches of up to %s jets: %s", source.name,
+                 size if size != sizes[-1] else "any number of", reason)
+    eager = None
+    if TORCH in engines.values():
+        try:
+            eager = EagerEngine.from_run(run.path, batch_size=max_batch_size)
+        except HeplearnError as error:
+            if requested == TORCH:
+                raise
+            log.warning("model %s: PyTorch was faster for some batch sizes but cannot run here (%s); "
+                        "onnxruntime runs every batch", source.name, error)
+            engines = dict.fromkeys(engines, ONNX)
+    return engines, eager
+
+
 def _particle_limit(metadata: dict[str, Any], configured: int | None) -> int:
     """The most particles per jet: the run's particle length (from the export metadata), capped by ``configured``."""
     groups = metadata.get("groups")
@@ -189,8 +237,9 @@ def _spec(item: Any) -> TensorSpec:
 def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                 max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
                 threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-                max_particles: int | None = None) -> dict[str, ServedModel]:
-    """Every model of ``sources`` by name; two models of one name are an error."""
+                max_particles: int | None = None, engine: str = AUTO) -> dict[str, ServedModel]:
+    """Every model of ``sources`` by name; two models of one name are an error. ``engine``: see
+    ``ServedModel.load``."""
     if not sources:
         raise DataError("no model given: pass exported runs, a directory of them or a Triton repository")
     models: dict[str, ServedModel] = {}
@@ -200,7 +249,7 @@ def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int =
                 raise DataError(f"two models are named {found.name!r} ({models[found.name].path} and "
                                 f"{found.onnx_path}); rename one")
             models[found.name] = ServedModel.load(found, max_batch_size, max_queue_delay_ms / 1000, threads,
-                                                  max_jets_per_request, max_particles)
+                                                  max_jets_per_request, max_particles, engine)
             log.info("model %s (version %s) from %s", found.name, found.version, found.onnx_path)
     return models
 
@@ -222,7 +271,7 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
                graceful_timeout: float = 30.0, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
                max_particles: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
                keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-               max_connections: int = DEFAULT_MAX_CONNECTIONS) -> FastAPI:
+               max_connections: int = DEFAULT_MAX_CONNECTIONS, engine: str = AUTO) -> FastAPI:
     """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here).
 
     With ``grpc_port`` (0: a free one), the app also serves Triton's gRPC protocol on
@@ -230,12 +279,14 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     ``max_jets_per_request`` and ``max_particles`` (None: each run's particle length) bound what
     one request may hold; larger requests get 400 before any compute. ``body_timeout``,
     ``keep_alive_timeout`` and ``max_connections`` bound what slow clients hold (``app.state.uvicorn_options``
-    carries the last two to uvicorn).
+    carries the last two to uvicorn). ``engine``: ``auto`` (the faster engine recorded at export
+    per batch size), ``onnx`` or ``torch`` (see ``ServedModel.load``).
     """
     start_grpc = _grpc_starter() if grpc_port is not None else None  # a missing grpcio fails here, not later
     if grpc_port:
         _check_port_free(grpc_host, grpc_port, "gRPC")
-    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads, max_jets_per_request, max_particles)
+    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads, max_jets_per_request, max_particles,
+                         engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -399,8 +450,8 @@ def serve(
     **limits: Any,
 ) -> None:
     """Serve the models (over HTTP, and gRPC if ``grpc_port``) until SIGINT/SIGTERM; requests in flight are
-    answered before exiting. ``limits``: ``body_timeout``, ``keep_alive_timeout``, ``max_connections``
-    (see ``create_app``)."""
+    answered before exiting. ``limits``: ``body_timeout``, ``keep_alive_timeout``, ``max_connections``,
+    ``engine`` (see ``create_app``)."""
     import uvicorn
 
     app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
