@@ -48,6 +48,8 @@ def test_train_then_threshold_with_validation_and_pure_rate(tmp_path: Path, caps
     assert report["efficiencies"]["pure"] == pytest.approx((accepted & ~(x[:, 0] > 2)).mean())
     assert report["efficiencies"]["others"]["x0 > 2"] == pytest.approx((x[:, 0] > 2).mean())
     assert "pull" in out and "pure" in out
+    html = (run_dir / "threshold_report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "efficiency on the validation sample" in html
     # a rate above the input rate: one line, exit 2
     code, _, err = run(["anomaly", "threshold", str(run_dir), "--background", str(calibration), "--rate", "50MHz"],
                        capsys)

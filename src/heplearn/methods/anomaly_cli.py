@@ -84,8 +84,10 @@ def threshold_command(
     from heplearn.methods.thresholds import threshold_for_run
 
     destination = output or run / "threshold.json"
+    report_dir = destination.with_name(destination.stem + "_report")
     report = threshold_for_run(run, background, rate=rate, input_rate=input_rate, efficiency=efficiency,
-                               validation=validate or (), triggers=triggers or (), output=destination)
+                               validation=validate or (), triggers=triggers or (), output=destination,
+                               report_dir=report_dir)
     threshold = report["threshold"]
     low, high = threshold["interval"]
     typer.echo(f"threshold: score > {threshold['value']:.6g} keeps {threshold['efficiency']:.3g} of background "
@@ -98,6 +100,7 @@ def threshold_command(
         if key in report:
             typer.echo(f"{key}: total {report[key]['total']:.4g}, pure {report[key]['pure']:.4g}")
     typer.echo(f"report: {destination}")
+    typer.echo(f"html: {report_dir / 'report.html'}")
 
 
 @anomaly_app.command("cwola")

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,12 +236,15 @@ def trigger_decisions(files: Sequence[str | os.PathLike[str]], triggers: Sequenc
 def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str | os.PathLike[str]], *,
                       rate: str | None = None, input_rate: str = "40MHz", efficiency: float | None = None,
                       validation: Sequence[str | os.PathLike[str]] = (), triggers: Sequence[str] = (),
-                      output: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                      output: str | os.PathLike[str] | None = None,
+                      report_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Set a trained anomaly detector's threshold on background files, validate it, and report the rates.
 
     Give ``rate`` (with ``input_rate``) or ``efficiency``. The report (also written to ``output``
     as JSON) holds the threshold, its validation on ``validation`` files and, with ``triggers``,
-    the total and pure rates on the validation sample (the background sample without one).
+    the total and pure rates on the validation sample (the background sample without one). With
+    ``report_dir`` (a folder), ``report.html`` shows the score distributions with the cut, and the
+    rate against the cut.
     """
     from heplearn.data.files import jsonable, write_json
     from heplearn.trained import TrainedModel
@@ -265,7 +269,46 @@ def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str 
         key = "rates_hz" if rate is not None else "efficiencies"
         report[key] = pure_rate(threshold.accepts(check_scores[:, 0]), others,
                                 input_rate if rate is not None else 1.0, check_weight)
+    if report_dir is not None:
+        write_threshold_report(report_dir, report, scores[:, 0], arrays.weight,
+                               check_scores[:, 0] if validation else None, input_rate if rate is not None else None)
     report = jsonable(report)
     if output is not None:
         write_json(output, report)
     return report
+
+
+def write_threshold_report(directory: str | os.PathLike[str], result: dict[str, Any], score: np.ndarray,
+                           weight: np.ndarray, validation_score: np.ndarray | None,
+                           input_rate: str | float | None) -> Path:
+    """``directory/report.html`` of ``threshold_for_run``: the threshold table, score and rate plots."""
+    from heplearn.evaluation.report import number
+    from heplearn.methods.anomaly_report import plot_rate, plot_scores, write_anomaly_report
+
+    threshold: Threshold = result["threshold"]
+    low, high = threshold.interval
+    cut_low, cut_high = threshold.value_interval
+    rows = [["cut (score >)", number(threshold.value, 6)], ["target efficiency", number(threshold.target)],
+            ["efficiency on the calibration sample", f"{number(threshold.efficiency)} [{number(low)}, {number(high)}]"],
+            ["cut uncertainty", f"[{number(cut_low, 6)}, {number(cut_high, 6)}]"]]
+    if "validation" in result:
+        check: Validation = result["validation"]
+        rows.append(["efficiency on the validation sample", f"{number(check.efficiency)} [{number(check.interval[0])}, "
+                     f"{number(check.interval[1])}], pull {check.pull:.2f}"])
+    for key in ("rates_hz", "efficiencies"):
+        if key in result:
+            rows.append([f"{key.replace('_', ' ')}: total, pure", f"{number(result[key].total)}, "
+                         f"{number(result[key].pure)}"])
+    samples = {"background (calibration)": score}
+    if validation_score is not None:
+        samples["background (validation)"] = validation_score
+    figures = [(plot_scores(samples, threshold.value, result["score"]), "scores", "Anomaly score",
+                "Normalised score distributions of the background samples; the dashed line is the cut.")]
+    if input_rate is not None:
+        figures.append((plot_rate(score, parse_rate(input_rate, "input rate"), threshold.value, weight,
+                                  threshold.rate_hz), "rate", "Trigger rate",
+                        "The rate of the cut score > t on the calibration background, input rate × ε_B(t)."))
+    return write_anomaly_report(directory, f"Anomaly trigger threshold: {result['run']}",
+                                f"score {result['score']} · target efficiency {threshold.target:.3g}",
+                                [{"title": "Threshold", "header": ["", "value"], "rows": rows,
+                                  "note": "Intervals are one-sigma Clopper–Pearson intervals."}], figures)
