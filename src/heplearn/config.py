@@ -17,7 +17,8 @@ Model = TypeVar("Model", bound=pydantic.BaseModel)
 class StrictModel(pydantic.BaseModel):
     """A config section: unknown keys are errors, values are checked on assignment too."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+    # the docstring under a field is its description (the docs' key reference is built from them)
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -20,9 +20,11 @@ from heplearn.data.config import DataConfig
 class ModelConfig(pydantic.BaseModel):
     """``name`` and ``preset``; every other key is a hyper-parameter of that model."""
 
-    model_config = pydantic.ConfigDict(extra="allow")
+    model_config = pydantic.ConfigDict(extra="allow", use_attribute_docstrings=True)
     name: str
+    """The model's name in the zoo (``pfn``, ``particlenet``, ``part``, ``bdt``, ...)."""
     preset: str = "paper"
+    """A named set of hyper-parameters: ``paper`` (the published model), ``lite``, ``small``."""
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -32,9 +34,11 @@ class ModelConfig(pydantic.BaseModel):
 class LossTermConfig(pydantic.BaseModel):
     """One term of ``training.loss``: its ``name``, its ``weight`` and its own settings."""
 
-    model_config = pydantic.ConfigDict(extra="allow")
+    model_config = pydantic.ConfigDict(extra="allow", use_attribute_docstrings=True)
     name: str
+    """The loss term (``cross_entropy``, ``quantile``, ``disco``, ...)."""
     weight: float = 1.0
+    """Its weight in the total loss."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -44,8 +48,9 @@ class LossTermConfig(pydantic.BaseModel):
 class StepConfig(pydantic.BaseModel):
     """``training.step``: the step strategy's ``name`` and its own settings."""
 
-    model_config = pydantic.ConfigDict(extra="allow")
+    model_config = pydantic.ConfigDict(extra="allow", use_attribute_docstrings=True)
     name: str = "single"
+    """The step strategy (``single``, or a second network's: ``adversary``, ``domain``, ...)."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -54,29 +59,53 @@ class StepConfig(pydantic.BaseModel):
 
 class TrainingConfig(StrictModel):
     epochs: int = pydantic.Field(default=20, ge=1)
+    """Passes over the training data."""
     batch_size: int = pydantic.Field(default=256, ge=1)
+    """Jets per step."""
     optimizer: Literal["adamw", "radam"] = "adamw"
+    """AdamW or RAdam."""
     lookahead: bool = False
+    """Wrap the optimiser in Lookahead (RAdam + Lookahead is weaver-core's Ranger)."""
     learning_rate: float = pydantic.Field(default=1e-3, gt=0)
+    """Peak learning rate."""
     weight_decay: float = pydantic.Field(default=0.01, ge=0)
+    """Decoupled weight decay."""
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    """Learning-rate schedule after the warm-up: cosine decay, one-cycle (linear to 1%) or constant."""
     warmup_fraction: float = pydantic.Field(default=0.05, ge=0, lt=1)
+    """Fraction of all steps with a linear warm-up."""
     gradient_clip: float | None = pydantic.Field(default=1.0, gt=0)
+    """Clip the gradient norm to this (none: no clipping)."""
     mixed_precision: bool = False
+    """bfloat16 autocast on the CPU."""
     compile: bool = False
+    """``torch.compile`` the network."""
     early_stopping_patience: int | None = pydantic.Field(default=5, ge=1)
+    """Stop after this many epochs without a better validation loss (none: never)."""
     class_weights: Literal["balanced"] | list[float] | None = None
+    """``balanced`` (Σw equal per class) or one weight per class."""
     loss: Literal["auto"] | list[LossTermConfig] = "auto"
+    """``auto`` (the task's default) or a list of named, weighted loss terms."""
     step: StepConfig = StepConfig()
+    """The step strategy and its settings."""
     quantiles: list[float] = [0.16, 0.5, 0.84]
+    """Quantiles a ``quantile`` regression predicts."""
     seed: int = 0
+    """Seed of the weights, the shuffling and every random draw."""
     deterministic: bool = False
+    """Deterministic algorithms: a resumed run ends with the same weights as an uninterrupted one."""
     checkpoint_every: int | None = pydantic.Field(default=None, ge=1)
+    """Write a checkpoint every this many steps (and at each epoch's end)."""
     streaming: bool = False
+    """Stream the files instead of loading them into memory."""
     num_workers: int = pydantic.Field(default=0, ge=0)
+    """DataLoader worker processes of a streaming run."""
     buffer_size: int = pydantic.Field(default=50_000, ge=1)
+    """Jets in the streaming shuffle buffer."""
     max_steps_per_epoch: int | None = pydantic.Field(default=None, ge=1)
+    """Cap on the steps of one epoch (short epochs on big samples; none: the whole split)."""
     threads: int | None = pydantic.Field(default=None, ge=1)
+    """torch's CPU threads (none: torch's default)."""
 
     @pydantic.field_validator("loss", mode="before")
     @classmethod
@@ -106,8 +135,11 @@ class TrainingConfig(StrictModel):
 
 class RunConfig(StrictModel):
     data: DataConfig
+    """What to read and how to make batches."""
     model: ModelConfig
+    """Which model, with which hyper-parameters."""
     training: TrainingConfig = TrainingConfig()
+    """How to train."""
 
 
 def load_run_config(source: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None) -> RunConfig:

@@ -40,15 +40,25 @@ class ImageSpec(StrictModel):
     into ``regions`` = (φ, η) regions over |η| < ``eta_max``); see ``heplearn.features.images``."""
 
     kind: Literal["jet", "calorimeter"] = "jet"
+    """``jet``: the constituents around the jet axis; ``calorimeter``: the whole event's calorimeter regions."""
     bins: int = pydantic.Field(default=40, gt=0)
+    """Pixels per side of a jet image."""
     extent: float = pydantic.Field(default=0.8, gt=0)
+    """Half-width of a jet image in Δη and Δφ (radians)."""
     rotate: bool = True
+    """Rotate the jet so that its principal axis is vertical."""
     flip: bool = True
+    """Flip the jet so that its hardest side is on the right."""
     centre: Literal["centroid", "axis"] = "centroid"
+    """Centre the image on the pT-weighted centroid (``centroid``) or on the jet axis (``axis``)."""
     collections: list[str] = ["Jet", "Electron", "Photon"]  # NanoAOD collections: <name>_pt, _eta, _phi
+    """NanoAOD collections summed into a calorimeter image (their ``<name>_pt``, ``_eta``, ``_phi``)."""
     regions: tuple[int, int] = (18, 14)
+    """(φ, η) regions of a calorimeter image."""
     eta_max: float = pydantic.Field(default=3.0, gt=0)
+    """|η| range of a calorimeter image."""
     et_unit: float = pydantic.Field(default=100.0, gt=0)  # GeV per unit of the image's values
+    """GeV per unit of a calorimeter image's values."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,11 +71,17 @@ class InputGroup(StrictModel):
     ``(B, 1, bins, bins)`` if ``image`` is set, else per-jet ``(B, F)``."""
 
     variables: list[str] = []
+    """File fields, ``new_variables`` or derived features (``part_logpt``, ``part_deltaR``, ...) of the group."""
     length: int | None = pydantic.Field(default=None, gt=0)
+    """Particles per jet (padded or cut, hardest first): makes the group per-particle ``(B, length, F)``."""
     image: ImageSpec | None = None
+    """Settings of a jet or calorimeter image (instead of ``variables``)."""
     pad_value: float = 0.0
+    """Value of the padded slots of a per-particle group."""
     standardize: bool = True
+    """Standardise the variables with constants fitted on the training split."""
     skip_standardize: list[str] = []
+    """Variables of the group left as they are (flags, charges)."""
 
     @pydantic.model_validator(mode="after")
     def _variables_or_image(self) -> InputGroup:
@@ -92,8 +108,11 @@ class LabelConfig(StrictModel):
     unsupervised tasks such as an autoencoder's reconstruction)."""
 
     type: Literal["classification", "reweighting", "regression", "none"] = "classification"
+    """What the labels are: ``classification``, ``reweighting``, ``regression`` or ``none``."""
     classes: list[str] | dict[str, str] | None = None
+    """Class names from one-hot ``label_*`` fields (a list), or name -> boolean expression (a mapping)."""
     targets: dict[str, str] = {}
+    """Regression targets: name -> expression of the file's fields."""
 
     @pydantic.model_validator(mode="after")
     def _targets_for_regression(self) -> LabelConfig:
@@ -109,22 +128,39 @@ class LabelConfig(StrictModel):
 
 class DataConfig(StrictModel):
     train: list[str] = []
+    """Training files (paths or glob patterns; Parquet, ROOT TTree or RNTuple, HDF5)."""
     val: list[str] = []
+    """Validation files: early stopping and the best epoch."""
     test: list[str] = []
+    """Test files: what ``heplearn evaluate`` scores by default."""
     treename: str | None = None
+    """The ROOT TTree or RNTuple to read (default ``tree``, or the file's only one)."""
     selection: str | None = None
+    """Boolean expression: jets that fail it are left out (``jet_pt > 500``)."""
     new_variables: dict[str, str] = {}
+    """Derived fields: name -> expression (``ak.num(part_px, axis=1)``), usable anywhere a field is."""
     particle_order: Literal["pt", "file"] = "pt"
+    """Order of the particles of per-particle groups: by decreasing pT, or as in the file."""
     inputs: dict[str, InputGroup] = pydantic.Field(min_length=1)
+    """The batch's tensors: group name (``particles``, ``points``, ``jet``, ``image``, ...) -> its settings."""
     labels: LabelConfig = LabelConfig()
+    """What each jet is labelled with."""
     weights: str | None = None
+    """Expression of a per-jet training weight (``xsec_weight * 2``)."""
     observers: list[str] = []
+    """Fields delivered with each batch for loss terms and methods, never as model inputs."""
     standardization: Literal["robust", "meanstd"] = "robust"
+    """``robust`` (median and interquartile range) or ``meanstd`` standardisation."""
     clip: float = pydantic.Field(default=5.0, gt=0)
+    """Standardised values are clipped to ± this."""
     standardization_jets: int = pydantic.Field(default=200_000, gt=0)
+    """Jets of the training split the standardisation constants are fitted on."""
     nonfinite: Literal["error", "replace"] = "error"
+    """NaN or infinite inputs: an ``error`` naming the file and entry, or ``replace`` them."""
     nonfinite_value: float = 0.0
+    """The value that replaces non-finite inputs (with ``nonfinite: replace``)."""
     chunk_size: int = pydantic.Field(default=20_000, gt=0)
+    """Jets read at a time (and the most in one streaming piece)."""
 
     @pydantic.field_validator("train", "val", "test", "observers", mode="before")
     @classmethod
