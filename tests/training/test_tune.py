@@ -102,14 +102,16 @@ def test_tpe_lands_near_the_known_optimum_and_prunes_poor_trials(tmp_path: Path)
     assert pruned and all(row["epochs"] < tune_toy.EPOCHS for row in pruned)
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "random"])
-def test_the_other_samplers_search_the_same_space(tmp_path: Path, sampler: str) -> None:
-    settings = TuneSettings(trials=8, sampler=sampler, pruner="none", seed=1, population_size=4, progress=False)
+@pytest.mark.parametrize(("sampler", "pruner"), [("nsga2", "none"), ("random", "hyperband")])
+def test_the_other_samplers_and_pruners_search_the_same_space(tmp_path: Path, sampler: str, pruner: str) -> None:
+    settings = TuneSettings(trials=12, sampler=sampler, pruner=pruner, seed=1, population_size=4, progress=False)
     result = tune(tune_toy.BASE, load_space(tune_toy.SPACE), settings, sampler, tmp_path, storage="memory",
                   trial_function=tune_toy.quadratic, report=False)
-    assert result.counts["complete"] == 8
-    values = [row["value"] for row in _rows(result.trials_json)]
-    assert result.best_value == min(values)
+    assert result.counts["complete"] + result.counts["pruned"] == 12
+    rows = _rows(result.trials_json)
+    assert result.best_value == min(row["value"] for row in rows if row["state"] == "complete")
+    if pruner == "hyperband":  # successive halving stops some trials after their first epoch
+        assert any(row["state"] == "pruned" and row["epochs"] < tune_toy.EPOCHS for row in rows)
 
 
 def _toy_worker(runs_dir: Path, study: str, trials: int, **environment: str) -> subprocess.Popen[bytes]:

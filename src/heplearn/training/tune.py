@@ -317,10 +317,12 @@ def _objective(plan: StudyPlan) -> Callable[[Any], float]:
     return objective
 
 
-def run_worker(plan: StudyPlan, worker: int = 0, storage: Any = None) -> int:
+def run_worker(plan: StudyPlan, worker: int = 0, storage: Any = None,
+               on_trial: Callable[[], None] | None = None) -> int:
     """Run trials of the study until it has ``plan.settings.trials``; returns how many this worker ran.
 
     Any number of workers may run this at once on one storage (processes, machines, Dask tasks).
+    ``on_trial`` is called after each trial (a progress bar).
     """
     study = load_study(plan, worker, storage)
     total = plan.settings.trials
@@ -329,6 +331,8 @@ def run_worker(plan: StudyPlan, worker: int = 0, storage: Any = None) -> int:
     def stop_when_full(study_: Any, trial: Any) -> None:
         if not trial.user_attrs.get("surplus"):
             ran[0] += 1
+        if on_trial:
+            on_trial()
         if counted(study_, below=2**62) >= total:  # every running trial counts: the others will finish theirs
             study_.stop()
 
@@ -380,9 +384,8 @@ def tune(base: dict[str, Any], space: SearchSpace, settings: TuneSettings, name:
     if workers or scheduler:
         _run_on_dask(plan, workers, scheduler)
     else:
-        with _trial_bar(study, settings) as watch:
-            run_worker(plan, 0, opened)
-            watch()
+        with _trial_bar(study, settings) as update:
+            run_worker(plan, 0, opened, update)
     return write_outputs(study, plan, report)
 
 
