@@ -44,9 +44,11 @@ def run_command(
 
     plan = _plan(config)
     summary = run_analysis(plan, cores, profile, dry_run, unlock)
+    stages = [name for name in summary.scheduled if name != "report"]
     if dry_run:
+        typer.echo(f"would run: {', '.join(summary.scheduled) or 'nothing'}")
         return
-    typer.echo(f"{len(summary.ran)} stage(s) run, {len(summary.reused)} reused")
+    typer.echo(f"{len(stages)} stage(s) run, {len(summary.reused)} reused")
     typer.echo(f"report: {relative(summary.report, plan)}")
 
 

@@ -268,7 +268,10 @@ def load_analysis_config(source: str | os.PathLike[str], overrides: list[str] | 
     if "base" in content:
         raise ConfigError(f"{source}: base: unknown key")
     content["base"] = str(Path(source).resolve().parent)
-    config = validate(AnalysisConfig, content, "")
+    try:
+        config = validate(AnalysisConfig, content, "")
+    except ConfigError as error:  # pydantic's "Value error, " adds nothing: each message names its key
+        raise ConfigError(f"{source}: " + str(error).replace("Value error, ", "").removeprefix(": ")) from None
     for name in config.models:
         path = config.model_config_path(name)
         if not path.is_file():

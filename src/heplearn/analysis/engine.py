@@ -11,6 +11,7 @@ was killed resumes with the stages it had not finished (``--rerun-incomplete``).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from heplearn.errors import HeplearnError
 
 DONE, STALE, NEW, INCOMPLETE = "done", "stale", "new", "incomplete"
 MAX_CHANGES = 4  # changed settings named in a stale stage's reason
+SCHEDULED = re.compile(r"^(?:local)?rule (\w+):$")  # how Snakemake announces each job it runs (or would)
 
 
 class AnalysisError(HeplearnError):
@@ -99,9 +101,9 @@ def stage_states(plan: Plan) -> list[StageState]:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What one ``run_analysis`` did: the stages it ran and those it found done."""
+    """What one ``run_analysis`` did: the rules Snakemake ran (or would run, in a dry run), the stages it reused."""
 
-    ran: list[str]
+    scheduled: list[str]  # Snakemake's rules, in its order; "all" left out
     reused: list[str]
     report: Path
 
@@ -120,15 +122,19 @@ def snakemake_command(plan: Plan, snakefile: Path, cores: int | None, profile: s
     return command
 
 
-def _snakemake(command: Sequence[str]) -> tuple[int, list[str]]:
-    """Run Snakemake, passing its output through to stderr; its exit code and last lines."""
+def _snakemake(command: Sequence[str]) -> tuple[int, list[str], list[str]]:
+    """Run Snakemake, passing its output through to stderr; its exit code, last lines and scheduled rules."""
     tail: list[str] = []
+    scheduled: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         assert process.stdout is not None
         for line in process.stdout:
             sys.stderr.write(line)
             tail = [*tail[-40:], line.rstrip()]
-        return process.wait(), tail
+            match = SCHEDULED.match(line.strip())
+            if match and match.group(1) != "all":
+                scheduled.append(match.group(1))
+        return process.wait(), tail, scheduled
 
 
 def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False,
@@ -142,7 +148,7 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
     snakefile = write_plan(plan)
     if unlock:
         _snakemake([*snakemake_command(plan, snakefile, cores, profile), "--unlock"])
-    code, tail = _snakemake(snakemake_command(plan, snakefile, cores, profile, dry_run))
+    code, tail, scheduled = _snakemake(snakemake_command(plan, snakefile, cores, profile, dry_run))
     if code != 0:
         text = "\n".join(tail)
         if "LockException" in text or "cannot be locked" in text:
@@ -151,10 +157,8 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
         failed = [state.stage for state in stage_states(plan) if state.state == "incomplete"]
         where = "; ".join(f"{stage.name}: see {plan.output / stage.folder / 'log.txt'}" for stage in failed)
         raise AnalysisError(f"snakemake stopped (exit {code})" + (f": {where}" if where else ""))
-    after = {state.stage.name: state.state for state in stage_states(plan)}
-    ran = [name for name, state in after.items() if state == DONE and before[name] != DONE]
     reused = [name for name, state in before.items() if state == DONE]
-    return RunSummary(ran, reused, plan.output / REPORT)
+    return RunSummary(scheduled, reused, plan.output / REPORT)
 
 
 __all__ = ["AnalysisError", "RunSummary", "StageState", "run_analysis", "snakemake_command", "stage_states"]

@@ -355,7 +355,8 @@ def _rules(plan: Plan) -> Iterator[str]:
     finals = [stage.marker for stage in plan.stages if stage.kind in ("fit", "evaluate")]
     yield "# Written by `heplearn analysis run` from the analysis config; edits are overwritten."
     yield f"# Config: {plan.config_path}\n"
-    yield f"rule all:\n    input: {REPORT!r}\n"
+    # the final markers are targets too: Snakemake does not look behind an existing report.html
+    yield f"rule all:\n    input: {', '.join(repr(p) for p in [*finals, REPORT])}\n"
     for stage in plan.stages:
         inputs = [stages[name].marker for name in stage.after if name in stages]
         external = [path for name in stage.after if name.startswith("files_")
