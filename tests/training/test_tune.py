@@ -291,3 +291,14 @@ def test_dask_workers_of_a_local_cluster_share_the_study(tmp_path: Path) -> None
     lines = [line.split() for line in (tmp_path / "dask" / "ran.log").read_text().splitlines()]
     assert len(lines) == 6 and len({name for name, _ in lines}) == 6
     assert os.getpid() not in {int(pid) for _, pid in lines}  # the trials ran in the workers' processes
+
+
+def test_a_bad_space_on_the_command_line_is_one_line(tmp_path: Path, bdt_config: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"parameters": {"model.max_depht": {"type": "int", "low": 2, "high": 6}}}))
+    code, _, err = run(["tune", "-c", str(bdt_config), "--space", str(space), "--runs-dir", str(tmp_path / "runs")],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "model.max_depht: unknown key" in err and "max_depth" in err  # names the key and the known ones
+    assert not (tmp_path / "runs").exists()
