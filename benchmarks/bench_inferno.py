@@ -99,12 +99,11 @@ def main() -> None:
                 network_bins(model, rows["features"]), rows["label"], rows["variation"], 10, settings))
             bar.update()
             bar.set_postfix(seed=seed, benchmark=name, inferno=f"{results[name]['inferno'][-1]:.2f}")
+            if args.output:  # after every training: an interrupted run keeps what it measured
+                Path(args.output).write_text(json.dumps({"args": vars(args), "seconds": time.perf_counter() - started,
+                                                         "results": results}, indent=1))
     bar.close()
-    seconds = time.perf_counter() - started
-
-    print(f"\n{seconds:.0f} s")
-    if args.output:
-        Path(args.output).write_text(json.dumps({"args": vars(args), "seconds": seconds, "results": results}, indent=1))
+    print(f"\n{time.perf_counter() - started:.0f} s")
     report(results, vars(args))
 
 
@@ -112,17 +111,17 @@ def report(results: dict[str, dict[str, list[float]]], settings: dict[str, Any])
     """The table (median [16%, 84%] over seeds, beside the paper) and the last JSON line."""
     def summary(values: list[float]) -> str:
         low, median, high = np.percentile(values, [16, 50, 84])
-        return f"{median:6.2f} [{low:.2f}, {high:.2f}]"
+        return f"{median:6.2f} [{low:.2f}, {high:.2f}] n={len(values)}"
 
-    seeds = len(next(iter(results.values()))["inferno"])
-    print(f"{seeds} seeds, {settings['train_events']} training and {settings['test_events']} test events per class, "
+    print(f"n seeds per entry, {settings['train_events']} training and {settings['test_events']} test events "
+          "per class, "
           f"INFERNO {settings['epochs']} epochs, cross entropy {settings['ce_epochs']}")
-    print(f"{'':4} {'bound':>6} {'(paper)':>7} | {'CE ours (median [16%, 84%])':>28} {'(paper)':>7} | "
-          f"{'INFERNO ours':>28} {'(paper)':>7}")
+    print(f"{'':4} {'bound':>6} {'(paper)':>7} | {'CE ours (median [16%, 84%])':>33} {'(paper)':>7} | "
+          f"{'INFERNO ours':>33} {'(paper)':>7}")
     for name in sorted(results):
         print(f"{name:4} {fisher_bound(name):6.2f} {PAPER['bound'][name]:7.2f} | "
-              f"{summary(results[name]['cross_entropy']):>28} {PAPER['cross_entropy'][name]:7.2f} | "
-              f"{summary(results[name]['inferno']):>28} {PAPER['inferno'][name]:7.2f}")
+              f"{summary(results[name]['cross_entropy']):>33} {PAPER['cross_entropy'][name]:7.2f} | "
+              f"{summary(results[name]['inferno']):>33} {PAPER['inferno'][name]:7.2f}")
     headline = "B2" if "B2" in results else next(iter(results))
     ours = float(np.median(results[headline]["inferno"]))
     print(json.dumps({"benchmark": headline, "ours": round(ours, 3), "reference": PAPER["inferno"][headline],
