@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-quick clean
+.PHONY: demo test docs lint bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ demo: $(STAMP)
 test: $(STAMP) /usr/bin/chromium
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The documentation site (MkDocs + mkdocstrings) into site/; open site/index.html.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo
+	rm -rf $(VENV) demo site
