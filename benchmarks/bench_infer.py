@@ -205,6 +205,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: onnxruntime's CUDA provider against PyTorch on the GPU")
     parser.add_argument("--ab", action="store_true", help="also compare onnxruntime's settings (CPU)")
+    parser.add_argument("--onnx-dir", type=Path, help="keep the exported models here and reuse those found "
+                        "(they depend only on the model names and the seed)")
     parser.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     models = arguments.models.split(",")
@@ -219,9 +221,14 @@ def main() -> None:
                    "onnxruntime spinning": "on", "device": arguments.device})
     summary: dict[str, tuple[float, float]] = {}
     ratios: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([sys.executable, __file__, "--export-to", folder, "--models", arguments.models]
-                       + ["--ab"] * arguments.ab, check=True, timeout=1800)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = str(arguments.onnx_dir or temporary)
+        missing = [name for name in models if not (Path(folder) / f"{name}.onnx").is_file()
+                   or (arguments.ab and name.partition("-")[0] == "part"
+                       and not (Path(folder) / f"{name}.fused.onnx").is_file())]
+        if missing:
+            subprocess.run([sys.executable, __file__, "--export-to", folder, "--models", ",".join(missing)]
+                           + ["--ab"] * arguments.ab, check=True, timeout=1800)
         print(f"{PARTICLES} particle slots, {FEATURES} features; best of {repeats} interleaved rounds")
         print(f"{'model':<12}{'batch':>6}{'onnx jets/s':>14}{'eager jets/s':>14}{'ratio':>8}"
               f"{'onnx engine':>14}{'engine ratio':>14}")
