@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heplearn.errors import DataError
-from heplearn.methods.weak_supervision import sic_curve
+from heplearn.errors import ConfigError, DataError
+from heplearn.methods.weak_supervision import cwola_scores, sic_curve, vae_scores
 
 SR = (3.3, 3.7)
 
@@ -27,6 +27,14 @@ def test_a_perfect_score_reaches_the_background_statistics_floor() -> None:
     assert blind.at(0.25) == pytest.approx(0.5, abs=0.05)
     with pytest.raises(DataError, match="background test events"):
         sic_curve(is_signal[:510], score[:510])
+
+
+def test_overlapping_regions_and_a_bad_beta_are_errors() -> None:
+    x, mass = np.zeros((400, 2)), np.linspace(3.0, 4.0, 400)
+    with pytest.raises(ConfigError, match="must enclose the signal region"):
+        cwola_scores(x, mass, SR, (3.4, 5.0))
+    with pytest.raises(ConfigError, match="β must lie in"):
+        vae_scores(x, x, beta=2.0)
 
 
 def correlated_toy(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
