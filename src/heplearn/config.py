@@ -22,6 +22,7 @@ class StrictModel(pydantic.BaseModel):
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file as a mapping; a missing file, invalid YAML or a non-mapping is a ``ConfigError``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")

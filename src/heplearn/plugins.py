@@ -25,6 +25,7 @@ class Plugins:
         return name in self.entries
 
     def names(self) -> list[str]:
+        """The registered names, in the order they were registered."""
         return list(self.entries)
 
     def register(self, cls: type) -> None:

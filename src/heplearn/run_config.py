@@ -28,6 +28,7 @@ class ModelConfig(pydantic.BaseModel):
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
+        """The model's hyper-parameters: every key of ``model`` other than ``name`` and ``preset``."""
         return dict(self.model_extra or {})
 
 
@@ -42,6 +43,7 @@ class LossTermConfig(pydantic.BaseModel):
 
     @property
     def settings(self) -> dict[str, Any]:
+        """The term's own settings: every key other than ``name`` and ``weight``."""
         return dict(self.model_extra or {})
 
 
@@ -54,10 +56,13 @@ class StepConfig(pydantic.BaseModel):
 
     @property
     def settings(self) -> dict[str, Any]:
+        """The strategy's own settings: every key other than ``name``."""
         return dict(self.model_extra or {})
 
 
 class TrainingConfig(StrictModel):
+    """The ``training`` section: the optimiser, schedule, epochs, batches, seeds, checkpoints and streaming."""
+
     epochs: int = pydantic.Field(default=20, ge=1)
     """Passes over the training data."""
     batch_size: int = pydantic.Field(default=256, ge=1)
@@ -134,6 +139,8 @@ class TrainingConfig(StrictModel):
 
 
 class RunConfig(StrictModel):
+    """A whole run config: ``data``, ``model`` and ``training``."""
+
     data: DataConfig
     """What to read and how to make batches."""
     model: ModelConfig

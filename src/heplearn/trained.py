@@ -42,6 +42,7 @@ class TrainedModel:
 
     @property
     def name(self) -> str:
+        """The model's name in the zoo."""
         return self.config.model.name
 
     @property
@@ -51,10 +52,12 @@ class TrainedModel:
 
     @property
     def is_classifier(self) -> bool:
+        """Whether the run's task is a classification."""
         return isinstance(self.task, Classification)
 
     @property
     def output_names(self) -> list[str]:
+        """The names of the model's outputs (classes, targets or quantiles)."""
         return self.task.output_names
 
     @classmethod

@@ -81,6 +81,7 @@ class ParticleModel(nn.Module):
 
     @classmethod
     def hyperparameter_names(cls) -> tuple[str, ...]:
+        """The names of the model's hyper-parameters (the fields of its ``Hyperparameters``)."""
         return tuple(field.name for field in dataclasses.fields(cls.Hyperparameters))
 
     @classmethod

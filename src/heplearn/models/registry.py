@@ -29,20 +29,24 @@ CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
 
 
 def model_names() -> list[str]:
+    """Every model's name: the classical ones, then the networks."""
     return [*CLASSICAL_MODELS, *TORCH_MODELS]
 
 
 def is_torch_model(name: str) -> bool:
+    """Whether ``name`` is a torch network (trained by the trainer) rather than a classical model."""
     check_name(name)
     return name in TORCH_MODELS
 
 
 def check_name(name: str) -> None:
+    """Raise a ``ConfigError`` naming the known models unless ``name`` is one."""
     if name not in TORCH_MODELS and name not in CLASSICAL_MODELS:
         raise ConfigError(f"model.name: unknown model {name!r}; choose one of {', '.join(model_names())}")
 
 
 def model_class(name: str) -> Any:
+    """The class of model ``name`` (imported on first use)."""
     check_name(name)
     module, attribute = TORCH_MODELS.get(name) or CLASSICAL_MODELS[name]
     return getattr(importlib.import_module(module), attribute)

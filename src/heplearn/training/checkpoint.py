@@ -32,6 +32,9 @@ BEST = "best"
 
 @dataclass
 class TrainingState:
+    """Where a training stands: the epoch, the batch within it, the step, the best validation loss and
+    whether it has finished."""
+
     epoch: int = 0  # the epoch in progress (or the next one, if batch == 0)
     batch: int = 0  # batches of ``epoch`` already trained on
     step: int = 0  # optimizer steps so far
@@ -87,6 +90,7 @@ def save_best(directory: Path, modules: dict[str, torch.nn.Module]) -> None:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, or None when there is none."""
     pointer = directory / POINTER
     if not pointer.is_file():
         return None
@@ -120,6 +124,7 @@ def load_checkpoint(path: Path, strategy: Any) -> TrainingState:
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors weights file; a missing file is a ``DataError`` naming it."""
     if not path.is_file():
         raise DataError(f"{path}: no such weights file")
     return load_file(path)

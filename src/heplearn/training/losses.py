@@ -87,6 +87,7 @@ class CrossEntropy(LossTermBase):
         self.class_weights = class_weights(context, task)
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The weighted mean cross entropy of ``outputs`` (logits) against the batch's class labels."""
         label, weight = task.target(batch), batch["weight"]
         per_event = F.cross_entropy(outputs.float(), label, reduction="none")
         if self.class_weights is not None:
@@ -122,6 +123,7 @@ class MeanSquaredError(LossTermBase):
     needs = "data.labels.type: regression (or none, for a reconstruction)"
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The weighted mean squared error of ``outputs`` against the batch's targets."""
         error = F.mse_loss(outputs.float(), task.target(batch).float(), reduction="none")
         return weighted_mean(error.sum(-1), batch["weight"])
 
@@ -134,6 +136,7 @@ class Huber(LossTermBase):
     needs = "data.labels.type: regression (or none, for a reconstruction)"
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The weighted mean Huber loss of ``outputs`` against the batch's targets."""
         error = F.huber_loss(outputs.float(), task.target(batch).float(), reduction="none")
         return weighted_mean(error.sum(-1), batch["weight"])
 
@@ -160,6 +163,7 @@ class Pinball(LossTermBase):
         return torch.maximum(self.levels * error, (self.levels - 1) * error)
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The weighted mean pinball loss of each quantile output against the batch's targets."""
         return weighted_mean(self.per_level(outputs, task.target(batch)).sum((-1, -2)), batch["weight"])
 
 
@@ -178,6 +182,7 @@ class HuberQuantiles(Pinball):
         self.central = central
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The weighted mean Huber-smoothed pinball loss of each quantile output."""
         target = task.target(batch)
         pinball = self.per_level(outputs, target)[..., ~self.central].sum((-1, -2))
         predicted = outputs.float().reshape(len(outputs), target.shape[-1], len(self.levels))

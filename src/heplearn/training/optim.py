@@ -31,6 +31,7 @@ class Lookahead(torch.optim.Optimizer):
         self._counter = 0
 
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        """One step of the inner optimiser; every ``k`` steps, the slow weights move towards the fast ones."""
         loss = self.inner.step(closure)
         self._counter += 1
         if self._counter % self.k == 0:
@@ -42,19 +43,23 @@ class Lookahead(torch.optim.Optimizer):
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients (of the inner optimiser's parameters)."""
         self.inner.zero_grad(set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
+        """The inner optimiser's state, the slow weights and the step counter."""
         return {"inner": self.inner.state_dict(), "slow": [list(group) for group in self._slow],
                 "counter": self._counter}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
         self.inner.load_state_dict(state_dict["inner"])
         self._slow = [[tensor.clone() for tensor in group] for group in state_dict["slow"]]
         self._counter = int(state_dict["counter"])
 
 
 def make_optimizer(parameters: Any, config: TrainingConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names (AdamW or RAdam), wrapped in Lookahead when ``config.lookahead``."""
     parameters = list(parameters)
     if config.optimizer == "radam":
         inner: torch.optim.Optimizer = torch.optim.RAdam(

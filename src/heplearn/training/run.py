@@ -46,11 +46,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
+    """What ``train`` returns: the run directory and one record per epoch."""
+
     run_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def input_dims(data: DataConfig) -> dict[str, int]:
+    """The size of each input group of ``data``: features per entry (channels for an image)."""
     return {name: group.size for name, group in data.inputs.items()}
 
 

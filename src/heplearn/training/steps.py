@@ -82,11 +82,13 @@ class StepStrategy(ABC):
         return {name: self.modules[name] for name in self.products}
 
     def train(self, mode: bool = True) -> None:
+        """Put every module of the strategy in training (``mode=True``) or evaluation mode."""
         for module in self.modules.values():
             module.train(mode)
 
     @property
     def learning_rate(self) -> float:
+        """The model's current learning rate (after its schedule)."""
         return float(self.schedulers["model"].get_last_lr()[0])
 
 
@@ -124,6 +126,7 @@ class SingleNetworkStep(StepStrategy):
         self.add_module("model", context.model, context.training, context.total_steps)
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        """One optimiser step on ``batch``: the loss terms' values by name."""
         with autocast(self.training):
             outputs = self.network(batch)
         terms = self.task.loss(outputs, batch)

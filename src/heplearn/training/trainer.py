@@ -50,9 +50,13 @@ log = logging.getLogger(__name__)
 
 
 class BatchSource(Protocol):
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]: ...
+    """Where the trainer's batches come from: in memory or streamed."""
 
-    def batches_per_epoch(self) -> int: ...
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of ``epoch`` (shuffled with the epoch as part of the seed)."""
+
+    def batches_per_epoch(self) -> int:
+        """How many batches an epoch holds (an estimate when streaming)."""
 
 
 @dataclass
@@ -67,23 +71,29 @@ class InMemorySource:
     world_size: int = 1
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of ``epoch`` of this rank's share of the jets."""
         return self.dataset.batches(self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
                                     rank=self.rank, world_size=self.world_size)
 
     def batches_per_epoch(self) -> int:
+        """Batches per epoch of one rank."""
         return math.ceil(len(self.dataset) // self.world_size / self.batch_size)
 
 
 @dataclass
 class StreamSource:
+    """Batches of a ``StreamLoader`` over files larger than memory."""
+
     loader: Any  # a StreamLoader
     estimated_batches: int
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The streamed batches of ``epoch``."""
         self.loader.set_epoch(epoch)
         return iter(self.loader)
 
     def batches_per_epoch(self) -> int:
+        """The estimated batches per epoch (from the files' entries)."""
         return self.estimated_batches
 
 
@@ -141,6 +151,7 @@ class Trainer:
 
     # -- the loop
     def fit(self, train: BatchSource, val: BatchSource | None, resume: bool = False) -> ckpt.TrainingState:
+        """Train until ``config.epochs`` or early stopping (from the last checkpoint if ``resume``); the end state."""
         config = self.config
         steps_per_epoch = min(train.batches_per_epoch(), config.max_steps_per_epoch or 10**12)
         strategy = build_step(StepContext(self.model, self.task, config, max(1, steps_per_epoch * config.epochs),
