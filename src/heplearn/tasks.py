@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 
@@ -42,7 +43,8 @@ class LossTerm(Protocol):
     def name(self) -> str:
         """The term's name, the key of its logged value (a class constant of each term)."""
 
-    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor: ...
+    def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The term's value for a batch: a scalar tensor (weighted by the batch's ``weight``)."""
 
 
 class Task(ABC):
@@ -120,28 +122,35 @@ class Classification(Task):
         self.class_names = list(class_names)
         self.signal_index = signal_index
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch["label"]
 
+    @override
     def metrics(self, outputs: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, float]:
         from heplearn.evaluation.metrics import classification_metrics
 
         return classification_metrics(outputs, columns["label"], columns["weight"], self.signal_index)
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.softmax(outputs, dim=-1)
 
+    @override
     def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.softmax(outputs.float(), dim=-1)[:, self.signal_index]
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return [f"score_{name}" for name in self.class_names]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "signal_index": self.signal_index}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         return cls(settings["class_names"], signal_index=int(settings.get("signal_index", 0)))
 
@@ -158,6 +167,7 @@ class Reweighting(Classification):
     kind = "reweighting"
     output_tensor = "weights"
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         log_probabilities = torch.log_softmax(outputs.float(), dim=-1)
         log_target = log_probabilities[:, self.signal_index]
@@ -166,10 +176,12 @@ class Reweighting(Classification):
                            dim=-1)
         return torch.exp(log_target - torch.logsumexp(others, dim=-1)).unsqueeze(-1)
 
+    @override
     def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.softmax(outputs.float(), dim=-1)[:, self.signal_index]
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return ["weight"]
 
@@ -188,27 +200,33 @@ class Regression(Task):
         self.quantiles = [float(level) for level in quantiles] if quantiles else None
         super().__init__(len(self.targets) * len(self.quantiles or [None]), terms)
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch["label"]
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return outputs
 
+    @override
     def score(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.quantiles is None:
             return outputs[:, 0]
         return outputs[:, int(np.argmin(np.abs(np.asarray(self.quantiles) - 0.5)))]  # the median
 
     @property
+    @override
     def output_names(self) -> list[str]:
         if self.quantiles is None:
             return [f"output_{name}" for name in self.targets]
         return [f"output_{name}_q{level:g}" for name in self.targets for level in self.quantiles]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"targets": self.targets, "quantiles": self.quantiles}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         return cls(settings["targets"], quantiles=settings.get("quantiles"))
 
@@ -236,20 +254,25 @@ class Reconstruction(Task):
         return batch[self.group].flatten(1)
 
     @property
+    @override
     def target_keys(self) -> tuple[str, ...]:
         return (self.group,)
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return (outputs.float() - self.target(batch).float()).square().mean(dim=-1, keepdim=True)
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return ["anomaly_score"]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"group": self.group}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         return cls(settings["group"], num_outputs)
 
@@ -293,10 +316,12 @@ class VariationalReconstruction(Task):
         d = self.latent
         return outputs[:, :d], outputs[:, d:2 * d], outputs[:, 2 * d:]
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch[self.group]
 
     @property
+    @override
     def target_keys(self) -> tuple[str, ...]:
         return (self.group,)
 
@@ -312,6 +337,7 @@ class VariationalReconstruction(Task):
         real = self.real_entries(target)
         return (self.split(outputs.float())[2] - target).square() * real, real
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         mu, log_variance, _ = self.split(outputs.float())
         if self.score_name == "latent_norm":
@@ -322,13 +348,16 @@ class VariationalReconstruction(Task):
         return (error.sum(-1) / real.sum(-1).clamp_min(1.0)).unsqueeze(-1)
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return ["anomaly_score"]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"group": self.group, "latent": self.latent, "score": self.score_name, "pad_value": self.pad_value}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         latent = int(settings["latent"])
         return cls(settings["group"], num_outputs - 2 * latent, latent, score=settings.get("score", "latent_norm"),

@@ -93,6 +93,7 @@ class InputGroup(StrictModel):
 
     @property
     def per_particle(self) -> bool:
+        """Whether the group is per particle (it has a ``length``)."""
         return self.length is not None
 
     @property
@@ -127,6 +128,8 @@ class LabelConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
+    """The ``data`` section: which files, which jets, which inputs, labels, weights and observers."""
+
     train: list[str] = []
     """Training files (paths or glob patterns; Parquet, ROOT TTree or RNTuple, HDF5)."""
     val: list[str] = []
@@ -213,10 +216,12 @@ class DataConfig(StrictModel):
 
     @property
     def new_variable_expressions(self) -> dict[str, Expression]:
+        """The compiled expressions of ``new_variables``, by name."""
         return {name: self.expressions[f"new_variables.{name}"] for name in self.new_variables}
 
     @property
     def particle_length(self) -> int | None:
+        """The particles per jet of the per-particle groups (they share one), or None without one."""
         return next((g.length for g in self.inputs.values() if g.per_particle), None)
 
     def jet_group(self, model_name: str) -> str:
@@ -237,6 +242,8 @@ class DataConfig(StrictModel):
 
 
 def expand_files(patterns: list[str], where: str) -> list[Path]:
+    """The files ``patterns`` match (paths or globs, in order); a pattern that matches nothing is a
+    ``DataError`` naming ``where``."""
     files: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(os.path.expanduser(pattern)))

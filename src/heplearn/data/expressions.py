@@ -55,6 +55,7 @@ class Signature:
     keywords: frozenset[str] = frozenset()
 
     def describe(self) -> str:
+        """What the function takes, in words (for error messages)."""
         count = str(self.minimum) if self.minimum == self.maximum else f"{self.minimum} to {self.maximum}"
         plural = "" if self.maximum == 1 else "s"
         keywords = f" and the keywords {', '.join(sorted(self.keywords))}" if self.keywords else " and no keyword"

@@ -49,6 +49,7 @@ def _umask() -> int:
 
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``destination`` atomically (a temporary file, then a rename)."""
     with atomic_path(destination) as temporary:
         temporary.write_text(text)
 

@@ -43,6 +43,7 @@ def _prefetch(typing_context: Any, array: Any, position: Any) -> Any:
 def pad_rows(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray, index: np.ndarray,
              centre: np.ndarray, inverse_scale: np.ndarray, bound: np.ndarray, pad_value: np.float32,
              out: np.ndarray, mask: np.ndarray) -> None:
+    """Gather, standardise, clip and pad the particles of the jets ``index`` into ``out`` and ``mask``, in place."""
     features = flat.shape[1]
     source = flat.reshape(-1)
     padded = out.reshape(out.shape[0], -1)

@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class VariableScaling:
+    """The standardisation of one variable: ``(x - centre) / scale``."""
+
     name: str
     centre: float
     scale: float
@@ -43,6 +45,7 @@ class Preprocessing:
 
     @classmethod
     def fit(cls, arrays: JetArrays, config: DataConfig, class_names: list[str]) -> Preprocessing:
+        """Standardisation constants of every standardised variable, fitted on ``arrays`` (the training split)."""
         groups: dict[str, list[VariableScaling]] = {}
         for name, group in config.inputs.items():
             values = arrays.inputs[name]
@@ -98,6 +101,7 @@ class Preprocessing:
 
     # -- persistence (plain JSON: readable, diffable, no pickle)
     def to_dict(self) -> dict[str, Any]:
+        """The JSON content of ``preprocessing.json``."""
         return {
             "format_version": FORMAT_VERSION,
             "class_names": self.class_names,
@@ -109,10 +113,12 @@ class Preprocessing:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``preprocessing.json`` atomically."""
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_dict(cls, content: dict[str, Any], where: str = "preprocessing") -> Preprocessing:
+        """The preprocessing of a ``to_dict`` content; a malformed one is a ``DataError`` naming ``where``."""
         try:
             groups = {name: [VariableScaling(**v) for v in g["variables"]] for name, g in content["groups"].items()}
             return cls(
@@ -126,6 +132,7 @@ class Preprocessing:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Preprocessing:
+        """Read a ``preprocessing.json``; a missing or malformed file is a ``DataError`` naming it."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such preprocessing file")

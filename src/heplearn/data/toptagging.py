@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import vector
+from typing_extensions import override
 
 from heplearn.data.io import FieldInfo, Source
 from heplearn.errors import DataError
@@ -49,6 +50,7 @@ def _column_names(path: Path, key: str, kind: str, handle: h5py.File) -> list[st
 
 
 def is_toptagging_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file in the public Top Tagging layout (a pandas table of ``E_i, PX_i, ...``)."""
     try:
         with h5py.File(path, "r") as handle:
             found = _pandas_group(handle)
@@ -61,6 +63,8 @@ def is_toptagging_file(path: Path) -> bool:
 
 
 class TopTaggingSource(Source):
+    """A Top Tagging HDF5 file, read into the JetClass schema on the fly."""
+
     format_name = "Top Tagging HDF5"
 
     def __init__(self, path: Path) -> None:
@@ -81,10 +85,12 @@ class TopTaggingSource(Source):
             raise DataError(f"{path}: Top Tagging layout lacks columns {', '.join(missing[:5])}")
 
     @property
+    @override
     def table_name(self) -> str:
         return self._key
 
     @property
+    @override
     def num_entries(self) -> int:
         return self._entries
 
@@ -95,6 +101,7 @@ class TopTaggingSource(Source):
         names += [out for column, out in TRUTH_COLUMNS.items() if column in self._columns]
         return names
 
+    @override
     def fields(self) -> list[FieldInfo]:
         return [FieldInfo(name, "var * float32" if name.startswith("part_") else
                           ("int64" if name.startswith(("label_", "jet_n")) else "float32"),

@@ -14,11 +14,14 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.models.nn_base import ParticleModel, mlp
 
 
 class JetAutoencoder(ParticleModel):
+    """A dense autoencoder on the ``jet`` input group: the reconstruction error is the anomaly score."""
+
     name: ClassVar[str] = "autoencoder"
     input_keys: ClassVar[tuple[str, ...]] = ("jet",)
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -28,6 +31,8 @@ class JetAutoencoder(ParticleModel):
 
     @dataclasses.dataclass(frozen=True)
     class Hyperparameters:
+        """The encoder's widths (the decoder mirrors them), the latent dimension and the dropout."""
+
         hidden: tuple[int, ...] = (32, 16)  # the encoder's widths; the decoder mirrors them
         latent: int = 3
         dropout: float = 0.0
@@ -42,5 +47,6 @@ class JetAutoencoder(ParticleModel):
         self.decoder = nn.Sequential(nn.ReLU(), mlp(decoder_widths, activation=nn.ReLU, dropout=hp.dropout),
                                      nn.Linear(decoder_widths[-1], num_outputs))
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.decoder(self.encoder(self.inputs(batch)["jet"]))

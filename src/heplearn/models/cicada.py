@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import ParticleModel
@@ -36,6 +37,7 @@ class PeriodicConv(nn.Module):
         self.pad = kernel_size // 2
         self.conv = nn.Conv2d(channels_in, channels_out, kernel_size)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.pad
         x = torch.cat([x[:, :, -p:], x, x[:, :, :p]], dim=2) if p else x
@@ -54,6 +56,8 @@ class CaloAutoencoder(ParticleModel):
 
     @dataclasses.dataclass(frozen=True)
     class Hyperparameters:
+        """The input regions, the convolutions' channels and the latent size of the teacher."""
+
         regions: tuple[int, int] = (18, 14)  # (φ, η) of the input image; must match the data's
         channels: tuple[int, int] = (20, 30)
         latent: int = 80
@@ -83,6 +87,7 @@ class CaloAutoencoder(ParticleModel):
                                      PeriodicConv(first, channels, hp.kernel_size), nn.Flatten())
         self.head = None if self.rebuilds else nn.Sequential(nn.ReLU(), nn.Linear(hp.latent, num_outputs))
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = self.inputs(batch)["image"]
         if tuple(image.shape[2:]) != tuple(self.hparams.regions):

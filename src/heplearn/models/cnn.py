@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import ParticleModel, mlp
@@ -66,6 +67,7 @@ class JetImageCNN(ParticleModel):
         self.dense = mlp((flat, *hp.dense_sizes), dropout=hp.dropout)
         self.output = nn.Linear(hp.dense_sizes[-1] if hp.dense_sizes else flat, num_outputs)
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = self.inputs(batch)["image"]
         return self.output(self.dense(self.features(image).flatten(1)))

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import ParticleModel, mlp
@@ -29,6 +30,8 @@ _SIZES = (128, 128, 128)
 
 @dataclass(frozen=True)
 class DeepSetsHyperparameters:
+    """The widths of the per-particle network Φ and of the jet-level network F, and F's dropout."""
+
     phi_sizes: tuple[int, ...] = _SIZES
     f_sizes: tuple[int, ...] = _SIZES
     dropout: float = 0.0  # after each F layer
@@ -67,6 +70,7 @@ class ParticleFlowNetwork(_DeepSets):
         super().__init__(num_outputs, input_dims, **hyperparameters)
         self._build(self.input_dims["particles"])
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = self.inputs(batch)
         mask = inputs["mask"].unsqueeze(-1).to(inputs["particles"].dtype)
@@ -84,6 +88,7 @@ class EnergyFlowNetwork(_DeepSets):
         super().__init__(num_outputs, input_dims, **hyperparameters)
         self._build(self.input_dims["points"])
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = self.inputs(batch)
         vectors = inputs["vectors"]  # padded slots are zero, so their pT (and z) is zero

@@ -11,11 +11,14 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.models.nn_base import ParticleModel, mlp
 
 
 class JetMLP(ParticleModel):
+    """A dense network on the ``jet`` input group: the DNN classifier (or regressor) of the analyses."""
+
     name: ClassVar[str] = "mlp"
     input_keys: ClassVar[tuple[str, ...]] = ("jet",)
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -25,6 +28,8 @@ class JetMLP(ParticleModel):
 
     @dataclasses.dataclass(frozen=True)
     class Hyperparameters:
+        """The widths of the hidden layers, the dropout after each, and whether each is batch-normalised."""
+
         hidden: tuple[int, ...] = (128, 128, 128)
         dropout: float = 0.1
         batch_norm: bool = True
@@ -37,5 +42,6 @@ class JetMLP(ParticleModel):
         self.body = mlp(sizes, activation=nn.ReLU, dropout=hp.dropout)
         self.head = nn.Linear(sizes[-1], num_outputs)
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.body(self.normalise(self.inputs(batch)["jet"])))

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import ParticleModel, mlp
@@ -59,6 +60,7 @@ class ParticleRNN(ParticleModel):
         self.dense = mlp((hp.hidden_size, *hp.dense_sizes), dropout=hp.dropout)
         self.output = nn.Linear(hp.dense_sizes[-1] if hp.dense_sizes else hp.hidden_size, num_outputs)
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = self.inputs(batch)
         mask, particles = inputs["mask"], inputs["particles"]

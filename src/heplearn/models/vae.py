@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import ParticleModel, mlp
@@ -43,6 +44,8 @@ class EventVAE(ParticleModel):
 
     @dataclasses.dataclass(frozen=True)
     class Hyperparameters:
+        """The encoder's widths (the decoder mirrors them), the latent dimension and the dropout."""
+
         hidden: tuple[int, ...] = (32, 16)  # the encoder's widths; the decoder mirrors them
         latent: int = 13
         dropout: float = 0.0
@@ -70,6 +73,7 @@ class EventVAE(ParticleModel):
         mu, log_variance = self.encoder(self.inputs(batch)["jet"]).chunk(2, dim=-1)
         return mu, log_variance
 
+    @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mu, log_variance = self.encode(batch)
         # the reparametrisation trick (Kingma & Welling, arXiv:1312.6114): z = μ + σ ε, ε ~ N(0, I)
