@@ -358,12 +358,11 @@ def _rules(plan: Plan) -> Iterator[str]:
     # the final markers are targets too: Snakemake does not look behind an existing report.html
     yield f"rule all:\n    input: {', '.join(repr(p) for p in [*finals, REPORT])}\n"
     for stage in plan.stages:
+        # given files are not rule inputs: their key is their content (touching one reruns nothing)
         inputs = [stages[name].marker for name in stage.after if name in stages]
-        external = [path for name in stage.after if name.startswith("files_")
-                    for path in plan.external[name.removeprefix("files_")].values()]
         yield f"rule {stage.name}:"
-        if inputs or external:
-            yield f"    input: {', '.join(repr(p) for p in [*inputs, *external])}"
+        if inputs:
+            yield f"    input: {', '.join(repr(p) for p in inputs)}"
         yield f"    output: {stage.marker!r}"
         yield f"    log: {stage.folder + '/log.txt'!r}"
         yield f"    benchmark: {stage.folder + '/benchmark.tsv'!r}"
