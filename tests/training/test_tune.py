@@ -149,6 +149,8 @@ def test_a_study_with_finished_and_dead_trials_resumes_without_repeating_them(tm
     after = _finished(storage, "resumed")
     assert len(after) == 6 and result.counts == {"complete": 6, "pruned": 0, "fail": 1, "running": 0, "waiting": 0}
     assert all(trial.params == before[trial.number] for trial in after if trial.number in before)
+    # the same --seed on resume does not draw the finished trials' points again
+    assert len({tuple(sorted(trial.params.items())) for trial in after}) == 6
     ran = (tmp_path / "resumed" / "ran.log").read_text().split()[::2]
     assert len(ran) == 6 == len(set(ran))  # each finished trial ran once; the resumed study ran the 3 missing
     retried = [trial for trial in after if trial.system_attrs.get("failed_trial") == dead.number]

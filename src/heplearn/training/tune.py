@@ -68,9 +68,10 @@ class TuneError(HeplearnError):
 class TuneSettings:
     """How a study searches: its total number of trials, sampler, pruner and bookkeeping.
 
-    ``seed`` makes a sampler reproducible (worker ``i`` of a parallel study uses ``seed + i``, so
-    workers do not draw the same points). ``startup_trials``: random trials before TPE models the
-    objective, and complete trials before the median pruner prunes. ``heartbeat_interval`` and
+    ``seed`` makes a sampler reproducible (each worker's seed derives from it, the worker's index
+    and the trials the study already has, so workers and resumed runs do not draw the same points).
+    ``startup_trials``: random trials before TPE models the objective, and complete trials before
+    the median pruner prunes. ``heartbeat_interval`` and
     ``grace_period`` (seconds): how a trial whose process died is recognised (and retried once).
     """
 
@@ -195,10 +196,17 @@ def open_storage(url: str, settings: TuneSettings) -> Any:
         raise
 
 
-def _sampler(settings: TuneSettings, space: SearchSpace, worker: int) -> Any:
+def _sampler(settings: TuneSettings, space: SearchSpace, worker: int, started: int = 0) -> Any:
+    """The sampler of worker ``worker`` joining a study that has ``started`` trials.
+
+    Its seed derives from ``seed``, the worker and ``started``: parallel workers, and a study
+    resumed with the same ``--seed``, do not draw again the points already drawn.
+    """
+    import numpy as np
     import optuna
 
-    seed = None if settings.seed is None else settings.seed + worker
+    seed = None if settings.seed is None else int(
+        np.random.SeedSequence([settings.seed, worker, started]).generate_state(1)[0])
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
     if settings.sampler == "nsga2":
@@ -228,8 +236,8 @@ def load_study(plan: StudyPlan, worker: int = 0, storage: Any = None) -> Any:
 
     storage = storage if storage is not None else open_storage(plan.storage, plan.settings)
     study = optuna.create_study(storage=storage, study_name=plan.name, load_if_exists=True,
-                                direction=plan.space.direction, sampler=_sampler(plan.settings, plan.space, worker),
-                                pruner=_pruner(plan.settings, plan.base))
+                                direction=plan.space.direction, pruner=_pruner(plan.settings, plan.base))
+    study.sampler = _sampler(plan.settings, plan.space, worker, len(study.get_trials(deepcopy=False)))
     space = plan.space.model_dump(mode="json")
     stored = study.user_attrs.get("space")
     if stored is None:

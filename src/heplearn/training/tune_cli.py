@@ -28,7 +28,7 @@ def tune_command(
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the study's database (default: "
                                                 "sqlite:///RUNS_DIR/STUDY/study.db; postgresql://... works).")]
     = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the sampler (worker i uses seed + i).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the samplers (each worker's derives from it).")] = None,
     population_size: Annotated[int, typer.Option(help="NSGA-II population per generation.")] = 10,
     startup_trials: Annotated[int, typer.Option(help="Random trials before TPE models the objective, and "
                                                 "trials before the pruner prunes.")] = 5,
