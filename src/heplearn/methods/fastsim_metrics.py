@@ -241,7 +241,8 @@ def fpd(reference: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_0
             values.append(frechet_distance(first.mean(0), np.cov(first, rowvar=False), second.mean(0),
                                            np.cov(second, rowvar=False)))
         means.append(np.mean(values))
-    params, covariance = curve_fit(lambda x, intercept, slope: intercept + slope * x, 1 / sizes, means,
+    start = (max(float(np.min(means)), 1e-12), 1e-12)  # curve_fit's default start (1, 1) stalls on large values
+    params, covariance = curve_fit(lambda x, intercept, slope: intercept + slope * x, 1 / sizes, means, p0=start,
                                    bounds=([0, 0], [np.inf, np.inf]))
     return float(params[0]), float(np.sqrt(covariance[0, 0]))
 
