@@ -45,6 +45,13 @@ def evaluate_command(
     result = evaluate_run(run, data, output, train_data or None, dataset=name, settings=settings,
                           progress=not no_progress, domain_files=domain_data or None)
     metrics = result.metrics
+    if metrics.get("task") == "regression":
+        for target in metrics["targets"]:
+            coverage = ", ".join(f"P(y < q{level}) {value:.3f}" for level, value in target["coverage"].items())
+            typer.echo(f"{target['name']}: bias {target['bias']:.4g}, resolution {target['resolution']:.4g}"
+                       + (f", {coverage}" if coverage else ""))
+        typer.echo(f"report: {result.report}")
+        return
     rejections = ", ".join(f"1/εB({row['signal_efficiency']:.0%}) {row['rejection']:.1f}"
                            for row in metrics["rejection"] if row["rejection"] is not None)
     typer.echo(f"AUC {metrics['auc']:.4f} ± {metrics['auc_uncertainty'] or 0:.4f}, {rejections}")

@@ -42,6 +42,7 @@ from heplearn.evaluation.figures import (
 from heplearn.evaluation.importance import bdt_gain, permutation_importance
 from heplearn.evaluation.multiclass import background_fraction_vector, confusion_matrix, one_vs_one, one_vs_rest
 from heplearn.evaluation.overtraining import overtraining_check
+from heplearn.evaluation.regression import evaluate_regression
 from heplearn.evaluation.report import environment, jsonable, write_json, write_report
 from heplearn.evaluation.runs import (
     OBSERVER_LABELS,
@@ -56,6 +57,7 @@ from heplearn.evaluation.runs import (
 )
 from heplearn.evaluation.sculpting import mass_sculpting
 from heplearn.runs import RunDirectory
+from heplearn.tasks import Regression
 from heplearn.trained import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     """
     settings = settings or EvaluationSettings()
     run_dir = Path(run_dir)
-    model = load_run(run_dir)
+    model = load_run(run_dir, kinds=(Regression.kind,))
     test_paths = data_files(files, "--data")
     train_paths = data_files(train_files, "--train-data") if train_files else None
     domain_paths = data_files(domain_files, "--domain-data") if domain_files else None
@@ -128,6 +130,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     run = RunDirectory(run_dir)
     output = Path(output) if output is not None else run.eval_dir(dataset)
     data = evaluation_data_config(model, test_paths)
+    if isinstance(model.task, Regression):
+        return _evaluate_regression(model, run, test_paths, data, output, dataset, settings, progress)
     test = apply_model(model, test_paths, data, settings, progress)
     binned_observers, mass_observer = chosen_observers(test.arrays, settings.observers, settings.mass_observer)
     train = apply_model(model, train_paths, data, settings, progress) if train_paths else None
@@ -163,6 +167,29 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
         "history_last": jsonable(history[-1]) if history else None})
     log.info("report: %s", report)
     return EvaluationResult(run_dir, output, dataset, metrics, figures.paths, report)
+
+
+def _evaluate_regression(model: TrainedModel, run: RunDirectory, test_paths: list[Path], data: DataConfig,
+                         output: Path, dataset: str, settings: EvaluationSettings, progress: bool) -> EvaluationResult:
+    """A regression run: bias, resolution and quantile coverage, overall and binned (``regression``)."""
+    arrays, _ = load_arrays(test_paths, data)
+    outputs = predict(model, arrays, progress)
+    observers = [name for name in (settings.observers or ("jet_pt",)) if name in arrays.observers]
+    log.info("evaluating regression %s on %d events of %s", run.path, len(arrays), dataset)
+    figures = PlotSet(output / "plots", settings.style)
+    metrics: dict[str, Any] = {"note": NULL_NOTE, "run": str(run.path), "model": model.name, "dataset": dataset,
+                               "task": model.task.kind, "jets": len(arrays),
+                               **evaluate_regression(model, arrays, outputs, observers, settings, figures)}
+    metrics["data"] = data_summary(test_paths, arrays, [], data)
+    metrics["environment"] = environment()
+    metrics = jsonable(metrics)
+    write_json(output / "metrics.json", metrics)
+    config_path = run.config_file
+    report = write_report(output / "report.html", "regression.html.j2", {
+        "title": f"{model.name}: {run.path.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
+        "config_text": config_path.read_text() if config_path.is_file() else ""})
+    log.info("report: %s", report)
+    return EvaluationResult(run.path, output, dataset, metrics, figures.paths, report)
 
 
 def _roc(model: TrainedModel, test: Sample, scores: ScoreSummary, settings: EvaluationSettings,

@@ -38,14 +38,18 @@ OBSERVER_LABELS = {
 PREDICTION_CHUNK = 50_000
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> TrainedModel:
-    """The trained model of a run directory; a missing or unfinished run is a ``DataError``."""
+def load_run(run_dir: str | os.PathLike[str], kinds: tuple[str, ...] = ()) -> TrainedModel:
+    """The trained model of a run directory; a missing or unfinished run is a ``DataError``.
+
+    Classifiers are always accepted; ``kinds`` names the other task kinds the caller handles.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
     model = TrainedModel.load(run_dir)
-    if not model.is_classifier:
-        raise ConfigError(f"{run_dir}: evaluation covers classifiers; this run is a {model.task.kind} model")
+    if not model.is_classifier and model.task.kind not in kinds:
+        covered = ", ".join(("classifiers", *kinds))
+        raise ConfigError(f"{run_dir}: this evaluation covers {covered}; this run is a {model.task.kind} model")
     return model
 
 
