@@ -40,12 +40,15 @@ class _Request:
 
 @dataclass
 class BatchStatistics:
+    """What the dynamic batcher did: requests answered and batches run."""
+
     requests: int = 0
     batches: int = 0
     jets: int = 0
 
     @property
     def mean_batch_requests(self) -> float:
+        """Requests per batch, on average."""
         return self.requests / self.batches if self.batches else 0.0
 
 
@@ -70,6 +73,7 @@ class DynamicBatcher:
         self._loop_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start gathering requests into batches (on the running event loop)."""
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._gather_loop())
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from typing_extensions import override
 
 from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError
@@ -115,7 +116,10 @@ def open_session(path: str | os.PathLike[str], threads: int | None = None, *,
 
 
 class Engine(Protocol):
-    def predict(self, arrays: JetArrays) -> np.ndarray: ...
+    """Something that scores jets: the ONNX session or the PyTorch model of a run."""
+
+    def predict(self, arrays: JetArrays) -> np.ndarray:
+        """The model's outputs for ``arrays`` (jets, outputs)."""
 
 
 class OnnxEngine:
@@ -247,6 +251,7 @@ class TorchEngine:
         self.model = TrainedModel.load(run_dir)
         self.batch_size = batch_size
 
+    @override
     def predict(self, arrays: JetArrays) -> np.ndarray:
         return self.model.predict(arrays, self.batch_size)
 

@@ -49,6 +49,7 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn import __version__
 from heplearn.data.dataset import load_arrays
@@ -133,6 +134,7 @@ class Standardise(nn.Module):
         self.pad_value = float(pad_value)
         self.identity = all(s.centre == 0 and s.scale == 1 and s.clip is None for s in scalings)
 
+    @override
     def forward(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if not self.identity:
             scaled = (values - self.centre) * self.inverse_scale
@@ -163,6 +165,7 @@ class DeployableModel(nn.Module):
                     self.standardise[name] = Standardise(preprocessing.groups[name], preprocessing.pad_values[name])
         self.per_particle = {name: bool(preprocessing and preprocessing.lengths.get(name)) for name in input_names}
 
+    @override
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         batch = dict(zip(self.input_names, tensors, strict=True))
         mask = batch.get(MASK)

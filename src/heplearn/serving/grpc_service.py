@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from heplearn import __version__
 from heplearn.errors import HeplearnError
@@ -94,15 +95,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def _model(self, request: Any) -> ServedModel:
         return find_model(self.models, request.name, request.version)
 
+    @override
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
 
+    @override
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerReadyResponse(ready=True)
 
+    @override
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
+    @override
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             self._model(request)
@@ -111,6 +116,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelReadyResponse(ready=True)
 
     @_answers_protocol_errors
+    @override
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
         tensors = [[service_pb2.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=spec.datatype,
@@ -120,6 +126,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                                                  inputs=tensors[0], outputs=tensors[1])
 
     @_answers_protocol_errors
+    @override
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
         config = json_format.Parse(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
@@ -128,12 +135,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                                    model_config_pb2.ModelConfig())
         return service_pb2.ModelConfigResponse(config=config)
 
+    @override
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.RepositoryIndexResponse(models=[
             service_pb2.RepositoryIndexResponse.ModelIndex(name=model.name, version=model.version, state="READY")
             for model in self.models.values()])
 
     @_answers_protocol_errors
+    @override
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = find_model(self.models, request.model_name, request.model_version)
         outputs = await model.infer(decode_inputs(request, model.limits))

@@ -69,6 +69,7 @@ class RunInfo:
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike[str]) -> RunInfo:
+        """What prediction needs of a finished run directory; an unfinished one is an error naming it."""
         run = RunDirectory(Path(run_dir))
         config, info = run.read_finished()
         return cls(run.path, config.data, task_from_info(info, str(run.model_info_file)).output_names)

@@ -82,14 +82,17 @@ class TensorSpec:
     axes: tuple[str, ...] = field(default=(), compare=False)  # symbolic names of the axes ("" when fixed)
 
     def to_json(self) -> dict[str, Any]:
+        """The tensor's metadata as the KServe v2 protocol spells it."""
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype of the tensor's datatype."""
         return DATATYPES[self.datatype]
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The KServe v2 datatype name (``FP32``, ``BOOL``, ...) of a numpy dtype."""
     for name, candidate in DATATYPES.items():
         if candidate == dtype:
             return name
@@ -117,6 +120,8 @@ class RequestLimits:
 
 @dataclass
 class InferRequest:
+    """A parsed inference request: its input arrays by name, its id, and which outputs come back as binary data."""
+
     inputs: dict[str, np.ndarray]
     request_id: str | None
     binary_outputs: dict[str, bool]  # requested output name → binary; empty: all outputs

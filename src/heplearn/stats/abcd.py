@@ -29,6 +29,7 @@ class RegionCounts:
     sums_of_squares: dict[str, float]
 
     def relative_variance(self, region: str) -> float:
+        """The relative variance Σw² / (Σw)² of ``region``'s count (infinite for an empty region)."""
         total = self.sums[region]
         return self.sums_of_squares[region] / total**2 if total > 0 else float("inf")
 

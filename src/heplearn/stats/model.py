@@ -66,6 +66,7 @@ class Sample:
 
     @property
     def name(self) -> str:
+        """The sample's name: its template's."""
         return self.template.name
 
 

@@ -64,18 +64,22 @@ class FitResult:
     poi: str
 
     def index(self, name: str) -> int:
+        """The position of parameter ``name``; an unknown name is a ``ConfigError`` listing the parameters."""
         if name not in self.names:
             raise ConfigError(f"no parameter {name!r} in the model (it has {', '.join(self.names)})")
         return self.names.index(name)
 
     def value(self, name: str | None = None) -> float:
+        """The fitted value of ``name`` (default: the parameter of interest)."""
         return float(self.values[self.index(name or self.poi)])
 
     def uncertainty(self, name: str | None = None) -> float:
+        """The uncertainty of ``name`` (default: the parameter of interest)."""
         return float(self.uncertainties[self.index(name or self.poi)])
 
     @property
     def covariance(self) -> np.ndarray:
+        """The covariance matrix of the parameters."""
         return self.correlations * np.outer(self.uncertainties, self.uncertainties)
 
 

@@ -87,22 +87,27 @@ class Template:
 
     @property
     def counts(self) -> np.ndarray:
+        """The weighted counts per bin."""
         return np.asarray(self.histogram.values(), np.float64)
 
     @property
     def variances(self) -> np.ndarray:
+        """The variances (Σw²) per bin."""
         return np.asarray(self.histogram.variances(), np.float64)
 
     @property
     def edges(self) -> np.ndarray:
+        """The bin edges."""
         return np.asarray(self.histogram.axes[0].edges, np.float64)
 
     @property
     def total(self) -> float:
+        """The total weighted count."""
         return float(self.counts.sum())
 
     @property
     def label(self) -> str:
+        """The label of the binned observable."""
         return str(self.histogram.axes[0].label)
 
     def scaled(self, factor: float, name: str | None = None) -> Template:
