@@ -40,7 +40,6 @@ def _mark_done(plan: Plan) -> None:
         marker = plan.output / stage.marker
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(stage.record()))
-    (plan.output / REPORT).write_text("report")
 
 
 def _edit(path: Path, change: dict, target: Path | None = None) -> Path:
@@ -125,7 +124,7 @@ def test_snakemake_runs_nothing_when_done_and_only_the_changed_branch(analysis_f
     assert states["evaluate_bdt"].reason == "input changed: train_bdt"
     assert states["fit_bdt"].reason == "input changed: predict_bdt"
     assert all(states[name].state == DONE for name in states if not name.endswith("_bdt"))
-    assert sorted(run_analysis(changed, cores=1, dry_run=True).scheduled) == sorted([*BDT_BRANCH, "report"])
+    assert sorted(run_analysis(changed, cores=1, dry_run=True).scheduled) == sorted(BDT_BRANCH)
 
 
 def test_status_command(analysis_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,7 +171,13 @@ def test_the_tiny_analysis_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
 
     _edit(path, {"models.bdt.set": {"model.n_estimators": 30}})
     summary = run_analysis(_plan(path), cores=2)
-    assert sorted(summary.scheduled) == sorted([*BDT_BRANCH, "report"])
+    assert sorted(summary.scheduled) == sorted(BDT_BRANCH)
+    results = json.loads((plan.output / "results.json").read_text())
+    # the report shows the new fit
+    assert {stage["name"]: stage["key"] for stage in results["stages"]}["fit_bdt"] == _plan(path).stage("fit_bdt").key
+
+    _edit(path, {"models.bdt.set": {"model.n_estimators": 20}})  # back: its folders are there, nothing runs
+    assert run_analysis(_plan(path), cores=2).scheduled == []
 
 
 @pytest.mark.slow

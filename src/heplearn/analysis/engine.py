@@ -139,7 +139,7 @@ def _snakemake(command: Sequence[str]) -> tuple[int, list[str], list[str]]:
 
 def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False,
                  unlock: bool = False) -> RunSummary:
-    """Run every stage that is not done (Snakemake decides, from the keyed markers); the report last."""
+    """Run every stage that is not done (Snakemake decides, from the keyed markers), then write the report."""
     from heplearn.analysis.plan import REPORT
 
     if cores is not None and cores < 1:
@@ -158,7 +158,12 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
         where = "; ".join(f"{stage.name}: see {plan.output / stage.folder / 'log.txt'}" for stage in failed)
         raise AnalysisError(f"snakemake stopped (exit {code})" + (f": {where}" if where else ""))
     reused = [name for name, state in before.items() if state == DONE]
-    return RunSummary(scheduled, reused, plan.output / REPORT)
+    report = plan.output / REPORT
+    if not dry_run:
+        from heplearn.analysis.report import write_analysis_report
+
+        report = write_analysis_report(plan)
+    return RunSummary(scheduled, reused, report)
 
 
 __all__ = ["AnalysisError", "RunSummary", "StageState", "run_analysis", "snakemake_command", "stage_states"]
