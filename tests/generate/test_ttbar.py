@@ -10,7 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from heplearn.errors import ConfigError, HeplearnError
-from heplearn.generate.nanoaod import BTAG_EFFICIENCY, EventOptions, btag_flags, generate_events, get_event_card
+from heplearn.generate.nanoaod import (
+    BTAG_EFFICIENCY,
+    EventOptions,
+    btag_flags,
+    generate_events,
+    get_event_card,
+    provenance_settings,
+)
 from heplearn.generate.ttbar import _additional_code, heavy_quark_sign
 from tests.generate.test_options_and_cli import make_app
 
@@ -105,3 +112,9 @@ def test_cli_bad_higgs_mass(tmp_path: Path) -> None:
     assert isinstance(result.exception, HeplearnError), result.output
     assert "H → bb̄ is closed" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_provenance_records_both_charge_conjugate_instances() -> None:
+    settings = provenance_settings(get_event_card("ttlf"), NO_MPI)
+    assert "24:onPosIfAny = 11 13" in settings and "24:onNegIfAny = 11 13" in settings
+    assert "24:onNegIfAny = 11 13" not in provenance_settings(get_event_card("zmumu_jets"), NO_MPI)

@@ -37,7 +37,13 @@ from heplearn.generate.driver import (
     with_pileup_pool,
     with_process_labels,
 )
-from heplearn.generate.nanoaod import EVENT_PROCESSES, EventOptions, event_settings, get_event_card
+from heplearn.generate.nanoaod import (
+    EVENT_PROCESSES,
+    EventOptions,
+    event_settings,
+    get_event_card,
+    provenance_settings,
+)
 from heplearn.generate.variations import check_settings, variation_settings
 
 EVENT_TREE = "Events"
@@ -120,7 +126,7 @@ def _provenance(names: list[str], events_per_process: int, seed: int, chunk_size
     provenance = base_provenance(
         "heplearn.generate.events", names, count_key="events_per_process", count=events_per_process, seed=seed,
         chunk_size=chunk_size, fractions=fractions, options=options.describe(),
-        settings=lambda name: event_settings(get_event_card(name), options, 0),
+        settings=lambda name: provenance_settings(get_event_card(name), options),
     )
     provenance["layout"] = "CMS NanoAOD"
     return provenance

@@ -238,6 +238,15 @@ def event_settings(card: EventCard, options: EventOptions, seed: int, conjugate:
     ]
 
 
+def provenance_settings(card: EventCard, options: EventOptions) -> list[str]:
+    """The Pythia settings recorded in the provenance (seed 0); the tt̄ cards' charge-conjugate
+    instance follows its own marker line."""
+    settings = event_settings(card, options, 0)
+    if card.ttbar is not None:
+        settings += ["# charge-conjugate instance (W+ <-> W-):", *event_settings(card, options, 0, conjugate=True)]
+    return settings
+
+
 # ----------------------------------------------------------------------------- generation
 def generate_events(card: EventCard, options: EventOptions, n_events: int, seed: int, *,
                     detector_seed: int = 0, report: Any = None, pileup_pool: str | None = None) -> ak.Array:
