@@ -22,6 +22,8 @@ from heplearn.errors import DataError
 
 @dataclass(frozen=True)
 class ReliabilityCurve:
+    """Calibration: the mean predicted probability against the observed signal fraction, per bin."""
+
     bin_edges: np.ndarray
     mean_predicted: np.ndarray  # NaN in empty bins
     observed_fraction: np.ndarray
@@ -31,6 +33,8 @@ class ReliabilityCurve:
 
 @dataclass(frozen=True)
 class BinnedEfficiency:
+    """Signal and background efficiencies of one cut in bins of an observer (pT, mass)."""
+
     observer: str
     bin_edges: np.ndarray
     threshold: float
@@ -41,11 +45,13 @@ class BinnedEfficiency:
 
     @property
     def rejection(self) -> np.ndarray:
+        """The background rejection 1/ε_B per bin (infinite where no background passes)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.background_efficiency > 0, 1.0 / self.background_efficiency, np.inf)
 
     @property
     def rejection_uncertainty(self) -> np.ndarray:
+        """The uncertainty of the rejection per bin."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.background_efficiency > 0,
                             self.background_uncertainty / self.background_efficiency**2, np.inf)

@@ -54,6 +54,8 @@ __all__ = ["ComparisonResult", "compare_runs"]
 
 @dataclass
 class ComparisonResult:
+    """What ``compare_runs`` wrote: the folder, its metrics, its plots and its report."""
+
     output: Path
     metrics: dict[str, Any]  # the content of metrics.json; one row per model in metrics["models"]
     plots: list[Path]

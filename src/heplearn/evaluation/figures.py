@@ -75,6 +75,7 @@ class ScoreSummary:
     effective_background: float
 
     def as_json(self) -> dict[str, Any]:
+        """The summary as the JSON of ``metrics.json``."""
         significance = None
         if self.significance is not None:
             scan = self.significance
@@ -104,6 +105,7 @@ class ScoreSummary:
 
 def summarise_score(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray,
                     settings: EvaluationSettings) -> ScoreSummary:
+    """The ROC, AUC with its uncertainty, rejections, efficiencies and significance of one score."""
     curve = roc(is_signal, score, weight)
     effective_signal, effective_background = effective_count(weight[is_signal]), effective_count(weight[~is_signal])
     try:
@@ -150,12 +152,14 @@ class PlotSet:
         self.entries: list[dict[str, Any]] = []
 
     def add(self, figure: Figure, stem: str, title: str, caption: str) -> None:
+        """Save ``figure`` as ``stem`` (PNG and PDF) and list it with its title and caption for the report."""
         paths = plots.save_figure(figure, self.directory, stem, self.style)
         png = next((path for path in paths if path.suffix == ".png"), None)
         self.entries.append({"stem": stem, "title": title, "caption": caption, "png": png, "paths": paths})
 
     @property
     def paths(self) -> list[Path]:
+        """Every file written."""
         return [path for entry in self.entries for path in entry["paths"]]
 
     def for_report(self) -> list[dict[str, Any]]:

@@ -32,11 +32,14 @@ log = logging.getLogger(__name__)
 class Predictor(Protocol):
     """Anything with ``predict(arrays) -> probabilities`` (a ``TrainedModel``, or a stand-in)."""
 
-    def predict(self, arrays: JetArrays) -> np.ndarray: ...
+    def predict(self, arrays: JetArrays) -> np.ndarray:
+        """Class probabilities of ``arrays`` (jets, classes)."""
 
 
 @dataclass(frozen=True)
 class FeatureImportance:
+    """How much the AUC drops when one feature is permuted across jets (and XGBoost gain for a BDT)."""
+
     name: str
     kind: str  # "jet" or "particle"
     groups: tuple[str, ...]
@@ -47,6 +50,8 @@ class FeatureImportance:
 
 @dataclass(frozen=True)
 class FeatureRanking:
+    """The features ranked by their AUC drop, most important first."""
+
     baseline_auc: float
     features: list[FeatureImportance]  # most important first
     jets: int

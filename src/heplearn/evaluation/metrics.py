@@ -56,6 +56,8 @@ class WorkingPoint:
 
 @dataclass(frozen=True)
 class Roc:
+    """A ROC curve: signal and background efficiencies at each threshold, and the AUC."""
+
     signal_efficiency: np.ndarray  # ε_S, increasing
     background_efficiency: np.ndarray  # ε_B
     thresholds: np.ndarray
@@ -119,6 +121,7 @@ def check_inputs(is_signal: np.ndarray, score: np.ndarray,
 
 
 def roc(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> Roc:
+    """The (weighted) ROC of ``score`` for signal jets ``is_signal`` against the others."""
     is_signal, score, weight = check_inputs(is_signal, score, weight)
     false_positive, true_positive, thresholds = roc_curve(is_signal, score, sample_weight=weight,
                                                           drop_intermediate=False)
@@ -183,6 +186,8 @@ def rejection_uncertainty(background_efficiency: np.ndarray | float, effective_b
 
 @dataclass(frozen=True)
 class AucEstimate:
+    """An AUC with its bootstrap uncertainty."""
+
     value: float
     uncertainty: float  # standard deviation over the bootstrap replicas
     replicas: int

@@ -25,12 +25,16 @@ from heplearn.evaluation.metrics import (
 
 @dataclass(frozen=True)
 class KsResult:
+    """A two-sample Kolmogorov–Smirnov test: the statistic and its p-value."""
+
     statistic: float  # the largest distance between the two cumulative distributions
     pvalue: float
 
 
 @dataclass(frozen=True)
 class EfficiencyRow:
+    """Signal efficiencies on the test and the training samples at one background efficiency (TMVA's table)."""
+
     background_efficiency: float
     signal_efficiency_test: float
     signal_efficiency_train: float
@@ -40,6 +44,8 @@ class EfficiencyRow:
 
 @dataclass(frozen=True)
 class OvertrainingCheck:
+    """TMVA's overtraining check: the efficiency table and a KS test per class, train vs test."""
+
     rows: list[EfficiencyRow]
     ks: dict[str, KsResult]  # class name -> KS test of its score distribution, train vs test
     auc_test: float

@@ -78,6 +78,7 @@ def _templates() -> jinja2.Environment:
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
+    """Render the report template ``template`` with ``context``."""
     return _templates().get_template(template).render(**context)
 
 

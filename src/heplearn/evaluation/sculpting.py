@@ -33,11 +33,14 @@ class SculptedMass:
 
     @property
     def inverse_jsd(self) -> float:
+        """1/JSD between the background mass before and after the cut (larger: less sculpted)."""
         return 1.0 / self.jsd if self.jsd > 0 else float("inf")
 
 
 @dataclass(frozen=True)
 class MassSculpting:
+    """The background mass distribution before any cut and after cuts at several signal efficiencies."""
+
     observer: str
     bin_edges: np.ndarray
     before: np.ndarray  # background density before any cut

@@ -29,12 +29,14 @@ FIGURES = ("s_over_sqrt_b", "s_over_sqrt_s_plus_b", "asimov")
 
 
 def s_over_sqrt_b(s: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """The simple significance s/√b (infinite where b = 0 and s > 0)."""
     s, b = np.asarray(s, np.float64), np.asarray(b, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(b > 0, s / np.sqrt(np.maximum(b, 1e-300)), np.inf)
 
 
 def s_over_sqrt_s_plus_b(s: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """The significance s/√(s+b)."""
     s, b = np.asarray(s, np.float64), np.asarray(b, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(s + b > 0, s / np.sqrt(np.maximum(s + b, 1e-300)), 0.0)
@@ -59,6 +61,8 @@ def asimov_significance(s: np.ndarray | float, b: np.ndarray | float,
 
 @dataclass(frozen=True)
 class BestCut:
+    """The cut on the score that maximises one significance figure, and what passes it."""
+
     figure: str
     threshold: float  # keep jets with score >= threshold
     significance: float
@@ -84,6 +88,7 @@ class SignificanceScan:
 
 def significance_figures(s: np.ndarray, b: np.ndarray, relative_background_uncertainty: float = 0.0,
                          ) -> dict[str, np.ndarray]:
+    """Every significance figure for expected signal ``s`` and background ``b`` (per cut)."""
     return {"s_over_sqrt_b": s_over_sqrt_b(s, b), "s_over_sqrt_s_plus_b": s_over_sqrt_s_plus_b(s, b),
             "asimov": asimov_significance(s, b, relative_background_uncertainty * np.asarray(b))}
 

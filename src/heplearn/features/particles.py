@@ -26,6 +26,8 @@ def wrap_phi(angle: Any) -> Any:
 
 @dataclass(frozen=True)
 class Builtin:
+    """A feature computed by name (``part_logpt``, ...): the fields it needs, how to compute it, its description."""
+
     needs: tuple[str, ...]
     compute: Callable[[Mapping[str, Any]], Any]
     doc: str
@@ -157,6 +159,7 @@ class FlatParticles(Mapping[str, Any]):
         return ParticleRows(self, start, stop)
 
     def is_per_particle(self, name: str) -> bool:
+        """Whether ``name`` has one value per particle (else one per jet)."""
         builtin = self.table.builtin(name)
         if builtin is not None:
             return builtin.per_particle

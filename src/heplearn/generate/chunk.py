@@ -168,6 +168,7 @@ class PileupOverlay:
         self.rng = np.random.default_rng([detector_seed, 2])
 
     def __call__(self, particles: FinalState) -> tuple[FinalState, np.ndarray]:
+        """The events with pile-up overlaid, and the number of vertices of each (1 + the pile-up interactions)."""
         if self.pool is None:
             return particles, np.ones(particles.n_events, dtype=np.int64)
         particles, n_pileup = self.pool.overlay(particles, self.mu, self.rng)
@@ -198,6 +199,8 @@ class ChunkTask:
 
 @dataclass(frozen=True)
 class ChunkResult:
+    """What one finished chunk holds: its process, index, file, jets and the time it took."""
+
     process: str
     index: int
     path: str

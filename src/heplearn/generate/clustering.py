@@ -31,6 +31,7 @@ _ALGORITHMS = {
 
 
 def jet_definition(algorithm: str, radius: float) -> fastjet.JetDefinition:
+    """A FastJet jet definition: ``algorithm`` (``antikt``, ``kt``, ``cambridge``) with radius ``radius``."""
     return fastjet.JetDefinition(_ALGORITHMS[algorithm], float(radius))
 
 
@@ -64,22 +65,27 @@ class Jets:
 
     @property
     def pt(self) -> np.ndarray:
+        """Transverse momenta (GeV)."""
         return kinematics.pt(self.px, self.py)
 
     @property
     def eta(self) -> np.ndarray:
+        """Pseudorapidities."""
         return kinematics.pseudorapidity(self.px, self.py, self.pz)
 
     @property
     def phi(self) -> np.ndarray:
+        """Azimuths (radians)."""
         return kinematics.azimuth(self.px, self.py)
 
     @property
     def mass(self) -> np.ndarray:
+        """Invariant masses (GeV)."""
         return kinematics.mass(self.px, self.py, self.pz, self.energy)
 
     @property
     def n_constituents(self) -> np.ndarray:
+        """Constituents per jet."""
         return np.diff(self.constituent_offsets)
 
     def select(self, mask: np.ndarray) -> Jets:

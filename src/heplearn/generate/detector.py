@@ -119,6 +119,7 @@ class DetectorConfig:
             raise ConfigError("detector cell sizes must be within (0, π]")
 
     def describe(self) -> dict[str, object]:
+        """The detector's settings as a mapping (for provenance)."""
         return asdict(self)
 
 

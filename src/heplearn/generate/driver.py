@@ -73,6 +73,7 @@ class GenerationSummary:
 
     @property
     def jets_per_second(self) -> float:
+        """Jets generated per wall-clock second."""
         return self.jets_generated / self.seconds if self.seconds > 0 else 0.0
 
     @property

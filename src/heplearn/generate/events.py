@@ -53,6 +53,7 @@ class EventRecord:
 
     @property
     def n_events(self) -> int:
+        """The number of events."""
         return len(self.offsets) - 1
 
     def event_of(self, index: np.ndarray) -> np.ndarray:
@@ -77,6 +78,7 @@ class FinalState:
 
     @property
     def n_events(self) -> int:
+        """The number of events."""
         return len(self.counts)
 
     def vertex(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

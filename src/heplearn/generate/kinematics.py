@@ -6,6 +6,7 @@ import numpy as np
 
 
 def pt(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Transverse momentum √(px² + py²)."""
     return np.hypot(px, py)
 
 
@@ -18,6 +19,7 @@ def pseudorapidity(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray
 
 
 def azimuth(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Azimuth φ = atan2(py, px), in (−π, π]."""
     return np.arctan2(py, px)
 
 
@@ -33,4 +35,5 @@ def wrap_phi(dphi: np.ndarray) -> np.ndarray:
 
 
 def delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
+    """ΔR = √(Δη² + Δφ²), with Δφ wrapped to [−π, π)."""
     return np.hypot(eta1 - eta2, wrap_phi(phi1 - phi2))

@@ -39,6 +39,7 @@ _POOL_SEED_SALT = 0x9113
 
 
 def pool_settings(sqrt_s: float, seed: int) -> list[str]:
+    """The Pythia settings of the minimum-bias pool: soft QCD at ``sqrt_s`` GeV, seeded with ``seed``."""
     return [*_COMMON_SETTINGS, f"Random:seed = {seed}", f"Beams:eCM = {sqrt_s:.6g}", "SoftQCD:nonDiffractive = on"]
 
 

@@ -260,6 +260,7 @@ class GeneratorOptions:
             raise ConfigError(f"bad pT-hat range: pthat_max ({high:g}) must be larger than pthat_min ({low:g})")
 
     def radius_for(self, card: ProcessCard) -> float:
+        """The jet radius for ``card``: the option's, or the process's default."""
         return card.default_radius if self.radius is None else self.radius
 
     def pthat_range(self) -> tuple[float, float]:
@@ -269,6 +270,7 @@ class GeneratorOptions:
         return low, high
 
     def with_changes(self, **changes: object) -> GeneratorOptions:
+        """A copy with ``changes`` applied."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:

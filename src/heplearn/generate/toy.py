@@ -46,21 +46,26 @@ class ToyModel:
 
     @property
     def background_covariance(self) -> np.ndarray:
+        """The background's covariance matrix."""
         return _toeplitz(BACKGROUND_CORRELATION, self.dimensions)
 
     @property
     def signal_covariance(self) -> np.ndarray:
+        """The covariance matrix of each signal component."""
         return SIGNAL_SCALE * _toeplitz(SIGNAL_CORRELATION, self.dimensions)
 
     @property
     def signal_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """The means of the two signal components."""
         alternating = (-1.0) ** np.arange(self.dimensions)
         return np.full(self.dimensions, SIGNAL_SHIFT), SIGNAL_SHIFT * alternating
 
     def log_background(self, x: np.ndarray) -> np.ndarray:
+        """log p(x | background) of each row of ``x``."""
         return np.atleast_1d(multivariate_normal(np.zeros(self.dimensions), self.background_covariance).logpdf(x))
 
     def log_signal(self, x: np.ndarray) -> np.ndarray:
+        """log p(x | signal) of each row of ``x`` (an equal mixture of the two components)."""
         terms = [np.atleast_1d(multivariate_normal(mean, self.signal_covariance).logpdf(x))
                  for mean in self.signal_means]
         return logsumexp(np.stack(terms), axis=0, b=0.5)
@@ -70,6 +75,7 @@ class ToyModel:
         return self.log_signal(x) - self.log_background(x)
 
     def sample(self, n_signal: int, n_background: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_signal`` signal then ``n_background`` background points, drawn with ``rng``."""
         component = rng.integers(0, 2, n_signal)
         means = np.stack(self.signal_means)[component]
         signal = means + rng.multivariate_normal(np.zeros(self.dimensions), self.signal_covariance, n_signal)

@@ -74,6 +74,7 @@ def parse_setting(text: str) -> str:
 
 
 def parse_settings(texts: Iterable[str]) -> tuple[str, ...]:
+    """Every ``key = value`` Pythia setting of ``texts``, checked (see ``parse_setting``)."""
     return tuple(parse_setting(text) for text in texts)
 
 
