@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import print_machine
 
 from heplearn.models.vae import EventVAE
 from heplearn.serving.engines import open_session
@@ -82,6 +83,7 @@ def main() -> None:
     if args.export_to:
         export_all(args.export_to)
         return
+    print_machine()
     seconds, repeats = (0.3, 2) if args.quick else (args.seconds, args.repeats)
     torch.set_num_threads(1)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread each; "

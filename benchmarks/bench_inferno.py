@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import print_machine
 from tqdm.auto import tqdm
 
 from heplearn.methods.inferno import (
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --output files "
                         "(seeds run in several processes) instead of training")
     args = parser.parse_args()
+    print_machine()
     if args.quick:
         args.seeds, args.benchmarks, args.train_events, args.test_events, args.epochs, args.ce_epochs = (
             2, ["B2"], 5_000, 20_000, 6, 4)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+from machine import print_machine
 
 from heplearn.methods.anomaly_report import plot_sic, write_anomaly_report
 from heplearn.methods.cathode import cathode_scores
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="few epochs and folds (a smoke run)")
     args = parser.parse_args()
+    print_machine()
     if args.quick:
         args.epochs, args.flow_epochs, args.folds = 5, 5, 2
     args.output.mkdir(parents=True, exist_ok=True)

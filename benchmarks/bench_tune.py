@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import print_machine
+
 from heplearn.run_config import RunConfig
 from heplearn.training.search_space import load_space
 from heplearn.training.tune import TuneSettings, tune
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
     arguments = parser.parse_args()
+    print_machine()
     trials = arguments.trials or (20 if arguments.quick else 40)
     seeds = arguments.seeds or (3 if arguments.quick else 10)
     logging.getLogger("optuna").setLevel(logging.WARNING)
