@@ -159,7 +159,7 @@ def test_the_tiny_analysis_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
         assert tagger["uncertainty"] < 0.05
         assert abs(tagger["fraction"] - TRUE_FRACTION) < 2 * tagger["uncertainty"], tagger
     report = (plan.output / REPORT).read_text()
-    assert report.index("The top fraction") < report.index("Stages")
+    assert report.index('<h2 id="result">') < report.index('<h2 id="stages">')
     assert all(f'href="{stage.report}"' in report for stage in plan.stages if stage.report)
     capsys.readouterr()
 
