@@ -39,6 +39,8 @@ DEMO_MODELS: dict[str, list[str]] = {
 
 @dataclass
 class DemoResult:
+    """One row of the demo's table: a model's AUC and its rejections at 30% and 50% signal efficiency."""
+
     model: str
     auc: float
     rejection_at_30: float
@@ -50,6 +52,7 @@ class DemoResult:
 
 
 def config_path(name: str) -> Path:
+    """The path of a config shipped with heplearn (``heplearn/configs/<name>``)."""
     return Path(str(resources.files("heplearn") / "configs" / name))
 
 
@@ -68,6 +71,7 @@ def available_models() -> list[str]:
 
 def run_demo(output: Path, jets_per_class: int = 6000, workers: int = 2, models: list[str] | None = None,
              progress: bool = True) -> list[DemoResult]:
+    """Generate top and QCD jets, train the demo's models briefly, compare them; write the report into ``output``."""
     from heplearn.generate.driver import generate
 
     output = Path(output)
@@ -106,6 +110,7 @@ def _rejection(value: float | None) -> float:
 
 
 def results_table(results: list[DemoResult]) -> str:
+    """The demo's results as a Markdown table."""
     lines = ["| model | AUC | 1/ε_B at ε_S = 30% | 1/ε_B at ε_S = 50% |", "|---|---|---|---|"]
     lines += [f"| {r.model} | {r.auc:.4f} | {_cell(r.rejection_at_30, r.signal_efficiency_at_30)} | "
               f"{_cell(r.rejection_at_50, r.signal_efficiency_at_50)} |" for r in results]
@@ -118,6 +123,7 @@ def _cell(rejection: float, reached: float | None) -> str:
 
 
 def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[str, Any]) -> None:
+    """Write ``results.md`` (the table) into ``output``."""
     write_text_atomic(output / "results.md", f"Top vs QCD, test jets: {jets_per_split.get('test')}\n\n"
                       + results_table(results) + "\n\nFull comparison: report.html\n")
     write_json(output / "results.json",  # strict JSON: an infinite rejection is null, as in metrics.json

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from heplearn.errors import ConfigError
 from heplearn.models import registry
@@ -43,6 +44,7 @@ class ReconstructionError(LossTermBase):
     tasks = (VariationalReconstruction,)
     needs = "model.name: vae with data.labels.type: none"
 
+    @override
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         assert isinstance(task, VariationalReconstruction)
         error, _ = task.squared_error(outputs, batch)
@@ -56,6 +58,7 @@ class KLDivergence(LossTermBase):
     tasks = (VariationalReconstruction,)
     needs = "model.name: vae with data.labels.type: none"
 
+    @override
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         assert isinstance(task, VariationalReconstruction)
         mu, log_variance, _ = task.split(outputs.float())

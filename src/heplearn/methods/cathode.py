@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.data.dataset import InMemoryJets
 from heplearn.data.transform import JetArrays
@@ -45,20 +46,25 @@ class DensityEstimation(Task):
         super().__init__(1, terms)
         self.group = group
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch[self.group]
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return outputs
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return ["log_density"]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"group": self.group}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         return cls(settings.get("group", "jet"))
 
@@ -73,6 +79,7 @@ class NegativeLogLikelihood(LossTermBase):
     tasks = (DensityEstimation,)
     needs = "a density-estimation task (a flow)"
 
+    @override
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         return weighted_mean(-outputs[:, 0].float(), batch["weight"])
 
@@ -92,6 +99,7 @@ class ConditionalFlow(nn.Module):
         self.features = features
         self.flow = zuko.flows.MAF(features, context=1, transforms=transforms, hidden_features=tuple(hidden))
 
+    @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = batch["jet"].float()
         x, m = values[:, :self.features], values[:, self.features:]

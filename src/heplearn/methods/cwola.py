@@ -194,6 +194,7 @@ class DijetFit:
 
     @property
     def excess(self) -> float:
+        """Observed minus expected events in the signal region."""
         return self.observed_in_sr - self.expected_in_sr
 
 

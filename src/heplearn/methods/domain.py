@@ -33,6 +33,7 @@ import pydantic
 import torch
 from torch import nn
 from torch.nn import functional
+from typing_extensions import override
 
 from heplearn.config import StrictModel
 from heplearn.data.dataset import InMemoryJets, to_batch, trim_padding
@@ -46,11 +47,13 @@ class GradientReversal(torch.autograd.Function):
     """Identity forward; the gradient multiplied by −coefficient backward."""
 
     @staticmethod
+    @override
     def forward(ctx: Any, values: torch.Tensor, coefficient: float) -> torch.Tensor:
         ctx.coefficient = coefficient
         return values.view_as(values)
 
     @staticmethod
+    @override
     def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.coefficient * gradient, None
 
@@ -128,6 +131,7 @@ class DomainAdversarialStep(StepStrategy):
             hook.remove()
         return outputs, captured[-1]
 
+    @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         coefficient = reversal_schedule(step_index / max(1, self.total_steps), self.settings.strength,
                                         self.settings.gamma)

@@ -46,6 +46,7 @@ import awkward as ak
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from heplearn.config import StrictModel
 from heplearn.errors import ConfigError, DataError
@@ -294,6 +295,7 @@ class EPiCNetwork(nn.Module):
         self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
         self.output = nn.Linear(hidden, outputs)
 
+    @override
     def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
@@ -336,6 +338,7 @@ class FlowMatchingJets(nn.Module):
         """v(x, t | condition) per particle."""
         return self.velocity(x, torch.cat([condition, _time_features(t)], -1), mask)[0]
 
+    @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x1, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
         t = torch.rand(len(x1), dtype=x1.dtype)
@@ -402,6 +405,7 @@ class SetVAE(nn.Module):
         self.posterior = nn.Linear(global_size, 2 * latent)
         self.decoder = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
 
+    @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         from heplearn.tasks import kl_divergence
 
@@ -433,6 +437,7 @@ class SetGAN(nn.Module):
         self.latent, self.condition_size = latent, condition_size
         self.generator = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
 
+    @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         condition, mask = batch["jet"].float(), batch["mask"]
         return self.generator(torch.randn(len(condition), self.latent), condition, mask)
@@ -468,20 +473,25 @@ class JetGeneration(Task):
         super().__init__(len(objectives), terms)
         self.objectives = list(objectives)
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch["particles"]
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return outputs
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return list(self.objectives)
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"objectives": self.objectives}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         return cls(settings["objectives"])
 
@@ -558,6 +568,7 @@ class GanStep(StepStrategy):
         self.add_module("discriminator", discriminator, discriminator_training,
                         context.total_steps * settings.discriminator_steps)
 
+    @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         real, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
         discriminator_loss = torch.zeros(())

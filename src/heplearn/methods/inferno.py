@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pydantic
 import torch
+from typing_extensions import override
 
 from heplearn.config import StrictModel
 from heplearn.data.transform import observer_key
@@ -191,9 +192,11 @@ class SummaryStatistic(Task):
         super().__init__(bins, terms)
         self.signal_index = signal_index
 
+    @override
     def target(self, batch: Batch) -> torch.Tensor:
         return batch["label"]
 
+    @override
     def postprocess(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.softmax(outputs.float(), dim=-1)
 
@@ -203,13 +206,16 @@ class SummaryStatistic(Task):
         return self.postprocess(outputs, batch) @ centres
 
     @property
+    @override
     def output_names(self) -> list[str]:
         return [f"bin_{index}" for index in range(self.num_outputs)]
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {"signal_index": self.signal_index}
 
     @classmethod
+    @override
     def from_settings(cls, num_outputs: int, settings: Any) -> Task:
         return cls(num_outputs, signal_index=int(settings.get("signal_index", 0)))
 
@@ -266,6 +272,7 @@ class InfernoTerm(LossTermBase):
         super().__init__(weight, settings, task, context)
         self.signal_index = getattr(task, "signal_index", 0)
 
+    @override
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         model = asimov_model(outputs, batch, self.signal_index, self.settings, self.settings.temperature)
         return model.poi_variance().float()

@@ -99,6 +99,7 @@ class Sample:
 
     @property
     def total_weight(self) -> float:
+        """The sample's summed weight."""
         return float(np.sum(self.arrays.weight, dtype=np.float64))
 
 
@@ -293,6 +294,7 @@ def reweighting_config(config: RunConfig, data: DataConfig | None = None) -> Run
 
 
 def use_threads(config: RunConfig) -> None:
+    """Set torch's CPU threads to ``training.threads`` when the config gives it."""
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
 
@@ -592,6 +594,7 @@ def weight_summary(source: Sample, target: Sample, raw: np.ndarray, weights: np.
 
 
 def write_settings(run: RunDirectory, content: Mapping[str, Any]) -> None:
+    """Write the method's settings, with the heplearn version, into the run directory (``reweight.json``)."""
     from heplearn.evaluation.report import jsonable
 
     write_text_atomic(run.path / SETTINGS_FILE,

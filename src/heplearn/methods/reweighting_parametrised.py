@@ -75,6 +75,7 @@ class RedrawnParameters:
     groups: Sequence[str]
 
     def epoch_batches(self, epoch: int) -> Any:
+        """The batches of ``epoch``, the source jets' parameters θ drawn again (uniformly over their ranges)."""
         arrays = self.dataset.arrays
         source = np.flatnonzero(arrays.label == SOURCE)
         count = len(self.ranges)
@@ -95,6 +96,7 @@ class RedrawnParameters:
         return self.dataset.batches(self.batch_size, shuffle=True, seed=self.seed, epoch=epoch)
 
     def batches_per_epoch(self) -> int:
+        """Batches per epoch."""
         return math.ceil(len(self.dataset) / self.batch_size)
 
 
@@ -301,6 +303,7 @@ class ParametrisedModel:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> ParametrisedModel:
+        """The parametrised model of a run directory written by the parametrised DCTR; another run is an error."""
         settings = read_settings(run_dir)
         if settings.get("method") != "parametrised_dctr":
             raise DataError(f"{run_dir}: a {settings.get('method')} run, not a parametrised one (train it with "

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import pydantic
 import torch
+from typing_extensions import override
 
 from heplearn.config import StrictModel
 from heplearn.tasks import Batch, Task
@@ -93,6 +94,7 @@ class AdversarialInputStep(StepStrategy):
         self.network = context.wrap(context.model)
         self.add_module("model", context.model, context.training, context.total_steps)
 
+    @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         attacked = attack_batch(self.network, self.task, batch, self.keys, self.settings.attack,
                                 self.settings.epsilon)

@@ -117,6 +117,7 @@ class Threshold:
                           float((efficiency - self.target) / sigma) if sigma > 0 else 0.0)
 
     def as_dict(self) -> dict[str, Any]:
+        """The threshold as a plain mapping (for JSON)."""
         return asdict(self)
 
 
