@@ -11,9 +11,12 @@ Registered in ``heplearn.cli`` as ``app.add_typer(analysis_app, name="analysis")
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from heplearn.analysis.plan import Plan
 
 analysis_app = typer.Typer(help="The analysis from one config, on Snakemake: samples, models, fit, report.",
                            no_args_is_help=True)
@@ -21,7 +24,7 @@ analysis_app = typer.Typer(help="The analysis from one config, on Snakemake: sam
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Analysis config (YAML).")]
 
 
-def _plan(config: Path):  # type: ignore[no-untyped-def]
+def _plan(config: Path) -> Plan:
     from heplearn.analysis.config import load_analysis_config
     from heplearn.analysis.plan import make_plan
 

@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from heplearn.analysis.config import SPLITS, AnalysisConfig, PseudoDataConfig, S
 from heplearn.data.files import atomic_path, write_json, write_text_atomic
 from heplearn.errors import ConfigError, DataError
 
+# a stage's builder: its folder -> (its commands, named outputs, its own report or None, setup lines)
+Build = Callable[[str], tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]]
 KEY_LENGTH = 12
 MARKER = "stage.json"
 PLAN_FILE = "plan.json"
@@ -125,7 +127,7 @@ class _Planner:
         self.sample_files: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     def add(self, name: str, kind: str, settings: dict[str, Any], after: list[str], folder_name: str,
-            build: Any) -> Stage:
+            build: Build) -> Stage:
         inputs = {name: self.keys[name] for name in after}
         key = _digest({"kind": kind, "settings": settings, "after": inputs, "heplearn": heplearn.__version__})
         folder = f"{folder_name}-{key}"
@@ -177,7 +179,7 @@ class _Planner:
             settings = {"processes": sample.processes, "jets": sample.jets, "split": list(split),
                         **self._physics(sample)}
 
-            def build(folder: str) -> tuple[list[Any], dict[str, str], None, list[str]]:
+            def build(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
                 command = heplearn_command("generate", *sample.processes, "--jets", str(sample.jets), "-o", folder,
                                            "--split", ",".join(str(f) for f in split),
                                            *self._generator_arguments(sample))
@@ -226,7 +228,7 @@ class _Planner:
         content = run_config.model_dump(mode="json")
         data_after = self.upstream(*[(config.training, split) for split in SPLITS])
 
-        def build_train(folder: str) -> tuple[list[Any], dict[str, str], None, list[str]]:
+        def build_train(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             config_file = f"{folder}/config.yaml.in"
             return ([heplearn_command("train", "-c", config_file, "--name", "run", "--runs-dir", folder,
                                       "--no-progress")],
@@ -238,7 +240,7 @@ class _Planner:
         evaluation = config.evaluation
         test, train_file = self.path(config.training, "test"), self.path(config.training, "train")
 
-        def build_evaluate(folder: str) -> tuple[list[Any], dict[str, str], str, list[str]]:
+        def build_evaluate(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             arguments = ["evaluate", run, "--data", test, "--name", "test", "-o", folder, "--no-progress"]
             if evaluation.overtraining:
                 arguments += ["--train-data", train_file]
@@ -253,7 +255,7 @@ class _Planner:
 
         after = [train.name]
         if entry.export:
-            def build_export(folder: str) -> tuple[list[Any], dict[str, str], None, list[str]]:
+            def build_export(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
                 return [heplearn_command("export", run)], {"onnx": f"{run}/model.onnx"}, None, []
 
             export = self.add(f"export_{name}", "export", {"format": "onnx"}, [train.name], f"exports/{name}",
@@ -275,7 +277,7 @@ class _Planner:
         parts = self.scored_parts()
         inputs = self.upstream(*[(sample, process) for _, sample, process in parts])
 
-        def build_predict(folder: str) -> tuple[list[Any], dict[str, str], None, list[str]]:
+        def build_predict(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             links, setup = [], [f"mkdir -p {shlex.quote(folder + '/inputs')}"]
             for label, sample, process in parts:
                 source = self.path(sample, process)
@@ -297,7 +299,7 @@ class _Planner:
         fit = self.config.fit
         settings = fit.model_dump(mode="json")
 
-        def build_fit(folder: str) -> tuple[list[Any], dict[str, str], str, list[str]]:
+        def build_fit(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             scores = predict.files
             arguments = ["fit", "--signal-scores", scores[f"{fit.templates}_{fit.signal}"],
                          "--background-scores", scores[f"{fit.templates}_{fit.background}"],
