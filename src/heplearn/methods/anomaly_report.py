@@ -55,8 +55,8 @@ def plot_scores(scores: Mapping[str, np.ndarray], threshold: float | None = None
         figure = plots._figure()
         ax = figure.subplots()
         for name, score in scores.items():
-            ax.hist(np.clip(score, edges[0], edges[-1]), bins=edges, density=True, histtype="step", linewidth=1.5,
-                    label=f"{name} ({len(score)} events)")
+            ax.hist(np.clip(score, edges[0], edges[-1]), bins=edges.tolist(), density=True, histtype="step",
+                    linewidth=1.5, label=f"{name} ({len(score)} events)")
         if threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", label=f"cut {threshold:.4g}")
         ax.set_yscale("log")

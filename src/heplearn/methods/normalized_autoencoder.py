@@ -30,6 +30,7 @@ minimise: train without a validation split, so the run keeps the last epoch's we
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import pydantic
@@ -59,8 +60,8 @@ class NormalizedAutoencoderSettings(StrictModel):
     margin: float = pydantic.Field(default=0.2, ge=0)  # the chains' box: the batch's range widened by this share
 
 
-def langevin(start: torch.Tensor, energy: torch.nn.Module | object, steps: int, step_size: float, noise: float,
-             low: torch.Tensor | None = None, high: torch.Tensor | None = None,
+def langevin(start: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor], steps: int, step_size: float,
+             noise: float, low: torch.Tensor | None = None, high: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """``steps`` Langevin steps x ← x − λ ∇E(x) + σ ε from ``start`` (clipped to [low, high]); detached.
 
@@ -70,7 +71,7 @@ def langevin(start: torch.Tensor, energy: torch.nn.Module | object, steps: int, 
     x = start.detach().clone()
     for _ in range(steps):
         x.requires_grad_(True)
-        (gradient,) = torch.autograd.grad(energy(x).sum(), x)  # type: ignore[operator]
+        (gradient,) = torch.autograd.grad(energy(x).sum(), x)
         with torch.no_grad():
             x = x - step_size * gradient
             if noise:
