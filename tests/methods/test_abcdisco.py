@@ -8,10 +8,12 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
 from heplearn.data.dataset import to_batch
-from heplearn.errors import DataError
+from heplearn.errors import ConfigError, DataError
+from heplearn.methods.abcd_closure import ClosureConstraint, ClosureSettings, non_closure, soft_region_counts
 from heplearn.methods.decorrelation import second_network
 from heplearn.run_config import load_run_config
 from heplearn.stats.abcd import abcd_estimate, region_counts
@@ -60,3 +62,84 @@ def test_double_disco_closes_the_abcd_estimate(tmp_path: Path) -> None:
 def test_a_run_without_a_second_network_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="double_disco"):
         second_network(tmp_path)
+
+
+def test_soft_region_counts_become_the_hard_counts() -> None:
+    rng = np.random.default_rng(4)
+    f, g = rng.uniform(size=5000), rng.uniform(size=5000)
+    weight = rng.uniform(0.5, 1.5, size=5000)
+    hard = region_counts(f, g, 0.4, 0.7, weight)
+    soft = soft_region_counts(torch.tensor(f), torch.tensor(g), 0.4, 0.7, 1e-12, torch.tensor(weight))
+    np.testing.assert_allclose(soft.numpy(), [hard.sums[region] for region in "ABCD"], rtol=1e-9)
+    assert float(soft.sum()) == pytest.approx(weight.sum())  # the four regions share every event
+    wide = soft_region_counts(torch.tensor(f), torch.tensor(g), 0.4, 0.7, 0.1, torch.tensor(weight))
+    assert abs(float(wide[0]) - hard.sums["A"]) > 1.0  # a finite width smooths the cut
+
+
+def test_non_closure_of_correlated_gaussians_is_the_analytic_value() -> None:
+    """Median cuts on a bivariate normal of correlation ρ: N_A N_D/(N_B N_C) = ((¼+a)/(¼−a))², a = arcsin ρ/2π."""
+    rng = np.random.default_rng(5)
+    for rho, closure in ((0.1, 1.291), (0.3, 2.194)):
+        x = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=400_000)
+        counts = soft_region_counts(torch.tensor(x[:, 0]), torch.tensor(x[:, 1]), 0.0, 0.0, 1e-6)
+        assert float(non_closure(counts)) == pytest.approx(closure - 1, abs=0.02)
+
+
+def test_the_multiplier_ascends_while_the_constraint_is_violated() -> None:
+    constraint = ClosureConstraint(ClosureSettings(epsilon=0.05, multiplier_rate=2.0))
+    constraint.ascend(torch.tensor(0.30))
+    assert float(constraint.multiplier) == pytest.approx(0.5)
+    constraint.ascend(torch.tensor(0.10))
+    assert float(constraint.multiplier) == pytest.approx(0.6)
+    constraint.ascend(torch.tensor(0.0))  # satisfied: λ falls, never below zero
+    assert float(constraint.multiplier) == pytest.approx(0.5)
+    for _ in range(10):
+        constraint.ascend(torch.tensor(0.0))
+    assert float(constraint.multiplier) == 0.0
+    rng = np.random.default_rng(6)
+    x = rng.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]], size=4000)
+    f, g = (torch.tensor(column, requires_grad=True) for column in x.T)
+    constraint.multiplier.fill_(1.0)
+    term, violation = constraint(f, g, torch.ones(4000, dtype=torch.float64))
+    assert float(violation.detach()) > 1.0
+    term.backward()
+    # descending the term moves f and g against each other: it lowers the non-closure
+    with torch.no_grad():
+        _, after = constraint(f - 0.05 * f.grad / f.grad.abs().max(), g - 0.05 * g.grad / g.grad.abs().max(),
+                              torch.ones(4000, dtype=torch.float64))
+    assert float(after) < float(violation.detach())
+
+
+def test_a_bad_closure_setting_names_its_key() -> None:
+    with pytest.raises(ConfigError, match="quantiles"):
+        load_run_config({"data": {"train": "x.parquet", "inputs": {"jet": {"variables": ["jet_x0"]}},
+                                  "labels": {"classes": ["label_sig", "label_bkg"]}},
+                         "model": {"name": "mlp"},
+                         "training": {"step": {"name": "double_disco", "closure": {"quantiles": [0.5, 1.5]}}}})
+
+
+def test_the_closure_constraint_closes_the_abcd_estimate_without_disco(tmp_path: Path) -> None:
+    """λ_DisCo = 0: the taggers alone fail closure (see above); the MDMM constraint alone restores it."""
+    train_file = gaussian_events(tmp_path / "train.parquet", 8000, 1)
+    test_file = gaussian_events(tmp_path / "test.parquet", 8000, 2)
+    config = load_run_config({
+        "data": {"train": str(train_file), "inputs": {"jet": {"variables": [f"jet_x{i}" for i in range(4)]}},
+                 "labels": {"classes": ["label_sig", "label_bkg"]}},
+        "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
+        "training": {"epochs": 5, "batch_size": 512, "seed": 2, "threads": 1, "learning_rate": 3e-3,
+                     "step": {"name": "double_disco", "strength": 0.0, "closure": {"epsilon": 0.2}}},
+    })
+    result = train(config, name="closure", runs_dir=tmp_path / "runs", progress=False)
+    assert {"train_non_closure", "train_closure_multiplier"} <= set(result.history[-1])
+    first = TrainedModel.load(result.run_dir)
+    scores, arrays = first.predict_files([test_file])
+    second = second_network(result.run_dir)
+    with torch.inference_mode():
+        second_scores = torch.softmax(second(to_batch(first.preprocessing.apply(arrays))), -1)[:, 0].numpy()
+    background = arrays.label == 1
+    f, g = scores[background, 0], second_scores[background]
+    estimate = abcd_estimate(region_counts(f, g, float(np.median(f)), float(np.median(g))))
+    auc = roc_auc_score(arrays.label == 0, scores[:, 0])
+    print(f"closure {estimate.closure:.3f}, pull {estimate.closure_pull:.2f}, AUC {auc:.4f}")
+    assert abs(estimate.closure_pull) < 3  # without the constraint (λ = 0 above): pull < −10
+    assert auc > 0.85  # still a tagger (the Bayes AUC of the toy is Φ(2.4/√2) = 0.955)

@@ -43,6 +43,7 @@ from torch.nn import functional
 from heplearn.config import StrictModel
 from heplearn.data.dataset import observer_key
 from heplearn.errors import ConfigError
+from heplearn.methods.abcd_closure import ClosureConstraint, ClosureSettings
 from heplearn.models.nn_base import mlp
 from heplearn.tasks import Batch, Classification, Task
 from heplearn.training.losses import LossTermBase, TermContext
@@ -315,6 +316,7 @@ class DoubleDisCoSettings(StrictModel):
 
     strength: float = pydantic.Field(default=100.0, ge=0)
     background_class: int | None = pydantic.Field(default=None, ge=0)
+    closure: ClosureSettings | None = None  # ABCDisCoTEC: the non-closure as an MDMM constraint
 
 
 class DoubleDisCoStep(StepStrategy):
@@ -323,6 +325,8 @@ class DoubleDisCoStep(StepStrategy):
 
     ``model`` is f (``model.safetensors``) and ``second`` is g (``second.safetensors`` in the run
     directory; ``second_network`` loads it): the same architecture, initialised independently.
+    With ``closure``, the soft ABCD non-closure of the batch's background is constrained below ε
+    (``abcd_closure``: ABCDisCoTEC with the modified differential method of multipliers).
     """
 
     name = "double_disco"
@@ -342,6 +346,9 @@ class DoubleDisCoStep(StepStrategy):
         self.networks = (context.wrap(context.model), context.wrap(second))
         for name, module in (("model", context.model), ("second", second)):
             self.add_module(name, module, context.training, context.total_steps)
+        self.closure = ClosureConstraint(settings.closure) if settings.closure is not None else None
+        if self.closure is not None:
+            self.modules["closure"] = self.closure  # its multiplier is checkpointed; it has no optimiser
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
         with autocast(self.training):
@@ -349,22 +356,31 @@ class DoubleDisCoStep(StepStrategy):
         terms = [self.task.loss(output, batch) for output in outputs]
         losses = [self.task.total_loss(term) for term in terms]
         selected = self.task.target(batch) == self.background
+        constraint, violation = None, None
         if int(selected.sum()) >= 2:
             scores = [self.task.score(output, batch)[selected] for output in outputs]
             penalty = distance_correlation(scores[0], scores[1], batch["weight"][selected])
+            if self.closure is not None:
+                constraint, violation = self.closure(scores[0], scores[1], batch["weight"][selected])
         else:
             penalty = outputs[0].sum() * 0.0
         total = losses[0] + losses[1] + self.settings.strength * penalty
+        if constraint is not None:
+            total = total + constraint
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         total.backward()
-        for name, module in self.modules.items():
+        for name, optimizer in self.optimizers.items():
             if self.training.gradient_clip:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), self.training.gradient_clip)
-            self.optimizers[name].step()
+                torch.nn.utils.clip_grad_norm_(self.modules[name].parameters(), self.training.gradient_clip)
+            optimizer.step()
             self.schedulers[name].step()
         figures = loss_figures(losses[0], terms[0])
         figures.update({"loss_second": float(losses[1].detach()), "disco_pair": float(penalty.detach())})
+        if self.closure is not None and violation is not None:
+            self.closure.ascend(violation.detach())
+            figures.update({"non_closure": float(violation.detach()),
+                            "closure_multiplier": float(self.closure.multiplier)})
         return figures
 
 
