@@ -65,8 +65,9 @@ def main(arguments: list[str]) -> None:
     from heplearn.training.tune import TuneSettings, tune
 
     runs_dir, study, trials = Path(arguments[0]), arguments[1], int(arguments[2])
+    # a grace period well above the heartbeat interval: a loaded machine must not make a live trial look dead
     settings = TuneSettings(trials=trials, sampler="random", pruner="none", progress=False, heartbeat_interval=1,
-                            grace_period=2)
+                            grace_period=10)
     tune(BASE, load_space(SPACE), settings, study, runs_dir, trial_function=logged, report=False)
 
 

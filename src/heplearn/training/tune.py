@@ -29,6 +29,7 @@ import csv
 import io
 import logging
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -184,7 +185,9 @@ def open_storage(url: str, settings: TuneSettings) -> Any:
         return optuna.storages.InMemoryStorage()
     try:
         with quiet_experimental():
-            return RDBStorage(url, heartbeat_interval=settings.heartbeat_interval,
+            # SQLite locks the whole file per write: wait for the other workers' writes rather than fail
+            engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=settings.heartbeat_interval,
                               grace_period=settings.grace_period,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except (ImportError, ValueError, RuntimeError, optuna.exceptions.StorageInternalError) as error:
@@ -262,12 +265,8 @@ def counted(study: Any, below: int | None = None) -> int:
     those running with a smaller number (started earlier)."""
     complete, pruned, running = _states()
     trials = study.get_trials(deepcopy=False, states=(complete, pruned, running))
-    return sum(1 for trial in trials if trial.state in (complete, pruned)
-               or (below is not None and trial.state == running and trial.number < below))
-
-
-class _Surplus(Exception):
-    """A trial started after the study's total was reached by other workers (it runs nothing)."""
+    return sum(1 for trial in trials if not trial.user_attrs.get("surplus") and (
+        trial.state in (complete, pruned) or (below is not None and trial.state == running and trial.number < below)))
 
 
 def _report_epochs(trial: Any, metric: str, last_epoch: int) -> EpochCallback:
@@ -307,13 +306,18 @@ def trial_name(number: int) -> str:
 
 
 def _objective(plan: StudyPlan) -> Callable[[Any], float]:
+    import optuna
+
     def objective(trial: Any) -> float:
         if counted(trial.study, below=trial.number) >= plan.settings.trials:
+            # started as another worker finished the study's last trials: it runs nothing, counts for nothing
+            # and is left out of the tables (Optuna has no way to take a trial back)
             trial.set_user_attr("surplus", True)
             trial.study.stop()
-            raise _Surplus(f"trial {trial.number}: the study has its {plan.settings.trials} trials")
+            raise optuna.TrialPruned(f"surplus: the study has its {plan.settings.trials} trials")
         values = {key: spec.suggest(trial, key) for key, spec in plan.space.parameters.items()}
         trial.set_user_attr("values", values)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
         trial.set_user_attr("run_dir", str(plan.directory / trial_name(trial.number)))
         config = config_with(plan.base, values)
         # a classical model (BDT, cuts, likelihood) reports once, when it is fitted
@@ -346,7 +350,7 @@ def run_worker(plan: StudyPlan, worker: int = 0, storage: Any = None,
 
     if counted(study) < total:
         with quiet_experimental():
-            study.optimize(_objective(plan), n_trials=None, catch=(_Surplus,), callbacks=[stop_when_full])
+            study.optimize(_objective(plan), n_trials=None, callbacks=[stop_when_full])
     return ran[0]
 
 
@@ -444,7 +448,8 @@ def _run_on_dask(plan: StudyPlan, workers: int, scheduler: str | None) -> None:
 
 
 def trial_rows(study: Any, space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per trial (surplus ones left out): number, state, value, the varied keys, epochs, run directory."""
+    """One row per trial (surplus ones left out): number, state, value, the varied keys, epochs, seconds,
+    the process that ran it (host:pid) and its run directory."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get("surplus"):
@@ -455,7 +460,7 @@ def trial_rows(study: Any, space: SearchSpace) -> list[dict[str, Any]]:
         rows.append({"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
                      **{key: values.get(key) for key in space.parameters},
                      "epochs": len(trial.intermediate_values), "seconds": duration,
-                     "run_dir": trial.user_attrs.get("run_dir")})
+                     "worker": trial.user_attrs.get("worker"), "run_dir": trial.user_attrs.get("run_dir")})
     return rows
 
 
