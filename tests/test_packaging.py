@@ -42,6 +42,7 @@ def test_no_dead_per_file_ignores() -> None:
     assert dead == [], "remove these per-file ignores from pyproject.toml (nothing left to ignore)"
 
 
+@pytest.mark.heavy  # ~20 s of CPU without mypy's cache: `make test` (CI) runs it, plain pytest not
 def test_types_check() -> None:
     """mypy on the paths of [tool.mypy] (training/, models/, runs.py)."""
     api = pytest.importorskip("mypy.api")
