@@ -96,3 +96,14 @@ def test_every_heplearn_error_is_one_line() -> None:
     error = DataError("x.root: cannot read: OSError: expected Chunk of length 19,\nreceived 0 bytes\n\n  for file")
     assert str(error) == "x.root: cannot read: OSError: expected Chunk of length 19, received 0 bytes for file"
     assert isinstance(error, HeplearnError)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["train", "--no-such-option"], "No such option: --no-such-option"),  # raised by typer's bundled click
+    (["train"], "give --config FILE"),  # typer.BadParameter from inside a command
+    (["decorrelate", "-c", "x.yaml", "--observer", "jet_sdmass", "--lambdas", "1,a"], "--lambdas"),
+])
+def test_usage_errors_are_a_usage_message_and_exit_2(arguments: list[str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(arguments, capsys)
+    assert code == 2 and message in err and "Traceback" not in err

@@ -331,6 +331,18 @@ def _register_analysis() -> None:
 _register_analysis()
 
 
+def _bundled(name: str, typer_class: type) -> type[Exception]:
+    """The class ``name`` of the click that typer runs on (typer ≥ 0.20 bundles its own copy)."""
+    return next(base for base in typer_class.__mro__ if base.__name__ == name)
+
+
+# A usage error (unknown option, missing argument, typer.BadParameter) is one of these: click's own
+# and typer's bundled click's, so that neither ends in a traceback.
+COMMAND_LINE_ERRORS: tuple[type[Exception], ...] = tuple(
+    {click.ClickException, _bundled("ClickException", typer.BadParameter)})
+ABORTS: tuple[type[BaseException], ...] = tuple({click.exceptions.Abort, typer.Abort, KeyboardInterrupt})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``heplearn`` console script."""
     arguments = sys.argv[1:] if argv is None else argv
@@ -343,9 +355,9 @@ def main(argv: list[str] | None = None) -> None:
         message = str(error) if isinstance(error, HeplearnError) else one_line(f"{type(error).__name__}: {error}")
         print(f"heplearn: error: {message}", file=sys.stderr)  # noqa: T201 - the command's one-line error
         sys.exit(2)
-    except click.ClickException as error:
+    except COMMAND_LINE_ERRORS as error:
         error.show()
         sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except ABORTS:
         print("heplearn: interrupted", file=sys.stderr)  # noqa: T201
         sys.exit(130)
