@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from heplearn.analysis.config import load_analysis_config
-from heplearn.analysis.engine import DONE, STALE, run_analysis, stage_states
+from heplearn.analysis.engine import DONE, INCOMPLETE, STALE, run_analysis, stage_states
 from heplearn.analysis.plan import REPORT, Plan, make_plan
 from heplearn.cli import main
 from heplearn.errors import ConfigError
@@ -190,3 +190,15 @@ def test_the_generated_tiny_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert len(results["taggers"]) == 2
     for tagger in results["taggers"]:
         assert abs(tagger["fraction"] - results["true_fraction"]) < 2 * tagger["uncertainty"], tagger
+
+
+def test_a_stage_that_started_and_did_not_finish_is_incomplete(analysis_file: Path, tmp_path: Path) -> None:
+    plan = _plan(_edit(analysis_file, {"output": str(tmp_path / "out")}, analysis_file.parent / "killed.yaml"))
+    _mark_done(plan)
+    train = plan.stage("train_bdt")
+    (plan.output / train.marker).unlink()  # what a killed run leaves: the log, no marker
+    (plan.output / train.folder / "log.txt").write_text("killed")
+    states = {state.stage.name: state for state in stage_states(plan)}
+    assert states["train_bdt"].state == INCOMPLETE
+    assert states["train_bdt"].reason.startswith(f"started but did not finish (see {train.folder}/log.txt)")
+    assert states["train_cuts"].state == DONE
