@@ -77,6 +77,7 @@ ROUND_TRIP: dict[str, dict[str, Any]] = {
     "rnn": NETWORK,
     "autoencoder": NETWORK,  # on labelled jets, its bottleneck network ends in a classification head
     "vae": NETWORK,  # likewise: a classification head on the sampled latent
+    "cicada": {**NETWORK, "model": {"regions": [8, 8]}},  # a bottleneck classifier on the 8 × 8 jet image
 }
 
 
