@@ -137,8 +137,8 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     for entry, run_dir in zip(comparison.metrics["models"], run_dirs, strict=True):
         figures = entry["figures"]
-        lines.append(f"| {entry['name']} | {figures['auc']:.4f} | {_rejection(figures['rejection_at_30'])} "
-                     f"| {_rejection(figures['rejection_at_50'])} | {count_parameters(run_dir)} "
+        lines.append(f"| {entry['name']} | {figures['auc']:.4f} | {_rejection(figures, 30)} "
+                     f"| {_rejection(figures, 50)} | {count_parameters(run_dir)} "
                      f"| {minutes[entry['name']]:.1f} |")
     table = "\n".join(lines)
     write_text_atomic(output / "table.md", table + "\n")
@@ -146,8 +146,11 @@ def main() -> None:
     print(f"report: {comparison.report}")
 
 
-def _rejection(value: float | None) -> str:
-    return "inf" if value is None else f"{value:.1f}"
+def _rejection(figures: dict, percent: int) -> str:
+    """1/ε_B at ε_S = ``percent``%, with the ε_S of the cut that exists for a discrete score."""
+    value, reached = figures[f"rejection_at_{percent}"], figures.get(f"signal_efficiency_at_{percent}")
+    text = "inf" if value is None else f"{value:.1f}"
+    return text + (f" (at ε_S = {reached:.0%})" if reached is not None else "")
 
 
 if __name__ == "__main__":

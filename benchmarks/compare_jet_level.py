@@ -59,7 +59,11 @@ def main() -> None:
     rows[f"best single variable ({best_feature})"] = single[best_feature]
     print(f"{'model':34} {'AUC':>7} {'1/eB@30%':>9} {'1/eB@50%':>9}   test jets: {len(raw)}")
     for name, figures in rows.items():
-        print(f"{name:34} {figures['auc']:7.4f} {figures['rejection_at_30']:9.1f} {figures['rejection_at_50']:9.1f}")
+        reached = {percent: figures.get(f"signal_efficiency_at_{percent}") for percent in (30, 50)}
+        notes = "".join(f"  (the {percent}% column's cut has ε_S = {value:.0%})" for percent, value in reached.items()
+                        if value is not None)
+        print(f"{name:34} {figures['auc']:7.4f} {figures['rejection_at_30']:9.1f} {figures['rejection_at_50']:9.1f}"
+              + notes)
     print(json.dumps({name: {k: round(float(v), 4) for k, v in f.items()} for name, f in rows.items()}
                      | {"test_jets": len(raw), "single_variables": {k: round(v["auc"], 4)
                                                                          for k, v in single.items()}}))
