@@ -16,7 +16,7 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.methods.abcd_closure import ClosureConstraint, ClosureSettings, non_closure, soft_region_counts
 from heplearn.methods.decorrelation import second_network
 from heplearn.run_config import load_run_config
-from heplearn.stats.abcd import abcd_estimate, region_counts
+from heplearn.stats.abcd import AbcdEstimate, abcd_estimate, region_counts
 from heplearn.trained import TrainedModel
 from heplearn.training.run import train
 
@@ -29,6 +29,20 @@ def gaussian_events(path: Path, n: int, seed: int) -> Path:
     fields = {f"jet_x{i}": x[:, i].astype(np.float32) for i in range(4)}
     return io.write(ak.zip({**fields, "label_sig": signal.astype(np.int64),
                             "label_bkg": (1 - signal).astype(np.int64)}), path)
+
+
+def abcd_closure_on(run_dir: Path, test_file: Path) -> tuple[AbcdEstimate, float]:
+    """The ABCD estimate in the (f, g) plane of a Double DisCo run's background, cut at the medians,
+    and f's AUC."""
+    first = TrainedModel.load(run_dir)
+    scores, arrays = first.predict_files([test_file])
+    second = second_network(run_dir)
+    with torch.inference_mode():
+        second_scores = torch.softmax(second(to_batch(first.preprocessing.apply(arrays))), -1)[:, 0].numpy()
+    background = arrays.label == 1
+    f, g = scores[background, 0], second_scores[background]
+    estimate = abcd_estimate(region_counts(f, g, float(np.median(f)), float(np.median(g))))
+    return estimate, float(roc_auc_score(arrays.label == 0, scores[:, 0]))
 
 
 def test_double_disco_closes_the_abcd_estimate(tmp_path: Path) -> None:
@@ -46,14 +60,7 @@ def test_double_disco_closes_the_abcd_estimate(tmp_path: Path) -> None:
         result = train(config, name=f"double{strength:g}", runs_dir=tmp_path / "runs", progress=False)
         assert (result.run_dir / "second.safetensors").is_file()
         assert {"train_loss_second", "train_disco_pair"} <= set(result.history[-1])
-        first = TrainedModel.load(result.run_dir)
-        scores, arrays = first.predict_files([test_file])
-        second = second_network(result.run_dir)
-        with torch.inference_mode():
-            second_scores = torch.softmax(second(to_batch(first.preprocessing.apply(arrays))), -1)[:, 0].numpy()
-        background = arrays.label == 1
-        f, g = scores[background, 0], second_scores[background]
-        estimate = abcd_estimate(region_counts(f, g, float(np.median(f)), float(np.median(g))))
+        estimate, _ = abcd_closure_on(result.run_dir, test_file)
         pulls[strength] = estimate.closure_pull
     assert pulls[0.0] < -10  # two taggers of the same inputs: B and C nearly empty, N_A underestimated
     assert abs(pulls[100.0]) < 3  # decorrelated on the background: the estimate closes
@@ -131,15 +138,7 @@ def test_the_closure_constraint_closes_the_abcd_estimate_without_disco(tmp_path:
     })
     result = train(config, name="closure", runs_dir=tmp_path / "runs", progress=False)
     assert {"train_non_closure", "train_closure_multiplier"} <= set(result.history[-1])
-    first = TrainedModel.load(result.run_dir)
-    scores, arrays = first.predict_files([test_file])
-    second = second_network(result.run_dir)
-    with torch.inference_mode():
-        second_scores = torch.softmax(second(to_batch(first.preprocessing.apply(arrays))), -1)[:, 0].numpy()
-    background = arrays.label == 1
-    f, g = scores[background, 0], second_scores[background]
-    estimate = abcd_estimate(region_counts(f, g, float(np.median(f)), float(np.median(g))))
-    auc = roc_auc_score(arrays.label == 0, scores[:, 0])
+    estimate, auc = abcd_closure_on(result.run_dir, test_file)
     print(f"closure {estimate.closure:.3f}, pull {estimate.closure_pull:.2f}, AUC {auc:.4f}")
     assert abs(estimate.closure_pull) < 3  # without the constraint (λ = 0 above): pull < −10
     assert auc > 0.85  # still a tagger (the Bayes AUC of the toy is Φ(2.4/√2) = 0.955)
