@@ -77,7 +77,7 @@ def evaluation_data_config(model: TrainedModel, files: Sequence[Path]) -> DataCo
 
 
 def predict(model: TrainedModel, arrays: JetArrays, progress: bool = True) -> np.ndarray:
-    """Class probabilities for every jet, in chunks (with a progress bar for large samples)."""
+    """The task's outputs (class probabilities for a classifier) for every jet, in chunks (with a progress bar)."""
     parts = []
     starts = range(0, len(arrays), PREDICTION_CHUNK)
     for start in progress_bar(starts, desc=f"predicting {model.name}", disable=not progress or len(starts) < 2,
