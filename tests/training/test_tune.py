@@ -143,7 +143,7 @@ def test_a_study_with_finished_and_dead_trials_resumes_without_repeating_them(tm
                       "training.weight_decay": optuna.distributions.FloatDistribution(0.0, 1.0)})
     study._storage.record_heartbeat(dead._trial_id)
     before = {trial.number: trial.params for trial in _finished(storage, "resumed")}
-    time.sleep(2.2)  # past the grace period
+    time.sleep(4.0)  # well past the 2 s grace period (2.2 s left the dead trial running once, in a full run)
     result = tune(tune_toy.BASE, space, replace(settings, trials=6), "resumed", tmp_path,
                   trial_function=tune_toy.logged, report=False)
     after = _finished(storage, "resumed")
