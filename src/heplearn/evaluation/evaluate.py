@@ -156,17 +156,21 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
         figures.add(plots.plot_training_history(history, settings.style), "history", "Training history",
                     "Loss per epoch on the training and validation splits (metrics.jsonl).")
     metrics["data"] = data_summary(test_paths, test.arrays, class_names, data)
-    metrics["environment"] = environment()
-    metrics = jsonable(metrics)
+    return _write(model, run, output, dataset, metrics, figures, "evaluation.html.j2",
+                  history_last=jsonable(history[-1]) if history else None)
 
+
+def _write(model: TrainedModel, run: RunDirectory, output: Path, dataset: str, metrics: dict[str, Any],
+           figures: PlotSet, template: str, **context: Any) -> EvaluationResult:
+    """``metrics.json`` (with the environment) and ``report.html`` from ``template``, in ``output``."""
+    metrics = jsonable(metrics | {"environment": environment()})
     write_json(output / "metrics.json", metrics)
     config_path = run.config_file
-    report = write_report(output / "report.html", "evaluation.html.j2", {
-        "title": f"{model.name}: {run_dir.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
-        "config_text": config_path.read_text() if config_path.is_file() else "",
-        "history_last": jsonable(history[-1]) if history else None})
+    report = write_report(output / "report.html", template, {
+        "title": f"{model.name}: {run.path.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
+        "config_text": config_path.read_text() if config_path.is_file() else "", **context})
     log.info("report: %s", report)
-    return EvaluationResult(run_dir, output, dataset, metrics, figures.paths, report)
+    return EvaluationResult(run.path, output, dataset, metrics, figures.paths, report)
 
 
 def _evaluate_regression(model: TrainedModel, run: RunDirectory, test_paths: list[Path], data: DataConfig,
@@ -181,15 +185,7 @@ def _evaluate_regression(model: TrainedModel, run: RunDirectory, test_paths: lis
                                "task": model.task.kind, "jets": len(arrays),
                                **evaluate_regression(model, arrays, outputs, observers, settings, figures)}
     metrics["data"] = data_summary(test_paths, arrays, [], data)
-    metrics["environment"] = environment()
-    metrics = jsonable(metrics)
-    write_json(output / "metrics.json", metrics)
-    config_path = run.config_file
-    report = write_report(output / "report.html", "regression.html.j2", {
-        "title": f"{model.name}: {run.path.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
-        "config_text": config_path.read_text() if config_path.is_file() else ""})
-    log.info("report: %s", report)
-    return EvaluationResult(run.path, output, dataset, metrics, figures.paths, report)
+    return _write(model, run, output, dataset, metrics, figures, "regression.html.j2")
 
 
 def _roc(model: TrainedModel, test: Sample, scores: ScoreSummary, settings: EvaluationSettings,
