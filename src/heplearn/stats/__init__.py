@@ -5,6 +5,8 @@
 - ``model``: HistFactory workspaces (μ, normsys, histosys, lumi, MC statistics) as pyhf JSON;
 - ``results``: best fits, profile scans, pulls, impacts, discovery q₀ and CLs limits (pyhf);
 - ``scale_factors``: data/simulation scale factors of a working point from pass/fail template fits;
+- ``scale_factor_fit``: those scale factors in bins of jet pT from files, with the systematics of
+  varied simulation, and their report (``heplearn fit --working-point``);
 - ``fitting``: ``fit_inputs``, the ``heplearn fit`` command's library call, and its report;
 - ``abcd`` (the ABCD background estimate) and ``ibu`` (iterative Bayesian unfolding), imported by module.
 """
@@ -47,6 +49,13 @@ _API = {
     "inputs_from_score_files": "heplearn.stats.fitting",
     "measure_scale_factor": "heplearn.stats.scale_factors",
     "scale_factors_in_bins": "heplearn.stats.scale_factors",
+    "ScaleFactorInputs": "heplearn.stats.scale_factor_fit",
+    "ScaleFactorSettings": "heplearn.stats.scale_factor_fit",
+    "ScaleFactorRow": "heplearn.stats.scale_factor_fit",
+    "ScaleFactorOutcome": "heplearn.stats.scale_factor_fit",
+    "scale_factor_inputs": "heplearn.stats.scale_factor_fit",
+    "measure_scale_factors": "heplearn.stats.scale_factor_fit",
+    "scale_factor_report": "heplearn.stats.scale_factor_fit",
 }
 __all__ = list(_API)
 

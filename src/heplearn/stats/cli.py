@@ -147,7 +147,7 @@ def _scale_factors(signal: list[str], background: list[str], data: list[str], wo
     from heplearn.errors import ConfigError
     from heplearn.stats.scale_factor_fit import (
         ScaleFactorSettings,
-        inputs_from_files,
+        scale_factor_inputs,
         scale_factor_report,
         summary_line,
     )
@@ -156,7 +156,7 @@ def _scale_factors(signal: list[str], background: list[str], data: list[str], wo
         edges = tuple(float(edge) for edge in pt_bins.split(","))
     except ValueError as error:
         raise ConfigError(f"--pt-bins {pt_bins!r}: expected numbers separated by commas") from error
-    inputs = inputs_from_files(signal, background, data, column, observable, pt_column, weight, systematics)
+    inputs = scale_factor_inputs(signal, background, data, column, observable, pt_column, weight, systematics)
     settings = ScaleFactorSettings(working_point, edges, binning, mc_statistics, style)  # type: ignore[arg-type]
     outcome = scale_factor_report(inputs, output, settings)
     typer.echo(summary_line(outcome))

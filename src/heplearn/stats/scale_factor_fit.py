@@ -101,7 +101,7 @@ def read_jets(files: Sequence[str | os.PathLike[str]], score: str, observable: s
     return Jets(score_values, read_column(files, observable)[0], read_column(files, variable)[0], weights)
 
 
-def inputs_from_files(signal_files: Sequence[str], background_files: Sequence[str], data_files: Sequence[str],
+def scale_factor_inputs(signal_files: Sequence[str], background_files: Sequence[str], data_files: Sequence[str],
                       score: str, observable: str, variable: str = "jet_pt", weight: str | None = None,
                       systematics: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None
                       ) -> ScaleFactorInputs:
@@ -145,7 +145,7 @@ def _categories(signal: Jets, background: Jets, data: Jets, settings: ScaleFacto
     return made[0], made[1]
 
 
-def measure(inputs: ScaleFactorInputs, settings: ScaleFactorSettings) -> list[ScaleFactorRow]:
+def measure_scale_factors(inputs: ScaleFactorInputs, settings: ScaleFactorSettings) -> list[ScaleFactorRow]:
     """The SF in every bin of the variable, with each variation's shift and the systematic σ."""
     _check(settings)
     rows = []
@@ -182,7 +182,7 @@ class ScaleFactorOutcome:
 def scale_factor_report(inputs: ScaleFactorInputs, output: str | os.PathLike[str],
                         settings: ScaleFactorSettings) -> ScaleFactorOutcome:
     """Measure the scale factors and write ``scale_factors.json``, the plot and ``report.html`` in ``output``."""
-    rows = measure(inputs, settings)
+    rows = measure_scale_factors(inputs, settings)
     output = Path(output)
     (output / "plots").mkdir(parents=True, exist_ok=True)
     metrics = jsonable({
