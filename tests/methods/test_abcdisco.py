@@ -11,13 +11,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
-from heplearn.data.dataset import to_batch
 from heplearn.errors import ConfigError, DataError
 from heplearn.methods.abcd_closure import ClosureConstraint, ClosureSettings, non_closure, soft_region_counts
-from heplearn.methods.decorrelation import second_network
+from heplearn.methods.decorrelation import pair_scores, second_network
 from heplearn.run_config import load_run_config
 from heplearn.stats.abcd import AbcdEstimate, abcd_estimate, region_counts
-from heplearn.trained import TrainedModel
 from heplearn.training.run import train
 
 
@@ -34,15 +32,11 @@ def gaussian_events(path: Path, n: int, seed: int) -> Path:
 def abcd_closure_on(run_dir: Path, test_file: Path) -> tuple[AbcdEstimate, float]:
     """The ABCD estimate in the (f, g) plane of a Double DisCo run's background, cut at the medians,
     and f's AUC."""
-    first = TrainedModel.load(run_dir)
-    scores, arrays = first.predict_files([test_file])
-    second = second_network(run_dir)
-    with torch.inference_mode():
-        second_scores = torch.softmax(second(to_batch(first.preprocessing.apply(arrays))), -1)[:, 0].numpy()
+    first, second, arrays = pair_scores(run_dir, [test_file])
     background = arrays.label == 1
-    f, g = scores[background, 0], second_scores[background]
+    f, g = first[background], second[background]
     estimate = abcd_estimate(region_counts(f, g, float(np.median(f)), float(np.median(g))))
-    return estimate, float(roc_auc_score(arrays.label == 0, scores[:, 0]))
+    return estimate, float(roc_auc_score(arrays.label == 0, first))
 
 
 def test_double_disco_closes_the_abcd_estimate(tmp_path: Path) -> None:

@@ -412,3 +412,19 @@ def second_network(run_dir: str | os.PathLike[str]) -> nn.Module:
     second = independent_copy(model.network, 0)
     second.load_state_dict(load_file(path))
     return second.eval()
+
+
+def pair_scores(run_dir: str | os.PathLike[str],
+                files: list[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The signal probabilities of f and of g of a Double DisCo run on ``files``, and the jets' arrays.
+
+    f is the run's model, g its ``second`` network (``second_network``); both read the jets through
+    the run's data config and preprocessing, so (f, g) is the ABCD plane of ``heplearn.stats.abcd``.
+    """
+    from heplearn.trained import TrainedModel
+
+    model = TrainedModel.load(run_dir)
+    first, arrays = model.predict_files(files)
+    model.network = second_network(run_dir)
+    second = model.predict(arrays)
+    return first[:, 0], second[:, 0], arrays
