@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,23 @@ import yaml
 from heplearn.errors import ConfigError
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true/false, so that a key or value
+    ``on``, ``off``, ``yes`` or ``no`` stays a string (``{name: disco, on: jet_sdmass}``)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text parsed with ``ConfigLoader`` (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 class StrictModel(pydantic.BaseModel):
@@ -27,7 +45,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        content = yaml.safe_load(path.read_text())
+        content = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     if not isinstance(content, dict):
@@ -64,7 +82,7 @@ def apply_overrides(content: dict[str, Any], assignments: list[str]) -> dict[str
         if not separator or not key:
             raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. training.epochs=5")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError:
             value = raw
         node = content
