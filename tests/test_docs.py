@@ -48,3 +48,15 @@ def test_every_model_and_method_has_its_page(site: Path) -> None:
                      if not p.stem.startswith("_") and not p.stem.endswith("_cli"))
     assert sorted(p.name for p in (site / "methods").iterdir()) == methods
     assert "arXiv:1911.09107" in text(site / "methods" / "unfolding" / "index.html")  # its docstring rendered
+
+
+def test_the_analysis_page_names_every_command_and_shipped_profile(site: Path) -> None:
+    from heplearn.analysis.cli import analysis_app
+    from heplearn.analysis.engine import PROFILES
+
+    page = text(site / "analysis" / "index.html")
+    for command in analysis_app.registered_commands:
+        assert f"heplearn analysis {command.name}" in page, command.name
+    for profile in PROFILES.iterdir():  # its row of the profiles table: name, then the executor plugin
+        assert f"{profile.name} snakemake-executor-plugin-{profile.name}" in page, profile.name
+    assert "resolve_profile" in page  # the API reference rendered

@@ -66,3 +66,18 @@ def write_analysis(folder: Path, **fit: Any) -> Path:
     path = folder / "analysis.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def write_batch_profile(folder: Path) -> Path:
+    """A Snakemake profile for a stand-in batch system: its "submit" starts the job script detached and
+    prints a job id, as ``condor_submit``/``sbatch`` do, so each stage runs as Snakemake's cluster job
+    (its job script, its finished/failed flag files), through the same executor interface as HTCondor's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    submit = folder / "submit"
+    submit.write_text('#!/bin/sh\n# the job script is the last argument; the job id is the detached process id\n'
+                      'setsid sh "$@" </dev/null >/dev/null 2>&1 &\necho "$!"\n')
+    submit.chmod(0o755)
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "executor": "cluster-generic", "cluster-generic-submit-cmd": str(submit), "jobs": 4,
+        "latency-wait": 5, "max-status-checks-per-second": 10}))
+    return folder

@@ -1,13 +1,19 @@
 """``heplearn analysis``: the config, the keyed stages, Snakemake's view of them, and the tiny analysis end to end.
 
 The fast tests mark stages done by writing their records (what the rules write last) and ask
-Snakemake for a dry run; the slow ones run the tiny analysis of ``tests.analysis.synthetic``
-(synthetic jets, cuts and a BDT) and, slower still, the generated tiny config.
+Snakemake for a dry run. One test runs the tiny analysis of ``tests.analysis.synthetic`` (synthetic
+jets, cuts and a BDT) for real: killed with ``kill -9`` in the middle, resumed through a stand-in
+batch system, then rerun with nothing to do. The slow ones rerun a changed branch for real and run
+the generated tiny config.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +21,11 @@ import pytest
 import yaml
 
 from heplearn.analysis.config import load_analysis_config
-from heplearn.analysis.engine import DONE, INCOMPLETE, STALE, run_analysis, stage_states
+from heplearn.analysis.engine import DONE, INCOMPLETE, STALE, AnalysisError, resolve_profile, run_analysis, stage_states
 from heplearn.analysis.plan import REPORT, Plan, make_plan
 from heplearn.cli import main
 from heplearn.errors import ConfigError
-from tests.analysis.synthetic import TRUE_FRACTION, write_analysis
+from tests.analysis.synthetic import TRUE_FRACTION, write_analysis, write_batch_profile
 
 BDT_BRANCH = ["train_bdt", "evaluate_bdt", "export_bdt", "predict_bdt", "fit_bdt"]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -144,13 +150,8 @@ def test_a_missing_model_config_ends_with_one_line(analysis_file: Path, tmp_path
     assert "models.bdt.config" in error and "nowhere.yaml: no such run config" in error and error.count("\n") == 1
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_the_tiny_analysis_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Recovers the hidden fraction; a rerun does nothing; a changed BDT reruns its branch only."""
-    path = write_analysis(tmp_path)
-    main(["analysis", "run", "-c", str(path), "--cores", "2"])
-    plan = _plan(path)
+def _check_results(plan: Plan) -> None:
+    """The hidden fraction recovered by both taggers, and the report with the result first."""
     results = json.loads((plan.output / "results.json").read_text())
     assert results["true_fraction"] == pytest.approx(TRUE_FRACTION, abs=1e-3)
     assert {t["model"] for t in results["taggers"]} == {"cuts", "bdt"}
@@ -161,6 +162,82 @@ def test_the_tiny_analysis_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     report = (plan.output / REPORT).read_text()
     assert report.index('<h2 id="result">') < report.index('<h2 id="stages">')
     assert all(f'href="{stage.report}"' in report for stage in plan.stages if stage.report)
+
+
+def _markers(plan: Plan) -> dict[str, int]:
+    """The finished stages and when their markers were written."""
+    return {stage.name: (plan.output / stage.marker).stat().st_mtime_ns for stage in plan.stages
+            if (plan.output / stage.marker).is_file()}
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_run_resumes_on_a_batch_system_and_a_rerun_does_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``kill -9`` in the middle of a run; the next run (through a batch profile) removes the dead run's lock,
+    keeps what finished, redoes what did not, recovers the hidden fraction; a third run does nothing."""
+    path = write_analysis(tmp_path / "work")
+    plan = _plan(path)
+    command = [sys.executable, "-m", "heplearn", "analysis", "run", "-c", str(path), "--cores", "2"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True) as killed:
+        deadline = time.monotonic() + 300
+        while not (plan.output / plan.stage("train_cuts").marker).is_file():
+            assert killed.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
+            time.sleep(0.1)
+        os.killpg(killed.pid, signal.SIGKILL)  # the run, Snakemake and the stage jobs it started
+    before = _markers(plan)
+    assert "train_cuts" in before and "fit_cuts" not in before
+    assert any((plan.output / ".snakemake" / "locks").iterdir())  # what kill -9 leaves
+    capsys.readouterr()
+
+    batch = write_batch_profile(tmp_path / "batch")
+    main(["analysis", "run", "-c", str(path), "--profile", str(batch)])
+    out, err = capsys.readouterr()
+    assert "was killed; removing its lock and resuming" in err
+    assert "cluster-generic" in err or "Submitted job" in err  # the stages went through the batch executor
+    finished = _markers(plan)
+    assert set(finished) == {stage.name for stage in plan.stages}
+    assert {name: finished[name] for name in before} == before  # what had finished was not redone
+    assert f"{len(plan.stages) - len(before)} stage(s) run, {len(before)} reused" in out
+    _check_results(plan)
+
+    main(["analysis", "run", "-c", str(path)])
+    assert "0 stage(s) run" in capsys.readouterr().out
+    assert _markers(plan) == finished
+
+
+def test_a_live_run_is_not_unlocked(analysis_file: Path, tmp_path: Path) -> None:
+    """A lock held by a process that is alive (this test) is refused with its process id."""
+    plan = _plan(_edit(analysis_file, {"output": str(tmp_path / "out")}, analysis_file.parent / "live.yaml"))
+    locks = plan.output / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("")
+    (plan.output / "run.json").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    with pytest.raises(AnalysisError, match=rf"locked by a running analysis \(process {os.getpid()} on "):
+        run_analysis(plan, cores=1)
+
+
+def test_profiles_resolve_to_the_users_then_heplearns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    shipped = Path(resolve_profile("htcondor"))
+    assert (shipped / "config.yaml").is_file() and yaml.safe_load((shipped / "config.yaml").read_text())[
+        "executor"] == "htcondor"
+    assert yaml.safe_load((Path(resolve_profile("slurm")) / "config.yaml").read_text())["executor"] == "slurm"
+    (tmp_path / "snakemake" / "htcondor").mkdir(parents=True)
+    assert resolve_profile("htcondor") == "htcondor"  # the user's own, found by Snakemake
+    assert resolve_profile(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(AnalysisError, match=r"--profile lsf: no such folder.*heplearn ships only: htcondor, slurm"):
+        resolve_profile("lsf")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_tiny_analysis_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recovers the hidden fraction; a rerun does nothing; a changed BDT reruns its branch only."""
+    path = write_analysis(tmp_path)
+    main(["analysis", "run", "-c", str(path), "--cores", "2"])
+    plan = _plan(path)
+    _check_results(plan)
     capsys.readouterr()
 
     markers = {stage.name: (plan.output / stage.marker).stat().st_mtime_ns for stage in plan.stages}

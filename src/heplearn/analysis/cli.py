@@ -3,7 +3,7 @@
 Registered in ``heplearn.cli`` as ``app.add_typer(analysis_app, name="analysis")``:
 
     heplearn analysis run -c configs/analysis_top_fraction.yaml --cores 2
-    heplearn analysis run -c configs/analysis_top_fraction.yaml --profile cluster
+    heplearn analysis run -c configs/analysis_top_fraction.yaml --profile htcondor   # or slurm, or your own
     heplearn analysis status -c configs/analysis_top_fraction.yaml
     heplearn analysis report -c configs/analysis_top_fraction.yaml
 """
@@ -36,10 +36,12 @@ def run_command(
     config: ConfigOption,
     cores: Annotated[int | None, typer.Option(help="Cores Snakemake may use at once (default 1, or the "
                                               "profile's).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Snakemake profile (name or folder): the executor and its "
-                                                "settings, e.g. for HTCondor or SLURM.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Snakemake profile (folder or name): the executor and its "
+                                                "settings. heplearn ships htcondor and slurm; a profile of "
+                                                "that name in ~/.config/snakemake wins.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would run.")] = False,
-    unlock: Annotated[bool, typer.Option("--unlock", help="Remove the lock a killed run left, then run.")] = False,
+    unlock: Annotated[bool, typer.Option("--unlock", help="Remove the lock a killed run left, then run (a run "
+                                         "killed on this host is unlocked without it).")] = False,
 ) -> None:
     """Run every stage that is not done (each keyed by its settings and inputs), then write the report."""
     from heplearn.analysis.engine import run_analysis

@@ -2,16 +2,23 @@
 
 ``run_analysis`` writes the plan (``heplearn.analysis.plan.write_plan``) and runs
 ``python -m snakemake`` on its Snakefile in the output folder: locally on ``cores`` cores, or with
-a Snakemake profile (``--profile cluster``: the executor plugin and its settings, e.g. HTCondor or
-SLURM), unchanged. Snakemake decides what to run from the stage markers: a stage whose keyed
+a Snakemake profile (``--profile htcondor``, ``--profile slurm``: the executor plugin and its
+settings), unchanged. Snakemake decides what to run from the stage markers: a stage whose keyed
 folder holds ``stage.json`` is done, so a rerun with nothing changed runs nothing, and a run that
 was killed resumes with the stages it had not finished (``--rerun-incomplete``).
+
+A run writes its process id and host into ``run.json`` in the output folder while it works. A run
+killed with ``kill -9`` (or by the machine going down) leaves Snakemake's lock behind; the next run
+on the same host sees that the process that held it is gone and removes the lock itself, and a run
+started while another one is alive is refused with that run's process id.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from heplearn.analysis.plan import MARKER, Plan, Stage, write_plan
+from heplearn.data.files import write_json
 from heplearn.errors import HeplearnError
 
 DONE, STALE, NEW, INCOMPLETE = "done", "stale", "new", "incomplete"
 MAX_CHANGES = 4  # changed settings named in a stale stage's reason
 SCHEDULED = re.compile(r"^(?:local)?rule (\w+):$")  # how Snakemake announces each job it runs (or would)
+RUN_FILE = "run.json"  # the running analysis: its process id and host
+PROFILES = Path(__file__).parent / "profiles"  # the profiles heplearn ships: htcondor, slurm
 
 
 class AnalysisError(HeplearnError):
@@ -108,13 +118,31 @@ class RunSummary:
     report: Path
 
 
+def resolve_profile(profile: str) -> str:
+    """The profile Snakemake gets: a folder as given, the user's own profile of that name, else heplearn's.
+
+    Snakemake looks a name up in ``$XDG_CONFIG_HOME/snakemake`` (``~/.config/snakemake``) and
+    ``/etc/xdg/snakemake``; a profile there wins over the one heplearn ships under the same name.
+    """
+    if os.sep in profile or Path(profile).is_dir():
+        return profile
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    if any((root / "snakemake" / profile).is_dir() for root in (config_home, Path("/etc/xdg"))):
+        return profile
+    if (PROFILES / profile / "config.yaml").is_file():
+        return str(PROFILES / profile)
+    shipped = ", ".join(sorted(p.name for p in PROFILES.iterdir() if (p / "config.yaml").is_file()))
+    raise AnalysisError(f"--profile {profile}: no such folder, no Snakemake profile of that name in "
+                        f"{config_home / 'snakemake'} or /etc/xdg/snakemake, and heplearn ships only: {shipped}")
+
+
 def snakemake_command(plan: Plan, snakefile: Path, cores: int | None, profile: str | None,
                       dry_run: bool = False) -> list[str]:
     """``python -m snakemake`` on the plan's Snakefile, in its output folder."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(plan.output),
                "--rerun-incomplete", "--rerun-triggers", "mtime", "--printshellcmds"]
     if profile is not None:
-        command += ["--profile", profile]
+        command += ["--profile", resolve_profile(profile)]
     if cores is not None or profile is None:
         command += ["--cores", str(cores or 1)]
     if dry_run:
@@ -137,6 +165,31 @@ def _snakemake(command: Sequence[str]) -> tuple[int, list[str], list[str]]:
         return process.wait(), tail, scheduled
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _previous_run(plan: Plan) -> str | None:
+    """Whether the lock of an earlier run is left: ``None`` when free, ``"dead"`` or a live run's description."""
+    locks = plan.output / ".snakemake" / "locks"
+    if not locks.is_dir() or not any(locks.iterdir()):
+        return None
+    try:
+        owner = json.loads((plan.output / RUN_FILE).read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"  # locked by a run that did not say who it was (Snakemake by hand)
+    if host == socket.gethostname() and not _alive(pid):
+        return "dead"
+    return f"process {pid} on {host}"
+
+
 def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False,
                  unlock: bool = False) -> RunSummary:
     """Run every stage that is not done (Snakemake decides, from the keyed markers), then write the report."""
@@ -146,8 +199,18 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
         raise AnalysisError(f"--cores must be 1 or more, got {cores}")
     before = {state.stage.name: state.state for state in stage_states(plan)}
     snakefile = write_plan(plan)
+    previous = _previous_run(plan)
+    if previous == "dead" and not dry_run:
+        sys.stderr.write(f"heplearn analysis: the run that locked {plan.output} was killed; removing its lock "
+                         "and resuming\n")
+        unlock = True
+    elif previous not in (None, "dead", "unknown") and not (unlock or dry_run):
+        raise AnalysisError(f"{plan.output} is locked by a running analysis ({previous}); wait for it, or stop it "
+                            "and rerun with --unlock")
     if unlock:
         _snakemake([*snakemake_command(plan, snakefile, cores, profile), "--unlock"])
+    if not dry_run:
+        write_json(plan.output / RUN_FILE, {"pid": os.getpid(), "host": socket.gethostname()})
     code, tail, scheduled = _snakemake(snakemake_command(plan, snakefile, cores, profile, dry_run))
     if code != 0:
         text = "\n".join(tail)
@@ -166,4 +229,5 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
     return RunSummary(scheduled, reused, report)
 
 
-__all__ = ["AnalysisError", "RunSummary", "StageState", "run_analysis", "snakemake_command", "stage_states"]
+__all__ = ["AnalysisError", "RunSummary", "StageState", "resolve_profile", "run_analysis", "snakemake_command",
+           "stage_states"]
