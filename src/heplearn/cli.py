@@ -109,15 +109,16 @@ def train(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, runs and results.")] = Path("demo"),
-    jets: Annotated[int, typer.Option(help="Jets per class to generate.")] = 6000,
+    jets: Annotated[int, typer.Option(help="Jets per class to generate.")] = 8000,
     workers: Annotated[int, typer.Option(help="Generator worker processes.")] = 2,
     models: Annotated[list[str] | None, typer.Option("--model", help="Only these models (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Training seed of every model (the jets always use seed 1).")] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """Generate top and QCD jets, train the taggers on them and compare them on the same test jets."""
     from heplearn.demo import results_table, run_demo
 
-    results = run_demo(output, jets, workers, models, progress=not no_progress)
+    results = run_demo(output, jets, workers, models, progress=not no_progress, seed=seed)
     typer.echo(results_table(results))
     typer.echo(f"results: {output / 'results.md'}")
     typer.echo(f"report: {output / 'report.html'}")

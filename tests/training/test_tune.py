@@ -49,9 +49,12 @@ def never(*_: Any) -> list[dict[str, Any]]:
     ({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2}}, "learning_rate: not a key of a run config"),
 ])
 def test_a_bad_space_fails_before_any_trial(tmp_path: Path, parameters: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    def load_and_tune() -> None:  # the space's own check, or tune's against the base config, refuses it
         space = load_space({"parameters": parameters})
         tune(tune_toy.BASE, space, TuneSettings(trials=3, progress=False), "bad", tmp_path, trial_function=never)
+
+    with pytest.raises(ConfigError, match=message):
+        load_and_tune()
     assert not (tmp_path / "bad").exists()  # no study, no trial directory
 
 

@@ -61,6 +61,7 @@ class JetArrays:
         return len(self.weight)
 
     def take(self, index: np.ndarray | slice) -> JetArrays:
+        """The jets at ``index`` (rows of every input, the mask, labels, weights and observers)."""
         return JetArrays(
             {k: v[index] for k, v in self.inputs.items()},
             None if self.mask is None else self.mask[index],
@@ -71,6 +72,7 @@ class JetArrays:
 
     @staticmethod
     def concatenate(parts: list[JetArrays]) -> JetArrays:
+        """One ``JetArrays`` of the jets of ``parts``, in order (all with the same inputs)."""
         first = parts[0]
         return JetArrays(
             {k: np.concatenate([p.inputs[k] for p in parts]) for k in first.inputs},
@@ -236,6 +238,12 @@ def _gather_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class ChunkTransformer:
+    """Turns a chunk of a file's jets into the model's arrays, as the data config says.
+
+    It names the fields to read, applies the selection, derives the new variables, pads or clips
+    the particles, builds the labels, weights and observers, and standardises with a ``Scaler``.
+    """
+
     def __init__(self, config: DataConfig, labelled: bool = True) -> None:
         """``labelled=False`` reads data to apply a model to: no labels, weights of one.
 
@@ -250,6 +258,7 @@ class ChunkTransformer:
 
     # -- which fields to read
     def variable_names(self) -> set[str]:
+        """Every name the config uses: inputs, observers, expressions, labels, the ordering field."""
         names: set[str] = set(self.config.observers)
         for group in self.config.inputs.values():
             names.update(group.variables)
@@ -281,6 +290,7 @@ class ChunkTransformer:
         return sorted(read)
 
     def class_names(self, available: list[str]) -> list[str]:
+        """The class names (``label_`` removed), from the config or, when it names none, the file's fields."""
         classes = self.config.labels.classes
         if not self.config.labels.has_classes:
             return []
@@ -541,11 +551,13 @@ class Reordering:
     sources: np.ndarray
 
     def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per flat particle) in the new order."""
         reordered = values.copy()  # a plain copy: far cheaper than gathering every particle
         reordered[self.positions] = values[self.sources]
         return reordered
 
     def full(self, size: int) -> np.ndarray:
+        """The whole permutation of ``size`` particles as an index array."""
         order = np.arange(size)
         order[self.positions] = self.sources
         return order

@@ -69,6 +69,8 @@ __all__ = ["EvaluationResult", "EvaluationSettings", "evaluate_run"]
 
 @dataclass
 class EvaluationResult:
+    """What ``evaluate_run`` wrote: the figures of ``metrics.json``, the plots and the report, and where."""
+
     run_dir: Path
     output: Path
     dataset: str

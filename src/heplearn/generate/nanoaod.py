@@ -189,9 +189,11 @@ class EventOptions:
         object.__setattr__(self, "pythia", parse_settings(self.pythia))
 
     def with_changes(self, **changes: Any) -> EventOptions:
+        """A copy with these fields changed (validated again)."""
         return replace(self, **changes)
 
     def describe(self) -> dict[str, object]:
+        """The settings as plain values, for the files' metadata and the settings hash."""
         values = asdict(self)
         values["detector"] = None if self.detector is None else self.detector.describe()
         values["pythia"] = list(self.pythia)

@@ -132,6 +132,12 @@ class NormalizedAutoencoderStep(StepStrategy):
         return langevin(start, self.energy, s.x_steps, s.x_step_size, s.x_noise, low, high, self.generator)
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        """One optimiser step: the plain autoencoder while pre-training, then the NAE's contrastive energy loss.
+
+        The NAE loss (Yoon, Noh & Park, arXiv:2105.05735) lowers the reconstruction energy of the
+        batch and raises that of the Langevin samples of the model's own density, with a γ·E²
+        penalty on the negatives that keeps the energies bounded.
+        """
         s = self.settings
         if step_index < s.pretrain_steps:  # the autoencoder the NAE starts from
             with autocast(self.training):

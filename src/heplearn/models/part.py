@@ -87,6 +87,7 @@ class ParticleEmbedding(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, particles: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Particles (B, N, F) to embeddings (B, N, D), zero where ``mask`` is False."""
         return zero_padding(self.layers(self.input_norm(particles, mask)), mask)
 
 
@@ -128,6 +129,7 @@ class Packing:
 
     @classmethod
     def of(cls, selected: torch.Tensor) -> Packing:
+        """The packing of the True entries of ``selected``."""
         rows = torch.where(selected, torch.cumsum(selected.to(torch.int64), dim=0), 0)
         return cls(selected.nonzero().squeeze(1), rows)
 
@@ -177,6 +179,7 @@ class PairEmbedding(nn.Module):
         return RealPairs(values, jet, row, column)
 
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The attention bias U (B, heads, N, N) from the four-vectors (B, N, 4); 0 on the diagonal and padded pairs."""
         if torch.compiler.is_exporting() and not self.training:
             return self._folded_matrix(vectors, mask)
         if torch.compiler.is_exporting():
@@ -349,6 +352,7 @@ class AttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def feed_forward(self, values: torch.Tensor) -> torch.Tensor:
+        """The block's feed-forward half with its residual connection (NormFormer norms, as in ParT)."""
         hidden = self.dropout(functional.gelu(self.ffn_in(self.ffn_norm(values))))
         return values + self.dropout(self.ffn_out(self.ffn_mid_norm(hidden)))
 
@@ -409,6 +413,7 @@ class ParticleTransformer(ParticleModel):
         self.output = nn.Linear(dim, num_outputs)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (B, classes) of a batch's particles and their four-vectors."""
         inputs = self.inputs(batch)
         mask = inputs["mask"]
         if torch.compiler.is_exporting() and not self.training:

@@ -129,6 +129,7 @@ class EdgeConvBlock(nn.Module):
         return features @ (centre_weight - difference_weight).T, features @ difference_weight.T
 
     def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One EdgeConv block: the k nearest neighbours in ``coordinates``, edge MLP, mean over edges, shortcut."""
         if torch.compiler.is_exporting() and not self.training:
             index, valid = nearest_neighbours(coordinates, mask, self.k)
             return self._forward_folded(features, index, valid, mask)
@@ -237,6 +238,7 @@ class ParticleNet(ParticleModel):
         self.output = nn.Linear(hp.fc_sizes[-1] if hp.fc_sizes else features, num_outputs)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (B, classes) of a batch's particles (points and features)."""
         inputs = self.inputs(batch)
         mask = inputs["mask"]
         features = inputs["particles"]

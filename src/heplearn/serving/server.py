@@ -98,6 +98,7 @@ class RateLimitedLog:
         self._lock = threading.Lock()
 
     def warning(self, message: str) -> None:
+        """Log ``message`` as a warning unless one was logged less than ``interval`` seconds ago."""
         with self._lock:
             now = time.monotonic()
             if now - self._last < self.interval:
@@ -173,6 +174,7 @@ class ServedModel:
             raise ProtocolError(f"model {self.name!r} failed: {error}", 500) from None
 
     def metadata_json(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> dict[str, Any]:
+        """The model's metadata as the KServe v2 protocol answers ``GET /v2/models/<name>``."""
         content: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                                    "inputs": [spec.to_json() for spec in self.inputs],
                                    "outputs": [spec.to_json() for spec in self.outputs]}
@@ -519,6 +521,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL, ``http://host:port``."""
         return f"http://{self.address}"
 
     @property
@@ -533,6 +536,7 @@ class BackgroundServer:
             self._server.run(sockets=[self._socket])
 
     def start(self, timeout: float = 30.0) -> BackgroundServer:
+        """Start serving in a thread; returns once the server answers, or raises why it could not start."""
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -558,5 +562,6 @@ class BackgroundServer:
 
     @property
     def statistics(self) -> dict[str, Any]:
+        """Per model, the dynamic batcher's counts: batches, requests and jets."""
         return {name: model.batcher.statistics for name, model in self.app.state.models.items()}
 
