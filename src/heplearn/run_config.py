@@ -95,6 +95,8 @@ class TrainingConfig(StrictModel):
     """The step strategy and its settings."""
     quantiles: list[float] = [0.16, 0.5, 0.84]
     """Quantiles a ``quantile`` regression predicts."""
+    bins: int = pydantic.Field(default=10, ge=2)
+    """Bins of a ``summary_statistic`` task: its outputs, the learned histogram ``inferno`` fits."""
     seed: int = 0
     """Seed of the weights, the shuffling and every random draw."""
     deterministic: bool = False

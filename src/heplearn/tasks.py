@@ -21,6 +21,7 @@ Adding a task: subclass ``Task``, set ``kind``, ``output_tensor`` and ``default_
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -377,9 +378,16 @@ TASKS: dict[str, type[Task]] = {task.kind: task for task in
                                  VariationalReconstruction)}
 
 
+#: tasks that live with their method, imported on first use: kind -> (module, class)
+METHOD_TASKS: dict[str, tuple[str, str]] = {"summary_statistic": ("heplearn.methods.inferno", "SummaryStatistic")}
+
+
 def task_from_info(info: Mapping[str, Any], where: str = "model.json") -> Task:
     """The task a run's ``model.json`` describes."""
     kind = info.get("task")
+    if isinstance(kind, str) and kind in METHOD_TASKS and kind not in TASKS:
+        module, attribute = METHOD_TASKS[kind]
+        TASKS[kind] = getattr(importlib.import_module(module), attribute)
     if kind not in TASKS or "task_settings" not in info:
         raise ConfigError(f"{where}: unknown task {kind!r} or no task_settings; known tasks: {', '.join(TASKS)}")
     return TASKS[kind].from_settings(int(info["num_outputs"]), info["task_settings"])

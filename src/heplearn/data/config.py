@@ -105,11 +105,13 @@ class InputGroup(StrictModel):
 class LabelConfig(StrictModel):
     """What a jet is labelled with: ``classification`` (classes from one-hot ``label_*`` fields or
     expressions), ``reweighting`` (classes too: the samples a reweighting classifier tells apart,
-    the target sample first), ``regression`` (targets: name -> expression) or ``none`` (no labels:
-    unsupervised tasks such as an autoencoder's reconstruction)."""
+    the target sample first), ``summary_statistic`` (classes too, the signal first: a binned summary
+    trained for the uncertainty of a fit, ``heplearn.methods.inferno``), ``regression`` (targets:
+    name -> expression) or ``none`` (no labels: unsupervised tasks such as an autoencoder's
+    reconstruction)."""
 
-    type: Literal["classification", "reweighting", "regression", "none"] = "classification"
-    """What the labels are: ``classification``, ``reweighting``, ``regression`` or ``none``."""
+    type: Literal["classification", "reweighting", "summary_statistic", "regression", "none"] = "classification"
+    """What the labels are: ``classification``, ``reweighting``, ``summary_statistic``, ``regression`` or ``none``."""
     classes: list[str] | dict[str, str] | None = None
     """Class names from one-hot ``label_*`` fields (a list), or name -> boolean expression (a mapping)."""
     targets: dict[str, str] = {}
@@ -124,7 +126,38 @@ class LabelConfig(StrictModel):
     @property
     def has_classes(self) -> bool:
         """Whether the labels are classes (a classifier, or the two samples of a reweighting)."""
-        return self.type in {"classification", "reweighting"}
+        return self.type in {"classification", "reweighting", "summary_statistic"}
+
+
+#: the observer that marks the jets of ``data.variations``: 0 nominal, +k / −k the up / down sample
+#: of the k-th variation
+VARIATION_OBSERVER = "variation"
+
+
+class VariedFiles(StrictModel):
+    """One side (up or down) of a systematic variation: its files per split (paths or globs)."""
+
+    train: list[str] = []
+    """Training files of the varied sample."""
+    val: list[str] = []
+    """Validation files of the varied sample."""
+    test: list[str] = []
+    """Test files of the varied sample."""
+
+    @pydantic.field_validator("train", "val", "test", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Variation(StrictModel):
+    """A systematic variation of the samples (another tune, shower scale or detector): the same
+    processes generated at its +1σ (``up``) and −1σ (``down``) settings."""
+
+    up: VariedFiles
+    """The +1σ sample."""
+    down: VariedFiles
+    """The −1σ sample."""
 
 
 class DataConfig(StrictModel):
@@ -152,6 +185,10 @@ class DataConfig(StrictModel):
     """Expression of a per-jet training weight (``xsec_weight * 2``)."""
     observers: list[str] = []
     """Fields delivered with each batch for loss terms and methods, never as model inputs."""
+    variations: dict[str, Variation] = {}
+    """Systematic variations: name -> up/down files per split. A training reads their jets beside the
+    split's own, marked by the observer ``variation`` (0 nominal, +k / −k the up / down sample of the
+    k-th variation), for loss terms that see systematic shifts (``inferno``)."""
     standardization: Literal["robust", "meanstd"] = "robust"
     """``robust`` (median and interquartile range) or ``meanstd`` standardisation."""
     clip: float = pydantic.Field(default=5.0, gt=0)
@@ -189,6 +226,13 @@ class DataConfig(StrictModel):
             if name in self.inputs:
                 raise ValueError(f"observer {name!r} is also the name of an input group; observers travel "
                                  f"beside the inputs (as 'observer:{name}'), never as one: rename the group")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _variation_observer_free(self) -> DataConfig:
+        if self.variations and (VARIATION_OBSERVER in self.observers or VARIATION_OBSERVER in self.inputs):
+            raise ValueError(f"`variations` mark their jets with the observer {VARIATION_OBSERVER!r}: it cannot "
+                             "also be an observer or input group of the files")
         return self
 
     def unlabelled(self) -> DataConfig:
@@ -239,6 +283,19 @@ class DataConfig(StrictModel):
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         return expand_files(getattr(self, split), f"data.{split}")
+
+    def variation_files(self, split: str) -> list[tuple[int, list[Path]]]:
+        """The varied samples of a split: (code, files) with code +k / −k for the up / down sample of
+        the k-th of ``variations`` (in the config's order); a variation without files for the split is left out."""
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        found = []
+        for index, (name, variation) in enumerate(self.variations.items(), start=1):
+            for sign, side in ((1, "up"), (-1, "down")):
+                patterns = getattr(getattr(variation, side), split)
+                if patterns:
+                    found.append((sign * index, expand_files(patterns, f"data.variations.{name}.{side}.{split}")))
+        return found
 
 
 def expand_files(patterns: list[str], where: str) -> list[Path]:

@@ -33,7 +33,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
@@ -42,7 +42,7 @@ import pyarrow
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from heplearn.data.config import DataConfig
+from heplearn.data.config import VARIATION_OBSERVER, DataConfig
 from heplearn.data.io import Source, open_source
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.data.transform import OBSERVER_PREFIX, ChunkTransformer, JetArrays, RaggedJets, observer_key
@@ -180,6 +180,26 @@ def load_arrays(
     return jets.padded(), reader.class_names(str(files[0]))
 
 
+def load_with_variations(config: DataConfig, split: str) -> tuple[JetArrays, list[str]]:
+    """All jets of a split and of its systematic variations (``data.variations``), unstandardised.
+
+    With variations, every jet carries the observer ``variation``: 0 for the split's own jets, +k / −k
+    for those of the up / down sample of the k-th variation (``DataConfig.variation_files``).
+    """
+    arrays, class_names = load_arrays(config.files(split), config)
+    if not config.variations:
+        return arrays, class_names
+    parts = [replace(arrays, observers={**arrays.observers, VARIATION_OBSERVER: np.zeros(len(arrays), np.int64)})]
+    for code, files in config.variation_files(split):
+        varied, varied_classes = load_arrays(files, config)
+        if varied_classes != class_names:
+            raise DataError(f"data.variations: {', '.join(map(str, files))} has the classes {varied_classes}, the "
+                            f"{split} split {class_names}")
+        parts.append(replace(varied, observers={**varied.observers,
+                                                VARIATION_OBSERVER: np.full(len(varied), code, np.int64)}))
+    return JetArrays.concatenate(parts), class_names
+
+
 def fit_preprocessing(config: DataConfig, files: Sequence[Path] | None = None) -> Preprocessing:
     """Standardisation fitted on (the first ``standardization_jets`` of) the training split."""
     files = list(files) if files is not None else config.files("train")
@@ -200,6 +220,12 @@ class InMemoryJets:
     def from_files(cls, files: Sequence[str | os.PathLike[str]], config: DataConfig,
                    preprocessing: Preprocessing | None) -> InMemoryJets:
         arrays, class_names = load_arrays(files, config)
+        return cls(arrays, class_names, preprocessing, config)
+
+    @classmethod
+    def from_split(cls, config: DataConfig, split: str, preprocessing: Preprocessing | None) -> InMemoryJets:
+        """The jets of ``split``, with those of its systematic variations (``load_with_variations``)."""
+        arrays, class_names = load_with_variations(config, split)
         return cls(arrays, class_names, preprocessing, config)
 
     def __len__(self) -> int:

@@ -3,7 +3,21 @@ the parameter of interest, nuisances profiled (INFERNO, de Castro & Dorigo, arXi
 same Hessian loss as neos, Simpson & Heinrich, arXiv:2203.05570, and CMS SANNT, arXiv:2003.07186).
 
 The loss term ``inferno`` (a term of the ``summary_statistic`` task, whose network has one output
-per bin) is the expected variance of the signal yield s from the binned Asimov likelihood:
+per bin) is the expected variance of the signal yield s from the binned Asimov likelihood. A run
+config trains it like any task (``heplearn train``): ``data.labels.type: summary_statistic`` (the
+signal first), ``training.bins`` outputs, the up/down samples of each nuisance in ``data.variations``
+and the term's settings (yields, temperature, one nuisance per variation) in ``training.loss``::
+
+    data:
+      labels: {type: summary_statistic, classes: [label_top, label_qcd]}
+      variations:
+        fsr: {up: {train: fsr_up/train.parquet, val: fsr_up/val.parquet}, down: {...}}
+    training:
+      bins: 10
+      loss: [{name: inferno, signal_yield: 150, background_yield: 3000, temperature: 0.1,
+              nuisances: [{name: fsr, step: 1.0, constraint: 1.0}]}]
+
+The loss, step by step:
 
 1. soft histogram: each event falls in bin i with weight softmax(f(x)/τ)_i (paper eq. 6), so the
    signal and background templates ŝ_i, b̂_i are differentiable in the network's weights;
@@ -43,6 +57,7 @@ import torch
 from typing_extensions import override
 
 from heplearn.config import StrictModel
+from heplearn.data.config import VARIATION_OBSERVER
 from heplearn.data.transform import observer_key
 from heplearn.errors import ConfigError, DataError, FitError
 from heplearn.tasks import Batch, Task
@@ -163,19 +178,21 @@ class AsimovModel:
             value = value + 0.5 * ((parameters[-1] - self.background_yield) / self.background_uncertainty) ** 2
         return value
 
-    def covariance(self) -> torch.Tensor:
+    def covariance(self, create_graph: bool = True) -> torch.Tensor:
         """H⁻¹ of the Asimov NLL at p₀: the expected covariance of every parameter (profiled).
 
-        Differentiable in the templates (``create_graph``), so a network trains through it.
+        Differentiable in the templates (``create_graph``), so a network trains through it; without
+        ``create_graph`` (validation) a plain number.
         """
         nominal = self.nominal_parameters()
         observed = self.expected(nominal)  # the Asimov data: attached to the network's graph
-        hessian = torch.autograd.functional.hessian(lambda p: self.nll(p, observed), nominal, create_graph=True)
+        hessian = torch.autograd.functional.hessian(lambda p: self.nll(p, observed), nominal,
+                                                    create_graph=create_graph)
         return torch.linalg.inv(hessian)
 
-    def poi_variance(self) -> torch.Tensor:
+    def poi_variance(self, create_graph: bool = True) -> torch.Tensor:
         """[H⁻¹]_ss: the expected variance of the signal yield, nuisances profiled (INFERNO eq. 7)."""
-        return self.covariance()[0, 0]
+        return self.covariance(create_graph)[0, 0]
 
 
 # -- the task and the loss term
@@ -271,11 +288,43 @@ class InfernoTerm(LossTermBase):
     def __init__(self, weight: float, settings: Any, task: Task, context: TermContext) -> None:
         super().__init__(weight, settings, task, context)
         self.signal_index = getattr(task, "signal_index", 0)
+        self.codes = variation_codes(settings, context.data)
 
     @override
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        if self.codes is not None:  # the data's variation codes, in the order of the nuisances
+            key = observer_key(self.settings.variation_observer)
+            batch = {**batch, key: self.codes[batch[key].long() + len(self.codes) // 2]}
         model = asimov_model(outputs, batch, self.signal_index, self.settings, self.settings.temperature)
-        return model.poi_variance().float()
+        return model.poi_variance(create_graph=outputs.requires_grad).float()
+
+
+def variation_codes(settings: InfernoSettings, data: Any) -> torch.Tensor | None:
+    """For a run config with ``data.variations``: the nuisance code of each data code (index: data code
+    + number of variations), the nuisances matched to the variations by name; ``None`` without a
+    data config (in-memory training, the codes are the nuisances' own)."""
+    if data is None:
+        return None
+    names = [nuisance.name for nuisance in settings.nuisances]
+    variations = list(data.variations)
+    if not variations:
+        if names and settings.variation_observer not in data.observers:
+            raise ConfigError(f"training.loss: inferno's nuisances ({', '.join(names)}) need their up/down samples: "
+                              "give them in data.variations (or their codes in an observer, variation_observer)")
+        return None
+    if settings.variation_observer != VARIATION_OBSERVER:
+        raise ConfigError(f"training.loss: inferno's variation_observer is {settings.variation_observer!r}, but the "
+                          f"jets of data.variations carry their codes in {VARIATION_OBSERVER!r}")
+    unknown = [name for name in names if name not in variations]
+    missing = [name for name in variations if name not in names]
+    if unknown or missing:
+        raise ConfigError(f"training.loss: inferno's nuisances ({', '.join(names) or 'none'}) must be the "
+                          f"data.variations ({', '.join(variations)}), one nuisance (name, step, constraint) each")
+    codes = torch.zeros(2 * len(variations) + 1, dtype=torch.long)
+    for index, name in enumerate(variations, start=1):
+        codes[len(variations) + index] = names.index(name) + 1
+        codes[len(variations) - index] = -(names.index(name) + 1)
+    return codes
 
 
 def binned_uncertainty(bin_index: np.ndarray, label: np.ndarray, variation: np.ndarray, bins: int,

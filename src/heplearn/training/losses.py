@@ -55,6 +55,7 @@ class TermContext:
     train_labels: np.ndarray | None = None
     train_weights: np.ndarray | None = None
     train_observers: dict[str, np.ndarray] | None = None
+    data: Any = None  # the run's DataConfig (its systematic ``variations``), when there is one
 
 
 class LossTermBase(ABC):

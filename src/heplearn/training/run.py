@@ -5,8 +5,10 @@ the classical classifiers (cuts, likelihood, BDT) are fitted on the per-jet inpu
 way the run directory (``heplearn.runs``) holds everything needed to apply the model again.
 
 The task comes from ``data.labels.type`` (``TASK_BUILDERS``): classification, reweighting,
-regression (quantile regression with ``training.loss: quantile``) or none (a reconstruction of
-the per-jet group, for autoencoders); its loss terms from ``training.loss``.
+summary_statistic (``training.bins`` outputs for the ``inferno`` loss), regression (quantile
+regression with ``training.loss: quantile``) or none (a reconstruction of the per-jet group, for
+autoencoders); its loss terms from ``training.loss``. The jets of ``data.variations`` (systematic
+up/down samples) join the training and validation splits, marked by the observer ``variation``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ def _reweighting(config: RunConfig, class_names: list[str], terms: list[Any]) ->
     return Reweighting(class_names, terms)
 
 
+def _summary_statistic(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
+    from heplearn.methods.inferno import SummaryStatistic
+
+    if len(class_names) < 2:
+        raise ConfigError(f"data.labels.classes: a summary statistic separates the signal (first class) from "
+                          f"the others, got {class_names}")
+    return SummaryStatistic(config.training.bins, terms)
+
+
 def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
     quantile = isinstance(config.training.loss, list) and any(
         LOSS_TERMS.get(term.name, "training.loss").uses_quantiles for term in config.training.loss)
@@ -96,7 +107,8 @@ def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any])
 
 # data.labels.type -> the task it trains (built without terms first, then given them)
 TASK_BUILDERS: dict[str, Callable[[RunConfig, list[str], list[Any]], Task]] = {
-    "classification": _classes, "reweighting": _reweighting, "regression": _regression, "none": _reconstruction,
+    "classification": _classes, "reweighting": _reweighting, "summary_statistic": _summary_statistic,
+    "regression": _regression, "none": _reconstruction,
 }
 
 
@@ -110,13 +122,16 @@ def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarra
         from heplearn.run_config import LossTermConfig
 
         specs = [LossTermConfig(name=task.default_loss)]
-    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights, train_observers))
+    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights, train_observers,
+                                                      config.data))
     return task
 
 
 def check_config(config: RunConfig) -> None:
     """Everything that can be checked before reading data: the model, its inputs and the task."""
     registry.check_name(config.model.name)
+    if config.data.variations and config.training.streaming:
+        raise ConfigError("data.variations: the varied samples are read into memory; set training.streaming: false")
     if registry.is_torch_model(config.model.name):
         registry.build_network(config.model, config.data, 2)
         # the task's own checks (placeholder classes: the real ones come with the data)
@@ -220,12 +235,12 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
         sample, _ = load_arrays(train_files, config.data, config.data.standardization_jets)
         labels, weights, observers = sample.label, sample.weight, sample.observers
     else:
-        train_set = InMemoryJets.from_files(train_files, config.data, preprocessing)
+        train_set = InMemoryJets.from_split(config.data, "train", preprocessing)
         train_source = InMemorySource(train_set, training.batch_size, True, training.seed, rank, world_size)
         labels, weights, observers = train_set.arrays.label, train_set.arrays.weight, train_set.arrays.observers
     val_source = None
     if config.data.val:
-        val_set = InMemoryJets.from_files(config.data.files("val"), config.data, preprocessing)
+        val_set = InMemoryJets.from_split(config.data, "val", preprocessing)
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights, observers)
     try:
