@@ -1,5 +1,5 @@
 # heplearn: `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv on first use: torch first (pinned, CPU build), then heplearn with its test extras.
+# Both create .venv on first use: torch first (pinned, CPU build), then heplearn with every extra and the test tools.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
