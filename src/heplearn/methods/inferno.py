@@ -284,6 +284,7 @@ class InfernoTerm(LossTermBase):
     tasks = (SummaryStatistic,)
     needs = "the summary_statistic task (heplearn.methods.inferno.SummaryStatistic)"
     Settings = InfernoSettings
+    settings: InfernoSettings
 
     def __init__(self, weight: float, settings: Any, task: Task, context: TermContext) -> None:
         super().__init__(weight, settings, task, context)
@@ -441,7 +442,7 @@ class GroupedBatches:
         """Batches in one pass over the events."""
         return math.ceil(self._events / self.events_per_batch)
 
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+    def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of epoch ``epoch`` (events in a new order each epoch, seeded by (seed, epoch))."""
         events = (np.random.default_rng([self.seed, epoch]).permutation(self._events) if self.shuffle
                   else np.arange(self._events))
