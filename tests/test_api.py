@@ -28,7 +28,9 @@ from tests.conftest import make_jets
 
 def test_public_api_is_small_and_importable() -> None:
     assert set(heplearn.__all__) == {"__version__", "Classifier", "load_jets", "TrainedModel", "train",
-                                     "load_run_config", "load_data_config", "DataConfig", "HeplearnError"}
+                                     "load_run_config", "load_data_config", "DataConfig", "HeplearnError",
+                                     "evaluate_run", "compare_runs", "export_run", "predict_files", "serve",
+                                     "fit_inputs", "run_analysis"}
     for name in heplearn.__all__:
         assert getattr(heplearn, name) is not None
 

@@ -12,23 +12,13 @@ and ``report`` renders the HTML page.
 
 from __future__ import annotations
 
-from typing import Any
+from heplearn._lazy import lazy_api
 
-_API = {
-    "evaluate_run": "heplearn.evaluation.evaluate",
-    "EvaluationResult": "heplearn.evaluation.evaluate",
-    "EvaluationSettings": "heplearn.evaluation.figures",
-    "compare_runs": "heplearn.evaluation.compare",
-    "ComparisonResult": "heplearn.evaluation.compare",
-    "PlotStyle": "heplearn.evaluation.plots",
-}
+__getattr__, __dir__ = lazy_api(__name__, {
+    "heplearn.evaluation.evaluate": ["evaluate_run", "EvaluationResult"],
+    "heplearn.evaluation.figures": ["EvaluationSettings"],
+    "heplearn.evaluation.compare": ["compare_runs", "ComparisonResult"],
+    "heplearn.evaluation.plots": ["PlotStyle"],
+})
 __all__ = ["ComparisonResult", "EvaluationResult", "EvaluationSettings", "PlotStyle", "compare_runs",
            "evaluate_run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        import importlib
-
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'heplearn.evaluation' has no attribute {name!r}")
