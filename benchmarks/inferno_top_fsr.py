@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--fraction", type=float, default=0.05, help="top fraction of the pseudo-data")
     parser.add_argument("--runs", type=Path, default=Path("runs/inferno_top_fsr"))
-    parser.add_argument("--output", type=Path, default=Path("fits/inferno_top_fsr"), help="the fits' reports")
+    parser.add_argument("--output", type=Path, default=Path("runs/inferno_top_fsr/fits"), help="the fits' reports")
     args = parser.parse_args()
     print_machine()
     seeds = range(1 if args.quick else args.seeds)
