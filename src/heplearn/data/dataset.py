@@ -106,6 +106,7 @@ class PieceReader:
         self._sources: dict[str, tuple[Source, list[str]]] = {}
 
     def source(self, path: str) -> tuple[Source, list[str]]:
+        """The open file at ``path`` and the fields to read from it (each file opened once)."""
         if path not in self._sources:
             source = open_source(path, self.config.treename)
             fields = self.transformer.fields_to_read(source.field_names(), path)
@@ -113,9 +114,11 @@ class PieceReader:
         return self._sources[path]
 
     def class_names(self, path: str) -> list[str]:
+        """The class names of the file at ``path``."""
         return self.transformer.class_names(self.source(path)[0].field_names())
 
     def read(self, piece: Piece, preprocessing: Preprocessing | None = None) -> RaggedJets:
+        """The jets of ``piece`` that pass the selection, transformed (and standardised, when given)."""
         source, fields = self.source(piece.path)
         chunk = source.read(fields, piece.start, piece.stop)
         return self.transformer.ragged(chunk, f"{piece.path} (entries {piece.start}-{piece.stop})", preprocessing)
@@ -219,6 +222,7 @@ class InMemoryJets:
     @classmethod
     def from_files(cls, files: Sequence[str | os.PathLike[str]], config: DataConfig,
                    preprocessing: Preprocessing | None) -> InMemoryJets:
+        """Every jet of ``files`` read with ``config`` (standardised with ``preprocessing``, when given)."""
         arrays, class_names = load_arrays(files, config)
         return cls(arrays, class_names, preprocessing, config)
 
@@ -233,6 +237,7 @@ class InMemoryJets:
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                 rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Iterator[Batch]:
+        """Batches of ``batch_size`` jets, shuffled per (seed, epoch); under DDP each rank takes an equal share."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
         if world_size > 1:  # equal shares, so every rank runs the same number of steps (DDP needs it)
             share = len(order) // world_size
@@ -286,9 +291,11 @@ class JetStream(IterableDataset[Batch]):
         return state
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch whose shuffling the next iteration uses."""
         self.epoch = epoch
 
     def my_pieces(self) -> list[Piece]:
+        """The pieces this DataLoader worker (and DDP rank) reads this epoch, each piece read exactly once."""
         info = get_worker_info()
         if info is not None and self.shared_epoch is not None:
             self.epoch = self.shared_epoch.value
@@ -499,6 +506,7 @@ class StreamLoader:
         self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # the workers' buffers, by worker and slot
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch whose shuffling the next iteration uses, shared with the worker processes."""
         self.stream.set_epoch(epoch)
         if self.stream.shared_epoch is not None:
             self.stream.shared_epoch.value = epoch

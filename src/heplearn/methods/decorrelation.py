@@ -114,6 +114,7 @@ class DistanceCorrelationTerm(LossTermBase):
         self.background = background_class(settings.background_class, task, "training.loss: disco")
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """dCor² between the signal score and the observer over the batch's background events."""
         if self.key not in batch:
             raise ConfigError(f"training.loss: disco reads the observer {self.key.split(':', 1)[1]!r}; add it to "
                               "data.observers")
@@ -200,6 +201,7 @@ class PlanedCrossEntropy(LossTermBase):
                                            task.num_outputs, settings.bins, settings.range, settings.classes)
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
+        """The cross entropy with each event weighted so that every class is flat in the observer."""
         label = task.target(batch)
         factor = self.histogram.weights(batch[self.key].numpy(), label.numpy())
         weight = batch["weight"] * torch.from_numpy(factor).to(batch["weight"].dtype)
@@ -229,6 +231,7 @@ class Adversary(nn.Module):
         self.body = nn.Sequential(mlp([1, *hidden]), nn.Linear(hidden[-1] if hidden else 1, bins))
 
     def forward(self, score: torch.Tensor) -> torch.Tensor:
+        """Logits of the observer's bins from the classifier's score (one per event)."""
         return self.body(score.reshape(-1, 1))
 
 
@@ -304,6 +307,7 @@ class AdversarialStep(StepStrategy):
         return figures
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        """The adversary's updates, then the classifier's on L_f − λ·L_r (only L_f while pre-training)."""
         playing = step_index >= self.settings.pretrain_steps
         if playing:
             for _ in range(self.settings.adversary_steps):
@@ -351,6 +355,7 @@ class DoubleDisCoStep(StepStrategy):
             self.modules["closure"] = self.closure  # its multiplier is checkpointed; it has no optimiser
 
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        """One update of both classifiers: their losses, λ·dCor² of their background scores, the closure term if set."""
         with autocast(self.training):
             outputs = [network(batch) for network in self.networks]
         terms = [self.task.loss(output, batch) for output in outputs]
