@@ -1,7 +1,7 @@
 """ABCD background estimate of top jets in QCD: Double DisCo against the plain pair and Single DisCo.
 
     heplearn generate top qcd --jets 30000 --seed 7 -o data/top_qcd --workers 2
-    python benchmarks/abcdisco_top.py --strengths 10,100         # --quick: 5 epochs
+    python benchmarks/abcdisco_top.py --strengths 10,30,100       # --quick: 5 epochs
 
 Three ABCD planes, all from ``configs/top_qcd_double_disco.yaml`` (MLPs on the jet features):
 
