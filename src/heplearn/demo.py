@@ -72,13 +72,14 @@ def config_path(name: str) -> Path:
 
 
 def available_models() -> list[str]:
-    """Demo models whose implementation is importable (the particle networks may be absent)."""
+    """Demo models that this installation can train: the BDT needs the ``bdt`` extra (XGBoost)."""
     names = []
     for name in DEMO_MODELS:
         try:
             registry.model_class(name)
-        except (ImportError, AttributeError):
-            log.warning("model %s is not available in this installation; skipped", name)
+            registry.check_installed(name)
+        except (ImportError, AttributeError) as error:  # a MissingExtraError is an ImportError
+            log.warning("model %s is not available in this installation (%s); skipped", name, error)
             continue
         names.append(name)
     return names

@@ -252,7 +252,7 @@ def test_grpc_off_by_default_and_a_missing_grpcio_is_named(pfn_export: ExportRes
         _ = http_only.grpc_address
     monkeypatch.delitem(sys.modules, "heplearn.serving.grpc_service", raising=False)
     monkeypatch.setitem(sys.modules, "grpc", None)  # import grpc now raises ImportError
-    with pytest.raises(HeplearnError, match=r"pip install grpcio 'tritonclient\[grpc\]'"):
+    with pytest.raises(HeplearnError, match=r"needs grpc, which is not installed: pip install 'heplearn\[grpc\]'"):
         create_app([pfn_export.onnx_path], grpc_port=0)
 
 

@@ -45,6 +45,7 @@ from heplearn.generate.processes import (
     pythia_settings,
 )
 from heplearn.generate.variations import check_settings, variation_settings
+from heplearn.optional import optional_import, require_extra
 from heplearn.progress import progress_bar, progress_mode
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def generate(
     start = time.perf_counter()
     names = _check_processes(processes)
     check_run(jets_per_process=jets_per_process, workers=workers, chunk_size=chunk_size, seed=seed)
+    check_packages(workers, scheduler)
     split_fractions = check_split_fractions(fractions)
     suffix = output_suffix(file_format)
     options = _resolve_options(options, option_changes)
@@ -171,6 +173,14 @@ def _check_processes(processes: Sequence[str]) -> list[str]:
             f"{', '.join(name for name in names if name not in by_flavour)}, labelled by process; run them apart"
         )
     return names
+
+
+def check_packages(workers: int, scheduler: str | None) -> None:
+    """Pythia 8 and FastJet (the ``generate`` extra), and Dask when more than one worker runs the chunks (the
+    ``dask`` extra): a ``MissingExtraError`` naming the extra before anything is written."""
+    require_extra("generate", "event generation (Pythia 8 + FastJet)")
+    if workers > 1 or scheduler is not None:
+        optional_import("dask.distributed", "generating on several workers (--workers > 1 or --dask)")
 
 
 def check_run(*, seed: object, **counts: object) -> None:

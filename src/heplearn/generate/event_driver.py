@@ -32,6 +32,7 @@ from heplearn.generate.driver import (
     _run_chunks,
     assemble_splits,
     base_provenance,
+    check_packages,
     check_run,
     check_split_fractions,
     with_pileup_pool,
@@ -69,6 +70,7 @@ def generate_events_sample(
     start = time.perf_counter()
     names = _check_event_processes(processes)
     check_run(events_per_process=events_per_process, workers=workers, chunk_size=chunk_size, seed=seed)
+    check_packages(workers, scheduler)
     split_fractions = check_split_fractions(fractions)
     suffix = EVENT_FORMATS.get(str(file_format).lower())
     if suffix is None:

@@ -25,6 +25,7 @@ import awkward as ak
 import numpy as np
 
 from heplearn.errors import ConfigError, HeplearnError
+from heplearn.optional import optional_import
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +97,9 @@ class PythiaGenerator:
     """One initialised Pythia instance that hands out batches of events."""
 
     def __init__(self, settings: list[str]) -> None:
-        import pythia8mc
-
         from heplearn.generate.variations import captured_stdout, pythia_message
+
+        pythia8mc = optional_import("pythia8mc", "event generation (Pythia 8)")
 
         # Pythia("", False): no banner, nothing printed at construction.
         self._pythia = pythia8mc.Pythia("", False)

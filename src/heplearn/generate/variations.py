@@ -38,6 +38,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from heplearn.errors import ConfigError
+from heplearn.optional import optional_import
 
 VARIATIONS: dict[str, tuple[str, ...]] = {
     "fsr-up": ("TimeShower:renormMultFac = 0.25",),
@@ -86,7 +87,7 @@ def check_settings(settings: Sequence[str]) -> None:
     """
     if not settings:
         return
-    import pythia8mc
+    pythia8mc = optional_import("pythia8mc", "event generation (Pythia 8)")
 
     with captured_stdout() as output:
         pythia = pythia8mc.Pythia("", False)

@@ -26,6 +26,7 @@ from heplearn.data.dataset import InMemoryJets
 from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.methods.cwola import KFoldScores, check_regions, default_training, kfold_scores
+from heplearn.optional import optional_import
 from heplearn.run_config import LossTermConfig, TrainingConfig
 from heplearn.tasks import TASKS, Batch, LossTerm, Task
 from heplearn.training.losses import LossTermBase, TermContext, build_terms, register_loss_term, weighted_mean
@@ -94,8 +95,7 @@ class ConditionalFlow(nn.Module):
 
     def __init__(self, features: int, transforms: int = 4, hidden: Sequence[int] = (64, 64)) -> None:
         super().__init__()
-        import zuko
-
+        zuko = optional_import("zuko", "CATHODE's conditional flow (zuko)")
         self.features = features
         self.flow = zuko.flows.MAF(features, context=1, transforms=transforms, hidden_features=tuple(hidden))
 

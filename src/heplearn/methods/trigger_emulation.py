@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from heplearn.errors import ConfigError, DataError
+from heplearn.optional import optional_import
 
 __all__ = ["ScoreAgreement", "compare_to_float", "emulate_latent_score"]
 
@@ -29,10 +30,7 @@ def emulate_latent_score(network: torch.nn.Module, standardised: np.ndarray, out
     ``precision`` is the default ``ap_fixed<total, integer>`` of weights, biases and activations
     (hls4ml's per-layer configuration, ``granularity="name"``, starts from it).
     """
-    try:
-        import hls4ml  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError("hls4ml emulation needs hls4ml (pip install hls4ml); it is not installed") from None
+    hls4ml = optional_import("hls4ml", "the fixed-point emulation of the trigger encoder (hls4ml)")
     from heplearn.models.vae import EventVAE
 
     if not isinstance(network, EventVAE):

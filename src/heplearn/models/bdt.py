@@ -9,17 +9,18 @@ has not improved for ``early_stopping_rounds`` rounds and the model keeps the be
 Weights are rescaled to a mean of one; ``balance_classes`` rescales them so that every class has
 the same total weight, TMVA's default normalisation ("NormMode=EqualNumEvents"): probabilities
 then correspond to equal priors, like the projective likelihood's y_L. The model is stored in
-XGBoost's own JSON format, readable by any XGBoost binding.
+XGBoost's own JSON format, readable by any XGBoost binding. XGBoost is the ``bdt`` extra
+(``pip install 'heplearn[bdt]'``), imported on first use: configs naming the BDT validate without it.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xgboost as xgb
 
 from heplearn.data.files import atomic_path
 from heplearn.errors import DataError
@@ -30,10 +31,19 @@ from heplearn.models.base import (
     check_choice,
     check_number,
 )
+from heplearn.optional import optional_import
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 logger = logging.getLogger(__name__)
 
 XGBOOST_FILE = "xgboost_model.json"
+
+
+def _xgboost() -> ModuleType:
+    """XGBoost (the ``bdt`` extra); a ``MissingExtraError`` naming it when it is not installed."""
+    return optional_import("xgboost", "the BDT (model: bdt)")
 
 
 class BoostedDecisionTrees(JetClassifier):
@@ -96,6 +106,7 @@ class BoostedDecisionTrees(JetClassifier):
     validation_loss_: list[float]
 
     def _check_hyperparameters(self) -> None:
+        _xgboost()  # fit fails first on a missing XGBoost
         check_number("n_estimators", self.n_estimators, 1, 1_000_000, integer=True)
         check_number("learning_rate", self.learning_rate, 1e-9, 1.0)
         check_number("max_depth", self.max_depth, 1, 64, integer=True)
@@ -145,7 +156,7 @@ class BoostedDecisionTrees(JetClassifier):
             present = totals > 0
             per_class = len(sample.weights) / present.sum()
             weights = sample.weights * np.where(present, per_class / np.where(present, totals, 1.0), 0.0)[sample.labels]
-        return xgb.DMatrix(sample.features, label=sample.labels, weight=weights, nthread=self._nthread())
+        return _xgboost().DMatrix(sample.features, label=sample.labels, weight=weights, nthread=self._nthread())
 
     def _nthread(self) -> int:
         return -1 if self.n_jobs is None else int(self.n_jobs)
@@ -154,7 +165,7 @@ class BoostedDecisionTrees(JetClassifier):
         history: dict[str, dict[str, list[float]]] = {}
         evals = [] if validation is None else [(self._matrix(validation), "validation")]
         early_stopping = self.early_stopping_rounds if evals else None
-        booster = xgb.train(
+        booster = _xgboost().train(
             self._xgboost_params(),
             self._matrix(train),
             num_boost_round=int(self.n_estimators),
@@ -186,14 +197,14 @@ class BoostedDecisionTrees(JetClassifier):
     # -- predict -------------------------------------------------------------------------------
 
     def _predict_proba(self, X: FloatArray) -> FloatArray:
-        probabilities = self.booster_.predict(xgb.DMatrix(X, nthread=self._nthread())).astype(np.float64)
+        probabilities = self.booster_.predict(_xgboost().DMatrix(X, nthread=self._nthread())).astype(np.float64)
         if self.n_classes_ == 2:
             return np.column_stack([1.0 - probabilities, probabilities])
         return probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 rounding
 
     def _decision_function(self, X: FloatArray) -> FloatArray:
         """The raw boosted score: log-odds for binary, per-class margins ``(n, K)`` otherwise."""
-        margin = self.booster_.predict(xgb.DMatrix(X, nthread=self._nthread()), output_margin=True)
+        margin = self.booster_.predict(_xgboost().DMatrix(X, nthread=self._nthread()), output_margin=True)
         return margin.astype(np.float64)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -204,7 +215,7 @@ class BoostedDecisionTrees(JetClassifier):
             "n_rounds": self.n_rounds_,
             "validation_loss": self.validation_loss_,
             "xgboost_file": XGBOOST_FILE,
-            "xgboost_version": xgb.__version__,
+            "xgboost_version": _xgboost().__version__,
         }
         return state, {}
 
@@ -216,10 +227,11 @@ class BoostedDecisionTrees(JetClassifier):
         path = directory / str(state.get("xgboost_file", XGBOOST_FILE))
         if not path.is_file():
             raise DataError(f"{directory}: missing {path.name}, the XGBoost model")
-        booster = xgb.Booster()
+        xgboost = _xgboost()
+        booster = xgboost.Booster()
         try:
             booster.load_model(str(path))
-        except xgb.core.XGBoostError as error:
+        except xgboost.core.XGBoostError as error:
             raise DataError(f"{path}: not a readable XGBoost model ({error})") from None
         self.booster_ = booster
         self.best_iteration_ = int(state["best_iteration"])

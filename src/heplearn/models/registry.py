@@ -27,6 +27,10 @@ CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
     "bdt": ("heplearn.models.bdt", "BoostedDecisionTrees"),
 }
 
+# models whose implementation needs an extra (heplearn.optional.EXTRAS); imported lazily, so that their
+# configs validate without it, and checked by ``check_installed`` where a model is about to be used
+MODEL_EXTRAS: dict[str, str] = {"bdt": "bdt"}
+
 
 def model_names() -> list[str]:
     """Every model's name: the classical ones, then the networks."""
@@ -50,6 +54,15 @@ def model_class(name: str) -> Any:
     check_name(name)
     module, attribute = TORCH_MODELS.get(name) or CLASSICAL_MODELS[name]
     return getattr(importlib.import_module(module), attribute)
+
+
+def check_installed(name: str) -> None:
+    """Raise a ``MissingExtraError`` naming the ``pip install`` if model ``name`` needs an extra that is absent."""
+    check_name(name)
+    if name in MODEL_EXTRAS:
+        from heplearn.optional import require_extra
+
+        require_extra(MODEL_EXTRAS[name], f"model {name}")
 
 
 def hyperparameter_names(name: str) -> tuple[str, ...]:

@@ -119,6 +119,10 @@ def serve_command(
              "onnx or torch.")] = "auto",
 ) -> None:
     """Serve models with the KServe v2 protocol over HTTP (and gRPC) until Ctrl-C: Triton clients work."""
+    from heplearn.optional import require_extra
+
+    # FastAPI, uvicorn, onnx, onnxruntime: checked before their import
+    require_extra("serve", "the inference server (heplearn serve)")
     from heplearn.serving.server import serve
 
     serve(sources, host, port, max_batch_size, max_queue_delay_ms, max_request_bytes, grpc_port=grpc_port,

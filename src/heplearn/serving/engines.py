@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -16,6 +17,7 @@ from typing_extensions import override
 
 from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError
+from heplearn.optional import optional_import
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -43,11 +45,10 @@ def session_options(threads: int | None = None, *, spinning: bool = True) -> onn
     slower at batch 1, no spinning of idle threads 1.4×, the parallel executor 2.5× (ParT,
     ``benchmarks/bench_infer.py`` setup; ``--ab`` measures them again).
     """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     threads = threads or _capped_threads()
     if threads:
         options.intra_op_num_threads = threads
@@ -55,6 +56,11 @@ def session_options(threads: int | None = None, *, spinning: bool = True) -> onn
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def _onnxruntime() -> ModuleType:
+    """onnxruntime (the ``export`` and ``serve`` extras); a ``MissingExtraError`` naming it when absent."""
+    return optional_import("onnxruntime", "running an exported model (the onnx engine: onnxruntime)")
 
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -77,9 +83,7 @@ def execution_providers(device: str = "auto", available: Sequence[str] | None = 
     if device not in DEVICES:
         raise DataError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
     if available is None:
-        import onnxruntime
-
-        available = onnxruntime.get_available_providers()
+        available = _onnxruntime().get_available_providers()
     wanted = {"auto": [CUDA_PROVIDER], "cpu": [], "cuda": [CUDA_PROVIDER],
               "tensorrt": [TENSORRT_PROVIDER, CUDA_PROVIDER]}[device]
     missing = [name for name in wanted if name not in available]
@@ -108,10 +112,8 @@ def open_session(path: str | os.PathLike[str], threads: int | None = None, *,
                  spinning: bool = True, device: str = "auto") -> onnxruntime.InferenceSession:
     """An onnxruntime session on the ONNX file ``path`` with ``session_options``, on the
     providers ``execution_providers(device)`` picks (the CPU where there is no GPU build)."""
-    import onnxruntime
-
     providers = execution_providers(device)
-    return onnxruntime.InferenceSession(str(path), session_options(threads, spinning=spinning),
+    return _onnxruntime().InferenceSession(str(path), session_options(threads, spinning=spinning),
                                         providers=[(name, _provider_options(name)) for name in providers])
 
 

@@ -30,6 +30,9 @@ Export notes per model (torch.export / dynamo exporter, opset 20, so that GELU i
   dynamic).
 - The BDT goes through onnxmltools (``convert_xgboost``) when it is installed; cuts and the
   projective likelihood cannot be exported.
+
+onnx, onnxscript (torch.onnx's exporter), onnxruntime and onnxmltools are the ``export`` extra
+(``pip install 'heplearn[export]'``), imported on first use (``heplearn.optional``).
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 from typing_extensions import override
@@ -57,6 +60,7 @@ from heplearn.data.files import atomic_path
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
 from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError, HeplearnError
+from heplearn.optional import optional_import
 from heplearn.runs import ONNX_FILE
 from heplearn.serving.engine_choice import METADATA_KEY, TIMING_SECONDS, EngineChoice, measure_engines
 from heplearn.serving.engines import MASK, EagerEngine, OnnxEngine, arrays_to_feed
@@ -64,6 +68,9 @@ from heplearn.serving.machine import describe_machine
 from heplearn.serving.protocol import TensorSpec
 from heplearn.tasks import Batch, Classification
 from heplearn.trained import TrainedModel
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,8 @@ def export_run(
     """
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ExportError(f"quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+    _onnx()  # writes the graph; onnxruntime checks it (onnxscript, for a network: export_network)
+    optional_import("onnxruntime", EXPORT_NEEDED_BY)
     started = time.perf_counter()
     run_dir = Path(run_dir)
     model = TrainedModel.load(run_dir)
@@ -264,7 +273,7 @@ def deployable_model(model: TrainedModel) -> DeployableModel:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The heplearn metadata of an exported model (JSON values decoded), keys without prefix."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = _onnx().load(str(path), load_external_data=False)
     metadata: dict[str, Any] = {}
     for prop in model.metadata_props:
         if prop.key.startswith(METADATA_PREFIX):
@@ -291,6 +300,8 @@ def export_network(
     """
     from heplearn.models.part import fused_attention as fused_attention_switch
 
+    onnx = _onnx()
+    optional_import("onnxscript", EXPORT_NEEDED_BY)  # torch.onnx's exporter; checked before its errors are caught
     dims: dict[str, Any] = {}
     shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()}
                    for axes in dynamic_axes)
@@ -313,6 +324,14 @@ def export_network(
 
 
 # --------------------------------------------------------------------------- internals
+EXPORT_NEEDED_BY = "ONNX export (heplearn export)"
+
+
+def _onnx() -> ModuleType:
+    """onnx (the ``export`` extra; ``serve`` has it too); a ``MissingExtraError`` naming it when absent."""
+    return optional_import("onnx", "ONNX export and reading an exported model (onnx)")
+
+
 def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     if model.network is None:
         return _write_classical(model, path)
@@ -351,6 +370,7 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
     output_name = model.task.output_tensor
     outputs = [TensorSpec(output_name, "FP32", (-1, len(model.output_names)))]
     export_network(deployable_model(model), example, keys, output_name, path, axes)
+    onnx = _onnx()
     proto = onnx.load(str(path))
     _set_metadata(proto, model, specs, outputs)
     onnx.save_model(proto, str(path))
@@ -361,12 +381,9 @@ def _write_classical(model: TrainedModel, path: Path) -> tuple[list[TensorSpec],
     if model.name != "bdt":
         raise ExportError(f"model {model.name}: the {model.name} classifier is not exportable to ONNX "
                           "(only neural networks and the BDT are); apply it with `heplearn predict --engine torch`")
-    try:
-        import onnxmltools  # type: ignore[import-not-found]
-        from onnxmltools.convert.common.data_types import FloatTensorType  # type: ignore[import-not-found]
-    except ImportError:
-        raise ExportError("model bdt: exporting the BDT to ONNX needs onnxmltools (pip install onnxmltools); "
-                          "it is not installed") from None
+    onnxmltools = optional_import("onnxmltools", "exporting the BDT to ONNX (model bdt)")
+    from onnxmltools.convert.common.data_types import FloatTensorType  # type: ignore[import-not-found]
+
     group = model.config.data.jet_group(model.name)
     width = len(model.config.data.inputs[group].variables)
     converted = onnxmltools.convert_xgboost(model.classical.booster_, initial_types=[(group, FloatTensorType([None,
@@ -376,12 +393,13 @@ def _write_classical(model: TrainedModel, path: Path) -> tuple[list[TensorSpec],
     specs = [TensorSpec(group, "FP32", (-1, width))]
     outputs = [TensorSpec(PROBABILITIES, "FP32", (-1, len(model.class_names)))]
     _set_metadata(proto, model, specs, outputs)
-    onnx.save_model(proto, str(path))
+    _onnx().save_model(proto, str(path))
     return specs, outputs
 
 
 def _reorder_classical_output(proto: onnx.ModelProto, classes: int) -> onnx.ModelProto:
     """Keep only the probabilities, in heplearn's class order (binary columns swapped, see ``fit_classical``)."""
+    onnx = _onnx()
     graph = proto.graph
     probability_output = next(output.name for output in graph.output
                               if output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT)
@@ -431,6 +449,7 @@ def _difference(expected: np.ndarray, got: np.ndarray) -> float:
 
 def _add_metadata(path: Path, values: dict[str, Any]) -> None:
     """Add (or replace) heplearn metadata entries of the ONNX file ``path`` (JSON values)."""
+    onnx = _onnx()
     proto = onnx.load(str(path))
     keys = {METADATA_PREFIX + key for key in values}
     kept = [(prop.key, prop.value) for prop in proto.metadata_props if prop.key not in keys]

@@ -32,6 +32,7 @@ from typing_extensions import override
 
 from heplearn import __version__
 from heplearn.errors import HeplearnError
+from heplearn.optional import optional_import
 from heplearn.serving.protocol import (
     DATATYPES,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -44,13 +45,13 @@ from heplearn.serving.protocol import (
 from heplearn.serving.server import EXTENSIONS, SERVER_NAME, ServedModel, find_model
 from heplearn.serving.triton import model_config_json
 
-try:
+try:  # the `grpc` extra: grpcio and Triton's generated service code
     import grpc
     from google.protobuf import json_format
     from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
-except ImportError as missing:  # the optional `grpc` extra
-    raise HeplearnError("serving over gRPC needs grpcio and Triton's generated service code: "
-                        f"pip install grpcio 'tritonclient[grpc]' (the heplearn[grpc] extra) ({missing})") from missing
+except ImportError:
+    optional_import("tritonclient.grpc", "serving over gRPC (heplearn serve --grpc-port)", extra="grpc")
+    raise  # both are there, yet the import failed: the original error
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from heplearn.data.schema import DEFAULT_TREE
 from heplearn.data.transform import ChunkTransformer
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
+from heplearn.optional import optional_import
 from heplearn.progress import progress_bar
 from heplearn.runs import ONNX_FILE, RunDirectory
 from heplearn.serving.engine_choice import AUTO, METADATA_KEY, REQUESTS, EngineChoice, resolve_engine
@@ -104,6 +105,8 @@ def predict_files(
         raise ConfigError(f"workers must be 0 or more, got {workers}")
     if not files:
         raise DataError("no input files given")
+    if workers or scheduler is not None:
+        optional_import("dask.distributed", "predicting on Dask workers (--workers, --dask)")
     run = RunInfo.read(run_dir)
     chunk = chunk_size or run.data.chunk_size
     engine = choose_engine(run.run_dir, engine, chunk)

@@ -31,6 +31,9 @@ concurrent connections new requests get 503 (uvicorn's ``limit_concurrency``). A
 disconnects before sending its whole body costs one WARNING line, at most one per
 ``DISCONNECT_WARNING_INTERVAL`` seconds (the others are counted in the next one), never a traceback.
 
+FastAPI, uvicorn, onnx and onnxruntime are the ``serve`` extra (``pip install 'heplearn[serve]'``):
+without them, importing this module is a ``MissingExtraError`` that says so.
+
 The server binds to 127.0.0.1 unless told otherwise; on SIGINT/SIGTERM (or ``stop()``) it stops
 accepting connections, answers the requests in flight (HTTP, then gRPC), then exits.
 """
@@ -51,13 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
-
 from heplearn import __version__
 from heplearn.errors import DataError, HeplearnError
+from heplearn.optional import optional_import
 from heplearn.runs import RunDirectory
 from heplearn.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_MS, DynamicBatcher, Tensors
 from heplearn.serving.engine_choice import AUTO, METADATA_KEY, ONNX, TORCH, EngineChoice, resolve_engine
@@ -80,6 +79,16 @@ from heplearn.serving.protocol import (
     parse_request,
 )
 from heplearn.serving.triton import ModelSource, find_models, model_config_json
+
+SERVE_NEEDED_BY = "the inference server (heplearn serve)"
+try:  # the `serve` extra; FastAPI reads the routes' annotations, so these names live in the module
+    from fastapi import FastAPI, Request, Response
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+except ImportError:
+    optional_import("fastapi", SERVE_NEEDED_BY, extra="serve")  # raises the error naming the extra (or the cause)
+    raise
 
 log = logging.getLogger(__name__)
 
@@ -454,8 +463,7 @@ def serve(
     """Serve the models (over HTTP, and gRPC if ``grpc_port``) until SIGINT/SIGTERM; requests in flight are
     answered before exiting. ``limits``: ``body_timeout``, ``keep_alive_timeout``, ``max_connections``,
     ``engine`` (see ``create_app``)."""
-    import uvicorn
-
+    uvicorn = optional_import("uvicorn", SERVE_NEEDED_BY, extra="serve")
     app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
                      grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout,
                      max_jets_per_request=max_jets_per_request, max_particles=max_particles, **limits)
@@ -502,8 +510,7 @@ class BackgroundServer:
 
     def __init__(self, sources: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0,
                  grpc_port: int | None = None, **options: Any) -> None:
-        import uvicorn
-
+        uvicorn = optional_import("uvicorn", SERVE_NEEDED_BY, extra="serve")
         self.app = create_app(sources, grpc_port=grpc_port, grpc_host=host, **options)
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

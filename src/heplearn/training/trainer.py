@@ -24,6 +24,7 @@ reads its own shard of the data, and rank 0 alone writes files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -39,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from heplearn.data.dataset import Batch, trim_padding
+from heplearn.optional import BrokenPackageError, MissingExtraError, optional_import
 from heplearn.progress import progress_bar
 from heplearn.run_config import StepConfig, TrainingConfig
 from heplearn.runs import RunDirectory
@@ -266,9 +268,7 @@ class Trainer:
     def _tensorboard(self) -> Any:
         if not (self.is_main and self.run_dir):
             return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(RunDirectory(self.run_dir).tensorboard))
+        return tensorboard_writer(RunDirectory(self.run_dir).tensorboard)
 
     def _join(self) -> contextlib.AbstractContextManager[Any]:
         """Under DDP, let ranks with fewer batches (streamed data) finish without hanging the others."""
@@ -277,6 +277,29 @@ class Trainer:
 
             return Join(self._wrapped)  # type: ignore[arg-type]
         return contextlib.nullcontext()
+
+
+def tensorboard_writer(directory: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` into ``directory``; None without the ``tensorboard`` extra.
+
+    TensorBoard only shows what ``metrics.jsonl`` holds anyway, and nobody asks for it by a setting,
+    so training goes on without it: a missing package is said once per process (INFO, with its
+    ``pip install``), a package that is installed but fails to import once as a WARNING quoting why.
+    """
+    try:
+        module = optional_import("torch.utils.tensorboard", "TensorBoard logging", extra="tensorboard")
+    except MissingExtraError as error:
+        _log_once(logging.INFO, f"TensorBoard logging is off ({error}); metrics.jsonl has every epoch")
+        return None
+    except BrokenPackageError as error:
+        _log_once(logging.WARNING, f"TensorBoard logging is off: {error}")
+        return None
+    return module.SummaryWriter(str(directory))
+
+
+@functools.cache
+def _log_once(level: int, message: str) -> None:
+    log.log(level, message)
 
 
 def non_input_keys(batch: Batch) -> list[str]:

@@ -43,6 +43,7 @@ from heplearn.config import apply_overrides, read_yaml
 from heplearn.data.files import write_json, write_text_atomic
 from heplearn.errors import ConfigError, HeplearnError
 from heplearn.models import registry
+from heplearn.optional import optional_import
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.training.search_space import SearchSpace, check_space, config_with, grid_of
 
@@ -368,6 +369,14 @@ def _route_optuna_logs() -> None:
     optuna.logging.enable_propagation()
 
 
+def check_packages(workers: int = 0, scheduler: str | None = None) -> None:
+    """Optuna (the ``tune`` extra), and Dask (the ``dask`` extra) for ``workers`` or ``scheduler``: a
+    ``MissingExtraError`` naming the extra before anything is written."""
+    optional_import("optuna", "heplearn tune (hyper-parameter search with Optuna)")
+    if workers or scheduler:
+        optional_import("dask.distributed", "heplearn tune on Dask workers (--workers, --dask)")
+
+
 def tune(base: dict[str, Any], space: SearchSpace, settings: TuneSettings, name: str,
          runs_dir: str | os.PathLike[str] = "runs", storage: str | None = None, workers: int = 0,
          scheduler: str | None = None, trial_function: TrialFunction = train_trial, report: bool = True) -> TuneResult:
@@ -380,6 +389,7 @@ def tune(base: dict[str, Any], space: SearchSpace, settings: TuneSettings, name:
     ``report=False`` skips the plots and ``report.html``.
     """
     settings.check()
+    check_packages(workers, scheduler)
     if storage == MEMORY and (workers or scheduler):
         raise ConfigError("--storage memory lives in one process; Dask workers need a database (the default SQLite "
                           "file, or a server URL)")

@@ -41,8 +41,9 @@ def tune_command(
 ) -> None:
     """Search hyper-parameters (any key of the run config) with Optuna; each trial is a run directory."""
     from heplearn.training.search_space import load_space
-    from heplearn.training.tune import TuneSettings, read_base_config, tune
+    from heplearn.training.tune import TuneSettings, check_packages, read_base_config, tune
 
+    check_packages(workers, dask)
     settings = TuneSettings(trials=trials, sampler=sampler, pruner=pruner, seed=seed, population_size=population_size,
                             startup_trials=startup_trials, progress=not no_progress)
     base = read_base_config(config, overrides or [])
