@@ -54,3 +54,25 @@ def test_a_down_sample_needs_its_up_one() -> None:
     with pytest.raises(ConfigError, match="fsr: a −1σ sample needs the \\+1σ one"):
         FitInputs(values, values, values, {}, systematics_down={"fsr": (None, values)})
 
+
+
+def test_the_discovery_test_can_be_left_out(tmp_path: Path) -> None:
+    """``FitSettings(discovery=False)`` skips q₀ (its background-only fit); the fit and its report stand."""
+    from heplearn.stats.fitting import FitSettings, fit_inputs, summary_line
+
+    rng = np.random.default_rng(5)
+    signal, background = rng.normal(1, 1, 4000), rng.normal(-1, 1, 4000)
+    data = np.concatenate([rng.normal(1, 1, 200), rng.normal(-1, 1, 1800)])
+
+    def values(x: np.ndarray) -> Values:
+        return Values(x, np.ones(len(x)))
+
+    inputs = FitInputs(values(signal), values(background), values(data))
+    quick = {"binning": Binning(BINS, -4.0, 4.0), "unbinned": False, "limit": False, "impacts": False,
+             "scan_2d": False, "scan_points": 5}
+    without = fit_inputs(inputs, tmp_path, FitSettings(**quick, discovery=False), progress=False)
+    assert without.discovery is None
+    assert json.loads((tmp_path / "results.json").read_text())["discovery"] is None
+    assert "Z obs" not in summary_line(without) and "discovery significance" not in (
+        tmp_path / "report.html").read_text()
+    assert without.full.value() == pytest.approx(1.0, abs=3 * without.full.uncertainty())

@@ -127,6 +127,7 @@ class FitSettings:
     unbinned: bool = True
     limit: bool = True
     impacts: bool = True
+    discovery: bool = True  # the discovery test q₀ (its background-only fit)
     style: PlotStyle = field(default_factory=PlotStyle)
 
 
@@ -144,7 +145,7 @@ class FitOutcome:
     scan_2d: Scan | None
     pulls: list[Pull]
     impacts: list[Impact]
-    discovery: Discovery
+    discovery: Discovery | None
     limit: UpperLimit | None
     metrics: dict[str, Any]
     output: Path
@@ -280,7 +281,7 @@ def fit_inputs(inputs: FitInputs, output: str | os.PathLike[str], settings: FitS
     nuisance_pulls = pulls(model, full)
     nuisance_impacts = impacts(model, observed, full, skip=("staterror", "shapesys"),
                                progress=progress) if settings.impacts else []
-    significance = discovery(model, observed)
+    significance = discovery(model, observed) if settings.discovery else None
     limit = upper_limit(model, observed, _limit_scan(full, settings), refine=5,
                         progress=progress) if settings.limit else None
 
@@ -510,7 +511,8 @@ def summary_line(outcome: FitOutcome) -> str:
                  f"(expected ± {outcome.expected_uncertainty:.4f})")
     parts.append(f"full model {outcome.fraction.fraction:.4f} ± {outcome.fraction.uncertainty:.4f}")
     parts.append(f"μ {outcome.full.value():.3f} ± {outcome.full.uncertainty():.3f}")
-    parts.append(f"Z obs {outcome.discovery.observed_z:.2f} (exp {outcome.discovery.expected_z:.2f})")
+    if outcome.discovery is not None:
+        parts.append(f"Z obs {outcome.discovery.observed_z:.2f} (exp {outcome.discovery.expected_z:.2f})")
     if outcome.limit is not None:
         parts.append(f"μ < {outcome.limit.observed:.3g} (exp {outcome.limit.expected[2]:.3g}) at 95% CLs")
     return "; ".join(parts)
