@@ -220,6 +220,27 @@ def test_the_cli_says_which_extra_in_one_line(hidden: str, command: list[str], e
     assert not (tmp_path / "out").exists()
 
 
+def test_training_a_bdt_without_xgboost_is_one_line_and_leaves_no_run(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from heplearn.data import io
+    from tests.conftest import make_jets
+    from tests.serving.conftest import run_config
+
+    jets = str(io.write(make_jets(60, seed=3), tmp_path / "jets.parquet"))
+    config = tmp_path / "bdt.yaml"
+    config.write_text(yaml.safe_dump(run_config({"train": [jets], "val": [jets]}, {"name": "bdt", "n_estimators": 2})))
+    hide(monkeypatch, "xgboost")
+    code, err = run(["train", "-c", str(config), "--name", "bdt", "--runs-dir", str(tmp_path / "runs"),
+                     "--no-progress"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.strip() == ("heplearn: error: the BDT (model: bdt) needs xgboost, which is not installed: "
+                           "pip install 'heplearn[bdt]'")
+    assert not (tmp_path / "runs" / "bdt").exists()
+
+
 # -- a package that is there but whose import fails: said as it is -------------------------------------------
 
 
