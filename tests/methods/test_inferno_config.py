@@ -22,6 +22,7 @@ from heplearn.errors import ConfigError
 from heplearn.methods.inferno import InfernoSettings, NuisanceSettings, variation_codes
 from heplearn.run_config import load_run_config
 from heplearn.runs import RunDirectory
+from heplearn.stats.templates import run_observable
 from heplearn.trained import TrainedModel
 from heplearn.training.run import make_task
 from heplearn.training.trainer import InMemorySource, Trainer
@@ -114,6 +115,12 @@ def test_a_run_config_trains_inferno_and_writes_a_run(samples: dict[str, str], t
     variance = Trainer(model.network, stat_only.training, make_task(stat_only, val.class_names), None).evaluate(
         InMemorySource(nominal, 4096, False, 0))["loss"]
     assert variance < min(best, 50 + 1000)
+
+    # heplearn fit takes the run like a classifier's: each jet's value is its bin, (argmax + ½) / bins
+    values, labels, _, class_names, _ = run_observable(folder, [samples["nominal_val"]], progress=False)
+    nominal = probabilities[val.arrays.observers[VARIATION_OBSERVER] == 0]
+    np.testing.assert_allclose(values, (nominal.argmax(1) + 0.5) / BINS)
+    assert class_names == ["signal", "background"] and (labels == 0).sum() == 150
 
 
 def test_the_data_codes_follow_the_nuisances_by_name() -> None:

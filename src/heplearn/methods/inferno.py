@@ -205,9 +205,11 @@ class SummaryStatistic(Task):
     output_tensor = "bin_probabilities"
     default_loss = "inferno"
 
-    def __init__(self, bins: int, terms: Sequence[Any] = (), signal_index: int = 0) -> None:
+    def __init__(self, bins: int, terms: Sequence[Any] = (), signal_index: int = 0,
+                 class_names: Sequence[str] = ()) -> None:
         super().__init__(bins, terms)
         self.signal_index = signal_index
+        self.class_names = list(class_names)  # the labels' classes (a run's), for templates per class
 
     @override
     def target(self, batch: Batch) -> torch.Tensor:
@@ -229,12 +231,13 @@ class SummaryStatistic(Task):
 
     @override
     def settings(self) -> dict[str, Any]:
-        return {"signal_index": self.signal_index}
+        return {"signal_index": self.signal_index, "class_names": self.class_names}
 
     @classmethod
     @override
     def from_settings(cls, num_outputs: int, settings: Any) -> Task:
-        return cls(num_outputs, signal_index=int(settings.get("signal_index", 0)))
+        return cls(num_outputs, signal_index=int(settings.get("signal_index", 0)),
+                   class_names=settings.get("class_names", ()))
 
 
 class NuisanceSettings(StrictModel):

@@ -441,6 +441,9 @@ def inputs_from_run(run_dir: str | os.PathLike[str], template_files: Sequence[st
     from heplearn.stats.templates import has_fields, run_observable
 
     values, labels, weights, class_names, label = run_observable(run_dir, template_files, observable, progress)
+    if len(class_names) < 2:
+        raise DataError(f"{run_dir}: the run records {len(class_names)} class(es) ({class_names}) in model.json; "
+                        "templates need a signal and a background class")
     signal_name = signal or class_names[0]
     if signal_name not in class_names:
         raise ConfigError(f"signal class {signal_name!r} is not a class of the run (it has {class_names})")

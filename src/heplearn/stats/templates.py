@@ -212,13 +212,16 @@ def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.Pat
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
     """The run's signal score (or ``observable``) per jet of ``files``, with labels, weights, classes, axis label.
 
+    A summary statistic (an INFERNO run, ``heplearn.methods.inferno``) gives each jet its bin, the
+    argmax of the network, as (bin + ½) / bins in [0, 1]: any binning of [0, 1] with a multiple of
+    ``bins`` bins reproduces its bins (the empty ones between are merged by the fit).
     ``labelled=False`` reads files without the run's label fields (data): their labels are all 0.
     """
     from heplearn.data.config import LabelConfig
     from heplearn.data.dataset import load_arrays
     from heplearn.evaluation.runs import data_files, evaluation_data_config, load_run, predict, signal_score
 
-    model = load_run(run_dir)
+    model = load_run(run_dir, kinds=("summary_statistic",))
     paths = data_files(files)
     data = evaluation_data_config(model, paths)
     if observable is not None and observable not in data.observers:
@@ -228,6 +231,9 @@ def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.Pat
     arrays, _ = load_arrays(paths, data)
     if observable is not None:
         values, label = np.asarray(arrays.observers[observable], np.float64), observable
+    elif model.task.kind == "summary_statistic":
+        outputs = predict(model, arrays, progress)
+        values, label = (outputs.argmax(1) + 0.5) / outputs.shape[1], "Summary-statistic bin"
     else:
         values, label = signal_score(predict(model, arrays, progress), model.class_names)
     labels = np.asarray(arrays.label) if labelled else np.zeros(len(values), np.int64)

@@ -78,7 +78,7 @@ def _summary_statistic(config: RunConfig, class_names: list[str], terms: list[An
     if len(class_names) < 2:
         raise ConfigError(f"data.labels.classes: a summary statistic separates the signal (first class) from "
                           f"the others, got {class_names}")
-    return SummaryStatistic(config.training.bins, terms)
+    return SummaryStatistic(config.training.bins, terms, class_names=class_names)
 
 
 def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
