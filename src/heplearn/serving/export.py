@@ -215,7 +215,8 @@ def export_run(
     """
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ExportError(f"quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
-    _onnx()  # writes the graph; onnxruntime checks it (onnxscript, for a network: export_network)
+    # onnx writes the graph, onnxruntime checks it (onnxscript, for a network: export_network)
+    optional_import("onnx", EXPORT_NEEDED_BY)
     optional_import("onnxruntime", EXPORT_NEEDED_BY)
     started = time.perf_counter()
     run_dir = Path(run_dir)

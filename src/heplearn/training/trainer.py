@@ -287,7 +287,7 @@ def tensorboard_writer(directory: Path) -> Any:
     ``pip install``), a package that is installed but fails to import once as a WARNING quoting why.
     """
     try:
-        module = optional_import("torch.utils.tensorboard", "TensorBoard logging", extra="tensorboard")
+        module = optional_import("torch.utils.tensorboard", "writing TensorBoard event files", extra="tensorboard")
     except MissingExtraError as error:
         _log_once(logging.INFO, f"TensorBoard logging is off ({error}); metrics.jsonl has every epoch")
         return None
