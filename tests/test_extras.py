@@ -241,6 +241,48 @@ def test_training_a_bdt_without_xgboost_is_one_line_and_leaves_no_run(monkeypatc
     assert not (tmp_path / "runs" / "bdt").exists()
 
 
+CORE_ONLY = """
+import sys
+hidden = {hidden!r}
+for name in hidden:
+    sys.modules[name] = None  # as if `pip install heplearn` had installed the core only
+import yaml
+from heplearn.cli import main
+from heplearn.data import io
+from tests.conftest import make_jets
+from tests.serving.conftest import run_config
+tmp = {tmp!r}
+jets = str(io.write(make_jets(200, seed=3), tmp + "/jets.parquet"))
+config = run_config({{"train": [jets], "val": [jets]}}, {{"name": "mlp", "preset": "small"}})
+open(tmp + "/mlp.yaml", "w").write(yaml.safe_dump(config))
+for command in (["train", "-c", tmp + "/mlp.yaml", "--name", "mlp", "--runs-dir", tmp + "/runs", "--no-progress"],
+                ["evaluate", tmp + "/runs/mlp", "--data", jets],
+                ["predict", tmp + "/runs/mlp", jets, "-o", tmp + "/scores", "--engine", "torch", "--no-progress"],
+                ["export", tmp + "/runs/mlp"]):
+    try:
+        main(command)
+    except SystemExit as stop:
+        print(command[0], "exit", stop.code)
+print("loaded", sorted(name for name in hidden if sys.modules.get(name) is not None))
+"""
+
+
+@pytest.mark.heavy
+def test_the_core_alone_trains_evaluates_and_predicts(tmp_path: Path) -> None:
+    """The core's promise: with every optional package absent, a network trains (TensorBoard off, said once),
+    is evaluated and applied to files; export, which needs an extra, says which."""
+    hidden = sorted({name for packages in EXTRAS.values() for name in packages} | {"starlette"})
+    done = subprocess.run([sys.executable, "-c", CORE_ONLY.format(hidden=hidden, tmp=str(tmp_path))], cwd=ROOT,
+                          capture_output=True, text=True, check=True, timeout=600)
+    exits = [line for line in done.stdout.splitlines() if " exit " in line or line.startswith("loaded ")]
+    assert exits == ["export exit 2", "loaded []"], done.stdout + done.stderr
+    assert done.stderr.count("TensorBoard logging is off") == 1
+    assert "heplearn: error: ONNX export (heplearn export) needs onnx, which is not installed: " \
+           "pip install 'heplearn[export]'" in done.stderr
+    assert (tmp_path / "runs" / "mlp" / "eval").is_dir() and (tmp_path / "scores" / "jets.scores.parquet").is_file()
+    assert not (tmp_path / "runs" / "mlp" / "tensorboard").exists()
+
+
 # -- a package that is there but whose import fails: said as it is -------------------------------------------
 
 
