@@ -279,3 +279,15 @@ def test_a_stage_that_started_and_did_not_finish_is_incomplete(analysis_file: Pa
     assert states["train_bdt"].state == INCOMPLETE
     assert states["train_bdt"].reason.startswith(f"started but did not finish (see {train.folder}/log.txt)")
     assert states["train_cuts"].state == DONE
+
+
+def test_without_snakemake_the_run_names_the_extra(analysis_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import heplearn.optional
+
+    real = heplearn.optional.is_installed
+    monkeypatch.setattr(heplearn.optional, "is_installed", lambda package: package != "snakemake" and real(package))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analysis", "run", "-c", str(analysis_file), "--dry-run"])
+    assert exit_info.value.code == 2
+    assert "pip install 'heplearn[analysis]'" in capsys.readouterr().err

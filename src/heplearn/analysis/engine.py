@@ -29,6 +29,7 @@ from typing import Any
 from heplearn.analysis.plan import MARKER, Plan, Stage, write_plan
 from heplearn.data.files import write_json
 from heplearn.errors import HeplearnError
+from heplearn.optional import require_extra
 
 DONE, STALE, NEW, INCOMPLETE = "done", "stale", "new", "incomplete"
 MAX_CHANGES = 4  # changed settings named in a stale stage's reason
@@ -197,6 +198,7 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
 
     if cores is not None and cores < 1:
         raise AnalysisError(f"--cores must be 1 or more, got {cores}")
+    require_extra("analysis", "heplearn analysis run")  # Snakemake runs in a subprocess: say it here
     before = {state.stage.name: state.state for state in stage_states(plan)}
     snakefile = write_plan(plan)
     previous = _previous_run(plan)
