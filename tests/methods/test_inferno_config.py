@@ -145,6 +145,7 @@ def test_the_data_codes_follow_the_nuisances_by_name() -> None:
     (lambda c: c["training"]["loss"][0]["nuisances"][0].update(step=-1), r"training\.loss\[0\]\.nuisances\.0\.step"),
     (lambda c: c["training"].update(bins=1), r"training\.bins"),
     (lambda c: c["data"]["labels"].update(type="summary_statistics"), r"data\.labels\.type"),
+    (lambda c: c["training"].update(streaming=True), r"data\.variations: .*training\.streaming: false"),
 ])
 def test_a_bad_key_is_refused_by_name(samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       change: Any, named: str) -> None:
