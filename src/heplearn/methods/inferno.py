@@ -556,5 +556,5 @@ __all__ = [
     "BENCHMARKS", "AsimovModel", "GroupedBatches", "InfernoSettings", "InfernoTerm", "Nuisance", "NuisanceSettings",
     "SummaryStatistic", "Templates", "benchmark_settings", "binned_uncertainty", "fisher_bound", "network",
     "network_bins", "shift_background", "soft_histogram", "soft_memberships", "synthetic_3d", "templates",
-    "train_cross_entropy", "train_inferno", "with_variations",
+    "train_cross_entropy", "train_inferno", "variation_codes", "with_variations",
 ]
