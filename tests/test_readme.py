@@ -8,8 +8,10 @@ every config file exists, every run a command reads (``runs/<name>``) was named 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -65,3 +67,100 @@ def test_the_readme_commands_parse_and_chain() -> None:
             elif word.startswith("configs/"):
                 assert (ROOT / word).is_file(), word
     assert {"runs/bdt", "runs/particlenet"} <= runs
+
+
+# The README's sizes made small: (command, option) -> value, and settings added to each training.
+SMALL = {("generate", "--jets"): "400"}
+SMALL_TRAINING = {
+    "bdt": ["model.n_estimators=20"],
+    "mlp": ["training.epochs=1", "training.max_steps_per_epoch=5"],
+    "particlenet": ["training.epochs=1", "training.max_steps_per_epoch=5"],
+    "part": ["model.preset=small", "training.epochs=1", "training.max_steps_per_epoch=5"],
+}
+
+
+def _small(words: list[str], ports: list[int]) -> list[str]:
+    """The command with the README's sizes made small and its ports free ones."""
+    words = list(words)
+    for (command, option), value in SMALL.items():
+        if words[0] == command and option in words:
+            words[words.index(option) + 1] = value
+    if words[0] == "train" and "--name" in words:
+        words += [f"--set={setting}" for setting in SMALL_TRAINING[words[words.index("--name") + 1]]]
+    for option in ("--port", "--grpc-port"):
+        if option in words:
+            words[words.index(option) + 1] = str(ports.pop())
+    return words
+
+
+def _exit_code(main: Callable[[list[str]], object], arguments: list[str]) -> int | str | None:
+    """The exit code ``main`` gives (None or 0 when it returns)."""
+    try:
+        main(arguments)
+    except SystemExit as exit_info:
+        return exit_info.code
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve_until_ready(arguments: list[str], cwd: Path) -> None:
+    """Start ``heplearn serve``, wait for its readiness endpoint, then stop it."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = arguments[arguments.index("--port") + 1] if "--port" in arguments else str(_free_port())
+    if "--port" not in arguments:
+        arguments = [*arguments, "--port", port]
+    with subprocess.Popen([sys.executable, "-m", "heplearn", *arguments], cwd=cwd,
+                          stderr=subprocess.PIPE, text=True) as server:
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert server.poll() is None, f"heplearn {shlex.join(arguments)} stopped: {server.stderr.read()}"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as answer:
+                        assert answer.status == 200
+                        return
+                except OSError:
+                    assert time.monotonic() < deadline, f"heplearn {shlex.join(arguments)} never became ready"
+                    time.sleep(0.5)
+        finally:
+            server.terminate()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
+    """Every README command of ``SECTIONS`` runs as written, in order, in a fresh folder, with small sizes.
+
+    The ``torchrun`` line is run as the plain command (one process): DDP has its own tests.
+    """
+    from heplearn.cli import main
+
+    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    ports = [_free_port() for _ in range(8)]
+    previous = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        for words in readme_commands():
+            arguments = _small(words, ports)
+            if arguments[0] == "serve":
+                _serve_until_ready(arguments, tmp_path)
+                continue
+            code = _exit_code(main, arguments)
+            assert code in (0, None), f"heplearn {shlex.join(arguments)} exited {code}"
+    finally:
+        os.chdir(previous)
+    for run in ("particlenet", "part"):  # each run's scores in its own folder
+        assert sorted(p.name for p in (tmp_path / "scores" / run).iterdir()) == ["test.scores.parquet"]
+    assert (tmp_path / "models" / "particlenet" / "config.pbtxt").is_file()  # the Triton repository
+    assert (tmp_path / "runs" / "mlp" / "model.int8.onnx").is_file()
