@@ -39,8 +39,8 @@ from sklearn.metrics import roc_auc_score
 from heplearn.methods.decorrelation import distance_correlation, pair_scores
 from heplearn.run_config import load_run_config
 from heplearn.stats.abcd import AbcdEstimate, abcd_estimate, region_counts
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 TOP_MASS = 172.5  # GeV: the centre of the mass window of Single DisCo's second variable
 MASS_OBSERVER = "jet_sdmass"

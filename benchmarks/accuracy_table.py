@@ -29,8 +29,8 @@ from pathlib import Path
 from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.evaluation.compare import compare_runs
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KINEMATIC = "[part_deta,part_dphi,part_logpt,part_loge,part_logptrel,part_logerel,part_deltaR]"

@@ -21,7 +21,7 @@ import numpy as np
 
 from heplearn.evaluation import plots
 from heplearn.evaluation.metrics import effective_count, roc
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 EFFICIENCIES = (0.5, 0.6, 0.7, 0.85)
 

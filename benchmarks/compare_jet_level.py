@@ -22,8 +22,8 @@ from heplearn.data.dataset import load_arrays
 from heplearn.demo import config_path
 from heplearn.evaluation.metrics import summary
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 MODELS = {"cuts": ["model.n_bins=60"], "likelihood": [], "bdt": [], "mlp": []}
 

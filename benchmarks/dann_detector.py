@@ -40,8 +40,8 @@ from heplearn.evaluation.agreement import Agreement, agreement
 from heplearn.evaluation.evaluate import evaluate_run
 from heplearn.evaluation.figures import EvaluationSettings
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 PLAIN_STEP = "training.step={name: single}"
 

@@ -35,12 +35,12 @@ from machine import print_machine
 from tqdm.auto import tqdm
 
 from heplearn.data.dataset import load_arrays
-from heplearn.evaluation.runs import predict
+from heplearn.evaluation.scoring import predict
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.stats.fitting import FitInputs, FitSettings, Values, fit_inputs
 from heplearn.stats.templates import Binning
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "heplearn" / "configs" / "top_qcd_inferno.yaml"
 #: the reference: the same network and inputs trained with cross entropy on the nominal jets

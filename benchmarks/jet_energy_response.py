@@ -21,7 +21,7 @@ import numpy as np
 
 from heplearn.evaluation import plots
 from heplearn.evaluation.regression import QUARTILE, robust_width
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 
 def main() -> None:

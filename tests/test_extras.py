@@ -94,7 +94,7 @@ def test_the_bdt_names_the_bdt_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MissingExtraError, match=r"the BDT \(model: bdt\) needs xgboost, which is not installed: "
                                                 r"pip install 'heplearn\[bdt\]'$"):
         BoostedDecisionTrees(n_estimators=2).fit(X, y)
-    with pytest.raises(MissingExtraError, match=r"model bdt needs xgboost.*heplearn\[bdt\]"):
+    with pytest.raises(MissingExtraError, match=r"the BDT \(model: bdt\) needs xgboost.*heplearn\[bdt\]"):
         registry.check_installed("bdt")
     registry.check_installed("likelihood")  # the core's models need nothing
 

@@ -13,7 +13,7 @@ from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.progress import LogProgress, progress_bar, progress_mode
 from heplearn.run_config import load_run_config
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 from tests.conftest import make_jets
 
 SOURCE = Path(progress.__file__).parents[0]

@@ -16,8 +16,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # heplearn.generate.generate: the subpackage holds the name ``generate``).
 _MODULES = {
     "heplearn.classifier": ["Classifier", "load_jets"],
-    "heplearn.trained": ["TrainedModel"],
-    "heplearn.training.run": ["train"],
+    "heplearn.trained_model": ["TrainedModel"],
+    "heplearn.training.from_config": ["train"],
     "heplearn.run_config": ["load_run_config"],
     "heplearn.data.config": ["load_data_config", "DataConfig"],
     "heplearn.errors": ["HeplearnError"],

@@ -49,9 +49,9 @@ from heplearn.models.base import NotFittedError, check_feature_names, check_feat
 from heplearn.run_config import ModelConfig, RunConfig, TrainingConfig
 from heplearn.runs import RunDirectory
 from heplearn.tasks import Classification
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 from heplearn.training.checkpoint import model_weights
-from heplearn.training.run import check_config, fit_classical, fit_torch, make_task, model_info
+from heplearn.training.from_config import check_config, fit_classical, fit_torch, make_task, model_info
 from heplearn.training.trainer import InMemorySource
 
 __all__ = ["Classifier", "NotFittedError", "load_jets"]

@@ -90,7 +90,7 @@ def train(
     """Train the model a config describes (any model name); under torchrun, with DDP."""
     from heplearn.run_config import load_run_config
     from heplearn.runs import RunDirectory
-    from heplearn.training.run import train as train_run
+    from heplearn.training.from_config import train as train_run
 
     if resume is not None:
         run_config = RunDirectory(Path(resume)).read_config()

@@ -30,7 +30,7 @@ from heplearn.evaluation.compare import compare_runs
 from heplearn.models import registry
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.runs import RunDirectory
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 
 log = logging.getLogger(__name__)
 

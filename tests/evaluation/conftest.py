@@ -15,7 +15,7 @@ import pytest
 
 from heplearn.data import io
 from heplearn.run_config import load_run_config
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 
 CLASS_MASS = {"top": (172.0, 25.0), "w": (85.0, 15.0)}  # (mean, width) of the soft-drop mass
 

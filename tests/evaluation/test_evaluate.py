@@ -17,8 +17,8 @@ from heplearn.evaluation.compare import compare_runs
 from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 from heplearn.evaluation.plots import PlotStyle
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 from tests.evaluation.conftest import run_config, write_splits
 
 FAST = EvaluationSettings(style=PlotStyle(formats=("png",), dpi=50), bootstrap=20, importance_repeats=1,

@@ -14,8 +14,8 @@ from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 from heplearn.evaluation.plots import PlotStyle
 from heplearn.evaluation.regression import binned_residuals, robust_width, summarise_target
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 from tests.test_cli import run as run_cli
 
 

@@ -16,7 +16,7 @@ from heplearn.methods.abcd_closure import ClosureConstraint, ClosureSettings, no
 from heplearn.methods.decorrelation import pair_scores, second_network
 from heplearn.run_config import load_run_config
 from heplearn.stats.abcd import AbcdEstimate, abcd_estimate, region_counts
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 
 
 def gaussian_events(path: Path, n: int, seed: int) -> Path:

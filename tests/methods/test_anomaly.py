@@ -20,8 +20,8 @@ from heplearn.methods.anomaly import anomaly_run_config, vae_loss
 from heplearn.models.vae import EventVAE
 from heplearn.run_config import load_run_config
 from heplearn.tasks import VariationalReconstruction, kl_divergence
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 FEATURES = 20
 

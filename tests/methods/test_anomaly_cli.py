@@ -12,7 +12,7 @@ import pytest
 
 from heplearn.data import io
 from heplearn.data.transform import JetArrays
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
 from tests.test_cli import run
 

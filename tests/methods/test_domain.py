@@ -15,8 +15,8 @@ from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.methods.domain import reversal_schedule, reverse_gradient
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 
 def test_the_reversal_layer_is_the_identity_with_a_reversed_gradient() -> None:

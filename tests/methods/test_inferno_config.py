@@ -23,8 +23,8 @@ from heplearn.methods.inferno import InfernoSettings, NuisanceSettings, variatio
 from heplearn.run_config import load_run_config
 from heplearn.runs import RunDirectory
 from heplearn.stats.templates import run_observable
-from heplearn.trained import TrainedModel
-from heplearn.training.run import make_task
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import make_task
 from heplearn.training.trainer import InMemorySource, Trainer
 from tests.test_cli import run
 

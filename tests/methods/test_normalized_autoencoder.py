@@ -21,8 +21,8 @@ from heplearn.data import io
 from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 DIMENSIONS = 8
 

@@ -29,7 +29,7 @@ from heplearn.generate.processes import GeneratorOptions
 from heplearn.methods.decorrelation import pair_scores
 from heplearn.run_config import load_run_config
 from heplearn.stats.abcd import abcd_estimate, region_counts
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.methods.decorrelation import planing_histogram
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 
 def masses(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

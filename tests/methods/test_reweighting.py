@@ -87,7 +87,7 @@ def test_dctr_reweights_a_shifted_gaussian_to_the_exact_weight(tmp_path: Path) -
     settings = json.loads((result.run_dir / "reweight.json").read_text())
     assert [record["fold"] for record in settings["fold_records"]] == [0, 1]
     for fold in (0, 1):
-        from heplearn.trained import TrainedModel
+        from heplearn.trained_model import TrainedModel
 
         model = TrainedModel.load(result.run_dir / f"fold-{fold}")
         mine = result.fold == fold

@@ -14,9 +14,9 @@ from heplearn.methods.robustness import attack_batch, attacked_keys
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig, load_run_config
 from heplearn.tasks import Classification
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 from heplearn.training.losses import TermContext, build_terms
-from heplearn.training.run import train
 from tests.conftest import make_jets
 
 

@@ -16,8 +16,8 @@ from heplearn.data.dataset import load_arrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.images import calorimeter_images
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 
 def test_objects_land_in_their_regions_and_phi_wraps() -> None:

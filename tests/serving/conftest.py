@@ -10,7 +10,7 @@ import pytest
 from heplearn.data import io
 from heplearn.run_config import load_run_config
 from heplearn.serving.export import ExportResult, export_run
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 from tests.conftest import make_jets
 
 LENGTH = 24

@@ -16,7 +16,7 @@ from heplearn.data.dataset import load_arrays
 from heplearn.models import registry
 from heplearn.serving.engines import OnnxEngine, open_session, session_options
 from heplearn.serving.export import ExportError, ExportResult, export_network, export_run, read_metadata
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 from tests.conftest import with_trained_batch_norms
 from tests.serving.conftest import LENGTH
 
@@ -186,7 +186,7 @@ def test_length_is_not_baked_in(pfn_export: ExportResult) -> None:
 
 def test_cnn_run_on_jet_images_exports(split_files: dict[str, str], tmp_path: Path) -> None:
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
 
     content = {"data": {**split_files, "inputs": {"image": {"image": {"bins": 16}}},
                         "labels": {"classes": ["label_top", "label_qcd"]}},

@@ -14,7 +14,7 @@ from heplearn.data import io
 from heplearn.errors import DataError
 from heplearn.serving.export import ExportResult
 from heplearn.serving.predict import predict_files
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 from tests.conftest import make_jets, write_rntuple
 from tests.serving.conftest import SELECTION
 

@@ -22,7 +22,7 @@ import pytest
 from heplearn.run_config import load_run_config
 from heplearn.serving.export import ExportResult, export_run
 from heplearn.serving.server import BackgroundServer
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 from tests.serving.conftest import LENGTH, run_config
 
 OVERSIZE_PARTICLES = 10_000

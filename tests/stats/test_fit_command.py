@@ -17,7 +17,7 @@ from heplearn.data import io
 from heplearn.run_config import load_run_config
 from heplearn.stats.fitting import FitSettings, fit_inputs, inputs_from_run
 from heplearn.stats.templates import Binning
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 from tests.evaluation.conftest import make_overlapping_jets, run_config
 
 

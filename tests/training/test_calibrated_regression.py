@@ -10,8 +10,8 @@ import pytest
 
 from heplearn.data import io
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 QUARTILE = 0.6745  # Φ⁻¹(0.75): the quartiles of N(μ, σ) are μ ± 0.6745 σ
 

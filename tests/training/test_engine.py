@@ -24,9 +24,9 @@ from heplearn.errors import ConfigError
 from heplearn.methods.decorrelation import distance_correlation
 from heplearn.run_config import load_run_config
 from heplearn.tasks import Batch, Classification, Task
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 from heplearn.training.losses import LossTermBase, register_loss_term
-from heplearn.training.run import train
 from tests.conftest import make_jets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ DDP_RECORD = textwrap.dedent("""
     import json, os, sys
     from tests.training.test_engine import MassRecorder
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
     config = load_run_config(json.loads(sys.argv[1]))
     train(config, name="ddp", runs_dir=sys.argv[2], progress=False)
     seen = [[ids.tolist(), masses.tolist()] for ids, masses in MassRecorder.seen]

@@ -44,7 +44,7 @@ def write_config(folder: Path, **training: object) -> Path:
 SLOW_TRAIN = textwrap.dedent("""
     import sys, time
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
     config = load_run_config(sys.argv[1])
     train(config, name="killed", runs_dir=sys.argv[2], progress=False, on_batch=lambda batch: time.sleep(0.05))
 """)
@@ -119,7 +119,7 @@ DDP_TRAIN = textwrap.dedent("""
     import numpy as np
     from safetensors.torch import save_file
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
     from heplearn.training.checkpoint import model_weights
     seen = []
     config = load_run_config(sys.argv[1])
@@ -166,7 +166,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
 
 def test_streaming_with_workers_is_reproducible_over_epochs(tmp_path: Path) -> None:
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
 
     config = load_run_config(write_config(tmp_path, epochs=2, streaming=True, num_workers=2, buffer_size=200))
     weights = []

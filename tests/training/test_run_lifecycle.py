@@ -16,7 +16,7 @@ from heplearn.data import io
 from heplearn.errors import ConfigError, DataError
 from heplearn.run_config import load_run_config
 from heplearn.runs import RunDirectory
-from heplearn.training.run import train
+from heplearn.training.from_config import train
 from tests.conftest import make_jets
 from tests.serving.conftest import run_config
 

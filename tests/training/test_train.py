@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from heplearn.data import io
 from heplearn.errors import ConfigError
 from heplearn.run_config import load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 from tests.conftest import make_jets
 
 

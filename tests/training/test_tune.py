@@ -261,7 +261,7 @@ def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path: Path, bdt_config:
 
 
 def test_the_trainer_hands_each_epoch_to_on_epoch_and_stops_when_it_raises(tmp_path: Path) -> None:
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
 
     folder = tmp_path / "data"
     folder.mkdir()

@@ -32,7 +32,7 @@ from heplearn.evaluation.figures import (
     summarise_score,
 )
 from heplearn.evaluation.report import environment, jsonable, write_json, write_report
-from heplearn.evaluation.runs import (
+from heplearn.evaluation.scoring import (
     OBSERVER_LABELS,
     chosen_observers,
     data_files,
@@ -45,7 +45,7 @@ from heplearn.evaluation.runs import (
 )
 from heplearn.evaluation.sculpting import mass_sculpting
 from heplearn.progress import progress_bar
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from heplearn.evaluation.multiclass import background_fraction_vector, confusion
 from heplearn.evaluation.overtraining import overtraining_check
 from heplearn.evaluation.regression import evaluate_regression
 from heplearn.evaluation.report import environment, jsonable, write_json, write_report
-from heplearn.evaluation.runs import (
+from heplearn.evaluation.scoring import (
     OBSERVER_LABELS,
     chosen_observers,
     data_files,
@@ -58,7 +58,7 @@ from heplearn.evaluation.runs import (
 from heplearn.evaluation.sculpting import mass_sculpting
 from heplearn.runs import RunDirectory
 from heplearn.tasks import Regression
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 log = logging.getLogger(__name__)
 

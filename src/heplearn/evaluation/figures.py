@@ -31,7 +31,7 @@ from heplearn.evaluation.metrics import (
     signal_efficiency_table,
 )
 from heplearn.evaluation.report import embed_png, jsonable
-from heplearn.evaluation.runs import OPTIMAL_OBSERVER
+from heplearn.evaluation.scoring import OPTIMAL_OBSERVER
 from heplearn.evaluation.significance import SignificanceScan, best_cuts
 
 log = logging.getLogger(__name__)

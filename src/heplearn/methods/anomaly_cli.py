@@ -55,7 +55,7 @@ def train_command(
     """Train an autoencoder or VAE on background events (no labels); its run scores anomalies."""
     from heplearn.methods.anomaly import anomaly_run_config
     from heplearn.run_config import load_run_config
-    from heplearn.training.run import train as train_run
+    from heplearn.training.from_config import train as train_run
 
     config = anomaly_run_config(train, _names(variables, "--variables"), model=model, score=score, beta=beta,
                                 latent=latent, val=val, test=test, standardize=not no_standardize, preset=preset)

@@ -406,7 +406,7 @@ def second_network(run_dir: str | os.PathLike[str]) -> nn.Module:
 
     from heplearn.errors import DataError
     from heplearn.runs import RunDirectory
-    from heplearn.trained import TrainedModel
+    from heplearn.trained_model import TrainedModel
 
     run = RunDirectory(Path(run_dir))
     path = run.module_weights_file("second")
@@ -426,7 +426,7 @@ def pair_scores(run_dir: str | os.PathLike[str],
     f is the run's model, g its ``second`` network (``second_network``); both read the jets through
     the run's data config and preprocessing, so (f, g) is the ABCD plane of ``heplearn.stats.abcd``.
     """
-    from heplearn.trained import TrainedModel
+    from heplearn.trained_model import TrainedModel
 
     model = TrainedModel.load(run_dir)
     first, arrays = model.predict_files(files)

@@ -29,8 +29,8 @@ from heplearn.evaluation.plots import PlotStyle, experiment_label, plot_style, s
 from heplearn.evaluation.sculpting import jensen_shannon_divergence, mass_sculpting
 from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig, load_run_config
-from heplearn.trained import TrainedModel
-from heplearn.training.run import train
+from heplearn.trained_model import TrainedModel
+from heplearn.training.from_config import train
 
 METHODS = ("disco", "adversarial")
 

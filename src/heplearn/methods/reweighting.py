@@ -60,9 +60,9 @@ from heplearn.models import registry
 from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig
 from heplearn.runs import RunDirectory
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 from heplearn.training import checkpoint as ckpt
-from heplearn.training.run import fit_torch, make_task, model_info
+from heplearn.training.from_config import fit_torch, make_task, model_info
 from heplearn.training.trainer import BatchSource, InMemorySource
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ from heplearn.methods.reweighting import (
 )
 from heplearn.progress import progress_bar
 from heplearn.run_config import RunConfig
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 
 @dataclass

@@ -248,7 +248,7 @@ def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str 
     rate against the cut.
     """
     from heplearn.data.files import jsonable, write_json
-    from heplearn.trained import TrainedModel
+    from heplearn.trained_model import TrainedModel
 
     if (rate is None) == (efficiency is None):
         raise ConfigError("threshold: give either a rate (with the input rate) or a target efficiency")

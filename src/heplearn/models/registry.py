@@ -30,6 +30,7 @@ CLASSICAL_MODELS: dict[str, tuple[str, str]] = {
 # models whose implementation needs an extra (heplearn.optional.EXTRAS); imported lazily, so that their
 # configs validate without it, and checked by ``check_installed`` where a model is about to be used
 MODEL_EXTRAS: dict[str, str] = {"bdt": "bdt"}
+MODEL_NEEDS: dict[str, str] = {"bdt": "the BDT (model: bdt)"}  # what the missing-extra error names
 
 
 def model_names() -> list[str]:
@@ -62,7 +63,7 @@ def check_installed(name: str) -> None:
     if name in MODEL_EXTRAS:
         from heplearn.optional import require_extra
 
-        require_extra(MODEL_EXTRAS[name], f"model {name}")
+        require_extra(MODEL_EXTRAS[name], MODEL_NEEDS.get(name, f"model {name}"))
 
 
 def hyperparameter_names(name: str) -> tuple[str, ...]:

@@ -165,7 +165,7 @@ class EagerEngine:
     def from_run(cls, run_dir: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE) -> EagerEngine:
         """The network of the run ``run_dir`` (a neural network: classical models have no module)."""
         from heplearn.serving.export import deployable_model
-        from heplearn.trained import TrainedModel
+        from heplearn.trained_model import TrainedModel
 
         return cls(deployable_model(TrainedModel.load(run_dir)), batch_size)
 
@@ -248,7 +248,7 @@ class TorchEngine:
     """The run's own model (any model, neural or classical) through ``TrainedModel.predict``."""
 
     def __init__(self, run_dir: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        from heplearn.trained import TrainedModel
+        from heplearn.trained_model import TrainedModel
 
         self.model = TrainedModel.load(run_dir)
         self.batch_size = batch_size

@@ -67,7 +67,7 @@ from heplearn.serving.engines import MASK, EagerEngine, OnnxEngine, arrays_to_fe
 from heplearn.serving.machine import describe_machine
 from heplearn.serving.protocol import TensorSpec
 from heplearn.tasks import Batch, Classification
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 if TYPE_CHECKING:
     import onnx

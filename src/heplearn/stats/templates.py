@@ -199,7 +199,7 @@ def templates_from_run(run_dir: str | os.PathLike[str], files: Sequence[str | os
                        progress: bool = True) -> dict[str, Template]:
     """One template per class: the run's signal score (or an observer) of the labelled jets of ``files``.
 
-    The run is applied in memory (``heplearn.trained.TrainedModel``) with its own selection,
+    The run is applied in memory (``heplearn.trained_model.TrainedModel``) with its own selection,
     labels and weights; ``observable`` names an observer of the data instead of the score.
     """
     values, labels, weights, class_names, label = run_observable(run_dir, files, observable, progress)
@@ -219,7 +219,7 @@ def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.Pat
     """
     from heplearn.data.config import LabelConfig
     from heplearn.data.dataset import load_arrays
-    from heplearn.evaluation.runs import data_files, evaluation_data_config, load_run, predict, signal_score
+    from heplearn.evaluation.scoring import data_files, evaluation_data_config, load_run, predict, signal_score
 
     model = load_run(run_dir, kinds=("summary_statistic",))
     paths = data_files(files)

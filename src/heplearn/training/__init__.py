@@ -1,7 +1,7 @@
 """Training: the loop, the loss terms, the step strategies, the checkpoints and runs from a config.
 
 - ``fit(model, task, train, val, config)``: the one in-memory entry point (``trainer.py``);
-- ``train(config)``: a run directory from a run config (``run.py``);
+- ``train(config)``: a run directory from a run config (``from_config.py``);
 - ``losses``: the loss terms of ``training.loss``; ``steps``: the step strategies of ``training.step``.
 """
 
@@ -17,8 +17,8 @@ _API = {
     "BatchSource": "heplearn.training.trainer",
     "InMemorySource": "heplearn.training.trainer",
     "StreamSource": "heplearn.training.trainer",
-    "train": "heplearn.training.run",
-    "make_task": "heplearn.training.run",
+    "train": "heplearn.training.from_config",
+    "make_task": "heplearn.training.from_config",
     "register_loss_term": "heplearn.training.losses",
     "register_step_strategy": "heplearn.training.steps",
 }

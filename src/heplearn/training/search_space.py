@@ -165,7 +165,7 @@ def check_space(space: SearchSpace, base: dict[str, Any], sampler: str = "tpe") 
     the model's hyper-parameters), and both ends of its range (every choice) must give a valid
     config; the grid sampler needs a finite grid.
     """
-    from heplearn.training.run import check_config
+    from heplearn.training.from_config import check_config
 
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")

@@ -106,7 +106,7 @@ class TuneSettings:
 def train_trial(config: RunConfig, name: str, runs_dir: Path, on_epoch: EpochCallback,
                 progress: bool) -> list[dict[str, Any]]:
     """One trial as an ordinary training run ``runs_dir/name``; returns its epochs' records."""
-    from heplearn.training.run import train
+    from heplearn.training.from_config import train
 
     return train(config, name=name, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch).history
 

@@ -38,7 +38,7 @@ from heplearn.models import registry
 from heplearn.run_config import RunConfig
 from heplearn.runs import RunDirectory
 from heplearn.tasks import Classification, Reconstruction, Regression, Reweighting, Task
-from heplearn.trained import predict_classical, to_classical_labels
+from heplearn.trained_model import predict_classical, to_classical_labels
 from heplearn.training import checkpoint as ckpt
 from heplearn.training.losses import LOSS_TERMS, TermContext, build_terms
 from heplearn.training.trainer import InMemorySource, StreamSource, Trainer, distributed, fit
@@ -158,6 +158,7 @@ def train(
     once the run is finished); it may raise to stop the training (``heplearn tune`` prunes so).
     """
     check_config(config)
+    registry.check_installed(config.model.name)  # a missing extra (the BDT's xgboost) before any file is read
     init_distributed()
     rank, world_size = distributed()
     created = False

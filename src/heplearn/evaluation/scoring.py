@@ -24,7 +24,7 @@ from heplearn.evaluation.metrics import effective_count
 from heplearn.evaluation.multiclass import discriminant
 from heplearn.evaluation.report import jsonable
 from heplearn.progress import progress_bar
-from heplearn.trained import TrainedModel
+from heplearn.trained_model import TrainedModel
 
 OPTIMAL_OBSERVER = "aux_log_lr"  # the exact log-likelihood ratio of the analytic toy
 MASS_OBSERVERS = ("jet_sdmass", "jet_mass")
