@@ -32,6 +32,7 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks.py
 
 clean:
 	rm -rf $(VENV) demo site

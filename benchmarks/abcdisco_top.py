@@ -73,8 +73,10 @@ def working_point(plane: Plane, qcd_efficiency: float) -> WorkingPoint:
     cut_second = float(np.quantile(plane.second[qcd], 1 - qcd_efficiency))
     background = region_counts(plane.first[qcd], plane.second[qcd], cut_first, cut_second)
     signal = region_counts(plane.first[top], plane.second[top], cut_first, cut_second)
-    ratio = {region: signal.sums[region] / background.sums[region] if background.sums[region] > 0 else float("inf")
-             for region in "ABCD"}
+    ratio = {
+        region: signal.sums[region] / background.sums[region] if background.sums[region] > 0 else float("inf")
+        for region in "ABCD"
+    }
     contamination = {region: ratio[region] / ratio["A"] if ratio["A"] > 0 else float("nan") for region in "BCD"}
     return WorkingPoint(qcd_efficiency, signal.sums["A"] / int(top.sum()), abcd_estimate(background), contamination)
 
@@ -105,8 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="configs/top_qcd_double_disco.yaml")
     parser.add_argument("--data", nargs="+", default=["data/top_qcd/test.parquet"], help="the test jets")
-    parser.add_argument("--strengths", default=None,
-                        help="Double DisCo's λ, comma-separated (default: the config's)")
+    parser.add_argument("--strengths", default=None, help="Double DisCo's λ, comma-separated (default: the config's)")
     parser.add_argument("--single-strength", type=float, default=10.0, help="Single DisCo's λ")
     parser.add_argument("--working-points", default="0.5,0.3,0.2", help="QCD efficiency of each cut")
     parser.add_argument("--epochs", type=int, default=None)
@@ -116,17 +117,30 @@ def main() -> None:
     arguments = parser.parse_args()
     epochs = arguments.epochs or (5 if arguments.quick else None)
     common = [f"training.epochs={epochs}"] if epochs else []
-    strengths = ([float(value) for value in arguments.strengths.split(",")] if arguments.strengths
-                 else [load_run_config(arguments.config).training.step.settings["strength"]])
-    single = ["training.step={name: single}", "training.loss=[{name: cross_entropy}, {name: disco, weight: "
-              f"{arguments.single_strength}, on: {MASS_OBSERVER}}}]"]
+    strengths = (
+        [float(value) for value in arguments.strengths.split(",")]
+        if arguments.strengths
+        else [load_run_config(arguments.config).training.step.settings["strength"]]
+    )
+    single = [
+        "training.step={name: single}",
+        "training.loss=[{name: cross_entropy}, {name: disco, weight: "
+        f"{arguments.single_strength}, on: {MASS_OBSERVER}}}]",
+    ]
     variants: dict[str, tuple[str, list[str], Any]] = {
-        "plain pair (λ = 0)": ("plain", ["training.step.strength=0"], double_disco_plane)}
+        "plain pair (λ = 0)": ("plain", ["training.step.strength=0"], double_disco_plane)
+    }
     for strength in strengths:
-        variants[f"Double DisCo (λ = {strength:g})"] = (f"double{strength:g}", [f"training.step.strength={strength}"],
-                                                        double_disco_plane)
+        variants[f"Double DisCo (λ = {strength:g})"] = (
+            f"double{strength:g}",
+            [f"training.step.strength={strength}"],
+            double_disco_plane,
+        )
     variants[f"Single DisCo (f, m_SD; λ = {arguments.single_strength:g})"] = (
-        f"single{arguments.single_strength:g}", single, single_disco_plane)
+        f"single{arguments.single_strength:g}",
+        single,
+        single_disco_plane,
+    )
     planes, seconds = [], {}  # seconds: "reused" for a run taken from --runs-dir
     for name, (slug, overrides, plane_of) in variants.items():
         run_dir = arguments.runs_dir / slug
@@ -138,8 +152,10 @@ def main() -> None:
             seconds[name] = f"{time.perf_counter() - started:.0f}"
         planes.append(plane_of(name, run_dir, arguments.data))
     efficiencies = [float(value) for value in arguments.working_points.split(",")]
-    print("| ABCD plane | AUC of f | AUC of g | dCor²(f, g) on QCD | ε_QCD per cut | ε_top in A | N_A (QCD) | "
-          "N_A predicted | closure | pull | contamination B / C / D | training [s] |")
+    print(
+        "| ABCD plane | AUC of f | AUC of g | dCor²(f, g) on QCD | ε_QCD per cut | ε_top in A | N_A (QCD) | "
+        "N_A predicted | closure | pull | contamination B / C / D | training [s] |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for plane in planes:
@@ -150,10 +166,12 @@ def main() -> None:
             point = working_point(plane, efficiency)
             estimate = point.estimate
             contamination = " / ".join(f"{point.contamination[region]:.3f}" for region in "BCD")
-            print(f"| {plane.name} | {aucs[0]:.4f} | {aucs[1]:.4f} | {correlation:.3f} | {efficiency:.2f} | "
-                  f"{point.signal_efficiency:.3f} | {estimate.observed:.0f} | {estimate.predicted:.1f} ± "
-                  f"{estimate.uncertainty:.1f} | {estimate.closure:.3f} ± {estimate.closure_uncertainty:.3f} | "
-                  f"{estimate.closure_pull:+.1f} | {contamination} | {seconds[plane.name]} |")
+            print(
+                f"| {plane.name} | {aucs[0]:.4f} | {aucs[1]:.4f} | {correlation:.3f} | {efficiency:.2f} | "
+                f"{point.signal_efficiency:.3f} | {estimate.observed:.0f} | {estimate.predicted:.1f} ± "
+                f"{estimate.uncertainty:.1f} | {estimate.closure:.3f} ± {estimate.closure_uncertainty:.3f} | "
+                f"{estimate.closure_pull:+.1f} | {contamination} | {seconds[plane.name]} |"
+            )
         summary[plane.name] = working_point(plane, efficiencies[len(efficiencies) // 2]).estimate.closure
     names = list(summary)
     ours, reference = abs(summary[names[1]] - 1), abs(summary[names[0]] - 1)

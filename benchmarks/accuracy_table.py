@@ -46,8 +46,10 @@ TABLE: dict[str, dict[str, tuple[str, list[str]]]] = {
         "efn": ("top_qcd_efn.yaml", ["training.epochs=8"]),
         "cnn": ("top_qcd_cnn.yaml", ["training.epochs=8"]),
         "rnn": ("top_qcd_rnn.yaml", ["training.epochs=6"]),
-        "particlenet": ("top_qcd_particlenet.yaml", ["model.preset=lite", "training.epochs=3",
-                                                     "training.learning_rate=0.003"]),
+        "particlenet": (
+            "top_qcd_particlenet.yaml",
+            ["model.preset=lite", "training.epochs=3", "training.learning_rate=0.003"],
+        ),
         "part": ("top_qcd_part.yaml", ["model.preset=lite", "training.epochs=2"]),
     },
     # Is a network limited by the training sample? The same models on a quarter and a half of it
@@ -58,19 +60,33 @@ TABLE: dict[str, dict[str, tuple[str, list[str]]]] = {
         for model, config, overrides in (
             ("bdt", "top_qcd_bdt.yaml", []),
             ("pfn", "top_qcd_pfn.yaml", ["training.epochs=8"]),
-            ("particlenet", "top_qcd_particlenet.yaml", ["model.preset=lite", "training.epochs=3",
-                                                         "training.learning_rate=0.003"]),
+            (
+                "particlenet",
+                "top_qcd_particlenet.yaml",
+                ["model.preset=lite", "training.epochs=3", "training.learning_rate=0.003"],
+            ),
         )
     },
     "quark_gluon": {
         "pfn": ("quark_gluon_pfn.yaml", ["training.epochs=8"]),
-        "pfn (kinematics only)": ("quark_gluon_pfn.yaml", ["training.epochs=8",
-                                                           f"data.inputs.particles.variables={KINEMATIC}",
-                                                           "data.inputs.particles.skip_standardize=[]"]),
+        "pfn (kinematics only)": (
+            "quark_gluon_pfn.yaml",
+            [
+                "training.epochs=8",
+                f"data.inputs.particles.variables={KINEMATIC}",
+                "data.inputs.particles.skip_standardize=[]",
+            ],
+        ),
         "particlenet": ("quark_gluon_particlenet.yaml", ["training.epochs=3", "training.learning_rate=0.003"]),
-        "particlenet (kinematics only)": ("quark_gluon_particlenet.yaml", [
-            "training.epochs=3", "training.learning_rate=0.003", f"data.inputs.particles.variables={KINEMATIC}",
-            "data.inputs.particles.skip_standardize=[]"]),
+        "particlenet (kinematics only)": (
+            "quark_gluon_particlenet.yaml",
+            [
+                "training.epochs=3",
+                "training.learning_rate=0.003",
+                f"data.inputs.particles.variables={KINEMATIC}",
+                "data.inputs.particles.skip_standardize=[]",
+            ],
+        ),
     },
 }
 
@@ -104,8 +120,12 @@ def main() -> None:
     parser.add_argument("--sample", choices=sorted(TABLE), default="top_qcd")
     parser.add_argument("--models", nargs="+", help="rows to run (default: all of the sample)")
     parser.add_argument("--output", type=Path, default=Path("runs/accuracy"))
-    parser.add_argument("--write-subsets", type=Path, metavar="TRAIN_PARQUET",
-                        help="write the learning curve's training subsets next to this file, then exit")
+    parser.add_argument(
+        "--write-subsets",
+        type=Path,
+        metavar="TRAIN_PARQUET",
+        help="write the learning curve's training subsets next to this file, then exit",
+    )
     arguments = parser.parse_args()
     if arguments.write_subsets:
         write_subsets(arguments.write_subsets)
@@ -132,14 +152,19 @@ def main() -> None:
         minutes[row] = json.loads(timing.read_text())
         run_dirs.append(run_dir)
     comparison = compare_runs(run_dirs, test_files, output, names=names, progress=True)
-    lines = [f"{arguments.sample}, test file {', '.join(test_files)}", "",
-             "| model | AUC | 1/ε_B at ε_S = 30% | 1/ε_B at ε_S = 50% | parameters | training minutes |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"{arguments.sample}, test file {', '.join(test_files)}",
+        "",
+        "| model | AUC | 1/ε_B at ε_S = 30% | 1/ε_B at ε_S = 50% | parameters | training minutes |",
+        "|---|---|---|---|---|---|",
+    ]
     for entry, run_dir in zip(comparison.metrics["models"], run_dirs, strict=True):
         figures = entry["figures"]
-        lines.append(f"| {entry['name']} | {figures['auc']:.4f} | {_rejection(figures, 30)} "
-                     f"| {_rejection(figures, 50)} | {count_parameters(run_dir)} "
-                     f"| {minutes[entry['name']]:.1f} |")
+        lines.append(
+            f"| {entry['name']} | {figures['auc']:.4f} | {_rejection(figures, 30)} "
+            f"| {_rejection(figures, 50)} | {count_parameters(run_dir)} "
+            f"| {minutes[entry['name']]:.1f} |"
+        )
     table = "\n".join(lines)
     write_text_atomic(output / "table.md", table + "\n")
     print(table)

@@ -58,8 +58,9 @@ def export_all(folder: Path) -> None:
     import heplearn.models.part  # noqa: F401  (registers the custom op the exporter's translation table names)
 
     for score in SCORES.values():
-        export_network(build(score), [torch.randn(2, FEATURES)], ["jet"], "anomaly_score",
-                       folder / f"{score}.onnx", [{0: "batch"}])
+        export_network(
+            build(score), [torch.randn(2, FEATURES)], ["jet"], "anomaly_score", folder / f"{score}.onnx", [{0: "batch"}]
+        )
 
 
 def rate(function: Callable[[], object], events_per_call: int, seconds: float) -> float:
@@ -86,8 +87,11 @@ def main() -> None:
     print_machine()
     seconds, repeats = (0.3, 2) if args.quick else (args.seconds, args.repeats)
     torch.set_num_threads(1)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread each; "
-          "timings on a shared, loaded machine", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread each; "
+        "timings on a shared, loaded machine",
+        flush=True,
+    )
     folder = Path(tempfile.mkdtemp(prefix="bench_anomaly_"))
     subprocess.run([sys.executable, __file__, "--export-to", str(folder)], check=True)
     rng = np.random.default_rng(0)
@@ -95,7 +99,7 @@ def main() -> None:
     for name, score in SCORES.items():
         module = build(score)
         session = open_session(folder / f"{score}.onnx", threads=1)
-        for batch in ((1,) if name == "encoder" else (1, args.batch)):
+        for batch in (1,) if name == "encoder" else (1, args.batch):
             x = rng.normal(size=(batch, FEATURES)).astype(np.float32)
             tensor = torch.from_numpy(x)
             with torch.inference_mode():
@@ -112,18 +116,38 @@ def main() -> None:
                 onnx_rates.append(rate(lambda x=x, session=session: session.run(None, {"jet": x}), batch, seconds))
                 eager_rates.append(rate(eager, batch, seconds))
             onnx_best, eager_best = max(onnx_rates), max(eager_rates)
-            rows.append({"model": name, "batch": batch, "onnx_events_s": onnx_best, "eager_events_s": eager_best,
-                         "onnx_latency_us": 1e6 * batch / onnx_best, "eager_latency_us": 1e6 * batch / eager_best,
-                         "ratio": onnx_best / eager_best, "max_difference": difference})
-    print(f"{'model':<12} {'batch':>5} {'onnx ev/s':>12} {'eager ev/s':>12} {'onnx µs/call':>13} "
-          f"{'eager µs/call':>14} {'ratio':>6} {'max |Δ|':>9}")
+            rows.append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    "onnx_events_s": onnx_best,
+                    "eager_events_s": eager_best,
+                    "onnx_latency_us": 1e6 * batch / onnx_best,
+                    "eager_latency_us": 1e6 * batch / eager_best,
+                    "ratio": onnx_best / eager_best,
+                    "max_difference": difference,
+                }
+            )
+    print(
+        f"{'model':<12} {'batch':>5} {'onnx ev/s':>12} {'eager ev/s':>12} {'onnx µs/call':>13} "
+        f"{'eager µs/call':>14} {'ratio':>6} {'max |Δ|':>9}"
+    )
     for row in rows:
-        print(f"{row['model']:<12} {row['batch']:>5} {row['onnx_events_s']:>12.4g} {row['eager_events_s']:>12.4g} "
-              f"{row['onnx_latency_us']:>13.4g} "
-              f"{row['eager_latency_us']:>14.4g} {row['ratio']:>6.2f} {row['max_difference']:>9.2g}")
+        print(
+            f"{row['model']:<12} {row['batch']:>5} {row['onnx_events_s']:>12.4g} {row['eager_events_s']:>12.4g} "
+            f"{row['onnx_latency_us']:>13.4g} "
+            f"{row['eager_latency_us']:>14.4g} {row['ratio']:>6.2f} {row['max_difference']:>9.2g}"
+        )
     encoder = rows[0]
-    print(json.dumps({"ours": round(encoder["onnx_events_s"], 1), "reference": round(encoder["eager_events_s"], 1),
-                      "ratio": round(encoder["ratio"], 2)}))
+    print(
+        json.dumps(
+            {
+                "ours": round(encoder["onnx_events_s"], 1),
+                "reference": round(encoder["eager_events_s"], 1),
+                "ratio": round(encoder["ratio"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

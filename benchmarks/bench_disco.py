@@ -38,8 +38,11 @@ FEATURES = 7
 def batch_for(model_name: str, seed: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     label = torch.randint(0, 2, (BATCH,), generator=generator)
-    batch = {"label": label, "weight": torch.ones(BATCH),
-             observer_key("jet_sdmass"): 80 + 90 * label.float() + 15 * torch.randn(BATCH, generator=generator)}
+    batch = {
+        "label": label,
+        "weight": torch.ones(BATCH),
+        observer_key("jet_sdmass"): 80 + 90 * label.float() + 15 * torch.randn(BATCH, generator=generator),
+    }
     keys = registry.model_class(model_name).input_keys
     if "jet" in keys:
         batch["jet"] = torch.randn(BATCH, 6, generator=generator)
@@ -87,8 +90,10 @@ def main() -> None:
     mass = sample[observer_key("jet_sdmass")][background].double()
     ours = float(distance_correlation(score + 0.01 * mass, mass))
     theirs = float(dcor.distance_correlation_sqr((score + 0.01 * mass).numpy(), mass.numpy()))
-    print(f"dCor² on {int(background.sum())} background jets: heplearn {ours:.12f}, dcor {theirs:.12f}, "
-          f"difference {abs(ours - theirs):.2e}")
+    print(
+        f"dCor² on {int(background.sum())} background jets: heplearn {ours:.12f}, dcor {theirs:.12f}, "
+        f"difference {abs(ours - theirs):.2e}"
+    )
 
     print(f"{'model':12s} {'CE only [ms]':>14s} {'CE + DisCo [ms]':>16s} {'ratio':>7s}")
     worst: dict[str, float] = {}

@@ -37,8 +37,16 @@ from heplearn.methods.fastsim import load_fastsim, sample_jets, write_jets
 def pythia_rate(process: str, jets: int, seed: int) -> float:
     """Jets per CPU-second of the project's generator (one worker, one chunk)."""
     with tempfile.TemporaryDirectory(prefix="bench_fastsim_") as directory:
-        summary = generate([process], jets, directory, seed=seed, workers=1, chunk_size=jets,
-                           options=GeneratorOptions(), progress=False)
+        summary = generate(
+            [process],
+            jets,
+            directory,
+            seed=seed,
+            workers=1,
+            chunk_size=jets,
+            options=GeneratorOptions(),
+            progress=False,
+        )
     return summary.jets_generated / summary.cpu_seconds
 
 
@@ -73,8 +81,7 @@ def main() -> None:
         print(f"Pythia 8 + FastJet, {process}: {reference[-1]:.1f} jets/CPU-s", flush=True)
         for run in arguments.run:
             ours[run].append(model_rates(run, model_jets, arguments.steps, arguments.seed))
-            print(f"{run}: {ours[run][-1][0]:.0f} jets/CPU-s network, {ours[run][-1][1]:.0f} with the file",
-                  flush=True)
+            print(f"{run}: {ours[run][-1][0]:.0f} jets/CPU-s network, {ours[run][-1][1]:.0f} with the file", flush=True)
     pythia = statistics.mean(reference)
     print("\n| generator | jets/CPU-s (network) | jets/CPU-s (JetClass file) | × Pythia + FastJet |")
     print("|---|---|---|---|")

@@ -99,11 +99,21 @@ def run_ours(process: str, jets: int, workers: int, seed: int, scheduler: str | 
     chunk_size = max(1, jets // (2 * workers)) if workers > 1 else jets
     with tempfile.TemporaryDirectory(prefix="bench_generate_") as directory:
         start = time.perf_counter()
-        summary = generate([process], jets, directory, seed=seed, workers=workers, chunk_size=chunk_size,
-                           options=GeneratorOptions(), scheduler=scheduler, progress=False)
+        summary = generate(
+            [process],
+            jets,
+            directory,
+            seed=seed,
+            workers=workers,
+            chunk_size=chunk_size,
+            options=GeneratorOptions(),
+            scheduler=scheduler,
+            progress=False,
+        )
         seconds = time.perf_counter() - start
-    return Measurement(process, "ours", workers, summary.jets_generated, seconds, summary.cpu_seconds,
-                       summary.chunk_seconds)
+    return Measurement(
+        process, "ours", workers, summary.jets_generated, seconds, summary.cpu_seconds, summary.chunk_seconds
+    )
 
 
 # ----------------------------------------------------------------------------- reference
@@ -178,14 +188,21 @@ def reference_jets(card: ProcessCard, options: GeneratorOptions, n_jets: int, se
             if card.truth == "resonance" and best is None:
                 continue
             constituents = sorted(jet.constituents(), key=lambda c: -c.pt())
-            rows.append({
-                "px": [c.px() for c in constituents], "py": [c.py() for c in constituents],
-                "pz": [c.pz() for c in constituents], "E": [c.E() for c in constituents],
-                "pid": [event[c.user_index()].id() for c in constituents],
-                "charge": [event[c.user_index()].charge() for c in constituents],
-                "jet_pt": jet.pt(), "jet_eta": jet.eta(), "jet_phi": jet.phi_std(), "jet_mass": jet.m(),
-                "parton_pdgid": best.id() if best is not None else 0,
-            })
+            rows.append(
+                {
+                    "px": [c.px() for c in constituents],
+                    "py": [c.py() for c in constituents],
+                    "pz": [c.pz() for c in constituents],
+                    "E": [c.E() for c in constituents],
+                    "pid": [event[c.user_index()].id() for c in constituents],
+                    "charge": [event[c.user_index()].charge() for c in constituents],
+                    "jet_pt": jet.pt(),
+                    "jet_eta": jet.eta(),
+                    "jet_phi": jet.phi_std(),
+                    "jet_mass": jet.m(),
+                    "parton_pdgid": best.id() if best is not None else 0,
+                }
+            )
             if len(rows) == n_jets:
                 break
     # Substructure with the same FastJet-contrib tools as ours, on all the jets at once.
@@ -212,11 +229,11 @@ EVENT_OPTIONS = EventOptions(mpi=False)
 def run_ours_events(process: str, events: int, seed: int) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="bench_generate_events_") as directory:
         start = time.perf_counter()
-        summary = generate_events_sample([process], events, directory, seed=seed, chunk_size=events,
-                                         options=EVENT_OPTIONS, progress=False)
+        summary = generate_events_sample(
+            [process], events, directory, seed=seed, chunk_size=events, options=EVENT_OPTIONS, progress=False
+        )
         seconds = time.perf_counter() - start
-    return Measurement(process, "ours", 1, summary.jets_generated, seconds, summary.cpu_seconds,
-                       summary.chunk_seconds)
+    return Measurement(process, "ours", 1, summary.jets_generated, seconds, summary.cpu_seconds, summary.chunk_seconds)
 
 
 def _isolated_objects(event: object, visible: list[int]) -> dict[str, list[int]]:
@@ -228,9 +245,13 @@ def _isolated_objects(event: object, visible: list[int]) -> dict[str, list[int]]
         threshold = 10.0 if kind == "photon" else EVENT_OPTIONS.lepton_pt_min
         if kind is None or particle.pT() <= threshold or abs(particle.eta()) >= (2.4 if kind == "muon" else 2.5):
             continue
-        cone = sum(event[j].pT() for j in visible  # type: ignore[index]
-                   if j != i and _delta_r(particle.eta(), particle.phi(), event[j].eta(), event[j].phi())  # type: ignore[index]
-                   < ISOLATION_RADIUS)
+        cone = sum(
+            event[j].pT()
+            for j in visible  # type: ignore[index]
+            if j != i
+            and _delta_r(particle.eta(), particle.phi(), event[j].eta(), event[j].phi())  # type: ignore[index]
+            < ISOLATION_RADIUS
+        )
         if cone / particle.pT() < ISOLATION_MAX:
             found[kind].append(i)
     return found
@@ -257,30 +278,49 @@ def reference_events(card: EventCard, n_events: int, seed: int) -> list[dict]:
         taken = {i for indices in objects.values() for i in indices}
 
         def pseudojets(indices: list[int], event: object = event) -> list[object]:
-            return [fastjet.PseudoJet(event[i].px(), event[i].py(), event[i].pz(), event[i].e())  # type: ignore[index]
-                    for i in indices]
+            return [
+                fastjet.PseudoJet(event[i].px(), event[i].py(), event[i].pz(), event[i].e())  # type: ignore[index]
+                for i in indices
+            ]
 
         small_sequence = fastjet.ClusterSequence(pseudojets([i for i in visible if i not in taken]), small)
         large_sequence = fastjet.ClusterSequence(pseudojets(visible), large)  # alive while its jets are read
-        jets = [jet for jet in fastjet.sorted_by_pt(small_sequence.inclusive_jets(EVENT_OPTIONS.jet_pt_min))
-                if abs(jet.eta()) < 4.7]
-        fat = [jet for jet in fastjet.sorted_by_pt(large_sequence.inclusive_jets(EVENT_OPTIONS.fatjet_pt_min))
-               if abs(jet.eta()) < 2.4]
+        jets = [
+            jet
+            for jet in fastjet.sorted_by_pt(small_sequence.inclusive_jets(EVENT_OPTIONS.jet_pt_min))
+            if abs(jet.eta()) < 4.7
+        ]
+        fat = [
+            jet
+            for jet in fastjet.sorted_by_pt(large_sequence.inclusive_jets(EVENT_OPTIONS.fatjet_pt_min))
+            if abs(jet.eta()) < 2.4
+        ]
         if card.trigger_fatjet_pt is not None and (not fat or fat[0].pt() <= card.trigger_fatjet_pt):
             continue
         if len(objects["muon"]) < card.min_muons:
             continue
         met_x = -sum(event[i].px() for i in visible)
         met_y = -sum(event[i].py() for i in visible)
-        rows.append({
-            "Jet_pt": [jet.pt() for jet in jets], "Jet_eta": [jet.eta() for jet in jets],
-            "FatJet_pt": [jet.pt() for jet in fat], "FatJet_mass": [jet.m() for jet in fat],
-            "Muon_pt": [event[i].pT() for i in objects["muon"]], "MET_pt": float(np.hypot(met_x, met_y)),
-            "GenPart_pdgId": [event[i].id() for i in range(event.size()) if 21 <= event[i].statusAbs() <= 23],
-        })
-        fat_constituents += [{"px": [c.px() for c in jet.constituents()], "py": [c.py() for c in jet.constituents()],
-                              "pz": [c.pz() for c in jet.constituents()], "E": [c.E() for c in jet.constituents()]}
-                             for jet in fat]
+        rows.append(
+            {
+                "Jet_pt": [jet.pt() for jet in jets],
+                "Jet_eta": [jet.eta() for jet in jets],
+                "FatJet_pt": [jet.pt() for jet in fat],
+                "FatJet_mass": [jet.m() for jet in fat],
+                "Muon_pt": [event[i].pT() for i in objects["muon"]],
+                "MET_pt": float(np.hypot(met_x, met_y)),
+                "GenPart_pdgId": [event[i].id() for i in range(event.size()) if 21 <= event[i].statusAbs() <= 23],
+            }
+        )
+        fat_constituents += [
+            {
+                "px": [c.px() for c in jet.constituents()],
+                "py": [c.py() for c in jet.constituents()],
+                "pz": [c.pz() for c in jet.constituents()],
+                "E": [c.E() for c in jet.constituents()],
+            }
+            for jet in fat
+        ]
     if fat_constituents:
         constituents = ak.Array(fat_constituents)
         substructure_fields(ak.zip({k: constituents[k] for k in ("px", "py", "pz", "E")}, with_name="Momentum4D"), 0.8)
@@ -305,6 +345,7 @@ def track_step_cost(jets: int, seed: int) -> tuple[float, float]:
                 return function(*args, **kwargs)  # type: ignore[operator]
             finally:
                 spent[0] += time.process_time() - start
+
         return wrapper
 
     originals = (chunk_module.tracks.track_fields, chunk_module.truth.find_heavy_hadrons)
@@ -358,14 +399,28 @@ def compare_jets(jets: int, repeats: int) -> dict[str, float]:
     # The two-worker runs use one LocalCluster, started (and warmed up) once: its start-up is a
     # fixed cost of a few seconds per `generate` call, reported separately.
     start = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
         startup = time.perf_counter() - start
         with Client(cluster) as client:
             parallelism_before = machine_parallelism(client)
         with tempfile.TemporaryDirectory(prefix="bench_generate_warmup_") as directory:
-            generate(["qcd"], 4, directory, workers=2, chunk_size=2, options=GeneratorOptions(mpi=False),
-                     scheduler=cluster.scheduler_address, progress=False)
+            generate(
+                ["qcd"],
+                4,
+                directory,
+                workers=2,
+                chunk_size=2,
+                options=GeneratorOptions(mpi=False),
+                scheduler=cluster.scheduler_address,
+                progress=False,
+            )
         results: list[Measurement] = []
         for repeat in range(repeats):
             for process in PROCESSES:
@@ -377,26 +432,37 @@ def compare_jets(jets: int, repeats: int) -> dict[str, float]:
             parallelism_after = machine_parallelism(client)
 
     def rate(process: str, method: str, workers: int, quantity: str = "per_core") -> float:
-        return statistics.mean(getattr(m, quantity) for m in results
-                               if (m.process, m.method, m.workers) == (process, method, workers))
+        return statistics.mean(
+            getattr(m, quantity) for m in results if (m.process, m.method, m.workers) == (process, method, workers)
+        )
 
-    print(f"{'process':8} {'method':10} {'workers':>7} {'jets/s':>9} {'jets/s/core':>12} {'jets/CPU-s':>11} "
-          f"{'busy workers':>12}")
+    print(
+        f"{'process':8} {'method':10} {'workers':>7} {'jets/s':>9} {'jets/s/core':>12} {'jets/CPU-s':>11} "
+        f"{'busy workers':>12}"
+    )
     for process in PROCESSES:
         for method, workers in (("ours", 1), ("ours", 2), ("reference", 1)):
             per_core = rate(process, method, workers)
-            print(f"{process:8} {method:10} {workers:7d} {per_core * workers:9.1f} {per_core:12.1f} "
-                  f"{rate(process, method, workers, 'per_cpu_second'):11.1f} "
-                  f"{rate(process, method, workers, 'concurrency'):12.2f}")
+            print(
+                f"{process:8} {method:10} {workers:7d} {per_core * workers:9.1f} {per_core:12.1f} "
+                f"{rate(process, method, workers, 'per_cpu_second'):11.1f} "
+                f"{rate(process, method, workers, 'concurrency'):12.2f}"
+            )
         scaling = rate(process, "ours", 2) * 2 / rate(process, "ours", 1)
         ratio = rate(process, "ours", 1) / rate(process, "reference", 1)
-        print(f"{process:8} wall-clock speed-up with 2 workers: {scaling:.2f}x (linear: 2x); "
-              f"ours / reference per core: {ratio:.2f}")
-    print("(jets/CPU-s counts CPU time only, so it does not drop when other programs share the cores;\n"
-          " 'busy workers' is the average number of chunks running at once)")
+        print(
+            f"{process:8} wall-clock speed-up with 2 workers: {scaling:.2f}x (linear: 2x); "
+            f"ours / reference per core: {ratio:.2f}"
+        )
+    print(
+        "(jets/CPU-s counts CPU time only, so it does not drop when other programs share the cores;\n"
+        " 'busy workers' is the average number of chunks running at once)"
+    )
     print(f"(Dask LocalCluster start-up with 2 workers: {startup:.1f} s, once per generate call)")
-    print(f"(machine check: two CPU-bound processes ran {parallelism_before:.2f}x / {parallelism_after:.2f}x "
-          "as fast as one, before / after; 2x means two free cores)")
+    print(
+        f"(machine check: two CPU-bound processes ran {parallelism_before:.2f}x / {parallelism_after:.2f}x "
+        "as fast as one, before / after; 2x means two free cores)"
+    )
     ours = statistics.mean(rate(process, "ours", 1) for process in PROCESSES)
     reference = statistics.mean(rate(process, "reference", 1) for process in PROCESSES)
     return {"ours": round(ours, 2), "reference": round(reference, 2), "ratio": round(ours / reference, 3)}
@@ -415,22 +481,34 @@ def compare_events(events: int, repeats: int, jets: int) -> dict[str, object]:
         for method in ("ours", "reference"):
             chosen = [m for m in event_results if (m.process, m.method) == (process, method)]
             event_rates[process, method] = statistics.mean(m.per_core for m in chosen)
-            print(f"{process:10} {method:10} {event_rates[process, method]:14.2f} "
-                  f"{statistics.mean(m.per_cpu_second for m in chosen):13.2f}")
-        print(f"{process:10} ours / reference per core: "
-              f"{event_rates[process, 'ours'] / event_rates[process, 'reference']:.2f}")
+            print(
+                f"{process:10} {method:10} {event_rates[process, method]:14.2f} "
+                f"{statistics.mean(m.per_cpu_second for m in chosen):13.2f}"
+            )
+        print(
+            f"{process:10} ours / reference per core: "
+            f"{event_rates[process, 'ours'] / event_rates[process, 'reference']:.2f}"
+        )
     events_ours = statistics.mean(event_rates[process, "ours"] for process in EVENT_PROCESSES)
     events_reference = statistics.mean(event_rates[process, "reference"] for process in EVENT_PROCESSES)
     per_jet_ms, share = track_step_cost(jets, 300)
-    print(f"\ntrack/vertex step (ghosts, impact parameters, secondary vertices): {per_jet_ms:.2f} CPU ms per top "
-          f"jet, {100 * share:.1f}% of the generation CPU")
+    print(
+        f"\ntrack/vertex step (ghosts, impact parameters, secondary vertices): {per_jet_ms:.2f} CPU ms per top "
+        f"jet, {100 * share:.1f}% of the generation CPU"
+    )
     pileup = pileup_cost(jets, 400)
-    print("pileup (QCD jets 150-200 GeV, R = 0.4, pool of 1000 made beforehand): "
-          + ", ".join(f"μ = {mu:g}: {ms:.1f} CPU ms per jet" for mu, ms in pileup.items()))
-    return {"pileup_ms_per_jet": {f"{mu:g}": round(ms, 2) for mu, ms in pileup.items()},
-            "events_ours": round(events_ours, 2), "events_reference": round(events_reference, 2),
-            "events_ratio": round(events_ours / events_reference, 3),
-            "track_step_ms_per_jet": round(per_jet_ms, 3), "track_step_share": round(share, 4)}
+    print(
+        "pileup (QCD jets 150-200 GeV, R = 0.4, pool of 1000 made beforehand): "
+        + ", ".join(f"μ = {mu:g}: {ms:.1f} CPU ms per jet" for mu, ms in pileup.items())
+    )
+    return {
+        "pileup_ms_per_jet": {f"{mu:g}": round(ms, 2) for mu, ms in pileup.items()},
+        "events_ours": round(events_ours, 2),
+        "events_reference": round(events_reference, 2),
+        "events_ratio": round(events_ours / events_reference, 3),
+        "track_step_ms_per_jet": round(per_jet_ms, 3),
+        "track_step_share": round(share, 4),
+    }
 
 
 def main() -> None:

@@ -74,9 +74,12 @@ def jets(count: int, seed: int = 0) -> dict[str, torch.Tensor]:
     vectors = torch.stack([pt * torch.cos(phi), pt * torch.sin(phi), pt * torch.sinh(eta), pt * torch.cosh(eta)], -1)
     particles = torch.randn(count, PARTICLES, FEATURES, generator=generator)
     zero = torch.zeros(())
-    return {"particles": torch.where(mask[..., None], particles, zero),
-            "points": torch.where(mask[..., None], torch.stack([eta, phi], -1), zero),
-            "vectors": torch.where(mask[..., None], vectors, zero), "mask": mask}
+    return {
+        "particles": torch.where(mask[..., None], particles, zero),
+        "points": torch.where(mask[..., None], torch.stack([eta, phi], -1), zero),
+        "vectors": torch.where(mask[..., None], vectors, zero),
+        "mask": mask,
+    }
 
 
 def cut_to_longest(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,8 +88,9 @@ def cut_to_longest(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value[:, :longest] for key, value in batch.items()}
 
 
-def rate(function: Callable[[], object], jets_per_call: int, seconds: float, min_calls: int = 2,
-         warm_up: bool = True) -> float:
+def rate(
+    function: Callable[[], object], jets_per_call: int, seconds: float, min_calls: int = 2, warm_up: bool = True
+) -> float:
     """Jets per second of ``function``, timed over at least ``seconds`` and ``min_calls`` calls."""
     time.sleep(0.3)  # let the other side's idle threads stop spinning: they would steal these cores
     return jets_per_second(function, jets_per_call, seconds, min_calls, warm_up)
@@ -96,8 +100,9 @@ def build(model: str) -> DeployableModel:
     """The network ``name[-preset]`` with softmax, with the same weights in every process (seed 0)."""
     name, _, preset = model.partition("-")
     torch.manual_seed(0)
-    network = registry.model_class(name).from_preset(preset or "paper", 2,
-                                                     {"particles": FEATURES, "points": 2, "vectors": 4})
+    network = registry.model_class(name).from_preset(
+        preset or "paper", 2, {"particles": FEATURES, "points": 2, "vectors": 4}
+    )
     task = Classification(["signal", "background"])
     return DeployableModel(network.eval(), list(network.input_keys), None, task.postprocess).eval()
 
@@ -111,9 +116,15 @@ def export_all(folder: Path, models: list[str], fused: bool = False) -> None:
         for fused_attention in (False, True) if fused and name.partition("-")[0] == "part" else (False,):
             started = time.perf_counter()
             path = folder / f"{name}{'.fused' if fused_attention else ''}.onnx"
-            export_network(module, [example[key] for key in module.input_names], module.input_names, "probabilities",
-                           path, [{0: "batch", 1: "particles"} for _ in module.input_names],
-                           fused_attention=fused_attention)
+            export_network(
+                module,
+                [example[key] for key in module.input_names],
+                module.input_names,
+                "probabilities",
+                path,
+                [{0: "batch", 1: "particles"} for _ in module.input_names],
+                fused_attention=fused_attention,
+            )
             print(f"{path.stem}: exported in {time.perf_counter() - started:.1f} s", flush=True)
 
 
@@ -125,24 +136,40 @@ def batch_sizes(name: str, part_1024: bool, quick: bool) -> tuple[int, ...]:
 CALL_SIZES = (32, 128, 512)
 
 
-def print_call_sizes(name: str, session: onnxruntime.InferenceSession, module: torch.nn.Module, keys: list[str],
-                     seconds: float, device: torch.device) -> None:
+def print_call_sizes(
+    name: str,
+    session: onnxruntime.InferenceSession,
+    module: torch.nn.Module,
+    keys: list[str],
+    seconds: float,
+    device: torch.device,
+) -> None:
     """Jets/s of heplearn's engines on 512 jets (padded to 128 slots, in random order) when they
     sort them by multiplicity and call the model on ``CALL_SIZES`` jets at a time, each call cut
     to its longest jet: what ``JETS_PER_CALL`` is chosen from; and of eager PyTorch on the 512
     jets in one call, as the torch engine runs them (ParT groups them by length itself)."""
     feed = {key: values.numpy() for key, values in jets(max(CALL_SIZES), seed=7).items() if key in keys}
-    rates = [rate(lambda size=size: run_by_multiplicity(lambda batch: session.run(None, batch), feed, size),
-                  len(feed["mask"]), seconds) for size in CALL_SIZES]
+    rates = [
+        rate(
+            lambda size=size: run_by_multiplicity(lambda batch: session.run(None, batch), feed, size),
+            len(feed["mask"]),
+            seconds,
+        )
+        for size in CALL_SIZES
+    ]
 
     def eager(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
             return [module(*[torch.from_numpy(batch[key]).to(device) for key in keys]).cpu().numpy()]
 
     torch_rate = rate(lambda: run_by_multiplicity(eager, feed, len(feed["mask"])), len(feed["mask"]), seconds)
-    print(f"{name:<12}engine calls of {', '.join(map(str, CALL_SIZES))} jets: "
-          + ", ".join(f"{value:.0f}" for value in rates) + f" jets/s; eager on all {max(CALL_SIZES)}: "
-          f"{torch_rate:.0f} jets/s (ratio at {CALL_SIZES[0]}: {rates[0] / torch_rate:.2f})", flush=True)
+    print(
+        f"{name:<12}engine calls of {', '.join(map(str, CALL_SIZES))} jets: "
+        + ", ".join(f"{value:.0f}" for value in rates)
+        + f" jets/s; eager on all {max(CALL_SIZES)}: "
+        f"{torch_rate:.0f} jets/s (ratio at {CALL_SIZES[0]}: {rates[0] / torch_rate:.2f})",
+        flush=True,
+    )
 
 
 def io_bound(session: onnxruntime.InferenceSession, feed: dict[str, np.ndarray]) -> Callable[[], object]:
@@ -158,8 +185,11 @@ def io_bound(session: onnxruntime.InferenceSession, feed: dict[str, np.ndarray])
 def ab_sessions(path: Path, folder: Path) -> dict[str, onnxruntime.InferenceSession]:
     """onnxruntime sessions with one setting changed each from heplearn's (``session_options``)."""
     providers = ["CPUExecutionProvider"]
-    variants = {"default": open_session(path, device="cpu"), "1 thread": open_session(path, 1, device="cpu"),
-                "no spinning": open_session(path, spinning=False, device="cpu")}
+    variants = {
+        "default": open_session(path, device="cpu"),
+        "1 thread": open_session(path, 1, device="cpu"),
+        "no spinning": open_session(path, spinning=False, device="cpu"),
+    }
     extended = session_options()
     extended.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     variants["extended optimisations"] = onnxruntime.InferenceSession(str(path), extended, providers=providers)
@@ -169,8 +199,9 @@ def ab_sessions(path: Path, folder: Path) -> dict[str, onnxruntime.InferenceSess
     onnxruntime.InferenceSession(str(path), saving, providers=providers)
     loading = session_options()
     loading.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    variants["pre-optimised file"] = onnxruntime.InferenceSession(saving.optimized_model_filepath, loading,
-                                                                  providers=providers)
+    variants["pre-optimised file"] = onnxruntime.InferenceSession(
+        saving.optimized_model_filepath, loading, providers=providers
+    )
     fused = path.with_suffix(".fused.onnx")
     if fused.is_file():
         variants["fused attention"] = open_session(fused, device="cpu")
@@ -184,14 +215,18 @@ def print_ab(name: str, path: Path, folder: Path, keys: list[str], seconds: floa
         batch = cut_to_longest(jets(batch_size, seed=batch_size))
         feed = {key: batch[key].numpy() for key in keys}
         runs: dict[str, Callable[[], object]] = {
-            label: (lambda session=session, feed=feed: session.run(None, feed)) for label, session in variants.items()}
+            label: (lambda session=session, feed=feed: session.run(None, feed)) for label, session in variants.items()
+        }
         runs["I/O binding"] = io_bound(variants["default"], feed)
         best = dict.fromkeys(runs, 0.0)
         for _ in range(repeats):
             for label, run in runs.items():
                 best[label] = max(best[label], rate(run, batch_size, seconds))
-        print(f"{name:<12}A/B at {batch_size:>3} jets: " + ", ".join(
-            f"{label} {value:.0f} ({value / best['default']:.2f})" for label, value in best.items()), flush=True)
+        print(
+            f"{name:<12}A/B at {batch_size:>3} jets: "
+            + ", ".join(f"{label} {value:.0f} ({value / best['default']:.2f})" for label, value in best.items()),
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -202,11 +237,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for both sides (0: the defaults)")
     parser.add_argument("--part-1024", action="store_true", help="also run ParT at batch 1024 (> 10 GB)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated name[-preset] list")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: onnxruntime's CUDA provider against PyTorch on the GPU")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: onnxruntime's CUDA provider against PyTorch on the GPU",
+    )
     parser.add_argument("--ab", action="store_true", help="also compare onnxruntime's settings (CPU)")
-    parser.add_argument("--onnx-dir", type=Path, help="keep the exported models here and reuse those found "
-                        "(they depend only on the model names and the seed)")
+    parser.add_argument(
+        "--onnx-dir",
+        type=Path,
+        help="keep the exported models here and reuse those found (they depend only on the model names and the seed)",
+    )
     parser.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     models = arguments.models.split(",")
@@ -217,21 +259,39 @@ def main() -> None:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     device = torch.device(arguments.device)
-    print_machine({"onnxruntime intra-op": arguments.threads or "default (every core)",
-                   "onnxruntime spinning": "on", "device": arguments.device})
+    print_machine(
+        {
+            "onnxruntime intra-op": arguments.threads or "default (every core)",
+            "onnxruntime spinning": "on",
+            "device": arguments.device,
+        }
+    )
     summary: dict[str, tuple[float, float]] = {}
     ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as temporary:
         folder = str(arguments.onnx_dir or temporary)
-        missing = [name for name in models if not (Path(folder) / f"{name}.onnx").is_file()
-                   or (arguments.ab and name.partition("-")[0] == "part"
-                       and not (Path(folder) / f"{name}.fused.onnx").is_file())]
+        missing = [
+            name
+            for name in models
+            if not (Path(folder) / f"{name}.onnx").is_file()
+            or (
+                arguments.ab
+                and name.partition("-")[0] == "part"
+                and not (Path(folder) / f"{name}.fused.onnx").is_file()
+            )
+        ]
         if missing:
-            subprocess.run([sys.executable, __file__, "--export-to", folder, "--models", ",".join(missing)]
-                           + ["--ab"] * arguments.ab, check=True, timeout=1800)
+            subprocess.run(
+                [sys.executable, __file__, "--export-to", folder, "--models", ",".join(missing)]
+                + ["--ab"] * arguments.ab,
+                check=True,
+                timeout=1800,
+            )
         print(f"{PARTICLES} particle slots, {FEATURES} features; best of {repeats} interleaved rounds")
-        print(f"{'model':<12}{'batch':>6}{'onnx jets/s':>14}{'eager jets/s':>14}{'ratio':>8}"
-              f"{'onnx engine':>14}{'engine ratio':>14}")
+        print(
+            f"{'model':<12}{'batch':>6}{'onnx jets/s':>14}{'eager jets/s':>14}{'ratio':>8}"
+            f"{'onnx engine':>14}{'engine ratio':>14}"
+        )
         for name in models:
             module = build(name).to(device)
             keys = module.input_names
@@ -251,12 +311,12 @@ def main() -> None:
                             torch.cuda.synchronize()
                         return outputs.cpu()
 
-                def onnx(feed: dict[str, np.ndarray] = feed, session: onnxruntime.InferenceSession = session
-                         ) -> object:
+                def onnx(feed: dict[str, np.ndarray] = feed, session: onnxruntime.InferenceSession = session) -> object:
                     return session.run(None, feed)
 
-                def engine(feed: dict[str, np.ndarray] = feed, session: onnxruntime.InferenceSession = session
-                           ) -> object:  # as OnnxEngine and the server run a batch: sorted, 32 jets per call
+                def engine(
+                    feed: dict[str, np.ndarray] = feed, session: onnxruntime.InferenceSession = session
+                ) -> object:  # as OnnxEngine and the server run a batch: sorted, 32 jets per call
                     return run_by_multiplicity(lambda part: session.run(None, part), feed, JETS_PER_CALL)
 
                 if batch_size == 1:  # same weights in both: the answers agree
@@ -269,8 +329,11 @@ def main() -> None:
                     if batch_size > JETS_PER_CALL:
                         engine_rate = max(engine_rate, rate(engine, batch_size, seconds, min_calls, warm_up))
                 engine_rate = engine_rate or ours  # up to 32 jets the engine makes one call
-                print(f"{name:<12}{batch_size:>6}{ours:>14.0f}{reference:>14.0f}{ours / reference:>8.2f}"
-                      f"{engine_rate:>14.0f}{engine_rate / reference:>14.2f}", flush=True)
+                print(
+                    f"{name:<12}{batch_size:>6}{ours:>14.0f}{reference:>14.0f}{ours / reference:>8.2f}"
+                    f"{engine_rate:>14.0f}{engine_rate / reference:>14.2f}",
+                    flush=True,
+                )
                 ratios[f"{name} at {batch_size}"] = engine_rate / reference
                 if batch_size == 1:
                     summary[name] = (ours, reference)
@@ -281,9 +344,18 @@ def main() -> None:
     worst = min(summary, key=lambda key: summary[key][0] / summary[key][1])
     ours, reference = summary[worst]
     least = min(ratios, key=ratios.__getitem__)
-    print(json.dumps({"ours": round(ours, 1), "reference": round(reference, 1), "ratio": round(ours / reference, 3),
-                      "metric": f"jets/s at batch size 1, {worst} (the model where ONNX gains least)",
-                      "lowest_engine_ratio": round(ratios[least], 3), "lowest_engine_ratio_at": least}))
+    print(
+        json.dumps(
+            {
+                "ours": round(ours, 1),
+                "reference": round(reference, 1),
+                "ratio": round(ours / reference, 3),
+                "metric": f"jets/s at batch size 1, {worst} (the model where ONNX gains least)",
+                "lowest_engine_ratio": round(ratios[least], 3),
+                "lowest_engine_ratio_at": least,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,13 +58,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed + seeds − 1")
     parser.add_argument("--output", help="write every σ(s) as JSON here")
-    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --output files "
-                        "(seeds run in several processes) instead of training")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="print the table of earlier --output files (seeds run in several processes) instead of training",
+    )
     args = parser.parse_args()
     print_machine()
     if args.quick:
         args.seeds, args.benchmarks, args.train_events, args.test_events, args.epochs, args.ce_epochs = (
-            2, ["B2"], 5_000, 20_000, 6, 4)
+            2,
+            ["B2"],
+            5_000,
+            20_000,
+            6,
+            4,
+        )
     if args.merge:
         runs = [json.loads(Path(path).read_text()) for path in args.merge]
         merged: dict[str, dict[str, list[float]]] = {}
@@ -72,19 +82,27 @@ def main() -> None:
             for name, values in run["results"].items():
                 for kind, sigmas in values.items():
                     merged.setdefault(name, {}).setdefault(kind, []).extend(sigmas)
-        print(f"merged {len(runs)} runs: " + "; ".join(
-            f"seeds {run['args'].get('first_seed', 0)}–{run['args'].get('first_seed', 0) + run['args']['seeds'] - 1} "
-            f"{' '.join(run['args']['benchmarks'])}, INFERNO {run['args']['epochs']} epochs, in {run['seconds']:.0f} s"
-            for run in runs))
+        print(
+            f"merged {len(runs)} runs: "
+            + "; ".join(
+                f"seeds {run['args'].get('first_seed', 0)}–"
+                f"{run['args'].get('first_seed', 0) + run['args']['seeds'] - 1} "
+                f"{' '.join(run['args']['benchmarks'])}, INFERNO {run['args']['epochs']} epochs, "
+                f"in {run['seconds']:.0f} s"
+                for run in runs
+            )
+        )
         report(merged, runs[0]["args"])
         return
     torch.set_num_threads(args.threads)
 
     test_events, test_label = synthetic_3d(args.test_events, args.test_events, np.random.default_rng(12345))
-    test_rows = {name: with_variations(test_events, test_label, benchmark_settings(name).nuisances)
-                 for name in args.benchmarks}
-    results: dict[str, dict[str, list[float]]] = {name: {"cross_entropy": [], "inferno": []}
-                                                  for name in args.benchmarks}
+    test_rows = {
+        name: with_variations(test_events, test_label, benchmark_settings(name).nuisances) for name in args.benchmarks
+    }
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"cross_entropy": [], "inferno": []} for name in args.benchmarks
+    }
     started = time.perf_counter()
     bar = tqdm(total=args.seeds * (1 + len(args.benchmarks)), desc="trainings", unit="net")
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -93,17 +111,26 @@ def main() -> None:
         bar.update()
         for name in args.benchmarks:
             settings, rows = benchmark_settings(name), test_rows[name]
-            results[name]["cross_entropy"].append(binned_uncertainty(
-                network_bins(classifier, rows["features"]), rows["label"], rows["variation"], 10, settings))
+            results[name]["cross_entropy"].append(
+                binned_uncertainty(
+                    network_bins(classifier, rows["features"]), rows["label"], rows["variation"], 10, settings
+                )
+            )
             train_rows = with_variations(events, label, settings.nuisances)
             model = train_inferno(train_rows, settings, epochs=args.epochs, seed=seed)
-            results[name]["inferno"].append(binned_uncertainty(
-                network_bins(model, rows["features"]), rows["label"], rows["variation"], 10, settings))
+            results[name]["inferno"].append(
+                binned_uncertainty(
+                    network_bins(model, rows["features"]), rows["label"], rows["variation"], 10, settings
+                )
+            )
             bar.update()
             bar.set_postfix(seed=seed, benchmark=name, inferno=f"{results[name]['inferno'][-1]:.2f}")
             if args.output:  # after every training: an interrupted run keeps what it measured
-                Path(args.output).write_text(json.dumps({"args": vars(args), "seconds": time.perf_counter() - started,
-                                                         "results": results}, indent=1))
+                Path(args.output).write_text(
+                    json.dumps(
+                        {"args": vars(args), "seconds": time.perf_counter() - started, "results": results}, indent=1
+                    )
+                )
     bar.close()
     print(f"\n{time.perf_counter() - started:.0f} s")
     report(results, vars(args))
@@ -111,23 +138,38 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, list[float]]], settings: dict[str, Any]) -> None:
     """The table (median [16%, 84%] over seeds, beside the paper) and the last JSON line."""
+
     def summary(values: list[float]) -> str:
         low, median, high = np.percentile(values, [16, 50, 84])
         return f"{median:6.2f} [{low:.2f}, {high:.2f}] n={len(values)}"
 
-    print(f"n seeds per entry, {settings['train_events']} training and {settings['test_events']} test events "
-          "per class, "
-          f"INFERNO {settings['epochs']} epochs, cross entropy {settings['ce_epochs']}")
-    print(f"{'':4} {'bound':>6} {'(paper)':>7} | {'CE ours (median [16%, 84%])':>33} {'(paper)':>7} | "
-          f"{'INFERNO ours':>33} {'(paper)':>7}")
+    print(
+        f"n seeds per entry, {settings['train_events']} training and {settings['test_events']} test events "
+        "per class, "
+        f"INFERNO {settings['epochs']} epochs, cross entropy {settings['ce_epochs']}"
+    )
+    print(
+        f"{'':4} {'bound':>6} {'(paper)':>7} | {'CE ours (median [16%, 84%])':>33} {'(paper)':>7} | "
+        f"{'INFERNO ours':>33} {'(paper)':>7}"
+    )
     for name in sorted(results):
-        print(f"{name:4} {fisher_bound(name):6.2f} {PAPER['bound'][name]:7.2f} | "
-              f"{summary(results[name]['cross_entropy']):>33} {PAPER['cross_entropy'][name]:7.2f} | "
-              f"{summary(results[name]['inferno']):>33} {PAPER['inferno'][name]:7.2f}")
+        print(
+            f"{name:4} {fisher_bound(name):6.2f} {PAPER['bound'][name]:7.2f} | "
+            f"{summary(results[name]['cross_entropy']):>33} {PAPER['cross_entropy'][name]:7.2f} | "
+            f"{summary(results[name]['inferno']):>33} {PAPER['inferno'][name]:7.2f}"
+        )
     headline = "B2" if "B2" in results else next(iter(results))
     ours = float(np.median(results[headline]["inferno"]))
-    print(json.dumps({"benchmark": headline, "ours": round(ours, 3), "reference": PAPER["inferno"][headline],
-                      "ratio": round(ours / PAPER["inferno"][headline], 4)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": headline,
+                "ours": round(ours, 3),
+                "reference": PAPER["inferno"][headline],
+                "ratio": round(ours / PAPER["inferno"][headline], 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

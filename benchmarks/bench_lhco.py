@@ -62,8 +62,13 @@ def event_features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SystemExit(f"no parquet files under {folder}")
     events = ak.concatenate([ak.from_parquet(path, columns=["FatJet_*"]) for path in files])
     events = events[ak.num(events.FatJet_pt) >= 2]
-    jets = [{name: ak.to_numpy(events[f"FatJet_{name}"][:, i]).astype(np.float64)
-             for name in ("pt", "eta", "phi", "mass", "tau1", "tau2")} for i in (0, 1)]
+    jets = [
+        {
+            name: ak.to_numpy(events[f"FatJet_{name}"][:, i]).astype(np.float64)
+            for name in ("pt", "eta", "phi", "mass", "tau1", "tau2")
+        }
+        for i in (0, 1)
+    ]
     px = sum(j["pt"] * np.cos(j["phi"]) for j in jets)
     py = sum(j["pt"] * np.sin(j["phi"]) for j in jets)
     pz = sum(j["pt"] * np.sinh(j["eta"]) for j in jets)
@@ -113,11 +118,14 @@ def main() -> None:
     data_x, data_m = np.r_[data_x, signal[injected]], np.r_[data_m, signal_mass[injected]]
     rest_sr = signal[rest][signal_sr[rest]]
     supervised_signal, test_signal = rest_sr[::2], rest_sr[1::2]  # SR signal: half trains the supervised bound
-    print(f"background events {len(background)} (SR {int(in_window(background_mass, SIGNAL_REGION).sum())}), "
-          f"signal events {len(signal)} (SR fraction {signal_sr.mean():.2f}); data: {len(data_x)} events, "
-          f"SR background {sr_background}, injected SR signal {int(signal_sr[injected].sum())} "
-          f"(S/B {signal_sr[injected].sum() / max(sr_background, 1):.4f}); extra SR background {len(extra)}; "
-          f"test: {len(test_signal)} signal, {len(test_background)} background", flush=True)
+    print(
+        f"background events {len(background)} (SR {int(in_window(background_mass, SIGNAL_REGION).sum())}), "
+        f"signal events {len(signal)} (SR fraction {signal_sr.mean():.2f}); data: {len(data_x)} events, "
+        f"SR background {sr_background}, injected SR signal {int(signal_sr[injected].sum())} "
+        f"(S/B {signal_sr[injected].sum() / max(sr_background, 1):.4f}); extra SR background {len(extra)}; "
+        f"test: {len(test_signal)} signal, {len(test_background)} background",
+        flush=True,
+    )
 
     classifier = default_training(epochs=args.epochs, batch_size=256)
     kfold = {"folds": args.folds, "hidden": (64, 64, 64), "training": classifier, "seed": args.seed}
@@ -127,15 +135,27 @@ def main() -> None:
     scores: dict[str, np.ndarray] = {}
     scores["supervised"] = ensemble_score(supervised_scores(supervised_signal, extra, **kfold), test)
     scores["idealised"] = ensemble_score(idealised_scores(data_x[in_sr], extra, **kfold), test)
-    flow_training = TrainingConfig(epochs=args.flow_epochs, batch_size=256, learning_rate=1e-3,
-                                   early_stopping_patience=None, weight_decay=1e-6)
-    cathode, _ = cathode_scores(data_x, data_m, SIGNAL_REGION, SIDEBANDS, oversampling=4, folds=args.folds,
-                                transforms=4, hidden=(64, 64), flow_training=flow_training,
-                                classifier_training=classifier, seed=args.seed)
+    flow_training = TrainingConfig(
+        epochs=args.flow_epochs, batch_size=256, learning_rate=1e-3, early_stopping_patience=None, weight_decay=1e-6
+    )
+    cathode, _ = cathode_scores(
+        data_x,
+        data_m,
+        SIGNAL_REGION,
+        SIDEBANDS,
+        oversampling=4,
+        folds=args.folds,
+        transforms=4,
+        hidden=(64, 64),
+        flow_training=flow_training,
+        classifier_training=classifier,
+        seed=args.seed,
+    )
     scores["CATHODE"] = ensemble_score(cathode, test)
     scores["CWoLa"] = ensemble_score(cwola_scores(data_x, data_m, SIGNAL_REGION, SIDEBANDS, **kfold), test)
-    scores["VAE"] = vae_scores(data_x[in_sr], test, training=default_training(class_weights=None,
-                                                                               epochs=args.epochs), seed=args.seed)
+    scores["VAE"] = vae_scores(
+        data_x[in_sr], test, training=default_training(class_weights=None, epochs=args.epochs), seed=args.seed
+    )
     curves = {name: sic_curve(is_signal, score, min_background=args.min_background) for name, score in scores.items()}
     ceiling = 1 / np.sqrt(args.min_background / len(test_background))
     literature = {"supervised": 17.6, "idealised": 15.1, "CATHODE": 14.0, "CWoLa": 10.8}
@@ -145,24 +165,54 @@ def main() -> None:
     for name, curve in curves.items():
         reference = literature.get(name)
         rows.append({"method": name, "max_sic": curve.max_sic, "auc": curve.auc, "literature": reference})
-        print(f"{name:<11} {curve.max_sic:>8.2f} {curve.auc:>6.3f} {reference if reference else '–':>9} "
-              f"{curve.max_sic / reference if reference else float('nan'):>6.2f}")
-    print(f"(max SIC ceiling from the test background's size: {ceiling:.1f}; {time.perf_counter() - started:.0f} s; "
-          "on a shared, loaded 2-core machine)")
-    (args.output / "sic.json").write_text(json.dumps({"rows": rows, "ceiling": ceiling,
-                                                      "injection": args.injection}, indent=1))
-    table = [[row["method"], f"{row['max_sic']:.2f}", f"{row['auc']:.3f}",
-              f"{row['literature']}" if row["literature"] else "–",
-              f"{row['max_sic'] / row['literature']:.2f}" if row["literature"] else "–"] for row in rows]
-    subtitle = (f"generated W' (3.5 TeV) → X(500) Y(100) vs QCD dijets · S/B = {args.injection:.2%} in the SR · "
-                f"{len(background)} background, {len(signal)} signal events")
+        print(
+            f"{name:<11} {curve.max_sic:>8.2f} {curve.auc:>6.3f} {reference if reference else '–':>9} "
+            f"{curve.max_sic / reference if reference else float('nan'):>6.2f}"
+        )
+    print(
+        f"(max SIC ceiling from the test background's size: {ceiling:.1f}; {time.perf_counter() - started:.0f} s; "
+        "on a shared, loaded 2-core machine)"
+    )
+    (args.output / "sic.json").write_text(
+        json.dumps({"rows": rows, "ceiling": ceiling, "injection": args.injection}, indent=1)
+    )
+    table = [
+        [
+            row["method"],
+            f"{row['max_sic']:.2f}",
+            f"{row['auc']:.3f}",
+            f"{row['literature']}" if row["literature"] else "–",
+            f"{row['max_sic'] / row['literature']:.2f}" if row["literature"] else "–",
+        ]
+        for row in rows
+    ]
+    subtitle = (
+        f"generated W' (3.5 TeV) → X(500) Y(100) vs QCD dijets · S/B = {args.injection:.2%} in the SR · "
+        f"{len(background)} background, {len(signal)} signal events"
+    )
     report = write_anomaly_report(
-        args.output, "Resonant anomaly detection: SIC of five methods", subtitle,
-        [{"title": "Max SIC", "header": ["method", "max SIC", "AUC", "LHCO R&D", "ours / LHCO"], "rows": table,
-          "note": f"Max SIC over cuts keeping at least {args.min_background} of the {len(test_background)} SR test "
-                  f"background events (ceiling {ceiling:.1f}). LHCO R&D values: CATHODE paper, arXiv:2109.00546."}],
-        [(plot_sic(curves), "sic", "SIC against signal efficiency",
-          "SIC = ε_S/√ε_B of a cut on each method's score, on the independent SR test events.")])
+        args.output,
+        "Resonant anomaly detection: SIC of five methods",
+        subtitle,
+        [
+            {
+                "title": "Max SIC",
+                "header": ["method", "max SIC", "AUC", "LHCO R&D", "ours / LHCO"],
+                "rows": table,
+                "note": f"Max SIC over cuts keeping at least {args.min_background} of the "
+                f"{len(test_background)} SR test background events (ceiling {ceiling:.1f}). "
+                "LHCO R&D values: CATHODE paper, arXiv:2109.00546.",
+            }
+        ],
+        [
+            (
+                plot_sic(curves),
+                "sic",
+                "SIC against signal efficiency",
+                "SIC = ε_S/√ε_B of a cut on each method's score, on the independent SR test events.",
+            )
+        ],
+    )
     print(f"report: {report}")
     ours = curves["CATHODE"].max_sic
     print(json.dumps({"ours": round(ours, 2), "reference": 14.0, "ratio": round(ours / 14.0, 3)}))

@@ -53,13 +53,21 @@ def synthetic_jets(n: int, seed: int = 0) -> ak.Array:
     def jagged(values: np.ndarray) -> ak.Array:
         return ak.unflatten(values.astype(np.float32), counts)
 
-    return ak.zip({
-        "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz), "part_energy": jagged(energy),
-        "part_deta": jagged(deta), "part_dphi": jagged(dphi),
-        "jet_pt": ak.to_numpy(np.hypot(ak.sum(jagged(px), axis=1), ak.sum(jagged(py), axis=1))).astype(np.float32),
-        "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
-        "label_sig": (signal := rng.integers(0, 2, n)), "label_bkg": 1 - signal,
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "part_px": jagged(px),
+            "part_py": jagged(py),
+            "part_pz": jagged(pz),
+            "part_energy": jagged(energy),
+            "part_deta": jagged(deta),
+            "part_dphi": jagged(dphi),
+            "jet_pt": ak.to_numpy(np.hypot(ak.sum(jagged(px), axis=1), ak.sum(jagged(py), axis=1))).astype(np.float32),
+            "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
+            "label_sig": (signal := rng.integers(0, 2, n)),
+            "label_bkg": 1 - signal,
+        },
+        depth_limit=1,
+    )
 
 
 def rate(function: Callable[[], int]) -> float:
@@ -92,10 +100,17 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="bench_loading_"))
     jets = synthetic_jets(args.jets)
-    files = {"parquet": io.write(jets, folder / "jets.parquet", row_group_size=20_000),
-             "root": io.write(jets, folder / "jets.root")}
-    config = load_data_config({"train": [str(files["parquet"])], "chunk_size": 20_000,
-                               "inputs": {"particles": {"length": 128, "variables": FEATURES}}})
+    files = {
+        "parquet": io.write(jets, folder / "jets.parquet", row_group_size=20_000),
+        "root": io.write(jets, folder / "jets.root"),
+    }
+    config = load_data_config(
+        {
+            "train": [str(files["parquet"])],
+            "chunk_size": 20_000,
+            "inputs": {"particles": {"length": 128, "variables": FEATURES}},
+        }
+    )
     preprocessing = fit_preprocessing(config)
     columns = PieceReader(config).source(str(files["parquet"]))[1]
 
@@ -120,13 +135,15 @@ def main() -> None:
                 assert batch["particles"].shape[1:] == (128, 7)
                 count += len(batch["label"])
             return count
+
         return run
 
     rows = []
     for kind, raw in (("parquet", raw_parquet), ("root", raw_root)):
         rates = interleaved({"raw": raw, "0": ours(kind, 0), "2": ours(kind, 2)}, args.repeats)
-        rows.extend((kind, workers, max(rates[str(workers)]), rates[str(workers)][0], max(rates["raw"]))
-                    for workers in (0, 2))
+        rows.extend(
+            (kind, workers, max(rates[str(workers)]), rates[str(workers)][0], max(rates["raw"])) for workers in (0, 2)
+        )
     for loader in loaders:
         loader.close()
 
@@ -134,8 +151,16 @@ def main() -> None:
     for kind, workers, rate, first, reference in rows:
         print(f"{kind:8} {workers:7d} {rate:12,.0f} {first:12,.0f} {reference:16,.0f} {rate / reference:6.2f}")
     worst = min(rows, key=lambda row: row[2] / row[4])
-    print(json.dumps({"ours": round(worst[2]), "reference": round(worst[4]),
-                      "ratio": round(worst[2] / worst[4], 3), "case": f"{worst[0]}, {worst[1]} workers"}))
+    print(
+        json.dumps(
+            {
+                "ours": round(worst[2]),
+                "reference": round(worst[4]),
+                "ratio": round(worst[2] / worst[4], 3),
+                "case": f"{worst[0]}, {worst[1]} workers",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,10 @@ def free_port() -> int:
 
 
 def start_server(model: Path, port: int, delay_ms: float, max_batch_size: int) -> subprocess.Popen[bytes]:
-    code = ("from heplearn.serving.server import serve; "
-            f"serve([{str(model)!r}], port={port}, max_queue_delay_ms={delay_ms}, max_batch_size={max_batch_size})")
+    code = (
+        "from heplearn.serving.server import serve; "
+        f"serve([{str(model)!r}], port={port}, max_queue_delay_ms={delay_ms}, max_batch_size={max_batch_size})"
+    )
     process = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONWARNINGS": "ignore"})
     client = triton_http.InferenceServerClient(f"127.0.0.1:{port}")
     deadline = time.monotonic() + 120
@@ -86,8 +88,9 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def in_process(session: onnxruntime.InferenceSession, batches: list[dict[str, np.ndarray]], total: int,
-               seconds: float) -> tuple[float, list[float]]:
+def in_process(
+    session: onnxruntime.InferenceSession, batches: list[dict[str, np.ndarray]], total: int, seconds: float
+) -> tuple[float, list[float]]:
     """Jets/s and per-call latencies of onnxruntime running the requests one by one, each as the
     server runs a batch (sorted by multiplicity, cut to its longest jet)."""
     latencies: list[float] = []
@@ -104,8 +107,9 @@ def in_process(session: onnxruntime.InferenceSession, batches: list[dict[str, np
     return jets / (time.perf_counter() - started), latencies
 
 
-def service(address: str, clients: int, batches: list[dict[str, np.ndarray]], per_client: int,
-            seconds: float) -> tuple[float, list[float]]:
+def service(
+    address: str, clients: int, batches: list[dict[str, np.ndarray]], per_client: int, seconds: float
+) -> tuple[float, list[float]]:
     """Jets/s and per-request latencies of ``clients`` concurrent tritonclient clients."""
     latencies: list[float] = []
     counts = [0] * clients
@@ -122,8 +126,7 @@ def service(address: str, clients: int, batches: list[dict[str, np.ndarray]], pe
                 batch = batches[(client_id * per_client + index) % len(batches)]
                 inputs = []
                 for name in KEYS:
-                    tensor = triton_http.InferInput(name, list(batch[name].shape),
-                                                    "BOOL" if name == "mask" else "FP32")
+                    tensor = triton_http.InferInput(name, list(batch[name].shape), "BOOL" if name == "mask" else "FP32")
                     tensor.set_data_from_numpy(batch[name])
                     inputs.append(tensor)
                 begin = time.perf_counter()
@@ -160,8 +163,11 @@ def main() -> None:
     print_machine()
     total, seconds = (96, 6.0) if arguments.quick else (arguments.requests, arguments.seconds)
     torch.manual_seed(0)
-    network = registry.model_class("particlenet").from_preset(arguments.preset, 2, {"particles": FEATURES,
-                                                                                   "points": 2}).eval()
+    network = (
+        registry.model_class("particlenet")
+        .from_preset(arguments.preset, 2, {"particles": FEATURES, "points": 2})
+        .eval()
+    )
     module = DeployableModel(network, KEYS, None, Classification(["signal", "background"]).postprocess)
     batches = requests(32, arguments.jets)
     with tempfile.TemporaryDirectory() as folder:
@@ -172,10 +178,14 @@ def main() -> None:
         port = free_port()
         server = start_server(path, port, arguments.delay_ms, arguments.max_batch_size)
         try:
-            print(f"ParticleNet-{arguments.preset}, {arguments.jets} jets of {PARTICLES} slots per request, "
-                  f"server max_queue_delay {arguments.delay_ms} ms, max_batch_size {arguments.max_batch_size}")
-            print(f"{'clients':>8}{'service jets/s':>16}{'p50 ms':>9}{'p99 ms':>9}"
-                  f"{'in-process jets/s':>19}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
+            print(
+                f"ParticleNet-{arguments.preset}, {arguments.jets} jets of {PARTICLES} slots per request, "
+                f"server max_queue_delay {arguments.delay_ms} ms, max_batch_size {arguments.max_batch_size}"
+            )
+            print(
+                f"{'clients':>8}{'service jets/s':>16}{'p50 ms':>9}{'p99 ms':>9}"
+                f"{'in-process jets/s':>19}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}"
+            )
             in_process(session, batches, 5, seconds)  # warm-up
             service(f"127.0.0.1:{port}", 1, batches, 3, seconds)
             result: dict[str, float] = {}
@@ -184,8 +194,10 @@ def main() -> None:
                 ours, latencies = service(f"127.0.0.1:{port}", clients, batches, max(total // clients, 2), seconds)
                 p50, p99 = percentiles(latencies)
                 r50, r99 = percentiles(reference_latencies)
-                print(f"{clients:>8}{ours:>16.0f}{p50:>9.1f}{p99:>9.1f}{reference:>19.0f}{r50:>9.1f}{r99:>9.1f}"
-                      f"{ours / reference:>8.2f}")
+                print(
+                    f"{clients:>8}{ours:>16.0f}{p50:>9.1f}{p99:>9.1f}{reference:>19.0f}{r50:>9.1f}{r99:>9.1f}"
+                    f"{ours / reference:>8.2f}"
+                )
                 result = {"ours": round(ours, 1), "reference": round(reference, 1), "ratio": round(ours / reference, 3)}
         finally:
             server.terminate()

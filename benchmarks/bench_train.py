@@ -52,15 +52,31 @@ DEFAULT_VENV = Path(__file__).resolve().parent / ".weaver-venv"
 
 # The particle_transformer repository's example networks (networks/example_*.py), for weaver-core.
 WEAVER_PART = dict(
-    input_dim=FEATURES, num_classes=2, pair_input_dim=4, use_pre_activation_pair=False,
-    embed_dims=[128, 512, 128], pair_embed_dims=[64, 64, 64], num_heads=8, num_layers=8, num_cls_layers=2,
-    block_params=None, cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
-    fc_params=[], activation="gelu", trim=True, for_inference=False,
+    input_dim=FEATURES,
+    num_classes=2,
+    pair_input_dim=4,
+    use_pre_activation_pair=False,
+    embed_dims=[128, 512, 128],
+    pair_embed_dims=[64, 64, 64],
+    num_heads=8,
+    num_layers=8,
+    num_cls_layers=2,
+    block_params=None,
+    cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
+    fc_params=[],
+    activation="gelu",
+    trim=True,
+    for_inference=False,
 )
 WEAVER_PARTICLENET = dict(
-    input_dims=FEATURES, num_classes=2,
-    conv_params=[(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))], fc_params=[(256, 0.1)],
-    use_fusion=False, use_fts_bn=True, use_counts=True, for_inference=False,
+    input_dims=FEATURES,
+    num_classes=2,
+    conv_params=[(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))],
+    fc_params=[(256, 0.1)],
+    use_fusion=False,
+    use_fts_bn=True,
+    use_counts=True,
+    for_inference=False,
 )
 
 
@@ -75,9 +91,13 @@ def jets(seed: int) -> dict[str, torch.Tensor]:
     particles = torch.randn(BATCH, PARTICLES, FEATURES, generator=generator)
     label = torch.randint(0, 2, (BATCH,), generator=generator)
     zero = torch.zeros(())
-    return {"particles": torch.where(mask[..., None], particles, zero),
-            "points": torch.where(mask[..., None], torch.stack([eta, phi], -1), zero),
-            "vectors": torch.where(mask[..., None], vectors, zero), "mask": mask, "label": label}
+    return {
+        "particles": torch.where(mask[..., None], particles, zero),
+        "points": torch.where(mask[..., None], torch.stack([eta, phi], -1), zero),
+        "vectors": torch.where(mask[..., None], vectors, zero),
+        "mask": mask,
+        "label": label,
+    }
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -87,8 +107,12 @@ def count_parameters(module: torch.nn.Module) -> int:
 class Trainer:
     """One network, its AdamW optimiser and its cycle of input batches."""
 
-    def __init__(self, module: torch.nn.Module, forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-                 batches: list[dict[str, torch.Tensor]]) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        batches: list[dict[str, torch.Tensor]],
+    ) -> None:
         self.module = module.train()
         self.forward = forward
         self.batches = batches
@@ -117,8 +141,10 @@ class Trainer:
 
 # ---------------------------------------------------------------- reference side (weaver venv)
 
-def weaver_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = None,
-                   skip_warmup: bool = True) -> Trainer:
+
+def weaver_trainer(
+    name: str, batches: list[dict[str, torch.Tensor]] | None = None, skip_warmup: bool = True
+) -> Trainer:
     from weaver.nn.model.ParticleNet import ParticleNet as WeaverParticleNet
     from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParticleTransformer
 
@@ -136,8 +162,12 @@ def weaver_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = No
     return Trainer(particlenet, lambda b: particlenet(b["points"], b["features"], b["mask"]), batches)
 
 
-def train_and_score(trainer: Trainer, steps: int, validation: list[dict[str, torch.Tensor]],
-                    prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> list[float]:
+def train_and_score(
+    trainer: Trainer,
+    steps: int,
+    validation: list[dict[str, torch.Tensor]],
+    prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+) -> list[float]:
     """``steps`` training steps, then the signal probability (class 0) of every validation jet."""
     for _ in range(steps):
         trainer.step()
@@ -152,10 +182,13 @@ def train_and_score(trainer: Trainer, steps: int, validation: list[dict[str, tor
 
 def channels_first(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """weaver's layout: (B, C, N) tensors and a float (B, 1, N) mask."""
-    return {"features": batch["particles"].transpose(1, 2).contiguous(),
-            "points": batch["points"].transpose(1, 2).contiguous(),
-            "vectors": batch["vectors"].transpose(1, 2).contiguous(),
-            "mask": batch["mask"][:, None, :].float(), "label": batch["label"]}
+    return {
+        "features": batch["particles"].transpose(1, 2).contiguous(),
+        "points": batch["points"].transpose(1, 2).contiguous(),
+        "vectors": batch["vectors"].transpose(1, 2).contiguous(),
+        "mask": batch["mask"][:, None, :].float(),
+        "label": batch["label"],
+    }
 
 
 def worker(threads: int) -> None:
@@ -180,6 +213,7 @@ def worker(threads: int) -> None:
 
 # ---------------------------------------------------------------- our side
 
+
 def heplearn_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = None) -> Trainer:
     from heplearn.data.dataset import trim_padding
     from heplearn.models.part import ParticleTransformer
@@ -188,14 +222,16 @@ def heplearn_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = 
     batches = batches or [jets(seed) for seed in range(NUM_BATCHES)]
     model_class = ParticleTransformer if name == "part" else ParticleNet
     torch.manual_seed(0)
-    network = model_class.from_preset("paper", num_outputs=2, input_dims={
-        "particles": batches[0]["particles"].shape[2], "points": 2, "vectors": 4})
+    network = model_class.from_preset(
+        "paper", num_outputs=2, input_dims={"particles": batches[0]["particles"].shape[2], "points": 2, "vectors": 4}
+    )
     # as heplearn's trainer does: each batch cut to its longest jet (lossless: padding comes last)
     return Trainer(network, lambda batch: network(trim_padding(batch)), batches)
 
 
-def real_batches(data: Path, steps: int, val_jets: int
-                 ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+def real_batches(
+    data: Path, steps: int, val_jets: int
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """``steps`` shuffled training batches and the validation batches of a data config, standardised."""
     from itertools import islice
 
@@ -206,11 +242,14 @@ def real_batches(data: Path, steps: int, val_jets: int
     preprocessing = fit_preprocessing(config)
     keys = ("particles", "points", "vectors", "mask", "label")
     train = InMemoryJets.from_files(config.files("train"), config, preprocessing)
-    batches = [{key: batch[key] for key in keys} for batch in
-               islice(train.batches(BATCH, shuffle=True, seed=0, drop_last=True), steps)]
+    batches = [
+        {key: batch[key] for key in keys}
+        for batch in islice(train.batches(BATCH, shuffle=True, seed=0, drop_last=True), steps)
+    ]
     arrays, class_names = load_arrays(config.files("val"), config, val_jets)
-    validation = [{key: batch[key] for key in keys}
-                  for batch in InMemoryJets(arrays, class_names, preprocessing).batches(512)]
+    validation = [
+        {key: batch[key] for key in keys} for batch in InMemoryJets(arrays, class_names, preprocessing).batches(512)
+    ]
     return batches, validation
 
 
@@ -235,9 +274,12 @@ def compare_auc(names: list[str], reference: Reference, data: Path, steps: int, 
             ended = time.perf_counter()
             our_auc = roc_auc_score([label == 0 for label in labels], ours)
             their_auc = roc_auc_score([label == 0 for label in labels], theirs)
-            print(f"{name}: validation AUC after {steps} steps on {len(labels)} jets: ours {our_auc:.4f} "
-                  f"({middle - started:.0f} s), weaver {their_auc:.4f} ({ended - middle:.0f} s), "
-                  f"difference {our_auc - their_auc:+.4f}", flush=True)
+            print(
+                f"{name}: validation AUC after {steps} steps on {len(labels)} jets: ours {our_auc:.4f} "
+                f"({middle - started:.0f} s), weaver {their_auc:.4f} ({ended - middle:.0f} s), "
+                f"difference {our_auc - their_auc:+.4f}",
+                flush=True,
+            )
 
 
 class Reference:
@@ -247,7 +289,10 @@ class Reference:
         env = {**os.environ, "PYTHONPATH": ""}
         self.process = subprocess.Popen(
             [str(python), str(Path(__file__).resolve()), "--worker", "weaver", "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
 
     def rate(self, name: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -279,12 +324,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the first round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--weaver-python", type=Path, default=DEFAULT_VENV / "bin" / "python",
-                        help="python of the venv made by benchmarks/weaver_env.sh")
-    parser.add_argument("--auc-steps", type=int, default=0,
-                        help="also compare the validation AUC after this many steps on real jets")
-    parser.add_argument("--data", type=Path, default=Path("configs/top_qcd_data.yaml"),
-                        help="data config of the real jets for --auc-steps")
+    parser.add_argument(
+        "--weaver-python",
+        type=Path,
+        default=DEFAULT_VENV / "bin" / "python",
+        help="python of the venv made by benchmarks/weaver_env.sh",
+    )
+    parser.add_argument(
+        "--auc-steps", type=int, default=0, help="also compare the validation AUC after this many steps on real jets"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("configs/top_qcd_data.yaml"),
+        help="data config of the real jets for --auc-steps",
+    )
     parser.add_argument("--val-jets", type=int, default=4000)
     parser.add_argument("--no-throughput", action="store_true", help="only the --auc-steps comparison")
     parser.add_argument("--worker", choices=["weaver"], help=argparse.SUPPRESS)
@@ -313,26 +367,48 @@ def main() -> None:
                 theirs = reference.rate(name, args.steps, warmup)
                 their_rates.append(theirs["rate"])
                 their_parameters = theirs["parameters"]
-                print(f"  {name} round {round_ + 1}: ours {our_rates[-1]:.1f} jets/s, "
-                      f"weaver {their_rates[-1]:.1f} jets/s", file=sys.stderr, flush=True)
-            rows.append({"model": name, "ours": statistics.median(our_rates),
-                         "reference": statistics.median(their_rates),
-                         "our_parameters": count_parameters(ours.module), "their_parameters": their_parameters})
+                print(
+                    f"  {name} round {round_ + 1}: ours {our_rates[-1]:.1f} jets/s, "
+                    f"weaver {their_rates[-1]:.1f} jets/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            rows.append(
+                {
+                    "model": name,
+                    "ours": statistics.median(our_rates),
+                    "reference": statistics.median(their_rates),
+                    "our_parameters": count_parameters(ours.module),
+                    "their_parameters": their_parameters,
+                }
+            )
             del ours
     finally:
         reference.close()
     if not rows:
         return
 
-    print(f"training throughput, batch {BATCH}, {PARTICLES} slots, {FEATURES} features, "
-          f"{args.threads} threads, median of {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"training throughput, batch {BATCH}, {PARTICLES} slots, {FEATURES} features, "
+        f"{args.threads} threads, median of {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"{'model':<12}{'ours jets/s':>13}{'weaver jets/s':>15}{'ratio':>8}{'ours params':>13}{'weaver params':>15}")
     for row in rows:
-        print(f"{row['model']:<12}{row['ours']:>13.1f}{row['reference']:>15.1f}{row['ours'] / row['reference']:>8.2f}"
-              f"{row['our_parameters']:>13,}{row['their_parameters']:>15,}")
+        print(
+            f"{row['model']:<12}{row['ours']:>13.1f}{row['reference']:>15.1f}{row['ours'] / row['reference']:>8.2f}"
+            f"{row['our_parameters']:>13,}{row['their_parameters']:>15,}"
+        )
     worst = min(rows, key=lambda row: row["ours"] / row["reference"])
-    print(json.dumps({"ours": round(worst["ours"], 2), "reference": round(worst["reference"], 2),
-                      "ratio": round(worst["ours"] / worst["reference"], 3), "model": worst["model"]}))
+    print(
+        json.dumps(
+            {
+                "ours": round(worst["ours"], 2),
+                "reference": round(worst["reference"], 2),
+                "ratio": round(worst["ours"] / worst["reference"], 3),
+                "model": worst["model"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,22 @@ from heplearn.run_config import RunConfig
 from heplearn.training.search_space import load_space
 from heplearn.training.tune import TuneSettings, tune
 
-BASE = {"data": {"train": "unused.parquet", "val": "unused_val.parquet", "inputs": {"jet": {"variables": ["jet_pt"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}},
-        "model": {"name": "mlp", "preset": "small"}, "training": {"epochs": 3}}
-SPACE = {"parameters": {"training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-                        "training.weight_decay": {"type": "float", "low": 0.0, "high": 1.0}}}
+BASE = {
+    "data": {
+        "train": "unused.parquet",
+        "val": "unused_val.parquet",
+        "inputs": {"jet": {"variables": ["jet_pt"]}},
+        "labels": {"classes": ["label_top", "label_qcd"]},
+    },
+    "model": {"name": "mlp", "preset": "small"},
+    "training": {"epochs": 3},
+}
+SPACE = {
+    "parameters": {
+        "training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "training.weight_decay": {"type": "float", "low": 0.0, "high": 1.0},
+    }
+}
 
 
 def bowl(config: RunConfig) -> float:
@@ -55,10 +66,19 @@ def trial(config: RunConfig, name: str, runs_dir: Path, on_epoch: Any, progress:
 
 
 def best_distance(sampler: str, trials: int, seed: int, folder: Path, storage: str | None = "memory") -> float:
-    settings = TuneSettings(trials=trials, sampler=sampler, pruner="median", seed=seed, population_size=8,
-                            progress=False)
-    result = tune(BASE, load_space(SPACE), settings, f"{sampler}-{seed}-{storage is None}", folder, storage=storage,
-                  trial_function=trial, report=False)
+    settings = TuneSettings(
+        trials=trials, sampler=sampler, pruner="median", seed=seed, population_size=8, progress=False
+    )
+    result = tune(
+        BASE,
+        load_space(SPACE),
+        settings,
+        f"{sampler}-{seed}-{storage is None}",
+        folder,
+        storage=storage,
+        trial_function=trial,
+        report=False,
+    )
     return result.best_value - 1.0 / 3  # the bowl at the best trial (its kept epoch is the third)
 
 
@@ -89,8 +109,15 @@ def main() -> None:
         best_distance("tpe", trials, 0, Path(folder))
         memory = (time.perf_counter() - started) / trials
         print(f"seconds per trial, TPE: SQLite study {sqlite:.4f}, in memory {memory:.4f}")
-    print(json.dumps({"ours": medians["tpe"], "reference": medians["random"],
-                      "ratio": medians["tpe"] / medians["random"] if medians["random"] else None}))
+    print(
+        json.dumps(
+            {
+                "ours": medians["tpe"],
+                "reference": medians["random"],
+                "ratio": medians["tpe"] / medians["random"] if medians["random"] else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

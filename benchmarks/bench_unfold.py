@@ -69,14 +69,22 @@ def run_ours(events: dict[str, np.ndarray], args: argparse.Namespace) -> tuple[f
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    result = omnifold(level_arrays({"jet": events["gen"]}), level_arrays({"jet": events["reco"]}),
-                      level_arrays({"jet": events["data"]}),
-                      model=ModelConfig(name="mlp", hidden=HIDDEN, dropout=0.0, batch_norm=False),
-                      training=TrainingConfig(epochs=args.epochs, batch_size=args.batch, learning_rate=1e-3,
-                                              weight_decay=0.0, early_stopping_patience=None,
-                                              threads=args.threads),
-                      settings=OmniFoldSettings(iterations=args.iterations, validation_fraction=0.2),
-                      progress=False)
+    result = omnifold(
+        level_arrays({"jet": events["gen"]}),
+        level_arrays({"jet": events["reco"]}),
+        level_arrays({"jet": events["data"]}),
+        model=ModelConfig(name="mlp", hidden=HIDDEN, dropout=0.0, batch_norm=False),
+        training=TrainingConfig(
+            epochs=args.epochs,
+            batch_size=args.batch,
+            learning_rate=1e-3,
+            weight_decay=0.0,
+            early_stopping_patience=None,
+            threads=args.threads,
+        ),
+        settings=OmniFoldSettings(iterations=args.iterations, validation_fraction=0.2),
+        progress=False,
+    )
     return time.perf_counter() - started, result.weights
 
 
@@ -95,9 +103,21 @@ def worker(args: argparse.Namespace) -> None:
     data = DataLoader(reco=events["data"], normalize=True)
     mc = DataLoader(reco=events["reco"], gen=events["gen"], normalize=True)
     dims = events["gen"].shape[1]
-    unfolding = MultiFold("bench", MLP(dims, list(HIDDEN)), MLP(dims, list(HIDDEN)), data, mc,
-                          weights_folder=folder, log_folder=folder, niter=args.iterations, batch_size=args.batch,
-                          epochs=args.epochs, lr=1e-3, early_stop=args.epochs + 10, train_frac=0.8)
+    unfolding = MultiFold(
+        "bench",
+        MLP(dims, list(HIDDEN)),
+        MLP(dims, list(HIDDEN)),
+        data,
+        mc,
+        weights_folder=folder,
+        log_folder=folder,
+        niter=args.iterations,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        lr=1e-3,
+        early_stop=args.epochs + 10,
+        train_frac=0.8,
+    )
     # Keras 3 clones compiled models through their config: the package's loss must be found by name
     with tf.keras.utils.custom_object_scope({"weighted_binary_crossentropy": weighted_binary_crossentropy}):
         unfolding.Unfold()
@@ -111,9 +131,22 @@ def run_reference(events_file: Path, args: argparse.Namespace) -> tuple[float, n
     python = Path(args.venv) / "bin" / "python"
     if not python.is_file():
         sys.exit(f"no omnifold venv at {args.venv}: run `bash benchmarks/omnifold_env.sh` first")
-    command = [str(python), __file__, "--worker", "omnifold", "--events-file", str(events_file),
-               "--iterations", str(args.iterations), "--epochs", str(args.epochs), "--batch", str(args.batch),
-               "--threads", str(args.threads)]
+    command = [
+        str(python),
+        __file__,
+        "--worker",
+        "omnifold",
+        "--events-file",
+        str(events_file),
+        "--iterations",
+        str(args.iterations),
+        "--epochs",
+        str(args.epochs),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     output = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if output.returncode != 0:
@@ -149,17 +182,23 @@ def main() -> None:
     times: dict[str, list[float]] = {"ours": [], "reference": []}
     closure: dict[str, tuple[float, float]] = {}
     for _ in range(args.rounds):
-        for side, run in (("ours", lambda: run_ours(events, args)), ("reference", lambda: run_reference(events_file,
-                                                                                                         args))):
+        for side, run in (
+            ("ours", lambda: run_ours(events, args)),
+            ("reference", lambda: run_reference(events_file, args)),
+        ):
             seconds, weights = run()
             times[side].append(seconds)
             closure[side] = moments(events["gen"][:, 0].astype(np.float64), np.asarray(weights, np.float64))
-            print(f"{side:>9}: {seconds:8.1f} s   unfolded (mean, σ) = ({closure[side][0]:.4f}, "
-                  f"{closure[side][1]:.4f})", flush=True)
+            print(
+                f"{side:>9}: {seconds:8.1f} s   unfolded (mean, σ) = ({closure[side][0]:.4f}, {closure[side][1]:.4f})",
+                flush=True,
+            )
     expected = recursion(args.iterations)
     ours, reference = min(times["ours"]), min(times["reference"])
-    print(f"\n{args.events} events per sample, {args.dims}-D, {args.iterations} iterations, {args.epochs} epochs, "
-          f"batch {args.batch}, {args.threads} threads")
+    print(
+        f"\n{args.events} events per sample, {args.dims}-D, {args.iterations} iterations, {args.epochs} epochs, "
+        f"batch {args.batch}, {args.threads} threads"
+    )
     print(f"{'':>9}  {'seconds':>8}  {'mean':>7}  {'σ':>7}")
     print(f"{'exact':>9}  {'':>8}  {expected[0]:7.4f}  {expected[1]:7.4f}")
     for side, seconds in (("ours", ours), ("reference", reference)):

@@ -49,21 +49,27 @@ def main() -> None:
             lines.append(plots.RocLine(run.name, curve, effective_count(np.ones(int(other.sum())))))
             rejections = {f"{e:.0%}": curve.rejection_at(e) for e in EFFICIENCIES}
             table[run.name][background] = {"auc": curve.auc, **rejections}
-        table[run.name]["jets"] = {"b": int(is_b.sum()), **{name: int((arrays.label == index[name]).sum())
-                                                            for name in curves}}
+        table[run.name]["jets"] = {
+            "b": int(is_b.sum()),
+            **{name: int((arrays.label == index[name]).sum()) for name in curves},
+        }
     print("| run | background | AUC | " + " | ".join(f"1/ε at ε_b = {e:.0%}" for e in EFFICIENCIES) + " |")
     print("|---|---|---|" + "---|" * len(EFFICIENCIES))
     for name, rows in table.items():
         for background in curves:
             row = rows[background]
-            print(f"| {name} | {background} | {row['auc']:.4f} | "
-                  + " | ".join(f"{row[f'{e:.0%}']:.1f}" for e in EFFICIENCIES) + " |")
+            print(
+                f"| {name} | {background} | {row['auc']:.4f} | "
+                + " | ".join(f"{row[f'{e:.0%}']:.1f}" for e in EFFICIENCIES)
+                + " |"
+            )
     for background, lines in curves.items():
         figure = plots.plot_roc(lines, ratio=len(lines) > 1, title=f"b vs {background}")
         figure.axes[-1].set_xlabel(r"b-jet efficiency $\varepsilon_b$")
         figure.axes[0].set_ylabel(rf"{background}-jet rejection $1/\varepsilon_{{{background}}}$")
-        plots.save_figure(figure, arguments.plot.parent, f"{arguments.plot.stem}_{background}",
-                          plots.PlotStyle(formats=("png",)))
+        plots.save_figure(
+            figure, arguments.plot.parent, f"{arguments.plot.stem}_{background}", plots.PlotStyle(formats=("png",))
+        )
     print(json.dumps(table))
 
 

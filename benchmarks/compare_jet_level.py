@@ -38,10 +38,15 @@ def main() -> None:
     rows = {}
     test_arrays = None
     for name, overrides in MODELS.items():
-        extra = (["training.epochs=5"] if name == "mlp" else ["model.n_estimators=200"] if name == "bdt"
-                 else []) if args.quick else []
-        config = load_run_config(config_path(f"top_qcd_{name}.yaml"),
-                                 [f"data.train=[{files['train']}]", f"data.val=[{files['val']}]", *overrides, *extra])
+        extra = (
+            (["training.epochs=5"] if name == "mlp" else ["model.n_estimators=200"] if name == "bdt" else [])
+            if args.quick
+            else []
+        )
+        config = load_run_config(
+            config_path(f"top_qcd_{name}.yaml"),
+            [f"data.train=[{files['train']}]", f"data.val=[{files['val']}]", *overrides, *extra],
+        )
         train(config, name=name, runs_dir=runs, progress=False)
         probabilities, test_arrays = TrainedModel.load(runs / name).predict_files([files["test"]])
         rows[name] = summary(test_arrays.label == 0, probabilities[:, 0], test_arrays.weight, (0.3, 0.5))
@@ -52,21 +57,30 @@ def main() -> None:
     single = {}
     for index, feature in enumerate(features):
         values = raw.inputs["jet"][:, index]
-        figures = max((summary(raw.label == 0, sign * values, raw.weight, (0.3, 0.5)) for sign in (1, -1)),
-                      key=lambda f: f["auc"])
+        figures = max(
+            (summary(raw.label == 0, sign * values, raw.weight, (0.3, 0.5)) for sign in (1, -1)), key=lambda f: f["auc"]
+        )
         single[feature] = figures
     best_feature = max(single, key=lambda f: single[f]["auc"])
     rows[f"best single variable ({best_feature})"] = single[best_feature]
     print(f"{'model':34} {'AUC':>7} {'1/eB@30%':>9} {'1/eB@50%':>9}   test jets: {len(raw)}")
     for name, figures in rows.items():
         reached = {percent: figures.get(f"signal_efficiency_at_{percent}") for percent in (30, 50)}
-        notes = "".join(f"  (the {percent}% column's cut has ε_S = {value:.0%})" for percent, value in reached.items()
-                        if value is not None)
-        print(f"{name:34} {figures['auc']:7.4f} {figures['rejection_at_30']:9.1f} {figures['rejection_at_50']:9.1f}"
-              + notes)
-    print(json.dumps({name: {k: round(float(v), 4) for k, v in f.items()} for name, f in rows.items()}
-                     | {"test_jets": len(raw), "single_variables": {k: round(v["auc"], 4)
-                                                                         for k, v in single.items()}}))
+        notes = "".join(
+            f"  (the {percent}% column's cut has ε_S = {value:.0%})"
+            for percent, value in reached.items()
+            if value is not None
+        )
+        print(
+            f"{name:34} {figures['auc']:7.4f} {figures['rejection_at_30']:9.1f} {figures['rejection_at_50']:9.1f}"
+            + notes
+        )
+    print(
+        json.dumps(
+            {name: {k: round(float(v), 4) for k, v in f.items()} for name, f in rows.items()}
+            | {"test_jets": len(raw), "single_variables": {k: round(v["auc"], 4) for k, v in single.items()}}
+        )
+    )
 
 
 if __name__ == "__main__":

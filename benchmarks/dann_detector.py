@@ -57,14 +57,22 @@ def rejection_at(metrics: dict[str, Any], efficiency: float = 0.5) -> float:
 def measure(run_dir: Path, source_test: list[str], target_test: list[str], output: Path) -> dict[str, Any]:
     """The evaluation of ``heplearn evaluate --domain-data`` and the target-domain truth AUC of one run."""
     settings = EvaluationSettings(importance=False, style=plots.PlotStyle(formats=("png",)))
-    nominal = evaluate_run(run_dir, source_test, output / "nominal", domain_files=target_test, settings=settings,
-                           progress=False).metrics
+    nominal = evaluate_run(
+        run_dir, source_test, output / "nominal", domain_files=target_test, settings=settings, progress=False
+    ).metrics
     alt = evaluate_run(run_dir, target_test, output / "target", settings=settings, progress=False).metrics
     domain = nominal["domain_agreement"]
-    return {"auc": nominal["auc"], "auc_uncertainty": nominal["auc_uncertainty"],
-            "rejection_50": rejection_at(nominal), "alt_auc": alt["auc"], "alt_rejection_50": rejection_at(alt),
-            "chi2_ndf": domain["chi2_ndf"], "ks_statistic": domain["ks_statistic"], "ks_pvalue": domain["ks_pvalue"],
-            "separation_auc": domain["separation_auc"]}
+    return {
+        "auc": nominal["auc"],
+        "auc_uncertainty": nominal["auc_uncertainty"],
+        "rejection_50": rejection_at(nominal),
+        "alt_auc": alt["auc"],
+        "alt_rejection_50": rejection_at(alt),
+        "chi2_ndf": domain["chi2_ndf"],
+        "ks_statistic": domain["ks_statistic"],
+        "ks_pvalue": domain["ks_pvalue"],
+        "separation_auc": domain["separation_auc"],
+    }
 
 
 def score_agreement(run_dir: Path, source_test: list[str], target_test: list[str]) -> Agreement:
@@ -80,18 +88,29 @@ def draw(agreements: dict[str, Agreement], path: Path, target_name: str = "alt d
     from matplotlib import pyplot
 
     with plots.plot_style():
-        figure, axes = pyplot.subplots(1, len(agreements), figsize=(9 * len(agreements), 8), sharey=True,
-                                       layout="constrained")
+        figure, axes = pyplot.subplots(
+            1, len(agreements), figsize=(9 * len(agreements), 8), sharey=True, layout="constrained"
+        )
         for axis, (name, result) in zip(np.atleast_1d(axes), agreements.items(), strict=True):
             widths = np.diff(result.edges)
             centres = 0.5 * (result.edges[1:] + result.edges[:-1])
             (reference, _), (other, other_squares) = result.reference, result.other
-            axis.stairs(reference / (reference.sum() * widths), result.edges, fill=True, alpha=0.35,
-                        label="nominal detector (simulation)")
-            axis.errorbar(centres, other / (other.sum() * widths), yerr=np.sqrt(other_squares) / (other.sum() * widths),
-                          fmt="o", markersize=4, color="black",
-                          label=f"{target_name} ('data'): χ²/ndf {result.chi2_ndf:.1f}, "
-                                f"AUC {result.separation_auc:.3f}")
+            axis.stairs(
+                reference / (reference.sum() * widths),
+                result.edges,
+                fill=True,
+                alpha=0.35,
+                label="nominal detector (simulation)",
+            )
+            axis.errorbar(
+                centres,
+                other / (other.sum() * widths),
+                yerr=np.sqrt(other_squares) / (other.sum() * widths),
+                fmt="o",
+                markersize=4,
+                color="black",
+                label=f"{target_name} ('data'): χ²/ndf {result.chi2_ndf:.1f}, AUC {result.separation_auc:.3f}",
+            )
             axis.set_yscale("log")
             axis.set_ylim(1e-2, 1e3)  # room for the legend
             axis.set_title(name, fontsize="small")
@@ -107,10 +126,12 @@ def main() -> None:
     parser.add_argument("-c", "--config", default="configs/top_qcd_dann.yaml")
     parser.add_argument("--source-test", nargs="+", default=["data/top_qcd_detector/test.parquet"])
     parser.add_argument("--target-test", nargs="+", default=["data/top_qcd_alt/test.parquet"])
-    parser.add_argument("--target-train", default=None,
-                        help="the unlabelled target files of the training (default: the config's)")
-    parser.add_argument("--strength", type=float, nargs="+", default=None,
-                        help="DANN strengths to train (default: the config's)")
+    parser.add_argument(
+        "--target-train", default=None, help="the unlabelled target files of the training (default: the config's)"
+    )
+    parser.add_argument(
+        "--strength", type=float, nargs="+", default=None, help="DANN strengths to train (default: the config's)"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/dann_detector"))
     parser.add_argument("--target-name", default="alt detector", help="the target domain in the figure")
@@ -125,7 +146,8 @@ def main() -> None:
     variants = {"plain": [PLAIN_STEP]}  # the step (and its target) replaced: a plain training
     for strength in arguments.strength or [None]:
         variants["DANN" if strength is None else f"DANN λ={strength:g}"] = (
-            [] if strength is None else [f"training.step.strength={strength}"])
+            [] if strength is None else [f"training.step.strength={strength}"]
+        )
     rows, agreements = {}, {}
     for name, overrides in variants.items():
         run_dir = arguments.runs_dir / name.replace(" ", "_").replace("=", "")
@@ -138,22 +160,33 @@ def main() -> None:
         rows[name] = measure(run_dir, arguments.source_test, arguments.target_test, run_dir / "eval")
         rows[name]["train_seconds"] = seconds
         agreements[name] = score_agreement(run_dir, arguments.source_test, arguments.target_test)
-    print("| tagger | AUC (nominal) | 1/ε_B at ε_S = 50% (nominal) | AUC (target, truth) | 1/ε_B (target) | "
-          "score χ²/ndf nominal vs target | KS D | KS p | domain AUC of the score | training [s] |")
+    print(
+        "| tagger | AUC (nominal) | 1/ε_B at ε_S = 50% (nominal) | AUC (target, truth) | 1/ε_B (target) | "
+        "score χ²/ndf nominal vs target | KS D | KS p | domain AUC of the score | training [s] |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {row['auc']:.4f} ± {row['auc_uncertainty']:.4f} | {row['rejection_50']:.1f} | "
-              f"{row['alt_auc']:.4f} | {row['alt_rejection_50']:.1f} | {row['chi2_ndf']:.2f} | "
-              f"{row['ks_statistic']:.3f} | {row['ks_pvalue']:.2g} | {row['separation_auc']:.3f} | "
-              f"{row['train_seconds']} |")
+        print(
+            f"| {name} | {row['auc']:.4f} ± {row['auc_uncertainty']:.4f} | {row['rejection_50']:.1f} | "
+            f"{row['alt_auc']:.4f} | {row['alt_rejection_50']:.1f} | {row['chi2_ndf']:.2f} | "
+            f"{row['ks_statistic']:.3f} | {row['ks_pvalue']:.2g} | {row['separation_auc']:.3f} | "
+            f"{row['train_seconds']} |"
+        )
     draw(agreements, arguments.plot, arguments.target_name)
     adapted = rows[next(name for name in rows if name != "plain")]
 
     def separation(row: dict[str, Any]) -> float:
         return abs(row["separation_auc"] - 0.5) + 0.5
 
-    print(json.dumps({"ours": separation(adapted), "reference": separation(rows["plain"]),
-                      "ratio": (separation(adapted) - 0.5) / max(separation(rows["plain"]) - 0.5, 1e-12)}))
+    print(
+        json.dumps(
+            {
+                "ours": separation(adapted),
+                "reference": separation(rows["plain"]),
+                "ratio": (separation(adapted) - 0.5) / max(separation(rows["plain"]) - 0.5, 1e-12),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,7 @@ def main() -> None:
         if seed == 0 and not shared.exists():
             shared.symlink_to((folder / "data").resolve(), target_is_directory=True)
 
-    print("\n| model | AUC mean | AUC std over seeds | AUC min–max | bootstrap σ(AUC) | "
-          "1/ε_B at 50%: mean ± std |")
+    print("\n| model | AUC mean | AUC std over seeds | AUC min–max | bootstrap σ(AUC) | 1/ε_B at 50%: mean ± std |")
     print("|---|---|---|---|---|---|")
     rows = {}
     for name, results in by_model.items():
@@ -78,15 +77,21 @@ def main() -> None:
         spread = statistics.stdev(aucs) if len(aucs) > 1 else 0.0
         bootstrap = statistics.mean(r.auc_uncertainty or 0.0 for r in results)
         finite = [r for r in rejections if r != float("inf")]
-        rejection = (f"{statistics.mean(finite):.1f} ± {statistics.stdev(finite):.1f}" if len(finite) > 1
-                     else "—")
-        print(f"| {name} | {statistics.mean(aucs):.4f} | {spread:.4f} | {min(aucs):.4f}–{max(aucs):.4f} | "
-              f"{bootstrap:.4f} | {rejection} |")
-        rows[name] = {"auc": aucs, "rejection_at_50": [r if r != float("inf") else None for r in rejections],
-                      "auc_std": spread, "bootstrap_auc_uncertainty": bootstrap}
+        rejection = f"{statistics.mean(finite):.1f} ± {statistics.stdev(finite):.1f}" if len(finite) > 1 else "—"
+        print(
+            f"| {name} | {statistics.mean(aucs):.4f} | {spread:.4f} | {min(aucs):.4f}–{max(aucs):.4f} | "
+            f"{bootstrap:.4f} | {rejection} |"
+        )
+        rows[name] = {
+            "auc": aucs,
+            "rejection_at_50": [r if r != float("inf") else None for r in rejections],
+            "auc_std": spread,
+            "bootstrap_auc_uncertainty": bootstrap,
+        }
     print(f"\n{time.perf_counter() - started:.0f} s")
-    print(json.dumps({"machine": machine(), "seeds": arguments.seeds, "jets_per_class": arguments.jets,
-                      "models": rows}))
+    print(
+        json.dumps({"machine": machine(), "seeds": arguments.seeds, "jets_per_class": arguments.jets, "models": rows})
+    )
 
 
 if __name__ == "__main__":

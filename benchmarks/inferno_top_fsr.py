@@ -44,18 +44,29 @@ from heplearn.training.from_config import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "heplearn" / "configs" / "top_qcd_inferno.yaml"
 #: the reference: the same network and inputs trained with cross entropy on the nominal jets
-CROSS_ENTROPY = ["data.labels.type=classification", "data.variations={}", "training.loss=auto",
-                 "training.batch_size=256", "training.learning_rate=0.002", "training.early_stopping_patience=3"]
+CROSS_ENTROPY = [
+    "data.labels.type=classification",
+    "data.variations={}",
+    "training.loss=auto",
+    "training.batch_size=256",
+    "training.learning_rate=0.002",
+    "training.early_stopping_patience=3",
+]
 #: the ablation: INFERNO without the FSR samples (its loss is the stat-only σ(s), background free)
-STAT_ONLY = ["data.variations={}", "training.loss=[{name: inferno, signal_yield: 158, background_yield: 3000, "
-             "background_uncertainty: 30000, temperature: 0.1}]"]
+STAT_ONLY = [
+    "data.variations={}",
+    "training.loss=[{name: inferno, signal_yield: 158, background_yield: 3000, "
+    "background_uncertainty: 30000, temperature: 0.1}]",
+]
 
 
 def train_runs(config_path: Path, seed: int, runs: Path, epochs: tuple[int, int]) -> dict[str, Path]:
     """The INFERNO (with and without FSR) and cross-entropy runs of one seed (reused when already finished)."""
-    settings = {"inferno": [f"training.epochs={epochs[0]}"],
-                "inferno_stat": [*STAT_ONLY, f"training.epochs={epochs[0]}"],
-                "cross_entropy": [*CROSS_ENTROPY, f"training.epochs={epochs[1]}"]}
+    settings = {
+        "inferno": [f"training.epochs={epochs[0]}"],
+        "inferno_stat": [*STAT_ONLY, f"training.epochs={epochs[0]}"],
+        "cross_entropy": [*CROSS_ENTROPY, f"training.epochs={epochs[1]}"],
+    }
     paths = {}
     for kind, overrides in settings.items():
         name = f"{kind}_seed{seed}_epochs{epochs[1 if kind == 'cross_entropy' else 0]}"
@@ -84,8 +95,9 @@ def fit_run(run: Path, config: RunConfig, fraction: float, output: Path) -> dict
 
     def split(files: list[Path]) -> tuple[Values, Values]:
         values, label = scores(model, files, config)
-        return Values(values[label == 0], np.ones(int((label == 0).sum()))), \
-            Values(values[label == 1], np.ones(int((label == 1).sum())))
+        return Values(values[label == 0], np.ones(int((label == 0).sum()))), Values(
+            values[label == 1], np.ones(int((label == 1).sum()))
+        )
 
     signal, background = split(config.data.files("test"))
     varied = {code: split(files) for code, files in config.data.variation_files("test")}
@@ -94,25 +106,49 @@ def fit_run(run: Path, config: RunConfig, fraction: float, output: Path) -> dict
     qcd, top = values[label == 1], values[label == 0]
     chosen = np.random.default_rng(0).choice(len(top), round(fraction / (1 - fraction) * len(qcd)), replace=False)
     data = np.concatenate([qcd, top[chosen]])
-    inputs = FitInputs(signal, background, Values(data, np.ones(len(data))), systematics={"fsr": varied[1]},
-                       systematics_down={"fsr": varied[-1]}, signal_name="top", background_name="qcd",
-                       observable="INFERNO bin" if summary else "p(top)", true_fraction=len(chosen) / len(data))
-    settings = FitSettings(binning=binning, expected_fraction=len(chosen) / len(data), unbinned=False, limit=False,
-                           impacts=False, scan_2d=False, discovery=False,
-                           scan_points=7)
+    inputs = FitInputs(
+        signal,
+        background,
+        Values(data, np.ones(len(data))),
+        systematics={"fsr": varied[1]},
+        systematics_down={"fsr": varied[-1]},
+        signal_name="top",
+        background_name="qcd",
+        observable="INFERNO bin" if summary else "p(top)",
+        true_fraction=len(chosen) / len(data),
+    )
+    settings = FitSettings(
+        binning=binning,
+        expected_fraction=len(chosen) / len(data),
+        unbinned=False,
+        limit=False,
+        impacts=False,
+        scan_2d=False,
+        discovery=False,
+        scan_points=7,
+    )
     outcome = fit_inputs(inputs, output, settings, progress=False)
     alpha = settings.expected_fraction or fraction
-    return {"alpha_true": alpha, "alpha": outcome.fraction.fraction,
-            "sigma_stat": alpha * outcome.stat_only.uncertainty(), "sigma_fsr": alpha * outcome.full.uncertainty(),
-            "bins": len(outcome.metrics["binning"]["edges"]) - 1}
+    return {
+        "alpha_true": alpha,
+        "alpha": outcome.fraction.fraction,
+        "sigma_stat": alpha * outcome.stat_only.uncertainty(),
+        "sigma_fsr": alpha * outcome.full.uncertainty(),
+        "bins": len(outcome.metrics["binning"]["edges"]) - 1,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 40 INFERNO epochs, 3 cross-entropy epochs")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, nargs=2, metavar=("INFERNO", "CE"),
-                        help="epochs of the two trainings (default 150 10, --quick 40 3)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=2,
+        metavar=("INFERNO", "CE"),
+        help="epochs of the two trainings (default 150 10, --quick 40 3)",
+    )
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--fraction", type=float, default=0.05, help="top fraction of the pseudo-data")
     parser.add_argument("--runs", type=Path, default=Path("runs/inferno_top_fsr"))
@@ -128,20 +164,23 @@ def main() -> None:
         runs = train_runs(args.config, seed, args.runs, epochs)
         for kind, run in runs.items():
             results[kind].append(fit_run(run, config, args.fraction, args.output / f"{run.name}"))
-            print(f"seed {seed} {kind}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[kind][-1].items()),
-                  flush=True)
+            print(f"seed {seed} {kind}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[kind][-1].items()), flush=True)
     elapsed = time.perf_counter() - started
 
     def median(kind: str, key: str) -> float:
         return float(np.median([row[key] for row in results[kind]]))
 
-    print(f"\nTop fraction α = {median('inferno', 'alpha_true'):.4f} of {len(seeds)} seed(s), "
-          f"median over seeds ({elapsed:.0f} s)")
+    print(
+        f"\nTop fraction α = {median('inferno', 'alpha_true'):.4f} of {len(seeds)} seed(s), "
+        f"median over seeds ({elapsed:.0f} s)"
+    )
     print(f"{'tagger':<16} {'α̂':>8} {'σ(α) stat.':>11} {'σ(α) stat.+FSR':>15} {'bins':>5}")
     names = {"cross_entropy": "cross entropy", "inferno_stat": "INFERNO, no FSR", "inferno": "INFERNO"}
     for kind, name in names.items():
-        print(f"{name:<16} {median(kind, 'alpha'):>8.4f} {median(kind, 'sigma_stat'):>11.4f} "
-              f"{median(kind, 'sigma_fsr'):>15.4f} {median(kind, 'bins'):>5.0f}")
+        print(
+            f"{name:<16} {median(kind, 'alpha'):>8.4f} {median(kind, 'sigma_stat'):>11.4f} "
+            f"{median(kind, 'sigma_fsr'):>15.4f} {median(kind, 'bins'):>5.0f}"
+        )
     ours, reference = median("inferno", "sigma_fsr"), median("cross_entropy", "sigma_fsr")
     summary: dict[str, Any] = {"ours": ours, "reference": reference, "ratio": ours / reference}
     print(json.dumps(summary))

@@ -46,19 +46,29 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for lower, upper in itertools.pairwise(edges):
         chosen = (jet_pt >= lower) & (jet_pt <= upper)
-        row = {"low": lower, "high": upper, "jets": int(chosen.sum()),
-               "scale_before": float(np.median(before[chosen])), "scale_after": float(np.median(after[chosen])),
-               "resolution_before": robust_width(before[chosen]) / float(np.median(before[chosen])),
-               "resolution_after": robust_width(after[chosen]) / float(np.median(after[chosen])),
-               "predicted": float(np.mean(predicted[chosen] / median[chosen]))}
+        row = {
+            "low": lower,
+            "high": upper,
+            "jets": int(chosen.sum()),
+            "scale_before": float(np.median(before[chosen])),
+            "scale_after": float(np.median(after[chosen])),
+            "resolution_before": robust_width(before[chosen]) / float(np.median(before[chosen])),
+            "resolution_after": robust_width(after[chosen]) / float(np.median(after[chosen])),
+            "predicted": float(np.mean(predicted[chosen] / median[chosen])),
+        }
         rows.append(row)
-        print(f"| {lower:.0f}–{upper:.0f} | {row['jets']} | {row['scale_before']:.3f} | {row['scale_after']:.3f} | "
-              f"{row['resolution_before']:.3f} | {row['resolution_after']:.3f} | {row['predicted']:.3f} |")
-    overall = {"resolution_before": robust_width(before) / float(np.median(before)),
-               "resolution_after": robust_width(after) / float(np.median(after)),
-               "scale_before": float(np.median(before)), "scale_after": float(np.median(after)),
-               "coverage_q25": float(np.mean(parton_pt / jet_pt < low)),
-               "coverage_q75": float(np.mean(parton_pt / jet_pt < high))}
+        print(
+            f"| {lower:.0f}–{upper:.0f} | {row['jets']} | {row['scale_before']:.3f} | {row['scale_after']:.3f} | "
+            f"{row['resolution_before']:.3f} | {row['resolution_after']:.3f} | {row['predicted']:.3f} |"
+        )
+    overall = {
+        "resolution_before": robust_width(before) / float(np.median(before)),
+        "resolution_after": robust_width(after) / float(np.median(after)),
+        "scale_before": float(np.median(before)),
+        "scale_after": float(np.median(after)),
+        "coverage_q25": float(np.mean(parton_pt / jet_pt < low)),
+        "coverage_q75": float(np.mean(parton_pt / jet_pt < high)),
+    }
     centers = [0.5 * (row["low"] + row["high"]) for row in rows]
     with plots.plot_style():
         figure = plots._figure((8, 8.5))

@@ -27,8 +27,9 @@ ZOO_DIMS = {"particles": 7, "points": 2, "vectors": 4, "jet": 6, "image": 1, "ma
 # ----------------------------------------------------------------------------- method pages
 def method_modules() -> list[str]:
     """The modules of ``heplearn.methods`` that get a page (their commands' modules excluded)."""
-    return sorted(path.stem for path in METHODS.glob("*.py")
-                  if not path.stem.startswith("_") and not path.stem.endswith("_cli"))
+    return sorted(
+        path.stem for path in METHODS.glob("*.py") if not path.stem.startswith("_") and not path.stem.endswith("_cli")
+    )
 
 
 def method_title(name: str) -> str:
@@ -50,9 +51,11 @@ def on_config(config: Any) -> Any:
 def on_files(files: Any, config: Any) -> Any:
     """Add the generated method pages."""
     for name in method_modules():
-        content = (f"# {method_title(name)}\n\n`heplearn.methods.{name}`\n\n::: heplearn.methods.{name}\n"
-                   "    options:\n      members: false\n      show_root_heading: false\n"
-                   "      show_root_toc_entry: false\n")
+        content = (
+            f"# {method_title(name)}\n\n`heplearn.methods.{name}`\n\n::: heplearn.methods.{name}\n"
+            "    options:\n      members: false\n      show_root_heading: false\n"
+            "      show_root_toc_entry: false\n"
+        )
         files.append(File.generated(config, f"methods/{name}.md", content=content))
     return files
 
@@ -62,8 +65,9 @@ def type_name(annotation: Any) -> str:
     """A readable type: ``int | None``, ``list[str]``, ``"cosine" | "onecycle"``."""
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
-        return " \\| ".join(f'`"{value}"`' if isinstance(value, str) else f"`{value}`"
-                            for value in typing.get_args(annotation))
+        return " \\| ".join(
+            f'`"{value}"`' if isinstance(value, str) else f"`{value}`" for value in typing.get_args(annotation)
+        )
     if origin in (typing.Union, types.UnionType):
         return " \\| ".join(type_name(arg) for arg in typing.get_args(annotation))
     if origin is not None:
@@ -95,7 +99,7 @@ def default_text(field: pydantic.fields.FieldInfo) -> str:
         return "(see below)"
     if isinstance(value, list | dict | tuple):
         return f"`{value}`"
-    return f"`{ {None: 'null', True: 'true', False: 'false'}.get(value, value)}`"
+    return f"`{ {None: 'null', True: 'true', False: 'false'}.get(value, value) }`"
 
 
 def nested_models(annotation: Any) -> list[tuple[str, type[pydantic.BaseModel]]]:
@@ -104,8 +108,12 @@ def nested_models(annotation: Any) -> list[tuple[str, type[pydantic.BaseModel]]]
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return [("", annotation)]
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (list, dict) and arguments and isinstance(arguments[-1], type) \
-            and issubclass(arguments[-1], pydantic.BaseModel):
+    if (
+        origin in (list, dict)
+        and arguments
+        and isinstance(arguments[-1], type)
+        and issubclass(arguments[-1], pydantic.BaseModel)
+    ):
         return [("[]" if origin is list else ".<name>", arguments[-1])]
     return [found for argument in arguments for found in nested_models(argument)]
 
@@ -116,10 +124,13 @@ def config_rows(model: type[pydantic.BaseModel], prefix: str) -> list[str]:
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if not field.description:
-            raise PluginError(f"config key {key} ({model.__name__}.{name}) has no description: "
-                              "write a docstring under the field")
-        rows.append(f"| `{key}` | {type_name(field.annotation)} | {default_text(field)} | {constraints(field)} | "
-                    f"{field.description} |")
+            raise PluginError(
+                f"config key {key} ({model.__name__}.{name}) has no description: write a docstring under the field"
+            )
+        rows.append(
+            f"| `{key}` | {type_name(field.annotation)} | {default_text(field)} | {constraints(field)} | "
+            f"{field.description} |"
+        )
         sections += [(f"{key}{suffix}", section) for suffix, section in nested_models(field.annotation)]
     for key, section in sections:
         rows += config_rows(section, key)
@@ -137,8 +148,9 @@ def config_reference() -> str:
 # ----------------------------------------------------------------------------- model zoo
 def module_summary(module: str) -> tuple[str, str]:
     """The first paragraph of a model module's docstring, and its references (the arXiv numbers it cites)."""
-    docstring = ast.get_docstring(ast.parse((ROOT / "src" / Path(*module.split("."))).with_suffix(".py")
-                                            .read_text())) or ""
+    docstring = (
+        ast.get_docstring(ast.parse((ROOT / "src" / Path(*module.split("."))).with_suffix(".py").read_text())) or ""
+    )
     summary = docstring.split("\n\n")[0].replace("\n", " ")
     references = sorted(set(re.findall(r"arXiv:\d{4}\.\d{4,5}", docstring)))
     tmva = re.search(r"TMVA Users Guide §[\d.]+", docstring)

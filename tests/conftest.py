@@ -40,17 +40,23 @@ def make_jets(n: int, seed: int = 0, max_particles: int = 60) -> ak.Array:
     jet_py = ak.sum(jagged(py), axis=1)
     return ak.zip(
         {
-            "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz),
-            "part_energy": jagged(energy), "part_deta": jagged(deta), "part_dphi": jagged(dphi),
+            "part_px": jagged(px),
+            "part_py": jagged(py),
+            "part_pz": jagged(pz),
+            "part_energy": jagged(energy),
+            "part_deta": jagged(deta),
+            "part_dphi": jagged(dphi),
             "part_charge": jagged(charge),
             "part_isChargedHadron": jagged((charge != 0).astype(np.float32)),
             "part_isPhoton": jagged((charge == 0).astype(np.float32)),
             "jet_pt": np.hypot(ak.to_numpy(jet_px), ak.to_numpy(jet_py)).astype(np.float32),
-            "jet_eta": jet_eta.astype(np.float32), "jet_phi": jet_phi.astype(np.float32),
+            "jet_eta": jet_eta.astype(np.float32),
+            "jet_phi": jet_phi.astype(np.float32),
             "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
             "jet_nparticles": counts.astype(np.int64),
             "jet_sdmass": rng.normal(80 + 90 * is_signal, 15, n).astype(np.float32),
-            "label_top": is_signal.astype(np.int64), "label_qcd": (1 - is_signal).astype(np.int64),
+            "label_top": is_signal.astype(np.int64),
+            "label_qcd": (1 - is_signal).astype(np.int64),
         },
         depth_limit=1,
     )
@@ -90,8 +96,13 @@ def with_trained_batch_norms(network: torch.nn.Module, seed: int = 0) -> torch.n
     return network
 
 
-def write_rntuple(jets: ak.Array, path: Path, cluster_size: int = 10_000, name: str = "tree",
-                  provenance: dict[str, object] | None = None) -> Path:
+def write_rntuple(
+    jets: ak.Array,
+    path: Path,
+    cluster_size: int = 10_000,
+    name: str = "tree",
+    provenance: dict[str, object] | None = None,
+) -> Path:
     """``jets`` as an RNTuple ``name`` the way uproot >= 5.7 writes one (a dict assigned to a key),
     one cluster per ``cluster_size`` entries (each ``extend`` closes a cluster)."""
     import json
@@ -104,5 +115,5 @@ def write_rntuple(jets: ak.Array, path: Path, cluster_size: int = 10_000, name: 
             output[io.PROVENANCE_KEY] = json.dumps(provenance)
         output[name] = {field: values[:cluster_size] for field, values in fields.items()}
         for start in range(cluster_size, len(jets), cluster_size):
-            output[name].extend({field: values[start:start + cluster_size] for field, values in fields.items()})
+            output[name].extend({field: values[start : start + cluster_size] for field, values in fields.items()})
     return path

@@ -28,8 +28,12 @@ SMEARING = 0.5
 TABLE = {1: (0.1600, 0.8773), 2: (0.1902, 0.8341), 3: (0.1974, 0.8158), 5: (0.1998, 0.8036), 10: (0.2000, 0.8001)}
 
 
-def gaussian_iterates(iterations: int, generator: tuple[float, float] = GENERATOR,
-                      truth: tuple[float, float] = TRUTH, smearing: float = SMEARING) -> list[tuple[float, float]]:
+def gaussian_iterates(
+    iterations: int,
+    generator: tuple[float, float] = GENERATOR,
+    truth: tuple[float, float] = TRUTH,
+    smearing: float = SMEARING,
+) -> list[tuple[float, float]]:
     """(mean, σ) of the unfolded generator density after iterations 1 … ``iterations``."""
     mean, variance = generator[0], generator[1] ** 2
     data_variance = truth[1] ** 2 + smearing**2

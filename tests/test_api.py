@@ -27,10 +27,24 @@ from tests.conftest import make_jets
 
 
 def test_public_api_is_small_and_importable() -> None:
-    assert set(heplearn.__all__) == {"__version__", "Classifier", "load_jets", "TrainedModel", "train",
-                                     "load_run_config", "load_data_config", "DataConfig", "HeplearnError",
-                                     "evaluate_run", "compare_runs", "export_run", "predict_files", "serve",
-                                     "fit_inputs", "run_analysis"}
+    assert set(heplearn.__all__) == {
+        "__version__",
+        "Classifier",
+        "load_jets",
+        "TrainedModel",
+        "train",
+        "load_run_config",
+        "load_data_config",
+        "DataConfig",
+        "HeplearnError",
+        "evaluate_run",
+        "compare_runs",
+        "export_run",
+        "predict_files",
+        "serve",
+        "fit_inputs",
+        "run_analysis",
+    }
     for name in heplearn.__all__:
         assert getattr(heplearn, name) is not None
 
@@ -44,13 +58,21 @@ def test_the_docstring_examples_run() -> None:
 # --- on jets from load_jets ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "parameters"), [("bdt", {"model": {"n_estimators": 30, "n_jobs": 1}}),
-                                                  ("mlp", {"preset": "small", "training": {"epochs": 2}})])
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    [("bdt", {"model": {"n_estimators": 30, "n_jobs": 1}}), ("mlp", {"preset": "small", "training": {"epochs": 2}})],
+)
 def test_classifier_fit_predict_save_load(tmp_path: Path, name: str, parameters: dict) -> None:
-    files = {split: io.write(make_jets(n, seed=s), tmp_path / f"{split}.parquet")
-             for split, n, s in (("train", 1500, 31), ("val", 400, 32), ("test", 400, 33))}
-    data = heplearn.load_data_config({"inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
-                                      "labels": {"classes": ["label_top", "label_qcd"]}})
+    files = {
+        split: io.write(make_jets(n, seed=s), tmp_path / f"{split}.parquet")
+        for split, n, s in (("train", 1500, 31), ("val", 400, 32), ("test", 400, 33))
+    }
+    data = heplearn.load_data_config(
+        {
+            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        }
+    )
     train, val, test = (heplearn.load_jets([files[s]], data) for s in ("train", "val", "test"))
     classifier = heplearn.Classifier(name, **parameters).fit(train, val)
     probabilities = classifier.predict_proba(test)
@@ -92,23 +114,31 @@ def every_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[InMemoryJets,
     """Train, validation and test jets with every input group a model may read."""
     folder = tmp_path_factory.mktemp("every_input")
     particles = {"length": 24}
-    data = heplearn.load_data_config({
-        "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]},
-                   "particles": {**particles, "variables": ["part_deta", "part_dphi", "part_logpt"]},
-                   "points": {**particles, "variables": ["part_deta", "part_dphi"], "standardize": False},
-                   "vectors": {**particles, "variables": ["part_px", "part_py", "part_pz", "part_energy"],
-                               "standardize": False},
-                   "image": {"image": {"bins": 8}}},
-        "labels": {"classes": ["label_top", "label_qcd"]},
-    })
+    data = heplearn.load_data_config(
+        {
+            "inputs": {
+                "jet": {"variables": ["jet_sdmass", "jet_nparticles"]},
+                "particles": {**particles, "variables": ["part_deta", "part_dphi", "part_logpt"]},
+                "points": {**particles, "variables": ["part_deta", "part_dphi"], "standardize": False},
+                "vectors": {
+                    **particles,
+                    "variables": ["part_px", "part_py", "part_pz", "part_energy"],
+                    "standardize": False,
+                },
+                "image": {"image": {"bins": 8}},
+            },
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        }
+    )
     splits = [io.write(make_jets(n, seed=s), folder / f"{s}.parquet") for n, s in ((300, 41), (100, 42), (100, 43))]
     train, val, test = (heplearn.load_jets([path], data) for path in splits)
     return train, val, test
 
 
 @pytest.mark.parametrize("name", registry.model_names())
-def test_every_model_round_trips_through_a_run_directory(name: str, tmp_path: Path,
-                                                         every_input: tuple[InMemoryJets, ...]) -> None:
+def test_every_model_round_trips_through_a_run_directory(
+    name: str, tmp_path: Path, every_input: tuple[InMemoryJets, ...]
+) -> None:
     train, val, test = every_input
     classifier = heplearn.Classifier(name, **ROUND_TRIP[name]).fit(train, val)
     probabilities = classifier.predict_proba(test)
@@ -124,8 +154,13 @@ def test_other_tasks_are_not_classifiers(tmp_path: Path) -> None:
     data = {"train": str(path), "labels": {"type": "none"}, "inputs": {"jet": {"variables": ["jet_sdmass"]}}}
     with pytest.raises(ConfigError, match=r"data\.labels\.type: 'none'; Classifier trains classifiers"):
         heplearn.Classifier("mlp", preset="small").fit(heplearn.load_jets([path], heplearn.load_data_config(data)))
-    config = heplearn.load_run_config({"data": data, "model": {"name": "autoencoder", "preset": "small"},
-                                       "training": {"epochs": 1, "max_steps_per_epoch": 2}})
+    config = heplearn.load_run_config(
+        {
+            "data": data,
+            "model": {"name": "autoencoder", "preset": "small"},
+            "training": {"epochs": 1, "max_steps_per_epoch": 2},
+        }
+    )
     run = heplearn.train(config, name="ae", runs_dir=tmp_path, progress=False).run_dir
     with pytest.raises(DataError, match="holds a reconstruction model, not a classifier"):
         heplearn.Classifier.load(run)
@@ -153,12 +188,17 @@ def test_settings_reach_the_model_and_the_trainer() -> None:
     bdt = heplearn.Classifier("bdt", model={"learning_rate": 0.05, "n_estimators": 50, "seed": 3}, n_jobs=1)
     fitted = bdt.fit(X, y).trained_.classical
     assert (fitted.learning_rate, fitted.n_estimators, fitted.seed, fitted.n_jobs) == (0.05, 50, 3, 1)
-    mlp = heplearn.Classifier("mlp", preset="small", hidden=[8], learning_rate=0.02, epochs=1,
-                              training={"batch_size": 100, "seed": 4}).fit(X, y)
+    mlp = heplearn.Classifier(
+        "mlp", preset="small", hidden=[8], learning_rate=0.02, epochs=1, training={"batch_size": 100, "seed": 4}
+    ).fit(X, y)
     config = mlp.trained_.config
     assert config.model.hyperparameters == {"hidden": [8]} and mlp.trained_.network.hparams.hidden == (8,)
-    assert (config.training.learning_rate, config.training.epochs, config.training.batch_size,
-            config.training.seed) == (0.02, 1, 100, 4)
+    assert (
+        config.training.learning_rate,
+        config.training.epochs,
+        config.training.batch_size,
+        config.training.seed,
+    ) == (0.02, 1, 100, 4)
 
 
 @pytest.mark.parametrize(
@@ -185,8 +225,13 @@ def test_settings_reach_the_model_and_the_trainer() -> None:
 )
 def test_a_setting_in_no_place_or_in_two_is_an_error(name: str, parameters: dict[str, Any], message: str) -> None:
     classifier = heplearn.Classifier(name, **parameters)  # stored as given, checked by fit (as in scikit-learn)
-    assert classifier.get_params(deep=False) == {"name": name, "preset": None, "model": None, "training": None,
-                                                 **parameters}
+    assert classifier.get_params(deep=False) == {
+        "name": name,
+        "preset": None,
+        "model": None,
+        "training": None,
+        **parameters,
+    }
     with pytest.raises(ConfigError, match=message):
         classifier.fit(*binary_toy(50))
 
@@ -203,8 +248,14 @@ def test_get_params_set_params_and_clone() -> None:
     copy = clone(bdt)
     assert copy.get_params() == bdt.get_params() and copy.model is not model
     assert bdt.set_params(max_depth=3, reg_lambda=2.0, model={"n_estimators": 10}) is bdt
-    assert bdt.get_params() == {"name": "bdt", "preset": None, "model": {"n_estimators": 10}, "training": None,
-                                "max_depth": 3, "reg_lambda": 2.0}
+    assert bdt.get_params() == {
+        "name": "bdt",
+        "preset": None,
+        "model": {"n_estimators": 10},
+        "training": None,
+        "max_depth": 3,
+        "reg_lambda": 2.0,
+    }
     with pytest.raises(ConfigError, match=r"'max_dept' is neither .* did you mean 'max_depth'"):
         bdt.set_params(max_dept=3)  # a name that no value can make right fails at once
     X, y = binary_toy(200)
@@ -238,10 +289,13 @@ def test_in_a_pipeline_and_a_grid_search() -> None:
     assert search.best_estimator_.trained_.classical.n_estimators == 40
 
 
-@pytest.mark.parametrize(("name", "reference"), [
-    ("bdt", lambda: BoostedDecisionTrees(n_estimators=20, n_jobs=1)),
-    ("cuts", lambda: RectangularCuts(background_efficiencies=[0.2, 0.5], maxiter=10)),  # class 1 is the signal
-])
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("bdt", lambda: BoostedDecisionTrees(n_estimators=20, n_jobs=1)),
+        ("cuts", lambda: RectangularCuts(background_efficiencies=[0.2, 0.5], maxiter=10)),  # class 1 is the signal
+    ],
+)
 def test_on_arrays_a_classical_model_gives_what_it_gives_alone(name: str, reference: Any) -> None:
     X, y = binary_toy(600)
     weights = np.random.default_rng(5).uniform(0.5, 2.0, len(y))
@@ -300,8 +354,12 @@ def test_bad_array_input_is_an_error_that_says_so(tmp_path: Path) -> None:
     fitted = heplearn.Classifier("likelihood").fit(X, y)
     with pytest.raises(DataError, match="has 2 features, the model was fitted on 3"):
         fitted.predict_proba(X[:, :2])
-    jets = heplearn.load_jets([io.write(make_jets(200, seed=3), tmp_path / "jets.parquet")], heplearn.load_data_config(
-        {"inputs": {"jet": {"variables": ["jet_sdmass"]}}, "labels": {"classes": ["label_top", "label_qcd"]}}))
+    jets = heplearn.load_jets(
+        [io.write(make_jets(200, seed=3), tmp_path / "jets.parquet")],
+        heplearn.load_data_config(
+            {"inputs": {"jet": {"variables": ["jet_sdmass"]}}, "labels": {"classes": ["label_top", "label_qcd"]}}
+        ),
+    )
     with pytest.raises(DataError, match="validation split"):
         heplearn.Classifier("likelihood").fit(jets, jets.arrays.label)
     with pytest.raises(DataError, match="carry their weights"):

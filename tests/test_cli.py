@@ -27,8 +27,9 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["parquet", "root", "hdf5", "rntuple"])
-def test_inspect_reports_fields_counts_and_classes(kind: str, jet_files: dict[str, Path],
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_reports_fields_counts_and_classes(
+    kind: str, jet_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(["inspect", "--json", str(jet_files[kind])], capsys)
     assert code == 0
     (summary,) = json.loads(out)
@@ -55,11 +56,19 @@ def test_inspect_top_tagging_layout(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "heplearn", "inspect", str(tmp_path / "nope.root")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "heplearn", "inspect", str(tmp_path / "nope.root")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"heplearn: error: {tmp_path / 'nope.root'}: no such file"
     assert "Traceback" not in result.stderr
-    debug = subprocess.run([sys.executable, "-m", "heplearn", "--debug", "inspect", str(tmp_path / "nope.root")],
-                           capture_output=True, text=True, check=False)
+    debug = subprocess.run(
+        [sys.executable, "-m", "heplearn", "--debug", "inspect", str(tmp_path / "nope.root")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "Traceback" in debug.stderr

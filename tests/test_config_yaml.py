@@ -18,7 +18,13 @@ training:
 
 def test_only_true_and_false_are_booleans() -> None:
     assert load_yaml("{on: a, off: b, yes: c, no: d, t: true, f: False}") == {
-        "on": "a", "off": "b", "yes": "c", "no": "d", "t": True, "f": False}
+        "on": "a",
+        "off": "b",
+        "yes": "c",
+        "no": "d",
+        "t": True,
+        "f": False,
+    }
 
 
 def test_a_disco_term_on_an_observer_loads_from_a_file_and_from_set(tmp_path: Path) -> None:
@@ -26,7 +32,8 @@ def test_a_disco_term_on_an_observer_loads_from_a_file_and_from_set(tmp_path: Pa
     path.write_text(RUN)
     config = load_run_config(path)
     assert config.training.loss[1].settings == {"on": "jet_sdmass"}  # type: ignore[index]
-    config = load_run_config(path, ["training.loss=[{name: cross_entropy}, {name: disco, weight: 3, on: jet_pt}]",
-                                    "model.batch_norm=true"])
+    config = load_run_config(
+        path, ["training.loss=[{name: cross_entropy}, {name: disco, weight: 3, on: jet_pt}]", "model.batch_norm=true"]
+    )
     assert config.training.loss[1].settings == {"on": "jet_pt"}  # type: ignore[index]
     assert config.model.hyperparameters["batch_norm"] is True

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("mkdocstrings")
     output = tmp_path_factory.mktemp("site")
-    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(output)],
-                           cwd=ROOT, capture_output=True, text=True, check=False)
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     return output
 
@@ -44,8 +49,11 @@ def test_every_model_and_method_has_its_page(site: Path) -> None:
     for name in registry.model_names():
         assert registry.model_class(name).__name__ in zoo, name
     assert "paper: 2,139,758" in zoo  # ParT's published size (arXiv:2202.03772: 2.14 M parameters)
-    methods = sorted(p.stem for p in (ROOT / "src/heplearn/methods").glob("*.py")
-                     if not p.stem.startswith("_") and not p.stem.endswith("_cli"))
+    methods = sorted(
+        p.stem
+        for p in (ROOT / "src/heplearn/methods").glob("*.py")
+        if not p.stem.startswith("_") and not p.stem.endswith("_cli")
+    )
     assert sorted(p.name for p in (site / "methods").iterdir()) == methods
     assert "arXiv:1911.09107" in text(site / "methods" / "unfolding" / "index.html")  # its docstring rendered
 

@@ -10,8 +10,9 @@ import yaml
 from heplearn.run_config import load_run_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "heplearn" / "configs"
-RUN_CONFIGS = sorted(path for path in CONFIGS.glob("*.yaml")
-                     if {"data", "model"} <= set(yaml.safe_load(path.read_text()) or {}))
+RUN_CONFIGS = sorted(
+    path for path in CONFIGS.glob("*.yaml") if {"data", "model"} <= set(yaml.safe_load(path.read_text()) or {})
+)
 
 
 def test_the_examples_are_found() -> None:

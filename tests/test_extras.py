@@ -55,8 +55,24 @@ def test_every_optional_package_is_in_its_extra_and_not_in_the_core(project: dic
             assert _name(distribution) in listed, (extra, distribution)
             assert _name(distribution) not in core, f"{distribution} is optional ({extra}) but in the core"
     # the packages the issue found mandatory are all out of the core
-    assert not core & {"xgboost", "fastjet", "pythia8mc", "dask", "tensorboard", "onnx", "onnxruntime", "onnxscript",
-                        "onnxmltools", "fastapi", "uvicorn", "optuna", "snakemake", "tritonclient", "zuko", "hls4ml"}
+    assert not core & {
+        "xgboost",
+        "fastjet",
+        "pythia8mc",
+        "dask",
+        "tensorboard",
+        "onnx",
+        "onnxruntime",
+        "onnxscript",
+        "onnxmltools",
+        "fastapi",
+        "uvicorn",
+        "optuna",
+        "snakemake",
+        "tritonclient",
+        "zuko",
+        "hls4ml",
+    }
 
 
 def test_all_covers_every_runtime_extra_and_the_tests_and_make_install_everything(project: dict[str, object]) -> None:
@@ -91,16 +107,20 @@ def test_the_bdt_names_the_bdt_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     hide(monkeypatch, "xgboost")
     assert "n_estimators" in registry.hyperparameter_names("bdt")  # a BDT config still validates
     X, y = np.random.default_rng(0).normal(size=(40, 2)), np.arange(40) % 2
-    with pytest.raises(MissingExtraError, match=r"the BDT \(model: bdt\) needs xgboost, which is not installed: "
-                                                r"pip install 'heplearn\[bdt\]'$"):
+    with pytest.raises(
+        MissingExtraError,
+        match=r"the BDT \(model: bdt\) needs xgboost, which is not installed: "
+        r"pip install 'heplearn\[bdt\]'$",
+    ):
         BoostedDecisionTrees(n_estimators=2).fit(X, y)
     with pytest.raises(MissingExtraError, match=r"the BDT \(model: bdt\) needs xgboost.*heplearn\[bdt\]"):
         registry.check_installed("bdt")
     registry.check_installed("likelihood")  # the core's models need nothing
 
 
-def test_the_demo_leaves_out_the_bdt_without_xgboost(monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_the_demo_leaves_out_the_bdt_without_xgboost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from heplearn.demo import DEMO_MODELS, available_models
 
     hide(monkeypatch, "xgboost")
@@ -109,8 +129,9 @@ def test_the_demo_leaves_out_the_bdt_without_xgboost(monkeypatch: pytest.MonkeyP
     assert "pip install 'heplearn[bdt]'" in caplog.text
 
 
-def test_generation_names_the_generate_and_dask_extras_before_writing(monkeypatch: pytest.MonkeyPatch,
-                                                                      tmp_path: Path) -> None:
+def test_generation_names_the_generate_and_dask_extras_before_writing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from heplearn.generate.driver import generate
 
     with monkeypatch.context() as patch:
@@ -131,8 +152,9 @@ def test_fastjet_names_the_generate_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
-def test_export_names_the_export_extra_before_reading_the_run(package: str, monkeypatch: pytest.MonkeyPatch,
-                                                              tmp_path: Path) -> None:
+def test_export_names_the_export_extra_before_reading_the_run(
+    package: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from heplearn.serving.export import export_run
 
     hide(monkeypatch, package)
@@ -140,8 +162,9 @@ def test_export_names_the_export_extra_before_reading_the_run(package: str, monk
         export_run(tmp_path / "no-such-run")
 
 
-def test_the_network_exporter_needs_onnxscript_and_the_bdt_exporter_onnxmltools(monkeypatch: pytest.MonkeyPatch,
-                                                                                tmp_path: Path) -> None:
+def test_the_network_exporter_needs_onnxscript_and_the_bdt_exporter_onnxmltools(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import torch
 
     from heplearn.serving.export import _write_classical, export_network
@@ -179,8 +202,9 @@ def test_tune_flows_and_hls4ml_name_their_extras(monkeypatch: pytest.MonkeyPatch
         emulate_latent_score(None, np.zeros((1, 2)), "unused")  # type: ignore[arg-type]
 
 
-def test_training_goes_on_without_tensorboard_and_says_so_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_training_goes_on_without_tensorboard_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from heplearn.training import trainer
 
     trainer._log_once.cache_clear()
@@ -200,18 +224,26 @@ def run(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return int(stopped.value.code or 0), capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("hidden", "command", "extra"), [
-    ("pythia8mc", ["generate", "top", "--jets", "10", "-o", "{tmp}/out", "--no-progress"], "generate"),
-    ("distributed", ["generate", "top", "--jets", "10", "-o", "{tmp}/out", "--workers", "2"], "dask"),
-    ("onnx", ["export", "{tmp}/run"], "export"),
-    ("fastapi", ["serve", "{tmp}/run"], "serve"),
-    ("uvicorn", ["serve", "{tmp}/run"], "serve"),
-    ("distributed", ["predict", "{tmp}/run", "{tmp}/jets.parquet", "-o", "{tmp}/out", "--workers", "2"], "dask"),
-    ("optuna", ["tune", "-c", "{tmp}/run.yaml", "--space", "{tmp}/space.yaml"], "tune"),
-])
-def test_the_cli_says_which_extra_in_one_line(hidden: str, command: list[str], extra: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("hidden", "command", "extra"),
+    [
+        ("pythia8mc", ["generate", "top", "--jets", "10", "-o", "{tmp}/out", "--no-progress"], "generate"),
+        ("distributed", ["generate", "top", "--jets", "10", "-o", "{tmp}/out", "--workers", "2"], "dask"),
+        ("onnx", ["export", "{tmp}/run"], "export"),
+        ("fastapi", ["serve", "{tmp}/run"], "serve"),
+        ("uvicorn", ["serve", "{tmp}/run"], "serve"),
+        ("distributed", ["predict", "{tmp}/run", "{tmp}/jets.parquet", "-o", "{tmp}/out", "--workers", "2"], "dask"),
+        ("optuna", ["tune", "-c", "{tmp}/run.yaml", "--space", "{tmp}/space.yaml"], "tune"),
+    ],
+)
+def test_the_cli_says_which_extra_in_one_line(
+    hidden: str,
+    command: list[str],
+    extra: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     hide(monkeypatch, hidden)
     code, err = run([part.format(tmp=tmp_path) for part in command], capsys)
     assert code == 2
@@ -220,9 +252,9 @@ def test_the_cli_says_which_extra_in_one_line(hidden: str, command: list[str], e
     assert not (tmp_path / "out").exists()
 
 
-def test_training_a_bdt_without_xgboost_is_one_line_and_leaves_no_run(monkeypatch: pytest.MonkeyPatch,
-                                                                        tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_a_bdt_without_xgboost_is_one_line_and_leaves_no_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     from heplearn.data import io
@@ -233,11 +265,13 @@ def test_training_a_bdt_without_xgboost_is_one_line_and_leaves_no_run(monkeypatc
     config = tmp_path / "bdt.yaml"
     config.write_text(yaml.safe_dump(run_config({"train": [jets], "val": [jets]}, {"name": "bdt", "n_estimators": 2})))
     hide(monkeypatch, "xgboost")
-    code, err = run(["train", "-c", str(config), "--name", "bdt", "--runs-dir", str(tmp_path / "runs"),
-                     "--no-progress"], capsys)
+    code, err = run(
+        ["train", "-c", str(config), "--name", "bdt", "--runs-dir", str(tmp_path / "runs"), "--no-progress"], capsys
+    )
     assert code == 2 and err.count("\n") == 1
-    assert err.strip() == ("heplearn: error: the BDT (model: bdt) needs xgboost, which is not installed: "
-                           "pip install 'heplearn[bdt]'")
+    assert err.strip() == (
+        "heplearn: error: the BDT (model: bdt) needs xgboost, which is not installed: pip install 'heplearn[bdt]'"
+    )
     assert not (tmp_path / "runs" / "bdt").exists()
 
 
@@ -272,13 +306,21 @@ def test_the_core_alone_trains_evaluates_and_predicts(tmp_path: Path) -> None:
     """The core's promise: with every optional package absent, a network trains (TensorBoard off, said once),
     is evaluated and applied to files; export, which needs an extra, says which."""
     hidden = sorted({name for packages in EXTRAS.values() for name in packages} | {"starlette"})
-    done = subprocess.run([sys.executable, "-c", CORE_ONLY.format(hidden=hidden, tmp=str(tmp_path))], cwd=ROOT,
-                          capture_output=True, text=True, check=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CORE_ONLY.format(hidden=hidden, tmp=str(tmp_path))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     exits = [line for line in done.stdout.splitlines() if " exit " in line or line.startswith("loaded ")]
     assert exits == ["export exit 2", "loaded []"], done.stdout + done.stderr
     assert done.stderr.count("TensorBoard logging is off") == 1
-    assert "heplearn: error: ONNX export (heplearn export) needs onnx, which is not installed: " \
-           "pip install 'heplearn[export]'" in done.stderr
+    assert (
+        "heplearn: error: ONNX export (heplearn export) needs onnx, which is not installed: "
+        "pip install 'heplearn[export]'" in done.stderr
+    )
     assert (tmp_path / "runs" / "mlp" / "eval").is_dir() and (tmp_path / "scores" / "jets.scores.parquet").is_file()
     assert not (tmp_path / "runs" / "mlp" / "tensorboard").exists()
 
@@ -286,12 +328,16 @@ def test_the_core_alone_trains_evaluates_and_predicts(tmp_path: Path) -> None:
 # -- a package that is there but whose import fails: said as it is -------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ("raise ImportError('libxgboost.so: cannot open shared object file')", "libxgboost.so: cannot open"),
-    ("import a_dependency_that_is_gone", "No module named 'a_dependency_that_is_gone'"),
-])
-def test_a_broken_package_is_not_called_missing(body: str, reason: str, monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("raise ImportError('libxgboost.so: cannot open shared object file')", "libxgboost.so: cannot open"),
+        ("import a_dependency_that_is_gone", "No module named 'a_dependency_that_is_gone'"),
+    ],
+)
+def test_a_broken_package_is_not_called_missing(
+    body: str, reason: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from heplearn.models.bdt import BoostedDecisionTrees
 
     (tmp_path / "xgboost").mkdir()
@@ -309,8 +355,9 @@ def test_a_broken_package_is_not_called_missing(body: str, reason: str, monkeypa
         BoostedDecisionTrees(n_estimators=2).fit(X, y)
 
 
-def test_a_broken_package_is_one_line_on_the_command_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_broken_package_is_one_line_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "optuna").mkdir()
     (tmp_path / "optuna" / "__init__.py").write_text("raise ImportError('sqlalchemy is too old\\nfor optuna')\n")
     monkeypatch.delitem(sys.modules, "optuna", raising=False)

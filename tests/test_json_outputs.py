@@ -20,6 +20,7 @@ from heplearn.runs import RunDirectory
 
 def _strict(text: str) -> Any:
     """Parse as a strict JSON parser does: ``NaN``, ``Infinity`` and ``-Infinity`` are errors."""
+
     def refuse(constant: str) -> None:
         raise ValueError(f"{constant} is not JSON")
 

@@ -36,10 +36,17 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _config(folder: Path, train: Path, **data: object) -> Path:
     import yaml
 
-    config = {"data": {"train": [str(train)], "val": [str(train)],
-                       "inputs": {"particles": {"length": 16, "variables": ["part_deta", "part_dphi", "part_logpt"]}},
-                       "labels": {"classes": ["label_top", "label_qcd"]}, **data},
-              "model": {"name": "pfn", "preset": "small"}, "training": {"epochs": 1, "batch_size": 64, "seed": 1}}
+    config = {
+        "data": {
+            "train": [str(train)],
+            "val": [str(train)],
+            "inputs": {"particles": {"length": 16, "variables": ["part_deta", "part_dphi", "part_logpt"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+            **data,
+        },
+        "model": {"name": "pfn", "preset": "small"},
+        "training": {"epochs": 1, "batch_size": 64, "seed": 1},
+    }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -66,27 +73,34 @@ def test_a_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "bad.yaml: not valid YAML: line 3, column 4: expected ',' or ']'" in line and "<unicode" not in line
 
 
-@pytest.mark.parametrize(("selection", "message"), [
-    ("hypot(jet_pt) > 1", "'hypot' takes 2 arguments"),
-    ("sqrt(jet_pt, out=jet_pt) > 1", "the keyword 'out' of 'sqrt'"),
-    ("ak.num(jet_pt) > 1", "AxisError"),
-])
-def test_an_expression_outside_its_signature(files: dict[str, Path], tmp_path: Path, selection: str, message: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        ("hypot(jet_pt) > 1", "'hypot' takes 2 arguments"),
+        ("sqrt(jet_pt, out=jet_pt) > 1", "the keyword 'out' of 'sqrt'"),
+        ("ak.num(jet_pt) > 1", "AxisError"),
+    ],
+)
+def test_an_expression_outside_its_signature(
+    files: dict[str, Path], tmp_path: Path, selection: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(tmp_path, files["parquet"], selection=selection)
-    code, _, err = run(["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"],
-                       capsys)
+    code, _, err = run(
+        ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"], capsys
+    )
     line = _one_line(code, err)
     assert message in line and "data.selection" in line
 
 
-def test_a_nan_names_the_files_field_and_entry_without_warnings(files: dict[str, Path], tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_nan_names_the_files_field_and_entry_without_warnings(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(tmp_path, files["nan"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a numpy warning would be a second line
-        code, _, err = run(["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"],
-                           capsys)
+        code, _, err = run(
+            ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"], capsys
+        )
     line = _one_line(code, err)
     assert "1 NaN or infinite values in 'part_logpt'" in line
     assert "first in the file's field 'part_px' at entry 7" in line
@@ -98,12 +112,16 @@ def test_every_heplearn_error_is_one_line() -> None:
     assert isinstance(error, HeplearnError)
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["train", "--no-such-option"], "No such option: --no-such-option"),  # raised by typer's bundled click
-    (["train"], "give --config FILE"),  # typer.BadParameter from inside a command
-    (["decorrelate", "-c", "x.yaml", "--observer", "jet_sdmass", "--lambdas", "1,a"], "--lambdas"),
-])
-def test_usage_errors_are_a_usage_message_and_exit_2(arguments: list[str], message: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["train", "--no-such-option"], "No such option: --no-such-option"),  # raised by typer's bundled click
+        (["train"], "give --config FILE"),  # typer.BadParameter from inside a command
+        (["decorrelate", "-c", "x.yaml", "--observer", "jet_sdmass", "--lambdas", "1,a"], "--lambdas"),
+    ],
+)
+def test_usage_errors_are_a_usage_message_and_exit_2(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(arguments, capsys)
     assert code == 2 and message in err and "Traceback" not in err

@@ -31,14 +31,34 @@ def test_no_dead_per_file_ignores() -> None:
     """Every per-file ignore still silences something: ruff run without them finds each code there."""
     ignores: dict[str, list[str]] = PYPROJECT["tool"]["ruff"]["lint"]["per-file-ignores"]
     found = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks", "--no-cache", "--exit-zero",
-         "--output-format", "json", "--config", "lint.per-file-ignores = {}"],
-        cwd=ROOT, capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "src",
+            "tests",
+            "benchmarks",
+            "--no-cache",
+            "--exit-zero",
+            "--output-format",
+            "json",
+            "--config",
+            "lint.per-file-ignores = {}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     violations = {(str(Path(v["filename"]).relative_to(ROOT)), v["code"]) for v in json.loads(found.stdout)}
     assert ("tests/test_packaging.py", "D103") in violations  # the check sees what the ignores hide
-    dead = [f"{pattern}: {code}" for pattern, codes in ignores.items() for code in codes
-            if not any(fnmatch.fnmatch(path, pattern) and found_code.startswith(code)
-                       for path, found_code in violations)]
+    dead = [
+        f"{pattern}: {code}"
+        for pattern, codes in ignores.items()
+        for code in codes
+        if not any(fnmatch.fnmatch(path, pattern) and found_code.startswith(code) for path, found_code in violations)
+    ]
     assert dead == [], "remove these per-file ignores from pyproject.toml (nothing left to ignore)"
 
 
@@ -46,14 +66,28 @@ def test_no_dead_per_file_ignores() -> None:
 def test_types_check() -> None:
     """mypy on the paths of [tool.mypy] (training/, models/, runs.py)."""
     api = pytest.importorskip("mypy.api")
-    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-                                str(ROOT / ".mypy_cache")])
+    out, err, status = api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(ROOT / ".mypy_cache")]
+    )
     assert status == 0, out + err
 
 
 def test_spelling() -> None:
     pytest.importorskip("codespell_lib")
     paths = ["src", "tests", "benchmarks", "docs", "configs", "README.md", "Makefile"]
-    found = subprocess.run([sys.executable, "-m", "codespell_lib", *paths], cwd=ROOT, capture_output=True, text=True,
-                           check=False)
+    found = subprocess.run(
+        [sys.executable, "-m", "codespell_lib", *paths], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert found.returncode == 0, found.stdout + found.stderr
+
+
+def test_the_tree_is_formatted() -> None:
+    """``ruff format`` has nothing to change (the pre-commit hook and ``make lint`` run it too)."""
+    checked = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "docs/hooks.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout[-2000:]

@@ -42,8 +42,9 @@ def test_a_captured_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) ->
     assert progress_mode() == "log"  # pytest captures stderr into a file: what `cmd > log 2>&1` does
 
 
-def test_one_line_per_file_not_per_update(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_line_per_file_not_per_update(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(progress.ENVIRONMENT_VARIABLE, "log")
     caplog.set_level(logging.INFO, logger="heplearn.progress")
     for name in ("a.parquet", "b.parquet", "c.parquet"):
@@ -57,8 +58,9 @@ def test_one_line_per_file_not_per_update(monkeypatch: pytest.MonkeyPatch, caplo
     assert "\r" not in capsys.readouterr().err  # no redraws
 
 
-def test_long_runs_log_at_most_one_line_per_interval(monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_long_runs_log_at_most_one_line_per_interval(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     caplog.set_level(logging.INFO, logger="heplearn.progress")
@@ -68,14 +70,18 @@ def test_long_runs_log_at_most_one_line_per_interval(monkeypatch: pytest.MonkeyP
             bar.update()
     # lines when 30 s have passed since the last one (after folds 3 and 6), then the closing one
     assert [line.split(" in ")[0] for line in progress_lines(caplog)] == [
-        "folds: 3/7 fold", "folds: 6/7 fold", "folds: 7/7 fold done"]
+        "folds: 3/7 fold",
+        "folds: 6/7 fold",
+        "folds: 7/7 fold done",
+    ]
     caplog.clear()
     assert list(LogProgress(range(4), desc="files", unit="file")) == [0, 1, 2, 3]  # yields the items, then closes
     assert [line.split(" in ")[0] for line in progress_lines(caplog)] == ["files: 4/4 file done"]
 
 
-def test_off_and_disabled_bars_are_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_off_and_disabled_bars_are_silent(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.INFO, logger="heplearn.progress")
     monkeypatch.setenv(progress.ENVIRONMENT_VARIABLE, "off")
     with progress_bar(total=2, desc="quiet") as bar:
@@ -85,18 +91,26 @@ def test_off_and_disabled_bars_are_silent(monkeypatch: pytest.MonkeyPatch, caplo
     assert progress_lines(caplog) == [] and capsys.readouterr().err == ""
 
 
-def test_training_logs_one_line_per_epoch_without_redraws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_logs_one_line_per_epoch_without_redraws(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv(progress.ENVIRONMENT_VARIABLE, "log")
     caplog.set_level(logging.INFO, logger="heplearn")
     path = io.write(make_jets(200, seed=4), tmp_path / "train.parquet")
-    config = load_run_config({
-        "data": {"train": [str(path)], "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}},
-        "model": {"name": "mlp", "preset": "small"},
-        "training": {"epochs": 3, "batch_size": 64, "seed": 1},
-    })
+    config = load_run_config(
+        {
+            "data": {
+                "train": [str(path)],
+                "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
+                "labels": {"classes": ["label_top", "label_qcd"]},
+            },
+            "model": {"name": "mlp", "preset": "small"},
+            "training": {"epochs": 3, "batch_size": 64, "seed": 1},
+        }
+    )
     train(config, runs_dir=tmp_path / "runs", progress=True)
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1", "epoch 2", "epoch 3"]
@@ -105,6 +119,9 @@ def test_training_logs_one_line_per_epoch_without_redraws(monkeypatch: pytest.Mo
 
 
 def test_tqdm_is_used_only_through_the_shared_helper() -> None:
-    users = sorted(str(path.relative_to(SOURCE)) for path in SOURCE.rglob("*.py")
-                   if path.name != "progress.py" and re.search(r"^\s*(from|import) tqdm", path.read_text(), re.M))
+    users = sorted(
+        str(path.relative_to(SOURCE))
+        for path in SOURCE.rglob("*.py")
+        if path.name != "progress.py" and re.search(r"^\s*(from|import) tqdm", path.read_text(), re.M)
+    )
     assert users == [], f"use heplearn.progress.progress_bar instead of tqdm in {users}"

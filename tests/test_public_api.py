@@ -10,9 +10,19 @@ import sys
 
 import pytest
 
-PACKAGES = ["heplearn", "heplearn.data", "heplearn.features", "heplearn.models", "heplearn.serving",
-            "heplearn.methods", "heplearn.evaluation", "heplearn.stats", "heplearn.training", "heplearn.generate",
-            "heplearn.analysis"]
+PACKAGES = [
+    "heplearn",
+    "heplearn.data",
+    "heplearn.features",
+    "heplearn.models",
+    "heplearn.serving",
+    "heplearn.methods",
+    "heplearn.evaluation",
+    "heplearn.stats",
+    "heplearn.training",
+    "heplearn.generate",
+    "heplearn.analysis",
+]
 HEAVY = ["torch", "onnxruntime", "fastapi", "xgboost", "pyhf", "snakemake", "matplotlib", "dask"]
 
 
@@ -40,7 +50,6 @@ def test_the_stage_entry_points_are_reachable_from_heplearn() -> None:
 
 
 def test_importing_the_packages_loads_no_heavy_library() -> None:
-    code = (f"import sys\nimport {', '.join(PACKAGES)}\n"
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = f"import sys\nimport {', '.join(PACKAGES)}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

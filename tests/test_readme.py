@@ -35,7 +35,7 @@ def readme_commands() -> list[list[str]]:
             for line in block.splitlines():
                 words = shlex.split(line, comments=True)
                 if words[:1] == ["torchrun"]:
-                    words = words[words.index("heplearn"):]  # torchrun ... -m heplearn train ...
+                    words = words[words.index("heplearn") :]  # torchrun ... -m heplearn train ...
                 if words[:1] == ["heplearn"]:
                     commands.append(words[1:])
     return commands
@@ -120,8 +120,9 @@ def _serve_until_ready(arguments: list[str], cwd: Path) -> None:
     port = arguments[arguments.index("--port") + 1] if "--port" in arguments else str(_free_port())
     if "--port" not in arguments:
         arguments = [*arguments, "--port", port]
-    with subprocess.Popen([sys.executable, "-m", "heplearn", *arguments], cwd=cwd,
-                          stderr=subprocess.PIPE, text=True) as server:
+    with subprocess.Popen(
+        [sys.executable, "-m", "heplearn", *arguments], cwd=cwd, stderr=subprocess.PIPE, text=True
+    ) as server:
         try:
             deadline = time.monotonic() + 120
             while True:

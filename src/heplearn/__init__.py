@@ -30,9 +30,22 @@ _MODULES = {
     "heplearn.analysis.engine": ["run_analysis"],
 }
 __all__ = [  # noqa: RUF022 - the version first, then the API in reading order
-    "__version__", "Classifier", "load_jets", "TrainedModel", "train", "load_run_config", "load_data_config",
-    "DataConfig", "HeplearnError", "evaluate_run", "compare_runs", "export_run", "predict_files", "serve",
-    "fit_inputs", "run_analysis",
+    "__version__",
+    "Classifier",
+    "load_jets",
+    "TrainedModel",
+    "train",
+    "load_run_config",
+    "load_data_config",
+    "DataConfig",
+    "HeplearnError",
+    "evaluate_run",
+    "compare_runs",
+    "export_run",
+    "predict_files",
+    "serve",
+    "fit_inputs",
+    "run_analysis",
 ]
 __getattr__, _api_names = lazy_api(__name__, _MODULES)
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
-def lazy_api(package: str, modules: Mapping[str, Sequence[str]]) -> tuple[Callable[[str], Any],
-                                                                         Callable[[], list[str]]]:
+def lazy_api(
+    package: str, modules: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module-level ``__getattr__`` and ``__dir__`` of ``package`` for the names of each module."""
     api = {name: module for module, names in modules.items() for name in names}
 

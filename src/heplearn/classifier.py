@@ -167,8 +167,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
             known = {*registry.hyperparameter_names(self.name), *TrainingConfig.model_fields}
             for key in new:
                 if key not in known:
-                    raise ConfigError(f"Classifier({self.name!r}).set_params: {key!r} is neither a hyper-parameter "
-                                      f"of {self.name} nor a training setting{_close_match(key, tuple(sorted(known)))}")
+                    raise ConfigError(
+                        f"Classifier({self.name!r}).set_params: {key!r} is neither a hyper-parameter "
+                        f"of {self.name} nor a training setting{_close_match(key, tuple(sorted(known)))}"
+                    )
         self._shorthand = {**self._shorthand, **shorthand}
         return self
 
@@ -224,16 +226,24 @@ class Classifier(ClassifierMixin, BaseEstimator):
         check_config(config)
         preprocessing = Preprocessing.fit(train.arrays, config.data, train.class_names)
         if registry.is_torch_model(self.name):
-            task = make_task(config, train.class_names, train.arrays.label, train.arrays.weight,
-                             train.arrays.observers)
-            train_source = InMemorySource(InMemoryJets(train.arrays, train.class_names, preprocessing),
-                                          config.training.batch_size, True, config.training.seed)
+            task = make_task(config, train.class_names, train.arrays.label, train.arrays.weight, train.arrays.observers)
+            train_source = InMemorySource(
+                InMemoryJets(train.arrays, train.class_names, preprocessing),
+                config.training.batch_size,
+                True,
+                config.training.seed,
+            )
             val_source = None
             if val is not None:
-                val_source = InMemorySource(InMemoryJets(val.arrays, val.class_names, preprocessing),
-                                            max(config.training.batch_size, 1024), False, 0)
-            network, trainer = fit_torch(config, task, train_source, val_source, None, progress,
-                                         preprocessing=preprocessing)
+                val_source = InMemorySource(
+                    InMemoryJets(val.arrays, val.class_names, preprocessing),
+                    max(config.training.batch_size, 1024),
+                    False,
+                    0,
+                )
+            network, trainer = fit_torch(
+                config, task, train_source, val_source, None, progress, preprocessing=preprocessing
+            )
             network.eval()
             self.history_ = trainer.history
             self.trained_ = TrainedModel(config, task, preprocessing, network=network)
@@ -252,17 +262,23 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """The training and validation jets, ``classes_`` and the column order of ``predict_proba``."""
         if isinstance(X, InMemoryJets):
             if y is not None and not isinstance(y, InMemoryJets):
-                raise DataError("fit(train, val): with jets from load_jets the second argument is the validation "
-                                "split (InMemoryJets), not labels: the jets carry their labels")
+                raise DataError(
+                    "fit(train, val): with jets from load_jets the second argument is the validation "
+                    "split (InMemoryJets), not labels: the jets carry their labels"
+                )
             if any(value is not None for value in (sample_weight, X_val, y_val, w_val)):
-                raise DataError("sample_weight, X_val, y_val and w_val are for array input; jets carry their "
-                                "weights (data.weights) and the validation split is fit's second argument")
+                raise DataError(
+                    "sample_weight, X_val, y_val and w_val are for array input; jets carry their "
+                    "weights (data.weights) and the validation split is fit's second argument"
+                )
             for split in (X, y):
                 if split is not None and split.config is None:
                     raise DataError("fit: these InMemoryJets carry no data config; read them with heplearn.load_jets")
             if X.config.labels.type != "classification":
-                raise ConfigError(f"data.labels.type: {X.config.labels.type!r}; Classifier trains classifiers, train "
-                                  "other tasks with heplearn.train and apply them with heplearn.TrainedModel")
+                raise ConfigError(
+                    f"data.labels.type: {X.config.labels.type!r}; Classifier trains classifiers, train "
+                    "other tasks with heplearn.train and apply them with heplearn.TrainedModel"
+                )
             classes = np.arange(len(X.class_names))
             return X, y, classes, classes
         return self._array_data(X, y, sample_weight, X_val, y_val, w_val)
@@ -273,9 +289,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if not _jet_level(self.name):
             input_keys = registry.model_class(self.name).input_keys
             jet_level = [name for name in registry.model_names() if _jet_level(name)]
-            raise ConfigError(f"Classifier({self.name!r}) reads {', '.join(input_keys)}: arrays X (events, features) "
-                              f"hold one feature vector per jet; give jets from heplearn.load_jets, or choose a "
-                              f"jet-level model ({', '.join(jet_level)})")
+            raise ConfigError(
+                f"Classifier({self.name!r}) reads {', '.join(input_keys)}: arrays X (events, features) "
+                f"hold one feature vector per jet; give jets from heplearn.load_jets, or choose a "
+                f"jet-level model ({', '.join(jet_level)})"
+            )
         network = registry.is_torch_model(self.name)
         if y is None:
             raise DataError("fit(X, y): labels y are needed with array input")
@@ -293,8 +311,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
         dtype = np.float32 if network else np.float64  # networks compute in float32; the classical in float64
 
         def jets(values: np.ndarray, index: np.ndarray, weights: Any, name: str) -> InMemoryJets:
-            arrays = JetArrays({ARRAY_GROUP: values.astype(dtype)}, None, columns[index].astype(np.int64),
-                               check_weights(weights, len(values), name).astype(dtype))
+            arrays = JetArrays(
+                {ARRAY_GROUP: values.astype(dtype)},
+                None,
+                columns[index].astype(np.int64),
+                check_weights(weights, len(values), name).astype(dtype),
+            )
             return InMemoryJets(arrays, class_names, None, data)
 
         val = None
@@ -306,8 +328,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
             index = np.searchsorted(classes, val_labels).clip(max=len(classes) - 1)
             unseen = classes[index] != val_labels
             if unseen.any():
-                raise DataError(f"y_val: label(s) {np.unique(val_labels[unseen])[:5].tolist()} not in y "
-                                f"({classes.tolist()})")
+                raise DataError(
+                    f"y_val: label(s) {np.unique(val_labels[unseen])[:5].tolist()} not in y ({classes.tolist()})"
+                )
             val = jets(val_features, index, w_val, "w_val")
         elif w_val is not None:
             raise DataError("w_val given without X_val and y_val")
@@ -323,8 +346,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def _fitted(self) -> TrainedModel:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"Classifier({self.name!r}) is not fitted yet: call fit(train, val) or fit(X, y) "
-                                 "first, or Classifier.load(directory)")
+            raise NotFittedError(
+                f"Classifier({self.name!r}) is not fitted yet: call fit(train, val) or fit(X, y) "
+                "first, or Classifier.load(directory)"
+            )
         return self.trained_
 
     def predict_proba(self, X: InMemoryJets | ArrayLike) -> np.ndarray:
@@ -348,15 +373,18 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if trained.network is not None:
             groups = list(trained.preprocessing.groups)
             if len(groups) != 1 or data.inputs[groups[0]].per_particle:
-                raise DataError(f"Classifier({self.name!r}) reads the input groups {', '.join(groups)}; an array X "
-                                "holds one per-jet group: predict on jets from heplearn.load_jets")
+                raise DataError(
+                    f"Classifier({self.name!r}) reads the input groups {', '.join(groups)}; an array X "
+                    "holds one per-jet group: predict on jets from heplearn.load_jets"
+                )
             group = groups[0]
         else:
             group = data.jet_group(self.name)
         features = check_features(X, "X", data.inputs[group].size)
         dtype = np.float32 if trained.network is not None else np.float64
-        return JetArrays({group: features.astype(dtype)}, None, np.zeros(len(features), np.int64),
-                         np.ones(len(features), dtype))
+        return JetArrays(
+            {group: features.astype(dtype)}, None, np.zeros(len(features), np.int64), np.ones(len(features), dtype)
+        )
 
     # -- persistence -----------------------------------------------------------------------------
 
@@ -371,8 +399,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
             save_file(model_weights(trained.network), run.weights_file)
         else:
             trained.classical.save(run.classical_model_dir)
-        estimator = {"classes": self.classes_.tolist(), "columns": self._columns.tolist(),
-                     "n_features_in": getattr(self, "n_features_in_", None)}
+        estimator = {
+            "classes": self.classes_.tolist(),
+            "columns": self._columns.tolist(),
+            "n_features_in": getattr(self, "n_features_in_", None),
+        }
         run.write_model_info(model_info(trained.config, trained.task, extra={"classifier": estimator}))
         return run.path
 
@@ -381,19 +412,26 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """The classifier of a run directory (written by ``save`` or by ``heplearn train``)."""
         trained = TrainedModel.load(directory)
         if not trained.is_classifier:
-            raise DataError(f"{directory}: holds a {trained.task.kind} model, not a classifier; apply it with "
-                            "heplearn.TrainedModel.load")
+            raise DataError(
+                f"{directory}: holds a {trained.task.kind} model, not a classifier; apply it with "
+                "heplearn.TrainedModel.load"
+            )
         config = trained.config
         network = registry.is_torch_model(trained.name)
         training = config.training.model_dump(mode="json", exclude_defaults=True) if network else {}
-        classifier = cls(trained.name, config.model.preset if network else None,
-                         model=config.model.hyperparameters or None, training=training or None)
+        classifier = cls(
+            trained.name,
+            config.model.preset if network else None,
+            model=config.model.hyperparameters or None,
+            training=training or None,
+        )
         classifier.trained_ = trained
         classifier.history_ = []
         info = RunDirectory(Path(directory)).read_model_info().get("classifier", {})
         classes = np.arange(len(trained.class_names))
-        classifier._set_classes(np.asarray(info.get("classes", classes)), np.asarray(info.get("columns", classes)),
-                                trained.class_names)
+        classifier._set_classes(
+            np.asarray(info.get("classes", classes)), np.asarray(info.get("columns", classes)), trained.class_names
+        )
         if info.get("n_features_in") is not None:
             classifier.n_features_in_ = int(info["n_features_in"])
         return classifier
@@ -415,11 +453,15 @@ def _settings(
     hyperparameters, settings = _mapping(model, "model", where), _mapping(training, "training", where)
     for key, value in shorthand.items():
         if key in model_keys and key in training_keys:
-            raise ConfigError(f"{where}: {key!r} is both a hyper-parameter of {name} and a training setting; say "
-                              f"which: model={{{key!r}: ...}} or training={{{key!r}: ...}}")
+            raise ConfigError(
+                f"{where}: {key!r} is both a hyper-parameter of {name} and a training setting; say "
+                f"which: model={{{key!r}: ...}} or training={{{key!r}: ...}}"
+            )
         if key not in model_keys and key not in training_keys:
-            raise ConfigError(f"{where}: {key!r} is neither a hyper-parameter of {name} ({', '.join(model_keys)}) "
-                              f"nor a training setting (TrainingConfig){_close_match(key, model_keys, training_keys)}")
+            raise ConfigError(
+                f"{where}: {key!r} is neither a hyper-parameter of {name} ({', '.join(model_keys)}) "
+                f"nor a training setting (TrainingConfig){_close_match(key, model_keys, training_keys)}"
+            )
         section, target = ("model", hyperparameters) if key in model_keys else ("training", settings)
         if key in target:
             raise ConfigError(f"{where}: {key!r} is given twice, as a keyword and in {section}=")
@@ -427,16 +469,22 @@ def _settings(
     for key in hyperparameters:
         if key not in model_keys:
             hint = "; give preset= as an argument of its own" if key == "preset" else _close_match(key, model_keys)
-            raise ConfigError(f"{where}: model={{{key!r}: ...}}: {key!r} is not a hyper-parameter of {name}; it "
-                              f"takes {', '.join(model_keys)}{hint}")
+            raise ConfigError(
+                f"{where}: model={{{key!r}: ...}}: {key!r} is not a hyper-parameter of {name}; it "
+                f"takes {', '.join(model_keys)}{hint}"
+            )
     if not network:
         if settings:
-            raise ConfigError(f"{where}: {name} is fitted in one pass, without the trainer, so the training "
-                              f"setting(s) {', '.join(map(repr, settings))} would do nothing; set its own "
-                              f"hyper-parameters with model= ({', '.join(model_keys)})")
+            raise ConfigError(
+                f"{where}: {name} is fitted in one pass, without the trainer, so the training "
+                f"setting(s) {', '.join(map(repr, settings))} would do nothing; set its own "
+                f"hyper-parameters with model= ({', '.join(model_keys)})"
+            )
         if preset is not None:
-            raise ConfigError(f"{where}: preset={preset!r}: {name} has no presets (the networks have); set its "
-                              "hyper-parameters with model=")
+            raise ConfigError(
+                f"{where}: preset={preset!r}: {name} has no presets (the networks have); set its "
+                "hyper-parameters with model="
+            )
         return hyperparameters, settings
     presets = registry.model_class(name).presets
     if preset is not None and preset not in presets:
@@ -475,8 +523,10 @@ def _label_array(y: ArrayLike, n_events: int, name: str) -> np.ndarray:
         raise DataError(f"{name}: NaN or inf among the labels")
     kind = type_of_target(labels, input_name=name)
     if kind not in {"binary", "multiclass"}:
-        raise DataError(f"{name}: {kind} values, not classes; a classifier needs labels such as 0 and 1 "
-                        "(use a regression task for continuous targets)")
+        raise DataError(
+            f"{name}: {kind} values, not classes; a classifier needs labels such as 0 and 1 "
+            "(use a regression task for continuous targets)"
+        )
     return labels
 
 

@@ -69,8 +69,10 @@ def inspect(
         console.print(fields)
         if summary.particles_per_jet:
             m = summary.particles_per_jet
-            console.print(f"particles per jet: min {m['min']:.0f}, median {m['median']:.0f}, "
-                          f"max {m['max']:.0f}, mean {m['mean']:.1f}")
+            console.print(
+                f"particles per jet: min {m['min']:.0f}, median {m['median']:.0f}, "
+                f"max {m['max']:.0f}, mean {m['mean']:.1f}"
+            )
         if summary.class_counts:
             counts = ", ".join(f"{name} {count}" for name, count in summary.class_counts.items())
             console.print(f"classes: {counts}")
@@ -131,7 +133,8 @@ def decorrelate(
     lambdas: Annotated[str, typer.Option(help="Strengths λ, comma-separated (0: the plain tagger).")] = "0,1,3,10,30",
     method: Annotated[str, typer.Option(help="disco (λ·dCor²) or adversarial (learning to pivot).")] = "disco",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the runs, scan.json and plots.")] = Path(
-        "decorrelation"),
+        "decorrelation"
+    ),
     signal_efficiency: Annotated[float, typer.Option(help="Signal efficiency of the working point.")] = 0.5,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -144,8 +147,15 @@ def decorrelate(
         strengths = [float(value) for value in lambdas.split(",") if value.strip()]
     except ValueError as error:
         raise typer.BadParameter(f"--lambdas {lambdas!r}: {error}") from None
-    scan = decorrelation_scan(load_run_config(config, overrides or []), strengths, observer, method, output,
-                              signal_efficiency, progress=not no_progress)
+    scan = decorrelation_scan(
+        load_run_config(config, overrides or []),
+        strengths,
+        observer,
+        method,
+        output,
+        signal_efficiency,
+        progress=not no_progress,
+    )
     for point in [*scan.points, scan.window]:
         typer.echo(f"{point.name}: rejection {point.rejection:.3g}, 1/JSD {point.inverse_jsd:.3g}")
     typer.echo(f"figure: {scan.figures[0]}")
@@ -173,8 +183,9 @@ _register_commands()
 
 
 # -- heplearn reweight (DCTR, heplearn.methods.reweighting) ------------------------------------------
-reweight_app = typer.Typer(help="DCTR: per-event weights that morph a source sample into a target one.",
-                           no_args_is_help=True)
+reweight_app = typer.Typer(
+    help="DCTR: per-event weights that morph a source sample into a target one.", no_args_is_help=True
+)
 app.add_typer(reweight_app, name="reweight")
 
 
@@ -193,27 +204,36 @@ def _pairs(values: list[str] | None, names: list[str], what: str) -> dict[str, f
 @reweight_app.callback(invoke_without_command=True)
 def reweight_command(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config: data (how both samples are "
-                                                "read), model, training.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Run config: data (how both samples are read), model, training."),
+    ] = None,
     source: Annotated[list[Path] | None, typer.Option(help="Source files (they get the weights; repeatable).")] = None,
     target: Annotated[list[Path] | None, typer.Option(help="Target files (repeatable).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
     folds: Annotated[int, typer.Option(help="k-fold: each weight from a model that did not see the event.")] = 5,
     clip_min: Annotated[float | None, typer.Option(help="Clip weights below this value.")] = None,
     clip_max: Annotated[float | None, typer.Option(help="Clip weights above this value.")] = None,
-    normalise: Annotated[str, typer.Option(help="Σw to the source's total (source), the target's, or none.")]
-    = "source",
-    friend_format: Annotated[str | None, typer.Option("--format", help="Friend files: parquet or root "
-                                                      "(default: root for ROOT sources).")] = None,
-    beside_source: Annotated[bool, typer.Option("--beside-source/--run-only", help="Also write each friend "
-                                                "file beside its source file.")] = True,
+    normalise: Annotated[
+        str, typer.Option(help="Σw to the source's total (source), the target's, or none.")
+    ] = "source",
+    friend_format: Annotated[
+        str | None, typer.Option("--format", help="Friend files: parquet or root (default: root for ROOT sources).")
+    ] = None,
+    beside_source: Annotated[
+        bool, typer.Option("--beside-source/--run-only", help="Also write each friend file beside its source file.")
+    ] = True,
     parametrised: Annotated[bool, typer.Option("--parametrised", help="Train f(x, θ) over a range of θ.")] = False,
-    parameter: Annotated[list[str] | None, typer.Option(help="Parametrised: target field holding θ (repeatable).")]
-    = None,
-    ranges: Annotated[list[str] | None, typer.Option("--range", help="Parametrised: LO:HI per --parameter "
-                                                     "(default: the target's span).")] = None,
-    at: Annotated[list[str] | None, typer.Option(help="Parametrised: write the source's weights at this θ "
-                                                 "(one per --parameter).")] = None,
+    parameter: Annotated[
+        list[str] | None, typer.Option(help="Parametrised: target field holding θ (repeatable).")
+    ] = None,
+    ranges: Annotated[
+        list[str] | None,
+        typer.Option("--range", help="Parametrised: LO:HI per --parameter (default: the target's span)."),
+    ] = None,
+    at: Annotated[
+        list[str] | None, typer.Option(help="Parametrised: write the source's weights at this θ (one per --parameter).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: model and time).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the closure report.")] = True,
@@ -228,15 +248,22 @@ def reweight_command(
     if config is None or not source or not target:
         raise typer.BadParameter("give --config FILE, --source FILES and --target FILES")
     run_config = load_run_config(config, overrides or [])
-    options = reweighting.WeightOptions((clip_min, clip_max), normalise, friend_format,  # type: ignore[arg-type]
-                                        beside_source, report)
+    options = reweighting.WeightOptions(
+        (clip_min, clip_max),
+        normalise,
+        friend_format,  # type: ignore[arg-type]
+        beside_source,
+        report,
+    )
     common = {"options": options, "name": name, "runs_dir": runs_dir, "progress": not no_progress}
     if not parametrised:
         result = reweighting.reweight(run_config, source, target, folds=folds, **common)  # type: ignore[arg-type]
         summary = result.summary
-        typer.echo(f"run: {result.run_dir} (Σw·f/(1−f) scaled to the target: "
-                   f"{summary['reweighted_total_raw_times_target_over_source']:.6g} vs N_target "
-                   f"{summary['target_total_weight']:.6g}; largest weight {summary['weight_max']:.4g})")
+        typer.echo(
+            f"run: {result.run_dir} (Σw·f/(1−f) scaled to the target: "
+            f"{summary['reweighted_total_raw_times_target_over_source']:.6g} vs N_target "
+            f"{summary['target_total_weight']:.6g}; largest weight {summary['weight_max']:.4g})"
+        )
         for path in result.friends:
             typer.echo(str(path))
         return
@@ -249,9 +276,9 @@ def reweight_command(
             spans = {p: (float(r.split(":")[0]), float(r.split(":")[1])) for p, r in zip(names, ranges, strict=True)}
         except (ValueError, IndexError):
             raise typer.BadParameter(f"--range: expected LO:HI, got {ranges}") from None
-    made = reweighting_parametrised.reweight_parametrised(run_config, source, target, names, ranges=spans,
-                                                          at=_pairs(at, names, "--at"),
-                                                          **common)  # type: ignore[arg-type]
+    made = reweighting_parametrised.reweight_parametrised(
+        run_config, source, target, names, ranges=spans, at=_pairs(at, names, "--at"), **common
+    )  # type: ignore[arg-type]
     typer.echo(f"run: {made.run_dir} (trained over {made.ranges})")
     for path in made.friends:
         typer.echo(str(path))
@@ -262,8 +289,7 @@ def reweight_fit_command(
     run: Annotated[Path, typer.Argument(help="A parametrised reweighting run.", show_default=False)],
     source: Annotated[list[Path], typer.Option(help="Source files (the nominal sample; repeatable).")],
     target: Annotated[list[Path], typer.Option(help="The sample whose θ is fitted (repeatable).")],
-    start: Annotated[list[str] | None, typer.Option(help="Starting θ per parameter (default: mid-range).")]
-    = None,
+    start: Annotated[list[str] | None, typer.Option(help="Starting θ per parameter (default: mid-range).")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over both samples.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Events per gradient step.")] = 10_000,
     learning_rate: Annotated[float, typer.Option(help="Adam step on θ in units of its trained range.")] = 0.05,
@@ -274,8 +300,15 @@ def reweight_fit_command(
 
     names = list(reweighting.read_settings(run).get("parameters", []))
     fitted = reweighting_parametrised.fit_parameters(
-        run, source, target, start=_pairs(start, names, "--start"), epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, progress=not no_progress)
+        run,
+        source,
+        target,
+        start=_pairs(start, names, "--start"),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        progress=not no_progress,
+    )
     for name, value in fitted.values.items():
         typer.echo(f"{name} = {value:.6g} ± {fitted.uncertainties[name]:.2g}")
     typer.echo(f"fit: {run / reweighting.FIT_FILE}")
@@ -284,10 +317,13 @@ def reweight_fit_command(
 # -- heplearn unfold (OmniFold, heplearn.methods.unfolding) -----------------------------------------
 @app.command()
 def unfold(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, "
-                                         "training, unfolding.")],
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")]
-    = None,
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", help="Unfolding config (YAML): samples, levels, model, training, unfolding."),
+    ],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: unfolding.iterations=5.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: omnifold and the time).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -296,8 +332,9 @@ def unfold(
     from heplearn.methods.unfold_run import load_unfold_config
     from heplearn.methods.unfold_run import unfold as unfold_files
 
-    run = unfold_files(load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir,
-                       progress=not no_progress)
+    run = unfold_files(
+        load_unfold_config(config, overrides or []), name=name, runs_dir=runs_dir, progress=not no_progress
+    )
     typer.echo(f"run: {run.run_dir}")
     typer.echo(f"weights: {run.weights_file}")
 
@@ -340,7 +377,8 @@ def _bundled(name: str, typer_class: type) -> type[Exception]:
 # A usage error (unknown option, missing argument, typer.BadParameter) is one of these: click's own
 # and typer's bundled click's, so that neither ends in a traceback.
 COMMAND_LINE_ERRORS: tuple[type[Exception], ...] = tuple(
-    {click.ClickException, _bundled("ClickException", typer.BadParameter)})
+    {click.ClickException, _bundled("ClickException", typer.BadParameter)}
+)
 ABORTS: tuple[type[BaseException], ...] = tuple({click.exceptions.Abort, typer.Abort, KeyboardInterrupt})
 
 

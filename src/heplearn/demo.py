@@ -85,8 +85,14 @@ def available_models() -> list[str]:
     return names
 
 
-def run_demo(output: Path, jets_per_class: int = JETS_PER_CLASS, workers: int = 2, models: list[str] | None = None,
-             progress: bool = True, seed: int = 0) -> list[DemoResult]:
+def run_demo(
+    output: Path,
+    jets_per_class: int = JETS_PER_CLASS,
+    workers: int = 2,
+    models: list[str] | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> list[DemoResult]:
     """Generate top and QCD jets, train the demo's models briefly, compare them; write the report into ``output``.
 
     ``seed`` is the training seed of every model (the jets are always generated with seed 1).
@@ -95,13 +101,20 @@ def run_demo(output: Path, jets_per_class: int = JETS_PER_CLASS, workers: int = 
 
     output = Path(output)
     data_dir = output / "data"
-    generated = generate(["top", "qcd"], jets_per_class, data_dir, seed=1, workers=workers, fractions=SPLIT,
-                         progress=progress)
+    generated = generate(
+        ["top", "qcd"], jets_per_class, data_dir, seed=1, workers=workers, fractions=SPLIT, progress=progress
+    )
     files = {split: str(path) for split, path in generated.files.items()}
     run_dirs: dict[str, Path] = {}
     for name in models or available_models():
-        overrides = [f"data.train=[{files['train']}]", f"data.val=[{files['val']}]", f"data.test=[{files['test']}]",
-                     *COMMON_OVERRIDES, f"training.seed={seed}", *DEMO_MODELS.get(name, [])]
+        overrides = [
+            f"data.train=[{files['train']}]",
+            f"data.val=[{files['val']}]",
+            f"data.test=[{files['test']}]",
+            *COMMON_OVERRIDES,
+            f"training.seed={seed}",
+            *DEMO_MODELS.get(name, []),
+        ]
         config = load_run_config(config_path(f"top_qcd_{name}.yaml"), overrides)
         run_dir = output / "runs" / name
         if not _same_run(RunDirectory(run_dir), config):
@@ -113,14 +126,20 @@ def run_demo(output: Path, jets_per_class: int = JETS_PER_CLASS, workers: int = 
             train(config, name=name, runs_dir=output / "runs", progress=progress)
         run_dirs[name] = run_dir
     # every model on the same test jets: the table below and the full report
-    comparison = compare_runs(list(run_dirs.values()), [files["test"]], output, names=list(run_dirs),
-                              progress=progress)
-    results = [DemoResult(row["name"], row["figures"]["auc"], _rejection(row["figures"]["rejection_at_30"]),
-                          _rejection(row["figures"]["rejection_at_50"]), run_dirs[row["name"]],
-                          auc_uncertainty=row.get("auc_uncertainty"),
-                          signal_efficiency_at_30=row["figures"].get("signal_efficiency_at_30"),
-                          signal_efficiency_at_50=row["figures"].get("signal_efficiency_at_50"))
-               for row in comparison.metrics["models"]]
+    comparison = compare_runs(list(run_dirs.values()), [files["test"]], output, names=list(run_dirs), progress=progress)
+    results = [
+        DemoResult(
+            row["name"],
+            row["figures"]["auc"],
+            _rejection(row["figures"]["rejection_at_30"]),
+            _rejection(row["figures"]["rejection_at_50"]),
+            run_dirs[row["name"]],
+            auc_uncertainty=row.get("auc_uncertainty"),
+            signal_efficiency_at_30=row["figures"].get("signal_efficiency_at_30"),
+            signal_efficiency_at_50=row["figures"].get("signal_efficiency_at_50"),
+        )
+        for row in comparison.metrics["models"]
+    ]
     write_results(output, results, generated.jets_per_split)
     log.info("report: %s", comparison.report)
     return results
@@ -144,9 +163,12 @@ def _rejection(value: float | None) -> float:
 def results_table(results: list[DemoResult]) -> str:
     """The demo's results as a Markdown table."""
     lines = ["| model | AUC ± stat. | 1/ε_B at ε_S = 30% | 1/ε_B at ε_S = 50% |", "|---|---|---|---|"]
-    lines += [f"| {r.model} | {r.auc:.4f}{_uncertainty(r.auc_uncertainty)} | "
-              f"{_cell(r.rejection_at_30, r.signal_efficiency_at_30)} | "
-              f"{_cell(r.rejection_at_50, r.signal_efficiency_at_50)} |" for r in results]
+    lines += [
+        f"| {r.model} | {r.auc:.4f}{_uncertainty(r.auc_uncertainty)} | "
+        f"{_cell(r.rejection_at_30, r.signal_efficiency_at_30)} | "
+        f"{_cell(r.rejection_at_50, r.signal_efficiency_at_50)} |"
+        for r in results
+    ]
     return "\n".join(lines)
 
 
@@ -161,10 +183,25 @@ def _cell(rejection: float, reached: float | None) -> str:
 
 def write_results(output: Path, results: list[DemoResult], jets_per_split: dict[str, Any]) -> None:
     """Write ``results.md`` (the table) into ``output``."""
-    write_text_atomic(output / "results.md", f"Top vs QCD, test jets: {jets_per_split.get('test')}\n\n"
-                      + results_table(results) + "\n\nFull comparison: report.html\n")
-    write_json(output / "results.json",  # strict JSON: an infinite rejection is null, as in metrics.json
-               [{"model": r.model, "auc": r.auc, "auc_uncertainty": r.auc_uncertainty,
-                 "rejection_at_30": r.rejection_at_30,
-                 "rejection_at_50": r.rejection_at_50, "signal_efficiency_at_30": r.signal_efficiency_at_30,
-                 "signal_efficiency_at_50": r.signal_efficiency_at_50, "run": str(r.run_dir)} for r in results])
+    write_text_atomic(
+        output / "results.md",
+        f"Top vs QCD, test jets: {jets_per_split.get('test')}\n\n"
+        + results_table(results)
+        + "\n\nFull comparison: report.html\n",
+    )
+    write_json(
+        output / "results.json",  # strict JSON: an infinite rejection is null, as in metrics.json
+        [
+            {
+                "model": r.model,
+                "auc": r.auc,
+                "auc_uncertainty": r.auc_uncertainty,
+                "rejection_at_30": r.rejection_at_30,
+                "rejection_at_50": r.rejection_at_50,
+                "signal_efficiency_at_30": r.signal_efficiency_at_30,
+                "signal_efficiency_at_50": r.signal_efficiency_at_50,
+                "run": str(r.run_dir),
+            }
+            for r in results
+        ],
+    )

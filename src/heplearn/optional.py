@@ -28,8 +28,12 @@ from heplearn.errors import HeplearnError
 EXTRAS: dict[str, dict[str, str]] = {
     "generate": {"pythia8mc": "pythia8mc", "fastjet": "fastjet"},  # heplearn generate, the demo's jets
     "bdt": {"xgboost": "xgboost"},  # model: bdt
-    "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
-               "onnxmltools": "onnxmltools"},  # heplearn export, the onnx engine of predict
+    "export": {
+        "onnx": "onnx",
+        "onnxscript": "onnxscript",
+        "onnxruntime": "onnxruntime",
+        "onnxmltools": "onnxmltools",
+    },  # heplearn export, the onnx engine of predict
     "serve": {"fastapi": "fastapi", "uvicorn": "uvicorn", "onnx": "onnx", "onnxruntime": "onnxruntime"},
     "dask": {"dask": "dask", "distributed": "dask"},  # --workers / --dask of generate, predict, tune
     "tensorboard": {"tensorboard": "tensorboard"},  # the trainer's TensorBoard event files
@@ -81,8 +85,9 @@ def is_installed(package: str) -> bool:
 def _missing(packages: tuple[str, ...] | list[str], needed_by: str, extra: str) -> MissingExtraError:
     listed = ", ".join(packages)
     verb = "is" if len(packages) == 1 else "are"
-    return MissingExtraError(f"{needed_by} needs {listed}, which {verb} not installed: "
-                             f"pip install 'heplearn[{extra}]'", name=packages[0])
+    return MissingExtraError(
+        f"{needed_by} needs {listed}, which {verb} not installed: pip install 'heplearn[{extra}]'", name=packages[0]
+    )
 
 
 def optional_import(module: str, needed_by: str, extra: str | None = None) -> ModuleType:
@@ -106,7 +111,9 @@ def optional_import(module: str, needed_by: str, extra: str | None = None) -> Mo
         raise BrokenPackageError(
             f"{needed_by} needs {module}, which is installed but failed to import "
             f"({type(error).__name__}: {error}); this is not a missing extra: repair that installation "
-            f"(pip install --force-reinstall 'heplearn[{extra}]')", name=module) from error
+            f"(pip install --force-reinstall 'heplearn[{extra}]')",
+            name=module,
+        ) from error
 
 
 def require_extra(extra: str, needed_by: str) -> None:

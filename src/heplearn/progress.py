@@ -50,8 +50,14 @@ def _interactive() -> bool:
     return bool(get_ipython and type(get_ipython()).__name__ == "ZMQInteractiveShell")
 
 
-def progress_bar(iterable: Iterable[Any] | None = None, *, disable: bool = False, log_summary: bool = True,
-                 interval: float = LOG_INTERVAL, **options: Any) -> Any:
+def progress_bar(
+    iterable: Iterable[Any] | None = None,
+    *,
+    disable: bool = False,
+    log_summary: bool = True,
+    interval: float = LOG_INTERVAL,
+    **options: Any,
+) -> Any:
     """A tqdm bar on a terminal, a ``LogProgress`` elsewhere (see the module docstring).
 
     ``options`` are tqdm's (``total``, ``desc``, ``unit``, ``initial``, ``leave``, ...). ``log_summary=False``
@@ -60,17 +66,33 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, disable: bool = False
     mode = progress_mode()
     if mode == "bar" or disable:
         return tqdm(iterable, disable=disable, **options)
-    return LogProgress(iterable, total=options.get("total"), desc=options.get("desc") or "",
-                       unit=options.get("unit", "it"), initial=options.get("initial", 0),
-                       enabled=mode == "log", summary=log_summary, interval=interval)
+    return LogProgress(
+        iterable,
+        total=options.get("total"),
+        desc=options.get("desc") or "",
+        unit=options.get("unit", "it"),
+        initial=options.get("initial", 0),
+        enabled=mode == "log",
+        summary=log_summary,
+        interval=interval,
+    )
 
 
 class LogProgress:
     """tqdm's interface (``update``, ``set_postfix``, ``close``, iteration, ``n``) as a few log lines."""
 
-    def __init__(self, iterable: Iterable[Any] | None = None, *, total: float | None = None, desc: str = "",
-                 unit: str = "it", initial: float = 0, enabled: bool = True, summary: bool = True,
-                 interval: float = LOG_INTERVAL) -> None:
+    def __init__(
+        self,
+        iterable: Iterable[Any] | None = None,
+        *,
+        total: float | None = None,
+        desc: str = "",
+        unit: str = "it",
+        initial: float = 0,
+        enabled: bool = True,
+        summary: bool = True,
+        interval: float = LOG_INTERVAL,
+    ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]

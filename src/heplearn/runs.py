@@ -174,8 +174,7 @@ class RunDirectory:
     def write_config(self, config: RunConfig, extra_provenance: dict[str, str] | None = None) -> None:
         """``config.yaml``: every default filled in, with the versions that made the run."""
         content = config.model_dump(mode="json")
-        content["provenance"] = {"heplearn_version": __version__, "git_hash": git_hash(),
-                                 **(extra_provenance or {})}
+        content["provenance"] = {"heplearn_version": __version__, "git_hash": git_hash(), **(extra_provenance or {})}
         write_text_atomic(self.config_file, yaml.safe_dump(content, sort_keys=False))
 
     def write_model_info(self, content: dict[str, Any]) -> None:
@@ -192,8 +191,11 @@ class RunDirectory:
         """A new run directory ``runs_dir/name`` (default: ``stem`` and the time, made unique)."""
         if name is None:
             base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            name = next(candidate for candidate in (base, *(f"{base}-{i}" for i in range(2, 10_000)))
-                        if not (Path(runs_dir) / candidate).exists())
+            name = next(
+                candidate
+                for candidate in (base, *(f"{base}-{i}" for i in range(2, 10_000)))
+                if not (Path(runs_dir) / candidate).exists()
+            )
         run = cls(Path(runs_dir) / name)
         if run.is_finished():
             raise ConfigError(f"{run.path}: a finished run exists already; choose another --name or --resume it")
@@ -204,7 +206,8 @@ class RunDirectory:
 def git_hash() -> str:
     """The commit of the working tree heplearn runs from ("unknown" outside git)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -173,8 +173,9 @@ class Reweighting(Classification):
         log_probabilities = torch.log_softmax(outputs.float(), dim=-1)
         log_target = log_probabilities[:, self.signal_index]
         # log(1 − f) = log Σ_{other classes} p, computed without cancellation
-        others = torch.cat([log_probabilities[:, :self.signal_index], log_probabilities[:, self.signal_index + 1:]],
-                           dim=-1)
+        others = torch.cat(
+            [log_probabilities[:, : self.signal_index], log_probabilities[:, self.signal_index + 1 :]], dim=-1
+        )
         return torch.exp(log_target - torch.logsumexp(others, dim=-1)).unsqueeze(-1)
 
     @override
@@ -195,8 +196,9 @@ class Regression(Task):
     output_tensor = "outputs"
     default_loss = "mse"
 
-    def __init__(self, targets: Sequence[str], terms: Sequence[LossTerm] = (),
-                 quantiles: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, targets: Sequence[str], terms: Sequence[LossTerm] = (), quantiles: Sequence[float] | None = None
+    ) -> None:
         self.targets = list(targets)
         self.quantiles = [float(level) for level in quantiles] if quantiles else None
         super().__init__(len(self.targets) * len(self.quantiles or [None]), terms)
@@ -300,11 +302,19 @@ class VariationalReconstruction(Task):
     output_tensor = "anomaly_score"
     default_loss = "reconstruction_mse"
 
-    def __init__(self, group: str, features: int, latent: int, terms: Sequence[LossTerm] = (),
-                 score: str = "latent_norm", pad_value: float | None = None) -> None:
+    def __init__(
+        self,
+        group: str,
+        features: int,
+        latent: int,
+        terms: Sequence[LossTerm] = (),
+        score: str = "latent_norm",
+        pad_value: float | None = None,
+    ) -> None:
         if score not in VARIATIONAL_SCORES:
-            raise ConfigError(f"model.score: unknown anomaly score {score!r}; choose one of "
-                              f"{', '.join(VARIATIONAL_SCORES)}")
+            raise ConfigError(
+                f"model.score: unknown anomaly score {score!r}; choose one of {', '.join(VARIATIONAL_SCORES)}"
+            )
         super().__init__(features + 2 * latent, terms)
         self.group = group
         self.features = features
@@ -315,7 +325,7 @@ class VariationalReconstruction(Task):
     def split(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(μ, log σ², x̂)`` of the raw outputs."""
         d = self.latent
-        return outputs[:, :d], outputs[:, d:2 * d], outputs[:, 2 * d:]
+        return outputs[:, :d], outputs[:, d : 2 * d], outputs[:, 2 * d :]
 
     @override
     def target(self, batch: Batch) -> torch.Tensor:
@@ -361,8 +371,13 @@ class VariationalReconstruction(Task):
     @override
     def from_settings(cls, num_outputs: int, settings: Mapping[str, Any]) -> Task:
         latent = int(settings["latent"])
-        return cls(settings["group"], num_outputs - 2 * latent, latent, score=settings.get("score", "latent_norm"),
-                   pad_value=settings.get("pad_value"))
+        return cls(
+            settings["group"],
+            num_outputs - 2 * latent,
+            latent,
+            score=settings.get("score", "latent_norm"),
+            pad_value=settings.get("pad_value"),
+        )
 
 
 def kl_divergence(mu: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
@@ -373,9 +388,9 @@ def kl_divergence(mu: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + log_variance - mu.square() - log_variance.exp()).sum(-1)
 
 
-TASKS: dict[str, type[Task]] = {task.kind: task for task in
-                                (Classification, Reweighting, Regression, Reconstruction,
-                                 VariationalReconstruction)}
+TASKS: dict[str, type[Task]] = {
+    task.kind: task for task in (Classification, Reweighting, Regression, Reconstruction, VariationalReconstruction)
+}
 
 
 #: tasks that live with their method, imported on first use: kind -> (module, class)

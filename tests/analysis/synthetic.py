@@ -42,26 +42,57 @@ def write_analysis(folder: Path, **fit: Any) -> Path:
             files.setdefault(sample, {})[process] = str(io.write(jets, folder / f"{sample}_{process}.parquet"))
     data = _by_class(_jets(3 * DATA_JETS, seed=4))
     n_top = round(TRUE_FRACTION * DATA_JETS)
-    pseudo = {"top": data["top"][:n_top], "qcd": data["qcd"][:DATA_JETS - n_top]}
+    pseudo = {"top": data["top"][:n_top], "qcd": data["qcd"][: DATA_JETS - n_top]}
     for process, jets in pseudo.items():
         files.setdefault("pseudo_data", {})[process] = str(io.write(jets, folder / f"data_{process}.parquet"))
-    (folder / "data.yaml").write_text(yaml.safe_dump({
-        "labels": {"classes": ["label_top", "label_qcd"]}, "observers": ["jet_pt"],
-        "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}}}))
+    (folder / "data.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "labels": {"classes": ["label_top", "label_qcd"]},
+                "observers": ["jet_pt"],
+                "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
+            }
+        )
+    )
     (folder / "cuts.yaml").write_text(yaml.safe_dump({"data": "data.yaml", "model": {"name": "cuts", "n_bins": 10}}))
-    (folder / "bdt.yaml").write_text(yaml.safe_dump({"data": "data.yaml", "model": {
-        "name": "bdt", "n_estimators": 20, "max_depth": 2, "learning_rate": 0.3, "early_stopping_rounds": 5}}))
+    (folder / "bdt.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": "data.yaml",
+                "model": {
+                    "name": "bdt",
+                    "n_estimators": 20,
+                    "max_depth": 2,
+                    "learning_rate": 0.3,
+                    "early_stopping_rounds": 5,
+                },
+            }
+        )
+    )
     config = {
-        "name": "tiny", "output": str(folder / "analysis"),
-        "samples": {"training": {"processes": ["top", "qcd"], "split": [0.6, 0.2, 0.2], "files": files["training"]},
-                    "templates": {"processes": ["top", "qcd"], "files": files["templates"]},
-                    "fsr_up": {"processes": ["top", "qcd"], "files": files["fsr_up"]}},
+        "name": "tiny",
+        "output": str(folder / "analysis"),
+        "samples": {
+            "training": {"processes": ["top", "qcd"], "split": [0.6, 0.2, 0.2], "files": files["training"]},
+            "templates": {"processes": ["top", "qcd"], "files": files["templates"]},
+            "fsr_up": {"processes": ["top", "qcd"], "files": files["fsr_up"]},
+        },
         "pseudo_data": {"fractions": {"top": TRUE_FRACTION, "qcd": 1 - TRUE_FRACTION}, "files": files["pseudo_data"]},
         "training": "training",
         "models": {"cuts": {"config": "cuts.yaml", "export": False}, "bdt": {"config": "bdt.yaml"}},
         "evaluation": {"overtraining": False},
-        "fit": {"signal": "top", "background": "qcd", "templates": "templates", "systematics": {"fsr": "fsr_up"},
-                "bins": 10, "limit": False, "scan_2d": False, "scan_points": 5, "unbinned": False, **fit},
+        "fit": {
+            "signal": "top",
+            "background": "qcd",
+            "templates": "templates",
+            "systematics": {"fsr": "fsr_up"},
+            "bins": 10,
+            "limit": False,
+            "scan_2d": False,
+            "scan_points": 5,
+            "unbinned": False,
+            **fit,
+        },
     }
     path = folder / "analysis.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -74,10 +105,20 @@ def write_batch_profile(folder: Path) -> Path:
     (its job script, its finished/failed flag files), through the same executor interface as HTCondor's."""
     folder.mkdir(parents=True, exist_ok=True)
     submit = folder / "submit"
-    submit.write_text('#!/bin/sh\n# the job script is the last argument; the job id is the detached process id\n'
-                      'setsid sh "$@" </dev/null >/dev/null 2>&1 &\necho "$!"\n')
+    submit.write_text(
+        "#!/bin/sh\n# the job script is the last argument; the job id is the detached process id\n"
+        'setsid sh "$@" </dev/null >/dev/null 2>&1 &\necho "$!"\n'
+    )
     submit.chmod(0o755)
-    (folder / "config.yaml").write_text(yaml.safe_dump({
-        "executor": "cluster-generic", "cluster-generic-submit-cmd": str(submit), "jobs": 4,
-        "latency-wait": 5, "max-status-checks-per-second": 10}))
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "executor": "cluster-generic",
+                "cluster-generic-submit-cmd": str(submit),
+                "jobs": 4,
+                "latency-wait": 5,
+                "max-status-checks-per-second": 10,
+            }
+        )
+    )
     return folder

@@ -86,19 +86,31 @@ def test_samples_with_the_same_jets_are_refused(tmp_path: Path) -> None:
     config["pseudo_data"]["seed"] = config["samples"]["templates"]["seed"]
     path = tmp_path / "same.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(ConfigError, match=r"same\.yaml: pseudo_data: its (top|qcd) jets would be those of "
-                                          r"samples\.templates"):
+    with pytest.raises(
+        ConfigError,
+        match=r"same\.yaml: pseudo_data: its (top|qcd) jets would be those of "
+        r"samples\.templates",
+    ):
         load_analysis_config(path)
 
 
 def test_the_example_plans_every_stage_with_the_two_sided_fsr() -> None:
     plan = _plan(CONFIGS / "analysis_top_fraction.yaml")
     names = [stage.name for stage in plan.stages]
-    assert names[:9] == ["generate_training", "generate_templates_top", "generate_templates_qcd",
-                         "generate_fsr_up_top", "generate_fsr_up_qcd", "generate_fsr_down_top",
-                         "generate_fsr_down_qcd", "generate_pseudo_data_top", "generate_pseudo_data_qcd"]
-    assert {f"{kind}_{model}" for kind in ("train", "evaluate", "predict", "fit")
-            for model in ("cuts", "bdt", "part")} <= set(names)
+    assert names[:9] == [
+        "generate_training",
+        "generate_templates_top",
+        "generate_templates_qcd",
+        "generate_fsr_up_top",
+        "generate_fsr_up_qcd",
+        "generate_fsr_down_top",
+        "generate_fsr_down_qcd",
+        "generate_pseudo_data_top",
+        "generate_pseudo_data_qcd",
+    ]
+    assert {
+        f"{kind}_{model}" for kind in ("train", "evaluate", "predict", "fit") for model in ("cuts", "bdt", "part")
+    } <= set(names)
     assert "export_cuts" not in names and "export_part" in names  # the cuts are scored by the torch engine
     pseudo = [plan.stage(f"generate_pseudo_data_{p}").settings["jets"] for p in ("top", "qcd")]
     assert pseudo == [240, 1360]  # 15% of 1600
@@ -140,8 +152,9 @@ def test_status_command(analysis_file: Path, capsys: pytest.CaptureFixture[str])
     assert all(line.split()[1] in {"done", "new", "stale", "incomplete"} for line in lines)
 
 
-def test_a_missing_model_config_ends_with_one_line(analysis_file: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_model_config_ends_with_one_line(
+    analysis_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _edit(analysis_file, {"models.bdt.config": "nowhere.yaml"}, analysis_file.parent / "missing.yaml")
     with pytest.raises(SystemExit) as exit_info:
         main(["analysis", "status", "-c", str(bad)])
@@ -166,20 +179,25 @@ def _check_results(plan: Plan) -> None:
 
 def _markers(plan: Plan) -> dict[str, int]:
     """The finished stages and when their markers were written."""
-    return {stage.name: (plan.output / stage.marker).stat().st_mtime_ns for stage in plan.stages
-            if (plan.output / stage.marker).is_file()}
+    return {
+        stage.name: (plan.output / stage.marker).stat().st_mtime_ns
+        for stage in plan.stages
+        if (plan.output / stage.marker).is_file()
+    }
 
 
 @pytest.mark.timeout(600)
 def test_a_killed_run_resumes_on_a_batch_system_and_a_rerun_does_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``kill -9`` in the middle of a run; the next run (through a batch profile) removes the dead run's lock,
     keeps what finished, redoes what did not, recovers the hidden fraction; a third run does nothing."""
     path = write_analysis(tmp_path / "work")
     plan = _plan(path)
     command = [sys.executable, "-m", "heplearn", "analysis", "run", "-c", str(path), "--cores", "2"]
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True) as killed:
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    ) as killed:
         deadline = time.monotonic() + 300
         while not (plan.output / plan.stage("train_cuts").marker).is_file():
             assert killed.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
@@ -221,7 +239,8 @@ def test_profiles_resolve_to_the_users_then_heplearns(tmp_path: Path, monkeypatc
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     shipped = Path(resolve_profile("htcondor"))
     assert (shipped / "config.yaml").is_file() and yaml.safe_load((shipped / "config.yaml").read_text())[
-        "executor"] == "htcondor"
+        "executor"
+    ] == "htcondor"
     assert yaml.safe_load((Path(resolve_profile("slurm")) / "config.yaml").read_text())["executor"] == "slurm"
     (tmp_path / "snakemake" / "htcondor").mkdir(parents=True)
     assert resolve_profile("htcondor") == "htcondor"  # the user's own, found by Snakemake
@@ -281,8 +300,9 @@ def test_a_stage_that_started_and_did_not_finish_is_incomplete(analysis_file: Pa
     assert states["train_cuts"].state == DONE
 
 
-def test_without_snakemake_the_run_names_the_extra(analysis_file: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_snakemake_the_run_names_the_extra(
+    analysis_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import heplearn.optional
 
     real = heplearn.optional.is_installed

@@ -21,8 +21,10 @@ def config_dict(files: list[str], **changes: Any) -> dict[str, Any]:
     content: dict[str, Any] = {
         "train": files,
         "inputs": {
-            "particles": {"length": 32, "variables": ["part_deta", "part_dphi", "part_logpt", "part_logptrel",
-                                                       "part_deltaR", "part_charge"]},
+            "particles": {
+                "length": 32,
+                "variables": ["part_deta", "part_dphi", "part_logpt", "part_logptrel", "part_deltaR", "part_charge"],
+            },
             "points": {"length": 32, "variables": ["part_deta", "part_dphi"], "standardize": False},
             "jet": {"variables": ["jet_pt", "jet_sdmass", "n_particles"]},
         },
@@ -86,17 +88,30 @@ def test_dphi_is_wrapped_and_deta_signed() -> None:
     from heplearn.features.particles import VariableTable
 
     particle_phi = 3.1
-    chunk = ak.zip({"part_px": [[np.cos(particle_phi)]], "part_py": [[np.sin(particle_phi)]],
-                    "part_pz": [[0.0]], "jet_eta": [0.5], "jet_phi": [-3.1]}, depth_limit=1)
+    chunk = ak.zip(
+        {
+            "part_px": [[np.cos(particle_phi)]],
+            "part_py": [[np.sin(particle_phi)]],
+            "part_pz": [[0.0]],
+            "jet_eta": [0.5],
+            "jet_phi": [-3.1],
+        },
+        depth_limit=1,
+    )
     table = VariableTable(chunk, {})
     assert float(table["part_deta"][0][0]) == pytest.approx(-0.5)  # η_particle − η_jet, unflipped
     assert float(table["part_dphi"][0][0]) == pytest.approx(6.2 - 2 * np.pi, abs=1e-6)
 
 
 def test_selection_weights_and_expression_labels(jet_files: dict[str, Path], jets: ak.Array) -> None:
-    config = load_data_config(config_dict(
-        [str(jet_files["root"])], selection="jet_sdmass > 100", weights="jet_pt / 100",
-        labels={"classes": {"heavy": "jet_sdmass > 150", "light": "jet_sdmass <= 150"}}))
+    config = load_data_config(
+        config_dict(
+            [str(jet_files["root"])],
+            selection="jet_sdmass > 100",
+            weights="jet_pt / 100",
+            labels={"classes": {"heavy": "jet_sdmass > 150", "light": "jet_sdmass <= 150"}},
+        )
+    )
     arrays, classes = load_arrays([jet_files["root"]], config)
     keep = ak.to_numpy(jets["jet_sdmass"]) > 100
     assert len(arrays) == keep.sum()
@@ -108,7 +123,8 @@ def test_selection_weights_and_expression_labels(jet_files: dict[str, Path], jet
 def test_an_rntuple_loads_like_the_ttree_of_the_same_jets(jet_files: dict[str, Path]) -> None:
     config = load_data_config(config_dict([str(jet_files["root"])], selection="jet_sdmass > 100"))
     (from_ttree, classes), (from_rntuple, rntuple_classes) = (
-        load_arrays([jet_files[kind]], config) for kind in ("root", "rntuple"))
+        load_arrays([jet_files[kind]], config) for kind in ("root", "rntuple")
+    )
     assert classes == rntuple_classes and len(from_ttree) == len(from_rntuple) > 0
     np.testing.assert_array_equal(from_ttree.label, from_rntuple.label)
     for name, values in from_ttree.inputs.items():
@@ -116,8 +132,9 @@ def test_an_rntuple_loads_like_the_ttree_of_the_same_jets(jet_files: dict[str, P
 
 
 def test_regression_targets(jet_files: dict[str, Path], jets: ak.Array) -> None:
-    config = load_data_config(config_dict(
-        [str(jet_files["hdf5"])], labels={"type": "regression", "targets": {"mass": "jet_sdmass"}}))
+    config = load_data_config(
+        config_dict([str(jet_files["hdf5"])], labels={"type": "regression", "targets": {"mass": "jet_sdmass"}})
+    )
     arrays, _ = load_arrays([jet_files["hdf5"]], config)
     np.testing.assert_allclose(arrays.label[:, 0], ak.to_numpy(jets["jet_sdmass"]))
 
@@ -191,8 +208,9 @@ def test_bad_preprocessing_file(tmp_path: Path) -> None:
 
 
 def test_image_inputs_for_the_cnn(jet_files: dict[str, Path]) -> None:
-    config = load_data_config(config_dict([str(jet_files["parquet"])],
-                                          inputs={"image": {"image": {"bins": 16, "extent": 0.8}}}))
+    config = load_data_config(
+        config_dict([str(jet_files["parquet"])], inputs={"image": {"image": {"bins": 16, "extent": 0.8}}})
+    )
     arrays, _ = load_arrays([jet_files["parquet"]], config)
     images = arrays.inputs["image"]
     assert images.shape == (600, 1, 16, 16)
@@ -220,8 +238,9 @@ def test_pt_order_matches_a_stable_awkward_sort_with_ties_and_nan() -> None:
     assert descending_order(np.array([3.0, 2.0, 2.0, 5.0, 1.0]), np.array([3, 2])) is None
 
 
-def test_blocks_of_particles_give_the_whole_column_result(jet_files: dict[str, Path],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_of_particles_give_the_whole_column_result(
+    jet_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The derived particle inputs computed block by block (blocks far smaller than a chunk,
     ending inside jets) equal the whole-column computation, bit for bit."""
     from heplearn.data import transform

@@ -14,8 +14,10 @@ from heplearn.errors import ExpressionError
 
 def test_arithmetic_functions_and_logic() -> None:
     variables = {"a": np.array([1.0, 4.0, 9.0]), "b": np.array([0.0, 1.0, 2.0])}
-    assert np.allclose(Expression("sqrt(a) + np.log1p(b) * 2").evaluate(variables),
-                       np.sqrt(variables["a"]) + 2 * np.log1p(variables["b"]))
+    assert np.allclose(
+        Expression("sqrt(a) + np.log1p(b) * 2").evaluate(variables),
+        np.sqrt(variables["a"]) + 2 * np.log1p(variables["b"]),
+    )
     assert list(Expression("(a > 2) & (b < 2)").evaluate(variables)) == [False, True, False]
     assert list(Expression("a > 2 and not b > 1").evaluate(variables)) == [False, True, False]
     assert list(Expression("1 < a <= 4").evaluate(variables)) == [False, True, False]
@@ -111,10 +113,14 @@ def test_long_and_deeply_nested_expressions_are_refused() -> None:
 
 
 _NAMES = st.sampled_from(["a", "b", "n", "part_px", "pi", "True", "inf"])
-_NUMBERS = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, width=32).map(repr),
-                     st.sampled_from(["9", "99", "0", "1e308"]))
-_OPERATORS = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "&", "|", "^", "<", "<=", "==", "!=", " and ",
-                              " or "])
+_NUMBERS = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, width=32).map(repr),
+    st.sampled_from(["9", "99", "0", "1e308"]),
+)
+_OPERATORS = st.sampled_from(
+    ["+", "-", "*", "/", "//", "%", "**", "&", "|", "^", "<", "<=", "==", "!=", " and ", " or "]
+)
 _FUNCTION_NAMES = st.sampled_from([*sorted(FUNCTIONS), "open", "eval", "ak.to_numpy"])
 _KEYWORDS = st.sampled_from(["axis", "out", "where", "keepdims", "decimals", "ddof", "dtype", "mask_identity"])
 
@@ -124,13 +130,13 @@ def _expressions() -> st.SearchStrategy[str]:
     leaves = st.one_of(_NAMES, _NUMBERS.map(str))
 
     def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        call_arguments = st.tuples(st.lists(inner, max_size=3),
-                                   st.lists(st.tuples(_KEYWORDS, inner), max_size=2))
+        call_arguments = st.tuples(st.lists(inner, max_size=3), st.lists(st.tuples(_KEYWORDS, inner), max_size=2))
         return st.one_of(
             st.tuples(inner, _OPERATORS, inner).map(lambda parts: f"({parts[0]}{parts[1]}{parts[2]})"),
             st.tuples(st.sampled_from(["-", "~", "not "]), inner).map(lambda parts: f"({parts[0]}{parts[1]})"),
             st.tuples(_FUNCTION_NAMES, call_arguments).map(
-                lambda parts: f"{parts[0]}({', '.join([*parts[1][0], *(f'{k}={v}' for k, v in parts[1][1])])})"),
+                lambda parts: f"{parts[0]}({', '.join([*parts[1][0], *(f'{k}={v}' for k, v in parts[1][1])])})"
+            ),
         )
 
     return st.recursive(leaves, extend, max_leaves=12)
@@ -144,8 +150,12 @@ _FUZZ_VARIABLES = {
 }
 
 
-@settings(max_examples=400, deadline=2000, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=400,
+    deadline=2000,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(_expressions())
 def test_any_expression_evaluates_or_raises_an_expression_error_quickly(text: str) -> None:
     start = time.perf_counter()

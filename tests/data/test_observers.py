@@ -51,14 +51,18 @@ def files_and_values(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Pat
 
 
 def observer_config(files: list[Path], observers: tuple[str, ...] = OBSERVERS) -> DataConfig:
-    return load_data_config({
-        "train": [str(f) for f in files],
-        "chunk_size": 25,
-        "inputs": {"particles": {"length": 16, "variables": ["part_deta", "part_logpt"]},
-                   "ids": {"variables": ["aux_id"], "standardize": False},
-                   "jet": {"variables": ["jet_pt", "jet_sdmass"]}},  # standardised; the observer is not
-        "observers": list(observers),
-    })
+    return load_data_config(
+        {
+            "train": [str(f) for f in files],
+            "chunk_size": 25,
+            "inputs": {
+                "particles": {"length": 16, "variables": ["part_deta", "part_logpt"]},
+                "ids": {"variables": ["aux_id"], "standardize": False},
+                "jet": {"variables": ["jet_pt", "jet_sdmass"]},
+            },  # standardised; the observer is not
+            "observers": list(observers),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +94,9 @@ def test_observer_keys() -> None:
     assert batch_observers({"label": torch.zeros(2)}) == {}
 
 
-def test_in_memory_batches_carry_observers(files_and_values: tuple[list[Path], dict[str, np.ndarray]],
-                                           preprocessing: Preprocessing) -> None:
+def test_in_memory_batches_carry_observers(
+    files_and_values: tuple[list[Path], dict[str, np.ndarray]], preprocessing: Preprocessing
+) -> None:
     files, expected = files_and_values
     config = observer_config(files)
     memory = InMemoryJets.from_files(files, config, preprocessing)
@@ -106,33 +111,57 @@ def test_in_memory_batches_carry_observers(files_and_values: tuple[list[Path], d
     assert not torch.equal(batch["jet"][:, 1], batch[observer_key("jet_sdmass")])
 
 
-def test_in_memory_shards_carry_observers(files_and_values: tuple[list[Path], dict[str, np.ndarray]],
-                                          preprocessing: Preprocessing) -> None:
+def test_in_memory_shards_carry_observers(
+    files_and_values: tuple[list[Path], dict[str, np.ndarray]], preprocessing: Preprocessing
+) -> None:
     files, expected = files_and_values
     memory = InMemoryJets.from_files(files, observer_config(files), preprocessing)
-    per_rank = [np.concatenate([check_batch(batch, expected)
-                                for batch in memory.batches(32, shuffle=True, seed=3, epoch=1, rank=rank,
-                                                            world_size=2)])
-                for rank in range(2)]
+    per_rank = [
+        np.concatenate(
+            [
+                check_batch(batch, expected)
+                for batch in memory.batches(32, shuffle=True, seed=3, epoch=1, rank=rank, world_size=2)
+            ]
+        )
+        for rank in range(2)
+    ]
     share = sum(SIZES) // 2
     assert [len(ids) for ids in per_rank] == [share, share]
     assert not set(per_rank[0]) & set(per_rank[1])
     order = np.random.default_rng([3, 1]).permutation(sum(SIZES))  # the jets of the equal shares
-    assert sorted(np.concatenate(per_rank)) == sorted(order[:2 * share])
+    assert sorted(np.concatenate(per_rank)) == sorted(order[: 2 * share])
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("world_size", [1, 2])
-def test_streamed_batches_carry_observers(files_and_values: tuple[list[Path], dict[str, np.ndarray]],
-                                          preprocessing: Preprocessing, workers: int, world_size: int) -> None:
+def test_streamed_batches_carry_observers(
+    files_and_values: tuple[list[Path], dict[str, np.ndarray]],
+    preprocessing: Preprocessing,
+    workers: int,
+    world_size: int,
+) -> None:
     files, expected = files_and_values
     config = observer_config(files)
     # blocks of two batches: each worker fills several per epoch, reusing its shared buffers and
     # their layouts within the epoch and in the next one (the workers persist)
-    loaders = [StreamLoader(JetStream(files, config, preprocessing, batch_size=16, shuffle=True, seed=5,
-                                      buffer_size=40, rank=rank, world_size=world_size),
-                            num_workers=workers, batches_per_transfer=2)
-               for rank in range(world_size)]
+    loaders = [
+        StreamLoader(
+            JetStream(
+                files,
+                config,
+                preprocessing,
+                batch_size=16,
+                shuffle=True,
+                seed=5,
+                buffer_size=40,
+                rank=rank,
+                world_size=world_size,
+            ),
+            num_workers=workers,
+            batches_per_transfer=2,
+        )
+        for rank in range(world_size)
+    ]
     for epoch in range(2):
         per_rank = []
         for loader in loaders:
@@ -154,10 +183,22 @@ def test_the_shared_block_layout_holds_the_observers() -> None:
 
     rng = np.random.default_rng(0)
     counts = np.array([3, 0, 5, 1, 2])
-    observers = {"truth": rng.normal(size=5), "flag": np.array([True, False, True, True, False]),
-                 "id": np.arange(5, dtype=np.int64)}
-    jets = RaggedJets(("particles",), {"particles": rng.normal(size=(11, 2)).astype(np.float32)}, counts, 6,
-                      {"particles": 0.0}, {}, np.array([1, 0, 1, 1, 0]), np.ones(5, np.float32), observers)
+    observers = {
+        "truth": rng.normal(size=5),
+        "flag": np.array([True, False, True, True, False]),
+        "id": np.arange(5, dtype=np.int64),
+    }
+    jets = RaggedJets(
+        ("particles",),
+        {"particles": rng.normal(size=(11, 2)).astype(np.float32)},
+        counts,
+        6,
+        {"particles": 0.0},
+        {},
+        np.array([1, 0, 1, 1, 0]),
+        np.ones(5, np.float32),
+        observers,
+    )
     shapes = jets.padded_shapes(3)
     assert shapes[observer_key("truth")] == ((3,), np.dtype(np.float64))
     assert shapes[observer_key("flag")] == ((3,), np.dtype(bool))
@@ -186,17 +227,24 @@ def test_no_observers_means_no_observer_keys(files_and_values: tuple[list[Path],
 def test_trim_padding_leaves_observers_untouched() -> None:
     mask = torch.tensor([[True, False, False], [True, True, False]])
     mass = torch.tensor([80.5, 172.25], dtype=torch.float64)
-    batch = {"particles": torch.randn(2, 3, 2), "mask": mask, "label": torch.tensor([0, 1]),
-             observer_key("jet_sdmass"): mass}
+    batch = {
+        "particles": torch.randn(2, 3, 2),
+        "mask": mask,
+        "label": torch.tensor([0, 1]),
+        observer_key("jet_sdmass"): mass,
+    }
     trimmed = trim_padding(batch)
     assert trimmed["particles"].shape == (2, 2, 2)
     assert trimmed[observer_key("jet_sdmass")] is mass
 
 
-@pytest.mark.parametrize(("observers", "message"), [
-    (["jet_pt", "jet_sdmass", "jet_pt"], r"observer 'jet_pt' is listed more than once"),
-    (["jet_pt", "jet"], r"observer 'jet' is also the name of an input group"),
-])
+@pytest.mark.parametrize(
+    ("observers", "message"),
+    [
+        (["jet_pt", "jet_sdmass", "jet_pt"], r"observer 'jet_pt' is listed more than once"),
+        (["jet_pt", "jet"], r"observer 'jet' is also the name of an input group"),
+    ],
+)
 def test_observer_names_are_checked(observers: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_data_config({"inputs": {"jet": {"variables": ["jet_pt"]}}, "observers": observers})

@@ -39,12 +39,16 @@ def id_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def stream_config(files: list[Path]) -> DataConfig:
-    return load_data_config({
-        "train": [str(f) for f in files],
-        "chunk_size": 25,
-        "inputs": {"particles": {"length": 16, "variables": ["part_deta", "part_logpt"]},
-                   "ids": {"variables": ["aux_id"], "standardize": False}},
-    })
+    return load_data_config(
+        {
+            "train": [str(f) for f in files],
+            "chunk_size": 25,
+            "inputs": {
+                "particles": {"length": 16, "variables": ["part_deta", "part_logpt"]},
+                "ids": {"variables": ["aux_id"], "standardize": False},
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 3])
@@ -53,8 +57,17 @@ def test_each_jet_once_per_epoch(id_files: list[Path], workers: int, world_size:
     config = stream_config(id_files)
     seen_per_rank = []
     for rank in range(world_size):
-        stream = JetStream(id_files, config, None, batch_size=16, shuffle=True, seed=5, buffer_size=40,
-                           rank=rank, world_size=world_size)
+        stream = JetStream(
+            id_files,
+            config,
+            None,
+            batch_size=16,
+            shuffle=True,
+            seed=5,
+            buffer_size=40,
+            rank=rank,
+            world_size=world_size,
+        )
         stream.set_epoch(1)
         ids = [batch["ids"][:, 0].numpy() for batch in stream_loader(stream, num_workers=workers)]
         seen_per_rank.append(np.concatenate(ids).astype(int))
@@ -89,8 +102,11 @@ def test_stream_batches_match_in_memory(id_files: list[Path]) -> None:
     config = stream_config(id_files)
     arrays, classes = load_arrays(id_files, config)
     memory = InMemoryJets(arrays, classes, None)
-    streamed = {int(i): row for batch in JetStream(id_files, config, None, 50, shuffle=False)
-                for i, row in zip(batch["ids"][:, 0], batch["particles"].numpy(), strict=True)}
+    streamed = {
+        int(i): row
+        for batch in JetStream(id_files, config, None, 50, shuffle=False)
+        for i, row in zip(batch["ids"][:, 0], batch["particles"].numpy(), strict=True)
+    }
     for batch in memory.batches(100):
         for i, row in zip(batch["ids"][:, 0], batch["particles"].numpy(), strict=True):
             np.testing.assert_array_equal(streamed[int(i)], row)
@@ -110,8 +126,10 @@ def test_pieces_respect_storage_units(id_files: list[Path]) -> None:
 def rntuple_files(id_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The files of ``id_files`` with the TTree one rewritten as an RNTuple (clusters of 40)."""
     folder = tmp_path_factory.mktemp("rntuple")
-    return [write_rntuple(io.read(path), folder / "part1.root", cluster_size=40) if path.suffix == ".root" else path
-            for path in id_files]
+    return [
+        write_rntuple(io.read(path), folder / "part1.root", cluster_size=40) if path.suffix == ".root" else path
+        for path in id_files
+    ]
 
 
 def test_rntuple_pieces_respect_its_clusters(rntuple_files: list[Path]) -> None:
@@ -125,8 +143,9 @@ def test_each_jet_once_per_epoch_with_an_rntuple(rntuple_files: list[Path], work
     config = stream_config(rntuple_files)
     seen = []
     for rank in range(2):
-        stream = JetStream(rntuple_files, config, None, batch_size=16, shuffle=True, seed=5, buffer_size=40,
-                           rank=rank, world_size=2)
+        stream = JetStream(
+            rntuple_files, config, None, batch_size=16, shuffle=True, seed=5, buffer_size=40, rank=rank, world_size=2
+        )
         stream.set_epoch(2)
         seen.append(np.concatenate([b["ids"][:, 0].numpy() for b in stream_loader(stream, num_workers=workers)]))
     assert sorted(np.concatenate(seen).astype(int)) == list(range(sum(SIZES)))
@@ -186,9 +205,17 @@ def test_handover_round_trip() -> None:
 
     rng = np.random.default_rng(0)
     counts = np.array([3, 0, 5, 1])
-    jets = RaggedJets(("particles", "jet"), {"particles": rng.normal(size=(9, 2)).astype(np.float32)}, counts, 6,
-                      {"particles": -1.0, "jet": 0.0}, {"jet": rng.normal(size=(4, 4)).astype(np.float32)},
-                      np.array([1, 0, 1, 1]), np.ones(4, np.float32), {"aux": np.arange(4)})
+    jets = RaggedJets(
+        ("particles", "jet"),
+        {"particles": rng.normal(size=(9, 2)).astype(np.float32)},
+        counts,
+        6,
+        {"particles": -1.0, "jet": 0.0},
+        {"jet": rng.normal(size=(4, 4)).astype(np.float32)},
+        np.array([1, 0, 1, 1]),
+        np.ones(4, np.float32),
+        {"aux": np.arange(4)},
+    )
     handover = Handover(1, 2, get_context())
     indices = [np.array([2, 0]), np.array([3, 1]), np.array([1])]
 
@@ -225,8 +252,16 @@ def test_padding_a_selection_equals_selecting_padded_jets() -> None:
 
     rng = np.random.default_rng(1)
     counts = rng.integers(0, 6, 20)
-    jets = RaggedJets(("p",), {"p": rng.normal(size=(int(counts.sum()), 3)).astype(np.float32)}, counts, 6,
-                      {"p": 7.0}, {}, np.arange(20), np.ones(20, np.float32))
+    jets = RaggedJets(
+        ("p",),
+        {"p": rng.normal(size=(int(counts.sum()), 3)).astype(np.float32)},
+        counts,
+        6,
+        {"p": 7.0},
+        {},
+        np.arange(20),
+        np.ones(20, np.float32),
+    )
     everything = jets.padded()
     assert (everything.inputs["p"][~everything.mask] == 7.0).all()
     for index in (rng.permutation(20)[:9], slice(4, 13), np.array([], int)):
@@ -259,8 +294,9 @@ def test_workers_persist_across_epochs_and_follow_the_epoch(id_files: list[Path]
 
 
 def test_an_epoch_left_early_restarts_the_workers(id_files: list[Path]) -> None:
-    loader = stream_loader(JetStream(id_files, stream_config(id_files), None, batch_size=16, buffer_size=40),
-                           num_workers=2)
+    loader = stream_loader(
+        JetStream(id_files, stream_config(id_files), None, batch_size=16, buffer_size=40), num_workers=2
+    )
     for _ in loader:
         break
     assert loader.stream.handover is None  # stopped: blocks in flight held their buffers

@@ -20,8 +20,9 @@ from heplearn.training.from_config import train
 CLASS_MASS = {"top": (172.0, 25.0), "w": (85.0, 15.0)}  # (mean, width) of the soft-drop mass
 
 
-def make_overlapping_jets(n: int, seed: int, classes: tuple[str, ...] = ("top", "qcd"),
-                          max_particles: int = 40) -> ak.Array:
+def make_overlapping_jets(
+    n: int, seed: int, classes: tuple[str, ...] = ("top", "qcd"), max_particles: int = 40
+) -> ak.Array:
     """``n`` jets of ``classes`` (``qcd`` is the background) with overlapping features.
 
     Signal jets have a mass peak (70 % of them; the rest look like QCD), a few more and slightly
@@ -50,31 +51,45 @@ def make_overlapping_jets(n: int, seed: int, classes: tuple[str, ...] = ("top", 
         return ak.unflatten(values.astype(np.float32), counts)
 
     fields: dict[str, Any] = {
-        "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz), "part_energy": jagged(energy),
-        "part_deta": jagged(deta), "part_dphi": jagged(dphi),
-        "jet_pt": rng.uniform(500, 1000, n).astype(np.float32), "jet_eta": jet_eta.astype(np.float32),
-        "jet_phi": jet_phi.astype(np.float32), "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
-        "jet_nparticles": counts.astype(np.int64), "jet_sdmass": mass.astype(np.float32),
+        "part_px": jagged(px),
+        "part_py": jagged(py),
+        "part_pz": jagged(pz),
+        "part_energy": jagged(energy),
+        "part_deta": jagged(deta),
+        "part_dphi": jagged(dphi),
+        "jet_pt": rng.uniform(500, 1000, n).astype(np.float32),
+        "jet_eta": jet_eta.astype(np.float32),
+        "jet_phi": jet_phi.astype(np.float32),
+        "jet_energy": ak.to_numpy(ak.sum(jagged(energy), axis=1)),
+        "jet_nparticles": counts.astype(np.int64),
+        "jet_sdmass": mass.astype(np.float32),
         "jet_mass": (mass + rng.exponential(10.0, n)).astype(np.float32),
     }
     # N-subjettiness: three-prong signal jets have a smaller τ3/τ2 than QCD (on average only)
     tau1 = rng.uniform(0.2, 0.5, n)
     tau2 = tau1 * rng.uniform(0.3, 0.9, n)
     tau3 = tau2 * np.clip(rng.normal(np.where(is_qcd, 0.75, 0.6), 0.12), 0.05, 1.0)
-    fields |= {"jet_tau1": tau1.astype(np.float32), "jet_tau2": tau2.astype(np.float32),
-               "jet_tau3": tau3.astype(np.float32), "jet_tau4": (0.8 * tau3).astype(np.float32)}
+    fields |= {
+        "jet_tau1": tau1.astype(np.float32),
+        "jet_tau2": tau2.astype(np.float32),
+        "jet_tau3": tau3.astype(np.float32),
+        "jet_tau4": (0.8 * tau3).astype(np.float32),
+    }
     for index, name in enumerate(classes):
         fields[f"label_{name}"] = (label == index).astype(np.int64)
     return ak.zip(fields, depth_limit=1)
 
 
-def run_config(files: dict[str, str], model: dict[str, Any], classes: tuple[str, ...] = ("top", "qcd"),
-               **training: Any) -> dict[str, Any]:
+def run_config(
+    files: dict[str, str], model: dict[str, Any], classes: tuple[str, ...] = ("top", "qcd"), **training: Any
+) -> dict[str, Any]:
     return {
         "data": {
             **files,
-            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_phi"]},
-                       "particles": {"length": 24, "variables": ["part_deta", "part_dphi", "part_logpt"]}},
+            "inputs": {
+                "jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_phi"]},
+                "particles": {"length": 24, "variables": ["part_deta", "part_dphi", "part_logpt"]},
+            },
             "labels": {"classes": [f"label_{name}" for name in classes]},
             "observers": ["jet_pt"],
         },
@@ -83,11 +98,14 @@ def run_config(files: dict[str, str], model: dict[str, Any], classes: tuple[str,
     }
 
 
-def write_splits(folder: Path, classes: tuple[str, ...], sizes: tuple[int, int, int] = (1500, 400, 1200),
-                 seed: int = 20) -> dict[str, str]:
+def write_splits(
+    folder: Path, classes: tuple[str, ...], sizes: tuple[int, int, int] = (1500, 400, 1200), seed: int = 20
+) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
-    return {split: str(io.write(make_overlapping_jets(n, seed + i, classes), folder / f"{split}.parquet"))
-            for i, (split, n) in enumerate(zip(("train", "val", "test"), sizes, strict=True))}
+    return {
+        split: str(io.write(make_overlapping_jets(n, seed + i, classes), folder / f"{split}.parquet"))
+        for i, (split, n) in enumerate(zip(("train", "val", "test"), sizes, strict=True))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -113,5 +131,10 @@ def bdt_evaluation(tagging_runs: dict[str, Path], tagging_files: dict[str, str])
     """The full evaluation of the BDT (PNG and PDF, with the overtraining check) in its run folder."""
     from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 
-    return evaluate_run(tagging_runs["bdt"], [tagging_files["test"]], train_files=[tagging_files["train"]],
-                        settings=EvaluationSettings(bootstrap=20, importance_repeats=1), progress=False)
+    return evaluate_run(
+        tagging_runs["bdt"],
+        [tagging_files["test"]],
+        train_files=[tagging_files["train"]],
+        settings=EvaluationSettings(bootstrap=20, importance_repeats=1),
+        progress=False,
+    )

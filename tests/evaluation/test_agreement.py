@@ -30,8 +30,9 @@ def test_separation_auc_of_shifted_gaussians_is_the_analytic_value() -> None:
 
 def test_identical_distributions_agree_and_chi2_ndf_averages_one() -> None:
     rng = np.random.default_rng(4)
-    values = [agreement(rng.normal(0, 1, 5000), rng.normal(0, 1, 5000), edges=np.linspace(-3, 3, 21))
-              for _ in range(40)]
+    values = [
+        agreement(rng.normal(0, 1, 5000), rng.normal(0, 1, 5000), edges=np.linspace(-3, 3, 21)) for _ in range(40)
+    ]
     assert np.mean([v.chi2_ndf for v in values]) == pytest.approx(1.0, abs=0.15)
     assert np.mean([v.separation_auc for v in values]) == pytest.approx(0.5, abs=0.005)
     assert np.mean([v.ks.pvalue < 0.05 for v in values]) < 0.2
@@ -57,15 +58,22 @@ def _unlabelled(jets: ak.Array, path: Path, mass_scale: float = 1.0) -> str:
     return str(io.write(ak.zip(fields, depth_limit=1), path))
 
 
-def test_evaluate_reports_the_score_on_another_domain(tagging_runs: dict[str, Path], tagging_files: dict[str, str],
-                                                      tmp_path: Path) -> None:
+def test_evaluate_reports_the_score_on_another_domain(
+    tagging_runs: dict[str, Path], tagging_files: dict[str, str], tmp_path: Path
+) -> None:
     jets = make_overlapping_jets(1200, seed=77)
     same = _unlabelled(jets, tmp_path / "same.parquet")
     shifted = _unlabelled(jets, tmp_path / "shifted.parquet", mass_scale=1.6)
     figures = {}
     for name, path in (("same", same), ("shifted", shifted)):
-        result = evaluate_run(tagging_runs["bdt"], [tagging_files["test"]], tmp_path / name, settings=FAST,
-                              progress=False, domain_files=[path])
+        result = evaluate_run(
+            tagging_runs["bdt"],
+            [tagging_files["test"]],
+            tmp_path / name,
+            settings=FAST,
+            progress=False,
+            domain_files=[path],
+        )
         figures[name] = json.loads((tmp_path / name / "metrics.json").read_text())["domain_agreement"]
         assert figures[name]["jets"] == 1200 and figures[name]["files"] == [path]
         assert "domain_agreement.png" in {plot.name for plot in result.plots}

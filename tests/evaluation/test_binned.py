@@ -34,9 +34,10 @@ def test_efficiency_versus_observable_equals_a_loop_over_bins() -> None:
     binned = efficiency_versus(pt, is_signal, score, 0.5, weight, bins=5, histogram_range=(500, 1000))
     for index, (low, high) in enumerate(zip(binned.bin_edges[:-1], binned.bin_edges[1:], strict=True)):
         inside = (pt >= low) & ((pt < high) if index < 4 else (pt <= high))
-        for selected, efficiency, error in ((inside & is_signal, binned.signal_efficiency, binned.signal_uncertainty),
-                                            (inside & ~is_signal, binned.background_efficiency,
-                                             binned.background_uncertainty)):
+        for selected, efficiency, error in (
+            (inside & is_signal, binned.signal_efficiency, binned.signal_uncertainty),
+            (inside & ~is_signal, binned.background_efficiency, binned.background_uncertainty),
+        ):
             passed = score[selected] >= 0.5
             expected = np.average(passed, weights=weight[selected])
             assert efficiency[index] == pytest.approx(expected)
@@ -45,5 +46,6 @@ def test_efficiency_versus_observable_equals_a_loop_over_bins() -> None:
     assert np.all(np.diff(binned.signal_efficiency) > 0)
     unit = efficiency_versus(pt, is_signal, score, 0.5, bins=5)  # unit weights: the binomial σ
     n_signal = np.histogram(pt[is_signal], unit.bin_edges)[0]
-    np.testing.assert_allclose(unit.signal_uncertainty,
-                               np.sqrt(unit.signal_efficiency * (1 - unit.signal_efficiency) / n_signal))
+    np.testing.assert_allclose(
+        unit.signal_uncertainty, np.sqrt(unit.signal_efficiency * (1 - unit.signal_efficiency) / n_signal)
+    )

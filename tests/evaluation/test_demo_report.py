@@ -19,8 +19,10 @@ def test_demo_writes_the_comparison_report(tmp_path: Path, monkeypatch: pytest.M
     def fake_generate(processes: list[str], jets: int, output: Path, **_: Any) -> SimpleNamespace:
         assert processes == ["top", "qcd"]
         files = write_splits(Path(output), ("top", "qcd"), sizes=(1200, 300, 800))
-        return SimpleNamespace(files={split: Path(path) for split, path in files.items()},
-                               jets_per_split={"train": 1200, "val": 300, "test": 800})
+        return SimpleNamespace(
+            files={split: Path(path) for split, path in files.items()},
+            jets_per_split={"train": 1200, "val": 300, "test": 800},
+        )
 
     monkeypatch.setattr(driver, "generate", fake_generate)
     results = demo.run_demo(tmp_path, jets_per_class=100, models=["cuts", "likelihood"], progress=False)
@@ -39,8 +41,10 @@ def test_a_second_demo_reuses_its_runs_unless_the_seed_changed(tmp_path: Path, m
     def fake_generate(processes: list[str], jets: int, output: Path, **options: Any) -> SimpleNamespace:
         assert options["fractions"] == demo.SPLIT  # 30% test jets
         files = write_splits(Path(output), ("top", "qcd"), sizes=(600, 150, 400))
-        return SimpleNamespace(files={split: Path(path) for split, path in files.items()},
-                               jets_per_split={"train": 600, "val": 150, "test": 400})
+        return SimpleNamespace(
+            files={split: Path(path) for split, path in files.items()},
+            jets_per_split={"train": 600, "val": 150, "test": 400},
+        )
 
     monkeypatch.setattr(driver, "generate", fake_generate)
     demo.run_demo(tmp_path, models=["likelihood"], progress=False)

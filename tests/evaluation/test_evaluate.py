@@ -21,18 +21,21 @@ from heplearn.trained_model import TrainedModel
 from heplearn.training.from_config import train
 from tests.evaluation.conftest import run_config, write_splits
 
-FAST = EvaluationSettings(style=PlotStyle(formats=("png",), dpi=50), bootstrap=20, importance_repeats=1,
-                          importance_jets=600)
+FAST = EvaluationSettings(
+    style=PlotStyle(formats=("png",), dpi=50), bootstrap=20, importance_repeats=1, importance_jets=600
+)
 
 
 def read_metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())  # strict JSON: no NaN or Infinity
 
 
-def test_evaluate_a_particle_model(tagging_runs: dict[str, Path], tagging_files: dict[str, str],
-                                   tmp_path: Path) -> None:
-    result = evaluate_run(tagging_runs["pfn"], [tagging_files["test"]], tmp_path / "out", dataset="test",
-                          settings=FAST, progress=False)
+def test_evaluate_a_particle_model(
+    tagging_runs: dict[str, Path], tagging_files: dict[str, str], tmp_path: Path
+) -> None:
+    result = evaluate_run(
+        tagging_runs["pfn"], [tagging_files["test"]], tmp_path / "out", dataset="test", settings=FAST, progress=False
+    )
     metrics = read_metrics(tmp_path / "out")
     assert result.report == tmp_path / "out" / "report.html" and result.metrics == metrics
     probabilities, arrays = TrainedModel.load(tagging_runs["pfn"]).predict_files([tagging_files["test"]])
@@ -47,8 +50,16 @@ def test_evaluate_a_particle_model(tagging_runs: dict[str, Path], tagging_files:
     assert metrics["sculpting"]["observer"] == "jet_sdmass"
     assert set(metrics["efficiency_versus"]) == {"jet_pt", "jet_eta", "jet_sdmass"}  # η added for evaluation
     names = {path.name for path in result.plots}
-    assert {"roc.png", "scores.png", "confusion.png", "sculpting.png", "importance.png", "calibration.png",
-            "efficiency_jet_pt.png", "significance.png"} <= names
+    assert {
+        "roc.png",
+        "scores.png",
+        "confusion.png",
+        "sculpting.png",
+        "importance.png",
+        "calibration.png",
+        "efficiency_jet_pt.png",
+        "significance.png",
+    } <= names
     html = result.report.read_text()
     assert html.count("data:image/png;base64,") == len(result.plots)
     assert "pfn" in html and "Environment" in html and "particles:" in html  # the config is embedded
@@ -68,10 +79,12 @@ def test_default_output_is_the_run_eval_folder(tagging_runs: dict[str, Path], bd
     assert {path.suffix for path in result.plots} == {".png", ".pdf"}
 
 
-def test_compare_runs_on_the_same_jets(tagging_runs: dict[str, Path], tagging_files: dict[str, str],
-                                       tmp_path: Path) -> None:
-    result = compare_runs([tagging_runs["bdt"], tagging_runs["pfn"]], [tagging_files["test"]], tmp_path,
-                          settings=FAST, progress=False)
+def test_compare_runs_on_the_same_jets(
+    tagging_runs: dict[str, Path], tagging_files: dict[str, str], tmp_path: Path
+) -> None:
+    result = compare_runs(
+        [tagging_runs["bdt"], tagging_runs["pfn"]], [tagging_files["test"]], tmp_path, settings=FAST, progress=False
+    )
     metrics = read_metrics(tmp_path)
     assert [row["name"] for row in metrics["models"]] == ["bdt", "pfn"]
     for row, run in zip(metrics["models"], ("bdt", "pfn"), strict=True):
@@ -91,18 +104,34 @@ def test_neyman_pearson_check_on_a_toy_with_the_exact_likelihood_ratio(tmp_path:
         is_signal = rng.random(n) < 0.5
         x = rng.normal(np.where(is_signal, 0.8, 0.0)[:, None], 1.0, (n, 2))
         log_lr = 0.8 * x.sum(axis=1) - 0.64  # two unit Gaussians shifted by 0.8 in each coordinate
-        columns = {"x0": x[:, 0].copy(), "x1": x[:, 1].copy(), "label_signal": is_signal.astype(np.int64),
-                   "label_background": (~is_signal).astype(np.int64), "aux_log_lr": log_lr}
+        columns = {
+            "x0": x[:, 0].copy(),
+            "x1": x[:, 1].copy(),
+            "label_signal": is_signal.astype(np.int64),
+            "label_background": (~is_signal).astype(np.int64),
+            "aux_log_lr": log_lr,
+        }
         jets = ak.zip(columns, depth_limit=1)
         splits[split] = str(io.write(jets, tmp_path / f"{split}.parquet"))
-    config = load_run_config({"data": {**splits, "inputs": {"jet": {"variables": ["x0", "x1"]}},
-                                       "labels": {"classes": ["label_signal", "label_background"]}},
-                              "model": {"name": "bdt", "n_estimators": 30, "n_jobs": 1}})
+    config = load_run_config(
+        {
+            "data": {
+                **splits,
+                "inputs": {"jet": {"variables": ["x0", "x1"]}},
+                "labels": {"classes": ["label_signal", "label_background"]},
+            },
+            "model": {"name": "bdt", "n_estimators": 30, "n_jobs": 1},
+        }
+    )
     run = train(config, name="toy", runs_dir=tmp_path / "runs", progress=False).run_dir
     result = evaluate_run(run, [splits["test"]], settings=FAST, progress=False)
     optimal = result.metrics["neyman_pearson"]
-    assert optimal["optimal_auc"] == pytest.approx(roc_auc_score(
-        ak.to_numpy(io.read(splits["test"])["label_signal"]) == 1, ak.to_numpy(io.read(splits["test"])["aux_log_lr"])))
+    assert optimal["optimal_auc"] == pytest.approx(
+        roc_auc_score(
+            ak.to_numpy(io.read(splits["test"])["label_signal"]) == 1,
+            ak.to_numpy(io.read(splits["test"])["aux_log_lr"]),
+        )
+    )
     assert 0 <= optimal["auc_gap"] < 0.03
     assert optimal["auc_gap"] == pytest.approx(optimal["optimal_auc"] - result.metrics["auc"])
     assert result.metrics["sculpting"] is None and result.metrics["efficiency_versus"] == {}
@@ -127,8 +156,9 @@ def test_multiclass_run(tmp_path: Path) -> None:
     assert (result.output / "plots" / "roc_one_vs_rest.png").is_file()
 
 
-def test_bad_input_is_a_heplearn_error(tagging_runs: dict[str, Path], tagging_files: dict[str, str],
-                                       tmp_path: Path) -> None:
+def test_bad_input_is_a_heplearn_error(
+    tagging_runs: dict[str, Path], tagging_files: dict[str, str], tmp_path: Path
+) -> None:
     with pytest.raises(DataError, match="no such run directory"):
         evaluate_run(tmp_path / "missing", [tagging_files["test"]], tmp_path / "out")
     (tmp_path / "unfinished").mkdir()
@@ -139,6 +169,10 @@ def test_bad_input_is_a_heplearn_error(tagging_runs: dict[str, Path], tagging_fi
     with pytest.raises(HeplearnError, match="at least one"):
         compare_runs([], [tagging_files["test"]], tmp_path / "out")
     with pytest.raises(HeplearnError, match="mass observer"):
-        evaluate_run(tagging_runs["bdt"], [tagging_files["test"]], tmp_path / "out",
-                     settings=EvaluationSettings(mass_observer="jet_nothing", importance=False))
+        evaluate_run(
+            tagging_runs["bdt"],
+            [tagging_files["test"]],
+            tmp_path / "out",
+            settings=EvaluationSettings(mass_observer="jet_nothing", importance=False),
+        )
     assert not (tmp_path / "out" / "report.html").exists()

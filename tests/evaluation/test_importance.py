@@ -8,8 +8,11 @@ import pytest
 from heplearn.data.transform import JetArrays
 from heplearn.evaluation.importance import permutation_importance, permuted
 
-VARIABLES = {"jet": ["jet_useful", "jet_useless"], "particles": ["part_deta", "part_useful", "part_useless"],
-             "points": ["part_deta"]}
+VARIABLES = {
+    "jet": ["jet_useful", "jet_useless"],
+    "particles": ["part_deta", "part_useful", "part_useless"],
+    "points": ["part_deta"],
+}
 
 
 def make_arrays(n: int = 3000, length: int = 12, seed: int = 0) -> JetArrays:
@@ -23,8 +26,7 @@ def make_arrays(n: int = 3000, length: int = 12, seed: int = 0) -> JetArrays:
     particles[~mask] = 0.0
     points = particles[..., :1].copy()
     jet = np.column_stack([rng.normal(label == 0, 1.0), rng.normal(0, 1, n)]).astype(np.float32)
-    return JetArrays({"jet": jet, "particles": particles, "points": points}, mask, label,
-                     np.ones(n, np.float32))
+    return JetArrays({"jet": jet, "particles": particles, "points": points}, mask, label, np.ones(n, np.float32))
 
 
 class Probe:

@@ -49,12 +49,12 @@ def test_rejection_equals_a_brute_force_threshold_scan(scores: tuple[np.ndarray,
     assert figures[f"rejection_at_{round(target * 100)}"] == pytest.approx(brute_force, rel=2e-3)
 
 
-
 def test_fast_auc_equals_sklearn_with_ties_and_weights(scores: tuple[np.ndarray, ...]) -> None:
     is_signal, score, weight = scores
     rounded = np.round(score, 1)  # many ties: they count one half
     assert fast_auc(is_signal, rounded, weight) == pytest.approx(
-        roc_auc_score(is_signal, rounded, sample_weight=weight), rel=1e-12)
+        roc_auc_score(is_signal, rounded, sample_weight=weight), rel=1e-12
+    )
     assert fast_auc(is_signal, score) == pytest.approx(roc_auc_score(is_signal, score), rel=1e-12)
 
 
@@ -73,8 +73,7 @@ def test_bootstrap_uncertainty_is_seeded_and_matches_the_spread_of_independent_s
     assert first.uncertainty == pytest.approx(np.std(spread), rel=0.25)
 
 
-def test_signal_efficiency_at_background_efficiency_matches_a_threshold_scan(
-        scores: tuple[np.ndarray, ...]) -> None:
+def test_signal_efficiency_at_background_efficiency_matches_a_threshold_scan(scores: tuple[np.ndarray, ...]) -> None:
     is_signal, score, weight = scores
     curve = roc(is_signal, score, weight)
     order = np.argsort(-score)
@@ -105,7 +104,8 @@ def test_binomial_uncertainties() -> None:
     (row,) = rejection_table(curve, 2500, 2500, (0.5,))
     assert row.rejection == pytest.approx(1 / row.background_efficiency)
     assert row.rejection_uncertainty == pytest.approx(
-        np.sqrt(row.background_efficiency * (1 - row.background_efficiency) / 2500) / row.background_efficiency**2)
+        np.sqrt(row.background_efficiency * (1 - row.background_efficiency) / 2500) / row.background_efficiency**2
+    )
 
 
 def test_one_class_only_is_a_clear_error() -> None:

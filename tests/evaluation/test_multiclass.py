@@ -26,14 +26,16 @@ def test_one_vs_rest_and_one_vs_one_equal_sklearn(tagger: tuple[np.ndarray, ...]
     labels, probabilities, weight = tagger
     rest = one_vs_rest(labels, probabilities, CLASSES, weight)
     for index, name in enumerate(CLASSES):
-        assert rest[name].auc == pytest.approx(roc_auc_score(labels == index, probabilities[:, index],
-                                                             sample_weight=weight))
+        assert rest[name].auc == pytest.approx(
+            roc_auc_score(labels == index, probabilities[:, index], sample_weight=weight)
+        )
     pairs = one_vs_one(labels, probabilities, CLASSES, weight)
     assert set(pairs) == {"top_vs_w", "top_vs_qcd", "w_vs_qcd"}
     selected = labels != 2
     ratio = probabilities[selected, 0] / (probabilities[selected, 0] + probabilities[selected, 1])
-    assert pairs["top_vs_w"].auc == pytest.approx(roc_auc_score(labels[selected] == 0, ratio,
-                                                                sample_weight=weight[selected]))
+    assert pairs["top_vs_w"].auc == pytest.approx(
+        roc_auc_score(labels[selected] == 0, ratio, sample_weight=weight[selected])
+    )
 
 
 def test_confusion_matrix_equals_sklearn(tagger: tuple[np.ndarray, ...]) -> None:

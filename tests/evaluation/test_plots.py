@@ -31,31 +31,59 @@ PT = RNG.uniform(500, 1000, N)
 def roc_figure() -> Figure:
     curve = roc(IS_SIGNAL, SCORE, WEIGHT)
     worse = roc(IS_SIGNAL, SCORE + RNG.normal(0, 0.3, N), WEIGHT)
-    return plots.plot_roc([plots.RocLine("reference", curve, 2000.0), plots.RocLine("noisy", worse, 2000.0),
-                           plots.RocLine("optimal", curve, dashed=True)], PNG_ONLY)
+    return plots.plot_roc(
+        [
+            plots.RocLine("reference", curve, 2000.0),
+            plots.RocLine("noisy", worse, 2000.0),
+            plots.RocLine("optimal", curve, dashed=True),
+        ],
+        PNG_ONLY,
+    )
 
 
 FIGURES: dict[str, Callable[[], Figure]] = {
     "roc": roc_figure,
     "scores": lambda: plots.plot_score_distributions(
         {"top": (SCORE[IS_SIGNAL], WEIGHT[IS_SIGNAL]), "qcd": (SCORE[~IS_SIGNAL], WEIGHT[~IS_SIGNAL])},
-        {"top": (SCORE[IS_SIGNAL][:500], WEIGHT[IS_SIGNAL][:500]), "qcd": (SCORE[~IS_SIGNAL][:500],
-                                                                           WEIGHT[~IS_SIGNAL][:500])},
-        {"top": 0.4, "qcd": 0.001}, PNG_ONLY, score_range=(0, 1)),
+        {
+            "top": (SCORE[IS_SIGNAL][:500], WEIGHT[IS_SIGNAL][:500]),
+            "qcd": (SCORE[~IS_SIGNAL][:500], WEIGHT[~IS_SIGNAL][:500]),
+        },
+        {"top": 0.4, "qcd": 0.001},
+        PNG_ONLY,
+        score_range=(0, 1),
+    ),
     "efficiency": lambda: plots.plot_efficiency_versus(
-        [("a", efficiency_versus(PT, IS_SIGNAL, SCORE, 0.5, WEIGHT, 8))], "pT [GeV]", PNG_ONLY, "50%"),
-    "sculpting": lambda: plots.plot_mass_sculpting(mass_sculpting(MASS, IS_SIGNAL, SCORE, WEIGHT), "mass",
-                                                   PNG_ONLY),
+        [("a", efficiency_versus(PT, IS_SIGNAL, SCORE, 0.5, WEIGHT, 8))], "pT [GeV]", PNG_ONLY, "50%"
+    ),
+    "sculpting": lambda: plots.plot_mass_sculpting(mass_sculpting(MASS, IS_SIGNAL, SCORE, WEIGHT), "mass", PNG_ONLY),
     "confusion": lambda: plots.plot_confusion_matrix(
-        confusion_matrix(IS_SIGNAL.astype(int), np.column_stack([1 - SCORE, SCORE])), ["qcd", "top"], PNG_ONLY),
-    "ranking": lambda: plots.plot_feature_ranking(FeatureRanking(0.9, [
-        FeatureImportance(f"feature_{i}", "particle" if i % 2 else "jet", ("jet",), 0.1 / (i + 1), 0.01,
-                          None if i % 2 else 1.0 / (i + 1)) for i in range(6)], 1000, 3), PNG_ONLY),
+        confusion_matrix(IS_SIGNAL.astype(int), np.column_stack([1 - SCORE, SCORE])), ["qcd", "top"], PNG_ONLY
+    ),
+    "ranking": lambda: plots.plot_feature_ranking(
+        FeatureRanking(
+            0.9,
+            [
+                FeatureImportance(
+                    f"feature_{i}",
+                    "particle" if i % 2 else "jet",
+                    ("jet",),
+                    0.1 / (i + 1),
+                    0.01,
+                    None if i % 2 else 1.0 / (i + 1),
+                )
+                for i in range(6)
+            ],
+            1000,
+            3,
+        ),
+        PNG_ONLY,
+    ),
     "calibration": lambda: plots.plot_reliability({"top": reliability_curve(IS_SIGNAL, SCORE, WEIGHT)}, PNG_ONLY),
-    "significance": lambda: plots.plot_significance(best_cuts(IS_SIGNAL, SCORE, WEIGHT, 100, 10_000, 0.1),
-                                                    PNG_ONLY),
-    "history": lambda: plots.plot_training_history([{"train_loss": 0.6 - 0.02 * i, "val_loss": 0.62 - 0.015 * i}
-                                                    for i in range(8)], PNG_ONLY),
+    "significance": lambda: plots.plot_significance(best_cuts(IS_SIGNAL, SCORE, WEIGHT, 100, 10_000, 0.1), PNG_ONLY),
+    "history": lambda: plots.plot_training_history(
+        [{"train_loss": 0.6 - 0.02 * i, "val_loss": 0.62 - 0.015 * i} for i in range(8)], PNG_ONLY
+    ),
 }
 
 

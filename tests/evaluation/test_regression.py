@@ -51,20 +51,45 @@ def heteroscedastic(path: Path, n: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, n)
     y = 2 * x + (0.3 + 0.2 * x**2) * rng.normal(size=n)
-    return str(io.write(ak.zip({"jet_x": x.astype(np.float32), "jet_y": y.astype(np.float32),
-                                "jet_pt": (500 + 100 * x).astype(np.float32)}), path))
+    return str(
+        io.write(
+            ak.zip(
+                {
+                    "jet_x": x.astype(np.float32),
+                    "jet_y": y.astype(np.float32),
+                    "jet_pt": (500 + 100 * x).astype(np.float32),
+                }
+            ),
+            path,
+        )
+    )
 
 
 def test_evaluate_a_quantile_regression_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     train_file = heteroscedastic(tmp_path / "train.parquet", 12_000, 1)
     test_file = heteroscedastic(tmp_path / "test.parquet", 6_000, 2)
-    config = load_run_config({
-        "data": {"train": train_file, "val": test_file, "inputs": {"jet": {"variables": ["jet_x"]}},
-                 "labels": {"type": "regression", "targets": {"y": "jet_y"}}, "observers": ["jet_pt"]},
-        "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
-        "training": {"epochs": 4, "batch_size": 256, "seed": 0, "threads": 1, "learning_rate": 3e-3,
-                     "weight_decay": 0.0, "quantiles": [0.25, 0.5, 0.75], "loss": "huber_quantiles"},
-    })
+    config = load_run_config(
+        {
+            "data": {
+                "train": train_file,
+                "val": test_file,
+                "inputs": {"jet": {"variables": ["jet_x"]}},
+                "labels": {"type": "regression", "targets": {"y": "jet_y"}},
+                "observers": ["jet_pt"],
+            },
+            "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
+            "training": {
+                "epochs": 4,
+                "batch_size": 256,
+                "seed": 0,
+                "threads": 1,
+                "learning_rate": 3e-3,
+                "weight_decay": 0.0,
+                "quantiles": [0.25, 0.5, 0.75],
+                "loss": "huber_quantiles",
+            },
+        }
+    )
     run_dir = train(config, name="calibrated", runs_dir=tmp_path / "runs", progress=False).run_dir
     settings = EvaluationSettings(style=PlotStyle(formats=("png",), dpi=50), bins=6)
     result = evaluate_run(run_dir, [test_file], tmp_path / "eval", settings=settings, progress=False)
@@ -84,6 +109,7 @@ def test_evaluate_a_quantile_regression_run(tmp_path: Path, capsys: pytest.Captu
     names = {path.name for path in result.plots}
     assert {"residual_y.png", "y_vs_true_y.png", "y_vs_jet_pt.png"} <= names
     assert "Coverage" in result.report.read_text()
-    code, out, _ = run_cli(["evaluate", str(run_dir), "--data", test_file, "-o", str(tmp_path / "cli"),
-                            "--no-progress"], capsys)
+    code, out, _ = run_cli(
+        ["evaluate", str(run_dir), "--data", test_file, "-o", str(tmp_path / "cli"), "--no-progress"], capsys
+    )
     assert code == 0 and "P(y < q0.25)" in out

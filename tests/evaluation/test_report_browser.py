@@ -36,9 +36,21 @@ window.addEventListener("load", () => {
 def chromium(page: Path, profile: Path, *arguments: str) -> str:
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} not found: install Chromium to test the HTML report (apt-get install -y chromium)")
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--virtual-time-budget=10000", *arguments, page.as_uri()]
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        *arguments,
+        page.as_uri(),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -62,10 +74,12 @@ def test_evaluation_report_has_no_broken_image(bdt_evaluation: Any, tmp_path: Pa
     assert (images, broken, names) == (len(pngs) + 1, 1, "bad")
 
 
-def test_comparison_report_has_no_broken_image(tagging_runs: dict[str, Path], tagging_files: dict[str, str],
-                                               tmp_path: Path) -> None:
+def test_comparison_report_has_no_broken_image(
+    tagging_runs: dict[str, Path], tagging_files: dict[str, str], tmp_path: Path
+) -> None:
     settings = EvaluationSettings(style=PlotStyle(formats=("png",), dpi=60), bootstrap=10)
-    result = compare_runs(list(tagging_runs.values()), [tagging_files["test"]], tmp_path / "compare",
-                          settings=settings, progress=False)
+    result = compare_runs(
+        list(tagging_runs.values()), [tagging_files["test"]], tmp_path / "compare", settings=settings, progress=False
+    )
     assert image_check(result.report, tmp_path) == (len(result.plots), 0, "")
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)

@@ -20,8 +20,9 @@ def profiled_asimov(s: float, b: float, sigma: float) -> float:
         mean_on, mean_off = signal + background, tau * background
         return float(xlogy(n, mean_on) - mean_on + xlogy(m, mean_off) - mean_off)
 
-    best_background_only = minimize_scalar(lambda x: -log_likelihood(0.0, x), bounds=(1e-6, 10 * (s + b)),
-                                           method="bounded", options={"xatol": 1e-10})
+    best_background_only = minimize_scalar(
+        lambda x: -log_likelihood(0.0, x), bounds=(1e-6, 10 * (s + b)), method="bounded", options={"xatol": 1e-10}
+    )
     return float(np.sqrt(2 * (log_likelihood(s, b) + best_background_only.fun)))
 
 
@@ -41,8 +42,7 @@ def test_asimov_without_uncertainty_is_eq_97_of_cowan_et_al(s: float, b: float) 
 
 
 @pytest.mark.parametrize(("s", "b", "sigma"), [(10.0, 100.0, 10.0), (5.0, 2.0, 1.0), (50.0, 400.0, 80.0)])
-def test_asimov_with_background_uncertainty_equals_the_profile_likelihood(s: float, b: float,
-                                                                          sigma: float) -> None:
+def test_asimov_with_background_uncertainty_equals_the_profile_likelihood(s: float, b: float, sigma: float) -> None:
     assert asimov_significance(s, b, sigma) == pytest.approx(profiled_asimov(s, b, sigma), rel=1e-5)
     assert asimov_significance(s, b, sigma) < asimov_significance(s, b)
 
@@ -52,8 +52,15 @@ def test_best_cut_equals_a_brute_force_scan() -> None:
     is_signal = rng.random(4000) < 0.3
     score = np.round(rng.normal(is_signal * 1.5, 1.0), 3)
     weight = rng.uniform(0.5, 1.5, 4000)
-    scan = best_cuts(is_signal, score, weight, signal_yield=50.0, background_yield=1000.0,
-                     relative_background_uncertainty=0.1, min_background=5.0)
+    scan = best_cuts(
+        is_signal,
+        score,
+        weight,
+        signal_yield=50.0,
+        background_yield=1000.0,
+        relative_background_uncertainty=0.1,
+        min_background=5.0,
+    )
     signal_total, background_total = weight[is_signal].sum(), weight[~is_signal].sum()
     brute: dict[str, tuple[float, float]] = {}
     for threshold in np.unique(score):
@@ -62,8 +69,11 @@ def test_best_cut_equals_a_brute_force_scan() -> None:
         b = 1000.0 * weight[passed & ~is_signal].sum() / background_total
         if b < 5.0:
             continue
-        for name, value in (("s_over_sqrt_b", s / np.sqrt(b)), ("s_over_sqrt_s_plus_b", s / np.sqrt(s + b)),
-                            ("asimov", float(asimov_significance(s, b, 0.1 * b)))):
+        for name, value in (
+            ("s_over_sqrt_b", s / np.sqrt(b)),
+            ("s_over_sqrt_s_plus_b", s / np.sqrt(s + b)),
+            ("asimov", float(asimov_significance(s, b, 0.1 * b))),
+        ):
             if value > brute.get(name, (-1.0, 0.0))[0]:
                 brute[name] = (value, threshold)
     for name, (value, threshold) in brute.items():

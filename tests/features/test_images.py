@@ -35,16 +35,25 @@ def two_prong_jet(angle: float, separation: float = 0.4, seed: int = 0) -> tuple
 @pytest.mark.parametrize("rotate", [True, False])
 def test_single_particle_lands_in_the_centre_pixel(bins: int, rotate: bool) -> None:
     # Off the jet axis: centring on the pT centroid moves it to the centre.
-    image = jet_images(np.array([[0.13]]), np.array([[-0.21]]), np.array([[50.0]]), np.array([[True]]),
-                       bins=bins, rotate=rotate)
+    image = jet_images(
+        np.array([[0.13]]), np.array([[-0.21]]), np.array([[50.0]]), np.array([[True]]), bins=bins, rotate=rotate
+    )
     assert image.shape == (1, 1, bins, bins) and image.dtype == np.float32
     assert image[0, 0, bins // 2, bins // 2] == pytest.approx(1.0)
     assert image.sum() == pytest.approx(1.0)
 
 
 def test_axis_centring_keeps_the_offset() -> None:
-    image = jet_images(np.array([[0.3]]), np.array([[-0.5]]), np.array([[1.0]]), bins=16, extent=0.8,
-                       rotate=False, flip=False, centre="axis")
+    image = jet_images(
+        np.array([[0.3]]),
+        np.array([[-0.5]]),
+        np.array([[1.0]]),
+        bins=16,
+        extent=0.8,
+        rotate=False,
+        flip=False,
+        centre="axis",
+    )
     row, column = np.unravel_index(image[0, 0].argmax(), (16, 16))
     assert (row, column) == (int((-0.5 + 0.8) / 0.1), int((0.3 + 0.8) / 0.1))
 
@@ -100,8 +109,12 @@ def test_padding_does_not_change_the_image() -> None:
     deta, dphi, pt, mask = random_jets(20, 15, seed=5)
     reference = jet_images(deta, dphi, pt, mask)
     garbage = np.full((20, 10), np.nan)
-    padded = jet_images(np.hstack([np.where(mask, deta, 7.0), garbage]), np.hstack([dphi, garbage]),
-                        np.hstack([np.where(mask, pt, 1e3), garbage]), np.hstack([mask, garbage > 0]))
+    padded = jet_images(
+        np.hstack([np.where(mask, deta, 7.0), garbage]),
+        np.hstack([dphi, garbage]),
+        np.hstack([np.where(mask, pt, 1e3), garbage]),
+        np.hstack([mask, garbage > 0]),
+    )
     np.testing.assert_array_equal(padded, reference)
 
 

@@ -13,9 +13,13 @@ from heplearn.generate.events import FinalState
 from heplearn.generate.processes import GeneratorOptions, get_card
 
 PERFECT = DetectorConfig(
-    tracking_efficiency=(1.0, 1.0), track_resolution_constant=(0.0, 0.0), track_resolution_slope=(0.0, 0.0),
-    ecal_stochastic=(0.0, 0.0, 0.0), ecal_constant=(0.0, 0.0, 0.0),
-    hcal_stochastic=(0.0, 0.0, 0.0), hcal_constant=(0.0, 0.0, 0.0),
+    tracking_efficiency=(1.0, 1.0),
+    track_resolution_constant=(0.0, 0.0),
+    track_resolution_slope=(0.0, 0.0),
+    ecal_stochastic=(0.0, 0.0, 0.0),
+    ecal_constant=(0.0, 0.0, 0.0),
+    hcal_stochastic=(0.0, 0.0, 0.0),
+    hcal_constant=(0.0, 0.0, 0.0),
 )
 CHARGE = {211: 1.0, -211: -1.0, 13: -1.0, 22: 0.0, 130: 0.0, 2112: 0.0, 11: -1.0}
 
@@ -27,9 +31,15 @@ def particles(*events: list[tuple[int, float, float, float]]) -> FinalState:
     pt, eta, phi = (np.array([row[i] for row in rows], dtype=float) for i in (1, 2, 3))
     mass = np.where(np.abs(pid) == 211, 0.1396, 0.0)
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    return FinalState(px=px, py=py, pz=pz, energy=np.sqrt(px**2 + py**2 + pz**2 + mass**2), pid=pid,
-                      charge=np.array([CHARGE[p] for p in pid.tolist()]),
-                      counts=np.array([len(event) for event in events]))
+    return FinalState(
+        px=px,
+        py=py,
+        pz=pz,
+        energy=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
+        pid=pid,
+        charge=np.array([CHARGE[p] for p in pid.tolist()]),
+        counts=np.array([len(event) for event in events]),
+    )
 
 
 def many(pid: int, n: int, pt: float, eta_range: tuple[float, float], seed: int = 0) -> FinalState:
@@ -87,11 +97,11 @@ def test_ecal_energy_resolution() -> None:
 
 def test_acceptance() -> None:
     event = [
-        (22, 10.0, 5.5, 0.0),     # beyond the calorimeter: lost
-        (211, 10.0, 3.2, 1.0),    # beyond the tracker: an HCAL cell
-        (13, 20.0, 3.2, -1.0),    # untracked muon: lost
-        (211, 0.3, 0.2, 2.0),     # below the tracking threshold in the tracker: lost
-        (13, 20.0, 0.0, 0.0),     # tracked muon
+        (22, 10.0, 5.5, 0.0),  # beyond the calorimeter: lost
+        (211, 10.0, 3.2, 1.0),  # beyond the tracker: an HCAL cell
+        (13, 20.0, 3.2, -1.0),  # untracked muon: lost
+        (211, 0.3, 0.2, 2.0),  # below the tracking threshold in the tracker: lost
+        (13, 20.0, 0.0, 0.0),  # tracked muon
     ]
     result = apply_detector(particles(event), PERFECT, np.random.default_rng(0))
     assert sorted(result.pid.tolist()) == [13, HCAL_CELL_PDGID]

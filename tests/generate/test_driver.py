@@ -22,8 +22,7 @@ CHUNK = 12
 
 
 def run(output: Path, **kwargs: object) -> object:
-    arguments: dict[str, object] = {"seed": 7, "workers": 1, "chunk_size": CHUNK, "options": FAST,
-                                    "progress": False}
+    arguments: dict[str, object] = {"seed": 7, "workers": 1, "chunk_size": CHUNK, "options": FAST, "progress": False}
     arguments.update(kwargs)
     return generate(PROCESSES, JETS, output, **arguments)  # type: ignore[arg-type]
 
@@ -65,8 +64,15 @@ def test_mixture_is_balanced_labelled_and_shuffled(one_worker: Path) -> None:
     assert int(ak.sum(splits["test"].label_w)) == int(ak.sum(splits["test"].label_qcd)) == 3
     # Every jet appears once across the splits.
     every = ak.concatenate(list(splits.values()))
-    keys = set(zip(every.label_w.tolist(), every.aux_chunk.tolist(), every.aux_event.tolist(),
-                   every.jet_pt.tolist(), strict=True))
+    keys = set(
+        zip(
+            every.label_w.tolist(),
+            every.aux_chunk.tolist(),
+            every.aux_event.tolist(),
+            every.jet_pt.tolist(),
+            strict=True,
+        )
+    )
     assert len(keys) == 2 * JETS
 
 
@@ -149,8 +155,9 @@ def test_stale_temporary_files_are_removed(one_worker: Path) -> None:
 
 
 def test_root_output(tmp_path: Path) -> None:
-    summary = generate(["w"], 6, tmp_path, seed=3, options=FAST, fractions=(0.5, 0.5, 0.0),
-                       file_format="root", progress=False)
+    summary = generate(
+        ["w"], 6, tmp_path, seed=3, options=FAST, fractions=(0.5, 0.5, 0.0), file_format="root", progress=False
+    )
     assert set(summary.files) == {"train", "val"}
     jets = io.open_source(summary.files["train"]).read()
     assert len(jets) == 3
@@ -175,8 +182,7 @@ def test_root_output(tmp_path: Path) -> None:
     ],
 )
 def test_bad_arguments(tmp_path: Path, arguments: dict[str, object], message: str) -> None:
-    call: dict[str, object] = {"processes": ["w"], "jets_per_process": 4, "output_dir": tmp_path,
-                               "progress": False}
+    call: dict[str, object] = {"processes": ["w"], "jets_per_process": 4, "output_dir": tmp_path, "progress": False}
     call.update(arguments)
     with pytest.raises(ConfigError, match=message):
         generate(**call)  # type: ignore[arg-type]

@@ -31,8 +31,9 @@ def wprime() -> ak.Array:
 
 def pair_mass(events: ak.Array, collection: str) -> np.ndarray:
     """Invariant mass of the two leading objects of ``collection`` (massive four-vectors)."""
-    pt, eta, phi, mass = (ak.to_numpy(events[f"{collection}_{name}"][:, :2]).astype(float)
-                          for name in ("pt", "eta", "phi", "mass"))
+    pt, eta, phi, mass = (
+        ak.to_numpy(events[f"{collection}_{name}"][:, :2]).astype(float) for name in ("pt", "eta", "phi", "mass")
+    )
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
     total = [values.sum(axis=1) for values in (energy, px, py, pz)]
@@ -42,13 +43,17 @@ def pair_mass(events: ak.Array, collection: str) -> np.ndarray:
 def test_coffea_reads_the_root_file(zmumu: ak.Array, tmp_path: Path) -> None:
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-    path = write_nanoaod_root(ak.with_field(ak.with_field(zmumu, np.ones(len(zmumu), np.uint32), "run"),
-                                            np.ones(len(zmumu), np.uint32), "luminosityBlock"),
-                              tmp_path / "events.root")
+    path = write_nanoaod_root(
+        ak.with_field(
+            ak.with_field(zmumu, np.ones(len(zmumu), np.uint32), "run"),
+            np.ones(len(zmumu), np.uint32),
+            "luminosityBlock",
+        ),
+        tmp_path / "events.root",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # cross-references to collections we do not make
-        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
-                                             mode="eager").events()
+        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
     assert ak.all(events.Jet.pt == zmumu.Jet_pt)
     assert ak.all(events.Muon.charge == zmumu.Muon_charge)
     assert ak.all(ak.num(events.Jet) == zmumu.nJet)
@@ -90,8 +95,10 @@ def test_driver_resumes_and_writes_labels(tmp_path: Path) -> None:
     assert len(events) == 3 and np.all(ak.to_numpy(events.label_zmumu_jets))
     provenance = io.open_source(tmp_path / "train.parquet").provenance()
     assert provenance["layout"] == "CMS NanoAOD" and provenance["options"]["mpi"] is False
-    ids = {(int(lumi), int(number)) for lumi, number in zip(ak.to_numpy(events.luminosityBlock),
-                                                            ak.to_numpy(events.event), strict=True)}
+    ids = {
+        (int(lumi), int(number))
+        for lumi, number in zip(ak.to_numpy(events.luminosityBlock), ak.to_numpy(events.event), strict=True)
+    }
     assert len(ids) == 3  # (luminosityBlock, event) identifies an event
 
 
@@ -138,17 +145,41 @@ def test_cli_bad_event_input(tmp_path: Path, arguments: tuple[str, ...], message
 
 
 def test_cli_events_root(tmp_path: Path) -> None:
-    result = CliRunner().invoke(make_app(), ["generate", "events", "zmumu_jets", "--events", "4", "--no-mpi",
-                                             "--no-progress", "--split", "0.5,0.5,0", "--format", "root",
-                                             "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        make_app(),
+        [
+            "generate",
+            "events",
+            "zmumu_jets",
+            "--events",
+            "4",
+            "--no-mpi",
+            "--no-progress",
+            "--split",
+            "0.5,0.5,0",
+            "--format",
+            "root",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 events" in result.output
     import uproot
 
     with uproot.open(tmp_path / "train.root") as file:
         tree = file["Events"]
-        assert {"nJet", "Jet_pt", "nMuon", "Muon_pfRelIso03_all", "MET_pt", "GenPart_genPartIdxMother",
-                "run", "luminosityBlock", "event"} <= set(tree.keys())
+        assert {
+            "nJet",
+            "Jet_pt",
+            "nMuon",
+            "Muon_pfRelIso03_all",
+            "MET_pt",
+            "GenPart_genPartIdxMother",
+            "run",
+            "luminosityBlock",
+            "event",
+        } <= set(tree.keys())
 
 
 def test_tau_decay_modes_follow_the_branching_fractions() -> None:

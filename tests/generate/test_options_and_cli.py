@@ -92,8 +92,21 @@ def test_cli_toy(tmp_path: Path) -> None:
 
 
 def test_cli_physics(tmp_path: Path) -> None:
-    result = invoke("w", "--jets", "4", "-o", str(tmp_path), "--no-mpi", "--no-progress", "--seed", "5",
-                    "--split", "0.5,0.25,0.25", "--max-particles", "16")
+    result = invoke(
+        "w",
+        "--jets",
+        "4",
+        "-o",
+        str(tmp_path),
+        "--no-mpi",
+        "--no-progress",
+        "--seed",
+        "5",
+        "--split",
+        "0.5,0.25,0.25",
+        "--max-particles",
+        "16",
+    )
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     jets = io.open_source(tmp_path / "train.parquet").read()
     assert len(jets) == 2

@@ -20,8 +20,7 @@ SIZES = {"top": 250, "w": 250, "qcd": 250, "quark": 150, "gluon": 150}
 
 @pytest.fixture(scope="module")
 def samples() -> dict[str, ak.Array]:
-    return {name: generate_jets(get_card(name), OPTIONS, n, seed=1000 + i)
-            for i, (name, n) in enumerate(SIZES.items())}
+    return {name: generate_jets(get_card(name), OPTIONS, n, seed=1000 + i) for i, (name, n) in enumerate(SIZES.items())}
 
 
 def peak(values: ak.Array, low: float, high: float, width: float = 10.0) -> float:
@@ -150,10 +149,29 @@ def test_truth_of_quark_and_gluon_jets(samples: dict[str, ak.Array]) -> None:
 def test_schema_fields(samples: dict[str, ak.Array]) -> None:
     fields = set(samples["top"].fields)
     expected = {
-        "part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "part_charge",
-        *PARTICLE_TYPES, "part_pid", "jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_mass",
-        "jet_nparticles", "jet_sdmass", "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4",
-        "aux_parton_pt", "aux_parton_pdgid", "aux_pthat",
+        "part_px",
+        "part_py",
+        "part_pz",
+        "part_energy",
+        "part_deta",
+        "part_dphi",
+        "part_charge",
+        *PARTICLE_TYPES,
+        "part_pid",
+        "jet_pt",
+        "jet_eta",
+        "jet_phi",
+        "jet_energy",
+        "jet_mass",
+        "jet_nparticles",
+        "jet_sdmass",
+        "jet_tau1",
+        "jet_tau2",
+        "jet_tau3",
+        "jet_tau4",
+        "aux_parton_pt",
+        "aux_parton_pdgid",
+        "aux_pthat",
     }
     assert expected <= fields
 

@@ -29,8 +29,15 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> PileupPool:
 
 def empty_events(n: int) -> FinalState:
     zeros = np.zeros(0)
-    return FinalState(px=zeros, py=zeros, pz=zeros, energy=zeros, pid=np.zeros(0, dtype=np.int64), charge=zeros,
-                      counts=np.zeros(n, dtype=np.int64))
+    return FinalState(
+        px=zeros,
+        py=zeros,
+        pz=zeros,
+        energy=zeros,
+        pid=np.zeros(0, dtype=np.int64),
+        charge=zeros,
+        counts=np.zeros(n, dtype=np.int64),
+    )
 
 
 def test_pool_is_minimum_bias(pool: PileupPool) -> None:
@@ -51,8 +58,10 @@ def test_overlay_counts_are_poisson(pool: PileupPool) -> None:
 
 def test_rho_grows_linearly_with_mu(pool: PileupPool) -> None:
     # ρ is a median of cell densities: it rises with μ, about linearly once most cells are filled.
-    rho = {mu: float(np.mean(fixed_grid_rho(pool.overlay(empty_events(300), mu, np.random.default_rng(1))[0])))
-           for mu in (10.0, 20.0, 40.0)}
+    rho = {
+        mu: float(np.mean(fixed_grid_rho(pool.overlay(empty_events(300), mu, np.random.default_rng(1))[0])))
+        for mu in (10.0, 20.0, 40.0)
+    }
     assert rho[10.0] < rho[20.0] < rho[40.0]
     assert (rho[40.0] - rho[20.0]) / (rho[20.0] - rho[10.0]) == pytest.approx(2.0, rel=0.35), rho
 
@@ -64,14 +73,20 @@ def test_rho_of_a_uniform_grid() -> None:
     phi = -np.pi + (np.arange(n_phi) + 0.5) * 2 * np.pi / n_phi
     eta, phi = (grid.ravel() for grid in np.meshgrid(eta, phi))
     px, py, pz = np.cos(phi), np.sin(phi), np.sinh(eta)
-    particles = FinalState(px=px, py=py, pz=pz, energy=np.cosh(eta), pid=np.full(len(px), 211),
-                           charge=np.ones(len(px)), counts=np.array([len(px)]))
+    particles = FinalState(
+        px=px,
+        py=py,
+        pz=pz,
+        energy=np.cosh(eta),
+        pid=np.full(len(px), 211),
+        charge=np.ones(len(px)),
+        counts=np.array([len(px)]),
+    )
     assert fixed_grid_rho(particles)[0] == pytest.approx(1 / ((10 / n_eta) * (2 * np.pi / n_phi)))
 
 
 def test_pileup_in_generated_jets(tmp_path: Path) -> None:
-    options = GeneratorOptions(pt_min=150.0, pt_max=200.0, radius=0.4, mpi=False, pileup=10.0,
-                               pileup_pool=POOL_SIZE)
+    options = GeneratorOptions(pt_min=150.0, pt_max=200.0, radius=0.4, mpi=False, pileup=10.0, pileup_pool=POOL_SIZE)
     generate(["qcd"], 20, tmp_path, seed=3, options=options, progress=False, fractions=(1.0, 0.0, 0.0))
     jets = io.open_source(tmp_path / "train.parquet").read()
     npv = ak.to_numpy(jets.aux_pv_npvs)
@@ -84,8 +99,9 @@ def test_pileup_in_generated_jets(tmp_path: Path) -> None:
 def test_negative_mu_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pileup μ must be a non-negative number"):
         GeneratorOptions(pileup=-1.0)
-    result = CliRunner().invoke(make_app(), ["generate", "qcd", "--jets", "5", "--pileup", "-2",
-                                             "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        make_app(), ["generate", "qcd", "--jets", "5", "--pileup", "-2", "-o", str(tmp_path / "out")]
+    )
     assert isinstance(result.exception, HeplearnError) and "pileup μ" in str(result.exception)
     assert not (tmp_path / "out").exists()
 
@@ -95,13 +111,21 @@ def test_pileup_in_event_samples(tmp_path: Path) -> None:
     from heplearn.generate.nanoaod import EventOptions
 
     options = EventOptions(mpi=False, pileup=5.0, pileup_pool=30)
-    generate_events_sample(["zmumu_jets"], 4, tmp_path, seed=2, options=options, progress=False,
-                           fractions=(1.0, 0.0, 0.0))
+    generate_events_sample(
+        ["zmumu_jets"], 4, tmp_path, seed=2, options=options, progress=False, fractions=(1.0, 0.0, 0.0)
+    )
     events = io.open_source(tmp_path / "train.parquet").read()
     assert np.all(ak.to_numpy(events.PV_npvs) >= 1) and ak.to_numpy(events.PV_npvs).mean() > 2
     # without pileup: one vertex and a smaller ρ
-    generate_events_sample(["zmumu_jets"], 4, tmp_path / "clean", seed=2, options=EventOptions(mpi=False),
-                           progress=False, fractions=(1.0, 0.0, 0.0))
+    generate_events_sample(
+        ["zmumu_jets"],
+        4,
+        tmp_path / "clean",
+        seed=2,
+        options=EventOptions(mpi=False),
+        progress=False,
+        fractions=(1.0, 0.0, 0.0),
+    )
     clean = io.open_source(tmp_path / "clean" / "train.parquet").read()
     assert np.all(ak.to_numpy(clean.PV_npvs) == 1)
     assert ak.to_numpy(events.fixedGridRhoFastjetAll).mean() > ak.to_numpy(clean.fixedGridRhoFastjetAll).mean()

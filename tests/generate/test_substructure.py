@@ -12,8 +12,7 @@ R0 = 0.8
 
 
 def massless(pt: float, rapidity: float, phi: float) -> dict[str, float]:
-    return {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(rapidity),
-            "E": pt * np.cosh(rapidity)}
+    return {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(rapidity), "E": pt * np.cosh(rapidity)}
 
 
 def jets(*particle_lists: list[dict[str, float]]) -> ak.Array:
@@ -67,10 +66,12 @@ def test_soft_wide_emission_is_groomed() -> None:
     soft = massless(1.0, 0.0, 0.75)  # z ≈ 0.005 < 0.1: dropped at the first declustering
     groomed = jet_sdmass(jets([*pair, soft]), R0)[0]
     assert groomed == pytest.approx(pair_mass(100, 100, 0, 0.3), rel=1e-9)
-    plain = np.sqrt(sum(p["E"] for p in [*pair, soft]) ** 2
-                    - sum(p["px"] for p in [*pair, soft]) ** 2
-                    - sum(p["py"] for p in [*pair, soft]) ** 2
-                    - sum(p["pz"] for p in [*pair, soft]) ** 2)
+    plain = np.sqrt(
+        sum(p["E"] for p in [*pair, soft]) ** 2
+        - sum(p["px"] for p in [*pair, soft]) ** 2
+        - sum(p["py"] for p in [*pair, soft]) ** 2
+        - sum(p["pz"] for p in [*pair, soft]) ** 2
+    )
     assert plain > groomed + 1.0
 
 

@@ -27,8 +27,15 @@ def particles_at(rows: list[tuple[float, float, float, int, float]]) -> FinalSta
     pt, eta, phi, pid, charge = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     mass = np.where(pid == 22, 0.0, PION_MASS)
-    return FinalState(px=px, py=py, pz=pz, energy=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
-                      pid=pid.astype(np.int64), charge=charge, counts=np.array([len(rows)]))
+    return FinalState(
+        px=px,
+        py=py,
+        pz=pz,
+        energy=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
+        pid=pid.astype(np.int64),
+        charge=charge,
+        counts=np.array([len(rows)]),
+    )
 
 
 def test_rho_decay_is_mode_one_with_its_mass() -> None:
@@ -61,14 +68,16 @@ def test_wide_jet_is_not_a_tau() -> None:
 
 def test_taus_match_the_visible_generator_taus() -> None:
     events = generate_events(get_event_card("ztautau"), EventOptions(mpi=False), 60, seed=2)
-    gen = {name: ak.to_numpy(ak.flatten(events[f"GenVisTau_{name}"])) for name in ("pt", "eta", "phi", "status",
-                                                                                   "charge")}
+    gen = {
+        name: ak.to_numpy(ak.flatten(events[f"GenVisTau_{name}"])) for name in ("pt", "eta", "phi", "status", "charge")
+    }
     owner = np.repeat(np.arange(len(events)), ak.to_numpy(events.nGenVisTau))
     accepted = (gen["pt"] > 25) & (np.abs(gen["eta"]) < 2.1)
     matched, response, charge_ok, mode_pairs = 0, [], [], []
     for k in np.flatnonzero(accepted):
-        reco = {name: ak.to_numpy(events[f"Tau_{name}"][owner[k]]) for name in ("pt", "eta", "phi", "charge",
-                                                                                 "decayMode")}
+        reco = {
+            name: ak.to_numpy(events[f"Tau_{name}"][owner[k]]) for name in ("pt", "eta", "phi", "charge", "decayMode")
+        }
         if len(reco["pt"]) == 0:
             continue
         distance = kinematics.delta_r(reco["eta"], reco["phi"], gen["eta"][k], gen["phi"][k])
@@ -87,14 +96,16 @@ def test_taus_match_the_visible_generator_taus() -> None:
     generated, reconstructed = (np.array(column) for column in zip(*mode_pairs, strict=True))
     assert np.mean((generated >= 10) == (reconstructed >= 10)) > 0.85
     merged = np.minimum(generated % 5, 1) + 10 * (generated >= 10) == np.minimum(reconstructed % 5, 1) + 10 * (
-        reconstructed >= 10)
+        reconstructed >= 10
+    )
     assert np.mean(merged) > 0.75, mode_pairs
     flavour = ak.to_numpy(ak.flatten(events.Tau_genPartFlav))
     assert np.mean(flavour == 5) > 0.8  # a few τ_h candidates are jets or the τ's photons
     index = ak.to_numpy(ak.flatten(events.Tau_genPartIdx))
     assert np.array_equal(index >= 0, flavour == 5)  # the index of the matched GenVisTau
-    first = np.repeat(np.cumsum(ak.to_numpy(events.nGenVisTau)) - ak.to_numpy(events.nGenVisTau),
-                      ak.to_numpy(events.nTau))
+    first = np.repeat(
+        np.cumsum(ak.to_numpy(events.nGenVisTau)) - ak.to_numpy(events.nGenVisTau), ak.to_numpy(events.nTau)
+    )
     tau_eta = ak.to_numpy(ak.flatten(events.Tau_eta))
     assert np.all(np.abs(gen["eta"][(first + index)[index >= 0]] - tau_eta[index >= 0]) < 0.2)
 
@@ -102,11 +113,20 @@ def test_taus_match_the_visible_generator_taus() -> None:
 def test_tau_candidate_rows_take_the_matched_decay_mode(tmp_path: Path) -> None:
     # Event 0: two GenVisTau (modes 1 and 10), candidates matched to the second and to none;
     # event 1: one GenVisTau (mode 0), its candidate matched; event 2: no candidate.
-    values = {name: [[1.0, 2.0], [3.0], []] for name in ("pt", "eta", "mass", "chargedIso", "neutralIso",
-                                                          "leadTkPtOverTauPt")}
-    events = ak.zip({"nTau": [2, 1, 0], "Tau_decayMode": [[10, 0], [0], []], "Tau_genPartIdx": [[1, -1], [0], []],
-                     "nGenVisTau": [2, 1, 0], "GenVisTau_status": [[1, 10], [0], []],
-                     **{f"Tau_{name}": column for name, column in values.items()}}, depth_limit=1)
+    values = {
+        name: [[1.0, 2.0], [3.0], []] for name in ("pt", "eta", "mass", "chargedIso", "neutralIso", "leadTkPtOverTauPt")
+    }
+    events = ak.zip(
+        {
+            "nTau": [2, 1, 0],
+            "Tau_decayMode": [[10, 0], [0], []],
+            "Tau_genPartIdx": [[1, -1], [0], []],
+            "nGenVisTau": [2, 1, 0],
+            "GenVisTau_status": [[1, 10], [0], []],
+            **{f"Tau_{name}": column for name, column in values.items()},
+        },
+        depth_limit=1,
+    )
     rows = tau_candidates(events)
     assert len(rows) == 3 and ak.to_numpy(rows.tau_pt).tolist() == [1.0, 2.0, 3.0]
     labels = np.stack([ak.to_numpy(rows[name]) for name in TAU_CLASSES], axis=1)

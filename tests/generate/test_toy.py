@@ -22,8 +22,9 @@ def independent_log_lr(x: np.ndarray) -> np.ndarray:
     signal_covariance = 0.7 * 0.6**distance
     mean_one = np.full(d, 0.8)
     mean_two = 0.8 * np.array([(-1) ** i for i in range(d)], dtype=float)
-    signal = 0.5 * multivariate_normal(mean_one, signal_covariance).pdf(x) \
-        + 0.5 * multivariate_normal(mean_two, signal_covariance).pdf(x)
+    signal = 0.5 * multivariate_normal(mean_one, signal_covariance).pdf(x) + 0.5 * multivariate_normal(
+        mean_two, signal_covariance
+    ).pdf(x)
     return np.log(signal / background)
 
 

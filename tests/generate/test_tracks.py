@@ -50,12 +50,24 @@ def test_smearing_follows_the_resolution() -> None:
     # The sign is that of the closest point's projection on the jet, which is ⟂ the track: the jet
     # axis must not be exactly the track direction.
     jet = (np.cos(phi + 0.1), np.sin(phi + 0.1), np.ones(n))
-    measured = measured_impact_parameters(px, py, pz, vx, vy, vz, charged, *jet, d0_resolution=(0.01, 0.09),
-                                          dz_resolution=(0.03, 0.11), rng=np.random.default_rng(1))
+    measured = measured_impact_parameters(
+        px,
+        py,
+        pz,
+        vx,
+        vy,
+        vz,
+        charged,
+        *jet,
+        d0_resolution=(0.01, 0.09),
+        dz_resolution=(0.03, 0.11),
+        rng=np.random.default_rng(1),
+    )
     d0, dz = true_impact_parameters(px, py, pz, vx, vy, vz, *jet)
     np.testing.assert_allclose(measured.d0err[charged], np.hypot(0.01, 0.09 / pt[charged]))
-    np.testing.assert_allclose(resolution(np.array([1.0, 100.0]), (0.01, 0.09)),
-                               [np.hypot(0.01, 0.09), np.hypot(0.01, 0.0009)])
+    np.testing.assert_allclose(
+        resolution(np.array([1.0, 100.0]), (0.01, 0.09)), [np.hypot(0.01, 0.09), np.hypot(0.01, 0.0009)]
+    )
     for value, error, truth in ((measured.d0val, measured.d0err, d0), (measured.dzval, measured.dzerr, dz)):
         pull = (value - truth)[charged] / error[charged]
         assert abs(pull.mean()) < 0.02 and pull.std() == pytest.approx(1.0, abs=0.02)
@@ -84,15 +96,24 @@ def heavy_record() -> EventRecord:
     ]
     pid, status, mother, pt, phi = (np.array(column) for column in zip(*rows, strict=True))
     zeros = np.zeros(len(rows), dtype=np.int64)
-    return EventRecord(pid=pid, status=status, mother1=mother, daughter1=zeros, daughter2=zeros,
-                       px=pt * np.cos(phi), py=pt * np.sin(phi), pz=np.zeros(len(rows)), energy=pt + 1.0,
-                       offsets=np.array([0, len(rows)]), pthat=np.array([50.0]))
+    return EventRecord(
+        pid=pid,
+        status=status,
+        mother1=mother,
+        daughter1=zeros,
+        daughter2=zeros,
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=np.zeros(len(rows)),
+        energy=pt + 1.0,
+        offsets=np.array([0, len(rows)]),
+        pthat=np.array([50.0]),
+    )
 
 
 def test_last_heavy_hadrons_are_the_ghosts() -> None:
     hadrons = find_heavy_hadrons(heavy_record())
-    found = sorted(zip(hadrons.flavour.tolist(), np.round(np.hypot(hadrons.px, hadrons.py), 3).tolist(),
-                       strict=True))
+    found = sorted(zip(hadrons.flavour.tolist(), np.round(np.hypot(hadrons.px, hadrons.py), 3).tolist(), strict=True))
     assert found == [(4, 30.0), (4, 40.0), (5, 58.0)]  # no B*, no soft B+, no light hadron
 
 
@@ -101,11 +122,22 @@ def test_ghosts_label_jets_without_changing_them() -> None:
     rows = [(50.0, 0.0, 0.0), (30.0, 0.1, 0.05), (40.0, 0.0, 2.0), (20.0, 0.05, 2.1), (25.0, 1.5, -2.0)]
     pt, eta, phi = (np.array(column) for column in zip(*rows, strict=True))
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    particles = FinalState(px=px, py=py, pz=pz, energy=np.sqrt(px**2 + py**2 + pz**2), pid=np.full(5, 211),
-                           charge=np.ones(5), counts=np.array([5]))
-    ghosts = HeavyHadrons(event=np.array([0, 0]), px=np.array([10 * np.cos(0.02), 10 * np.cos(2.05)]),
-                          py=np.array([10 * np.sin(0.02), 10 * np.sin(2.05)]), pz=np.array([0.0, 0.0]),
-                          flavour=np.array([5, 4]))
+    particles = FinalState(
+        px=px,
+        py=py,
+        pz=pz,
+        energy=np.sqrt(px**2 + py**2 + pz**2),
+        pid=np.full(5, 211),
+        charge=np.ones(5),
+        counts=np.array([5]),
+    )
+    ghosts = HeavyHadrons(
+        event=np.array([0, 0]),
+        px=np.array([10 * np.cos(0.02), 10 * np.cos(2.05)]),
+        py=np.array([10 * np.sin(0.02), 10 * np.sin(2.05)]),
+        pz=np.array([0.0, 0.0]),
+        flavour=np.array([5, 4]),
+    )
     plain = clustering.cluster(particles, 0.4, "antikt", 10.0)
     tagged = clustering.cluster(particles, 0.4, "antikt", 10.0, ghosts=ghosts)
     assert len(plain) == len(tagged) == 3
@@ -172,9 +204,19 @@ def test_vertex_fit_finds_a_known_vertex() -> None:
     vx, vy, vz = starts.T
     jet = 45.0 * vertex / np.linalg.norm(vertex)
     jet_of = np.zeros(4, dtype=np.int64)
-    measured = measured_impact_parameters(px, py, pz, vx, vy, vz, np.ones(4, bool), *(np.full(4, c) for c in jet),
-                                          d0_resolution=(1e-4, 0.0), dz_resolution=(1e-4, 0.0),
-                                          rng=np.random.default_rng(0))
+    measured = measured_impact_parameters(
+        px,
+        py,
+        pz,
+        vx,
+        vy,
+        vz,
+        np.ones(4, bool),
+        *(np.full(4, c) for c in jet),
+        d0_resolution=(1e-4, 0.0),
+        dz_resolution=(1e-4, 0.0),
+        rng=np.random.default_rng(0),
+    )
     fields = secondary_vertices(jet_of, 1, px, py, pz, np.ones(4, bool), measured, *(np.array([c]) for c in jet))
     assert fields["sv_n"][0] == 1 and fields["sv_ntracks"][0].tolist() == [3]  # the prompt track fails the seed
     assert fields["sv_dxy"][0][0] == pytest.approx(2.0, abs=1e-3)
@@ -192,27 +234,51 @@ def test_no_vertex_from_prompt_tracks() -> None:
     px, py, pz = rng.uniform(5, 20, n), rng.normal(0, 1, n), rng.normal(0, 1, n)
     zeros = np.zeros(n)
     jet_of = np.repeat(np.arange(4), 3)
-    measured = measured_impact_parameters(px, py, pz, zeros, zeros, zeros, np.ones(n, bool), np.ones(n), zeros,
-                                          zeros, d0_resolution=(0.01, 0.09), dz_resolution=(0.03, 0.11), rng=rng)
-    fields = secondary_vertices(jet_of, 4, px, py, pz, np.ones(n, bool), measured, np.ones(4), np.zeros(4),
-                                np.zeros(4))
+    measured = measured_impact_parameters(
+        px,
+        py,
+        pz,
+        zeros,
+        zeros,
+        zeros,
+        np.ones(n, bool),
+        np.ones(n),
+        zeros,
+        zeros,
+        d0_resolution=(0.01, 0.09),
+        dz_resolution=(0.03, 0.11),
+        rng=rng,
+    )
+    fields = secondary_vertices(jet_of, 4, px, py, pz, np.ones(n, bool), measured, np.ones(4), np.zeros(4), np.zeros(4))
     assert fields["sv_n"].tolist() == [0, 0, 0, 0] and ak.num(fields["sv_mass"]).tolist() == [0, 0, 0, 0]
 
 
 def test_two_vertices_of_a_cascade() -> None:
     """A b → c cascade: three tracks from (2, 0, 0) mm and three from (5, 0.4, 0) mm in one jet give two
     vertices, ordered by decreasing flight significance, with the tracks shared out."""
-    momenta = np.array([[10.0, 2.0, 1.0], [8.0, -1.5, 0.5], [12.0, 0.5, -1.0],
-                        [9.0, 1.5, 0.3], [11.0, -0.5, 0.8], [7.0, 0.2, -0.6]])
+    momenta = np.array(
+        [[10.0, 2.0, 1.0], [8.0, -1.5, 0.5], [12.0, 0.5, -1.0], [9.0, 1.5, 0.3], [11.0, -0.5, 0.8], [7.0, 0.2, -0.6]]
+    )
     starts = np.array([[2.0, 0.0, 0.0]] * 3 + [[5.0, 0.4, 0.0]] * 3)
     px, py, pz = momenta.T
     vx, vy, vz = starts.T
     jet = momenta.sum(axis=0)
-    measured = measured_impact_parameters(px, py, pz, vx, vy, vz, np.ones(6, bool), *(np.full(6, c) for c in jet),
-                                          d0_resolution=(1e-4, 0.0), dz_resolution=(1e-4, 0.0),
-                                          rng=np.random.default_rng(0))
-    fields = secondary_vertices(np.zeros(6, dtype=np.int64), 1, px, py, pz, np.ones(6, bool), measured,
-                                *(np.array([c]) for c in jet))
+    measured = measured_impact_parameters(
+        px,
+        py,
+        pz,
+        vx,
+        vy,
+        vz,
+        np.ones(6, bool),
+        *(np.full(6, c) for c in jet),
+        d0_resolution=(1e-4, 0.0),
+        dz_resolution=(1e-4, 0.0),
+        rng=np.random.default_rng(0),
+    )
+    fields = secondary_vertices(
+        np.zeros(6, dtype=np.int64), 1, px, py, pz, np.ones(6, bool), measured, *(np.array([c]) for c in jet)
+    )
     assert fields["sv_n"].tolist() == [2] and fields["sv_ntracks"][0].tolist() == [3, 3]
     assert sorted(fields["sv_dxy"][0].tolist()) == pytest.approx([2.0, np.hypot(5.0, 0.4)], abs=1e-3)
     significance = fields["sv_dxysig"][0].tolist()

@@ -13,10 +13,17 @@ def record(rows: list[tuple[int, int, int, int, int, float, float]]) -> EventRec
     pid, status, mother, d1, d2, eta, phi = (np.array(column) for column in zip(*rows, strict=True))
     px, py, pz = 100 * np.cos(phi), 100 * np.sin(phi), 100 * np.sinh(eta)
     return EventRecord(
-        pid=pid.astype(np.int64), status=status.astype(np.int64), mother1=mother.astype(np.int64),
-        daughter1=d1.astype(np.int64), daughter2=d2.astype(np.int64), px=px, py=py, pz=pz,
+        pid=pid.astype(np.int64),
+        status=status.astype(np.int64),
+        mother1=mother.astype(np.int64),
+        daughter1=d1.astype(np.int64),
+        daughter2=d2.astype(np.int64),
+        px=px,
+        py=py,
+        pz=pz,
         energy=np.sqrt(px**2 + py**2 + pz**2 + np.where(np.abs(pid) == 6, 172.5**2, 0.0)),
-        offsets=np.array([0, len(rows)]), pthat=np.array([600.0]),
+        offsets=np.array([0, len(rows)]),
+        pthat=np.array([600.0]),
     )
 
 
@@ -69,6 +76,5 @@ def test_hard_partons_and_flavour_requirement() -> None:
     inclusive = match_jets(*jet, partons, 0.4, contained=False, allowed_ids=None)
     assert gluon.keep.tolist() == [True] and quark.keep.tolist() == [False]
     assert inclusive.keep.tolist() == [True] and inclusive.pdgid.tolist() == [21]
-    far = match_jets(np.array([0]), np.array([2.0]), np.array([-1.0]), partons, 0.4, contained=False,
-                     allowed_ids=None)
+    far = match_jets(np.array([0]), np.array([2.0]), np.array([-1.0]), partons, 0.4, contained=False, allowed_ids=None)
     assert far.keep.tolist() == [True] and far.pdgid.tolist() == [0]  # kept, no truth match

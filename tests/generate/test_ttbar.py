@@ -28,7 +28,7 @@ def test_heavy_quark_sign_follows_the_pdg_numbering() -> None:
     # B⁰ = d b̄, B⁺ = u b̄, Λb = u d b, B̄⁰ = b d̄; D⁰ = c ū, D⁻ = d c̄, Λc = u d c; Υ and J/ψ hold both.
     pid = np.array([511, 521, 5122, -511, 421, -411, 4122, 553, 443])
     quark = np.array([5, 5, 5, 5, 4, 4, 4, 5, 4])
-    signs = [int(heavy_quark_sign(pid[i:i + 1], int(quark[i]))[0]) for i in range(len(pid))]
+    signs = [int(heavy_quark_sign(pid[i : i + 1], int(quark[i]))[0]) for i in range(len(pid))]
     assert signs == [-1, -1, 1, 1, 1, -1, 1, 0, 0]
 
 
@@ -54,8 +54,10 @@ def test_btag_working_point_rates() -> None:
 
 @pytest.fixture(scope="module")
 def samples() -> dict[str, ak.Array]:
-    return {name: generate_events(get_event_card(name), NO_MPI, n, seed=7)
-            for name, n in (("tth", 30), ("ttlf", 20), ("ttbb", 4))}
+    return {
+        name: generate_events(get_event_card(name), NO_MPI, n, seed=7)
+        for name, n in (("tth", 30), ("ttlf", 20), ("ttbb", 4))
+    }
 
 
 def b_jets(events: ak.Array) -> np.ndarray:
@@ -98,17 +100,19 @@ def test_b_jet_multiplicity_and_gen_ttbar_id(samples: dict[str, ak.Array]) -> No
     assert ak.to_numpy(ttbb.event)[-1] > 3 * len(ttbb)
 
 
-@pytest.mark.parametrize(("changes", "message"),
-                         [({"higgs_mass": 9.0}, "H → bb̄ is closed"),
-                          ({"higgs_mass": 12_900.0}, "tt̄H is out of reach")])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"higgs_mass": 9.0}, "H → bb̄ is closed"), ({"higgs_mass": 12_900.0}, "tt̄H is out of reach")],
+)
 def test_bad_higgs_mass(changes: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         EventOptions(**changes)  # type: ignore[arg-type]
 
 
 def test_cli_bad_higgs_mass(tmp_path: Path) -> None:
-    result = CliRunner().invoke(make_app(), ["generate", "events", "tth", "--events", "5", "--higgs-mass", "8",
-                                             "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        make_app(), ["generate", "events", "tth", "--events", "5", "--higgs-mass", "8", "-o", str(tmp_path / "out")]
+    )
     assert isinstance(result.exception, HeplearnError), result.output
     assert "H → bb̄ is closed" in str(result.exception)
     assert not (tmp_path / "out").exists()

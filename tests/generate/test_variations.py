@@ -49,13 +49,22 @@ def test_user_settings_come_last_and_change_the_chunk_hash() -> None:
     card = get_card("qcd")
     options = GeneratorOptions(variation="fsr-up", pythia=("TimeShower:renormMultFac=0.5", "StringZ:aLund=0.6"))
     settings = pythia_settings(card, options, seed=3)
-    assert settings[-3:] == ["TimeShower:renormMultFac = 0.25", "TimeShower:renormMultFac = 0.5",
-                             "StringZ:aLund = 0.6"]  # the user's value is read last and wins
+    assert settings[-3:] == [
+        "TimeShower:renormMultFac = 0.25",
+        "TimeShower:renormMultFac = 0.5",
+        "StringZ:aLund = 0.6",
+    ]  # the user's value is read last and wins
     assert options.describe()["variation"] == "fsr-up"
     assert options.describe()["pythia"] == ["TimeShower:renormMultFac = 0.5", "StringZ:aLund = 0.6"]
-    keys = {_settings_key("qcd", 0, 100, o) for o in (GeneratorOptions(), options,
-                                                     GeneratorOptions(variation="fsr-up"),
-                                                     GeneratorOptions(variation="nominal"))}
+    keys = {
+        _settings_key("qcd", 0, 100, o)
+        for o in (
+            GeneratorOptions(),
+            options,
+            GeneratorOptions(variation="fsr-up"),
+            GeneratorOptions(variation="nominal"),
+        )
+    }
     assert len(keys) == 3  # "nominal" is the default; every change of settings is a new chunk folder
 
 
@@ -84,8 +93,9 @@ def test_the_generator_reads_the_variation() -> None:
 @pytest.fixture(scope="module")
 def fsr_samples() -> dict[str, ak.Array]:
     card = get_card("qcd")
-    return {name: generate_jets(card, SMALL.with_changes(variation=name), 250, seed=17)
-            for name in ("fsr-up", "fsr-down")}
+    return {
+        name: generate_jets(card, SMALL.with_changes(variation=name), 250, seed=17) for name in ("fsr-up", "fsr-down")
+    }
 
 
 def test_more_fsr_gives_more_constituents_and_mass(fsr_samples: dict[str, ak.Array]) -> None:
@@ -109,8 +119,15 @@ def one_particle_per_event(pid: int, energy: float, n: int, seed: int = 0) -> Fi
     eta = rng.uniform(-1.0, 1.0, n)
     phi = rng.uniform(-np.pi, np.pi, n)
     pt = energy / np.cosh(eta)
-    return FinalState(px=pt * np.cos(phi), py=pt * np.sin(phi), pz=pt * np.sinh(eta), energy=np.full(n, energy),
-                      pid=np.full(n, pid), charge=np.zeros(n), counts=np.ones(n, dtype=np.int64))
+    return FinalState(
+        px=pt * np.cos(phi),
+        py=pt * np.sin(phi),
+        pz=pt * np.sinh(eta),
+        energy=np.full(n, energy),
+        pid=np.full(n, pid),
+        charge=np.zeros(n),
+        counts=np.ones(n, dtype=np.int64),
+    )
 
 
 @pytest.mark.parametrize("profile", ["nominal", "alt"])
@@ -189,13 +206,35 @@ def invoke(*arguments: str) -> object:
     return CliRunner().invoke(make_app(), ["generate", *arguments])
 
 
-CHEAP = ("--jets", "4", "--pt-min", "150", "--pt-max", "200", "--radius", "0.4", "--no-mpi", "--no-progress",
-         "--split", "0.5,0.25,0.25")
+CHEAP = (
+    "--jets",
+    "4",
+    "--pt-min",
+    "150",
+    "--pt-max",
+    "200",
+    "--radius",
+    "0.4",
+    "--no-mpi",
+    "--no-progress",
+    "--split",
+    "0.5,0.25,0.25",
+)
 
 
 def test_cli_records_the_variation_and_the_detector(tmp_path: Path) -> None:
-    result = invoke("qcd", *CHEAP, "-o", str(tmp_path), "--variation", "fsr-up",
-                    "--pythia", "StringZ:aLund=0.6", "--detector", "alt")
+    result = invoke(
+        "qcd",
+        *CHEAP,
+        "-o",
+        str(tmp_path),
+        "--variation",
+        "fsr-up",
+        "--pythia",
+        "StringZ:aLund=0.6",
+        "--detector",
+        "alt",
+    )
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     provenance = io.open_source(tmp_path / "train.parquet").provenance()
     assert provenance["options"]["variation"] == "fsr-up"

@@ -25,8 +25,9 @@ def gaussian_events(path: Path, n: int, seed: int) -> Path:
     signal = rng.integers(0, 2, n)
     x = rng.normal(size=(n, 4)) + 1.2 * signal[:, None]
     fields = {f"jet_x{i}": x[:, i].astype(np.float32) for i in range(4)}
-    return io.write(ak.zip({**fields, "label_sig": signal.astype(np.int64),
-                            "label_bkg": (1 - signal).astype(np.int64)}), path)
+    return io.write(
+        ak.zip({**fields, "label_sig": signal.astype(np.int64), "label_bkg": (1 - signal).astype(np.int64)}), path
+    )
 
 
 def abcd_closure_on(run_dir: Path, test_file: Path) -> tuple[AbcdEstimate, float]:
@@ -44,13 +45,24 @@ def test_double_disco_closes_the_abcd_estimate(tmp_path: Path) -> None:
     test_file = gaussian_events(tmp_path / "test.parquet", 8000, 2)
     pulls = {}
     for strength in (0.0, 100.0):
-        config = load_run_config({
-            "data": {"train": str(train_file), "inputs": {"jet": {"variables": [f"jet_x{i}" for i in range(4)]}},
-                     "labels": {"classes": ["label_sig", "label_bkg"]}},
-            "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
-            "training": {"epochs": 5, "batch_size": 512, "seed": 2, "threads": 1, "learning_rate": 3e-3,
-                         "step": {"name": "double_disco", "strength": strength}},
-        })
+        config = load_run_config(
+            {
+                "data": {
+                    "train": str(train_file),
+                    "inputs": {"jet": {"variables": [f"jet_x{i}" for i in range(4)]}},
+                    "labels": {"classes": ["label_sig", "label_bkg"]},
+                },
+                "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
+                "training": {
+                    "epochs": 5,
+                    "batch_size": 512,
+                    "seed": 2,
+                    "threads": 1,
+                    "learning_rate": 3e-3,
+                    "step": {"name": "double_disco", "strength": strength},
+                },
+            }
+        )
         result = train(config, name=f"double{strength:g}", runs_dir=tmp_path / "runs", progress=False)
         assert (result.run_dir / "second.safetensors").is_file()
         assert {"train_loss_second", "train_disco_pair"} <= set(result.history[-1])
@@ -106,30 +118,51 @@ def test_the_multiplier_ascends_while_the_constraint_is_violated() -> None:
     term.backward()
     # descending the term moves f and g against each other: it lowers the non-closure
     with torch.no_grad():
-        _, after = constraint(f - 0.05 * f.grad / f.grad.abs().max(), g - 0.05 * g.grad / g.grad.abs().max(),
-                              torch.ones(4000, dtype=torch.float64))
+        _, after = constraint(
+            f - 0.05 * f.grad / f.grad.abs().max(),
+            g - 0.05 * g.grad / g.grad.abs().max(),
+            torch.ones(4000, dtype=torch.float64),
+        )
     assert float(after) < float(violation.detach())
 
 
 def test_a_bad_closure_setting_names_its_key() -> None:
     with pytest.raises(ConfigError, match="quantiles"):
-        load_run_config({"data": {"train": "x.parquet", "inputs": {"jet": {"variables": ["jet_x0"]}},
-                                  "labels": {"classes": ["label_sig", "label_bkg"]}},
-                         "model": {"name": "mlp"},
-                         "training": {"step": {"name": "double_disco", "closure": {"quantiles": [0.5, 1.5]}}}})
+        load_run_config(
+            {
+                "data": {
+                    "train": "x.parquet",
+                    "inputs": {"jet": {"variables": ["jet_x0"]}},
+                    "labels": {"classes": ["label_sig", "label_bkg"]},
+                },
+                "model": {"name": "mlp"},
+                "training": {"step": {"name": "double_disco", "closure": {"quantiles": [0.5, 1.5]}}},
+            }
+        )
 
 
 def test_the_closure_constraint_closes_the_abcd_estimate_without_disco(tmp_path: Path) -> None:
     """λ_DisCo = 0: the taggers alone fail closure (see above); the MDMM constraint alone restores it."""
     train_file = gaussian_events(tmp_path / "train.parquet", 8000, 1)
     test_file = gaussian_events(tmp_path / "test.parquet", 8000, 2)
-    config = load_run_config({
-        "data": {"train": str(train_file), "inputs": {"jet": {"variables": [f"jet_x{i}" for i in range(4)]}},
-                 "labels": {"classes": ["label_sig", "label_bkg"]}},
-        "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
-        "training": {"epochs": 5, "batch_size": 512, "seed": 2, "threads": 1, "learning_rate": 3e-3,
-                     "step": {"name": "double_disco", "strength": 0.0, "closure": {"epsilon": 0.2}}},
-    })
+    config = load_run_config(
+        {
+            "data": {
+                "train": str(train_file),
+                "inputs": {"jet": {"variables": [f"jet_x{i}" for i in range(4)]}},
+                "labels": {"classes": ["label_sig", "label_bkg"]},
+            },
+            "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
+            "training": {
+                "epochs": 5,
+                "batch_size": 512,
+                "seed": 2,
+                "threads": 1,
+                "learning_rate": 3e-3,
+                "step": {"name": "double_disco", "strength": 0.0, "closure": {"epsilon": 0.2}},
+            },
+        }
+    )
     result = train(config, name="closure", runs_dir=tmp_path / "runs", progress=False)
     assert {"train_non_closure", "train_closure_multiplier"} <= set(result.history[-1])
     estimate, auc = abcd_closure_on(result.run_dir, test_file)

@@ -28,8 +28,12 @@ def toy_batch(n: int, seed: int) -> dict[str, torch.Tensor]:
     label = torch.randint(0, 2, (n,), generator=generator)
     mass = 80 + 60 * (1 - label).float() + 25 * torch.randn(n, generator=generator)
     other = (1 - label).float() + torch.randn(n, generator=generator)
-    return {"jet": torch.stack([(mass - 110) / 30, other], dim=1), "label": label, "weight": torch.ones(n),
-            observer_key("jet_sdmass"): mass}
+    return {
+        "jet": torch.stack([(mass - 110) / 30, other], dim=1),
+        "label": label,
+        "weight": torch.ones(n),
+        observer_key("jet_sdmass"): mass,
+    }
 
 
 def test_the_classifier_update_increases_the_adversary_loss() -> None:
@@ -38,8 +42,10 @@ def test_the_classifier_update_increases_the_adversary_loss() -> None:
     task = Classification(["signal", "background"])
     task.terms = build_terms([LossTermConfig(name="cross_entropy")], task, TermContext(training))
     model = registry.model_class("mlp").from_preset("small", 2, {"jet": 2}, dropout=0.0, batch_norm=False)
-    strategy = AdversarialStep(StepContext(model, task, training, 1000, lambda module: module),
-                               AdversarySettings(on="jet_sdmass", strength=50.0, bins=5, learning_rate=1e-2))
+    strategy = AdversarialStep(
+        StepContext(model, task, training, 1000, lambda module: module),
+        AdversarySettings(on="jet_sdmass", strength=50.0, bins=5, learning_rate=1e-2),
+    )
     batch = toy_batch(2048, 1)
     for step in range(40):  # the classifier learns the mass, then the adversary learns to read it back
         strategy.classifier_step(batch, 0.0)
@@ -60,23 +66,51 @@ def test_the_adversary_decorrelates_the_background_score(tmp_path: Path) -> None
     val_jets = make_jets(1500, seed=32)
     val_file = io.write(val_jets, tmp_path / "val.parquet")
     correlations = {}
-    for name, step in (("plain", {"name": "single"}),
-                       ("pivot", {"name": "adversarial", "on": "jet_sdmass", "strength": 10.0, "bins": 8,
-                                  "adversary_steps": 3, "pretrain_steps": 20, "learning_rate": 3e-3})):
-        config = load_run_config({
-            "data": {"train": str(train_file), "val": str(val_file), "observers": ["jet_sdmass"],
-                     "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
-                     "labels": {"classes": ["label_top", "label_qcd"]}},
-            "model": {"name": "mlp", "preset": "small"},
-            "training": {"epochs": 6, "batch_size": 256, "seed": 2, "threads": 1, "learning_rate": 3e-3,
-                         "early_stopping_patience": None, "step": step},
-        })
+    for name, step in (
+        ("plain", {"name": "single"}),
+        (
+            "pivot",
+            {
+                "name": "adversarial",
+                "on": "jet_sdmass",
+                "strength": 10.0,
+                "bins": 8,
+                "adversary_steps": 3,
+                "pretrain_steps": 20,
+                "learning_rate": 3e-3,
+            },
+        ),
+    ):
+        config = load_run_config(
+            {
+                "data": {
+                    "train": str(train_file),
+                    "val": str(val_file),
+                    "observers": ["jet_sdmass"],
+                    "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
+                    "labels": {"classes": ["label_top", "label_qcd"]},
+                },
+                "model": {"name": "mlp", "preset": "small"},
+                "training": {
+                    "epochs": 6,
+                    "batch_size": 256,
+                    "seed": 2,
+                    "threads": 1,
+                    "learning_rate": 3e-3,
+                    "early_stopping_patience": None,
+                    "step": step,
+                },
+            }
+        )
         result = train(config, name=name, runs_dir=tmp_path / "runs", progress=False)
         scores, arrays = TrainedModel.load(result.run_dir).predict_files([val_file])
         background = arrays.label == 1
-        correlations[name] = float(distance_correlation(
-            torch.from_numpy(scores[background, 0].astype(np.float64)),
-            torch.from_numpy(ak.to_numpy(val_jets["jet_sdmass"])[background].astype(np.float64))))
+        correlations[name] = float(
+            distance_correlation(
+                torch.from_numpy(scores[background, 0].astype(np.float64)),
+                torch.from_numpy(ak.to_numpy(val_jets["jet_sdmass"])[background].astype(np.float64)),
+            )
+        )
         if name == "pivot":
             assert "train_adversary_loss" in result.history[-1]
     assert correlations["plain"] > 0.1

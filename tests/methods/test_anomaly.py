@@ -31,11 +31,13 @@ def test_kl_is_zero_at_the_prior_and_half_the_dimension_at_unit_shift() -> None:
         zeros = torch.zeros(4, d, dtype=torch.float64)
         assert torch.equal(kl_divergence(zeros, zeros), torch.zeros(4, dtype=torch.float64))
         # μ = 1, σ = 1: −½ Σ (1 + 0 − 1 − 1) = d/2
-        torch.testing.assert_close(kl_divergence(torch.ones(4, d, dtype=torch.float64), zeros),
-                                   torch.full((4,), d / 2, dtype=torch.float64))
+        torch.testing.assert_close(
+            kl_divergence(torch.ones(4, d, dtype=torch.float64), zeros), torch.full((4,), d / 2, dtype=torch.float64)
+        )
     # one dimension, μ = 0, σ² = e: −½ (1 + 1 − e) = (e − 2)/2
-    torch.testing.assert_close(kl_divergence(torch.zeros(1, 1), torch.ones(1, 1)),
-                               torch.tensor([(np.e - 2) / 2], dtype=torch.float32))
+    torch.testing.assert_close(
+        kl_divergence(torch.zeros(1, 1), torch.ones(1, 1)), torch.tensor([(np.e - 2) / 2], dtype=torch.float32)
+    )
 
 
 def packed(mu: torch.Tensor, log_variance: torch.Tensor, rebuilt: torch.Tensor) -> torch.Tensor:
@@ -53,18 +55,21 @@ def test_the_loss_is_one_minus_beta_mse_plus_beta_kl_and_ignores_padding() -> No
     beta = 0.3
     mse = ((rebuilt[:, :3] - target[:, :3]) ** 2).sum(-1).mean()
     kl = kl_divergence(mu, log_variance).mean()
-    torch.testing.assert_close(vae_loss(task, packed(mu, log_variance, rebuilt), batch, beta),
-                               (1 - beta) * mse + beta * kl)
+    torch.testing.assert_close(
+        vae_loss(task, packed(mu, log_variance, rebuilt), batch, beta), (1 - beta) * mse + beta * kl
+    )
     # whatever the decoder writes into the padded slots, loss and MSE score stay the same
     garbage = rebuilt.clone()
     garbage[:, 3:] = 1e3
-    torch.testing.assert_close(vae_loss(task, packed(mu, log_variance, garbage), batch, beta),
-                               (1 - beta) * mse + beta * kl)
+    torch.testing.assert_close(
+        vae_loss(task, packed(mu, log_variance, garbage), batch, beta), (1 - beta) * mse + beta * kl
+    )
     score = VariationalReconstruction("jet", 6, 2, score="mse", pad_value=0.0).postprocess(
-        packed(mu, log_variance, garbage), batch)
+        packed(mu, log_variance, garbage), batch
+    )
     torch.testing.assert_close(score[:, 0], ((rebuilt[:, :3] - target[:, :3]) ** 2).mean(-1))
     latent = VariationalReconstruction("jet", 6, 2).postprocess(packed(mu, log_variance, garbage), batch)
-    torch.testing.assert_close(latent[:, 0], (mu ** 2).sum(-1))
+    torch.testing.assert_close(latent[:, 0], (mu**2).sum(-1))
 
 
 def gaussian_arrays(n: int, rng: np.random.Generator, anomaly: str | None = None) -> np.ndarray:
@@ -96,12 +101,28 @@ def gaussian_vae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     rng = np.random.default_rng(7)
     train_file = write_table(folder / "train.parquet", gaussian_arrays(6000, rng))
     val_file = write_table(folder / "val.parquet", gaussian_arrays(1000, rng))
-    tests = {"background": gaussian_arrays(2000, rng), "shift": gaussian_arrays(2000, rng, "shift"),
-             "variance": gaussian_arrays(2000, rng, "variance")}
-    config = anomaly_run_config(str(train_file), [f"x{i}" for i in range(FEATURES)], val=str(val_file),
-                                test=str(val_file), beta=0.2, latent=12, score="latent_norm",
-                                training={"epochs": 20, "batch_size": 128, "seed": 1, "threads": 1,
-                                          "learning_rate": 3e-3, "early_stopping_patience": None})
+    tests = {
+        "background": gaussian_arrays(2000, rng),
+        "shift": gaussian_arrays(2000, rng, "shift"),
+        "variance": gaussian_arrays(2000, rng, "variance"),
+    }
+    config = anomaly_run_config(
+        str(train_file),
+        [f"x{i}" for i in range(FEATURES)],
+        val=str(val_file),
+        test=str(val_file),
+        beta=0.2,
+        latent=12,
+        score="latent_norm",
+        training={
+            "epochs": 20,
+            "batch_size": 128,
+            "seed": 1,
+            "threads": 1,
+            "learning_rate": 3e-3,
+            "early_stopping_patience": None,
+        },
+    )
     run = train(load_run_config(config), name="vae", runs_dir=folder / "runs", progress=False).run_dir
     return run, tests
 
@@ -114,10 +135,12 @@ def scores_of(run: Path, score: str, x: np.ndarray) -> np.ndarray:
     return model.predict(arrays)[:, 0]
 
 
-@pytest.mark.parametrize(("score", "anomaly"), [("mse", "shift"), ("mse", "variance"), ("latent_norm", "variance"),
-                                                ("kl", "variance")])
-def test_a_vae_on_gaussian_background_finds_the_anomalies(gaussian_vae: tuple[Path, dict[str, np.ndarray]],
-                                                          score: str, anomaly: str) -> None:
+@pytest.mark.parametrize(
+    ("score", "anomaly"), [("mse", "shift"), ("mse", "variance"), ("latent_norm", "variance"), ("kl", "variance")]
+)
+def test_a_vae_on_gaussian_background_finds_the_anomalies(
+    gaussian_vae: tuple[Path, dict[str, np.ndarray]], score: str, anomaly: str
+) -> None:
     run, tests = gaussian_vae
     background, signal = scores_of(run, score, tests["background"]), scores_of(run, score, tests[anomaly])
     auc = roc_auc_score(np.r_[np.zeros(len(background)), np.ones(len(signal))], np.r_[background, signal])
@@ -134,8 +157,7 @@ def test_the_run_records_its_task_and_trains_both_terms(gaussian_vae: tuple[Path
     assert history[-1]["val_loss"] < history[0]["val_loss"]
 
 
-def test_the_exported_latent_score_holds_the_encoder_alone(gaussian_vae: tuple[Path, dict[str, np.ndarray]]
-                                                           ) -> None:
+def test_the_exported_latent_score_holds_the_encoder_alone(gaussian_vae: tuple[Path, dict[str, np.ndarray]]) -> None:
     from heplearn.serving.export import export_run
 
     run, tests = gaussian_vae

@@ -22,19 +22,54 @@ def gaussian_file(path: Path, n: int, seed: int) -> Path:
     return io.write(ak.zip({f"x{i}": np.ascontiguousarray(x[:, i]) for i in range(4)}), path)
 
 
-def test_train_then_threshold_with_validation_and_pure_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                            ) -> None:
-    train, calibration, check = (gaussian_file(tmp_path / f"{name}.parquet", n, seed)
-                                 for name, n, seed in (("train", 2000, 1), ("calibration", 20_000, 2),
-                                                       ("check", 20_000, 3)))
-    code, out, err = run(["anomaly", "train", "--train", str(train), "--variables", "x0,x1,x2,x3",
-                          "--preset", "small", "--beta", "0.2", "--runs-dir", str(tmp_path / "runs"), "--name", "vae",
-                          "--no-progress", "--set", "training.epochs=2", "--set", "training.threads=1"], capsys)
+def test_train_then_threshold_with_validation_and_pure_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, calibration, check = (
+        gaussian_file(tmp_path / f"{name}.parquet", n, seed)
+        for name, n, seed in (("train", 2000, 1), ("calibration", 20_000, 2), ("check", 20_000, 3))
+    )
+    code, out, err = run(
+        [
+            "anomaly",
+            "train",
+            "--train",
+            str(train),
+            "--variables",
+            "x0,x1,x2,x3",
+            "--preset",
+            "small",
+            "--beta",
+            "0.2",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "vae",
+            "--no-progress",
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "training.threads=1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     run_dir = tmp_path / "runs" / "vae"
     assert out.startswith(f"run: {run_dir}")
-    code, out, err = run(["anomaly", "threshold", str(run_dir), "--background", str(calibration),
-                          "--efficiency", "0.01", "--validate", str(check), "--trigger", "x0 > 2"], capsys)
+    code, out, err = run(
+        [
+            "anomaly",
+            "threshold",
+            str(run_dir),
+            "--background",
+            str(calibration),
+            "--efficiency",
+            "0.01",
+            "--validate",
+            str(check),
+            "--trigger",
+            "x0 > 2",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads((run_dir / "threshold.json").read_text())
     assert report["threshold"]["efficiency"] == pytest.approx(0.01, abs=1 / 20_000)
@@ -51,25 +86,57 @@ def test_train_then_threshold_with_validation_and_pure_rate(tmp_path: Path, caps
     html = (run_dir / "threshold_report" / "report.html").read_text()
     assert "data:image/png;base64," in html and "efficiency on the validation sample" in html
     # a rate above the input rate: one line, exit 2
-    code, _, err = run(["anomaly", "threshold", str(run_dir), "--background", str(calibration), "--rate", "50MHz"],
-                       capsys)
+    code, _, err = run(
+        ["anomaly", "threshold", str(run_dir), "--background", str(calibration), "--rate", "50MHz"], capsys
+    )
     assert code == 2 and "above the input rate" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cwola_command_writes_the_table_and_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(6)
     mjj = sample_dijet(6000, rng, TRUE_SHAPE, *SIDEBANDS)
-    events = io.write(ak.zip({"mjj": mjj, "f0": rng.normal(size=6000), "f1": rng.normal(size=6000)}),
-                      tmp_path / "events.parquet")
+    events = io.write(
+        ak.zip({"mjj": mjj, "f0": rng.normal(size=6000), "f1": rng.normal(size=6000)}), tmp_path / "events.parquet"
+    )
     output = tmp_path / "hunt"
-    code, out, err = run(["anomaly", "cwola", "--data", str(events), "--features", "f0,f1", "--efficiencies", "0.1",
-                          "--folds", "2", "--epochs", "1", "--output", str(output)], capsys)
+    code, out, err = run(
+        [
+            "anomaly",
+            "cwola",
+            "--data",
+            str(events),
+            "--features",
+            "f0,f1",
+            "--efficiencies",
+            "0.1",
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--output",
+            str(output),
+        ],
+        capsys,
+    )
     assert code == 0, err
     table = json.loads((output / "cwola.json").read_text())["selections"]
     assert [row["efficiency"] for row in table] == [1.0, 0.1]
     in_sr = (mjj > 3300) & (mjj < 3700)
     assert table[0]["observed"] == in_sr.sum()  # before any cut: every SR event
     assert (output / "spectra.png").stat().st_size > 10_000 and "Z = " in out
-    code, _, err = run(["anomaly", "cwola", "--data", str(events), "--features", "f0,f1", "--sidebands", "3400,5000",
-                        "--output", str(output)], capsys)
+    code, _, err = run(
+        [
+            "anomaly",
+            "cwola",
+            "--data",
+            str(events),
+            "--features",
+            "f0,f1",
+            "--sidebands",
+            "3400,5000",
+            "--output",
+            str(output),
+        ],
+        capsys,
+    )
     assert code == 2 and "must enclose the signal region" in err

@@ -36,8 +36,14 @@ def cwola_auc(n: int, seed: int) -> tuple[float, float, float]:
     score in 20 quantile bins of the LR), of the fold classifiers' mean score on fresh S and B."""
     rng = np.random.default_rng(seed)
     x, is_m1, _ = mixed_samples(n, rng)
-    kfold = kfold_scores(x, is_m1, folds=2, hidden=(8,), seed=seed,
-                         training=default_training(epochs=30, batch_size=2048, learning_rate=5e-3, threads=1))
+    kfold = kfold_scores(
+        x,
+        is_m1,
+        folds=2,
+        hidden=(8,),
+        seed=seed,
+        training=default_training(epochs=30, batch_size=2048, learning_rate=5e-3, threads=1),
+    )
     test = np.r_[rng.normal(size=(20_000, 2)), rng.normal(size=(20_000, 2)) + 1.5]
     score = kfold.score_with(0, test) + kfold.score_with(1, test)
     auc = roc_auc_score(np.r_[np.zeros(20_000), np.ones(20_000)], score)
@@ -77,8 +83,9 @@ def test_every_event_is_scored_by_a_classifier_that_did_not_see_it() -> None:
         np.testing.assert_allclose(kfold.score_with(fold, x[held_out]), kfold.scores[held_out])
 
 
-def sample_dijet(n: int, rng: np.random.Generator, parameters: tuple[float, float, float],
-                 low: float, high: float) -> np.ndarray:
+def sample_dijet(
+    n: int, rng: np.random.Generator, parameters: tuple[float, float, float], low: float, high: float
+) -> np.ndarray:
     """Draws of m_jj from the dijet density (p₁, p₂, p₃) in (low, high), by the inverse CDF on a grid."""
     grid = np.linspace(low, high, 20_001)
     density = dijet_function(grid, 0.0, *parameters)
@@ -114,8 +121,18 @@ def test_the_hunt_finds_a_bump_that_the_spectrum_hides() -> None:
     signal = rng.normal(3500.0, 100.0, 120)
     mjj = np.r_[background, signal]
     features = np.r_[rng.normal(size=(20_000, 2)), rng.normal(size=(120, 2)) * 0.5 + 2.0]
-    result = cwola_hunt(features, mjj, SR, SIDEBANDS, EDGES, efficiencies=(0.1, 0.01), folds=3, hidden=(16,),
-                        training=default_training(epochs=8, batch_size=1024, learning_rate=5e-3, threads=1), seed=3)
+    result = cwola_hunt(
+        features,
+        mjj,
+        SR,
+        SIDEBANDS,
+        EDGES,
+        efficiencies=(0.1, 0.01),
+        folds=3,
+        hidden=(16,),
+        training=default_training(epochs=8, batch_size=1024, learning_rate=5e-3, threads=1),
+        seed=3,
+    )
     table = {row["efficiency"]: row for row in result.table()}
     assert table[1.0]["significance"] < 3.5
     assert max(table[0.1]["significance"], table[0.01]["significance"]) > 2 * max(table[1.0]["significance"], 2.0)

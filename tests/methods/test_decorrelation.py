@@ -13,8 +13,7 @@ from heplearn.methods.decorrelation import distance_correlation
 
 def analytic_dcor2(rho: float) -> float:
     """dCor² of a bivariate normal with correlation ρ (Székely, Rizzo & Bakirov 2007, Theorem 7)."""
-    numerator = (rho * math.asin(rho) + math.sqrt(1 - rho**2) - rho * math.asin(rho / 2)
-                 - math.sqrt(4 - rho**2) + 1)
+    numerator = rho * math.asin(rho) + math.sqrt(1 - rho**2) - rho * math.asin(rho / 2) - math.sqrt(4 - rho**2) + 1
     return numerator / (1 + math.pi / 3 - math.sqrt(3))
 
 
@@ -53,8 +52,7 @@ def test_importance_weights_reach_the_reweighted_correlation() -> None:
     x, y = rng.normal(size=4000), rng.normal(size=4000)
     rho = 0.5
     # target density N2(ρ) over the product of standard normals
-    log_ratio = (-(x**2 - 2 * rho * x * y + y**2) / (2 * (1 - rho**2)) + (x**2 + y**2) / 2
-                 - 0.5 * math.log(1 - rho**2))
+    log_ratio = -(x**2 - 2 * rho * x * y + y**2) / (2 * (1 - rho**2)) + (x**2 + y**2) / 2 - 0.5 * math.log(1 - rho**2)
     weight = torch.from_numpy(np.exp(log_ratio))
     value = float(distance_correlation(torch.from_numpy(x), torch.from_numpy(y), weight))
     assert value == pytest.approx(analytic_dcor2(rho), abs=0.03)

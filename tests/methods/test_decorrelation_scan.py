@@ -28,15 +28,25 @@ def overlapping_jets(n: int, seed: int) -> ak.Array:
 
 
 def write_config(folder: Path) -> Path:
-    files = {split: io.write(overlapping_jets(n, seed), folder / f"{split}.parquet")
-             for split, n, seed in (("train", 2500, 41), ("val", 800, 42), ("test", 1500, 43))}
+    files = {
+        split: io.write(overlapping_jets(n, seed), folder / f"{split}.parquet")
+        for split, n, seed in (("train", 2500, 41), ("val", 800, 42), ("test", 1500, 43))
+    }
     config = {
-        "data": {**{split: str(path) for split, path in files.items()},
-                 "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}},
+        "data": {
+            **{split: str(path) for split, path in files.items()},
+            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        },
         "model": {"name": "mlp", "preset": "small"},
-        "training": {"epochs": 5, "batch_size": 256, "seed": 1, "threads": 1, "learning_rate": 3e-3,
-                     "early_stopping_patience": None},
+        "training": {
+            "epochs": 5,
+            "batch_size": 256,
+            "seed": 1,
+            "threads": 1,
+            "learning_rate": 3e-3,
+            "early_stopping_patience": None,
+        },
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -62,7 +72,20 @@ def test_bad_scans_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str
         decorrelated_config(config, "disco", "jet_sdmass", -1.0)
     with pytest.raises(ConfigError, match="choose one of disco, adversarial"):
         decorrelated_config(config, "planing", "jet_sdmass", 1.0)
-    code, _, err = run(["decorrelate", "-c", str(config_path), "--observer", "jet_sdmass", "--lambdas", "0,-3",
-                        "-o", str(tmp_path / "out"), "--no-progress"], capsys)
+    code, _, err = run(
+        [
+            "decorrelate",
+            "-c",
+            str(config_path),
+            "--observer",
+            "jet_sdmass",
+            "--lambdas",
+            "0,-3",
+            "-o",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "must be 0 or more" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # refused before anything is trained or written

@@ -44,9 +44,17 @@ def shifted_sample(path: Path, n: int, seed: int, shift: float) -> Path:
     signal = rng.integers(0, 2, n)
     x1 = np.where(signal == 1, 1.0, -1.0) + rng.normal(size=n)
     x2 = 1.2 * signal + shift + 0.6 * rng.normal(size=n)
-    return io.write(ak.zip({"jet_x1": x1.astype(np.float32), "jet_x2": x2.astype(np.float32),
-                            "label_sig": signal.astype(np.int64), "label_bkg": (1 - signal).astype(np.int64)}),
-                    path)
+    return io.write(
+        ak.zip(
+            {
+                "jet_x1": x1.astype(np.float32),
+                "jet_x2": x2.astype(np.float32),
+                "label_sig": signal.astype(np.int64),
+                "label_bkg": (1 - signal).astype(np.int64),
+            }
+        ),
+        path,
+    )
 
 
 def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path) -> None:
@@ -55,15 +63,28 @@ def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path)
     target_test = shifted_sample(tmp_path / "data_test.parquet", 4000, 3, 1.5)
     source_test = shifted_sample(tmp_path / "simulation_test.parquet", 4000, 4, 0.0)
     results = {}
-    for name, step in (("plain", {"name": "single"}),
-                       ("adapted", {"name": "domain_adversarial", "target": str(target), "strength": 30.0})):
-        config = load_run_config({
-            "data": {"train": str(source), "inputs": {"jet": {"variables": ["jet_x1", "jet_x2"]}},
-                     "labels": {"classes": ["label_sig", "label_bkg"]}},
-            "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
-            "training": {"epochs": 6, "batch_size": 128, "seed": 3, "threads": 1, "learning_rate": 3e-3,
-                         "step": step},
-        })
+    for name, step in (
+        ("plain", {"name": "single"}),
+        ("adapted", {"name": "domain_adversarial", "target": str(target), "strength": 30.0}),
+    ):
+        config = load_run_config(
+            {
+                "data": {
+                    "train": str(source),
+                    "inputs": {"jet": {"variables": ["jet_x1", "jet_x2"]}},
+                    "labels": {"classes": ["label_sig", "label_bkg"]},
+                },
+                "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
+                "training": {
+                    "epochs": 6,
+                    "batch_size": 128,
+                    "seed": 3,
+                    "threads": 1,
+                    "learning_rate": 3e-3,
+                    "step": step,
+                },
+            }
+        )
         result = train(config, name=name, runs_dir=tmp_path / "runs", progress=False)
         model = TrainedModel.load(result.run_dir)
         data_scores, data_arrays = model.predict_files([target_test])
@@ -81,5 +102,10 @@ def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path)
 
 def test_a_target_sample_is_required(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"training\.step\.target"):
-        load_run_config({"data": {"inputs": {"jet": {"variables": ["jet_x1"]}}}, "model": {"name": "mlp"},
-                         "training": {"step": {"name": "domain_adversarial"}}})
+        load_run_config(
+            {
+                "data": {"inputs": {"jet": {"variables": ["jet_x1"]}}},
+                "model": {"name": "mlp"},
+                "training": {"step": {"name": "domain_adversarial"}},
+            }
+        )

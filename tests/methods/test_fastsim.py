@@ -62,8 +62,9 @@ def test_chamfer_distance_of_a_set_and_its_permutation_is_zero() -> None:
 
 
 @pytest.mark.parametrize("kind", fastsim.MODELS)
-def test_each_generator_trains_on_the_engine_and_samples_jetclass_jets(kind: str, clouds: fastsim.JetClouds,
-                                                                       tmp_path: Path) -> None:
+def test_each_generator_trains_on_the_engine_and_samples_jetclass_jets(
+    kind: str, clouds: fastsim.JetClouds, tmp_path: Path
+) -> None:
     training = fastsim.default_training(kind, epochs=1, batch_size=64)
     model = fastsim.train_fastsim(clouds, kind, hyperparameters=TINY, training=training, run_dir=tmp_path / kind)
     history = [json.loads(line) for line in (tmp_path / kind / "metrics.jsonl").read_text().splitlines()]
@@ -79,8 +80,23 @@ def test_each_generator_trains_on_the_engine_and_samples_jetclass_jets(kind: str
     path = fastsim.write_jets(sampled, tmp_path / f"{kind}.parquet")
     jets = io.read(path)
     assert len(jets) == 12 and int(ak.sum(jets.label_top)) == 7 and int(ak.sum(jets.label_qcd)) == 5
-    for name in ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "jet_pt", "jet_eta",
-                 "jet_phi", "jet_energy", "jet_mass", "jet_nparticles", "jet_sdmass", "jet_tau1", "jet_tau4"):
+    for name in (
+        "part_px",
+        "part_py",
+        "part_pz",
+        "part_energy",
+        "part_deta",
+        "part_dphi",
+        "jet_pt",
+        "jet_eta",
+        "jet_phi",
+        "jet_energy",
+        "jet_mass",
+        "jet_nparticles",
+        "jet_sdmass",
+        "jet_tau1",
+        "jet_tau4",
+    ):
         assert name in jets.fields
     np.testing.assert_array_equal(ak.to_numpy(ak.num(jets.part_px)), ak.to_numpy(jets.jet_nparticles))
     # the particles sum to a jet of the conditioning pT direction: Δη, Δφ reproduce η, φ
@@ -95,8 +111,9 @@ def test_each_generator_trains_on_the_engine_and_samples_jetclass_jets(kind: str
 
 
 def test_sampling_outside_the_training_range_or_of_an_unknown_class_is_refused(clouds: fastsim.JetClouds) -> None:
-    model = fastsim.train_fastsim(clouds, "vae", hyperparameters=TINY,
-                                  training=fastsim.default_training("vae", epochs=1, batch_size=150))
+    model = fastsim.train_fastsim(
+        clouds, "vae", hyperparameters=TINY, training=fastsim.default_training("vae", epochs=1, batch_size=150)
+    )
     with pytest.raises(ConfigError, match="unknown class 'gluon'; this model knows qcd, top"):
         fastsim.sample_jets(model, {"gluon": 3})
     low, high = model.scaling.pt_range("top")
@@ -123,22 +140,48 @@ def test_unlabelled_file_needs_its_class(tmp_path: Path) -> None:
     assert fastsim.load_sources([f"top={path}"], 10).class_names == ["top"]
 
 
-def test_cli_train_sample_and_bad_requests(jet_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
-    code, out, err = run(["fastsim", "train", "--train", str(jet_file), "--model", "vae", "--particles", "20",
-                          "--epochs", "1", "--hidden", "16", "--layers", "1", "--threads", "1", "--name", "vae",
-                          "--runs-dir", str(tmp_path), "--no-progress"], capsys)
+def test_cli_train_sample_and_bad_requests(jet_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        [
+            "fastsim",
+            "train",
+            "--train",
+            str(jet_file),
+            "--model",
+            "vae",
+            "--particles",
+            "20",
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--layers",
+            "1",
+            "--threads",
+            "1",
+            "--name",
+            "vae",
+            "--runs-dir",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert out.startswith(f"run: {tmp_path / 'vae'}")
     output = tmp_path / "sampled.parquet"
-    code, out, err = run(["fastsim", "sample", str(tmp_path / "vae"), "-o", str(output), "--jets", "4",
-                          "--class", "top"], capsys)
+    code, out, err = run(
+        ["fastsim", "sample", str(tmp_path / "vae"), "-o", str(output), "--jets", "4", "--class", "top"], capsys
+    )
     assert code == 0, err
     assert len(io.read(output)) == 4
-    for arguments, message in ((["--class", "gluon"], "unknown class 'gluon'"),
-                               (["--pt", "5000"], "outside the training range")):
-        code, out, err = run(["fastsim", "sample", str(tmp_path / "vae"), "-o", str(tmp_path / "bad.parquet"),
-                              *arguments], capsys)
+    for arguments, message in (
+        (["--class", "gluon"], "unknown class 'gluon'"),
+        (["--pt", "5000"], "outside the training range"),
+    ):
+        code, out, err = run(
+            ["fastsim", "sample", str(tmp_path / "vae"), "-o", str(tmp_path / "bad.parquet"), *arguments], capsys
+        )
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "bad.parquet").exists()
     code, _, err = run(["fastsim", "sample", str(tmp_path / "nothing"), "-o", str(output)], capsys)
@@ -146,11 +189,27 @@ def test_cli_train_sample_and_bad_requests(jet_file: Path, tmp_path: Path, capsy
 
 
 @pytest.mark.slow
-def test_cli_evaluate_writes_metrics_and_plots(jet_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                               ) -> None:
+def test_cli_evaluate_writes_metrics_and_plots(
+    jet_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = io.write(make_jets(300, seed=5), tmp_path / "other.parquet")
-    code, out, err = run(["fastsim", "evaluate", "--reference", str(jet_file), "--generated", f"pythia:{other}",
-                          "-o", str(tmp_path / "eval"), "--particles", "20", "--classifier-epochs", "1"], capsys)
+    code, out, err = run(
+        [
+            "fastsim",
+            "evaluate",
+            "--reference",
+            str(jet_file),
+            "--generated",
+            f"pythia:{other}",
+            "-o",
+            str(tmp_path / "eval"),
+            "--particles",
+            "20",
+            "--classifier-epochs",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "top pythia: W1M×10³" in out
     results = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -35,8 +35,9 @@ def test_w1_of_gaussians_of_different_widths() -> None:
 
 def test_frechet_distance_closed_form_in_one_dimension() -> None:
     # for 1D Gaussians the Fréchet distance is (μ1 − μ2)² + (σ1 − σ2)²
-    assert fm.frechet_distance(np.array([0.5]), np.array([[4.0]]), np.array([-1.0]), np.array([[1.0]])) \
-        == pytest.approx(1.5**2 + 1.0**2)
+    assert fm.frechet_distance(
+        np.array([0.5]), np.array([[4.0]]), np.array([-1.0]), np.array([[1.0]])
+    ) == pytest.approx(1.5**2 + 1.0**2)
 
 
 def _gaussians(seed: int, n: int = 100_000) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -117,8 +118,9 @@ def _point_clouds(rng: np.random.Generator, n: int, shift: float = 0.0) -> tuple
 def test_classifier_test_of_identical_small_samples_is_near_one_half() -> None:
     # 2000 test jets per sample: σ(AUC) = √((n1 + n2 + 1) / (12 n1 n2)) = 0.0065
     rng = np.random.default_rng(10)
-    result = fm.classifier_test(*_point_clouds(rng, 4_000), *_point_clouds(rng, 4_000), epochs=1, hidden=8,
-                                batch_size=512)
+    result = fm.classifier_test(
+        *_point_clouds(rng, 4_000), *_point_clouds(rng, 4_000), epochs=1, hidden=8, batch_size=512
+    )
     assert result.test_jets == 4_000 and result.train_jets == 4_000
     assert abs(result.auc - 0.5) < 0.025, result
 
@@ -127,8 +129,9 @@ def test_classifier_test_of_identical_small_samples_is_near_one_half() -> None:
 def test_classifier_test_of_identical_distributions_gives_auc_one_half() -> None:
     # 20000 test jets per sample: σ(AUC) = 0.0029, so 0.01 is 3.5σ
     rng = np.random.default_rng(7)
-    result = fm.classifier_test(*_point_clouds(rng, 40_000), *_point_clouds(rng, 40_000), epochs=1, hidden=8,
-                                batch_size=1024)
+    result = fm.classifier_test(
+        *_point_clouds(rng, 40_000), *_point_clouds(rng, 40_000), epochs=1, hidden=8, batch_size=1024
+    )
     assert result.test_jets == 40_000
     assert abs(result.auc - 0.5) < 0.01, result
     assert abs(result.jsd) < 0.01, result
@@ -138,8 +141,9 @@ def test_classifier_test_of_identical_distributions_gives_auc_one_half() -> None
 def test_classifier_test_reaches_the_bayes_auc_of_shifted_gaussians() -> None:
     # N(0, 1) vs N(0.5, 1): the likelihood ratio is monotone in x, AUC = Φ(0.5 / √2) = 0.638
     rng = np.random.default_rng(8)
-    result = fm.classifier_test(*_point_clouds(rng, 20_000), *_point_clouds(rng, 20_000, 0.5), epochs=4, hidden=16,
-                                batch_size=128)
+    result = fm.classifier_test(
+        *_point_clouds(rng, 20_000), *_point_clouds(rng, 20_000, 0.5), epochs=4, hidden=16, batch_size=128
+    )
     assert result.auc == pytest.approx(norm.cdf(0.5 / math.sqrt(2)), abs=0.015)
     assert 0.0 < result.jsd < 0.06  # the true JSD of the pair is 0.044 bits; a classifier estimates it from below
 
@@ -157,7 +161,12 @@ def test_bad_inputs_name_the_problem() -> None:
 
 def test_comparison_plot_is_written(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
-    observables = {"mass": rng.normal(170, 20, 500), "tau21": rng.uniform(0, 1, 500), "tau32": rng.uniform(0, 1, 500),
-                   "multiplicity": rng.integers(10, 60, 500), "particle_pt": rng.exponential(20, 5000)}
+    observables = {
+        "mass": rng.normal(170, 20, 500),
+        "tau21": rng.uniform(0, 1, 500),
+        "tau32": rng.uniform(0, 1, 500),
+        "multiplicity": rng.integers(10, 60, 500),
+        "particle_pt": rng.exponential(20, 5000),
+    }
     path = fm.plot_comparison(observables, {"model": observables}, tmp_path / "top.png", title="top")
     assert path.stat().st_size > 10_000

@@ -45,8 +45,12 @@ def test_soft_counts_become_the_hard_counts_as_the_temperature_goes_to_zero() ->
     assert torch.equal(soft_histogram(logits, 0.0), hard)
 
 
-def one_bin(signal: float, background: float, nuisances: list[Nuisance] | None = None,
-            background_uncertainty: float | None = None) -> AsimovModel:
+def one_bin(
+    signal: float,
+    background: float,
+    nuisances: list[Nuisance] | None = None,
+    background_uncertainty: float | None = None,
+) -> AsimovModel:
     flat = Templates(torch.ones(1, dtype=torch.float64), torch.ones((0, 1)), torch.ones((0, 1)))
     return AsimovModel(flat, flat, nuisances or [], signal, background, background_uncertainty)
 
@@ -80,9 +84,11 @@ def test_the_hessian_sigma_matches_the_profile_likelihood_width() -> None:
     """σ from [H⁻¹]_ss against the ΔNLL = ½ crossing of the profile likelihood (nuisance
     minimised at each s) for a three-bin model with a shape nuisance: within 5% (methods §6c)."""
     signal = Templates(torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64), torch.zeros((0, 3)), torch.zeros((0, 3)))
-    background = Templates(torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64),
-                           torch.tensor([[0.25, 0.3, 0.45]], dtype=torch.float64),
-                           torch.tensor([[0.16, 0.3, 0.54]], dtype=torch.float64))
+    background = Templates(
+        torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64),
+        torch.tensor([[0.25, 0.3, 0.45]], dtype=torch.float64),
+        torch.tensor([[0.16, 0.3, 0.54]], dtype=torch.float64),
+    )
     model = AsimovModel(signal, background, [Nuisance("shape", 1.0, 1.0)], 50.0, 1000.0)
     sigma = math.sqrt(float(model.poi_variance().detach()))
     observed = model.expected(model.nominal_parameters()).detach()
@@ -90,6 +96,7 @@ def test_the_hessian_sigma_matches_the_profile_likelihood_width() -> None:
     def profile(s: float) -> float:
         def nll(theta: float) -> float:
             return float(model.nll(torch.tensor([s, theta], dtype=torch.float64), observed))
+
         return scipy.optimize.minimize_scalar(nll, bounds=(-5, 5), method="bounded").fun
 
     minimum = profile(50.0)
@@ -100,8 +107,9 @@ def test_the_hessian_sigma_matches_the_profile_likelihood_width() -> None:
     assert sigma > math.sqrt(float(AsimovModel(signal, background, [], 50.0, 1000.0).poi_variance().detach())) * 1.05
 
 
-@pytest.mark.parametrize(("benchmark", "paper"), [("B0", 14.72), ("B1", 15.52), ("B2", 15.65), ("B3", 15.62),
-                                                  ("B4", 16.89)])
+@pytest.mark.parametrize(
+    ("benchmark", "paper"), [("B0", 14.72), ("B1", 15.52), ("B2", 15.65), ("B3", 15.62), ("B4", 16.89)]
+)
 def test_fisher_bound_of_the_synthetic_problem(benchmark: str, paper: float) -> None:
     """The paper's "analytical likelihood" row (arXiv:1806.04743 Table 2): the Cramér–Rao bound of
     the unbinned extended likelihood, integrated here; ours lies 0.1% below the published numbers."""
@@ -116,8 +124,7 @@ def test_the_optimal_classifier_in_ten_bins_on_b2() -> None:
     rows = with_variations(events, label, settings.nuisances)
     x = rows["features"].astype(np.float64)
     signal = np.exp(-(x[:, 0] ** 2 + x[:, 1] ** 2) / 2) * 2 * np.exp(-2 * x[:, 2])
-    background = (np.exp(-((x[:, 0] - 2) ** 2) / 10 - x[:, 1] ** 2 / 18) / math.sqrt(45)
-                  * 3 * np.exp(-3 * x[:, 2]))
+    background = np.exp(-((x[:, 0] - 2) ** 2) / 10 - x[:, 1] ** 2 / 18) / math.sqrt(45) * 3 * np.exp(-3 * x[:, 2])
     bins = np.clip((signal / (signal + background) * 10).astype(np.int64), 0, 9)
     sigma = binned_uncertainty(bins, rows["label"], rows["variation"], 10, settings)
     assert sigma == pytest.approx(24.93, rel=0.03)
@@ -131,12 +138,12 @@ def test_a_short_inferno_training_beats_the_untrained_network() -> None:
     test = with_variations(test_events, test_label, settings.nuisances)
 
     def sigma(model: torch.nn.Module) -> float:
-        return binned_uncertainty(network_bins(model, test["features"]), test["label"], test["variation"], 10,
-                                  settings)
+        return binned_uncertainty(network_bins(model, test["features"]), test["label"], test["variation"], 10, settings)
 
     untrained = sigma(network(10, seed=0))
-    trained = sigma(train_inferno(with_variations(events, label, settings.nuisances), settings, epochs=3,
-                                  events_per_batch=2000))
+    trained = sigma(
+        train_inferno(with_variations(events, label, settings.nuisances), settings, epochs=3, events_per_batch=2000)
+    )
     assert trained < untrained - 2
     assert trained < 21.0  # below the cross-entropy classifier's ~24 on B2
 

@@ -38,8 +38,15 @@ def write_sample(path: Path, signal: int, background: int, shift: float, seed: i
     x0 = np.concatenate([rng.normal(0, 1, signal), rng.normal(2 + shift, np.sqrt(5), background)])
     x1 = np.concatenate([rng.normal(0, 1, signal), rng.normal(0, 3, background)])
     is_signal = np.repeat([1, 0], [signal, background])
-    jets = ak.zip({"x0": x0.astype(np.float32), "x1": x1.astype(np.float32),
-                   "label_signal": is_signal, "label_background": 1 - is_signal}, depth_limit=1)
+    jets = ak.zip(
+        {
+            "x0": x0.astype(np.float32),
+            "x1": x1.astype(np.float32),
+            "label_signal": is_signal,
+            "label_background": 1 - is_signal,
+        },
+        depth_limit=1,
+    )
     return io.write(jets, path, {"seed": seed})
 
 
@@ -51,23 +58,51 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         nominal = write_sample(folder / f"nominal_{split}.parquet", signal, background, 0.0, seed)
         files[f"nominal_{split}"] = str(nominal)
         for side, shift in (("up", 0.5), ("down", -0.5)):  # a background-only systematic
-            files[f"{side}_{split}"] = str(write_sample(folder / f"{side}_{split}.parquet", 0, background // 2, shift,
-                                                        seed + 10 * (1 if side == "up" else 2)))
+            files[f"{side}_{split}"] = str(
+                write_sample(
+                    folder / f"{side}_{split}.parquet",
+                    0,
+                    background // 2,
+                    shift,
+                    seed + 10 * (1 if side == "up" else 2),
+                )
+            )
     return files
 
 
 def config_dict(samples: dict[str, str]) -> dict[str, Any]:
     return {
-        "data": {"train": samples["nominal_train"], "val": samples["nominal_val"],
-                 "inputs": {"jet": {"variables": ["x0", "x1"]}},
-                 "labels": {"type": "summary_statistic", "classes": ["label_signal", "label_background"]},
-                 "variations": {"r": {"up": {"train": samples["up_train"], "val": samples["up_val"]},
-                                      "down": {"train": samples["down_train"], "val": samples["down_val"]}}}},
+        "data": {
+            "train": samples["nominal_train"],
+            "val": samples["nominal_val"],
+            "inputs": {"jet": {"variables": ["x0", "x1"]}},
+            "labels": {"type": "summary_statistic", "classes": ["label_signal", "label_background"]},
+            "variations": {
+                "r": {
+                    "up": {"train": samples["up_train"], "val": samples["up_val"]},
+                    "down": {"train": samples["down_train"], "val": samples["down_val"]},
+                }
+            },
+        },
         "model": {"name": "mlp", "hidden": [16], "dropout": 0.0, "batch_norm": False},
-        "training": {"epochs": 3, "batch_size": 4096, "learning_rate": 1e-2, "schedule": "constant",
-                     "warmup_fraction": 0.0, "seed": 0, "bins": BINS,
-                     "loss": [{"name": "inferno", "signal_yield": 50, "background_yield": 1000, "temperature": 0.1,
-                               "nuisances": [{"name": "r", "step": 0.5, "constraint": 1.0}]}]},
+        "training": {
+            "epochs": 3,
+            "batch_size": 4096,
+            "learning_rate": 1e-2,
+            "schedule": "constant",
+            "warmup_fraction": 0.0,
+            "seed": 0,
+            "bins": BINS,
+            "loss": [
+                {
+                    "name": "inferno",
+                    "signal_yield": 50,
+                    "background_yield": 1000,
+                    "temperature": 0.1,
+                    "nuisances": [{"name": "r", "step": 0.5, "constraint": 1.0}],
+                }
+            ],
+        },
     }
 
 
@@ -76,11 +111,13 @@ def write_config(path: Path, content: dict[str, Any]) -> Path:
     return path
 
 
-def test_a_run_config_trains_inferno_and_writes_a_run(samples: dict[str, str], tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_config_trains_inferno_and_writes_a_run(
+    samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_config(tmp_path / "inferno.yaml", config_dict(samples))
-    code, _, err = run(["train", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--name", "inferno",
-                        "--no-progress"], capsys)
+    code, _, err = run(
+        ["train", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--name", "inferno", "--no-progress"], capsys
+    )
     assert code == 0, err
     folder = tmp_path / "runs" / "inferno"
     info = json.loads((folder / "model.json").read_text())
@@ -109,11 +146,17 @@ def test_a_run_config_trains_inferno_and_writes_a_run(samples: dict[str, str], t
     source = InMemorySource(val, 4096, False, 0)
     best = min(record["val_loss"] for record in history)
     assert trainer.evaluate(source)["loss"] == pytest.approx(best, rel=1e-4)
-    stat_only = load_run_config(path, ["data.variations={}", "training.loss=[{name: inferno, signal_yield: 50, "
-                                       "background_yield: 1000, temperature: 0.1}]"])
+    stat_only = load_run_config(
+        path,
+        [
+            "data.variations={}",
+            "training.loss=[{name: inferno, signal_yield: 50, background_yield: 1000, temperature: 0.1}]",
+        ],
+    )
     nominal = InMemoryJets.from_split(stat_only.data, "val", preprocessing)
     variance = Trainer(model.network, stat_only.training, make_task(stat_only, val.class_names), None).evaluate(
-        InMemorySource(nominal, 4096, False, 0))["loss"]
+        InMemorySource(nominal, 4096, False, 0)
+    )["loss"]
     assert variance < min(best, 50 + 1000)
 
     # heplearn fit takes the run like a classifier's: each jet's value is its bin, (argmax + ½) / bins
@@ -125,11 +168,18 @@ def test_a_run_config_trains_inferno_and_writes_a_run(samples: dict[str, str], t
 
 def test_the_data_codes_follow_the_nuisances_by_name() -> None:
     config = load_run_config(
-        {"data": {"inputs": {"jet": {"variables": ["x0"]}}, "labels": {"type": "summary_statistic"},
-                  "variations": {"tune": {"up": {}, "down": {}}, "fsr": {"up": {}, "down": {}}}},
-         "model": {"name": "mlp"}})
-    settings = InfernoSettings(nuisances=[NuisanceSettings(name="fsr", step=1.0), NuisanceSettings(name="tune",
-                                                                                                   step=1.0)])
+        {
+            "data": {
+                "inputs": {"jet": {"variables": ["x0"]}},
+                "labels": {"type": "summary_statistic"},
+                "variations": {"tune": {"up": {}, "down": {}}, "fsr": {"up": {}, "down": {}}},
+            },
+            "model": {"name": "mlp"},
+        }
+    )
+    settings = InfernoSettings(
+        nuisances=[NuisanceSettings(name="fsr", step=1.0), NuisanceSettings(name="tune", step=1.0)]
+    )
     codes = variation_codes(settings, config.data)
     assert codes is not None
     # data codes −2 … 2 (tune is the first variation, fsr the second) -> nuisance codes (fsr first)
@@ -139,16 +189,23 @@ def test_the_data_codes_follow_the_nuisances_by_name() -> None:
         variation_codes(InfernoSettings(nuisances=[NuisanceSettings(name="fsr", step=1.0)]), config.data)
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    (lambda c: c["training"]["loss"][0].update(temprature=0.1), r"training\.loss\[0\].*temprature"),
-    (lambda c: c["data"]["variations"]["r"].update(upp={}), r"data\.variations\.r\.upp"),
-    (lambda c: c["training"]["loss"][0]["nuisances"][0].update(step=-1), r"training\.loss\[0\]\.nuisances\.0\.step"),
-    (lambda c: c["training"].update(bins=1), r"training\.bins"),
-    (lambda c: c["data"]["labels"].update(type="summary_statistics"), r"data\.labels\.type"),
-    (lambda c: c["training"].update(streaming=True), r"data\.variations: .*training\.streaming: false"),
-])
-def test_a_bad_key_is_refused_by_name(samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      change: Any, named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c["training"]["loss"][0].update(temprature=0.1), r"training\.loss\[0\].*temprature"),
+        (lambda c: c["data"]["variations"]["r"].update(upp={}), r"data\.variations\.r\.upp"),
+        (
+            lambda c: c["training"]["loss"][0]["nuisances"][0].update(step=-1),
+            r"training\.loss\[0\]\.nuisances\.0\.step",
+        ),
+        (lambda c: c["training"].update(bins=1), r"training\.bins"),
+        (lambda c: c["data"]["labels"].update(type="summary_statistics"), r"data\.labels\.type"),
+        (lambda c: c["training"].update(streaming=True), r"data\.variations: .*training\.streaming: false"),
+    ],
+)
+def test_a_bad_key_is_refused_by_name(
+    samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, named: str
+) -> None:
     content = config_dict(samples)
     change(content)
     path = write_config(tmp_path / "bad.yaml", content)
@@ -159,8 +216,9 @@ def test_a_bad_key_is_refused_by_name(samples: dict[str, str], tmp_path: Path, c
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_a_nuisance_without_its_variation_is_refused(samples: dict[str, str], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_nuisance_without_its_variation_is_refused(
+    samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     content = config_dict(samples)
     content["training"]["loss"][0]["nuisances"].append({"name": "tune", "step": 1.0})
     path = write_config(tmp_path / "bad.yaml", content)

@@ -48,16 +48,29 @@ def near_zero(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def config(train_file: Path, step: dict[str, object] | None) -> dict[str, object]:
-    training: dict[str, object] = {"epochs": 9, "batch_size": 128, "seed": 2, "threads": 1, "learning_rate": 3e-3,
-                                   "early_stopping_patience": None, "weight_decay": 0.0, "schedule": "constant",
-                                   "warmup_fraction": 0.0, "gradient_clip": None}
+    training: dict[str, object] = {
+        "epochs": 9,
+        "batch_size": 128,
+        "seed": 2,
+        "threads": 1,
+        "learning_rate": 3e-3,
+        "early_stopping_patience": None,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup_fraction": 0.0,
+        "gradient_clip": None,
+    }
     if step:
         training["step"] = step
-    return {"data": {"train": str(train_file), "labels": {"type": "none"},
-                     "inputs": {"jet": {"variables": [f"x{i}" for i in range(DIMENSIONS)],
-                                         "standardize": False}}},
-            "model": {"name": "autoencoder", "hidden": [32, 32], "latent": 2},
-            "training": training}
+    return {
+        "data": {
+            "train": str(train_file),
+            "labels": {"type": "none"},
+            "inputs": {"jet": {"variables": [f"x{i}" for i in range(DIMENSIONS)], "standardize": False}},
+        },
+        "model": {"name": "autoencoder", "hidden": [32, 32], "latent": 2},
+        "training": training,
+    }
 
 
 def auc(run: Path, background: np.ndarray, anomaly: np.ndarray) -> tuple[float, float, float]:
@@ -79,7 +92,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.
 
 
 def test_a_plain_autoencoder_rebuilds_the_simple_anomaly_better_than_background(
-        toy: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    toy: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     train_file, background, anomaly = toy
     plain = config(train_file, None)
     plain["training"]["epochs"] = 5  # type: ignore[index]
@@ -88,11 +102,20 @@ def test_a_plain_autoencoder_rebuilds_the_simple_anomaly_better_than_background(
     assert anomaly_mse < background_mse and value < 0.5, (value, background_mse, anomaly_mse)
 
 
-def test_the_normalized_autoencoder_ranks_it_anomalous(toy: tuple[Path, np.ndarray, np.ndarray],
-                                                       tmp_path: Path) -> None:
+def test_the_normalized_autoencoder_ranks_it_anomalous(
+    toy: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     train_file, background, anomaly = toy
-    step = {"name": "normalized_autoencoder", "pretrain_steps": 5 * 16, "temperature": 0.03,
-            "x_step_size": 0.01, "x_noise": 0.005, "x_steps": 10, "latent_steps": 5, "gamma": 1.0}
+    step = {
+        "name": "normalized_autoencoder",
+        "pretrain_steps": 5 * 16,
+        "temperature": 0.03,
+        "x_step_size": 0.01,
+        "x_noise": 0.005,
+        "x_steps": 10,
+        "latent_steps": 5,
+        "gamma": 1.0,
+    }
     run = train(load_run_config(config(train_file, step)), name="nae", runs_dir=tmp_path, progress=False).run_dir
     value, background_mse, anomaly_mse = auc(run, background, anomaly)
     assert value > 0.8, (value, background_mse, anomaly_mse)

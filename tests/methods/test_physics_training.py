@@ -42,8 +42,17 @@ def detector_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     """Top and QCD jets through the nominal and the miscalibrated "data" detector (different seeds)."""
     root = tmp_path_factory.mktemp("detectors")
     for name, detector, seed in (("nominal", "nominal", 21), ("data", CONFIGS / "detector_miscalibrated.yaml", 23)):
-        generate(["top", "qcd"], JETS, root / name, seed=seed, fractions=(0.6, 0.1, 0.3), chunk_size=500, workers=2,
-                 options=GeneratorOptions(detector=load_detector(detector)), progress=False)
+        generate(
+            ["top", "qcd"],
+            JETS,
+            root / name,
+            seed=seed,
+            fractions=(0.6, 0.1, 0.3),
+            chunk_size=500,
+            workers=2,
+            options=GeneratorOptions(detector=load_detector(detector)),
+            progress=False,
+        )
     return {"nominal": root / "nominal", "data": root / "data"}
 
 
@@ -59,10 +68,20 @@ def test_dann_on_generated_detectors_keeps_the_tagger(detector_samples: dict[str
     settings = EvaluationSettings(importance=False)
     measured = {}
     for name, overrides in (("plain", ["training.step={name: single}"]), ("dann", [])):
-        result = train(load_run_config(CONFIGS / "top_qcd_dann.yaml", common + overrides), name=name,
-                       runs_dir=tmp_path, progress=False)
-        metrics = evaluate_run(result.run_dir, [nominal / "test.parquet"], tmp_path / name / "eval",
-                               domain_files=[alt / "test.parquet"], settings=settings, progress=False).metrics
+        result = train(
+            load_run_config(CONFIGS / "top_qcd_dann.yaml", common + overrides),
+            name=name,
+            runs_dir=tmp_path,
+            progress=False,
+        )
+        metrics = evaluate_run(
+            result.run_dir,
+            [nominal / "test.parquet"],
+            tmp_path / name / "eval",
+            domain_files=[alt / "test.parquet"],
+            settings=settings,
+            progress=False,
+        ).metrics
         separation = metrics["domain_agreement"]["separation_auc"]
         measured[name] = (metrics["auc"], abs(separation - 0.5), metrics["domain_agreement"]["chi2_ndf"])
         if name == "dann":
@@ -80,9 +99,15 @@ def test_double_disco_closes_the_abcd_estimate_of_qcd(detector_samples: dict[str
     nominal = detector_samples["nominal"]
     pulls, aucs = {}, {}
     for strength in (0.0, 10.0):
-        config = load_run_config(CONFIGS / "top_qcd_double_disco.yaml", [
-            *data_overrides(nominal), f"training.step.strength={strength}", "training.epochs=20",
-            "training.batch_size=128"])  # ~10 steps an epoch on these 1,200 jets
+        config = load_run_config(
+            CONFIGS / "top_qcd_double_disco.yaml",
+            [
+                *data_overrides(nominal),
+                f"training.step.strength={strength}",
+                "training.epochs=20",
+                "training.batch_size=128",
+            ],
+        )  # ~10 steps an epoch on these 1,200 jets
         result = train(config, name=f"double{strength:g}", runs_dir=tmp_path, progress=False)
         first, second, arrays = pair_scores(result.run_dir, [nominal / "test.parquet"])
         qcd = arrays.label == 1

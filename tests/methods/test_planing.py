@@ -48,20 +48,31 @@ def test_only_the_chosen_classes_are_planed() -> None:
 
 def test_a_tagger_on_the_planed_mass_alone_learns_nothing(tmp_path: Path) -> None:
     values, labels = masses(6000, 4)
-    table = ak.zip({"jet_sdmass": values.astype(np.float32), "label_top": (labels == 0).astype(np.int64),
-                    "label_qcd": (labels == 1).astype(np.int64)})
+    table = ak.zip(
+        {
+            "jet_sdmass": values.astype(np.float32),
+            "label_top": (labels == 0).astype(np.int64),
+            "label_qcd": (labels == 1).astype(np.int64),
+        }
+    )
     train_file = io.write(table, tmp_path / "train.parquet")
     spread = {}
-    for name, loss in (("plain", "cross_entropy"),
-                       ("planed", [{"name": "planed_cross_entropy", "on": "jet_sdmass", "bins": 30,
-                                    "range": [40.0, 260.0]}])):
-        config = load_run_config({
-            "data": {"train": str(train_file), "observers": ["jet_sdmass"],
-                     "inputs": {"jet": {"variables": ["jet_sdmass"]}},
-                     "labels": {"classes": ["label_top", "label_qcd"]}},
-            "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
-            "training": {"epochs": 4, "batch_size": 128, "seed": 1, "threads": 1, "loss": loss},
-        })
+    for name, loss in (
+        ("plain", "cross_entropy"),
+        ("planed", [{"name": "planed_cross_entropy", "on": "jet_sdmass", "bins": 30, "range": [40.0, 260.0]}]),
+    ):
+        config = load_run_config(
+            {
+                "data": {
+                    "train": str(train_file),
+                    "observers": ["jet_sdmass"],
+                    "inputs": {"jet": {"variables": ["jet_sdmass"]}},
+                    "labels": {"classes": ["label_top", "label_qcd"]},
+                },
+                "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
+                "training": {"epochs": 4, "batch_size": 128, "seed": 1, "threads": 1, "loss": loss},
+            }
+        )
         result = train(config, name=name, runs_dir=tmp_path / "runs", progress=False)
         scores, arrays = TrainedModel.load(result.run_dir).predict_files([train_file])
         # where both classes populate the mass (planing cannot flatten a class where it has no events)

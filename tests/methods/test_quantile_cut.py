@@ -21,9 +21,15 @@ def sculpting_background(n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 def test_the_quantile_cut_is_flat_in_mass_where_a_fixed_cut_sculpts() -> None:
     rng = np.random.default_rng(4)
     score, mass = sculpting_background(20_000, rng)
-    cut = fit_quantile_cut(score, mass, 0.1, seed=1,
-                           training=TrainingConfig(epochs=20, batch_size=2048, learning_rate=2e-2, threads=1,
-                                                   early_stopping_patience=None, weight_decay=0.0))
+    cut = fit_quantile_cut(
+        score,
+        mass,
+        0.1,
+        seed=1,
+        training=TrainingConfig(
+            epochs=20, batch_size=2048, learning_rate=2e-2, threads=1, early_stopping_patience=None, weight_decay=0.0
+        ),
+    )
     check_score, check_mass = sculpting_background(60_000, rng)  # an independent sample
     edges = np.quantile(check_mass, np.linspace(0, 1, 9))  # 8 bins of equal population
     fraction, low, high = efficiency_by_bin(cut.accepts(check_score, check_mass), check_mass, edges)

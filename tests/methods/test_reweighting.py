@@ -31,21 +31,33 @@ HIDDEN = [50, 50, 50]  # the notebooks: 3 × 50 ReLU
 PARAMETRISED_HIDDEN = [100, 100, 100]  # f(x, θ) learns a product of its inputs: wider layers
 
 
-def write_gaussian(path: Path, n: int, seed: int, mean: float | np.ndarray = 0.0, sigma: float = 1.0,
-                   **extra: np.ndarray) -> Path:
+def write_gaussian(
+    path: Path, n: int, seed: int, mean: float | np.ndarray = 0.0, sigma: float = 1.0, **extra: np.ndarray
+) -> Path:
     rng = np.random.default_rng(seed)
     x = rng.normal(mean, sigma, n) if np.ndim(mean) == 0 else rng.normal(mean, sigma)
     return io.write(ak.zip({"x": x.astype(np.float32), **extra}), path)
 
 
-def gaussian_config(epochs: int, learning_rate: float = 1e-3, hidden: list[int] | None = None,
-                    **data: Any) -> RunConfig:
+def gaussian_config(
+    epochs: int, learning_rate: float = 1e-3, hidden: list[int] | None = None, **data: Any
+) -> RunConfig:
     """The notebooks' network: 3 × 50 ReLU, Adam; batch 1000 (GaussianDCTRExample.ipynb)."""
-    return load_run_config({
-        "data": {"inputs": {"jet": {"variables": ["x"]}}, **data},
-        "model": {"name": "mlp", "hidden": hidden or HIDDEN, "dropout": 0.0, "batch_norm": False},
-        "training": {"epochs": epochs, "batch_size": 1000, "learning_rate": learning_rate, "weight_decay": 0.0,
-                     "seed": 1, "threads": 1, "early_stopping_patience": None}})
+    return load_run_config(
+        {
+            "data": {"inputs": {"jet": {"variables": ["x"]}}, **data},
+            "model": {"name": "mlp", "hidden": hidden or HIDDEN, "dropout": 0.0, "batch_norm": False},
+            "training": {
+                "epochs": epochs,
+                "batch_size": 1000,
+                "learning_rate": learning_rate,
+                "weight_decay": 0.0,
+                "seed": 1,
+                "threads": 1,
+                "early_stopping_patience": None,
+            },
+        }
+    )
 
 
 def weighted_moments(x: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
@@ -62,8 +74,15 @@ def scale(n: int) -> float:
 def shift_closure(tmp_path: Path, n: int, folds: int, epochs: int) -> tuple[Any, np.ndarray]:
     source = write_gaussian(tmp_path / "source.parquet", n, 1)
     target = write_gaussian(tmp_path / "target.parquet", n, 2, mean=1.0)
-    result = reweight(gaussian_config(epochs), [source], [target], folds=folds, runs_dir=tmp_path / "runs",
-                      options=QUIET, progress=False)
+    result = reweight(
+        gaussian_config(epochs),
+        [source],
+        [target],
+        folds=folds,
+        runs_dir=tmp_path / "runs",
+        options=QUIET,
+        progress=False,
+    )
     return result, result.source.arrays.inputs["jet"][:, 0].astype(np.float64)
 
 
@@ -92,8 +111,11 @@ def test_dctr_reweights_a_shifted_gaussian_to_the_exact_weight(tmp_path: Path) -
         model = TrainedModel.load(result.run_dir / f"fold-{fold}")
         mine = result.fold == fold
         prior = settings["fold_records"][fold]["prior_source_over_target"]
-        np.testing.assert_allclose(model.predict(result.source.arrays.take(np.flatnonzero(mine)))[:, 0] * prior,
-                                   result.raw_weights[mine], rtol=1e-5)
+        np.testing.assert_allclose(
+            model.predict(result.source.arrays.take(np.flatnonzero(mine)))[:, 0] * prior,
+            result.raw_weights[mine],
+            rtol=1e-5,
+        )
         assert settings["fold_records"][fold]["train_events"] == pytest.approx(0.8 * n, abs=2)
     # the friend file: one row per source entry, the weights in entry order
     table = pq.read_table(result.run_dir / "weights" / "source.weights.parquet").to_pydict()
@@ -112,10 +134,11 @@ def test_dctr_reweights_a_wider_gaussian_to_the_exact_weight(tmp_path: Path) -> 
     n = 30_000
     source = write_gaussian(tmp_path / "source.parquet", n, 3)
     target = write_gaussian(tmp_path / "target.parquet", n, 4, mean=1.0, sigma=1.3)
-    result = reweight(gaussian_config(20), [source], [target], folds=2, runs_dir=tmp_path / "runs",
-                      options=QUIET, progress=False)
+    result = reweight(
+        gaussian_config(20), [source], [target], folds=2, runs_dir=tmp_path / "runs", options=QUIET, progress=False
+    )
     x = result.source.arrays.inputs["jet"][:, 0].astype(np.float64)
-    exact = np.exp(-((x - 1) ** 2) / 3.38 + x ** 2 / 2) / 1.3
+    exact = np.exp(-((x - 1) ** 2) / 3.38 + x**2 / 2) / 1.3
     central = np.abs(x) < 2.5
     assert np.median(np.abs(result.weights[central] / exact[central] - 1)) < 0.05
     mean, variance = weighted_moments(x, result.weights)
@@ -136,10 +159,12 @@ def test_friend_files_follow_the_source_entries_through_the_selection(tmp_path: 
     n = 3000
     rng = np.random.default_rng(9)
     keep = rng.uniform(size=n) < 0.7
-    source = io.write(ak.zip({"x": rng.normal(size=n).astype(np.float32), "keep": keep.astype(np.int32)}),
-                      tmp_path / "source.root")
-    target = io.write(ak.zip({"x": rng.normal(0.5, 1, n).astype(np.float32),
-                              "keep": np.ones(n, np.int32)}), tmp_path / "target.root")
+    source = io.write(
+        ak.zip({"x": rng.normal(size=n).astype(np.float32), "keep": keep.astype(np.int32)}), tmp_path / "source.root"
+    )
+    target = io.write(
+        ak.zip({"x": rng.normal(0.5, 1, n).astype(np.float32), "keep": np.ones(n, np.int32)}), tmp_path / "target.root"
+    )
     config = gaussian_config(2, selection="keep == 1")
     result = reweight(config, [source], [target], folds=2, runs_dir=tmp_path / "runs", progress=False)
     beside = tmp_path / "source.weights.root"
@@ -165,13 +190,22 @@ def parametrised(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def train_parametrised(folder: Path, n: int, epochs: int) -> dict[str, Any]:
     """Source N(0,1); target N(μ,1) with μ ~ U[−2, 2] per event; a mystery sample N(1.3, 1)."""
     mu = np.random.default_rng(11).uniform(-2, 2, n)
-    files = {"source": write_gaussian(folder / "source.parquet", n, 12),
-             "target": write_gaussian(folder / "target.parquet", n, 13, mean=mu, gen_mu=mu.astype(np.float32)),
-             "mystery": write_gaussian(folder / "mystery.parquet", n, 14, mean=1.3)}
+    files = {
+        "source": write_gaussian(folder / "source.parquet", n, 12),
+        "target": write_gaussian(folder / "target.parquet", n, 13, mean=mu, gen_mu=mu.astype(np.float32)),
+        "mystery": write_gaussian(folder / "mystery.parquet", n, 14, mean=1.3),
+    }
     config = gaussian_config(epochs, 3e-3, PARAMETRISED_HIDDEN)
-    result = reweight_parametrised(config, [files["source"]], [files["target"]], ["gen_mu"],
-                                   ranges={"gen_mu": (-2.0, 2.0)}, runs_dir=folder / "runs",
-                                   options=QUIET, progress=False)
+    result = reweight_parametrised(
+        config,
+        [files["source"]],
+        [files["target"]],
+        ["gen_mu"],
+        ranges={"gen_mu": (-2.0, 2.0)},
+        runs_dir=folder / "runs",
+        options=QUIET,
+        progress=False,
+    )
     return {"n": n, "run": result.run_dir, **files}
 
 
@@ -179,8 +213,10 @@ def standard_errors(x: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Standard errors of a weighted mean and variance (delta method, independent events)."""
     mean, variance = weighted_moments(x, weights)
     total = weights.sum()
-    return (float(np.sqrt(np.sum(weights ** 2 * (x - mean) ** 2)) / total),
-            float(np.sqrt(np.sum(weights ** 2 * ((x - mean) ** 2 - variance) ** 2)) / total))
+    return (
+        float(np.sqrt(np.sum(weights**2 * (x - mean) ** 2)) / total),
+        float(np.sqrt(np.sum(weights**2 * ((x - mean) ** 2 - variance) ** 2)) / total),
+    )
 
 
 def check_parametrised_moments(trained: dict[str, Any], strict: bool) -> None:
@@ -212,8 +248,9 @@ def exact_fit(source: Path, target: Path) -> float:
     offset = math.log(len(x1) / len(x0))
 
     def loss(mu: float) -> float:
-        return float(np.logaddexp(0, -(mu * x1 - mu ** 2 / 2 + offset)).sum()
-                     + np.logaddexp(0, mu * x0 - mu ** 2 / 2 + offset).sum())
+        return float(
+            np.logaddexp(0, -(mu * x1 - mu**2 / 2 + offset)).sum() + np.logaddexp(0, mu * x0 - mu**2 / 2 + offset).sum()
+        )
 
     return float(minimize_scalar(loss, bounds=(-2, 2), method="bounded", options={"xatol": 1e-6}).x)
 
@@ -249,9 +286,12 @@ def test_parametrised_full_size_moments_within_statistics(parametrised_full: dic
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured at 10^5 events, MLP 3x100, 60 epochs: mean -1.467 and variance 0.946 at "
-                          "mu = -1.5 (exact weights on the same events: -1.495, 0.992); the far tail x < -3, "
-                          "where weights reach ~30, is underestimated", strict=False)
+@pytest.mark.xfail(
+    reason="measured at 10^5 events, MLP 3x100, 60 epochs: mean -1.467 and variance 0.946 at "
+    "mu = -1.5 (exact weights on the same events: -1.495, 0.992); the far tail x < -3, "
+    "where weights reach ~30, is underestimated",
+    strict=False,
+)
 def test_parametrised_full_size_moments_within_the_issue_tolerance(parametrised_full: dict[str, Any]) -> None:
     check_parametrised_moments(parametrised_full, strict=True)
 
@@ -263,17 +303,21 @@ def test_parametrised_full_size_fit(parametrised_full: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- bad input
 def write_config(path: Path, **data: Any) -> Path:
-    config = {"data": {"inputs": {"jet": {"variables": ["x"]}}, **data},
-              "model": {"name": "mlp", "preset": "small"},
-              "training": {"epochs": 1, "batch_size": 256, "threads": 1}}
+    config = {
+        "data": {"inputs": {"jet": {"variables": ["x"]}}, **data},
+        "model": {"name": "mlp", "preset": "small"},
+        "training": {"epochs": 1, "batch_size": 256, "threads": 1},
+    }
     path.write_text(json.dumps(config))
     return path
 
 
-@pytest.mark.parametrize("case", ["retyped", "missing", "zero_weight", "negative_weight", "one_fold",
-                                  "outside_range", "start_outside"])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(case: str, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "case", ["retyped", "missing", "zero_weight", "negative_weight", "one_fold", "outside_range", "start_outside"]
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=500).astype(np.float32)
     weight = np.ones(500, np.float32)
@@ -281,8 +325,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case: str, tmp_path: P
     target_fields: dict[str, Any] = {"x": x + 1, "w": weight, "mu": rng.uniform(-1, 1, 500).astype(np.float32)}
     config = write_config(tmp_path / "config.json")
     runs = tmp_path / "runs"
-    arguments = ["reweight", "--config", str(config), "--source", str(source), "--runs-dir", str(runs),
-                 "--no-progress", "--run-only"]
+    arguments = [
+        "reweight",
+        "--config",
+        str(config),
+        "--source",
+        str(source),
+        "--runs-dir",
+        str(runs),
+        "--no-progress",
+        "--run-only",
+    ]
     expected = ""
     if case == "retyped":
         target_fields["x"] = target_fields["x"].astype(np.float64)
@@ -308,8 +361,21 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case: str, tmp_path: P
         assert code == 0, err
         run = Path(out.split()[1])
         before = sorted(path.name for path in run.iterdir())
-        code, out, err = run_cli(["reweight", "fit", str(run), "--source", str(source), "--target", str(target),
-                                  "--start", "4", "--no-progress"], capsys)
+        code, out, err = run_cli(
+            [
+                "reweight",
+                "fit",
+                str(run),
+                "--source",
+                str(source),
+                "--target",
+                str(target),
+                "--start",
+                "4",
+                "--no-progress",
+            ],
+            capsys,
+        )
         assert code == 2 and "start: mu = 4 is outside the trained range" in err, err
         assert sorted(path.name for path in run.iterdir()) == before  # no fit.json
         return
@@ -334,13 +400,21 @@ def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_ap
     target_jets = make_jets(300, seed=22)
     theta = np.random.default_rng(23).uniform(0.1, 0.2, 300).astype(np.float32)
     target = io.write(ak.with_field(target_jets, theta, "alphas"), tmp_path / "target.parquet")
-    config = load_run_config({
-        "data": {"inputs": {"particles": {"length": 40, "variables": ["part_deta", "part_dphi", "part_pt"]},
-                            "points": {"length": 40, "variables": ["part_deta", "part_dphi"], "standardize": False}}},
-        "model": {"name": "pfn", "preset": "small"},
-        "training": {"epochs": 1, "batch_size": 64, "threads": 1}})
-    run = reweight_parametrised(config, [source], [target], ["alphas"], runs_dir=tmp_path / "runs", options=QUIET,
-                                progress=False).run_dir
+    config = load_run_config(
+        {
+            "data": {
+                "inputs": {
+                    "particles": {"length": 40, "variables": ["part_deta", "part_dphi", "part_pt"]},
+                    "points": {"length": 40, "variables": ["part_deta", "part_dphi"], "standardize": False},
+                }
+            },
+            "model": {"name": "pfn", "preset": "small"},
+            "training": {"epochs": 1, "batch_size": 64, "threads": 1},
+        }
+    )
+    run = reweight_parametrised(
+        config, [source], [target], ["alphas"], runs_dir=tmp_path / "runs", options=QUIET, progress=False
+    ).run_dir
     loaded = ParametrisedModel.load(run)
     assert loaded.ranges["alphas"] == pytest.approx((float(theta.min()), float(theta.max())))
     sample = read_sample([source], loaded.data, "source")
@@ -367,6 +441,8 @@ def test_friend_files_of_one_stem_from_two_folders_do_not_collide() -> None:
     files = [Path("/data/a/train.parquet"), Path("/data/b/train.parquet"), Path("/data/b/val.root")]
     sample = Sample("source", None, files, np.zeros(0), np.zeros(0), [1, 1, 1], ["tree"] * 3)  # type: ignore[arg-type]
     plans = plan_friends(sample, [Path("/run/weights"), None], None)
-    assert plans == [[Path("/run/weights/0-train.weights.parquet"), Path("/data/a/train.weights.parquet")],
-                     [Path("/run/weights/1-train.weights.parquet"), Path("/data/b/train.weights.parquet")],
-                     [Path("/run/weights/2-val.weights.root"), Path("/data/b/val.weights.root")]]
+    assert plans == [
+        [Path("/run/weights/0-train.weights.parquet"), Path("/data/a/train.weights.parquet")],
+        [Path("/run/weights/1-train.weights.parquet"), Path("/data/b/train.weights.parquet")],
+        [Path("/run/weights/2-val.weights.root"), Path("/data/b/val.weights.root")],
+    ]

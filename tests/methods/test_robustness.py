@@ -34,8 +34,12 @@ def test_attacks_have_their_size_raise_the_loss_and_leave_padding_alone(attack: 
     counts = torch.randint(2, 12, (64,), generator=generator)
     mask = torch.arange(12)[None, :] < counts[:, None]
     particles = torch.randn(64, 12, 3, generator=generator) * mask[..., None]
-    batch = {"particles": particles, "mask": mask, "label": torch.randint(0, 2, (64,), generator=generator),
-             "weight": torch.ones(64)}
+    batch = {
+        "particles": particles,
+        "mask": mask,
+        "label": torch.randint(0, 2, (64,), generator=generator),
+        "weight": torch.ones(64),
+    }
     task = classification()
     attacked = attack_batch(model, task, batch, attacked_keys(model), attack, 0.05)  # type: ignore[arg-type]
     shift = attacked["particles"] - particles
@@ -56,16 +60,28 @@ def test_adversarial_training_holds_up_under_attack(tmp_path: Path) -> None:
     train_file = io.write(make_jets(3000, seed=51), tmp_path / "train.parquet")
     test_file = io.write(make_jets(1500, seed=52), tmp_path / "test.parquet")
     aucs = {}
-    for name, step in (("nominal", {"name": "single"}),
-                       ("adversarial", {"name": "adversarial_inputs", "attack": "fgsm", "epsilon": 0.3})):
-        config = load_run_config({
-            "data": {"train": str(train_file),
-                     "inputs": {"jet": {"variables": ["jet_nparticles", "jet_pt", "jet_eta"]}},
-                     "labels": {"classes": ["label_top", "label_qcd"]}},
-            "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
-            "training": {"epochs": 5, "batch_size": 128, "seed": 4, "threads": 1, "learning_rate": 3e-3,
-                         "step": step},
-        })
+    for name, step in (
+        ("nominal", {"name": "single"}),
+        ("adversarial", {"name": "adversarial_inputs", "attack": "fgsm", "epsilon": 0.3}),
+    ):
+        config = load_run_config(
+            {
+                "data": {
+                    "train": str(train_file),
+                    "inputs": {"jet": {"variables": ["jet_nparticles", "jet_pt", "jet_eta"]}},
+                    "labels": {"classes": ["label_top", "label_qcd"]},
+                },
+                "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
+                "training": {
+                    "epochs": 5,
+                    "batch_size": 128,
+                    "seed": 4,
+                    "threads": 1,
+                    "learning_rate": 3e-3,
+                    "step": step,
+                },
+            }
+        )
         model = TrainedModel.load(train(config, name=name, runs_dir=tmp_path / "runs", progress=False).run_dir)
         arrays, _ = load_arrays([test_file], config.data)
         batch = to_batch(model.preprocessing.apply(arrays))

@@ -31,8 +31,9 @@ def test_the_16_bit_encoder_keeps_the_score_and_the_trigger_decision(tmp_path: P
     assert agreement.decision_agreement > 0.99
     assert abs(agreement.emulated_efficiency - 0.01) < 0.005
     # with 8 bits the emulation is visibly coarser: the precision matters, the emulation is not a copy
-    coarse = compare_to_float(float_score, emulate_latent_score(vae, x, tmp_path / "hls8", precision="ap_fixed<8,4>"),
-                              0.01)
+    coarse = compare_to_float(
+        float_score, emulate_latent_score(vae, x, tmp_path / "hls8", precision="ap_fixed<8,4>"), 0.01
+    )
     assert coarse.median_relative_difference > 3 * agreement.median_relative_difference
 
 

@@ -26,23 +26,34 @@ def write_samples(folder: Path, n: int = 12_000, seed: int = 2) -> dict[str, Pat
     truth = rng.normal(0.2, 0.8, n)
     data = (truth + rng.normal(0, 0.5, n))[rng.random(n) > 0.1]
     simulation = ak.zip({"gen_x": gen.astype(np.float32), "reco_x": reco.astype(np.float32)})
-    return {"simulation": io.write(simulation, folder / "simulation.parquet"),
-            "data": io.write(ak.zip({"reco_x": data.astype(np.float32),
-                                     "event_weight": np.ones(len(data), np.float32)}), folder / "data.parquet"),
-            "other": io.write(ak.zip({"reco_y": data.astype(np.float32)}), folder / "other.parquet"),
-            "truth": io.write(ak.zip({"gen_x": truth.astype(np.float32)}), folder / "truth.parquet")}
+    return {
+        "simulation": io.write(simulation, folder / "simulation.parquet"),
+        "data": io.write(
+            ak.zip({"reco_x": data.astype(np.float32), "event_weight": np.ones(len(data), np.float32)}),
+            folder / "data.parquet",
+        ),
+        "other": io.write(ak.zip({"reco_y": data.astype(np.float32)}), folder / "other.parquet"),
+        "truth": io.write(ak.zip({"gen_x": truth.astype(np.float32)}), folder / "truth.parquet"),
+    }
 
 
 def write_config(folder: Path, files: dict[str, Path], **changes: Any) -> Path:
     content = {
-        "simulation": str(files["simulation"]), "data": str(files["data"]),
+        "simulation": str(files["simulation"]),
+        "data": str(files["data"]),
         "gen": {"inputs": {"jet": {"variables": ["gen_x"]}}},
         "reco": {"inputs": {"jet": {"variables": ["reco_x"]}}},
         "reco_pass": "reco_x > -9",
         "weights": {"data": "event_weight"},
         "model": {"name": "mlp", "hidden": [32, 32], "dropout": 0.0, "batch_norm": False},
-        "training": {"epochs": 10, "batch_size": 1000, "learning_rate": 3e-3, "weight_decay": 0.0, "threads": 1,
-                     "early_stopping_patience": None},
+        "training": {
+            "epochs": 10,
+            "batch_size": 1000,
+            "learning_rate": 3e-3,
+            "weight_decay": 0.0,
+            "threads": 1,
+            "early_stopping_patience": None,
+        },
         "unfolding": {"iterations": 2, "validation_fraction": 0.1, "no_reco": "previous"},
         **changes,
     }
@@ -51,12 +62,15 @@ def write_config(folder: Path, files: dict[str, Path], **changes: Any) -> Path:
     return path
 
 
-def test_unfold_writes_a_run_with_the_weights_of_every_iteration(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_unfold_writes_a_run_with_the_weights_of_every_iteration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = write_samples(tmp_path)
     config = write_config(tmp_path, files, truth=str(files["truth"]), comparison={"bins": 20, "bootstraps": 3})
-    code, out, err = run(["unfold", "--config", str(config), "--name", "gauss", "--runs-dir",
-                          str(tmp_path / "runs"), "--no-progress"], capsys)
+    code, out, err = run(
+        ["unfold", "--config", str(config), "--name", "gauss", "--runs-dir", str(tmp_path / "runs"), "--no-progress"],
+        capsys,
+    )
     assert code == 0, err
     run_dir = tmp_path / "runs" / "gauss"
     assert f"weights: {run_dir / 'weights.parquet'}" in out
@@ -81,21 +95,26 @@ def test_unfold_writes_a_run_with_the_weights_of_every_iteration(tmp_path: Path,
     assert not list(run_dir.rglob("*.tmp*"))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"data": "other"}, "reco_x"),
-    ({"set": "unfolding.iterations=0"}, "unfolding.iterations"),
-    ({"set": "weights.data=event_weight * 0"}, "data: the total weight is 0"),
-    ({"set": "weights.data=-event_weight"}, "data: the total weight is -"),
-])
-def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              change: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": "other"}, "reco_x"),
+        ({"set": "unfolding.iterations=0"}, "unfolding.iterations"),
+        ({"set": "weights.data=event_weight * 0"}, "data: the total weight is 0"),
+        ({"set": "weights.data=-event_weight"}, "data: the total weight is -"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
+) -> None:
     files = write_samples(tmp_path, n=500)
     if "data" in change:
         files = {**files, "data": files[change["data"]]}
     config = write_config(tmp_path, files)
     overrides = ["--set", change["set"]] if "set" in change else []
-    code, _, err = run(["unfold", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress",
-                        *overrides], capsys)
+    code, _, err = run(
+        ["unfold", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress", *overrides], capsys
+    )
     assert code == 2
     assert err.startswith("heplearn: error:") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()

@@ -20,12 +20,20 @@ MLP = ModelConfig(name="mlp", hidden=(32, 32), dropout=0.0, batch_norm=False)
 
 def training(epochs: int = 10, batch_size: int = 1000) -> TrainingConfig:
     """A small, decaying-rate schedule: the last epochs average the classifier's noise away."""
-    return TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=3e-3, weight_decay=0.0, threads=1,
-                          early_stopping_patience=None, seed=0)
+    return TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=3e-3,
+        weight_decay=0.0,
+        threads=1,
+        early_stopping_patience=None,
+        seed=0,
+    )
 
 
-def gaussian_samples(n: int, seed: int, dims: int = 1, generator: tuple[float, float] = GENERATOR,
-                     truth: tuple[float, float] = TRUTH) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def gaussian_samples(
+    n: int, seed: int, dims: int = 1, generator: tuple[float, float] = GENERATOR, truth: tuple[float, float] = TRUTH
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     gen = rng.normal(generator[0], generator[1], (n, dims))
     reco = gen + rng.normal(0, SMEARING, (n, dims))
@@ -35,10 +43,15 @@ def gaussian_samples(n: int, seed: int, dims: int = 1, generator: tuple[float, f
 
 def unfold_gaussian(n: int, iterations: int, seed: int = 1, **settings: object) -> tuple[np.ndarray, object]:
     gen, reco, _, data = gaussian_samples(n, seed)
-    result = omnifold(level_arrays({"jet": gen}), level_arrays({"jet": reco}), level_arrays({"jet": data}),
-                      model=MLP, training=training(),
-                      settings=OmniFoldSettings(iterations=iterations, validation_fraction=0.0, seed=seed,
-                                                **settings), progress=False)
+    result = omnifold(
+        level_arrays({"jet": gen}),
+        level_arrays({"jet": reco}),
+        level_arrays({"jet": data}),
+        model=MLP,
+        training=training(),
+        settings=OmniFoldSettings(iterations=iterations, validation_fraction=0.0, seed=seed, **settings),
+        progress=False,
+    )
     return gen[:, 0], result
 
 
@@ -67,9 +80,15 @@ def test_data_equal_to_simulation_gives_unit_weights() -> None:
     """Data drawn from the simulation itself: ν ≈ 1 (std < 0.05) after every iteration."""
     gen, reco, _, _ = gaussian_samples(20_000, 3)
     _, _, _, data = gaussian_samples(20_000, 4, truth=GENERATOR)
-    result = omnifold(level_arrays({"jet": gen}), level_arrays({"jet": reco}), level_arrays({"jet": data}),
-                      model=MLP, training=training(), settings=OmniFoldSettings(iterations=2, validation_fraction=0),
-                      progress=False)
+    result = omnifold(
+        level_arrays({"jet": gen}),
+        level_arrays({"jet": reco}),
+        level_arrays({"jet": data}),
+        model=MLP,
+        training=training(),
+        settings=OmniFoldSettings(iterations=2, validation_fraction=0),
+        progress=False,
+    )
     for push in result.push:
         assert np.std(push) < 0.05 and np.mean(push) == pytest.approx(1, abs=0.01)
 
@@ -83,11 +102,15 @@ def effective_error(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def four_dimensional_closure(n: int, iterations: int) -> tuple[np.ndarray, object]:
     gen, reco, _, data = gaussian_samples(n, 5, dims=4, generator=(1.0, 1.0), truth=(0.0, 1.0))
-    result = omnifold(level_arrays({"jet": gen}), level_arrays({"jet": reco}), level_arrays({"jet": data}),
-                      model=ModelConfig(name="mlp", hidden=(64, 64), dropout=0.0, batch_norm=False),
-                      training=training(epochs=12), settings=OmniFoldSettings(iterations=iterations,
-                                                                              validation_fraction=0),
-                      progress=False)
+    result = omnifold(
+        level_arrays({"jet": gen}),
+        level_arrays({"jet": reco}),
+        level_arrays({"jet": data}),
+        model=ModelConfig(name="mlp", hidden=(64, 64), dropout=0.0, batch_norm=False),
+        training=training(epochs=12),
+        settings=OmniFoldSettings(iterations=iterations, validation_fraction=0),
+        progress=False,
+    )
     return gen, result
 
 
@@ -122,8 +145,13 @@ def acceptance_samples(n: int, seed: int) -> dict[str, np.ndarray]:
     reco_pass |= ~gen_pass
     data = data[rng.random(n) > 0.1]  # the data lose the same fraction
     fakes = rng.normal(0, 1.2, (int(0.1 * n), 1))
-    return {"gen": gen, "reco": reco, "data": np.concatenate([data, fakes]), "reco_pass": reco_pass,
-            "gen_pass": gen_pass}
+    return {
+        "gen": gen,
+        "reco": reco,
+        "data": np.concatenate([data, fakes]),
+        "reco_pass": reco_pass,
+        "gen_pass": gen_pass,
+    }
 
 
 @pytest.mark.parametrize("no_reco", ["one", "previous"])
@@ -131,11 +159,17 @@ def test_events_without_reconstruction_or_generator_level(no_reco: str) -> None:
     """ω = 1 (or ν^{n−1}) without reco, ν = 1 for fakes; with ``previous`` the unfolding still reaches
     the truth (the lost events are a random 10%, so they carry no information)."""
     sample = acceptance_samples(20_000, 6)
-    result = omnifold(level_arrays({"jet": sample["gen"]}), level_arrays({"jet": sample["reco"]}),
-                      level_arrays({"jet": sample["data"]}), model=MLP, training=training(),
-                      settings=OmniFoldSettings(iterations=4 if no_reco == "previous" else 2,
-                                                validation_fraction=0, no_reco=no_reco),
-                      reco_pass=sample["reco_pass"], gen_pass=sample["gen_pass"], progress=False)
+    result = omnifold(
+        level_arrays({"jet": sample["gen"]}),
+        level_arrays({"jet": sample["reco"]}),
+        level_arrays({"jet": sample["data"]}),
+        model=MLP,
+        training=training(),
+        settings=OmniFoldSettings(iterations=4 if no_reco == "previous" else 2, validation_fraction=0, no_reco=no_reco),
+        reco_pass=sample["reco_pass"],
+        gen_pass=sample["gen_pass"],
+        progress=False,
+    )
     lost, fake = ~sample["reco_pass"], ~sample["gen_pass"]
     assert np.all(result.push[:, fake] == 1.0)
     if no_reco == "one":
@@ -157,11 +191,16 @@ def test_background_is_subtracted_with_negative_weights() -> None:
     expected = gaussian_iterates(1)[-1]
     sigmas = {}
     for subtract in (True, False):
-        result = omnifold(level_arrays({"jet": gen}), level_arrays({"jet": reco}), level_arrays({"jet": data}),
-                          model=MLP, training=training(), settings=OmniFoldSettings(iterations=1,
-                                                                                    validation_fraction=0),
-                          background=level_arrays({"jet": background}, weight=np.full(8_000, 0.5))
-                          if subtract else None, progress=False)
+        result = omnifold(
+            level_arrays({"jet": gen}),
+            level_arrays({"jet": reco}),
+            level_arrays({"jet": data}),
+            model=MLP,
+            training=training(),
+            settings=OmniFoldSettings(iterations=1, validation_fraction=0),
+            background=level_arrays({"jet": background}, weight=np.full(8_000, 0.5)) if subtract else None,
+            progress=False,
+        )
         moments = weighted_moments(gen[:, 0], result.weights)
         sigmas[subtract] = moments[1]
         if subtract:
@@ -202,9 +241,14 @@ def test_a_particle_network_unfolds_sets_of_particles() -> None:
     reco[gen_mask] += rng.normal(0, SMEARING / np.sqrt(gen_mask.sum(1, keepdims=True)), (n, 4))[gen_mask][:, None]
     truth = rng.normal(*TRUTH, n)
     data, data_mask = particle_sets(truth, rng, SMEARING)
-    result = omnifold(level_arrays({"particles": gen}, mask=gen_mask), level_arrays({"particles": reco}, mask=gen_mask),
-                      level_arrays({"particles": data}, mask=data_mask),
-                      model=ModelConfig(name="pfn", phi_sizes=(32, 32), f_sizes=(32, 32)), training=training(epochs=6),
-                      settings=OmniFoldSettings(iterations=1, validation_fraction=0), progress=False)
+    result = omnifold(
+        level_arrays({"particles": gen}, mask=gen_mask),
+        level_arrays({"particles": reco}, mask=gen_mask),
+        level_arrays({"particles": data}, mask=data_mask),
+        model=ModelConfig(name="pfn", phi_sizes=(32, 32), f_sizes=(32, 32)),
+        training=training(epochs=6),
+        settings=OmniFoldSettings(iterations=1, validation_fraction=0),
+        progress=False,
+    )
     measured = weighted_moments(z, result.weights)
     assert measured == pytest.approx(gaussian_iterates(1)[0], abs=0.03), measured

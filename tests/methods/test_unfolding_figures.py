@@ -24,8 +24,9 @@ def test_triangular_discriminator_known_values() -> None:
     assert triangular_discriminator([1, 0], [0, 1]) == 1.0
     assert triangular_discriminator([1, 1], [2, 0]) == pytest.approx(1 / 3)
     # fine bins approach the integral ½ ∫ (p − q)² / (p + q) of two unit Gaussians one σ apart
-    exact, _ = integrate.quad(lambda x: 0.5 * (norm.pdf(x) - norm.pdf(x, 1)) ** 2 / (norm.pdf(x) + norm.pdf(x, 1)),
-                              -12, 13)
+    exact, _ = integrate.quad(
+        lambda x: 0.5 * (norm.pdf(x) - norm.pdf(x, 1)) ** 2 / (norm.pdf(x) + norm.pdf(x, 1)), -12, 13
+    )
     edges = np.linspace(-12, 13, 5001)
     binned = triangular_discriminator(np.diff(norm.cdf(edges)), np.diff(norm.cdf(edges, 1)))
     assert binned == pytest.approx(exact, rel=1e-4)
@@ -42,14 +43,16 @@ def test_the_comparison_figure_reports_what_it_draws(tmp_path: Path) -> None:
     ibu = unfold_events(gen, reco, data, bins, bins, 5, bootstraps=5)
     # exact likelihood-ratio weights N(0.2, 0.8²) / N(0, 1) stand in for OmniFold's
     exact = norm.pdf(gen, 0.2, 0.8) / norm.pdf(gen)
-    observable = ObservableComparison("x", "x [GeV]", bins, truth, gen, exact, ibu=ibu,
-                                      omnifold_replicas=exact * rng.poisson(1.0, (4, n)))
+    observable = ObservableComparison(
+        "x", "x [GeV]", bins, truth, gen, exact, ibu=ibu, omnifold_replicas=exact * rng.poisson(1.0, (4, n))
+    )
     paths, discriminators = comparison_figure([observable, observable], tmp_path)
     assert [path.name for path in paths] == ["unfolding.png", "unfolding.pdf"] and all(p.stat().st_size for p in paths)
     values = discriminators["x"]
     truth_density = normalised_histogram(truth, bins)[0]
     assert values["generator"] == pytest.approx(
-        1e3 * triangular_discriminator(normalised_histogram(gen, bins)[0], truth_density))
+        1e3 * triangular_discriminator(normalised_histogram(gen, bins)[0], truth_density)
+    )
     # the generator is far off (≈ 10⁻² from the width alone); IBU and exact weights are at the noise level
     assert values["generator"] > 10 * values["OmniFold"] and values["generator"] > 5 * values["IBU"]
     assert values["OmniFold"] < 1.0 and values["IBU"] < 2.0

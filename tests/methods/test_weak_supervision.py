@@ -64,12 +64,23 @@ def test_cathode_reaches_most_of_the_idealised_max_sic_at_one_percent_injection(
     x, mass = np.r_[x, signal_x], np.r_[mass, signal_mass]
     classifier = default_training(epochs=8, batch_size=512, threads=1)
     kfold = {"folds": 3, "hidden": (64, 64), "training": classifier, "seed": 4}
-    cathode, in_sr = cathode_scores(x, mass, SR, (2.5, 10.0), oversampling=4, folds=3, transforms=3, hidden=(64, 64),
-                                    flow_training=TrainingConfig(epochs=3, batch_size=1024, learning_rate=2e-3,
-                                                                 threads=1, early_stopping_patience=None),
-                                    classifier_training=classifier, seed=4)
+    cathode, in_sr = cathode_scores(
+        x,
+        mass,
+        SR,
+        (2.5, 10.0),
+        oversampling=4,
+        folds=3,
+        transforms=3,
+        hidden=(64, 64),
+        flow_training=TrainingConfig(
+            epochs=3, batch_size=1024, learning_rate=2e-3, threads=1, early_stopping_patience=None
+        ),
+        classifier_training=classifier,
+        seed=4,
+    )
     extra_x, extra_mass = correlated_toy(160_000, rng)
-    extra = extra_x[in_window(extra_mass, SR)][:4 * in_sr.sum()]
+    extra = extra_x[in_window(extra_mass, SR)][: 4 * in_sr.sum()]
     idealised = idealised_scores(x[in_sr], extra, **kfold)
     test_background, test_background_mass = correlated_toy(100_000, rng)
     test_background = test_background[in_window(test_background_mass, SR)]

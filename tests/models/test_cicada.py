@@ -47,19 +47,26 @@ def events(n: int, rng: np.random.Generator, anomalous: bool = False) -> ak.Arra
     for i in range(n):
         pt = [leading[i], leading[i] * rng.uniform(0.8, 1.0), *rng.uniform(30, 60, soft[i])]
         eta = [*rng.normal(0, 1, 2), *rng.uniform(-2.5, 2.5, soft[i])]
-        phi = [phi1[i], np.angle(np.exp(1j * (phi1[i] + np.pi + rng.normal(0, 0.1)))),
-               *rng.uniform(-np.pi, np.pi, soft[i])]
+        phi = [
+            phi1[i],
+            np.angle(np.exp(1j * (phi1[i] + np.pi + rng.normal(0, 0.1)))),
+            *rng.uniform(-np.pi, np.pi, soft[i]),
+        ]
         jets_pt.append(pt)
         jets_eta.append(eta)
         jets_phi.append(phi)
     photons = [1 if anomalous else 0] * n
     counts = np.asarray(photons)
-    return ak.Array({
-        "Jet_pt": jets_pt, "Jet_eta": jets_eta, "Jet_phi": jets_phi,
-        "Photon_pt": ak.unflatten(np.full(counts.sum(), 600.0), counts),
-        "Photon_eta": ak.unflatten(rng.uniform(-2.4, 2.4, counts.sum()), counts),
-        "Photon_phi": ak.unflatten(rng.uniform(-np.pi, np.pi, counts.sum()), counts),
-    })
+    return ak.Array(
+        {
+            "Jet_pt": jets_pt,
+            "Jet_eta": jets_eta,
+            "Jet_phi": jets_phi,
+            "Photon_pt": ak.unflatten(np.full(counts.sum(), 600.0), counts),
+            "Photon_eta": ak.unflatten(rng.uniform(-2.4, 2.4, counts.sum()), counts),
+            "Photon_phi": ak.unflatten(rng.uniform(-np.pi, np.pi, counts.sum()), counts),
+        }
+    )
 
 
 def data_config(files: dict[str, str]) -> dict[str, object]:
@@ -75,18 +82,27 @@ def test_the_data_layer_builds_the_event_image(tmp_path: Path) -> None:
     image = arrays.inputs["image"]
     assert image.shape == (20, 1, 18, 14)
     inside = [np.abs(np.asarray(sample[f"{c}_eta"][i])) < 3 for c in ("Jet", "Photon") for i in [0]]
-    total = sum(float(np.asarray(sample[f"{c}_pt"][0])[mask].sum()) for c, mask in zip(("Jet", "Photon"), inside,
-                                                                                        strict=True))
+    total = sum(
+        float(np.asarray(sample[f"{c}_pt"][0])[mask].sum()) for c, mask in zip(("Jet", "Photon"), inside, strict=True)
+    )
     assert image[0].sum() == pytest.approx(total / 100.0, rel=1e-5)  # ET in units of 100 GeV
 
 
 def test_the_autoencoder_scores_a_localized_deposit_higher(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     train_file = io.write(events(1500, rng), tmp_path / "train.parquet")
-    config = {"data": data_config({"train": str(train_file)}),
-              "model": {"name": "cicada", "preset": "small"},
-              "training": {"epochs": 4, "batch_size": 64, "seed": 1, "threads": 1, "learning_rate": 3e-3,
-                           "early_stopping_patience": None}}
+    config = {
+        "data": data_config({"train": str(train_file)}),
+        "model": {"name": "cicada", "preset": "small"},
+        "training": {
+            "epochs": 4,
+            "batch_size": 64,
+            "seed": 1,
+            "threads": 1,
+            "learning_rate": 3e-3,
+            "early_stopping_patience": None,
+        },
+    }
     run = train(load_run_config(config), name="cicada", runs_dir=tmp_path / "runs", progress=False).run_dir
     model = TrainedModel.load(run)
     scores = []
@@ -98,8 +114,10 @@ def test_the_autoencoder_scores_a_localized_deposit_higher(tmp_path: Path) -> No
 
 
 def test_a_cicada_run_needs_an_image_group(tmp_path: Path) -> None:
-    config = {"data": {"train": "x.parquet", "labels": {"type": "none"}, "inputs": {"jet": {"variables": ["a"]}}},
-              "model": {"name": "cicada"}}
+    config = {
+        "data": {"train": "x.parquet", "labels": {"type": "none"}, "inputs": {"jet": {"variables": ["a"]}}},
+        "model": {"name": "cicada"},
+    }
     with pytest.raises(ConfigError, match="add a 'image' input group"):
         train(load_run_config(config), runs_dir=tmp_path, progress=False)
     config["data"]["inputs"] = {"image": {"variables": ["a"]}}  # type: ignore[index]

@@ -41,8 +41,9 @@ def test_folding_after_a_linear_layer_gives_the_same_outputs() -> None:
     norm = trained_norm(6, seed=2)
     for layer_bias in (bias, None):
         expected = norm(functional.linear(values, weight, layer_bias), None)
-        torch.testing.assert_close(functional.linear(values, *fold_after(weight, layer_bias, norm)), expected,
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            functional.linear(values, *fold_after(weight, layer_bias, norm)), expected, rtol=0, atol=1e-12
+        )
 
 
 def test_folding_before_a_linear_layer_gives_the_same_outputs() -> None:
@@ -50,5 +51,6 @@ def test_folding_before_a_linear_layer_gives_the_same_outputs() -> None:
     norm = trained_norm(4, seed=4)
     for layer_bias in (bias, None):
         expected = functional.linear(norm(values, None), weight, layer_bias)
-        torch.testing.assert_close(functional.linear(values, *fold_before(norm, weight, layer_bias)), expected,
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            functional.linear(values, *fold_before(norm, weight, layer_bias)), expected, rtol=0, atol=1e-12
+        )

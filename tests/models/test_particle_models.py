@@ -89,8 +89,9 @@ def ids(models: list[type[ParticleModel]]) -> list[str]:
 # --- toy jets -----------------------------------------------------------------------------------
 
 
-def toy_jets(n: int, particles: int = 20, seed: int = 0, two_prong: np.ndarray | None = None
-             ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+def toy_jets(
+    n: int, particles: int = 20, seed: int = 0, two_prong: np.ndarray | None = None
+) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """Jets as a model batch (float64) and their labels.
 
     Label 1: the particles form two prongs 0.4 apart in a random direction; label 0: one core.
@@ -109,8 +110,9 @@ def toy_jets(n: int, particles: int = 20, seed: int = 0, two_prong: np.ndarray |
     core = rng.normal(0, 0.1, (n, particles, 2))
     angle = rng.uniform(0, 2 * np.pi, n)
     side = rng.choice([-1.0, 1.0], (n, particles))
-    prongs = (side[..., None] * 0.2 * np.stack([np.cos(angle), np.sin(angle)], -1)[:, None, :]
-              + rng.normal(0, 0.04, (n, particles, 2)))
+    prongs = side[..., None] * 0.2 * np.stack([np.cos(angle), np.sin(angle)], -1)[:, None, :] + rng.normal(
+        0, 0.04, (n, particles, 2)
+    )
     points = np.where(labels[:, None, None] == 1, prongs, core) * mask[..., None]
     return make_batch(points, pt, mask), labels
 
@@ -123,8 +125,13 @@ def make_batch(points: np.ndarray, pt: np.ndarray, mask: np.ndarray) -> dict[str
     girth = (pt * np.hypot(deta, dphi)).sum(axis=1) / pt.sum(axis=1)
     jet = np.stack([mask.sum(axis=1), pt.sum(axis=1), girth], -1)
     image = jet_images(deta, dphi, pt, mask, bins=IMAGE_BINS, extent=0.6)
-    arrays = {"particles": particles, "vectors": vectors * mask[..., None], "points": points, "jet": jet,
-              "image": image}
+    arrays = {
+        "particles": particles,
+        "vectors": vectors * mask[..., None],
+        "points": points,
+        "jet": jet,
+        "image": image,
+    }
     batch = {key: torch.tensor(value, dtype=torch.float64) for key, value in arrays.items()}
     batch["mask"] = torch.tensor(mask)
     return batch
@@ -169,10 +176,12 @@ PAPER_COUNTS = [
 ]
 
 
-@pytest.mark.parametrize(("cls", "preset", "exact", "published"), PAPER_COUNTS,
-                         ids=[f"{c.name}-{p}" for c, p, *_ in PAPER_COUNTS])
-def test_parameter_counts_match_the_papers(cls: type[ParticleModel], preset: str, exact: int,
-                                           published: int | None) -> None:
+@pytest.mark.parametrize(
+    ("cls", "preset", "exact", "published"), PAPER_COUNTS, ids=[f"{c.name}-{p}" for c, p, *_ in PAPER_COUNTS]
+)
+def test_parameter_counts_match_the_papers(
+    cls: type[ParticleModel], preset: str, exact: int, published: int | None
+) -> None:
     model = cls.from_preset(preset, 2, {"particles": 7, "points": 2, "vectors": 4, "image": 1})
     assert model.count_parameters() == exact
     if published is not None:
@@ -276,8 +285,7 @@ def test_outputs_do_not_depend_on_padding(cls: type[ParticleModel], short_jets: 
     model = small_model(cls).double()
     reference = evaluate(model, short_jets)
     assert torch.isfinite(reference).all()
-    torch.testing.assert_close(evaluate(model, pad_with_garbage(short_jets, 32, seed=0)), reference,
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(evaluate(model, pad_with_garbage(short_jets, 32, seed=0)), reference, rtol=0, atol=1e-5)
     # Each jet alone (its own padding length) gives the same as in the batch.
     single = take(short_jets, slice(4, 5))
     single = {key: (value[:, :8] if key in (*PARTICLE_KEYS, "mask") else value) for key, value in single.items()}
@@ -293,8 +301,9 @@ def test_batch_norm_statistics_ignore_padding(cls: type[ParticleModel], short_je
 
 
 @pytest.mark.parametrize("cls", ALL_MODELS, ids=ids(ALL_MODELS))
-def test_jet_without_particles_gives_a_finite_output(cls: type[ParticleModel],
-                                                     short_jets: dict[str, torch.Tensor]) -> None:
+def test_jet_without_particles_gives_a_finite_output(
+    cls: type[ParticleModel], short_jets: dict[str, torch.Tensor]
+) -> None:
     batch = dict(short_jets)
     batch["mask"] = batch["mask"].clone()
     batch["mask"][0] = False
@@ -387,9 +396,9 @@ def test_every_model_learns_the_prong_structure(cls: type[ParticleModel], toy_sa
 
 @pytest.mark.parametrize("cls", [ParticleNet, ParticleTransformer], ids=["particlenet", "part"])
 @pytest.mark.parametrize("slots", [20, 19, 9, 2, 1])
-def test_exported_eval_path_gives_the_eval_outputs(cls: type[ParticleModel], slots: int,
-                                                   short_jets: dict[str, torch.Tensor],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exported_eval_path_gives_the_eval_outputs(
+    cls: type[ParticleModel], slots: int, short_jets: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The graph that export traces in eval mode (batch norms folded into the dense layers;
     ParticleNet's edges as one matrix; ParT's pairs embedded once each in the rolled layout, its
     attention written out) gives the eval outputs, for even and odd particle axes, for jets

@@ -34,8 +34,10 @@ def discovered_models() -> dict[str, type]:
 
 
 def test_every_model_class_of_the_package_is_registered() -> None:
-    registered = {f"{module}.{attribute}" for module, attribute in
-                  (*registry.TORCH_MODELS.values(), *registry.CLASSICAL_MODELS.values())}
+    registered = {
+        f"{module}.{attribute}"
+        for module, attribute in (*registry.TORCH_MODELS.values(), *registry.CLASSICAL_MODELS.values())
+    }
     assert set(discovered_models()) == registered
 
 

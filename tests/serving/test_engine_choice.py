@@ -34,8 +34,14 @@ from heplearn.serving.triton import find_models
 from tests.conftest import make_jets
 
 # jets/s per (engine, batch size): onnxruntime wins one jet, PyTorch the larger batches
-FAKE_RATES = {("onnx", 1): 500.0, ("torch", 1): 200.0, ("onnx", 32): 300.0, ("torch", 32): 400.0,
-              ("onnx", 256): 250.0, ("torch", 256): 390.0}
+FAKE_RATES = {
+    ("onnx", 1): 500.0,
+    ("torch", 1): 200.0,
+    ("onnx", 32): 300.0,
+    ("torch", 32): 400.0,
+    ("onnx", 256): 250.0,
+    ("torch", 256): 390.0,
+}
 
 
 def fake_timer(calls: list[tuple[str, int]]) -> Callable[[Callable[[], object], int, float], float]:
@@ -57,6 +63,7 @@ def test_the_faster_engine_is_chosen_per_batch_size_range_from_the_timings() -> 
         def run(batch: dict[str, np.ndarray]) -> str:
             seen.append(len(batch["mask"]))
             return name
+
         return run
 
     calls: list[tuple[str, int]] = []
@@ -110,8 +117,9 @@ def _with_choice(pfn_export: ExportResult, folder: Path, onnx_faster_at: set[int
     return run
 
 
-def test_predict_runs_the_recorded_faster_engine_unless_told_otherwise(pfn_export: ExportResult, tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_predict_runs_the_recorded_faster_engine_unless_told_otherwise(
+    pfn_export: ExportResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = _with_choice(pfn_export, tmp_path, onnx_faster_at={1})
     data = io.write(make_jets(40, seed=3), tmp_path / "a.parquet")
     with caplog.at_level(logging.INFO, logger="heplearn.serving.predict"):
@@ -121,13 +129,15 @@ def test_predict_runs_the_recorded_faster_engine_unless_told_otherwise(pfn_expor
     assert io.open_source(scores).provenance()["engine"] == "torch"
     (forced,) = predict_files(run, [data], tmp_path / "onnx", engine="onnx", progress=False)
     assert io.open_source(forced).provenance()["engine"] == "onnx"
-    first, second = (io.open_source(path).read(["score_top"], 0, 40)["score_top"].to_numpy() for path in (scores,
-                                                                                                         forced))
+    first, second = (
+        io.open_source(path).read(["score_top"], 0, 40)["score_top"].to_numpy() for path in (scores, forced)
+    )
     np.testing.assert_allclose(first, second, atol=1e-5, equal_nan=True)
 
 
-def test_serve_runs_each_batch_size_on_its_faster_engine(pfn_export: ExportResult, tmp_path: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_serve_runs_each_batch_size_on_its_faster_engine(
+    pfn_export: ExportResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = _with_choice(pfn_export, tmp_path, onnx_faster_at={32, 256})
     (source,) = find_models(run)
     with caplog.at_level(logging.INFO, logger="heplearn.serving.server"):
@@ -144,7 +154,8 @@ def test_serve_runs_each_batch_size_on_its_faster_engine(pfn_export: ExportResul
 
 
 def test_a_served_onnx_file_without_weights_runs_onnx_and_says_torch_was_faster(
-        pfn_export: ExportResult, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pfn_export: ExportResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = _with_choice(pfn_export, tmp_path, onnx_faster_at=set())
     alone = tmp_path / "alone"
     alone.mkdir()
@@ -172,12 +183,15 @@ def test_execution_providers_take_the_gpu_when_onnxruntime_has_it() -> None:
 
 
 def test_machine_description_names_cpu_flags_cores_and_libraries() -> None:
-    text = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
-            "flags\t\t: fpu avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8\n"
-            "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu\n")
-    assert parse_cpuinfo(text) == ("Intel(R) Xeon(R) Platinum 8480+", ("avx2", "fma", "avx512f", "avx512_vnni",
-                                                                      "avx512_bf16", "amx_tile", "amx_bf16",
-                                                                      "amx_int8"))
+    text = (
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu\n"
+    )
+    assert parse_cpuinfo(text) == (
+        "Intel(R) Xeon(R) Platinum 8480+",
+        ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"),
+    )
     machine = describe_machine({"onnxruntime intra-op": 2})
     line = machine.line()
     assert f"of {machine.logical_cores} logical cores" in line and "onnxruntime intra-op 2" in line

@@ -106,8 +106,10 @@ def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> N
     keys = network.input_keys
 
     wrapper = Positional(network, keys, softmax=True)
-    axes = [{0: "batch", 1: "particles"} if key in {"particles", "points", "vectors", "mask"} else {0: "batch"}
-            for key in keys]  # the CNN's adaptive pooling fixes its image size; its batch stays dynamic
+    axes = [
+        {0: "batch", 1: "particles"} if key in {"particles", "points", "vectors", "mask"} else {0: "batch"}
+        for key in keys
+    ]  # the CNN's adaptive pooling fixes its image size; its batch stays dynamic
     path = tmp_path / f"{name}.onnx"
     export_network(wrapper, _batch(keys, 2, 12, seed=1), list(keys), "probabilities", path, axes)
     session = onnxruntime.InferenceSession(str(path))
@@ -131,8 +133,9 @@ def test_optimised_graphs_agree_with_pytorch_and_the_unoptimised_graph(name: str
 
     logits = Positional(network, keys)
     path = tmp_path / f"{name}.onnx"
-    export_network(logits, _batch(keys, 2, 12, seed=1), list(keys), "logits", path,
-                   [{0: "batch", 1: "particles"} for _ in keys])
+    export_network(
+        logits, _batch(keys, 2, 12, seed=1), list(keys), "logits", path, [{0: "batch", 1: "particles"} for _ in keys]
+    )
     unoptimised = onnxruntime.SessionOptions()
     unoptimised.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     reference_session = onnxruntime.InferenceSession(str(path), unoptimised, providers=["CPUExecutionProvider"])
@@ -188,9 +191,15 @@ def test_cnn_run_on_jet_images_exports(split_files: dict[str, str], tmp_path: Pa
     from heplearn.run_config import load_run_config
     from heplearn.training.from_config import train
 
-    content = {"data": {**split_files, "inputs": {"image": {"image": {"bins": 16}}},
-                        "labels": {"classes": ["label_top", "label_qcd"]}},
-               "model": {"name": "cnn", "preset": "small"}, "training": {"epochs": 1}}
+    content = {
+        "data": {
+            **split_files,
+            "inputs": {"image": {"image": {"bins": 16}}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        },
+        "model": {"name": "cnn", "preset": "small"},
+        "training": {"epochs": 1},
+    }
     run = train(load_run_config(content), name="cnn", runs_dir=tmp_path, progress=False).run_dir
     result = export_run(run)
     assert [(spec.name, tuple(spec.shape)) for spec in result.inputs] == [("image", (-1, 1, 16, 16))]

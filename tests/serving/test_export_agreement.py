@@ -33,17 +33,24 @@ def _jets(keys: list[str], seed: int, layout: str) -> dict[str, np.ndarray]:
     counts = np.tile(np.arange(1, SLOTS + 1), 2)
     jets = len(counts)
     mask = np.arange(SLOTS)[None] < counts[:, None]
-    values = {"particles": rng.normal(size=(jets, SLOTS, 3)), "points": rng.normal(size=(jets, SLOTS, 2)) * 0.3,
-              "vectors": rng.uniform(0, 10, (jets, SLOTS, 4)) + np.array([0, 0, 0, 20.0]),
-              "jet": rng.normal(size=(jets, 2)), "image": rng.uniform(size=(jets, 1, 16, 16))}
+    values = {
+        "particles": rng.normal(size=(jets, SLOTS, 3)),
+        "points": rng.normal(size=(jets, SLOTS, 2)) * 0.3,
+        "vectors": rng.uniform(0, 10, (jets, SLOTS, 4)) + np.array([0, 0, 0, 20.0]),
+        "jet": rng.normal(size=(jets, 2)),
+        "image": rng.uniform(size=(jets, 1, 16, 16)),
+    }
     if layout == "duplicated":
         values["points"][:, 1::2] = values["points"][:, 0:-1:2]
         values["particles"][:, 3::4] = values["particles"][:, 2::4]
         values["vectors"][:, 5::6] = values["vectors"][:, 4::6]
     elif layout == "grid":
         values["points"] = np.round(values["points"] * 20) / 20
-    feed = {key: (values[key] * mask[..., None] if key in PARTICLE_KEYS else values[key]).astype(np.float32)
-            for key in keys if key != "mask"}
+    feed = {
+        key: (values[key] * mask[..., None] if key in PARTICLE_KEYS else values[key]).astype(np.float32)
+        for key in keys
+        if key != "mask"
+    }
     feed["mask"] = mask
     return {key: feed[key] for key in keys}
 
@@ -53,15 +60,23 @@ def test_the_export_equals_the_model_at_every_multiplicity_and_on_ties(name: str
     """``part-fused``: ParT with its attention as onnxruntime's fused MultiHeadAttention (issue 23)."""
     name, fused = name.removesuffix("-fused"), name.endswith("-fused")
     torch.manual_seed(0)
-    network = with_trained_batch_norms(registry.model_class(name).from_preset("small", 2, NETWORK_INPUTS).eval(),
-                                       seed=1)
+    network = with_trained_batch_norms(
+        registry.model_class(name).from_preset("small", 2, NETWORK_INPUTS).eval(), seed=1
+    )
     keys = list(network.input_keys)
     wrapper = Positional(network, keys, softmax=True)
     example = _jets(keys, 0, "random")
     axes = [{0: "batch", 1: "particles"} if key in PARTICLE_KEYS else {0: "batch"} for key in keys]
     path = tmp_path / f"{name}.onnx"
-    export_network(wrapper, [torch.from_numpy(example[key]) for key in keys], keys, "probabilities", path, axes,
-                   fused_attention=fused)
+    export_network(
+        wrapper,
+        [torch.from_numpy(example[key]) for key in keys],
+        keys,
+        "probabilities",
+        path,
+        axes,
+        fused_attention=fused,
+    )
     if fused:
         assert "MultiHeadAttention" in {node.op_type for node in onnx.load(str(path)).graph.node}
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -72,5 +87,7 @@ def test_the_export_equals_the_model_at_every_multiplicity_and_on_ties(name: str
                 expected = wrapper(*[torch.from_numpy(feed[key]) for key in keys]).numpy()
             difference = np.abs(session.run(None, feed)[0] - expected).max(axis=1)
             worst = int(difference.argmax())
-            assert difference[worst] <= 1e-5, (f"{layout} seed {seed}: jet with {feed['mask'][worst].sum()} "
-                                               f"particles differs by {difference[worst]:.2g}")
+            assert difference[worst] <= 1e-5, (
+                f"{layout} seed {seed}: jet with {feed['mask'][worst].sum()} "
+                f"particles differs by {difference[worst]:.2g}"
+            )

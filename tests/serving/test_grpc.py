@@ -69,8 +69,10 @@ def test_health_metadata_and_config(client: triton_grpc.InferenceServerClient) -
     assert not client.is_model_ready("nope") and not client.is_model_ready("pfn", "7")
     metadata = client.get_model_metadata("pfn", as_json=True)
     assert metadata["platform"] == "onnxruntime_onnx" and metadata["versions"] == ["1"]
-    assert metadata["inputs"] == [{"name": "particles", "datatype": "FP32", "shape": ["-1", "-1", "3"]},
-                                  {"name": "mask", "datatype": "BOOL", "shape": ["-1", "-1"]}]
+    assert metadata["inputs"] == [
+        {"name": "particles", "datatype": "FP32", "shape": ["-1", "-1", "3"]},
+        {"name": "mask", "datatype": "BOOL", "shape": ["-1", "-1"]},
+    ]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "2"]}]
     config = client.get_model_config("mlp").config
     assert config.dynamic_batching.max_queue_delay_microseconds == 2000
@@ -81,15 +83,17 @@ def test_health_metadata_and_config(client: triton_grpc.InferenceServerClient) -
     assert caught.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_infer_equals_the_in_process_result(client: triton_grpc.InferenceServerClient,
-                                            pfn_export: ExportResult) -> None:
+def test_infer_equals_the_in_process_result(
+    client: triton_grpc.InferenceServerClient, pfn_export: ExportResult
+) -> None:
     arrays = _jets(5)
     expected = OnnxEngine(pfn_export.onnx_path).run(arrays)
     result = client.infer("pfn", _inputs(arrays), request_id="r7")  # raw_input_contents: tritonclient's default
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-6)
     assert result.get_response().id == "r7" and result.get_response().model_version == "1"
-    requested = client.infer("pfn", _inputs(arrays), model_version="1",
-                             outputs=[triton_grpc.InferRequestedOutput("probabilities")])
+    requested = client.infer(
+        "pfn", _inputs(arrays), model_version="1", outputs=[triton_grpc.InferRequestedOutput("probabilities")]
+    )
     np.testing.assert_allclose(requested.as_numpy("probabilities"), expected, atol=1e-6)
     jet = triton_grpc.InferInput("jet", [2, 2], "FP32")
     jet.set_data_from_numpy(np.array([[80, 20], [170, 50]], np.float32))
@@ -120,25 +124,57 @@ def test_typed_contents_are_read_like_raw_ones(server: BackgroundServer, pfn_exp
     ("model", "arrays", "status", "message"),
     [
         ("nope", None, "NOT_FOUND", "unknown model 'nope'"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask_typo": np.ones((2, 4), bool)},
-         "INVALID_ARGUMENT", "unknown input 'mask_typo'"),
-        ("pfn", {"particles": np.zeros((2, 4, 5), np.float32), "mask": np.ones((2, 4), bool)},
-         "INVALID_ARGUMENT", r"has shape \[2, 4, 5\], expected \[-1, -1, 3\]"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((2, 4), np.float32)},
-         "INVALID_ARGUMENT", "'mask' must be BOOL, got FP32"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((3, 4), bool)},
-         "INVALID_ARGUMENT", "disagree on the batch size"),
-        ("pfn", {"particles": np.zeros((500, 40, 3), np.float32), "mask": np.ones((500, 40), bool)},
-         "RESOURCE_EXHAUSTED", r"larger than max \(\d+ vs. 200000\)"),
-        ("pfn", {"particles": np.zeros((1, 25, 3), np.float32), "mask": np.ones((1, 25), bool)},
-         "INVALID_ARGUMENT", "25 particles per jet; this model takes at most 24"),
-        ("pfn", {"particles": np.full((1, 4, 3), np.nan, np.float32), "mask": np.ones((1, 4), bool)},
-         "INVALID_ARGUMENT", r"12 non-finite values \(NaN or inf\), the first at index \[0, 0, 0\]"),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask_typo": np.ones((2, 4), bool)},
+            "INVALID_ARGUMENT",
+            "unknown input 'mask_typo'",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 5), np.float32), "mask": np.ones((2, 4), bool)},
+            "INVALID_ARGUMENT",
+            r"has shape \[2, 4, 5\], expected \[-1, -1, 3\]",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((2, 4), np.float32)},
+            "INVALID_ARGUMENT",
+            "'mask' must be BOOL, got FP32",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((3, 4), bool)},
+            "INVALID_ARGUMENT",
+            "disagree on the batch size",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((500, 40, 3), np.float32), "mask": np.ones((500, 40), bool)},
+            "RESOURCE_EXHAUSTED",
+            r"larger than max \(\d+ vs. 200000\)",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((1, 25, 3), np.float32), "mask": np.ones((1, 25), bool)},
+            "INVALID_ARGUMENT",
+            "25 particles per jet; this model takes at most 24",
+        ),
+        (
+            "pfn",
+            {"particles": np.full((1, 4, 3), np.nan, np.float32), "mask": np.ones((1, 4), bool)},
+            "INVALID_ARGUMENT",
+            r"12 non-finite values \(NaN or inf\), the first at index \[0, 0, 0\]",
+        ),
     ],
 )
-def test_bad_requests_get_triton_status_codes(client: triton_grpc.InferenceServerClient, model: str,
-                                              arrays: dict[str, np.ndarray] | None, status: str,
-                                              message: str) -> None:
+def test_bad_requests_get_triton_status_codes(
+    client: triton_grpc.InferenceServerClient,
+    model: str,
+    arrays: dict[str, np.ndarray] | None,
+    status: str,
+    message: str,
+) -> None:
     with pytest.raises(InferenceServerException, match=message) as caught:
         client.infer(model, _inputs(arrays if arrays is not None else _jets(2)))
     assert caught.value.status() == f"StatusCode.{status}"
@@ -153,11 +189,15 @@ def test_unknown_version_and_output_are_refused(client: triton_grpc.InferenceSer
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
-def test_concurrent_grpc_and_http_clients_get_the_in_process_answers(server: BackgroundServer,
-                                                                     pfn_export: ExportResult) -> None:
+def test_concurrent_grpc_and_http_clients_get_the_in_process_answers(
+    server: BackgroundServer, pfn_export: ExportResult
+) -> None:
     engine = OnnxEngine(pfn_export.onnx_path)
-    requests = {(client, index): _jets(1 + (client + index) % 4, seed=client * 100 + index)
-                for client in range(LOAD_CLIENTS) for index in range(REQUESTS_PER_CLIENT)}
+    requests = {
+        (client, index): _jets(1 + (client + index) % 4, seed=client * 100 + index)
+        for client in range(LOAD_CLIENTS)
+        for index in range(REQUESTS_PER_CLIENT)
+    }
     answers: dict[tuple[int, int], np.ndarray] = {}
     errors: list[BaseException] = []
     batches_before = server.statistics["pfn"].batches
@@ -246,8 +286,9 @@ def test_a_busy_grpc_port_is_a_clear_error(server: BackgroundServer, pfn_export:
         asyncio.run(start_grpc_server({}, "127.0.0.1", busy, 1000))
 
 
-def test_grpc_off_by_default_and_a_missing_grpcio_is_named(pfn_export: ExportResult,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_grpc_off_by_default_and_a_missing_grpcio_is_named(
+    pfn_export: ExportResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with BackgroundServer([pfn_export.onnx_path]) as http_only, pytest.raises(RuntimeError, match="not running"):
         _ = http_only.grpc_address
     monkeypatch.delitem(sys.modules, "heplearn.serving.grpc_service", raising=False)
@@ -256,11 +297,13 @@ def test_grpc_off_by_default_and_a_missing_grpcio_is_named(pfn_export: ExportRes
         create_app([pfn_export.onnx_path], grpc_port=0)
 
 
-def test_the_cli_flag_and_its_one_line_error(server: BackgroundServer, pfn_export: ExportResult,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_flag_and_its_one_line_error(
+    server: BackgroundServer, pfn_export: ExportResult, capsys: pytest.CaptureFixture[str]
+) -> None:
     busy = server.grpc_address.rsplit(":", 1)[1]
     with pytest.raises(SystemExit) as exited:
         main(["serve", str(pfn_export.onnx_path), "--port", "0", "--grpc-port", busy])
     assert exited.value.code == 2
-    assert capsys.readouterr().err.strip() == (f"heplearn: error: cannot serve gRPC on 127.0.0.1:{busy}: "
-                                               "Address already in use (choose another port)")
+    assert capsys.readouterr().err.strip() == (
+        f"heplearn: error: cannot serve gRPC on 127.0.0.1:{busy}: Address already in use (choose another port)"
+    )

@@ -25,8 +25,10 @@ from heplearn.serving.protocol import ProtocolError, RequestLimits, TensorSpec, 
 from heplearn.serving.server import BackgroundServer
 from tests.serving.conftest import LENGTH
 
-PFN_SPECS = [TensorSpec("particles", "FP32", (-1, -1, 3), ("batch", "particles", "")),
-             TensorSpec("mask", "BOOL", (-1, -1), ("batch", "particles"))]
+PFN_SPECS = [
+    TensorSpec("particles", "FP32", (-1, -1, 3), ("batch", "particles", "")),
+    TensorSpec("mask", "BOOL", (-1, -1), ("batch", "particles")),
+]
 LIMITS = RequestLimits(max_jets=64, max_particles=LENGTH, particle_inputs=frozenset({"particles", "mask"}))
 FUZZ_COUNTS: dict[str, int] = {}
 
@@ -41,18 +43,26 @@ def server(pfn_export: ExportResult, mlp_export: ExportResult) -> Iterator[Backg
 def _valid(particles: int = 4, jets: int = 1) -> dict[str, Any]:
     mask = np.arange(particles) < particles - 1
     values = np.where(mask[None, :, None], np.linspace(0.1, 2.0, jets * particles * 3).reshape(jets, particles, 3), 0)
-    return {"inputs": [
-        {"name": "particles", "shape": [jets, particles, 3], "datatype": "FP32", "data": values.ravel().tolist()},
-        {"name": "mask", "shape": [jets, particles], "datatype": "BOOL", "data": np.tile(mask, jets).tolist()}]}
+    return {
+        "inputs": [
+            {"name": "particles", "shape": [jets, particles, 3], "datatype": "FP32", "data": values.ravel().tolist()},
+            {"name": "mask", "shape": [jets, particles], "datatype": "BOOL", "data": np.tile(mask, jets).tolist()},
+        ]
+    }
 
 
 # --------------------------------------------------------------------------- the parser, under hypothesis
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20)
-_FIELD_VALUES = st.one_of(_JSON, st.sampled_from(["FP32", "BOOL", "particles", "mask", "INT64"]),
-                          st.lists(st.integers(-3, 30), max_size=4), st.lists(st.booleans(), max_size=3))
+    max_leaves=20,
+)
+_FIELD_VALUES = st.one_of(
+    _JSON,
+    st.sampled_from(["FP32", "BOOL", "particles", "mask", "INT64"]),
+    st.lists(st.integers(-3, 30), max_size=4),
+    st.lists(st.booleans(), max_size=3),
+)
 
 
 @st.composite
@@ -99,21 +109,49 @@ def test_parser_answers_any_bytes_with_a_request_or_a_4xx(body: bytes, header_le
     ("body", "message"),
     [
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-        (json.dumps({"inputs": [{"name": "particles", "shape": [True, 1, 7], "datatype": "FP32", "data": [0] * 7}]}
-                    ).encode(), '"shape" must be a list of at most 8 non-negative integers'),
-        (json.dumps({"inputs": [{"name": "particles", "shape": [1], "datatype": ["FP32"], "data": [1]}]}).encode(),
-         "unsupported datatype"),
-        (json.dumps({"inputs": [{"name": "mask", "shape": [1, 1], "datatype": "BOOL", "data": [True],
-                                 "parameters": [1]}]}).encode(), '"parameters" must be an object'),
-        (json.dumps({"inputs": _valid()["inputs"], "outputs": [{"name": "probabilities", "parameters": "x"}]}
-                    ).encode(), '"parameters" must be an object'),
-        (json.dumps({"inputs": [_valid(4)["inputs"][0], _valid(5)["inputs"][1]]}).encode(),
-         "disagree on the 'particles' axis"),
-        (json.dumps({"inputs": [{**_valid()["inputs"][0], "data": [float("nan")] * 12}, _valid()["inputs"][1]]}
-                    ).encode(), "non-finite values (NaN or inf), the first at index [0, 0, 0]"),
-        (json.dumps({"inputs": [{"name": "particles", "shape": [1, 0, 3], "datatype": "FP32", "data": []},
-                                {"name": "mask", "shape": [1, 0], "datatype": "BOOL", "data": []}]}).encode(),
-         "empty 'particles' axis"),
+        (
+            json.dumps(
+                {"inputs": [{"name": "particles", "shape": [True, 1, 7], "datatype": "FP32", "data": [0] * 7}]}
+            ).encode(),
+            '"shape" must be a list of at most 8 non-negative integers',
+        ),
+        (
+            json.dumps({"inputs": [{"name": "particles", "shape": [1], "datatype": ["FP32"], "data": [1]}]}).encode(),
+            "unsupported datatype",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "mask", "shape": [1, 1], "datatype": "BOOL", "data": [True], "parameters": [1]}]}
+            ).encode(),
+            '"parameters" must be an object',
+        ),
+        (
+            json.dumps(
+                {"inputs": _valid()["inputs"], "outputs": [{"name": "probabilities", "parameters": "x"}]}
+            ).encode(),
+            '"parameters" must be an object',
+        ),
+        (
+            json.dumps({"inputs": [_valid(4)["inputs"][0], _valid(5)["inputs"][1]]}).encode(),
+            "disagree on the 'particles' axis",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{**_valid()["inputs"][0], "data": [float("nan")] * 12}, _valid()["inputs"][1]]}
+            ).encode(),
+            "non-finite values (NaN or inf), the first at index [0, 0, 0]",
+        ),
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "particles", "shape": [1, 0, 3], "datatype": "FP32", "data": []},
+                        {"name": "mask", "shape": [1, 0], "datatype": "BOOL", "data": []},
+                    ]
+                }
+            ).encode(),
+            "empty 'particles' axis",
+        ),
     ],
 )
 def test_hostile_bodies_get_400_with_a_message(server: BackgroundServer, body: bytes, message: str) -> None:
@@ -122,17 +160,29 @@ def test_hostile_bodies_get_400_with_a_message(server: BackgroundServer, body: b
     assert message in answer.json()["error"]
 
 
-def test_a_right_aligned_mask_over_http_gets_the_plain_sessions_score(server: BackgroundServer,
-                                                                     pfn_export: ExportResult) -> None:
+def test_a_right_aligned_mask_over_http_gets_the_plain_sessions_score(
+    server: BackgroundServer, pfn_export: ExportResult
+) -> None:
     rng = np.random.default_rng(5)
     mask = np.zeros((3, LENGTH), bool)
     mask[:, -7:] = True  # the real particles at the end of the axis
     values = rng.normal(0, 0.3, (3, LENGTH, 3)) + np.array([0, 0, 2])
     particles = np.where(mask[..., None], values, 0).astype(np.float32)
     expected = open_session(pfn_export.onnx_path).run(None, {"particles": particles, "mask": mask})[0]
-    answer = httpx.post(f"{server.url}/v2/models/pfn/infer", json={"inputs": [
-        {"name": "particles", "shape": list(particles.shape), "datatype": "FP32", "data": particles.ravel().tolist()},
-        {"name": "mask", "shape": list(mask.shape), "datatype": "BOOL", "data": mask.ravel().tolist()}]})
+    answer = httpx.post(
+        f"{server.url}/v2/models/pfn/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "particles",
+                    "shape": list(particles.shape),
+                    "datatype": "FP32",
+                    "data": particles.ravel().tolist(),
+                },
+                {"name": "mask", "shape": list(mask.shape), "datatype": "BOOL", "data": mask.ravel().tolist()},
+            ]
+        },
+    )
     assert answer.status_code == 200
     got = np.array(answer.json()["outputs"][0]["data"]).reshape(3, 2)
     np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -158,14 +208,12 @@ def _operation_strategies(server: BackgroundServer, mode: GenerationMode) -> st.
 def test_no_endpoint_answers_any_request_with_a_5xx(server: BackgroundServer, mode: GenerationMode) -> None:
     statuses: dict[int, int] = {}
 
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(_operation_strategies(server, mode))
     def call(case: Any) -> None:
         response = case.call(timeout=30)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
-                                            response.text[:300])
+        assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text[:300])
 
     call()
     FUZZ_COUNTS[f"schemathesis {mode}"] = sum(statuses.values())

@@ -34,10 +34,17 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[s
         keys = list(network.input_keys)
         example = [_feed(keys, np.ones((2, 6), bool), seed=0)[key] for key in keys]
         path = folder / f"{name}.onnx"
-        export_network(Positional(network, keys, softmax=True), [torch.from_numpy(v) for v in example], keys,
-                       "probabilities", path, [{0: "batch", 1: "particles"} if example[i].ndim > 1 and
-                                               example[i].shape[1] == 6 else {0: "batch"}
-                                               for i in range(len(keys))])
+        export_network(
+            Positional(network, keys, softmax=True),
+            [torch.from_numpy(v) for v in example],
+            keys,
+            "probabilities",
+            path,
+            [
+                {0: "batch", 1: "particles"} if example[i].ndim > 1 and example[i].shape[1] == 6 else {0: "batch"}
+                for i in range(len(keys))
+            ],
+        )
         found[name] = (keys, open_session(path))
     return found
 
@@ -60,8 +67,9 @@ def test_left_aligned_moves_real_particles_first_in_their_order() -> None:
     mask = np.array([[False, True, False, True], [True, True, False, False], [False, False, False, False]])
     particles = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
     aligned = left_aligned({"particles": particles, "mask": mask, "jet": np.ones((3, 5), np.float32)})
-    np.testing.assert_array_equal(aligned["mask"], [[True, True, False, False], [True, True, False, False],
-                                                    [False] * 4])
+    np.testing.assert_array_equal(
+        aligned["mask"], [[True, True, False, False], [True, True, False, False], [False] * 4]
+    )
     np.testing.assert_array_equal(aligned["particles"][0, :2], particles[0, [1, 3]])
     np.testing.assert_array_equal(aligned["particles"][1], particles[1])  # already aligned: untouched
     np.testing.assert_array_equal(aligned["jet"], np.ones((3, 5)))
@@ -70,11 +78,15 @@ def test_left_aligned_moves_real_particles_first_in_their_order() -> None:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(name=st.sampled_from(MODELS),
-       mask=hnp.arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, SLOTS))),
-       batch_size=st.integers(1, 4), seed=st.integers(0, 1000))
-def test_any_mask_gives_the_scores_of_the_plain_session(sessions: dict[str, tuple[list[str], object]], name: str,
-                                                       mask: np.ndarray, batch_size: int, seed: int) -> None:
+@given(
+    name=st.sampled_from(MODELS),
+    mask=hnp.arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, SLOTS))),
+    batch_size=st.integers(1, 4),
+    seed=st.integers(0, 1000),
+)
+def test_any_mask_gives_the_scores_of_the_plain_session(
+    sessions: dict[str, tuple[list[str], object]], name: str, mask: np.ndarray, batch_size: int, seed: int
+) -> None:
     mask[:, 0] |= ~mask.any(axis=1)  # every jet has a real particle (empty jets: see the next test)
     keys, session = sessions[name]
     feed = _feed(keys, mask, seed)

@@ -25,9 +25,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("predict-inputs")
     jets = make_jets(500, seed=31)
     unlabelled = jets[[name for name in jets.fields if not name.startswith("label_")]]
-    return {"parquet": io.write(unlabelled, folder / "a.parquet", row_group_size=120),
-            "root": io.write(unlabelled, folder / "b.root"),
-            "hdf5": io.write(unlabelled, folder / "c.h5")}
+    return {
+        "parquet": io.write(unlabelled, folder / "a.parquet", row_group_size=120),
+        "root": io.write(unlabelled, folder / "b.root"),
+        "hdf5": io.write(unlabelled, folder / "c.h5"),
+    }
 
 
 def _expected(run_dir: Path, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +37,9 @@ def _expected(run_dir: Path, path: Path) -> tuple[np.ndarray, np.ndarray]:
     model = TrainedModel.load(run_dir)
     jets = io.read(path)
     passed = ak.to_numpy(jets.jet_nparticles) > 8
-    labelled = ak.with_field(ak.with_field(jets, np.zeros(len(jets), np.int64), "label_top"),
-                             np.ones(len(jets), np.int64), "label_qcd")
+    labelled = ak.with_field(
+        ak.with_field(jets, np.zeros(len(jets), np.int64), "label_top"), np.ones(len(jets), np.int64), "label_qcd"
+    )
     copy = path.with_name("labelled" + path.suffix)
     io.write(labelled, copy)
     probabilities, _ = model.predict_files([copy])
@@ -44,8 +47,9 @@ def _expected(run_dir: Path, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return probabilities, passed
 
 
-def test_parquet_scores_match_pytorch_with_nan_for_unselected(pfn_export: ExportResult, inputs: dict[str, Path],
-                                                              tmp_path: Path) -> None:
+def test_parquet_scores_match_pytorch_with_nan_for_unselected(
+    pfn_export: ExportResult, inputs: dict[str, Path], tmp_path: Path
+) -> None:
     run_dir = pfn_export.onnx_path.parent
     (output,) = predict_files(run_dir, [inputs["parquet"]], tmp_path, chunk_size=100, progress=False)
     assert output == tmp_path / "a.scores.parquet"
@@ -67,8 +71,9 @@ def test_parquet_scores_match_pytorch_with_nan_for_unselected(pfn_export: Export
     assert [path.name for path in tmp_path.iterdir()] == ["a.scores.parquet"]  # no temporary left
 
 
-def test_root_input_gives_an_aligned_friend_tree(pfn_export: ExportResult, inputs: dict[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_root_input_gives_an_aligned_friend_tree(
+    pfn_export: ExportResult, inputs: dict[str, Path], tmp_path: Path
+) -> None:
     run_dir = pfn_export.onnx_path.parent
     onnx_out, torch_out = tmp_path / "onnx", tmp_path / "torch"
     (friend,) = predict_files(run_dir, [inputs["root"]], onnx_out, chunk_size=128, progress=False)
@@ -97,8 +102,7 @@ def test_hdf5_input_and_root_format(mlp_export: ExportResult, inputs: dict[str, 
     np.testing.assert_allclose(scores["score_qcd"][passed], expected[:, 1], atol=1e-5)
 
 
-def test_rntuple_input_scores_like_the_ttree(mlp_export: ExportResult, inputs: dict[str, Path],
-                                             tmp_path: Path) -> None:
+def test_rntuple_input_scores_like_the_ttree(mlp_export: ExportResult, inputs: dict[str, Path], tmp_path: Path) -> None:
     run_dir = mlp_export.onnx_path.parent
     rntuple = write_rntuple(io.read(inputs["root"]), tmp_path / "rntuple.root", cluster_size=150)
     (from_rntuple,) = predict_files(run_dir, [rntuple], tmp_path / "out", chunk_size=100, progress=False)
@@ -119,8 +123,7 @@ def test_dask_runs_give_identical_files(pfn_export: ExportResult, inputs: dict[s
     single = predict_files(run_dir, files, tmp_path / "single", progress=False)
     local = predict_files(run_dir, files, tmp_path / "local", workers=2, progress=False)
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
-        remote = predict_files(run_dir, files, tmp_path / "remote", scheduler=cluster.scheduler_address,
-                               progress=False)
+        remote = predict_files(run_dir, files, tmp_path / "remote", scheduler=cluster.scheduler_address, progress=False)
     for one, two, three in zip(single, local, remote, strict=True):
         reference = pq.read_table(one).to_pydict()
         for other in (two, three):
@@ -130,8 +133,9 @@ def test_dask_runs_give_identical_files(pfn_export: ExportResult, inputs: dict[s
                 np.testing.assert_array_equal(np.asarray(columns[name]), np.asarray(values))
 
 
-def test_bad_inputs_are_clear_errors(pfn_export: ExportResult, cuts_run: Path, inputs: dict[str, Path],
-                                     tmp_path: Path) -> None:
+def test_bad_inputs_are_clear_errors(
+    pfn_export: ExportResult, cuts_run: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
     run_dir = pfn_export.onnx_path.parent
     with pytest.raises(DataError, match="no such file"):
         predict_files(run_dir, [tmp_path / "missing.parquet"], tmp_path)
@@ -141,8 +145,9 @@ def test_bad_inputs_are_clear_errors(pfn_export: ExportResult, cuts_run: Path, i
     assert pq.read_table(output).num_rows == 500
 
 
-def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(pfn_export: ExportResult,
-                                                                split_files: dict[str, str]) -> None:
+def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(
+    pfn_export: ExportResult, split_files: dict[str, str]
+) -> None:
     """Batches of similar multiplicity, cut to their longest jet, give the same scores in input order."""
     from heplearn.data.dataset import load_arrays
     from heplearn.serving.engines import OnnxEngine
@@ -154,12 +159,14 @@ def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(pfn_export: Exp
     assert (counts < arrays.mask.shape[1]).sum() > 16 and counts.min() < counts.max()  # batches of 16 get cut
     expected = model.predict(arrays)
     for batch_size in (1, 16, 4096):
-        np.testing.assert_allclose(OnnxEngine(pfn_export.onnx_path, batch_size=batch_size).predict(arrays),
-                                   expected, atol=1e-5)
+        np.testing.assert_allclose(
+            OnnxEngine(pfn_export.onnx_path, batch_size=batch_size).predict(arrays), expected, atol=1e-5
+        )
 
 
-def test_an_output_of_another_run_is_refused_unless_overwrite(pfn_export: ExportResult, mlp_export: ExportResult,
-                                                               inputs: dict[str, Path], tmp_path: Path) -> None:
+def test_an_output_of_another_run_is_refused_unless_overwrite(
+    pfn_export: ExportResult, mlp_export: ExportResult, inputs: dict[str, Path], tmp_path: Path
+) -> None:
     """Issue 15: predicting with one run into a folder holding another run's scores exited 0 and kept them."""
     output_dir = tmp_path / "scores"
     pfn_run, mlp_run = pfn_export.onnx_path.parent, mlp_export.onnx_path.parent
@@ -168,8 +175,11 @@ def test_an_output_of_another_run_is_refused_unless_overwrite(pfn_export: Export
     made = output.stat().st_mtime_ns
     assert predict_files(mlp_run, [inputs["parquet"]], output_dir, progress=False) == [output]
     assert output.stat().st_mtime_ns == made  # same run, model and input: reused
-    with pytest.raises(DataError, match=rf"{output.name} exists and was made by run .*{mlp_run.name} from "
-                                        rf".*a\.parquet.*differs in: run, model_sha256.*--overwrite"):
+    with pytest.raises(
+        DataError,
+        match=rf"{output.name} exists and was made by run .*{mlp_run.name} from "
+        rf".*a\.parquet.*differs in: run, model_sha256.*--overwrite",
+    ):
         predict_files(pfn_run, [inputs["parquet"]], output_dir, progress=False)
     np.testing.assert_array_equal(pq.read_table(output).column("score_top").to_numpy(), mlp_scores)
     predict_files(pfn_run, [inputs["parquet"]], output_dir, engine="onnx", progress=False, overwrite=True)

@@ -23,8 +23,9 @@ def test_int8_export_is_checked_and_reports_the_auc_change(mlp_export: ExportRes
     assert abs(quantized.auc_change) < 0.02 and quantized.auc_float > 0.5  # type: ignore[arg-type]
     assert read_metadata(result.onnx_path)["quantization"] == "int8"
     graph = onnx.load(str(result.onnx_path)).graph
-    assert any(node.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
-               for node in graph.node)
+    assert any(
+        node.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"} for node in graph.node
+    )
     # the float export (the default) has none of it, and agrees to 1e-5
     assert mlp_export.quantization is None and "quantization" not in read_metadata(mlp_export.onnx_path)
     assert mlp_export.max_difference is not None and mlp_export.max_difference <= 1e-5

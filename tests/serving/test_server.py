@@ -56,8 +56,10 @@ def test_health_and_metadata(server: BackgroundServer) -> None:
     assert client.get_server_metadata()["extensions"]
     assert client.is_model_ready("pfn") and client.is_model_ready("mlp")
     metadata = client.get_model_metadata("pfn")
-    assert metadata["inputs"] == [{"name": "particles", "datatype": "FP32", "shape": [-1, -1, 3]},
-                                  {"name": "mask", "datatype": "BOOL", "shape": [-1, -1]}]
+    assert metadata["inputs"] == [
+        {"name": "particles", "datatype": "FP32", "shape": [-1, -1, 3]},
+        {"name": "mask", "datatype": "BOOL", "shape": [-1, -1]},
+    ]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
     assert metadata["parameters"]["class_names"] == ["top", "qcd"]
     assert client.get_model_config("mlp")["input"][0]["dims"] == [2]
@@ -66,15 +68,18 @@ def test_health_and_metadata(server: BackgroundServer) -> None:
     client.close()
 
 
-def test_infer_with_default_client_settings_and_with_json(server: BackgroundServer,
-                                                          pfn_export: ExportResult) -> None:
+def test_infer_with_default_client_settings_and_with_json(server: BackgroundServer, pfn_export: ExportResult) -> None:
     arrays = _jets(5)
     expected = OnnxEngine(pfn_export.onnx_path).run(arrays)
     client = triton_http.InferenceServerClient(server.address)
     result = client.infer("pfn", _inputs(arrays))  # binary inputs and outputs, tritonclient's default
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-6)
-    as_json = client.infer("pfn", _inputs(arrays, binary=False), model_version="1",
-                           outputs=[triton_http.InferRequestedOutput("probabilities", binary_data=False)])
+    as_json = client.infer(
+        "pfn",
+        _inputs(arrays, binary=False),
+        model_version="1",
+        outputs=[triton_http.InferRequestedOutput("probabilities", binary_data=False)],
+    )
     assert "data" in as_json.get_response()["outputs"][0]
     np.testing.assert_allclose(as_json.as_numpy("probabilities"), expected, atol=1e-6)
     compressed = client.infer("pfn", _inputs(arrays), request_compression_algorithm="gzip")
@@ -89,20 +94,41 @@ def test_infer_with_default_client_settings_and_with_json(server: BackgroundServ
     ("model", "arrays", "status", "message"),
     [
         ("nope", None, 404, "unknown model 'nope'"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask_typo": np.ones((2, 4), bool)}, 400,
-         "unknown input 'mask_typo'"),
-        ("pfn", {"particles": np.zeros((2, 4, 5), np.float32), "mask": np.ones((2, 4), bool)}, 400,
-         r"has shape \[2, 4, 5\], expected \[-1, -1, 3\]"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((2, 4), np.float32)}, 400,
-         "'mask' must be BOOL, got FP32"),
-        ("pfn", {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((3, 4), bool)}, 400,
-         "disagree on the batch size"),
-        ("pfn", {"particles": np.zeros((500, 40, 3), np.float32), "mask": np.ones((500, 40), bool)}, 413,
-         "at most 200000"),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask_typo": np.ones((2, 4), bool)},
+            400,
+            "unknown input 'mask_typo'",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 5), np.float32), "mask": np.ones((2, 4), bool)},
+            400,
+            r"has shape \[2, 4, 5\], expected \[-1, -1, 3\]",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((2, 4), np.float32)},
+            400,
+            "'mask' must be BOOL, got FP32",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((2, 4, 3), np.float32), "mask": np.ones((3, 4), bool)},
+            400,
+            "disagree on the batch size",
+        ),
+        (
+            "pfn",
+            {"particles": np.zeros((500, 40, 3), np.float32), "mask": np.ones((500, 40), bool)},
+            413,
+            "at most 200000",
+        ),
     ],
 )
-def test_bad_requests_get_clear_4xx_answers(server: BackgroundServer, model: str,
-                                            arrays: dict[str, np.ndarray] | None, status: int, message: str) -> None:
+def test_bad_requests_get_clear_4xx_answers(
+    server: BackgroundServer, model: str, arrays: dict[str, np.ndarray] | None, status: int, message: str
+) -> None:
     client = triton_http.InferenceServerClient(server.address)
     with pytest.raises(InferenceServerException, match=message) as caught:
         client.infer(model, _inputs(arrays if arrays is not None else _jets(2)))
@@ -116,29 +142,43 @@ def test_malformed_bodies_and_unknown_routes(server: BackgroundServer) -> None:
         assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]
         no_inputs = client.post("/v2/models/pfn/infer", json={"outputs": []})
         assert no_inputs.status_code == 400 and "inputs" in no_inputs.json()["error"]
-        short = client.post("/v2/models/pfn/infer", json={"inputs": [
-            {"name": "particles", "shape": [1, 2, 3], "datatype": "FP32", "data": [1, 2]},
-            {"name": "mask", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]}]})
+        short = client.post(
+            "/v2/models/pfn/infer",
+            json={
+                "inputs": [
+                    {"name": "particles", "shape": [1, 2, 3], "datatype": "FP32", "data": [1, 2]},
+                    {"name": "mask", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]},
+                ]
+            },
+        )
         assert short.status_code == 400 and "2 values for shape [1, 2, 3]" in short.json()["error"]
-        strings = client.post("/v2/models/pfn/infer", json={"inputs": [
-            {"name": "particles", "shape": [1], "datatype": "BYTES", "data": ["a"]}]})
+        strings = client.post(
+            "/v2/models/pfn/infer",
+            json={"inputs": [{"name": "particles", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+        )
         assert strings.status_code == 400 and "unsupported datatype 'BYTES'" in strings.json()["error"]
         bomb = gzip.compress(b" " * 300_000)  # small on the wire, too large once inflated
         inflated = client.post("/v2/models/pfn/infer", content=bomb, headers={"Content-Encoding": "gzip"})
         assert inflated.status_code == 413
         assert client.get("/v2/nothing/here").status_code == 404
         assert client.get("/v2/models/pfn/versions/7").status_code == 404
-        plain = client.post("/v2/models/mlp/infer", content=json.dumps({"id": "r1", "inputs": [
-            {"name": "jet", "shape": [1, 2], "datatype": "FP32", "data": [[90.0, 30.0]]}]}))
+        plain = client.post(
+            "/v2/models/mlp/infer",
+            content=json.dumps(
+                {"id": "r1", "inputs": [{"name": "jet", "shape": [1, 2], "datatype": "FP32", "data": [[90.0, 30.0]]}]}
+            ),
+        )
         assert plain.status_code == 200 and plain.json()["id"] == "r1"
         assert plain.json()["outputs"][0]["shape"] == [1, 2]
 
 
-def test_32_concurrent_clients_get_the_in_process_answers(server: BackgroundServer,
-                                                          pfn_export: ExportResult) -> None:
+def test_32_concurrent_clients_get_the_in_process_answers(server: BackgroundServer, pfn_export: ExportResult) -> None:
     engine = OnnxEngine(pfn_export.onnx_path)
-    requests = {(client, index): _jets(1 + (client + index) % 4, seed=client * 100 + index)
-                for client in range(LOAD_CLIENTS) for index in range(REQUESTS_PER_CLIENT)}
+    requests = {
+        (client, index): _jets(1 + (client + index) % 4, seed=client * 100 + index)
+        for client in range(LOAD_CLIENTS)
+        for index in range(REQUESTS_PER_CLIENT)
+    }
     expected = {key: engine.run(arrays) for key, arrays in requests.items()}
     answers: dict[tuple[int, int], np.ndarray] = {}
     errors: list[BaseException] = []

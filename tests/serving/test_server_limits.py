@@ -33,8 +33,9 @@ RSS_GROWTH_BOUND_MB = 60.0
 def particlenet_run(split_files: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = run_config(split_files, {"name": "particlenet", "preset": "small"})
     config["data"]["inputs"]["points"] = {"length": LENGTH, "variables": ["part_deta", "part_dphi"]}
-    run = train(load_run_config(config), name="particlenet", runs_dir=tmp_path_factory.mktemp("pn-runs"),
-                progress=False).run_dir
+    run = train(
+        load_run_config(config), name="particlenet", runs_dir=tmp_path_factory.mktemp("pn-runs"), progress=False
+    ).run_dir
     export_run(run)
     return run
 
@@ -88,12 +89,15 @@ def _rss_mb(pid: int) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
-def test_server_memory_stays_bounded_under_a_loop_of_oversize_requests(particlenet_run: Path, tmp_path: Path
-                                                                       ) -> None:
+def test_server_memory_stays_bounded_under_a_loop_of_oversize_requests(particlenet_run: Path, tmp_path: Path) -> None:
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "heplearn", "serve", str(particlenet_run), "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "heplearn", "serve", str(particlenet_run), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             deadline = time.monotonic() + 120
@@ -107,8 +111,9 @@ def test_server_memory_stays_bounded_under_a_loop_of_oversize_requests(particlen
                 time.sleep(0.2)
             metadata = client.get("/v2/models/particlenet").json()
             for _ in range(5):  # warm up on accepted requests at the limit
-                assert client.post("/v2/models/particlenet/infer",
-                                   json=_request(metadata, 32, LENGTH)).status_code == 200
+                assert (
+                    client.post("/v2/models/particlenet/infer", json=_request(metadata, 32, LENGTH)).status_code == 200
+                )
             baseline = _rss_mb(process.pid)
             oversize = _request(metadata, 1, OVERSIZE_PARTICLES)
             peak = baseline
@@ -116,8 +121,10 @@ def test_server_memory_stays_bounded_under_a_loop_of_oversize_requests(particlen
                 answer = client.post("/v2/models/particlenet/infer", json=oversize)
                 assert answer.status_code == 400 and "particles per jet" in answer.json()["error"]
                 peak = max(peak, _rss_mb(process.pid))
-        print(f"server RSS: {baseline:.0f} MB after warm-up, {peak:.0f} MB at most during 40 requests of "
-              f"1 jet x {OVERSIZE_PARTICLES} particles")
+        print(
+            f"server RSS: {baseline:.0f} MB after warm-up, {peak:.0f} MB at most during 40 requests of "
+            f"1 jet x {OVERSIZE_PARTICLES} particles"
+        )
         assert peak - baseline < RSS_GROWTH_BOUND_MB
     finally:
         process.terminate()

@@ -25,16 +25,22 @@ MAX_CONNECTIONS = 8
 
 @pytest.fixture(scope="module")
 def server(mlp_export: ExportResult) -> Iterator[BackgroundServer]:
-    with BackgroundServer([mlp_export.onnx_path.parent], body_timeout=BODY_TIMEOUT, keep_alive_timeout=1.0,
-                          max_connections=MAX_CONNECTIONS) as running:
+    with BackgroundServer(
+        [mlp_export.onnx_path.parent],
+        body_timeout=BODY_TIMEOUT,
+        keep_alive_timeout=1.0,
+        max_connections=MAX_CONNECTIONS,
+    ) as running:
         yield running
 
 
 def _half_sent(server: BackgroundServer) -> socket.socket:
     """A connection that declares a 4 kB body and sends only its first bytes."""
     connection = socket.create_connection((server.host, server.port), timeout=10)
-    connection.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: 4096\r\n\r\n" + HALF_BODY)
+    connection.sendall(
+        b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4096\r\n\r\n" + HALF_BODY
+    )
     return connection
 
 
@@ -44,8 +50,11 @@ def _status(connection: socket.socket) -> int:
 
 
 def _infer(server: BackgroundServer) -> int:
-    return httpx.post(f"{server.url}/v2/models/mlp/infer", timeout=10, json={"inputs": [
-        {"name": "jet", "shape": [1, 2], "datatype": "FP32", "data": [90.0, 30.0]}]}).status_code
+    return httpx.post(
+        f"{server.url}/v2/models/mlp/infer",
+        timeout=10,
+        json={"inputs": [{"name": "jet", "shape": [1, 2], "datatype": "FP32", "data": [90.0, 30.0]}]},
+    ).status_code
 
 
 def test_half_sent_bodies_time_out_and_connections_are_capped(server: BackgroundServer) -> None:
@@ -57,16 +66,17 @@ def test_half_sent_bodies_time_out_and_connections_are_capped(server: Background
     elapsed = time.monotonic() - start
     for connection in held + beyond:
         connection.close()
-    assert statuses[:len(held)] == [408] * len(held)  # timed out, not held open
-    refused = statuses[len(held):]  # the cap counts open connections: the first two still fit under it
+    assert statuses[: len(held)] == [408] * len(held)  # timed out, not held open
+    refused = statuses[len(held) :]  # the cap counts open connections: the first two still fit under it
     assert set(refused) <= {408, 503} and refused.count(503) >= len(refused) - 2
     assert elapsed < BODY_TIMEOUT + 5
     time.sleep(0.2)
     assert _infer(server) == 200  # the server serves again once they are gone
 
 
-def test_vanishing_clients_cost_one_warning_line_and_no_traceback(server: BackgroundServer,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_vanishing_clients_cost_one_warning_line_and_no_traceback(
+    server: BackgroundServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     for _ in range(3):
         for connection in [_half_sent(server) for _ in range(MAX_CONNECTIONS - 2)]:

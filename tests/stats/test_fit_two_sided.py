@@ -30,12 +30,35 @@ def test_the_down_sample_is_the_low_template(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     top, qcd = rng.beta(5, 2, 5000), rng.beta(2, 5, 5000)
     up, down = rng.beta(2.4, 5, 5000), rng.beta(2, 5.6, 4000)  # the down sample also has another size
-    files = {name: write_scores(tmp_path / f"{name}.parquet", values)
-             for name, values in (("top", top), ("qcd", qcd), ("up", up), ("down", down),
-                                  ("data", np.concatenate([rng.beta(5, 2, 300), rng.beta(2, 5, 1700)])))}
-    common = ["fit", "--signal-scores", files["top"], "--background-scores", files["qcd"], "--data", files["data"],
-              "--bins", str(BINS), "--scan-points", "5", "--no-limit", "--no-scan-2d", "--no-unbinned",
-              "--no-progress", "--systematic", f"fsr=:{files['up']}"]
+    files = {
+        name: write_scores(tmp_path / f"{name}.parquet", values)
+        for name, values in (
+            ("top", top),
+            ("qcd", qcd),
+            ("up", up),
+            ("down", down),
+            ("data", np.concatenate([rng.beta(5, 2, 300), rng.beta(2, 5, 1700)])),
+        )
+    }
+    common = [
+        "fit",
+        "--signal-scores",
+        files["top"],
+        "--background-scores",
+        files["qcd"],
+        "--data",
+        files["data"],
+        "--bins",
+        str(BINS),
+        "--scan-points",
+        "5",
+        "--no-limit",
+        "--no-scan-2d",
+        "--no-unbinned",
+        "--no-progress",
+        "--systematic",
+        f"fsr=:{files['up']}",
+    ]
     main([*common, "-o", str(tmp_path / "two"), "--systematic-down", f"fsr=:{files['down']}"])
     main([*common, "-o", str(tmp_path / "mirrored")])
     two = _histosys(json.loads((tmp_path / "two" / "workspace.json").read_text()), "background", "fsr")
@@ -55,7 +78,6 @@ def test_a_down_sample_needs_its_up_one() -> None:
         FitInputs(values, values, values, {}, systematics_down={"fsr": (None, values)})
 
 
-
 def test_the_discovery_test_can_be_left_out(tmp_path: Path) -> None:
     """``FitSettings(discovery=False)`` skips q₀ (its background-only fit); the fit and its report stand."""
     from heplearn.stats.fitting import FitSettings, fit_inputs, summary_line
@@ -68,11 +90,18 @@ def test_the_discovery_test_can_be_left_out(tmp_path: Path) -> None:
         return Values(x, np.ones(len(x)))
 
     inputs = FitInputs(values(signal), values(background), values(data))
-    quick = {"binning": Binning(BINS, -4.0, 4.0), "unbinned": False, "limit": False, "impacts": False,
-             "scan_2d": False, "scan_points": 5}
+    quick = {
+        "binning": Binning(BINS, -4.0, 4.0),
+        "unbinned": False,
+        "limit": False,
+        "impacts": False,
+        "scan_2d": False,
+        "scan_points": 5,
+    }
     without = fit_inputs(inputs, tmp_path, FitSettings(**quick, discovery=False), progress=False)
     assert without.discovery is None
     assert json.loads((tmp_path / "results.json").read_text())["discovery"] is None
-    assert "Z obs" not in summary_line(without) and "discovery significance" not in (
-        tmp_path / "report.html").read_text()
+    assert (
+        "Z obs" not in summary_line(without) and "discovery significance" not in (tmp_path / "report.html").read_text()
+    )
     assert without.full.value() == pytest.approx(1.0, abs=3 * without.full.uncertainty())

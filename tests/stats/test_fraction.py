@@ -26,6 +26,7 @@ def mixture(rng: np.random.Generator, events: int = EVENTS, alpha: float = ALPHA
 
 def fisher_sigma() -> float:
     """σ² = 1 / (N ∫ (f_S − f_B)² / f dx), integrated here independently of the library."""
+
     def integrand(x: float) -> float:
         s, b = SIGNAL.pdf(x), BACKGROUND.pdf(x)
         return (s - b) ** 2 / (ALPHA * s + (1 - ALPHA) * b)
@@ -121,9 +122,14 @@ def test_bad_input_is_refused() -> None:
         fit_fraction(np.array([0.0]), signal, background, start=1.5)
     with pytest.raises(DataError, match=r"'signal'.*is empty"):  # noqa: PT012 - the template is the bad input
         empty = make_template(np.array([10.0]), binning=binning, name="signal")
-        fit_fraction_binned(make_template(np.zeros(5), binning=binning), empty,
-                            make_template(np.zeros(5), binning=binning, name="background"))
+        fit_fraction_binned(
+            make_template(np.zeros(5), binning=binning),
+            empty,
+            make_template(np.zeros(5), binning=binning, name="background"),
+        )
     with pytest.raises(ConfigError, match="other binning"):
-        fit_fraction_binned(make_template(np.zeros(5), binning=binning),
-                            make_template(np.zeros(5), binning=Binning(5, -3.0, 3.0), name="signal"),
-                            make_template(np.zeros(5), binning=binning, name="background"))
+        fit_fraction_binned(
+            make_template(np.zeros(5), binning=binning),
+            make_template(np.zeros(5), binning=Binning(5, -3.0, 3.0), name="signal"),
+            make_template(np.zeros(5), binning=binning, name="background"),
+        )

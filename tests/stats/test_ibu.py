@@ -46,8 +46,9 @@ def test_ibu_with_events_follows_the_recursion_within_statistics() -> None:
     bins = np.linspace(-5, 5, 201)
     result = unfold_events(gen, reco, data, bins, bins, 10, bootstraps=20, seed=3)
     centres = 0.5 * (bins[1:] + bins[:-1])
-    replica_moments = np.array([[weighted_moments(centres, replica[i]) for i in range(10)]
-                                for replica in result.replicas])  # (bootstraps, iterations, 2)
+    replica_moments = np.array(
+        [[weighted_moments(centres, replica[i]) for i in range(10)] for replica in result.replicas]
+    )  # (bootstraps, iterations, 2)
     spread = replica_moments.std(axis=0, ddof=1)
     for iteration, expected in TABLE.items():
         m, s = weighted_moments(centres, result.unfolded[iteration - 1])

@@ -11,8 +11,13 @@ from heplearn.stats.scale_factors import BinnedScaleFactor, ScaleFactor
 
 def test_postfit_stack_and_ratio() -> None:
     edges = np.linspace(0, 1, 5)
-    figure = plot_postfit(edges, {"qcd": np.array([100.0, 50, 20, 5]), "top": np.array([1.0, 2, 5, 10])},
-                          np.array([99.0, 55, 24, 16]), np.full(4, 2.0), xlabel="p(top)")
+    figure = plot_postfit(
+        edges,
+        {"qcd": np.array([100.0, 50, 20, 5]), "top": np.array([1.0, 2, 5, 10])},
+        np.array([99.0, 55, 24, 16]),
+        np.full(4, 2.0),
+        xlabel="p(top)",
+    )
     main, lower = figure.axes
     assert lower.get_xlabel() == "p(top)" and lower.get_ylabel() == "Data / model"
     assert main.get_ylabel() == "Events / bin" and main.get_yscale() == "log"
@@ -34,8 +39,10 @@ def test_scan_and_brazil_plots() -> None:
 
 
 def test_scale_factor_plot_shows_the_ratio_per_bin() -> None:
-    binned = [BinnedScaleFactor(300, 500, ScaleFactor(0.54, 0.01, 0.6, 0.004, 0.9, 0.02, 0.017)),
-              BinnedScaleFactor(500, 800, ScaleFactor(0.6, 0.01, 0.6, 0.004, 1.0, 0.02, 0.017))]
+    binned = [
+        BinnedScaleFactor(300, 500, ScaleFactor(0.54, 0.01, 0.6, 0.004, 0.9, 0.02, 0.017)),
+        BinnedScaleFactor(500, 800, ScaleFactor(0.6, 0.01, 0.6, 0.004, 1.0, 0.02, 0.017)),
+    ]
     top, bottom = plot_scale_factors(binned).axes
     assert top.get_ylabel() == r"Signal efficiency $\varepsilon$"
     assert bottom.get_ylabel() == "SF" and "GeV" in bottom.get_xlabel()

@@ -45,17 +45,28 @@ def counts(values: list[float], name: str, variances: list[float] | None = None)
 
 
 def counting_model(s: float, b: float, n: float, **background: object) -> tuple[pyhf.pdf.Model, list[float]]:
-    samples = [Sample(counts([s], "signal"), ("mu",), lumi=False, mc_statistics=False),
-               Sample(counts([b], "background"), lumi=False, mc_statistics=False, **background)]  # type: ignore[arg-type]
+    samples = [
+        Sample(counts([s], "signal"), ("mu",), lumi=False, mc_statistics=False),
+        Sample(counts([b], "background"), lumi=False, mc_statistics=False, **background),
+    ]  # type: ignore[arg-type]
     return model_and_data(build_workspace(samples, [n], PLAIN))
 
 
-def normalisation_model(signal: list[float], background: list[float], observed: list[float],
-                        ) -> tuple[pyhf.pdf.Model, list[float]]:
+def normalisation_model(
+    signal: list[float],
+    background: list[float],
+    observed: list[float],
+) -> tuple[pyhf.pdf.Model, list[float]]:
     """Signal with μ, background with a 10% normalisation uncertainty, no MC statistics."""
-    samples = [Sample(counts(signal, "signal"), ("mu",), lumi=False, mc_statistics=False),
-               Sample(counts(background, "background"), lumi=False, mc_statistics=False,
-                      systematics=(Systematic("background_norm", normalisation=(0.9, 1.1)),))]
+    samples = [
+        Sample(counts(signal, "signal"), ("mu",), lumi=False, mc_statistics=False),
+        Sample(
+            counts(background, "background"),
+            lumi=False,
+            mc_statistics=False,
+            systematics=(Systematic("background_norm", normalisation=(0.9, 1.1)),),
+        ),
+    ]
     return model_and_data(build_workspace(samples, observed, PLAIN))
 
 
@@ -105,8 +116,9 @@ def test_pulls_and_impacts_of_a_constrained_normalisation() -> None:
 def test_two_parameter_scan_has_its_minimum_at_the_best_fit() -> None:
     model, data = normalisation_model([0.0, 50.0], [1000.0, 100.0], [1000.0, 150.0])
     result = fit(model, data)
-    scan = profile_scan(model, data, ("mu", "background_norm"), (np.linspace(0.6, 1.4, 5), np.linspace(-1, 1, 5)),
-                        result)
+    scan = profile_scan(
+        model, data, ("mu", "background_norm"), (np.linspace(0.6, 1.4, 5), np.linspace(-1, 1, 5)), result
+    )
     assert scan.delta_nll.shape == (5, 5)
     assert scan.delta_nll[2, 2] == pytest.approx(0.0, abs=1e-3)  # (μ̂, θ̂) = (1, 0) on the grid
     assert scan.delta_nll.min() > -1e-6
@@ -136,8 +148,10 @@ def test_cls_limit_of_a_counting_experiment_matches_the_asymptotic_formula() -> 
 def test_histosys_from_varied_templates_and_a_workspace_that_pyhf_reads(tmp_path: Path) -> None:
     nominal = counts([100.0, 50.0, 10.0], "background")
     up = counts([90.0, 55.0, 14.0], "background")
-    samples = [Sample(counts([1.0, 5.0, 10.0], "signal"), ("mu",)),
-               Sample(nominal, systematics=(Systematic("tune", up=up), Systematic("xsec", normalisation=(0.95, 1.05))))]
+    samples = [
+        Sample(counts([1.0, 5.0, 10.0], "signal"), ("mu",)),
+        Sample(nominal, systematics=(Systematic("tune", up=up), Systematic("xsec", normalisation=(0.95, 1.05)))),
+    ]
     workspace = build_workspace(samples, [101.0, 56.0, 20.0], ModelSettings(lumi_uncertainty=0.02))
     modifiers = {m["name"]: m for m in workspace["channels"][0]["samples"][1]["modifiers"]}
     assert modifiers["tune"]["data"] == {"hi_data": [90.0, 55.0, 14.0], "lo_data": [110.0, 45.0, 6.0]}  # mirrored
@@ -162,14 +176,21 @@ def test_bad_models_are_refused() -> None:
     with pytest.raises(DataError, match=r"'background'.*is empty"):
         build_workspace([Sample(signal, ("mu",)), Sample(counts([0.0, 0.0], "background"))], [1, 1])
     with pytest.raises(ConfigError, match="other binning"):
-        build_workspace([Sample(signal, ("mu",)),
-                         Sample(background, systematics=(Systematic("tune", up=counts([1.0], "background")),))],
-                        [1, 1])
+        build_workspace(
+            [
+                Sample(signal, ("mu",)),
+                Sample(background, systematics=(Systematic("tune", up=counts([1.0], "background")),)),
+            ],
+            [1, 1],
+        )
     with pytest.raises(ConfigError, match="parameter of interest 'mu'"):
         build_workspace([Sample(signal), Sample(background)], [1, 1])
     with pytest.raises(ConfigError, match="outside its bounds"):
-        build_workspace([Sample(signal, ("mu",)), Sample(background)], [1, 1],
-                        ModelSettings(parameters=(Parameter("mu", (0, 10), 20),)))
+        build_workspace(
+            [Sample(signal, ("mu",)), Sample(background)],
+            [1, 1],
+            ModelSettings(parameters=(Parameter("mu", (0, 10), 20),)),
+        )
     model, data = counting_model(10.0, 100.0, 110.0)
     with pytest.raises(ConfigError, match="outside its bounds"):
         fit(model, data, fixed={"mu": 11.0})

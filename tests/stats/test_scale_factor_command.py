@@ -28,11 +28,15 @@ def jets(rng: np.random.Generator, n: int, top: bool, efficiency: float) -> pa.T
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder, rng = tmp_path_factory.mktemp("sf"), np.random.default_rng(11)
-    tables = {"top": jets(rng, 30_000, True, SIM_EFFICIENCY), "qcd": jets(rng, 60_000, False, BACKGROUND_EFFICIENCY),
-              # a varied simulation (another tune): ε_sim = 0.63, so SF shifts by 0.9·(0.6/0.63 − 1) = −0.043
-              "top_tune": jets(rng, 30_000, True, 0.63),
-              "data": pa.concat_tables([jets(rng, 8_000, True, RATIO * SIM_EFFICIENCY),
-                                        jets(rng, 16_000, False, BACKGROUND_EFFICIENCY)])}
+    tables = {
+        "top": jets(rng, 30_000, True, SIM_EFFICIENCY),
+        "qcd": jets(rng, 60_000, False, BACKGROUND_EFFICIENCY),
+        # a varied simulation (another tune): ε_sim = 0.63, so SF shifts by 0.9·(0.6/0.63 − 1) = −0.043
+        "top_tune": jets(rng, 30_000, True, 0.63),
+        "data": pa.concat_tables(
+            [jets(rng, 8_000, True, RATIO * SIM_EFFICIENCY), jets(rng, 16_000, False, BACKGROUND_EFFICIENCY)]
+        ),
+    }
     paths = {}
     for name, table in tables.items():
         paths[name] = str(folder / f"{name}.parquet")
@@ -41,14 +45,38 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def arguments(samples: dict[str, str], output: Path, *extra: str) -> list[str]:
-    return ["fit", "--working-point", "0.5", "--pt-bins", "300,500,900", "--signal-scores", samples["top"],
-            "--background-scores", samples["qcd"], "--data", samples["data"], "--column", "score_top",
-            "--sf-observable", "jet_sdmass", "--bins", "25", "--low", "50", "--high", "300", "--output", str(output),
-            "--no-progress", *extra]
+    return [
+        "fit",
+        "--working-point",
+        "0.5",
+        "--pt-bins",
+        "300,500,900",
+        "--signal-scores",
+        samples["top"],
+        "--background-scores",
+        samples["qcd"],
+        "--data",
+        samples["data"],
+        "--column",
+        "score_top",
+        "--sf-observable",
+        "jet_sdmass",
+        "--bins",
+        "25",
+        "--low",
+        "50",
+        "--high",
+        "300",
+        "--output",
+        str(output),
+        "--no-progress",
+        *extra,
+    ]
 
 
-def test_scale_factors_recover_the_known_efficiency_ratio(samples: dict[str, str], tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_scale_factors_recover_the_known_efficiency_ratio(
+    samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     output = tmp_path / "sf"
     code, out, err = run(arguments(samples, output, "--systematic", f"tune={samples['top_tune']}:"), capsys)
     assert code == 0, err
@@ -68,8 +96,9 @@ def test_scale_factors_recover_the_known_efficiency_ratio(samples: dict[str, str
     assert (output / "plots" / "scale_factors.png").is_file()
 
 
-def test_scale_factor_input_errors_are_one_line(samples: dict[str, str], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_scale_factor_input_errors_are_one_line(
+    samples: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(arguments(samples, tmp_path / "a", "--working-point", "1.5"), capsys)
     assert code == 2 and "no simulated signal jets pass the working point 1.5" in err
     assert len(err.strip().splitlines()) == 1

@@ -30,9 +30,13 @@ def categories(rng: np.random.Generator, data_efficiency: float) -> tuple[Catego
     made = []
     for selected in (True, False):
         data = np.concatenate([data_top[data_top_pass == selected], data_qcd[data_qcd_pass == selected]])
-        made.append(Category(make_template(top[top_pass == selected], binning=MASS, name="top"),
-                             make_template(qcd[qcd_pass == selected], binning=MASS, name="qcd"),
-                             make_template(data, binning=MASS, name="data")))
+        made.append(
+            Category(
+                make_template(top[top_pass == selected], binning=MASS, name="top"),
+                make_template(qcd[qcd_pass == selected], binning=MASS, name="qcd"),
+                make_template(data, binning=MASS, name="data"),
+            )
+        )
     return made[0], made[1]
 
 
@@ -47,8 +51,9 @@ def test_a_ten_percent_lower_efficiency_gives_sf_0_90() -> None:
 
 def test_equal_efficiencies_give_sf_1_in_every_pt_bin() -> None:
     rng = np.random.default_rng(2)
-    binned = scale_factors_in_bins([300, 500, 800],
-                                   [categories(rng, SIM_EFFICIENCY), categories(rng, 0.8 * SIM_EFFICIENCY)])
+    binned = scale_factors_in_bins(
+        [300, 500, 800], [categories(rng, SIM_EFFICIENCY), categories(rng, 0.8 * SIM_EFFICIENCY)]
+    )
     assert [(b.low, b.high) for b in binned] == [(300, 500), (500, 800)]
     assert abs(binned[0].result.scale_factor - 1.0) < 2 * binned[0].result.uncertainty
     assert abs(binned[1].result.scale_factor - 0.8) < 2 * binned[1].result.uncertainty

@@ -31,13 +31,27 @@ def heteroscedastic(path: Path, n: int, seed: int) -> Path:
 def test_quartiles_cover_their_levels(tmp_path: Path) -> None:
     train_file = heteroscedastic(tmp_path / "train.parquet", 40_000, 1)
     test_file = heteroscedastic(tmp_path / "test.parquet", 20_000, 2)
-    config = load_run_config({
-        "data": {"train": str(train_file), "val": str(test_file), "inputs": {"jet": {"variables": ["jet_x"]}},
-                 "labels": {"type": "regression", "targets": {"y": "jet_y"}}},
-        "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
-        "training": {"epochs": 8, "batch_size": 256, "seed": 0, "threads": 1, "learning_rate": 3e-3,
-                     "weight_decay": 0.0, "quantiles": [0.25, 0.5, 0.75], "loss": "huber_quantiles"},
-    })
+    config = load_run_config(
+        {
+            "data": {
+                "train": str(train_file),
+                "val": str(test_file),
+                "inputs": {"jet": {"variables": ["jet_x"]}},
+                "labels": {"type": "regression", "targets": {"y": "jet_y"}},
+            },
+            "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
+            "training": {
+                "epochs": 8,
+                "batch_size": 256,
+                "seed": 0,
+                "threads": 1,
+                "learning_rate": 3e-3,
+                "weight_decay": 0.0,
+                "quantiles": [0.25, 0.5, 0.75],
+                "loss": "huber_quantiles",
+            },
+        }
+    )
     result = train(config, name="calibrated", runs_dir=tmp_path / "runs", progress=False)
     model = TrainedModel.load(result.run_dir)
     assert model.output_names == ["output_y_q0.25", "output_y_q0.5", "output_y_q0.75"]

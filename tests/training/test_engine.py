@@ -42,8 +42,9 @@ class MassRecorder(LossTermBase):
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         if torch.is_grad_enabled():
-            MassRecorder.seen.append((batch[observer_key("aux_id")].numpy().copy(),
-                                      batch[observer_key("jet_sdmass")].numpy().copy()))
+            MassRecorder.seen.append(
+                (batch[observer_key("aux_id")].numpy().copy(), batch[observer_key("jet_sdmass")].numpy().copy())
+            )
         return outputs.sum() * 0.0
 
 
@@ -58,11 +59,22 @@ def write_jets(folder: Path, n: int = 900, seed: int = 5) -> tuple[Path, ak.Arra
 
 def config_for(train_file: Path, **training: Any) -> dict[str, Any]:
     return {
-        "data": {"train": str(train_file), "inputs": {"jet": {"variables": ["jet_pt", "jet_nparticles"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}, "observers": ["jet_sdmass", "aux_id"]},
+        "data": {
+            "train": str(train_file),
+            "inputs": {"jet": {"variables": ["jet_pt", "jet_nparticles"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+            "observers": ["jet_sdmass", "aux_id"],
+        },
         "model": {"name": "mlp", "preset": "small"},
-        "training": {"epochs": 1, "batch_size": 64, "seed": 3, "threads": 1, "early_stopping_patience": None,
-                     "loss": [{"name": "cross_entropy"}, {"name": "mass_recorder", "weight": 0.5}], **training},
+        "training": {
+            "epochs": 1,
+            "batch_size": 64,
+            "seed": 3,
+            "threads": 1,
+            "early_stopping_patience": None,
+            "loss": [{"name": "cross_entropy"}, {"name": "mass_recorder", "weight": 0.5}],
+            **training,
+        },
     }
 
 
@@ -122,10 +134,25 @@ def test_a_loss_term_reads_the_jet_mass_under_ddp(tmp_path: Path, streaming: boo
     script = tmp_path / "ddp_record.py"
     script.write_text(DDP_RECORD)
     config = json.dumps(config_for(train_file, streaming=streaming))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(script), config, str(tmp_path / "runs"), str(tmp_path)],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            config,
+            str(tmp_path / "runs"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen_by_rank = []
     for rank in (0, 1):
@@ -147,17 +174,21 @@ def test_disco_decorrelates_the_background_score_from_the_mass(tmp_path: Path) -
         content = config_for(train_file, epochs=6, batch_size=256, learning_rate=3e-3)
         content["data"]["inputs"]["jet"]["variables"] = ["jet_sdmass", "jet_nparticles"]
         content["data"]["val"] = str(val_file)
-        content["training"]["loss"] = [{"name": "cross_entropy"},
-                                       {"name": "disco", "weight": strength, "on": "jet_sdmass"}]
-        result = train(load_run_config(content), name=f"disco{strength:g}", runs_dir=tmp_path / "runs",
-                       progress=False)
+        content["training"]["loss"] = [
+            {"name": "cross_entropy"},
+            {"name": "disco", "weight": strength, "on": "jet_sdmass"},
+        ]
+        result = train(load_run_config(content), name=f"disco{strength:g}", runs_dir=tmp_path / "runs", progress=False)
         assert "val_loss_disco" in result.history[-1]
         model = TrainedModel.load(result.run_dir)
         scores, arrays = model.predict_files([val_file])
         background = arrays.label == 1
-        correlations[strength] = float(distance_correlation(
-            torch.from_numpy(scores[background, 0].astype(np.float64)),
-            torch.from_numpy(arrays.observers["jet_sdmass"][background].astype(np.float64))))
+        correlations[strength] = float(
+            distance_correlation(
+                torch.from_numpy(scores[background, 0].astype(np.float64)),
+                torch.from_numpy(arrays.observers["jet_sdmass"][background].astype(np.float64)),
+            )
+        )
     assert correlations[0.0] > 0.1
     assert correlations[30.0] < 0.5 * correlations[0.0]
 
@@ -171,8 +202,12 @@ def test_an_autoencoder_trains_without_labels_and_exports_its_anomaly_score(tmp_
     mixed = make_jets(800, seed=13)
     mixed_file = io.write(mixed, tmp_path / "mixed.parquet")
     content = {
-        "data": {"train": str(train_file), "test": str(mixed_file), "labels": {"type": "none"},
-                 "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_pt"]}}},
+        "data": {
+            "train": str(train_file),
+            "test": str(mixed_file),
+            "labels": {"type": "none"},
+            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_pt"]}},
+        },
         "model": {"name": "autoencoder", "preset": "small"},
         "training": {"epochs": 8, "batch_size": 64, "seed": 1, "threads": 1, "learning_rate": 3e-3},
     }
@@ -206,8 +241,14 @@ def write_reweighting_sample(path: Path, n: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     is_target = np.arange(n) % 2 == 0
     x = rng.normal(size=n) + 0.5 * is_target
-    table = ak.zip({"jet_x": x.astype(np.float32), "jet_noise": rng.normal(size=n).astype(np.float32),
-                    "label_target": is_target.astype(np.int64), "label_source": (~is_target).astype(np.int64)})
+    table = ak.zip(
+        {
+            "jet_x": x.astype(np.float32),
+            "jet_noise": rng.normal(size=n).astype(np.float32),
+            "label_target": is_target.astype(np.int64),
+            "label_source": (~is_target).astype(np.int64),
+        }
+    )
     return io.write(table, path)
 
 
@@ -218,9 +259,13 @@ def test_a_reweighting_task_outputs_the_density_ratio(tmp_path: Path) -> None:
     train_file = write_reweighting_sample(tmp_path / "train.parquet", 8000, 1)
     test_file = write_reweighting_sample(tmp_path / "test.parquet", 6000, 2)
     content = {
-        "data": {"train": str(train_file), "val": str(test_file), "test": str(test_file),
-                 "labels": {"type": "reweighting", "classes": ["label_target", "label_source"]},
-                 "inputs": {"jet": {"variables": ["jet_x", "jet_noise"]}}},
+        "data": {
+            "train": str(train_file),
+            "val": str(test_file),
+            "test": str(test_file),
+            "labels": {"type": "reweighting", "classes": ["label_target", "label_source"]},
+            "inputs": {"jet": {"variables": ["jet_x", "jet_noise"]}},
+        },
         "model": {"name": "mlp", "preset": "small", "dropout": 0.0},
         "training": {"epochs": 6, "batch_size": 256, "seed": 2, "threads": 1, "learning_rate": 3e-3},
     }

@@ -38,8 +38,12 @@ def auc_gap(tmp_path: Path, name: str, correlated: bool, **settings: Any) -> tup
     for split, n, seed in (("train", 30_000, 1), ("val", 5_000, 2), ("test", 30_000, 3)):
         jets, log_lr = gaussian_toy(n, seed, correlated)
         splits[split] = (io.write(jets, tmp_path / f"{split}.parquet"), log_lr)
-    data = heplearn.load_data_config({"inputs": {"jet": {"variables": [f"x{i}" for i in range(DIMENSIONS)]}},
-                                      "labels": {"classes": ["label_signal", "label_background"]}})
+    data = heplearn.load_data_config(
+        {
+            "inputs": {"jet": {"variables": [f"x{i}" for i in range(DIMENSIONS)]}},
+            "labels": {"classes": ["label_signal", "label_background"]},
+        }
+    )
     train, val, test = (heplearn.load_jets([splits[s][0]], data) for s in ("train", "val", "test"))
     probabilities = heplearn.Classifier(name, **settings).fit(train, val).predict_proba(test)
     is_signal = test.arrays.label == 0
@@ -47,13 +51,19 @@ def auc_gap(tmp_path: Path, name: str, correlated: bool, **settings: Any) -> tup
 
 
 def test_mlp_reaches_the_exact_likelihood_ratio(tmp_path: Path) -> None:
-    model_auc, optimal_auc = auc_gap(tmp_path, "mlp", correlated=True, model={"hidden": [64, 64], "dropout": 0.0},
-                                     training={"epochs": 12, "batch_size": 256, "learning_rate": 3e-3})
+    model_auc, optimal_auc = auc_gap(
+        tmp_path,
+        "mlp",
+        correlated=True,
+        model={"hidden": [64, 64], "dropout": 0.0},
+        training={"epochs": 12, "batch_size": 256, "learning_rate": 3e-3},
+    )
     assert optimal_auc - 0.005 <= model_auc <= optimal_auc + 0.002, (model_auc, optimal_auc)
 
 
 @pytest.mark.parametrize(("correlated", "max_gap", "min_gap"), [(False, 0.005, -1.0), (True, 1.0, 0.02)])
 def test_projective_likelihood_is_optimal_only_for_independent_variables(
-        tmp_path: Path, correlated: bool, max_gap: float, min_gap: float) -> None:
+    tmp_path: Path, correlated: bool, max_gap: float, min_gap: float
+) -> None:
     model_auc, optimal_auc = auc_gap(tmp_path, "likelihood", correlated=correlated)
     assert min_gap <= optimal_auc - model_auc <= max_gap, (model_auc, optimal_auc)

@@ -29,12 +29,22 @@ def write_config(folder: Path, **training: object) -> Path:
     train = io.write(jets_with_id, folder / "train.parquet", row_group_size=300)
     val = io.write(make_jets(300, seed=22), folder / "val.parquet")
     config = {
-        "data": {"train": str(train), "val": str(val),
-                 "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_pt"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}},
+        "data": {
+            "train": str(train),
+            "val": str(val),
+            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles", "jet_pt"]}},
+            "labels": {"classes": ["label_top", "label_qcd"]},
+        },
         "model": {"name": "mlp", "preset": "small", "dropout": 0.2},  # dropout: the RNG state matters
-        "training": {"epochs": 3, "batch_size": 50, "seed": 7, "deterministic": True, "threads": 1,
-                     "early_stopping_patience": None, **training},
+        "training": {
+            "epochs": 3,
+            "batch_size": 50,
+            "seed": 7,
+            "deterministic": True,
+            "threads": 1,
+            "early_stopping_patience": None,
+            **training,
+        },
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -62,9 +72,18 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
 @pytest.mark.heavy
 def test_sigkill_then_resume_with_an_adversary_matches_uninterrupted_run(tmp_path: Path) -> None:
     """Two networks trained in alternation (classifier + adversary): both resume bit for bit."""
-    config = write_config(tmp_path, checkpoint_every=7,
-                          step={"name": "adversarial", "on": "jet_sdmass", "strength": 5.0, "adversary_steps": 2,
-                                "pretrain_steps": 10, "hidden": [16]})
+    config = write_config(
+        tmp_path,
+        checkpoint_every=7,
+        step={
+            "name": "adversarial",
+            "on": "jet_sdmass",
+            "strength": 5.0,
+            "adversary_steps": 2,
+            "pretrain_steps": 10,
+            "hidden": [16],
+        },
+    )
     content = yaml.safe_load(config.read_text())
     content["data"]["observers"] = ["jet_sdmass"]
     config.write_text(yaml.safe_dump(content))
@@ -73,15 +92,36 @@ def test_sigkill_then_resume_with_an_adversary_matches_uninterrupted_run(tmp_pat
 
 def kill_and_resume(config: Path, runs: Path, modules: list[str]) -> None:
     """Train straight through; train again, SIGKILL mid-epoch and resume; the weights must be identical."""
-    reference = subprocess.run([sys.executable, "-m", "heplearn", "train", "-c", str(config), "--name", "straight",
-                                "--runs-dir", str(runs), "--no-progress"], capture_output=True, text=True,
-                               env=environment(), timeout=300, check=False)
+    reference = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "heplearn",
+            "train",
+            "-c",
+            str(config),
+            "--name",
+            "straight",
+            "--runs-dir",
+            str(runs),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+        check=False,
+    )
     assert reference.returncode == 0, reference.stderr
 
     script = runs.parent / "slow_train.py"
     script.write_text(SLOW_TRAIN)
-    process = subprocess.Popen([sys.executable, str(script), str(config), str(runs)], env=environment(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(config), str(runs)],
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pointer = runs / "killed" / "checkpoints" / "last.json"
     deadline = time.monotonic() + 120
     # kill in the middle of the second epoch (30 batches per epoch), after a mid-epoch checkpoint
@@ -92,21 +132,32 @@ def kill_and_resume(config: Path, runs: Path, modules: list[str]) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (runs / "killed" / "model.safetensors").exists()
-    state = json.loads((runs / "killed" / "checkpoints" / json.loads(pointer.read_text())["checkpoint"]
-                        / "state.json").read_text())
+    state = json.loads(
+        (runs / "killed" / "checkpoints" / json.loads(pointer.read_text())["checkpoint"] / "state.json").read_text()
+    )
     assert state["epoch"] == 1 and 0 < state["batch"] < 30
 
-    resumed = subprocess.run([sys.executable, "-m", "heplearn", "train", "--resume", str(runs / "killed"),
-                              "--no-progress"], capture_output=True, text=True, env=environment(), timeout=300,
-                             check=False)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "heplearn", "train", "--resume", str(runs / "killed"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr
     straight = load_file(runs / "straight" / "model.safetensors")
     again = load_file(runs / "killed" / "model.safetensors")
     assert straight.keys() == again.keys()
     for name in straight:
         torch.testing.assert_close(again[name], straight[name], rtol=0, atol=0)
-    last = {run: runs / run / "checkpoints" / json.loads((runs / run / "checkpoints" / "last.json").read_text())[
-        "checkpoint"] for run in ("straight", "killed")}
+    last = {
+        run: runs
+        / run
+        / "checkpoints"
+        / json.loads((runs / run / "checkpoints" / "last.json").read_text())["checkpoint"]
+        for run in ("straight", "killed")
+    }
     for module in modules:  # every module of the step strategy, the adversary included
         straight, again = (load_file(last[run] / f"{module}.safetensors") for run in ("straight", "killed"))
         assert straight.keys() == again.keys()
@@ -151,9 +202,25 @@ def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
     config_path.write_text(yaml.safe_dump(content))
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_TRAIN)
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(script), str(config_path), str(tmp_path / "runs"), str(tmp_path)],
-                            capture_output=True, text=True, env=environment(), timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(config_path),
+            str(tmp_path / "runs"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     weights = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
     for name in weights[0]:

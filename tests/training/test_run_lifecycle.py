@@ -27,24 +27,30 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     jets = make_jets(300, seed=5)
     px = ak.to_list(jets.part_px)
     px[4][0] = float("nan")
-    return {"train": str(io.write(jets, folder / "train.parquet")), "val": str(io.write(jets, folder / "val.parquet")),
-            "nan": str(io.write(ak.with_field(jets, ak.Array(px), "part_px"), folder / "nan.parquet"))}
+    return {
+        "train": str(io.write(jets, folder / "train.parquet")),
+        "val": str(io.write(jets, folder / "val.parquet")),
+        "nan": str(io.write(ak.with_field(jets, ak.Array(px), "part_px"), folder / "nan.parquet")),
+    }
 
 
 def test_a_failed_training_leaves_no_run_directory(files: dict[str, str], tmp_path: Path) -> None:
-    config = load_run_config(run_config({"train": [files["nan"]], "val": [files["val"]]},
-                                        {"name": "pfn", "preset": "small"}))
+    config = load_run_config(
+        run_config({"train": [files["nan"]], "val": [files["val"]]}, {"name": "pfn", "preset": "small"})
+    )
     with pytest.raises(DataError, match="part_px"):
         train(config, name="broken", runs_dir=tmp_path, progress=False)
     assert not (tmp_path / "broken").exists()
-    good = load_run_config(run_config({"train": [files["train"]], "val": [files["val"]]},
-                                      {"name": "bdt", "n_estimators": 3}))
+    good = load_run_config(
+        run_config({"train": [files["train"]], "val": [files["val"]]}, {"name": "bdt", "n_estimators": 3})
+    )
     assert RunDirectory(train(good, name="broken", runs_dir=tmp_path, progress=False).run_dir).is_finished()
 
 
 def test_resuming_a_finished_run_is_refused_and_changes_nothing(files: dict[str, str], tmp_path: Path) -> None:
-    config = load_run_config(run_config({"train": [files["train"]], "val": [files["val"]]},
-                                        {"name": "bdt", "n_estimators": 3}))
+    config = load_run_config(
+        run_config({"train": [files["train"]], "val": [files["val"]]}, {"name": "bdt", "n_estimators": 3})
+    )
     run = RunDirectory(train(config, name="bdt", runs_dir=tmp_path, progress=False).run_dir)
     before = {path.name: path.read_bytes() for path in run.path.iterdir() if path.is_file()}
     with pytest.raises(ConfigError, match=r"the run is finished \(model.json exists\); resuming would train it"):

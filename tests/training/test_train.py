@@ -22,16 +22,20 @@ from tests.conftest import make_jets
 @pytest.fixture(scope="module")
 def split_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("train")
-    return {"train": str(io.write(make_jets(2000, seed=11), folder / "train.parquet")),
-            "val": str(io.write(make_jets(600, seed=12), folder / "val.parquet"))}
+    return {
+        "train": str(io.write(make_jets(2000, seed=11), folder / "train.parquet")),
+        "val": str(io.write(make_jets(600, seed=12), folder / "val.parquet")),
+    }
 
 
 def run_config(files: dict[str, str], model: dict[str, Any], **training: Any) -> dict[str, Any]:
     return {
         "data": {
             **files,
-            "inputs": {"jet": {"variables": ["jet_sdmass", "jet_nparticles"]},
-                       "particles": {"length": 32, "variables": ["part_deta", "part_dphi", "part_logpt"]}},
+            "inputs": {
+                "jet": {"variables": ["jet_sdmass", "jet_nparticles"]},
+                "particles": {"length": 32, "variables": ["part_deta", "part_dphi", "part_logpt"]},
+            },
             "labels": {"classes": ["label_top", "label_qcd"]},
         },
         "model": model,
@@ -41,11 +45,16 @@ def run_config(files: dict[str, str], model: dict[str, Any], **training: Any) ->
 
 @pytest.mark.parametrize(
     "model",
-    [{"name": "mlp", "preset": "small"}, {"name": "bdt", "n_estimators": 40},
-     {"name": "likelihood"}, {"name": "cuts", "background_efficiencies": [0.1, 0.3, 0.5]}],
+    [
+        {"name": "mlp", "preset": "small"},
+        {"name": "bdt", "n_estimators": 40},
+        {"name": "likelihood"},
+        {"name": "cuts", "background_efficiencies": [0.1, 0.3, 0.5]},
+    ],
 )
-def test_every_model_family_trains_into_a_run_directory(split_files: dict[str, str], tmp_path: Path,
-                                                        model: dict[str, Any]) -> None:
+def test_every_model_family_trains_into_a_run_directory(
+    split_files: dict[str, str], tmp_path: Path, model: dict[str, Any]
+) -> None:
     config = load_run_config(run_config(split_files, model))
     result = train(config, name="run", runs_dir=tmp_path, progress=False)
     run = result.run_dir
@@ -69,9 +78,16 @@ def test_every_model_family_trains_into_a_run_directory(split_files: dict[str, s
 
 def test_early_stopping_stops(split_files: dict[str, str], tmp_path: Path) -> None:
     # a learning rate of ~0 cannot improve the validation loss: patience 1 stops after 2 epochs
-    config = load_run_config(run_config(split_files, {"name": "mlp", "preset": "small", "dropout": 0.0},
-                                        epochs=10, learning_rate=1e-12, early_stopping_patience=1,
-                                        warmup_fraction=0.0))
+    config = load_run_config(
+        run_config(
+            split_files,
+            {"name": "mlp", "preset": "small", "dropout": 0.0},
+            epochs=10,
+            learning_rate=1e-12,
+            early_stopping_patience=1,
+            warmup_fraction=0.0,
+        )
+    )
     result = train(config, runs_dir=tmp_path, progress=False)
     assert len(result.history) == 2  # epoch 1 sets the best loss, epoch 2 does not improve it: stop
     assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
@@ -88,8 +104,9 @@ def test_early_stopping_stops(split_files: dict[str, str], tmp_path: Path) -> No
         ({"training": {"class_weights": [1.0, 2.0, 3.0]}}, r"training\.class_weights: 3 values for 2 classes"),
     ],
 )
-def test_bad_config_fails_before_training(split_files: dict[str, str], tmp_path: Path, change: dict[str, Any],
-                                          message: str) -> None:
+def test_bad_config_fails_before_training(
+    split_files: dict[str, str], tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
     content = run_config(split_files, {"name": "mlp", "preset": "small"})
     if change.pop("drop_particles", False):
         del content["data"]["inputs"]["particles"]
@@ -126,8 +143,15 @@ def test_class_weights_balance_an_imbalanced_sample(imbalanced_files: dict[str, 
     fraction. (Measured with these seeds: 0.19 unweighted, 0.35 balanced, for a fraction of 0.10.)"""
     means = {}
     for weights in (None, "balanced"):
-        config = load_run_config(run_config(imbalanced_files, {"name": "mlp", "preset": "small"},
-                                            class_weights=weights, epochs=3, learning_rate=3e-3))
+        config = load_run_config(
+            run_config(
+                imbalanced_files,
+                {"name": "mlp", "preset": "small"},
+                class_weights=weights,
+                epochs=3,
+                learning_rate=3e-3,
+            )
+        )
         result = train(config, name=str(weights), runs_dir=tmp_path, progress=False)
         assert result.history[-1]["val_auc"] > 0.9
         means[weights], top_fraction = mean_top_probability(result.run_dir, imbalanced_files["val"])
@@ -137,8 +161,7 @@ def test_class_weights_balance_an_imbalanced_sample(imbalanced_files: dict[str, 
 
 
 def test_regression_heads(split_files: dict[str, str], tmp_path: Path) -> None:
-    content = run_config(split_files, {"name": "mlp", "preset": "small"}, loss="quantile", epochs=3,
-                         learning_rate=3e-3)
+    content = run_config(split_files, {"name": "mlp", "preset": "small"}, loss="quantile", epochs=3, learning_rate=3e-3)
     content["data"]["labels"] = {"type": "regression", "targets": {"mass": "jet_sdmass / 100"}}
     result = train(load_run_config(content), runs_dir=tmp_path, progress=False)
     model = json.loads((result.run_dir / "model.json").read_text())
@@ -148,11 +171,14 @@ def test_regression_heads(split_files: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "training",
-    [{"optimizer": "radam", "lookahead": True, "schedule": "onecycle", "learning_rate": 0.01},
-     {"optimizer": "adamw", "mixed_precision": True, "schedule": "constant", "gradient_clip": None}],
+    [
+        {"optimizer": "radam", "lookahead": True, "schedule": "onecycle", "learning_rate": 0.01},
+        {"optimizer": "adamw", "mixed_precision": True, "schedule": "constant", "gradient_clip": None},
+    ],
 )
-def test_optimiser_options_train(split_files: dict[str, str], tmp_path: Path, training: dict[str, Any],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_optimiser_options_train(
+    split_files: dict[str, str], tmp_path: Path, training: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each option takes effect: the optimiser built, Lookahead's steps, the schedule's learning
     rates, and bfloat16 activations under mixed precision."""
     import torch
@@ -165,6 +191,7 @@ def test_optimiser_options_train(split_files: dict[str, str], tmp_path: Path, tr
         def init(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
             built[kind].append(self)
+
         return init
 
     monkeypatch.setattr(torch.optim.RAdam, "__init__", recording("radam", torch.optim.RAdam.__init__))

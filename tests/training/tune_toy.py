@@ -17,17 +17,29 @@ BEST_LOG10_LEARNING_RATE = -2.5
 BEST_WEIGHT_DECAY = 0.3
 EPOCHS = 3
 
-BASE = {"data": {"train": "unused.parquet", "val": "unused_val.parquet", "inputs": {"jet": {"variables": ["jet_pt"]}},
-                 "labels": {"classes": ["label_top", "label_qcd"]}},
-        "model": {"name": "mlp", "preset": "small"}, "training": {"epochs": EPOCHS}}
-SPACE = {"parameters": {"training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-                        "training.weight_decay": {"type": "float", "low": 0.0, "high": 1.0}}}
+BASE = {
+    "data": {
+        "train": "unused.parquet",
+        "val": "unused_val.parquet",
+        "inputs": {"jet": {"variables": ["jet_pt"]}},
+        "labels": {"classes": ["label_top", "label_qcd"]},
+    },
+    "model": {"name": "mlp", "preset": "small"},
+    "training": {"epochs": EPOCHS},
+}
+SPACE = {
+    "parameters": {
+        "training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "training.weight_decay": {"type": "float", "low": 0.0, "high": 1.0},
+    }
+}
 
 
 def loss(config: RunConfig) -> float:
     """(log10 η + 2.5)² + (λ − 0.3)²: zero at the optimum."""
-    return ((math.log10(config.training.learning_rate) - BEST_LOG10_LEARNING_RATE) ** 2
-            + (config.training.weight_decay - BEST_WEIGHT_DECAY) ** 2)
+    return (math.log10(config.training.learning_rate) - BEST_LOG10_LEARNING_RATE) ** 2 + (
+        config.training.weight_decay - BEST_WEIGHT_DECAY
+    ) ** 2
 
 
 def quadratic(config: RunConfig, name: str, runs_dir: Path, on_epoch: Any, progress: bool) -> list[dict[str, Any]]:
@@ -66,8 +78,9 @@ def main(arguments: list[str]) -> None:
 
     runs_dir, study, trials = Path(arguments[0]), arguments[1], int(arguments[2])
     # a grace period well above the heartbeat interval: a loaded machine must not make a live trial look dead
-    settings = TuneSettings(trials=trials, sampler="random", pruner="none", progress=False, heartbeat_interval=1,
-                            grace_period=10)
+    settings = TuneSettings(
+        trials=trials, sampler="random", pruner="none", progress=False, heartbeat_interval=1, grace_period=10
+    )
     tune(BASE, load_space(SPACE), settings, study, runs_dir, trial_function=logged, report=False)
 
 

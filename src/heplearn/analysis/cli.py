@@ -18,8 +18,9 @@ import typer
 if TYPE_CHECKING:
     from heplearn.analysis.plan import Plan
 
-analysis_app = typer.Typer(help="The analysis from one config, on Snakemake: samples, models, fit, report.",
-                           no_args_is_help=True)
+analysis_app = typer.Typer(
+    help="The analysis from one config, on Snakemake: samples, models, fit, report.", no_args_is_help=True
+)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Analysis config (YAML).")]
 
@@ -34,14 +35,25 @@ def _plan(config: Path) -> Plan:
 @analysis_app.command("run")
 def run_command(
     config: ConfigOption,
-    cores: Annotated[int | None, typer.Option(help="Cores Snakemake may use at once (default 1, or the "
-                                              "profile's).")] = None,
-    profile: Annotated[str | None, typer.Option(help="Snakemake profile (folder or name): the executor and its "
-                                                "settings. heplearn ships htcondor and slurm; a profile of "
-                                                "that name in ~/.config/snakemake wins.")] = None,
+    cores: Annotated[
+        int | None, typer.Option(help="Cores Snakemake may use at once (default 1, or the profile's).")
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Snakemake profile (folder or name): the executor and its "
+            "settings. heplearn ships htcondor and slurm; a profile of "
+            "that name in ~/.config/snakemake wins."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would run.")] = False,
-    unlock: Annotated[bool, typer.Option("--unlock", help="Remove the lock a killed run left, then run (a run "
-                                         "killed on this host is unlocked without it).")] = False,
+    unlock: Annotated[
+        bool,
+        typer.Option(
+            "--unlock",
+            help="Remove the lock a killed run left, then run (a run killed on this host is unlocked without it).",
+        ),
+    ] = False,
 ) -> None:
     """Run every stage that is not done (each keyed by its settings and inputs), then write the report."""
     from heplearn.analysis.engine import run_analysis
@@ -76,6 +88,8 @@ def report_command(config: ConfigOption) -> None:
     results = analysis_results(plan)
     truth = results["true_fraction"]
     for tagger in results["taggers"]:
-        typer.echo(f"{tagger['model']}: {results['signal']} fraction {tagger['fraction']:.4f} ± "
-                   f"{tagger['uncertainty']:.4f}" + (f" (true {truth:.4f})" if truth is not None else ""))
+        typer.echo(
+            f"{tagger['model']}: {results['signal']} fraction {tagger['fraction']:.4f} ± "
+            f"{tagger['uncertainty']:.4f}" + (f" (true {truth:.4f})" if truth is not None else "")
+        )
     typer.echo(f"report: {relative(path, plan)}")

@@ -50,8 +50,20 @@ def _generate_options() -> set[str]:
     """The option names of ``heplearn generate`` (``pt_min``, ``radius``, ...), to check ``generator`` keys."""
     from heplearn.generate.cli import generate_command
 
-    handled = {"processes", "output", "jets", "workers", "seed", "split", "variation", "detector", "pythia",
-               "progress", "events", "scheduler"}
+    handled = {
+        "processes",
+        "output",
+        "jets",
+        "workers",
+        "seed",
+        "split",
+        "variation",
+        "detector",
+        "pythia",
+        "progress",
+        "events",
+        "scheduler",
+    }
     return set(inspect.signature(generate_command).parameters) - handled
 
 
@@ -77,8 +89,10 @@ class _Generated(StrictModel):
     def _known_options(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - _generate_options())
         if unknown:
-            raise ValueError(f"unknown generator option(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(sorted(_generate_options()))}")
+            raise ValueError(
+                f"unknown generator option(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(sorted(_generate_options()))}"
+            )
         return value
 
 
@@ -99,8 +113,9 @@ class SampleConfig(_Generated):
             expected = set(SPLITS) if self.split is not None else set(self.processes)
             if set(self.files) != expected:
                 what = "the splits train, val, test" if self.split is not None else "one file per process"
-                raise ValueError(f"files: give {what} ({', '.join(sorted(expected))}), got "
-                                 f"{', '.join(sorted(self.files))}")
+                raise ValueError(
+                    f"files: give {what} ({', '.join(sorted(expected))}), got {', '.join(sorted(self.files))}"
+                )
         return self
 
     def jets_per_process(self) -> dict[str, int]:
@@ -220,15 +235,18 @@ class AnalysisConfig(StrictModel):
         if training.split is None:
             raise ValueError(f"training: sample {self.training!r} needs a split (train, val, test fractions)")
         fit = self.fit
-        variations = [(f"systematics.{name}", sample) for name, pair in fit.systematics.items()
-                      for sample in pair.samples]
+        variations = [
+            (f"systematics.{name}", sample) for name, pair in fit.systematics.items() for sample in pair.samples
+        ]
         for role, sample_name in [("templates", fit.templates), *variations]:
             sample = self.samples.get(sample_name)
             if sample is None:
                 raise ValueError(f"fit.{role}: {sample_name!r} is not a sample ({', '.join(self.samples)})")
             if sample.split is not None:
-                raise ValueError(f"fit.{role}: sample {sample_name!r} has a split; templates come one file per "
-                                 "process (leave split out)")
+                raise ValueError(
+                    f"fit.{role}: sample {sample_name!r} has a split; templates come one file per "
+                    "process (leave split out)"
+                )
             missing = {fit.signal, fit.background} - set(sample.processes)
             if missing and role == "templates":
                 raise ValueError(f"fit.templates: sample {sample_name!r} lacks {', '.join(sorted(missing))}")
@@ -243,18 +261,22 @@ class AnalysisConfig(StrictModel):
         """Two generated samples of one process with the same seed and settings would hold the same jets."""
         seen: dict[tuple[str, str], str] = {}
         generated: list[tuple[str, _Generated, list[str]]] = [
-            (f"samples.{name}", sample, sample.processes) for name, sample in self.samples.items()]
+            (f"samples.{name}", sample, sample.processes) for name, sample in self.samples.items()
+        ]
         generated.append(("pseudo_data", self.pseudo_data, self.pseudo_data.processes))
         for where, sample, processes in generated:
             if sample.files is not None:
                 continue
-            settings = json.dumps([sample.seed, sample.variation, sample.detector, sample.pythia, sample.generator],
-                                  sort_keys=True)
+            settings = json.dumps(
+                [sample.seed, sample.variation, sample.detector, sample.pythia, sample.generator], sort_keys=True
+            )
             for process in processes:
                 other = seen.setdefault((process, settings), where)
                 if other != where:
-                    raise ValueError(f"{where}: its {process} jets would be those of {other} (same seed and "
-                                     "settings); give it another seed")
+                    raise ValueError(
+                        f"{where}: its {process} jets would be those of {other} (same seed and "
+                        "settings); give it another seed"
+                    )
 
     def model_config_path(self, name: str) -> Path:
         """The run config of model ``name``, relative to the analysis file's folder."""
@@ -279,5 +301,14 @@ def load_analysis_config(source: str | os.PathLike[str], overrides: list[str] | 
     return config
 
 
-__all__ = ["AnalysisConfig", "EvaluationSettings", "FitConfig", "GenerationSettings", "ModelEntry",
-           "PseudoDataConfig", "SampleConfig", "SystematicSamples", "load_analysis_config"]
+__all__ = [
+    "AnalysisConfig",
+    "EvaluationSettings",
+    "FitConfig",
+    "GenerationSettings",
+    "ModelEntry",
+    "PseudoDataConfig",
+    "SampleConfig",
+    "SystematicSamples",
+    "load_analysis_config",
+]

@@ -63,8 +63,11 @@ def _flatten(content: Any, prefix: str = "") -> dict[str, Any]:
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old → new`` for each setting that differs (flattened keys)."""
     before, after = _flatten(old), _flatten(new)
-    return [f"{key}: {json.dumps(before.get(key))} → {json.dumps(after.get(key))}"
-            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return [
+        f"{key}: {json.dumps(before.get(key))} → {json.dumps(after.get(key))}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 def _previous(plan: Plan, stage: Stage) -> dict[str, Any] | None:
@@ -91,8 +94,13 @@ def stage_states(plan: Plan) -> list[StageState]:
             states.append(StageState(stage, DONE, f"{stage.folder}"))
             continue
         if (folder / "log.txt").is_file():
-            states.append(StageState(stage, INCOMPLETE, f"started but did not finish (see {stage.folder}/log.txt); "
-                                                        "the next run does it again"))
+            states.append(
+                StageState(
+                    stage,
+                    INCOMPLETE,
+                    f"started but did not finish (see {stage.folder}/log.txt); the next run does it again",
+                )
+            )
             continue
         previous = _previous(plan, stage)
         if previous is None:
@@ -133,15 +141,29 @@ def resolve_profile(profile: str) -> str:
     if (PROFILES / profile / "config.yaml").is_file():
         return str(PROFILES / profile)
     shipped = ", ".join(sorted(p.name for p in PROFILES.iterdir() if (p / "config.yaml").is_file()))
-    raise AnalysisError(f"--profile {profile}: no such folder, no Snakemake profile of that name in "
-                        f"{config_home / 'snakemake'} or /etc/xdg/snakemake, and heplearn ships only: {shipped}")
+    raise AnalysisError(
+        f"--profile {profile}: no such folder, no Snakemake profile of that name in "
+        f"{config_home / 'snakemake'} or /etc/xdg/snakemake, and heplearn ships only: {shipped}"
+    )
 
 
-def snakemake_command(plan: Plan, snakefile: Path, cores: int | None, profile: str | None,
-                      dry_run: bool = False) -> list[str]:
+def snakemake_command(
+    plan: Plan, snakefile: Path, cores: int | None, profile: str | None, dry_run: bool = False
+) -> list[str]:
     """``python -m snakemake`` on the plan's Snakefile, in its output folder."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(plan.output),
-               "--rerun-incomplete", "--rerun-triggers", "mtime", "--printshellcmds"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(plan.output),
+        "--rerun-incomplete",
+        "--rerun-triggers",
+        "mtime",
+        "--printshellcmds",
+    ]
     if profile is not None:
         command += ["--profile", resolve_profile(profile)]
     if cores is not None or profile is None:
@@ -191,8 +213,9 @@ def _previous_run(plan: Plan) -> str | None:
     return f"process {pid} on {host}"
 
 
-def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False,
-                 unlock: bool = False) -> RunSummary:
+def run_analysis(
+    plan: Plan, cores: int | None = None, profile: str | None = None, dry_run: bool = False, unlock: bool = False
+) -> RunSummary:
     """Run every stage that is not done (Snakemake decides, from the keyed markers), then write the report."""
     from heplearn.analysis.plan import REPORT
 
@@ -203,12 +226,15 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
     snakefile = write_plan(plan)
     previous = _previous_run(plan)
     if previous == "dead" and not dry_run:
-        sys.stderr.write(f"heplearn analysis: the run that locked {plan.output} was killed; removing its lock "
-                         "and resuming\n")
+        sys.stderr.write(
+            f"heplearn analysis: the run that locked {plan.output} was killed; removing its lock and resuming\n"
+        )
         unlock = True
     elif previous not in (None, "dead", "unknown") and not (unlock or dry_run):
-        raise AnalysisError(f"{plan.output} is locked by a running analysis ({previous}); wait for it, or stop it "
-                            "and rerun with --unlock")
+        raise AnalysisError(
+            f"{plan.output} is locked by a running analysis ({previous}); wait for it, or stop it "
+            "and rerun with --unlock"
+        )
     if unlock:
         _snakemake([*snakemake_command(plan, snakefile, cores, profile), "--unlock"])
     if not dry_run:
@@ -217,8 +243,10 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
     if code != 0:
         text = "\n".join(tail)
         if "LockException" in text or "cannot be locked" in text:
-            raise AnalysisError(f"{plan.output} is locked: another run is working there, or a killed run left its "
-                                "lock; if none is running, rerun with --unlock")
+            raise AnalysisError(
+                f"{plan.output} is locked: another run is working there, or a killed run left its "
+                "lock; if none is running, rerun with --unlock"
+            )
         failed = [state.stage for state in stage_states(plan) if state.state == "incomplete"]
         where = "; ".join(f"{stage.name}: see {plan.output / stage.folder / 'log.txt'}" for stage in failed)
         raise AnalysisError(f"snakemake stopped (exit {code})" + (f": {where}" if where else ""))
@@ -231,5 +259,12 @@ def run_analysis(plan: Plan, cores: int | None = None, profile: str | None = Non
     return RunSummary(scheduled, reused, report)
 
 
-__all__ = ["AnalysisError", "RunSummary", "StageState", "resolve_profile", "run_analysis", "snakemake_command",
-           "stage_states"]
+__all__ = [
+    "AnalysisError",
+    "RunSummary",
+    "StageState",
+    "resolve_profile",
+    "run_analysis",
+    "snakemake_command",
+    "stage_states",
+]

@@ -64,9 +64,15 @@ class Stage:
 
     def record(self) -> dict[str, Any]:
         """What ``stage.json`` holds: enough to say later why another key differs."""
-        return {"name": self.name, "kind": self.kind, "key": self.key, "settings": self.settings,
-                "after": self.after, "commands": [list(c) for c in self.commands],
-                "heplearn": heplearn.__version__}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "key": self.key,
+            "settings": self.settings,
+            "after": self.after,
+            "commands": [list(c) for c in self.commands],
+            "heplearn": heplearn.__version__,
+        }
 
 
 @dataclass(frozen=True)
@@ -126,14 +132,16 @@ class _Planner:
         # (sample, process or split) -> (path relative to the output folder or absolute, stage or None)
         self.sample_files: dict[tuple[str, str], tuple[str, str | None]] = {}
 
-    def add(self, name: str, kind: str, settings: dict[str, Any], after: list[str], folder_name: str,
-            build: Build) -> Stage:
+    def add(
+        self, name: str, kind: str, settings: dict[str, Any], after: list[str], folder_name: str, build: Build
+    ) -> Stage:
         inputs = {name: self.keys[name] for name in after}
         key = _digest({"kind": kind, "settings": settings, "after": inputs, "heplearn": heplearn.__version__})
         folder = f"{folder_name}-{key}"
         commands, files, report, setup = build(folder)
-        stage = Stage(name, kind, key, folder, settings, inputs, tuple(tuple(c) for c in commands), files,
-                      report, tuple(setup))
+        stage = Stage(
+            name, kind, key, folder, settings, inputs, tuple(tuple(c) for c in commands), files, report, tuple(setup)
+        )
         self.stages.append(stage)
         self.keys[name] = key
         return stage
@@ -161,8 +169,13 @@ class _Planner:
 
     @staticmethod
     def _physics(sample: SampleConfig | PseudoDataConfig) -> dict[str, Any]:
-        return {"seed": sample.seed, "variation": sample.variation, "detector": sample.detector,
-                "pythia": sample.pythia, "generator": sample.generator}
+        return {
+            "seed": sample.seed,
+            "variation": sample.variation,
+            "detector": sample.detector,
+            "pythia": sample.pythia,
+            "generator": sample.generator,
+        }
 
     def sample(self, name: str, sample: SampleConfig | PseudoDataConfig) -> None:
         if sample.files is not None:
@@ -176,13 +189,25 @@ class _Planner:
             return
         split = sample.split if isinstance(sample, SampleConfig) else None
         if split is not None:
-            settings = {"processes": sample.processes, "jets": sample.jets, "split": list(split),
-                        **self._physics(sample)}
+            settings = {
+                "processes": sample.processes,
+                "jets": sample.jets,
+                "split": list(split),
+                **self._physics(sample),
+            }
 
             def build(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
-                command = heplearn_command("generate", *sample.processes, "--jets", str(sample.jets), "-o", folder,
-                                           "--split", ",".join(str(f) for f in split),
-                                           *self._generator_arguments(sample))
+                command = heplearn_command(
+                    "generate",
+                    *sample.processes,
+                    "--jets",
+                    str(sample.jets),
+                    "-o",
+                    folder,
+                    "--split",
+                    ",".join(str(f) for f in split),
+                    *self._generator_arguments(sample),
+                )
                 return [command], {s: f"{folder}/{s}.parquet" for s in SPLITS}, None, []
 
             stage = self.add(f"generate_{name}", "generate", settings, [], f"samples/{name}", build)
@@ -192,14 +217,25 @@ class _Planner:
         for process, jets in sample.jets_per_process().items():
             settings = {"processes": [process], "jets": jets, **self._physics(sample)}
 
-            def build_one(folder: str, process: str = process, jets: int = jets) -> tuple[
-                    list[Any], dict[str, str], None, list[str]]:
-                command = heplearn_command("generate", process, "--jets", str(jets), "-o", folder, "--split", "0,0,1",
-                                           *self._generator_arguments(sample))
+            def build_one(
+                folder: str, process: str = process, jets: int = jets
+            ) -> tuple[list[Any], dict[str, str], None, list[str]]:
+                command = heplearn_command(
+                    "generate",
+                    process,
+                    "--jets",
+                    str(jets),
+                    "-o",
+                    folder,
+                    "--split",
+                    "0,0,1",
+                    *self._generator_arguments(sample),
+                )
                 return [command], {"test": f"{folder}/test.parquet"}, None, []
 
-            stage = self.add(f"generate_{name}_{process}", "generate", settings, [], f"samples/{name}_{process}",
-                             build_one)
+            stage = self.add(
+                f"generate_{name}_{process}", "generate", settings, [], f"samples/{name}_{process}", build_one
+            )
             self.sample_files[(name, process)] = (stage.files["test"], stage.name)
 
     def upstream(self, *parts: tuple[str, str]) -> list[str]:
@@ -230,9 +266,12 @@ class _Planner:
 
         def build_train(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             config_file = f"{folder}/config.yaml.in"
-            return ([heplearn_command("train", "-c", config_file, "--name", "run", "--runs-dir", folder,
-                                      "--no-progress")],
-                    {"run": f"{folder}/run", "config": config_file}, None, [f"rm -rf {shlex.quote(folder + '/run')}"])
+            return (
+                [heplearn_command("train", "-c", config_file, "--name", "run", "--runs-dir", folder, "--no-progress")],
+                {"run": f"{folder}/run", "config": config_file},
+                None,
+                [f"rm -rf {shlex.quote(folder + '/run')}"],
+            )
 
         train = self.add(f"train_{name}", "train", {"run_config": content}, data_after, f"models/{name}", build_train)
         run = train.files["run"]
@@ -250,16 +289,24 @@ class _Planner:
                 arguments += ["--label", evaluation.label]
             return [heplearn_command(*arguments)], {"metrics": f"{folder}/metrics.json"}, f"{folder}/report.html", []
 
-        self.add(f"evaluate_{name}", "evaluate", evaluation.model_dump(mode="json"), [train.name, *data_after],
-                 f"evaluation/{name}", build_evaluate)
+        self.add(
+            f"evaluate_{name}",
+            "evaluate",
+            evaluation.model_dump(mode="json"),
+            [train.name, *data_after],
+            f"evaluation/{name}",
+            build_evaluate,
+        )
 
         after = [train.name]
         if entry.export:
+
             def build_export(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
                 return [heplearn_command("export", run)], {"onnx": f"{run}/model.onnx"}, None, []
 
-            export = self.add(f"export_{name}", "export", {"format": "onnx"}, [train.name], f"exports/{name}",
-                              build_export)
+            export = self.add(
+                f"export_{name}", "export", {"format": "onnx"}, [train.name], f"exports/{name}", build_export
+            )
             after.append(export.name)
         self._predict(name, run, "onnx" if entry.export else "torch", after)
 
@@ -286,13 +333,21 @@ class _Planner:
                 target = source if Path(source).is_absolute() else os.path.relpath(source, f"{folder}/inputs")
                 setup.append(f"ln -sfn {shlex.quote(target)} {shlex.quote(link)}")
                 links.append(link)
-            files = {label: f"{folder}/{label}.scores.{'root' if link.endswith('.root') else 'parquet'}"
-                     for (label, _, _), link in zip(parts, links, strict=True)}
+            files = {
+                label: f"{folder}/{label}.scores.{'root' if link.endswith('.root') else 'parquet'}"
+                for (label, _, _), link in zip(parts, links, strict=True)
+            }
             command = heplearn_command("predict", run, *links, "-o", folder, "--engine", engine, "--no-progress")
             return [command], files, None, setup
 
-        predict = self.add(f"predict_{name}", "predict", {"engine": engine, "inputs": [p[0] for p in parts]},
-                           [*after, *inputs], f"scores/{name}", build_predict)
+        predict = self.add(
+            f"predict_{name}",
+            "predict",
+            {"engine": engine, "inputs": [p[0] for p in parts]},
+            [*after, *inputs],
+            f"scores/{name}",
+            build_predict,
+        )
         self._fit(name, predict)
 
     def _fit(self, name: str, predict: Stage) -> None:
@@ -301,15 +356,33 @@ class _Planner:
 
         def build_fit(folder: str) -> tuple[list[tuple[str, ...]], dict[str, str], str | None, list[str]]:
             scores = predict.files
-            arguments = ["fit", "--signal-scores", scores[f"{fit.templates}_{fit.signal}"],
-                         "--background-scores", scores[f"{fit.templates}_{fit.background}"],
-                         "--column", f"score_{fit.signal}", "-o", folder, "--no-progress",
-                         "--bins", str(fit.bins), "--low", str(fit.low), "--high", str(fit.high),
-                         "--lumi-uncertainty", str(fit.lumi_uncertainty), "--mc-statistics", fit.mc_statistics,
-                         "--scan-points", str(fit.scan_points),
-                         "--unbinned" if fit.unbinned else "--no-unbinned",
-                         "--limit" if fit.limit else "--no-limit",
-                         "--scan-2d" if fit.scan_2d else "--no-scan-2d"]
+            arguments = [
+                "fit",
+                "--signal-scores",
+                scores[f"{fit.templates}_{fit.signal}"],
+                "--background-scores",
+                scores[f"{fit.templates}_{fit.background}"],
+                "--column",
+                f"score_{fit.signal}",
+                "-o",
+                folder,
+                "--no-progress",
+                "--bins",
+                str(fit.bins),
+                "--low",
+                str(fit.low),
+                "--high",
+                str(fit.high),
+                "--lumi-uncertainty",
+                str(fit.lumi_uncertainty),
+                "--mc-statistics",
+                fit.mc_statistics,
+                "--scan-points",
+                str(fit.scan_points),
+                "--unbinned" if fit.unbinned else "--no-unbinned",
+                "--limit" if fit.limit else "--no-limit",
+                "--scan-2d" if fit.scan_2d else "--no-scan-2d",
+            ]
             for process in self.config.pseudo_data.processes:
                 arguments += ["--data", scores[f"{PSEUDO_DATA}_{process}"]]
             for systematic, pair in fit.systematics.items():
@@ -335,16 +408,20 @@ def make_plan(config: AnalysisConfig, config_path: str | os.PathLike[str]) -> Pl
     planner.sample(PSEUDO_DATA, config.pseudo_data)
     for name in config.models:
         planner.model(name)
-    return Plan(config, Path(config_path).resolve(), Path(config.output).resolve(), tuple(planner.stages),
-                planner.external)
+    return Plan(
+        config, Path(config_path).resolve(), Path(config.output).resolve(), tuple(planner.stages), planner.external
+    )
 
 
 # --------------------------------------------------------------------------- files
 def _shell(stage: Stage) -> str:
     """The rule's shell command: setup, the heplearn commands (output to the log), then the marker."""
-    lines = [f"mkdir -p {shlex.quote(stage.folder)}", *stage.setup,
-             *(shlex.join(command) for command in stage.commands),
-             f"cp {shlex.quote(_record_path(stage))} {shlex.quote(stage.marker)}"]
+    lines = [
+        f"mkdir -p {shlex.quote(stage.folder)}",
+        *stage.setup,
+        *(shlex.join(command) for command in stage.commands),
+        f"cp {shlex.quote(_record_path(stage))} {shlex.quote(stage.marker)}",
+    ]
     return " && ".join(lines).replace("{", "{{").replace("}", "}}")
 
 

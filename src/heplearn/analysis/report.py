@@ -75,21 +75,50 @@ def analysis_results(plan: Plan) -> dict[str, Any]:
         full, stat = results["fraction"]["full_model"], results["fraction"]["binned_stat_only"]
         metrics = _read(plan.output / evaluation.files["metrics"]) if states[evaluation.name].state == DONE else None
         pull = None if truth is None else (full["fraction"] - truth) / full["uncertainty"]
-        taggers.append({"model": model, "fraction": full["fraction"], "uncertainty": full["uncertainty"],
-                        "stat_uncertainty": stat["uncertainty"], "unbinned": results["fraction"]["unbinned"],
-                        "mu": results["mu"]["stat. + syst."], "pull": pull,
-                        "pull_class": "good" if pull is not None and abs(pull) <= 2 else "bad",
-                        "auc": None if metrics is None else metrics.get("auc"),
-                        "fit_report": fit_stage.report,
-                        "evaluation_report": evaluation.report if metrics is not None else None})
+        taggers.append(
+            {
+                "model": model,
+                "fraction": full["fraction"],
+                "uncertainty": full["uncertainty"],
+                "stat_uncertainty": stat["uncertainty"],
+                "unbinned": results["fraction"]["unbinned"],
+                "mu": results["mu"]["stat. + syst."],
+                "pull": pull,
+                "pull_class": "good" if pull is not None and abs(pull) <= 2 else "bad",
+                "auc": None if metrics is None else metrics.get("auc"),
+                "fit_report": fit_stage.report,
+                "evaluation_report": evaluation.report if metrics is not None else None,
+            }
+        )
     taggers.sort(key=lambda t: t["uncertainty"] if math.isfinite(t["uncertainty"]) else math.inf)
-    stages = [{"name": s.stage.name, "kind": s.stage.kind, "state": s.state, "reason": s.reason, "key": s.stage.key,
-               "folder": s.stage.folder, "log": f"{s.stage.folder}/log.txt", "report": s.stage.report,
-               "seconds": _seconds(plan.output / s.stage.folder)} for s in states.values()]
-    return {"name": plan.config.name, "signal": fit.signal, "background": fit.background,
-            "systematics": sorted(fit.systematics), "true_fraction": truth, "pseudo_data_jets": counts,
-            "data_jets": None if counts is None else sum(counts.values()), "taggers": taggers, "missing": missing,
-            "stages": stages, "snakefile": SNAKEFILE, "config": str(plan.config_path)}
+    stages = [
+        {
+            "name": s.stage.name,
+            "kind": s.stage.kind,
+            "state": s.state,
+            "reason": s.reason,
+            "key": s.stage.key,
+            "folder": s.stage.folder,
+            "log": f"{s.stage.folder}/log.txt",
+            "report": s.stage.report,
+            "seconds": _seconds(plan.output / s.stage.folder),
+        }
+        for s in states.values()
+    ]
+    return {
+        "name": plan.config.name,
+        "signal": fit.signal,
+        "background": fit.background,
+        "systematics": sorted(fit.systematics),
+        "true_fraction": truth,
+        "pseudo_data_jets": counts,
+        "data_jets": None if counts is None else sum(counts.values()),
+        "taggers": taggers,
+        "missing": missing,
+        "stages": stages,
+        "snakefile": SNAKEFILE,
+        "config": str(plan.config_path),
+    }
 
 
 def write_analysis_report(plan: Plan) -> Path:
@@ -97,8 +126,11 @@ def write_analysis_report(plan: Plan) -> Path:
     results = analysis_results(plan)
     write_json(plan.output / RESULTS, results)
     context = {**results, "environment": environment()}
-    return write_report(plan.output / REPORT, "analysis.html.j2",
-                        {"title": f"Analysis {plan.config.name}: the {results['signal']} fraction", "m": context})
+    return write_report(
+        plan.output / REPORT,
+        "analysis.html.j2",
+        {"title": f"Analysis {plan.config.name}: the {results['signal']} fraction", "m": context},
+    )
 
 
 def relative(path: str | os.PathLike[str], plan: Plan) -> str:

@@ -13,11 +13,26 @@ from __future__ import annotations
 
 from heplearn._lazy import lazy_api
 
-__getattr__, __dir__ = lazy_api(__name__, {
-    "heplearn.data.io": ["read", "write", "open_source", "detect_format"],
-    "heplearn.data.config": ["DataConfig", "load_data_config"],
-    "heplearn.data.inspect": ["inspect_file", "FileSummary"],
-    "heplearn.data.dataset": ["InMemoryJets", "StreamLoader", "stream_loader", "load_arrays"],
-})
-__all__ = ["DataConfig", "FileSummary", "InMemoryJets", "StreamLoader", "detect_format", "inspect_file", "load_arrays",
-           "load_data_config", "open_source", "read", "stream_loader", "write"]
+__getattr__, __dir__ = lazy_api(
+    __name__,
+    {
+        "heplearn.data.io": ["read", "write", "open_source", "detect_format"],
+        "heplearn.data.config": ["DataConfig", "load_data_config"],
+        "heplearn.data.inspect": ["inspect_file", "FileSummary"],
+        "heplearn.data.dataset": ["InMemoryJets", "StreamLoader", "stream_loader", "load_arrays"],
+    },
+)
+__all__ = [
+    "DataConfig",
+    "FileSummary",
+    "InMemoryJets",
+    "StreamLoader",
+    "detect_format",
+    "inspect_file",
+    "load_arrays",
+    "load_data_config",
+    "open_source",
+    "read",
+    "stream_loader",
+    "write",
+]

@@ -224,22 +224,27 @@ class DataConfig(StrictModel):
             raise ValueError(f"observer {repeated[0]!r} is listed more than once in `observers`")
         for name in self.observers:
             if name in self.inputs:
-                raise ValueError(f"observer {name!r} is also the name of an input group; observers travel "
-                                 f"beside the inputs (as 'observer:{name}'), never as one: rename the group")
+                raise ValueError(
+                    f"observer {name!r} is also the name of an input group; observers travel "
+                    f"beside the inputs (as 'observer:{name}'), never as one: rename the group"
+                )
         return self
 
     @pydantic.model_validator(mode="after")
     def _variation_observer_free(self) -> DataConfig:
         if self.variations and (VARIATION_OBSERVER in self.observers or VARIATION_OBSERVER in self.inputs):
-            raise ValueError(f"`variations` mark their jets with the observer {VARIATION_OBSERVER!r}: it cannot "
-                             "also be an observer or input group of the files")
+            raise ValueError(
+                f"`variations` mark their jets with the observer {VARIATION_OBSERVER!r}: it cannot "
+                "also be an observer or input group of the files"
+            )
         return self
 
     def unlabelled(self) -> DataConfig:
         """The same inputs read from files whose labels, weights and observers are not used (a
         data sample, a domain-adaptation target): the files need none of those fields."""
-        return self.model_copy(update={"labels": self.labels.model_copy(update={"type": "none"}),
-                                       "weights": None, "observers": []})
+        return self.model_copy(
+            update={"labels": self.labels.model_copy(update={"type": "none"}), "weights": None, "observers": []}
+        )
 
     @cached_property
     def expressions(self) -> dict[str, Expression]:
@@ -275,8 +280,9 @@ class DataConfig(StrictModel):
             return "jet"
         if len(groups) == 1:
             return groups[0]
-        raise ConfigError(f"model.name: {model_name} reads jet-level features: data.inputs needs a group 'jet' "
-                          "without `length`")
+        raise ConfigError(
+            f"model.name: {model_name} reads jet-level features: data.inputs needs a group 'jet' without `length`"
+        )
 
     def files(self, split: str) -> list[Path]:
         """The files of a split, globs expanded, in sorted order."""

@@ -138,8 +138,9 @@ def to_batch(arrays: JetArrays) -> Batch:
 
 def batch_observers(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The observers of ``batch``, keyed by their name (without ``OBSERVER_PREFIX``)."""
-    return {key.removeprefix(OBSERVER_PREFIX): values for key, values in batch.items()
-            if key.startswith(OBSERVER_PREFIX)}
+    return {
+        key.removeprefix(OBSERVER_PREFIX): values for key, values in batch.items() if key.startswith(OBSERVER_PREFIX)
+    }
 
 
 PARTICLE_AXIS_KEYS = ("particles", "points", "vectors", "mask")
@@ -196,10 +197,13 @@ def load_with_variations(config: DataConfig, split: str) -> tuple[JetArrays, lis
     for code, files in config.variation_files(split):
         varied, varied_classes = load_arrays(files, config)
         if varied_classes != class_names:
-            raise DataError(f"data.variations: {', '.join(map(str, files))} has the classes {varied_classes}, the "
-                            f"{split} split {class_names}")
-        parts.append(replace(varied, observers={**varied.observers,
-                                                VARIATION_OBSERVER: np.full(len(varied), code, np.int64)}))
+            raise DataError(
+                f"data.variations: {', '.join(map(str, files))} has the classes {varied_classes}, the "
+                f"{split} split {class_names}"
+            )
+        parts.append(
+            replace(varied, observers={**varied.observers, VARIATION_OBSERVER: np.full(len(varied), code, np.int64)})
+        )
     return JetArrays.concatenate(parts), class_names
 
 
@@ -213,15 +217,21 @@ def fit_preprocessing(config: DataConfig, files: Sequence[Path] | None = None) -
 class InMemoryJets:
     """All jets of a split, standardised, held as numpy arrays; batches drawn per epoch."""
 
-    def __init__(self, arrays: JetArrays, class_names: list[str], preprocessing: Preprocessing | None,
-                 config: DataConfig | None = None) -> None:
+    def __init__(
+        self,
+        arrays: JetArrays,
+        class_names: list[str],
+        preprocessing: Preprocessing | None,
+        config: DataConfig | None = None,
+    ) -> None:
         self.arrays = preprocessing.apply(arrays) if preprocessing else arrays
         self.class_names = class_names
         self.config = config
 
     @classmethod
-    def from_files(cls, files: Sequence[str | os.PathLike[str]], config: DataConfig,
-                   preprocessing: Preprocessing | None) -> InMemoryJets:
+    def from_files(
+        cls, files: Sequence[str | os.PathLike[str]], config: DataConfig, preprocessing: Preprocessing | None
+    ) -> InMemoryJets:
         """Every jet of ``files`` read with ``config`` (standardised with ``preprocessing``, when given)."""
         arrays, class_names = load_arrays(files, config)
         return cls(arrays, class_names, preprocessing, config)
@@ -235,15 +245,24 @@ class InMemoryJets:
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-                rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
         """Batches of ``batch_size`` jets, shuffled per (seed, epoch); under DDP each rank takes an equal share."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self)) if shuffle else np.arange(len(self))
         if world_size > 1:  # equal shares, so every rank runs the same number of steps (DDP needs it)
             share = len(order) // world_size
-            order = order[rank * share:(rank + 1) * share]
+            order = order[rank * share : (rank + 1) * share]
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             if drop_last and len(index) < batch_size:
                 break
             yield to_batch(self.arrays.take(index))
@@ -300,8 +319,14 @@ class JetStream(IterableDataset[Batch]):
         if info is not None and self.shared_epoch is not None:
             self.epoch = self.shared_epoch.value
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        return shard_pieces(self.pieces, self.rank * workers + worker, self.world_size * workers,
-                            shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        return shard_pieces(
+            self.pieces,
+            self.rank * workers + worker,
+            self.world_size * workers,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+        )
 
     def _read(self, pieces: list[Piece]) -> Iterator[RaggedJets]:
         """The pieces' jets in order; in the main process ``read_threads`` read ahead in parallel
@@ -376,12 +401,13 @@ class JetStream(IterableDataset[Batch]):
         if info is not None and self.handover is not None:
             step = self.batch_size * self.batches_per_transfer
             for start in range(0, len(order), step):
-                block = order[start:start + step]
-                yield self.handover.send(pool, [block[i:i + self.batch_size]
-                                                for i in range(0, len(block), self.batch_size)], info.id)
+                block = order[start : start + step]
+                yield self.handover.send(
+                    pool, [block[i : i + self.batch_size] for i in range(0, len(block), self.batch_size)], info.id
+                )
             return
         for start in range(0, len(order), self.batch_size):
-            yield to_batch(pool.padded(order[start:start + self.batch_size]))
+            yield to_batch(pool.padded(order[start : start + self.batch_size]))
 
 
 class _NoWorker:
@@ -393,8 +419,10 @@ Layout = dict[str, tuple[str, tuple[int, ...], int]]  # array key: dtype, shape,
 
 
 def _views(memory: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    return {key: memory[offset:offset + math.prod(shape) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
-            for key, (dtype, shape, offset) in layout.items()}
+    return {
+        key: memory[offset : offset + math.prod(shape) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+        for key, (dtype, shape, offset) in layout.items()
+    }
 
 
 @dataclass
@@ -412,8 +440,9 @@ class SharedBlock:
         """The batches, as views of ``buffer`` (this block's); it goes back to the worker when they
         are all gone."""
         memory = buffer.numpy()  # the base of every view below
-        batches = [{key: torch.from_numpy(values) for key, values in _views(memory, layout).items()}
-                   for layout in self.layouts]
+        batches = [
+            {key: torch.from_numpy(values) for key, values in _views(memory, layout).items()} for layout in self.layouts
+        ]
         weakref.finalize(memory, handover.give_back, self.worker, self.slot)
         return batches
 
@@ -524,9 +553,15 @@ class StreamLoader:
         # handed out and one whose last batch the consumer may still hold (allocated when needed)
         self._handover = self.stream.handover = Handover(self.num_workers, prefetch + 3, context)
         self.stream.shared_epoch = context.Value("q", self.stream.epoch, lock=False)
-        self._loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                  prefetch_factor=prefetch, multiprocessing_context=context,
-                                  persistent_workers=True, worker_init_fn=_one_thread_per_worker)
+        self._loader = DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            prefetch_factor=prefetch,
+            multiprocessing_context=context,
+            persistent_workers=True,
+            worker_init_fn=_one_thread_per_worker,
+        )
 
     def close(self) -> None:
         """Stop the workers (they also stop with this process)."""

@@ -32,13 +32,61 @@ import numpy as np
 from heplearn.errors import ExpressionError
 
 NUMPY_FUNCTIONS = (
-    "abs", "sqrt", "exp", "log", "log10", "log1p", "expm1", "sin", "cos", "tan", "arcsin", "arccos",
-    "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "hypot", "minimum",
-    "maximum", "where", "sign", "clip", "floor", "ceil", "round", "isfinite", "isnan", "logical_and",
-    "logical_or", "logical_not", "square", "power", "heaviside",
+    "abs",
+    "sqrt",
+    "exp",
+    "log",
+    "log10",
+    "log1p",
+    "expm1",
+    "sin",
+    "cos",
+    "tan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "hypot",
+    "minimum",
+    "maximum",
+    "where",
+    "sign",
+    "clip",
+    "floor",
+    "ceil",
+    "round",
+    "isfinite",
+    "isnan",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "square",
+    "power",
+    "heaviside",
 )
-AWKWARD_FUNCTIONS = ("num", "sum", "max", "min", "mean", "firsts", "count", "any", "all", "argmax",
-                     "argmin", "fill_none", "prod", "std", "var")
+AWKWARD_FUNCTIONS = (
+    "num",
+    "sum",
+    "max",
+    "min",
+    "mean",
+    "firsts",
+    "count",
+    "any",
+    "all",
+    "argmax",
+    "argmin",
+    "fill_none",
+    "prod",
+    "std",
+    "var",
+)
 CONSTANTS = {"pi": np.pi, "e": np.e, "inf": np.inf, "True": True, "False": False}
 MAX_EXPRESSION_LENGTH = 4000  # characters: a config's expressions are one line each
 MAX_INTEGER_BITS = 4096  # the largest integer a constant power may produce
@@ -68,8 +116,10 @@ SIGNATURES: dict[str, Signature] = {
     "where": Signature(3, 3),
     "clip": Signature(3, 3),
     "round": Signature(1, 2, frozenset({"decimals"})),
-    **{f"ak.{name}": Signature(1, 2, _REDUCTION_KEYWORDS)
-       for name in ("sum", "max", "min", "mean", "count", "any", "all", "argmax", "argmin", "prod")},
+    **{
+        f"ak.{name}": Signature(1, 2, _REDUCTION_KEYWORDS)
+        for name in ("sum", "max", "min", "mean", "count", "any", "all", "argmax", "argmin", "prod")
+    },
     **{f"ak.{name}": Signature(1, 2, _REDUCTION_KEYWORDS | {"ddof"}) for name in ("std", "var")},
     "ak.num": Signature(1, 2, frozenset({"axis"})),
     "ak.firsts": Signature(1, 2, frozenset({"axis"})),
@@ -77,16 +127,30 @@ SIGNATURES: dict[str, Signature] = {
 }
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.BitXor: operator.xor,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {
-    ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: np.logical_not,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Invert: operator.invert,
+    ast.Not: np.logical_not,
 }
 _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
-    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
 }
 
 
@@ -115,8 +179,9 @@ class Expression:
         self.text = text
         self.where = where
         if len(text) > MAX_EXPRESSION_LENGTH:
-            raise ExpressionError(f"{where}: the expression has {len(text)} characters; at most "
-                                  f"{MAX_EXPRESSION_LENGTH} are allowed")
+            raise ExpressionError(
+                f"{where}: the expression has {len(text)} characters; at most {MAX_EXPRESSION_LENGTH} are allowed"
+            )
         self.names: set[str] = set()
         try:
             self._tree = ast.parse(text.strip(), mode="eval")
@@ -163,8 +228,10 @@ class Expression:
                 name = _dotted_name(func)
                 if name is None or name not in FUNCTIONS:
                     shown = name or ast.unparse(func)
-                    raise self._fail(f"the function {shown!r} (allowed: numpy/awkward maths such as "
-                                     "sqrt, log, abs, hypot, where, ak.num, ak.sum)")
+                    raise self._fail(
+                        f"the function {shown!r} (allowed: numpy/awkward maths such as "
+                        "sqrt, log, abs, hypot, where, ak.num, ak.sum)"
+                    )
                 self._check_call(name, args, keywords)
                 for value in (*args, *(keyword.value for keyword in keywords)):
                     self._check(value)
@@ -181,8 +248,10 @@ class Expression:
             if keyword.arg not in signature.keywords:
                 raise self._fail(f"the keyword {keyword.arg!r} of {name!r} (it takes {signature.describe()})")
         if not signature.minimum <= len(args) <= signature.maximum:
-            raise ExpressionError(f"{self.where}: {name!r} takes {signature.describe()}, got {len(args)} "
-                                  f"argument{'' if len(args) == 1 else 's'} in {self.text!r}")
+            raise ExpressionError(
+                f"{self.where}: {name!r} takes {signature.describe()}, got {len(args)} "
+                f"argument{'' if len(args) == 1 else 's'} in {self.text!r}"
+            )
 
     def _fold_constants(self, node: ast.AST) -> None:
         """Evaluate every subexpression without variables now, so that bounded arithmetic fails at parse time."""
@@ -198,8 +267,7 @@ class Expression:
         """The expression's value on ``variables`` (arrays by name); any failure is an ``ExpressionError``."""
         missing = sorted(self.names - set(variables))
         if missing:
-            raise ExpressionError(f"{self.where}: unknown variable {', '.join(map(repr, missing))} "
-                                  f"in {self.text!r}")
+            raise ExpressionError(f"{self.where}: unknown variable {', '.join(map(repr, missing))} in {self.text!r}")
         return self._guarded(self._tree.body, variables)
 
     def _guarded(self, node: ast.AST, variables: Mapping[str, Any]) -> Any:
@@ -211,8 +279,9 @@ class Expression:
         except (RecursionError, MemoryError):
             raise ExpressionError(f"{self.where}: {_shorten(self.text)!r} is too large to evaluate") from None
         except Exception as error:  # numpy and awkward raise many types; each is a fault of the expression
-            raise ExpressionError(f"{self.where}: cannot evaluate {_shorten(self.text)!r}: "
-                                  f"{type(error).__name__}: {_first_line(error)}") from None
+            raise ExpressionError(
+                f"{self.where}: cannot evaluate {_shorten(self.text)!r}: {type(error).__name__}: {_first_line(error)}"
+            ) from None
 
     def _evaluate(self, node: ast.AST, variables: Mapping[str, Any]) -> Any:
         match node:
@@ -244,8 +313,10 @@ class Expression:
                 return result
             case ast.Call(func=func, args=args, keywords=keywords):
                 function = FUNCTIONS[_dotted_name(func) or ""]
-                return function(*(self._evaluate(a, variables) for a in args),
-                                **{k.arg: self._evaluate(k.value, variables) for k in keywords if k.arg})
+                return function(
+                    *(self._evaluate(a, variables) for a in args),
+                    **{k.arg: self._evaluate(k.value, variables) for k in keywords if k.arg},
+                )
         raise self._fail(type(node).__name__)  # unreachable: _check vetted the tree
 
     def _check_power(self, base: Any, exponent: Any) -> None:
@@ -254,8 +325,10 @@ class Expression:
             return
         bits = math.ceil(math.log2(abs(int(base))) * int(exponent))
         if bits > MAX_INTEGER_BITS:
-            raise ExpressionError(f"{self.where}: {base} ** {exponent} in {_shorten(self.text)!r} would have about "
-                                  f"{bits} bits; constant powers are limited to {MAX_INTEGER_BITS} bits")
+            raise ExpressionError(
+                f"{self.where}: {base} ** {exponent} in {_shorten(self.text)!r} would have about "
+                f"{bits} bits; constant powers are limited to {MAX_INTEGER_BITS} bits"
+            )
 
 
 def _is_integer(value: Any) -> bool:
@@ -264,12 +337,13 @@ def _is_integer(value: Any) -> bool:
 
 def _is_constant(node: ast.AST) -> bool:
     """True when ``node`` reads no variable (only constants, operators and calls on constants)."""
-    return all(not isinstance(part, ast.Name) or part.id in CONSTANTS or part.id in FUNCTIONS
-               for part in ast.walk(node))
+    return all(
+        not isinstance(part, ast.Name) or part.id in CONSTANTS or part.id in FUNCTIONS for part in ast.walk(node)
+    )
 
 
 def _shorten(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _first_line(error: BaseException) -> str:

@@ -53,8 +53,20 @@ def inspect_file(path: str | os.PathLike[str], tree: str | None = None) -> FileS
     multiplicity: dict[str, float] = {}
     if counts and source.num_entries:
         values = np.concatenate(counts)
-        multiplicity = {"min": float(values.min()), "median": float(np.median(values)),
-                        "max": float(values.max()), "mean": float(values.mean())}
-    return FileSummary(str(path), kind, source.table_name, source.num_entries, fields, multiplicity,
-                       {label.removeprefix(LABEL_PREFIX): count for label, count in class_counts.items()},
-                       source.provenance(), source.table_kind)
+        multiplicity = {
+            "min": float(values.min()),
+            "median": float(np.median(values)),
+            "max": float(values.max()),
+            "mean": float(values.mean()),
+        }
+    return FileSummary(
+        str(path),
+        kind,
+        source.table_name,
+        source.num_entries,
+        fields,
+        multiplicity,
+        {label.removeprefix(LABEL_PREFIX): count for label, count in class_counts.items()},
+        source.provenance(),
+        source.table_kind,
+    )

@@ -90,17 +90,14 @@ class Source(ABC):
             self._field_names = [field.name for field in self.fields()]
         return list(self._field_names)
 
-    def read(
-        self, fields: list[str] | None = None, start: int = 0, stop: int | None = None
-    ) -> ak.Array:
+    def read(self, fields: list[str] | None = None, start: int = 0, stop: int | None = None) -> ak.Array:
         """Entries ``[start, stop)`` of ``fields`` (all fields if None) as a record array."""
         available = self.field_names()
         wanted = available if fields is None else list(dict.fromkeys(fields))
         missing = [name for name in wanted if name not in available]
         if missing:
             raise DataError(
-                f"{self.path}: no field {', '.join(repr(m) for m in missing)} "
-                f"(the file has: {', '.join(available)})"
+                f"{self.path}: no field {', '.join(repr(m) for m in missing)} (the file has: {', '.join(available)})"
             )
         stop = self.num_entries if stop is None else min(stop, self.num_entries)
         start = max(0, start)
@@ -118,6 +115,7 @@ class Source(ABC):
 # ----------------------------------------------------------------------------- Parquet
 class ParquetSource(Source):
     """A Parquet file; its row groups are its storage units."""
+
     format_name = "Parquet"
 
     def __init__(self, path: Path) -> None:
@@ -135,8 +133,7 @@ class ParquetSource(Source):
     @override
     def fields(self) -> list[FieldInfo]:
         form = ak.from_arrow_schema(self._file.schema_arrow)
-        return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content))
-                for name in form.fields]
+        return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content)) for name in form.fields]
 
     @override
     def chunk_boundaries(self) -> list[int]:
@@ -171,16 +168,20 @@ ROOT_TABLE_KINDS = {"TTree": "TTree", "ROOT::RNTuple": "RNTuple"}
 
 def root_tables(file: Any) -> dict[str, str]:
     """The tables of an open uproot file: ``{name: "TTree" | "RNTuple"}``, in the file's order."""
-    return {key.split(";")[0]: ROOT_TABLE_KINDS[cls] for key, cls in file.classnames().items()
-            if cls in ROOT_TABLE_KINDS}
+    return {
+        key.split(";")[0]: ROOT_TABLE_KINDS[cls] for key, cls in file.classnames().items() if cls in ROOT_TABLE_KINDS
+    }
 
 
 def _choose_table(path: Path, tables: dict[str, str], tree: str | None) -> str:
     """The table to read: ``tree`` if given, else ``DEFAULT_TREE``, else the only table there is."""
     name = tree or (DEFAULT_TREE if DEFAULT_TREE in tables else (next(iter(tables)) if len(tables) == 1 else None))
     if name is None or name not in tables:
-        held = [f"{kind}s: {', '.join(n for n, k in tables.items() if k == kind)}"
-                for kind in ROOT_TABLE_KINDS.values() if kind in tables.values()]
+        held = [
+            f"{kind}s: {', '.join(n for n, k in tables.items() if k == kind)}"
+            for kind in ROOT_TABLE_KINDS.values()
+            if kind in tables.values()
+        ]
         raise DataError(
             f"{path}: no TTree or RNTuple {tree or DEFAULT_TREE!r} "
             f"(the file has {'; '.join(held) or 'no TTree and no RNTuple'}); choose one with `treename`"
@@ -221,8 +222,9 @@ class RootSource(Source):
             if PROVENANCE_KEY in self._file:
                 return json.loads(str(self._file[PROVENANCE_KEY]))
         except Exception as error:  # a damaged file: uproot raises OSError and others
-            raise DataError(f"{self.path}: cannot read its provenance (truncated or corrupt?): "
-                            f"{type(error).__name__}: {error}") from error
+            raise DataError(
+                f"{self.path}: cannot read its provenance (truncated or corrupt?): {type(error).__name__}: {error}"
+            ) from error
         return {}
 
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array:
@@ -242,10 +244,15 @@ class TTreeSource(RootSource):
 
     @override
     def fields(self) -> list[FieldInfo]:
-        return [_field_info(name, str(self._tree[name].interpretation.numpy_dtype)
-                            if not _is_jagged_branch(self._tree[name])
-                            else f"var * {self._tree[name].interpretation.content.numpy_dtype}")
-                for name in self._branches]
+        return [
+            _field_info(
+                name,
+                str(self._tree[name].interpretation.numpy_dtype)
+                if not _is_jagged_branch(self._tree[name])
+                else f"var * {self._tree[name].interpretation.content.numpy_dtype}",
+            )
+            for name in self._branches
+        ]
 
     @override
     def chunk_boundaries(self) -> list[int]:
@@ -261,8 +268,7 @@ class RNTupleSource(RootSource):
     @override
     def fields(self) -> list[FieldInfo]:
         form, _ = self._tree.to_akform()
-        return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content))
-                for name in form.fields]
+        return [_field_info(name, str(ak.types.ArrayType(form.content(name).type, 0).content)) for name in form.fields]
 
     @override
     def chunk_boundaries(self) -> list[int]:
@@ -324,8 +330,9 @@ class Hdf5Source(Source):
             raw = self._file.attrs.get(PROVENANCE_KEY)
             return json.loads(raw) if raw is not None else {}
         except Exception as error:  # a damaged file
-            raise DataError(f"{self.path}: cannot read its provenance (truncated or corrupt?): "
-                            f"{type(error).__name__}: {error}") from error
+            raise DataError(
+                f"{self.path}: cannot read its provenance (truncated or corrupt?): {type(error).__name__}: {error}"
+            ) from error
 
     def _counts(self, start: int, stop: int) -> np.ndarray | None:
         if "jet_nparticles" in self._datasets:
@@ -382,9 +389,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         from heplearn.data import toptagging
 
         return "toptagging" if toptagging.is_toptagging_file(path) else "hdf5"
-    raise DataError(
-        f"{path}: unknown file format (first bytes {head!r}); heplearn reads Parquet, ROOT and HDF5"
-    )
+    raise DataError(f"{path}: unknown file format (first bytes {head!r}); heplearn reads Parquet, ROOT and HDF5")
 
 
 def open_source(path: str | os.PathLike[str], tree: str | None = None) -> Source:
@@ -463,8 +468,7 @@ def _write_parquet(array: ak.Array, path: Path, provenance_json: str, row_group_
     table = ak.to_arrow_table(array, extensionarray=False)
     metadata = dict(table.schema.metadata or {})
     metadata[PROVENANCE_KEY.encode()] = provenance_json.encode()
-    pq.write_table(table.replace_schema_metadata(metadata), path, row_group_size=row_group_size,
-                   compression="zstd")
+    pq.write_table(table.replace_schema_metadata(metadata), path, row_group_size=row_group_size, compression="zstd")
 
 
 def jagged_groups(array: ak.Array) -> dict[str, list[str]]:
@@ -484,27 +488,26 @@ def jagged_groups(array: ak.Array) -> dict[str, list[str]]:
 def _write_root(array: ak.Array, path: Path, provenance_json: str, tree: str, cluster_size: int) -> None:
     groups = jagged_groups(array)
     jagged = {name for names in groups.values() for name in names}
-    branches: dict[str, Any] = {
-        name: ak.to_numpy(array[name]) for name in array.fields if name not in jagged
-    }
+    branches: dict[str, Any] = {name: ak.to_numpy(array[name]) for name in array.fields if name not in jagged}
     for prefix, names in groups.items():
         # One record of jagged fields shares one counter; uproot names the branches <prefix>_<field>
         # and the counter n<prefix> (part_* → npart, sv_* → nsv).
         try:
             branches[prefix] = ak.zip({name.removeprefix(f"{prefix}_"): array[name] for name in names})
         except ValueError as error:
-            raise DataError(f"{path.name}: the jagged fields {', '.join(names)} do not have the same length in "
-                            "every entry, so they cannot share one ROOT counter") from error
+            raise DataError(
+                f"{path.name}: the jagged fields {', '.join(names)} do not have the same length in "
+                "every entry, so they cannot share one ROOT counter"
+            ) from error
     with uproot.recreate(path) as output:
         # mktree writes a classic TTree (plain assignment would write an RNTuple).
-        types = {name: (value.type if isinstance(value, ak.Array) else value.dtype)
-                 for name, value in branches.items()}
+        types = {name: (value.type if isinstance(value, ak.Array) else value.dtype) for name, value in branches.items()}
         output_tree = output.mktree(tree, types)
         # One basket per branch and extend: clusters of ``cluster_size`` entries, like Parquet row
         # groups. A reader of a few entries decompresses the baskets that hold them, so a
         # whole-file basket would be decompressed again for every chunk read.
         for start in range(0, len(array), cluster_size):
-            output_tree.extend({name: value[start:start + cluster_size] for name, value in branches.items()})
+            output_tree.extend({name: value[start : start + cluster_size] for name, value in branches.items()})
         output[PROVENANCE_KEY] = provenance_json
 
 

@@ -33,14 +33,25 @@ def row_pattern(constants: Constants | None, length: int, features: int) -> Cons
     """The constants repeated for every slot of a padded jet (``length × features`` values each);
     without constants, the identity: x − 0 and x · 1 are exact, and ±inf clips nothing."""
     if constants is None:
-        constants = (np.zeros(features, np.float32), np.ones(features, np.float32),
-                     np.full(features, np.inf, np.float32))
+        constants = (
+            np.zeros(features, np.float32),
+            np.ones(features, np.float32),
+            np.full(features, np.inf, np.float32),
+        )
     centre, inverse_scale, bound = (np.tile(np.asarray(values, np.float32), length) for values in constants)
     return centre, inverse_scale, bound
 
 
-def pad_particles(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray, index: np.ndarray,
-                  pattern: Constants, pad_value: float, out: np.ndarray, mask: np.ndarray) -> None:
+def pad_particles(
+    flat: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
+    pattern: Constants,
+    pad_value: float,
+    out: np.ndarray,
+    mask: np.ndarray,
+) -> None:
     """Write jets ``index`` into ``out`` (B, length, F) float32 and ``mask`` (B, length) bool.
 
     Jet ``i`` has rows ``[starts[i], starts[i] + counts[i])`` of ``flat`` (particles, F) float32,

@@ -31,7 +31,8 @@ def _prefetch(typing_context: Any, array: Any, position: Any) -> Any:
         address = builder.bitcast(builder.gep(data, [arguments[1]]), ir.IntType(8).as_pointer())
         int32 = ir.IntType(32)
         function = builder.module.declare_intrinsic(
-            "llvm.prefetch", [address.type], ir.FunctionType(ir.VoidType(), [address.type, int32, int32, int32]))
+            "llvm.prefetch", [address.type], ir.FunctionType(ir.VoidType(), [address.type, int32, int32, int32])
+        )
         # read, keep in all cache levels, data cache
         builder.call(function, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
         return context.get_dummy_value()
@@ -40,9 +41,18 @@ def _prefetch(typing_context: Any, array: Any, position: Any) -> Any:
 
 
 @numba.njit(nogil=True, cache=True)
-def pad_rows(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray, index: np.ndarray,
-             centre: np.ndarray, inverse_scale: np.ndarray, bound: np.ndarray, pad_value: np.float32,
-             out: np.ndarray, mask: np.ndarray) -> None:
+def pad_rows(
+    flat: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
+    centre: np.ndarray,
+    inverse_scale: np.ndarray,
+    bound: np.ndarray,
+    pad_value: np.float32,
+    out: np.ndarray,
+    mask: np.ndarray,
+) -> None:
     """Gather, standardise, clip and pad the particles of the jets ``index`` into ``out`` and ``mask``, in place."""
     features = flat.shape[1]
     source = flat.reshape(-1)
@@ -56,7 +66,7 @@ def pad_rows(flat: np.ndarray, starts: np.ndarray, counts: np.ndarray, index: np
         jet = index[slot]
         count = counts[jet]
         size = count * features
-        values = source[starts[jet] * features:starts[jet] * features + size]  # a view: no negative indices
+        values = source[starts[jet] * features : starts[jet] * features + size]  # a view: no negative indices
         row = padded[slot]
         for k in range(size):
             value = (values[k] - centre[k]) * inverse_scale[k]

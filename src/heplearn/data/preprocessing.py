@@ -106,8 +106,11 @@ class Preprocessing:
             "format_version": FORMAT_VERSION,
             "class_names": self.class_names,
             "groups": {
-                name: {"length": self.lengths[name], "pad_value": self.pad_values[name],
-                       "variables": [asdict(s) for s in scalings]}
+                name: {
+                    "length": self.lengths[name],
+                    "pad_value": self.pad_values[name],
+                    "variables": [asdict(s) for s in scalings],
+                }
                 for name, scalings in self.groups.items()
             },
         }

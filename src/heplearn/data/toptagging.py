@@ -27,8 +27,13 @@ LABEL_COLUMN = "is_signal_new"
 PARTICLE_OUTPUTS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi")
 JET_OUTPUTS = ("jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_mass", "jet_nparticles")
 LABEL_OUTPUTS = ("label_Top", "label_QCD")
-TRUTH_COLUMNS = {"truthE": "aux_truth_energy", "truthPX": "aux_truth_px", "truthPY": "aux_truth_py",
-                 "truthPZ": "aux_truth_pz", "ttv": "aux_ttv"}
+TRUTH_COLUMNS = {
+    "truthE": "aux_truth_energy",
+    "truthPX": "aux_truth_px",
+    "truthPY": "aux_truth_py",
+    "truthPZ": "aux_truth_pz",
+    "ttv": "aux_ttv",
+}
 
 
 def _pandas_group(handle: h5py.File) -> tuple[str, str] | None:
@@ -79,8 +84,9 @@ class TopTaggingSource(Source):
             self._columns = _column_names(path, self._key, kind, handle)
         slots = [int(m.group(2)) for c in self._columns if (m := CONSTITUENT_COLUMN.match(c))]
         self._slots = max(slots) + 1 if slots else 0
-        missing = [f"{p}_{i}" for p in ("E", "PX", "PY", "PZ") for i in range(self._slots)
-                   if f"{p}_{i}" not in self._columns]
+        missing = [
+            f"{p}_{i}" for p in ("E", "PX", "PY", "PZ") for i in range(self._slots) if f"{p}_{i}" not in self._columns
+        ]
         if missing:
             raise DataError(f"{path}: Top Tagging layout lacks columns {', '.join(missing[:5])}")
 
@@ -103,9 +109,16 @@ class TopTaggingSource(Source):
 
     @override
     def fields(self) -> list[FieldInfo]:
-        return [FieldInfo(name, "var * float32" if name.startswith("part_") else
-                          ("int64" if name.startswith(("label_", "jet_n")) else "float32"),
-                          name.startswith("part_")) for name in self._outputs()]
+        return [
+            FieldInfo(
+                name,
+                "var * float32"
+                if name.startswith("part_")
+                else ("int64" if name.startswith(("label_", "jet_n")) else "float32"),
+                name.startswith("part_"),
+            )
+            for name in self._outputs()
+        ]
 
     def _read(self, fields: list[str], start: int, stop: int) -> ak.Array:
         with warnings.catch_warnings():
@@ -117,6 +130,7 @@ class TopTaggingSource(Source):
 
 def convert_frame(frame: pd.DataFrame, slots: int) -> ak.Array:
     """One pandas chunk of the Top Tagging layout as a JetClass-schema record array."""
+
     def block(prefix: str) -> np.ndarray:
         return frame[[f"{prefix}_{i}" for i in range(slots)]].to_numpy(np.float32)
 

@@ -132,8 +132,10 @@ class RaggedJets:
                 raise ValueError(f"jets of up to {self.counts.max()} particles for {self.length} slots")
         else:
             self.starts = None
-        self.patterns = {name: row_pattern(self.scaling.get(name), self.length, values.shape[1])
-                         for name, values in self.particles.items()}
+        self.patterns = {
+            name: row_pattern(self.scaling.get(name), self.length, values.shape[1])
+            for name, values in self.particles.items()
+        }
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -145,9 +147,18 @@ class RaggedJets:
             counts = self.counts[index]
             rows = particle_rows(self.starts[index], counts)
             particles = {name: _gather_rows(values, rows) for name, values in self.particles.items()}
-        return RaggedJets(self.names, particles, counts, self.length, self.pad_values,
-                          {k: v[index] for k, v in self.jet_inputs.items()}, self.label[index],
-                          self.weight[index], {k: v[index] for k, v in self.observers.items()}, self.scaling)
+        return RaggedJets(
+            self.names,
+            particles,
+            counts,
+            self.length,
+            self.pad_values,
+            {k: v[index] for k, v in self.jet_inputs.items()},
+            self.label[index],
+            self.weight[index],
+            {k: v[index] for k, v in self.observers.items()},
+            self.scaling,
+        )
 
     @staticmethod
     def concatenate(parts: list[RaggedJets], arena: dict[str, np.ndarray] | None = None) -> RaggedJets:
@@ -191,8 +202,7 @@ class RaggedJets:
             shapes[observer_key(name)] = ((n, *values.shape[1:]), values.dtype)
         return shapes
 
-    def padded(self, index: np.ndarray | slice | None = None,
-               out: Mapping[str, np.ndarray] | None = None) -> JetArrays:
+    def padded(self, index: np.ndarray | slice | None = None, out: Mapping[str, np.ndarray] | None = None) -> JetArrays:
         """The jets ``index`` (all if None) as ``JetArrays``: particles padded to ``length`` slots
         and standardised with ``scaling``.
 
@@ -201,8 +211,9 @@ class RaggedJets:
         """
         if index is None:
             index = slice(0, len(self))
-        index = (np.arange(*index.indices(len(self))) if isinstance(index, slice)
-                 else np.ascontiguousarray(index, np.int64))
+        index = (
+            np.arange(*index.indices(len(self))) if isinstance(index, slice) else np.ascontiguousarray(index, np.int64)
+        )
         if len(index) and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"jet index out of range for {len(self)} jets")  # the kernel does not check
         if out is None:
@@ -212,15 +223,29 @@ class RaggedJets:
         for name in self.names:
             if name in self.particles and mask is not None:
                 padded = out[name]
-                pad_particles(self.particles[name], self.starts, self.counts, index, self.patterns[name],
-                              self.pad_values[name], padded, mask)
+                pad_particles(
+                    self.particles[name],
+                    self.starts,
+                    self.counts,
+                    index,
+                    self.patterns[name],
+                    self.pad_values[name],
+                    padded,
+                    mask,
+                )
                 inputs[name] = padded
             else:
                 inputs[name] = np.take(self.jet_inputs[name], index, axis=0, out=out[name])
-        observers = {name: np.take(values, index, axis=0, out=out[observer_key(name)])
-                     for name, values in self.observers.items()}
-        return JetArrays(inputs, mask, np.take(self.label, index, axis=0, out=out["label"]),
-                         np.take(self.weight, index, axis=0, out=out["weight"]), observers)
+        observers = {
+            name: np.take(values, index, axis=0, out=out[observer_key(name)]) for name, values in self.observers.items()
+        }
+        return JetArrays(
+            inputs,
+            mask,
+            np.take(self.label, index, axis=0, out=out["label"]),
+            np.take(self.weight, index, axis=0, out=out["weight"]),
+            observers,
+        )
 
 
 def _concatenated(arrays: list[np.ndarray], key: str, arena: dict[str, np.ndarray] | None) -> np.ndarray:
@@ -267,8 +292,11 @@ class ChunkTransformer:
             elif group.image is not None:
                 names.update(("part_deta", "part_dphi", "part_pt"))
         for key, expression in self.config.expressions.items():
-            if key == "selection" or (key == "weights" and self.weighted) or (
-                    self.labelled and not key.startswith("new_variables.")):
+            if (
+                key == "selection"
+                or (key == "weights" and self.weighted)
+                or (self.labelled and not key.startswith("new_variables."))
+            ):
                 names.update(expression.names)
         if self.labelled and isinstance(self.config.labels.classes, list):
             names.update(self.config.labels.classes)
@@ -317,8 +345,10 @@ class ChunkTransformer:
             with np.errstate(all="ignore"):  # non-finite values are counted or reported below, not warned about
                 return self._ragged(chunk, where, scale)
         except NonFiniteError as error:
-            raise NonFiniteError(f"{error} ({_first_nonfinite_entry(chunk, where)}; fix the file, or set "
-                                 "data.nonfinite: replace to replace and count them)") from None
+            raise NonFiniteError(
+                f"{error} ({_first_nonfinite_entry(chunk, where)}; fix the file, or set "
+                "data.nonfinite: replace to replace and count them)"
+            ) from None
 
     def _ragged(self, chunk: ak.Array, where: str, scale: Scaler | None) -> RaggedJets:
         config = self.config
@@ -348,14 +378,26 @@ class ChunkTransformer:
                 jet_values = np.stack(columns, axis=-1).astype(np.float32, copy=False)
                 jet_inputs[name] = scale.scale(name, jet_values) if scale is not None else jet_values
         label = self._labels(table, chunk, where) if self.labelled else np.zeros(len(chunk), np.int64)
-        weight = (self._finite(self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where),
-                               "weights", where).astype(np.float32)
-                  if config.weights and self.weighted else np.ones(len(chunk), np.float32))
+        weight = (
+            self._finite(
+                self._as_numpy(config.expressions["weights"].evaluate(table), "weights", where), "weights", where
+            ).astype(np.float32)
+            if config.weights and self.weighted
+            else np.ones(len(chunk), np.float32)
+        )
         observers = {name: self._observer(table, name, len(chunk), where) for name in config.observers}
-        return RaggedJets(tuple(config.inputs), flat, None if particles is None else particles.counts,
-                          config.particle_length or 0, {name: g.pad_value for name, g in config.inputs.items()},
-                          jet_inputs, label, weight, observers,
-                          {} if scale is None else {name: scale.constants(name) for name in flat})
+        return RaggedJets(
+            tuple(config.inputs),
+            flat,
+            None if particles is None else particles.counts,
+            config.particle_length or 0,
+            {name: g.pad_value for name, g in config.inputs.items()},
+            jet_inputs,
+            label,
+            weight,
+            observers,
+            {} if scale is None else {name: scale.constants(name) for name in flat},
+        )
 
     def _observer(self, table: VariableTable, name: str, jets: int, where: str) -> np.ndarray:
         """The per-jet values of observer ``name`` as the file holds them (in native byte order,
@@ -379,13 +421,24 @@ class ChunkTransformer:
             dense = np.zeros((len(mask), longest), np.float32)
             dense[mask] = flat
             columns[name] = dense
-        return jet_images(columns["part_deta"], columns["part_dphi"], columns["part_pt"], mask, bins=spec.bins,
-                          extent=spec.extent, rotate=spec.rotate, flip=spec.flip, centre=spec.centre)
+        return jet_images(
+            columns["part_deta"],
+            columns["part_dphi"],
+            columns["part_pt"],
+            mask,
+            bins=spec.bins,
+            extent=spec.extent,
+            rotate=spec.rotate,
+            flip=spec.flip,
+            centre=spec.centre,
+        )
 
     def _calorimeter_image(self, table: VariableTable, spec: ImageSpec, where: str) -> np.ndarray:
         """The event's objects of ``spec.collections`` summed into calorimeter regions (CICADA's input)."""
-        parts = {part: ak.concatenate([table[f"{name}_{part}"] for name in spec.collections], axis=1)
-                 for part in ("eta", "phi", "pt")}
+        parts = {
+            part: ak.concatenate([table[f"{name}_{part}"] for name in spec.collections], axis=1)
+            for part in ("eta", "phi", "pt")
+        }
         counts = ak.to_numpy(ak.num(parts["pt"], axis=1))
         mask = np.arange(max(int(counts.max(initial=0)), 1)) < counts[:, None]
         dense = {}
@@ -393,11 +446,11 @@ class ChunkTransformer:
             flat = self._finite(ak.to_numpy(ak.flatten(values)).astype(np.float32), f"{spec.collections}_{part}", where)
             dense[part] = np.zeros(mask.shape, np.float32)
             dense[part][mask] = flat
-        return calorimeter_images(dense["eta"], dense["phi"], dense["pt"] / spec.et_unit, mask, spec.regions,
-                                  spec.eta_max)
+        return calorimeter_images(
+            dense["eta"], dense["phi"], dense["pt"] / spec.et_unit, mask, spec.regions, spec.eta_max
+        )
 
-    def _particle_columns(self, particles: FlatParticles, group: str, variables: list[str],
-                          where: str) -> np.ndarray:
+    def _particle_columns(self, particles: FlatParticles, group: str, variables: list[str], where: str) -> np.ndarray:
         """The kept particles of every jet as one ``(particles, F)`` float32 array.
 
         Computed block of rows by block of rows (``ROW_BLOCK``): every intermediate of the derived
@@ -437,21 +490,29 @@ class ChunkTransformer:
         order = descending_order(pt, particles.counts)
         if order is None:
             return chunk, known  # already ordered, as JetClass and heplearn files are: skip the sort
-        columns = {name: (_reordered(chunk[name], order, particles.counts) if name.startswith(PARTICLE_PREFIX)
-                          else chunk[name])
-                   for name in chunk.fields}
+        columns = {
+            name: (
+                _reordered(chunk[name], order, particles.counts) if name.startswith(PARTICLE_PREFIX) else chunk[name]
+            )
+            for name in chunk.fields
+        }
         return ak.zip(columns, depth_limit=1), {name: order.apply(values) for name, values in known.items()}
 
     def _labels(self, table: VariableTable, chunk: ak.Array, where: str) -> np.ndarray:
         labels = self.config.labels
         if labels.type == "regression":
-            targets = [self._as_numpy(labels_expr.evaluate(table), f"labels.targets.{key}", where)
-                       for key, labels_expr in ((k, self.config.expressions[f"labels.targets.{k}"])
-                                                for k in labels.targets)]
+            targets = [
+                self._as_numpy(labels_expr.evaluate(table), f"labels.targets.{key}", where)
+                for key, labels_expr in ((k, self.config.expressions[f"labels.targets.{k}"]) for k in labels.targets)
+            ]
             return self._finite(np.stack(targets, axis=-1).astype(np.float32), "labels.targets", where)
         if isinstance(labels.classes, dict):
-            one_hot = [self._as_numpy(self.config.expressions[f"labels.classes.{k}"].evaluate(table),
-                                      f"labels.classes.{k}", where) for k in labels.classes]
+            one_hot = [
+                self._as_numpy(
+                    self.config.expressions[f"labels.classes.{k}"].evaluate(table), f"labels.classes.{k}", where
+                )
+                for k in labels.classes
+            ]
         else:
             names = labels.classes or [f for f in chunk.fields if f.startswith(LABEL_PREFIX)]
             if not names:
@@ -483,8 +544,7 @@ class ChunkTransformer:
         if self.config.nonfinite == "error":
             raise NonFiniteError(f"{where}: {count} NaN or infinite values in {name!r}")
         self.nonfinite_counts[f"{where}:{name}"] += count
-        log.warning("%s: replaced %d NaN/inf values in %r by %g", where, count, name,
-                    self.config.nonfinite_value)
+        log.warning("%s: replaced %d NaN/inf values in %r by %g", where, count, name, self.config.nonfinite_value)
         values = values.copy()
         values[bad] = self.config.nonfinite_value
         return values
@@ -585,8 +645,11 @@ def descending_order(values: np.ndarray, counts: np.ndarray) -> Reordering | Non
 def _reordered(values: ak.Array, reordering: Reordering, counts: np.ndarray) -> ak.Array:
     """The particles of ``values`` reordered within their jets."""
     layout = values.layout
-    if isinstance(layout, ak.contents.ListOffsetArray | ak.contents.ListArray) and isinstance(
-            layout.content, ak.contents.NumpyArray) and layout.content.data.ndim == 1:
+    if (
+        isinstance(layout, ak.contents.ListOffsetArray | ak.contents.ListArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+        and layout.content.data.ndim == 1
+    ):
         content = ak.to_numpy(ak.flatten(values, axis=1))
         if len(content) == int(counts.sum()):
             return ak.unflatten(reordering.apply(content), counts)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from heplearn._lazy import lazy_api
 
-__getattr__, __dir__ = lazy_api(__name__, {
-    "heplearn.evaluation.evaluate": ["evaluate_run", "EvaluationResult"],
-    "heplearn.evaluation.figures": ["EvaluationSettings"],
-    "heplearn.evaluation.compare": ["compare_runs", "ComparisonResult"],
-    "heplearn.evaluation.plots": ["PlotStyle"],
-})
-__all__ = ["ComparisonResult", "EvaluationResult", "EvaluationSettings", "PlotStyle", "compare_runs",
-           "evaluate_run"]
+__getattr__, __dir__ = lazy_api(
+    __name__,
+    {
+        "heplearn.evaluation.evaluate": ["evaluate_run", "EvaluationResult"],
+        "heplearn.evaluation.figures": ["EvaluationSettings"],
+        "heplearn.evaluation.compare": ["compare_runs", "ComparisonResult"],
+        "heplearn.evaluation.plots": ["PlotStyle"],
+    },
+)
+__all__ = ["ComparisonResult", "EvaluationResult", "EvaluationSettings", "PlotStyle", "compare_runs", "evaluate_run"]

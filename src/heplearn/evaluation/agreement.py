@@ -21,7 +21,7 @@ def binned(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[
     """Σw and Σw² per bin (values outside the edges go to the first and last bins)."""
     clipped = np.clip(values, edges[0], edges[-1])
     sums = np.histogram(clipped, edges, weights=weights)[0]
-    squares = np.histogram(clipped, edges, weights=weights ** 2)[0]
+    squares = np.histogram(clipped, edges, weights=weights**2)[0]
     return sums, squares
 
 
@@ -32,7 +32,7 @@ def chi2_ndf(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.
     ta, tb = a.sum(), b.sum()
     if ta <= 0 or tb <= 0:
         return float("nan")
-    variance = a2 / ta ** 2 + b2 / tb ** 2
+    variance = a2 / ta**2 + b2 / tb**2
     filled = variance > 0
     ndf = int(filled.sum()) - 1
     if ndf < 1:
@@ -53,13 +53,23 @@ class Agreement:
 
     def as_json(self) -> dict[str, float]:
         """The summary numbers (the histograms stay in the plot)."""
-        return {"chi2_ndf": self.chi2_ndf, "ks_statistic": self.ks.statistic, "ks_pvalue": self.ks.pvalue,
-                "separation_auc": self.separation_auc,
-                "reference_events": float(self.reference[0].sum()), "other_events": float(self.other[0].sum())}
+        return {
+            "chi2_ndf": self.chi2_ndf,
+            "ks_statistic": self.ks.statistic,
+            "ks_pvalue": self.ks.pvalue,
+            "separation_auc": self.separation_auc,
+            "reference_events": float(self.reference[0].sum()),
+            "other_events": float(self.other[0].sum()),
+        }
 
 
-def agreement(reference: np.ndarray, other: np.ndarray, reference_weight: np.ndarray | None = None,
-              other_weight: np.ndarray | None = None, edges: np.ndarray | int = 20) -> Agreement:
+def agreement(
+    reference: np.ndarray,
+    other: np.ndarray,
+    reference_weight: np.ndarray | None = None,
+    other_weight: np.ndarray | None = None,
+    edges: np.ndarray | int = 20,
+) -> Agreement:
     """Compare the distribution of one variable in two samples.
 
     ``edges`` are bin edges or a number of equal bins over the range both samples cover. The KS
@@ -74,8 +84,7 @@ def agreement(reference: np.ndarray, other: np.ndarray, reference_weight: np.nda
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     if len(reference) == 0 or len(other) == 0:
         raise ValueError("agreement needs events in both samples")
-    reference_weight = np.ones(len(reference)) if reference_weight is None else np.asarray(reference_weight,
-                                                                                          np.float64)
+    reference_weight = np.ones(len(reference)) if reference_weight is None else np.asarray(reference_weight, np.float64)
     other_weight = np.ones(len(other)) if other_weight is None else np.asarray(other_weight, np.float64)
     if isinstance(edges, int):
         low = min(reference.min(), other.min())
@@ -84,7 +93,6 @@ def agreement(reference: np.ndarray, other: np.ndarray, reference_weight: np.nda
     uniform = bool(np.all(reference_weight == reference_weight[0]) and np.all(other_weight == other_weight[0]))
     ks = ks_test(reference, other) if uniform else ks_test(reference, other, reference_weight, other_weight)
     is_other = np.concatenate([np.zeros(len(reference), bool), np.ones(len(other), bool)])
-    separation = roc(is_other, np.concatenate([reference, other]),
-                     np.concatenate([reference_weight, other_weight])).auc
+    separation = roc(is_other, np.concatenate([reference, other]), np.concatenate([reference_weight, other_weight])).auc
     first, second = binned(reference, reference_weight, edges), binned(other, other_weight, edges)
     return Agreement(np.asarray(edges, np.float64), first, second, chi2_ndf(first, second), ks, float(separation))

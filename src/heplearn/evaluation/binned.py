@@ -53,8 +53,9 @@ class BinnedEfficiency:
     def rejection_uncertainty(self) -> np.ndarray:
         """The uncertainty of the rejection per bin."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.background_efficiency > 0,
-                            self.background_uncertainty / self.background_efficiency**2, np.inf)
+            return np.where(
+                self.background_efficiency > 0, self.background_uncertainty / self.background_efficiency**2, np.inf
+            )
 
 
 def bulk_range(values: np.ndarray, quantiles: tuple[float, float] = (0.005, 0.995)) -> tuple[float, float]:
@@ -69,8 +70,9 @@ def bulk_range(values: np.ndarray, quantiles: tuple[float, float] = (0.005, 0.99
     return (low, high) if high > low else (low - 0.5, low + 0.5)
 
 
-def _binned_fraction(bin_index: np.ndarray, passed: np.ndarray, weight: np.ndarray,
-                     bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _binned_fraction(
+    bin_index: np.ndarray, passed: np.ndarray, weight: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted passing fraction per bin, its binomial σ, and the summed weight per bin."""
     total = np.bincount(bin_index, weight, minlength=bins)[:bins]
     passing = np.bincount(bin_index, weight * passed, minlength=bins)[:bins]
@@ -82,8 +84,9 @@ def _binned_fraction(bin_index: np.ndarray, passed: np.ndarray, weight: np.ndarr
     return fraction, np.sqrt(np.where(total != 0, variance, np.nan)), total
 
 
-def reliability_curve(is_class: np.ndarray, probability: np.ndarray, weight: np.ndarray | None = None,
-                      bins: int = 10) -> ReliabilityCurve:
+def reliability_curve(
+    is_class: np.ndarray, probability: np.ndarray, weight: np.ndarray | None = None, bins: int = 10
+) -> ReliabilityCurve:
     """Observed fraction of the class versus its predicted probability, in ``bins`` uniform bins of [0, 1].
 
     A probability on a bin edge goes to the lower bin, as in ``sklearn.calibration.calibration_curve``.
@@ -101,9 +104,16 @@ def reliability_curve(is_class: np.ndarray, probability: np.ndarray, weight: np.
     return ReliabilityCurve(edges, mean, fraction, uncertainty, total)
 
 
-def efficiency_versus(observer: np.ndarray, is_signal: np.ndarray, score: np.ndarray, threshold: float,
-                      weight: np.ndarray | None = None, bins: int | np.ndarray = 10,
-                      histogram_range: tuple[float, float] | None = None, name: str = "observer") -> BinnedEfficiency:
+def efficiency_versus(
+    observer: np.ndarray,
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    weight: np.ndarray | None = None,
+    bins: int | np.ndarray = 10,
+    histogram_range: tuple[float, float] | None = None,
+    name: str = "observer",
+) -> BinnedEfficiency:
     """ε_S and ε_B of ``score >= threshold`` in bins of ``observer``; values outside the bins are dropped."""
     observer = np.asarray(observer, np.float64)
     is_signal = np.asarray(is_signal, bool)
@@ -120,7 +130,15 @@ def efficiency_versus(observer: np.ndarray, is_signal: np.ndarray, score: np.nda
     signal = inside & is_signal
     background = inside & ~is_signal
     signal_efficiency, signal_uncertainty, _ = _binned_fraction(index[signal], passed[signal], weight[signal], count)
-    background_efficiency, background_uncertainty, _ = _binned_fraction(index[background], passed[background],
-                                                                        weight[background], count)
-    return BinnedEfficiency(name, edges, float(threshold), signal_efficiency, signal_uncertainty,
-                            background_efficiency, background_uncertainty)
+    background_efficiency, background_uncertainty, _ = _binned_fraction(
+        index[background], passed[background], weight[background], count
+    )
+    return BinnedEfficiency(
+        name,
+        edges,
+        float(threshold),
+        signal_efficiency,
+        signal_uncertainty,
+        background_efficiency,
+        background_uncertainty,
+    )

@@ -17,21 +17,29 @@ from heplearn.evaluation.plots import DEFAULT_LABEL, PlotStyle
 DataOption = Annotated[list[str], typer.Option("--data", "-d", help="Data files or glob patterns (repeatable).")]
 LabelOption = Annotated[str, typer.Option("--label", help="Experiment label of the plots.")]
 NoProgressOption = Annotated[bool, typer.Option("--no-progress", help="No progress bars.")]
-UncertaintyOption = Annotated[float, typer.Option("--background-uncertainty",
-                                                  help="Relative background uncertainty σ_b/b for the Asimov Z.")]
+UncertaintyOption = Annotated[
+    float, typer.Option("--background-uncertainty", help="Relative background uncertainty σ_b/b for the Asimov Z.")
+]
 
 
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).")],
     data: DataOption,
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the first file's name).")] = None,
-    train_data: Annotated[list[str] | None, typer.Option(
-        "--train-data", help="Training files, for the overtraining check (repeatable).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder "
-                                                "(default: RUN/eval/DATASET).")] = None,
-    domain_data: Annotated[list[str] | None, typer.Option(
-        "--domain-data", help="A sample of another domain (data, another detector or tune; labels not needed) "
-        "whose score distribution is compared with the test jets' (repeatable).")] = None,
+    train_data: Annotated[
+        list[str] | None, typer.Option("--train-data", help="Training files, for the overtraining check (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output folder (default: RUN/eval/DATASET).")
+    ] = None,
+    domain_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--domain-data",
+            help="A sample of another domain (data, another detector or tune; labels not needed) "
+            "whose score distribution is compared with the test jets' (repeatable).",
+        ),
+    ] = None,
     label: LabelOption = DEFAULT_LABEL,
     background_uncertainty: UncertaintyOption = 0.0,
     no_importance: Annotated[bool, typer.Option("--no-importance", help="Skip the permutation importance.")] = False,
@@ -40,25 +48,41 @@ def evaluate_command(
     """Evaluate a trained run on data: metrics.json, plots and a self-contained report.html."""
     from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 
-    settings = EvaluationSettings(style=PlotStyle(label=label), background_uncertainty=background_uncertainty,
-                                  importance=not no_importance)
-    result = evaluate_run(run, data, output, train_data or None, dataset=name, settings=settings,
-                          progress=not no_progress, domain_files=domain_data or None)
+    settings = EvaluationSettings(
+        style=PlotStyle(label=label), background_uncertainty=background_uncertainty, importance=not no_importance
+    )
+    result = evaluate_run(
+        run,
+        data,
+        output,
+        train_data or None,
+        dataset=name,
+        settings=settings,
+        progress=not no_progress,
+        domain_files=domain_data or None,
+    )
     metrics = result.metrics
     if metrics.get("task") == "regression":
         for target in metrics["targets"]:
             coverage = ", ".join(f"P(y < q{level}) {value:.3f}" for level, value in target["coverage"].items())
-            typer.echo(f"{target['name']}: bias {target['bias']:.4g}, resolution {target['resolution']:.4g}"
-                       + (f", {coverage}" if coverage else ""))
+            typer.echo(
+                f"{target['name']}: bias {target['bias']:.4g}, resolution {target['resolution']:.4g}"
+                + (f", {coverage}" if coverage else "")
+            )
         typer.echo(f"report: {result.report}")
         return
-    rejections = ", ".join(f"1/εB({row['signal_efficiency']:.0%}) {row['rejection']:.1f}"
-                           for row in metrics["rejection"] if row["rejection"] is not None)
+    rejections = ", ".join(
+        f"1/εB({row['signal_efficiency']:.0%}) {row['rejection']:.1f}"
+        for row in metrics["rejection"]
+        if row["rejection"] is not None
+    )
     typer.echo(f"AUC {metrics['auc']:.4f} ± {metrics['auc_uncertainty'] or 0:.4f}, {rejections}")
     if metrics["domain_agreement"]:
         agreement = metrics["domain_agreement"]
-        typer.echo(f"domain agreement: χ²/ndf {agreement['chi2_ndf']:.2f}, KS p {agreement['ks_pvalue']:.3g}, "
-                   f"separation AUC {agreement['separation_auc']:.4f}")
+        typer.echo(
+            f"domain agreement: χ²/ndf {agreement['chi2_ndf']:.2f}, KS p {agreement['ks_pvalue']:.3g}, "
+            f"separation AUC {agreement['separation_auc']:.4f}"
+        )
     typer.echo(f"report: {result.report}")
 
 

@@ -73,9 +73,15 @@ def unique_names(run_dirs: Sequence[Path]) -> list[str]:
     return names
 
 
-def compare_runs(run_dirs: Sequence[str | os.PathLike[str]], files: Sequence[str | os.PathLike[str]],
-                 output: str | os.PathLike[str], *, names: Sequence[str] | None = None,
-                 settings: EvaluationSettings | None = None, progress: bool = True) -> ComparisonResult:
+def compare_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    files: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+    settings: EvaluationSettings | None = None,
+    progress: bool = True,
+) -> ComparisonResult:
     """Apply every run to the same jets of ``files``; one report with the ROC overlay and a table.
 
     The first run is the reference of the ratio panel; ``names`` label the runs (default: the
@@ -101,20 +107,45 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike[str]], files: Sequence[str
     for path, name, model, probability in zip(paths, names, models, probabilities, strict=True):
         score, score_label = signal_score(probability, model.class_names, settings.background_fractions)
         summary = summarise_score(is_signal, score, weight, settings)
-        row: dict[str, Any] = {"name": name, "run": str(path), "model": model.name, "score": score_label,
-                               **summary.as_json(), "figures": summary.figures()}
+        row: dict[str, Any] = {
+            "name": name,
+            "run": str(path),
+            "model": model.name,
+            "score": score_label,
+            **summary.as_json(),
+            "figures": summary.figures(),
+        }
         if mass_observer is not None:
-            sculpting = mass_sculpting(reference.observers[mass_observer], is_signal, score, weight,
-                                       settings.signal_efficiencies, observer=mass_observer)
-            row["inverse_jsd"] = [{"signal_efficiency": cut.signal_efficiency, "inverse_jsd": cut.inverse_jsd}
-                                  for cut in sculpting.after]
+            sculpting = mass_sculpting(
+                reference.observers[mass_observer],
+                is_signal,
+                score,
+                weight,
+                settings.signal_efficiencies,
+                observer=mass_observer,
+            )
+            row["inverse_jsd"] = [
+                {"signal_efficiency": cut.signal_efficiency, "inverse_jsd": cut.inverse_jsd} for cut in sculpting.after
+            ]
         rows.append(row)
         lines.append(plots.RocLine(name, summary.roc, summary.effective_background))
         if binned_observers:
             values = reference.observers[binned_observers[0]].astype(np.float64)
-            binned.append((name, efficiency_versus(values, is_signal, score,
-                                                   summary.roc.threshold_at(settings.working_point), weight,
-                                                   settings.bins, bulk_range(values), binned_observers[0])))
+            binned.append(
+                (
+                    name,
+                    efficiency_versus(
+                        values,
+                        is_signal,
+                        score,
+                        summary.roc.threshold_at(settings.working_point),
+                        weight,
+                        settings.bins,
+                        bulk_range(values),
+                        binned_observers[0],
+                    ),
+                )
+            )
     optimal, optimal_check = neyman_pearson(reference, is_signal, None, settings)
     if optimal is not None:
         lines.append(plots.RocLine(OPTIMAL_LABEL, optimal, dashed=True))
@@ -122,24 +153,38 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike[str]], files: Sequence[str
             row["auc_gap_to_optimal"] = optimal.auc - row["auc"]
     _plot(figures, lines, binned, binned_observers, names[0], models[0].class_names[0], settings)
 
-    metrics = jsonable({
-        "note": NULL_NOTE, "files": [str(path) for path in test_paths], "jets": len(reference),
-        "signal": models[0].class_names[0], "sculpting_observer": mass_observer,
-        "signal_efficiencies": list(settings.signal_efficiencies),
-        "background_efficiencies": list(settings.background_efficiencies), "models": rows,
-        "neyman_pearson": optimal_check,
-        "data": data_summary(test_paths, reference, models[0].class_names, models[0].config.data),
-        "environment": environment()})
+    metrics = jsonable(
+        {
+            "note": NULL_NOTE,
+            "files": [str(path) for path in test_paths],
+            "jets": len(reference),
+            "signal": models[0].class_names[0],
+            "sculpting_observer": mass_observer,
+            "signal_efficiencies": list(settings.signal_efficiencies),
+            "background_efficiencies": list(settings.background_efficiencies),
+            "models": rows,
+            "neyman_pearson": optimal_check,
+            "data": data_summary(test_paths, reference, models[0].class_names, models[0].config.data),
+            "environment": environment(),
+        }
+    )
     write_json(output / "metrics.json", metrics)
-    report = write_report(output / "report.html", "comparison.html.j2", {
-        "title": f"Comparison of {len(rows)} models on {test_paths[0].name}", "m": metrics,
-        "plots": figures.for_report()})
+    report = write_report(
+        output / "report.html",
+        "comparison.html.j2",
+        {
+            "title": f"Comparison of {len(rows)} models on {test_paths[0].name}",
+            "m": metrics,
+            "plots": figures.for_report(),
+        },
+    )
     log.info("comparison report: %s", report)
     return ComparisonResult(output, metrics, figures.paths, report)
 
 
-def _apply_all(paths: list[Path], models: list[TrainedModel], files: list[Path],
-               progress: bool) -> tuple[list[JetArrays], list[np.ndarray]]:
+def _apply_all(
+    paths: list[Path], models: list[TrainedModel], files: list[Path], progress: bool
+) -> tuple[list[JetArrays], list[np.ndarray]]:
     """Every model's jets and probabilities; runs with the same data config share one read."""
     cache: dict[str, JetArrays] = {}
     jets, probabilities = [], []
@@ -155,19 +200,38 @@ def _apply_all(paths: list[Path], models: list[TrainedModel], files: list[Path],
         if model.class_names[0] != signal:
             raise DataError(f"{path}: its signal class is {model.class_names[0]!r}, the first run's {signal!r}")
         if len(arrays) != len(jets[0]) or not np.array_equal(arrays.label == 0, jets[0].label == 0):
-            raise DataError(f"{path}: selects other jets or labels than {paths[0]} ({len(arrays)} vs "
-                            f"{len(jets[0])} jets); compare runs trained with the same selection and classes")
+            raise DataError(
+                f"{path}: selects other jets or labels than {paths[0]} ({len(arrays)} vs "
+                f"{len(jets[0])} jets); compare runs trained with the same selection and classes"
+            )
     return jets, probabilities
 
 
-def _plot(figures: PlotSet, lines: list[plots.RocLine], binned: list[tuple[str, BinnedEfficiency]],
-          binned_observers: list[str], reference: str, signal: str, settings: EvaluationSettings) -> None:
-    figures.add(plots.plot_roc(lines, settings.style, title=f"{signal} vs rest"), "roc", "ROC curves",
-                "Background rejection versus signal efficiency on the same jets, with binomial bands; "
-                f"ratio to {reference}.")
+def _plot(
+    figures: PlotSet,
+    lines: list[plots.RocLine],
+    binned: list[tuple[str, BinnedEfficiency]],
+    binned_observers: list[str],
+    reference: str,
+    signal: str,
+    settings: EvaluationSettings,
+) -> None:
+    figures.add(
+        plots.plot_roc(lines, settings.style, title=f"{signal} vs rest"),
+        "roc",
+        "ROC curves",
+        f"Background rejection versus signal efficiency on the same jets, with binomial bands; ratio to {reference}.",
+    )
     if binned:
         observer = binned_observers[0]
-        figures.add(plots.plot_efficiency_versus(binned, OBSERVER_LABELS.get(observer, observer), settings.style,
-                                                 rf"$\varepsilon_\mathrm{{S}}$ = {settings.working_point:.0%}"),
-                    f"efficiency_{safe_name(observer)}", f"Efficiency versus {observer}",
-                    f"Each model cut at a global ε_S of {settings.working_point:.0%}.")
+        figures.add(
+            plots.plot_efficiency_versus(
+                binned,
+                OBSERVER_LABELS.get(observer, observer),
+                settings.style,
+                rf"$\varepsilon_\mathrm{{S}}$ = {settings.working_point:.0%}",
+            ),
+            f"efficiency_{safe_name(observer)}",
+            f"Efficiency versus {observer}",
+            f"Each model cut at a global ε_S of {settings.working_point:.0%}.",
+        )

@@ -95,23 +95,33 @@ class Sample:
     def by_class(self, class_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Class name -> (scores, weights) of its jets, for the classes present."""
         labels = self.arrays.label
-        return {name: (self.score[labels == i], self.weight[labels == i]) for i, name in enumerate(class_names)
-                if (labels == i).any()}
+        return {
+            name: (self.score[labels == i], self.weight[labels == i])
+            for i, name in enumerate(class_names)
+            if (labels == i).any()
+        }
 
 
-def apply_model(model: TrainedModel, files: Sequence[Path], data: DataConfig, settings: EvaluationSettings,
-                progress: bool) -> Sample:
+def apply_model(
+    model: TrainedModel, files: Sequence[Path], data: DataConfig, settings: EvaluationSettings, progress: bool
+) -> Sample:
     arrays, _ = load_arrays(files, data)
     probabilities = predict(model, arrays, progress)
     score, _ = signal_score(probabilities, model.class_names, settings.background_fractions)
     return Sample(arrays, probabilities, score, arrays.weight.astype(np.float64))
 
 
-def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
-                 output: str | os.PathLike[str] | None = None,
-                 train_files: Sequence[str | os.PathLike[str]] | None = None, *, dataset: str | None = None,
-                 settings: EvaluationSettings | None = None, progress: bool = True,
-                 domain_files: Sequence[str | os.PathLike[str]] | None = None) -> EvaluationResult:
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    files: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None = None,
+    train_files: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    dataset: str | None = None,
+    settings: EvaluationSettings | None = None,
+    progress: bool = True,
+    domain_files: Sequence[str | os.PathLike[str]] | None = None,
+) -> EvaluationResult:
     """Evaluate the run in ``run_dir`` on ``files``; ``train_files`` add TMVA's overtraining check.
 
     ``domain_files`` (a data or other-domain sample, labels not needed) add the domain agreement:
@@ -143,87 +153,171 @@ def evaluate_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathL
     scores = summarise_score(test.is_signal, test.score, test.weight, settings)
     figures = PlotSet(output / "plots", settings.style)
     metrics: dict[str, Any] = {
-        "note": NULL_NOTE, "run": str(run_dir), "model": model.name, "dataset": dataset, "class_names": class_names,
-        "signal": class_names[0], "score": signal_score(test.probabilities[:1], class_names)[1],
-        "jets": len(test.arrays), **scores.as_json()}
+        "note": NULL_NOTE,
+        "run": str(run_dir),
+        "model": model.name,
+        "dataset": dataset,
+        "class_names": class_names,
+        "signal": class_names[0],
+        "score": signal_score(test.probabilities[:1], class_names)[1],
+        "jets": len(test.arrays),
+        **scores.as_json(),
+    }
     metrics["neyman_pearson"] = _roc(model, test, scores, settings, figures)
     metrics["overtraining"] = _overtraining(model, test, train, train_paths, metrics["score"], settings, figures)
     metrics |= _classes(model, test, settings, figures)
     metrics |= _physics(model, test, scores, binned_observers, mass_observer, metrics["score"], settings, figures)
-    metrics["domain_agreement"] = _domain(model, test, domain_paths, data, metrics["score"], settings, figures,
-                                          progress)
+    metrics["domain_agreement"] = _domain(
+        model, test, domain_paths, data, metrics["score"], settings, figures, progress
+    )
     metrics["feature_importance"] = _ranking(model, test, settings, figures, progress)
     history = run.read_history()
     if sum("train_loss" in record for record in history) > 1:
-        figures.add(plots.plot_training_history(history, settings.style), "history", "Training history",
-                    "Loss per epoch on the training and validation splits (metrics.jsonl).")
+        figures.add(
+            plots.plot_training_history(history, settings.style),
+            "history",
+            "Training history",
+            "Loss per epoch on the training and validation splits (metrics.jsonl).",
+        )
     metrics["data"] = data_summary(test_paths, test.arrays, class_names, data)
-    return _write(model, run, output, dataset, metrics, figures, "evaluation.html.j2",
-                  history_last=jsonable(history[-1]) if history else None)
+    return _write(
+        model,
+        run,
+        output,
+        dataset,
+        metrics,
+        figures,
+        "evaluation.html.j2",
+        history_last=jsonable(history[-1]) if history else None,
+    )
 
 
-def _write(model: TrainedModel, run: RunDirectory, output: Path, dataset: str, metrics: dict[str, Any],
-           figures: PlotSet, template: str, **context: Any) -> EvaluationResult:
+def _write(
+    model: TrainedModel,
+    run: RunDirectory,
+    output: Path,
+    dataset: str,
+    metrics: dict[str, Any],
+    figures: PlotSet,
+    template: str,
+    **context: Any,
+) -> EvaluationResult:
     """``metrics.json`` (with the environment) and ``report.html`` from ``template``, in ``output``."""
     metrics = jsonable(metrics | {"environment": environment()})
     write_json(output / "metrics.json", metrics)
     config_path = run.config_file
-    report = write_report(output / "report.html", template, {
-        "title": f"{model.name}: {run.path.name} on {dataset}", "m": metrics, "plots": figures.for_report(),
-        "config_text": config_path.read_text() if config_path.is_file() else "", **context})
+    report = write_report(
+        output / "report.html",
+        template,
+        {
+            "title": f"{model.name}: {run.path.name} on {dataset}",
+            "m": metrics,
+            "plots": figures.for_report(),
+            "config_text": config_path.read_text() if config_path.is_file() else "",
+            **context,
+        },
+    )
     log.info("report: %s", report)
     return EvaluationResult(run.path, output, dataset, metrics, figures.paths, report)
 
 
-def _evaluate_regression(model: TrainedModel, run: RunDirectory, test_paths: list[Path], data: DataConfig,
-                         output: Path, dataset: str, settings: EvaluationSettings, progress: bool) -> EvaluationResult:
+def _evaluate_regression(
+    model: TrainedModel,
+    run: RunDirectory,
+    test_paths: list[Path],
+    data: DataConfig,
+    output: Path,
+    dataset: str,
+    settings: EvaluationSettings,
+    progress: bool,
+) -> EvaluationResult:
     """A regression run: bias, resolution and quantile coverage, overall and binned (``regression``)."""
     arrays, _ = load_arrays(test_paths, data)
     outputs = predict(model, arrays, progress)
     observers = [name for name in (settings.observers or ("jet_pt",)) if name in arrays.observers]
     log.info("evaluating regression %s on %d events of %s", run.path, len(arrays), dataset)
     figures = PlotSet(output / "plots", settings.style)
-    metrics: dict[str, Any] = {"note": NULL_NOTE, "run": str(run.path), "model": model.name, "dataset": dataset,
-                               "task": model.task.kind, "jets": len(arrays),
-                               **evaluate_regression(model, arrays, outputs, observers, settings, figures)}
+    metrics: dict[str, Any] = {
+        "note": NULL_NOTE,
+        "run": str(run.path),
+        "model": model.name,
+        "dataset": dataset,
+        "task": model.task.kind,
+        "jets": len(arrays),
+        **evaluate_regression(model, arrays, outputs, observers, settings, figures),
+    }
     metrics["data"] = data_summary(test_paths, arrays, [], data)
     return _write(model, run, output, dataset, metrics, figures, "regression.html.j2")
 
 
-def _roc(model: TrainedModel, test: Sample, scores: ScoreSummary, settings: EvaluationSettings,
-         figures: PlotSet) -> dict[str, Any] | None:
+def _roc(
+    model: TrainedModel, test: Sample, scores: ScoreSummary, settings: EvaluationSettings, figures: PlotSet
+) -> dict[str, Any] | None:
     """The ROC plot, with the Neyman–Pearson optimum when the data carry it; returns the check."""
     optimal, check = neyman_pearson(test.arrays, test.is_signal, scores.roc, settings)
     lines = [plots.RocLine(model.name, scores.roc, scores.effective_background)]
     if optimal is not None:
         lines.append(plots.RocLine(OPTIMAL_LABEL, optimal, dashed=True))
-    figures.add(plots.plot_roc(lines, settings.style, ratio=optimal is not None,
-                               title=f"{model.class_names[0]} vs rest"),
-                "roc", "ROC curve", "Background rejection versus signal efficiency with binomial uncertainty bands"
-                + ("; dashed: the Neyman–Pearson optimum, with the ratio to it" if optimal is not None else "") + ".")
+    figures.add(
+        plots.plot_roc(lines, settings.style, ratio=optimal is not None, title=f"{model.class_names[0]} vs rest"),
+        "roc",
+        "ROC curve",
+        "Background rejection versus signal efficiency with binomial uncertainty bands"
+        + ("; dashed: the Neyman–Pearson optimum, with the ratio to it" if optimal is not None else "")
+        + ".",
+    )
     return check
 
 
-def _overtraining(model: TrainedModel, test: Sample, train: Sample | None, train_paths: list[Path] | None,
-                  score_label: str, settings: EvaluationSettings, figures: PlotSet) -> dict[str, Any] | None:
+def _overtraining(
+    model: TrainedModel,
+    test: Sample,
+    train: Sample | None,
+    train_paths: list[Path] | None,
+    score_label: str,
+    settings: EvaluationSettings,
+    figures: PlotSet,
+) -> dict[str, Any] | None:
     """TMVA's check (ε_S at fixed ε_B and KS tests, train vs test) and the score distributions."""
     class_names = model.class_names
     check, pvalues, train_by_class = None, None, None
     if train is not None and train_paths is not None:
         uniform = bool(np.all(test.weight == test.weight[0]) and np.all(train.weight == train.weight[0]))
-        result = overtraining_check(test.score, test.arrays.label, train.score, train.arrays.label, class_names,
-                                    test.weight, train.weight, 0, settings.background_efficiencies,
-                                    weighted=not uniform)
-        check = jsonable(result) | {"train_files": [str(path) for path in train_paths],
-                                    "train_jets": len(train.arrays), "weighted_ks": not uniform}
+        result = overtraining_check(
+            test.score,
+            test.arrays.label,
+            train.score,
+            train.arrays.label,
+            class_names,
+            test.weight,
+            train.weight,
+            0,
+            settings.background_efficiencies,
+            weighted=not uniform,
+        )
+        check = jsonable(result) | {
+            "train_files": [str(path) for path in train_paths],
+            "train_jets": len(train.arrays),
+            "weighted_ks": not uniform,
+        }
         pvalues = {name: ks.pvalue for name, ks in result.ks.items()}
         train_by_class = train.by_class(class_names)
     binary = test.probabilities.shape[1] == 2
-    figures.add(plots.plot_score_distributions(
-        test.by_class(class_names), train_by_class, pvalues, settings.style, xlabel=score_label,
-        score_range=(0.0, 1.0) if binary else bulk_range(test.score, (0.001, 0.999))),
-        "scores", "Score distributions", "Per true class, normalised: test jets filled"
-        + (", training jets as points, with the KS p-value" if train_by_class else "") + ".")
+    figures.add(
+        plots.plot_score_distributions(
+            test.by_class(class_names),
+            train_by_class,
+            pvalues,
+            settings.style,
+            xlabel=score_label,
+            score_range=(0.0, 1.0) if binary else bulk_range(test.score, (0.001, 0.999)),
+        ),
+        "scores",
+        "Score distributions",
+        "Per true class, normalised: test jets filled"
+        + (", training jets as points, with the KS p-value" if train_by_class else "")
+        + ".",
+    )
     return check
 
 
@@ -238,62 +332,122 @@ def _classes(model: TrainedModel, test: Sample, settings: EvaluationSettings, fi
         content["multiclass"] = {
             "one_vs_rest_auc": {name: curve.auc for name, curve in rest.items()},
             "one_vs_one_auc": {name: curve.auc for name, curve in pairs.items()},
-            "background_fractions": dict(zip(class_names, fractions.tolist(), strict=True))}
-        figures.add(plots.plot_roc([plots.RocLine(name, curve) for name, curve in rest.items()], settings.style,
-                                   ratio=False, title="one vs rest"), "roc_one_vs_rest", "One-vs-rest ROC curves",
-                    "Each class against all others, scored by its own probability.")
+            "background_fractions": dict(zip(class_names, fractions.tolist(), strict=True)),
+        }
+        figures.add(
+            plots.plot_roc(
+                [plots.RocLine(name, curve) for name, curve in rest.items()],
+                settings.style,
+                ratio=False,
+                title="one vs rest",
+            ),
+            "roc_one_vs_rest",
+            "One-vs-rest ROC curves",
+            "Each class against all others, scored by its own probability.",
+        )
     matrix = confusion_matrix(labels, test.probabilities, test.weight)
     content["confusion_matrix"] = matrix
-    figures.add(plots.plot_confusion_matrix(matrix, class_names, settings.style), "confusion", "Confusion matrix",
-                "Weighted fraction of each true class assigned to each class by the largest probability.")
+    figures.add(
+        plots.plot_confusion_matrix(matrix, class_names, settings.style),
+        "confusion",
+        "Confusion matrix",
+        "Weighted fraction of each true class assigned to each class by the largest probability.",
+    )
     shown = [0] if len(class_names) == 2 else range(len(class_names))
-    calibration = {class_names[i]: reliability_curve(labels == i, np.clip(test.probabilities[:, i], 0, 1),
-                                                     test.weight) for i in shown}
+    calibration = {
+        class_names[i]: reliability_curve(labels == i, np.clip(test.probabilities[:, i], 0, 1), test.weight)
+        for i in shown
+    }
     content["calibration"] = calibration
-    figures.add(plots.plot_reliability(calibration, settings.style), "calibration", "Calibration",
-                "Observed fraction of a class versus its predicted probability (reliability curve).")
+    figures.add(
+        plots.plot_reliability(calibration, settings.style),
+        "calibration",
+        "Calibration",
+        "Observed fraction of a class versus its predicted probability (reliability curve).",
+    )
     return content
 
 
-def _physics(model: TrainedModel, test: Sample, scores: ScoreSummary, binned_observers: list[str],
-             mass_observer: str | None, score_label: str, settings: EvaluationSettings,
-             figures: PlotSet) -> dict[str, Any]:
+def _physics(
+    model: TrainedModel,
+    test: Sample,
+    scores: ScoreSummary,
+    binned_observers: list[str],
+    mass_observer: str | None,
+    score_label: str,
+    settings: EvaluationSettings,
+    figures: PlotSet,
+) -> dict[str, Any]:
     """Significance scan, efficiencies versus observables at the working point, mass sculpting."""
     style, observers = settings.style, test.arrays.observers
     if scores.significance is not None:
-        figures.add(plots.plot_significance(scores.significance, style, xlabel=f"Cut on {score_label}"),
-                    "significance", "Significance versus score cut",
-                    "s/√b, s/√(s+b) and the Asimov Z_A (arXiv:1007.1727); stars mark the best cuts.")
+        figures.add(
+            plots.plot_significance(scores.significance, style, xlabel=f"Cut on {score_label}"),
+            "significance",
+            "Significance versus score cut",
+            "s/√b, s/√(s+b) and the Asimov Z_A (arXiv:1007.1727); stars mark the best cuts.",
+        )
     threshold = scores.roc.threshold_at(settings.working_point)
-    content: dict[str, Any] = {"working_point": {"signal_efficiency": settings.working_point,
-                                                 "threshold": threshold},
-                               "efficiency_versus": {}, "sculpting": None}
+    content: dict[str, Any] = {
+        "working_point": {"signal_efficiency": settings.working_point, "threshold": threshold},
+        "efficiency_versus": {},
+        "sculpting": None,
+    }
     point = rf"$\varepsilon_\mathrm{{S}}$ = {settings.working_point:.0%}"
     for name in binned_observers:
         values = observers[name].astype(np.float64)
-        binned = efficiency_versus(values, test.is_signal, test.score, threshold, test.weight, settings.bins,
-                                   bulk_range(values), name)
+        binned = efficiency_versus(
+            values, test.is_signal, test.score, threshold, test.weight, settings.bins, bulk_range(values), name
+        )
         content["efficiency_versus"][name] = jsonable(binned) | {"rejection": jsonable(binned.rejection)}
-        figures.add(plots.plot_efficiency_versus([(model.name, binned)], OBSERVER_LABELS.get(name, name), style,
-                                                 point),
-                    f"efficiency_{safe_name(name)}", f"Efficiency versus {name}",
-                    f"Signal efficiency and background rejection of the cut at a global ε_S of "
-                    f"{settings.working_point:.0%}, in bins of {name}.")
+        figures.add(
+            plots.plot_efficiency_versus([(model.name, binned)], OBSERVER_LABELS.get(name, name), style, point),
+            f"efficiency_{safe_name(name)}",
+            f"Efficiency versus {name}",
+            f"Signal efficiency and background rejection of the cut at a global ε_S of "
+            f"{settings.working_point:.0%}, in bins of {name}.",
+        )
     if mass_observer is not None:
-        sculpting = mass_sculpting(observers[mass_observer], test.is_signal, test.score, test.weight,
-                                   settings.signal_efficiencies, observer=mass_observer)
-        content["sculpting"] = {"observer": mass_observer, "cuts": [
-            {"signal_efficiency": cut.signal_efficiency, "threshold": cut.threshold,
-             "background_efficiency": cut.background_efficiency, "jsd": cut.jsd, "inverse_jsd": cut.inverse_jsd}
-            for cut in sculpting.after]}
-        figures.add(plots.plot_mass_sculpting(sculpting, OBSERVER_LABELS.get(mass_observer, mass_observer), style),
-                    "sculpting", "Mass sculpting", f"Background {mass_observer} before and after the score cut at "
-                    "each ε_S, with 1/JSD (arXiv:2010.09745).")
+        sculpting = mass_sculpting(
+            observers[mass_observer],
+            test.is_signal,
+            test.score,
+            test.weight,
+            settings.signal_efficiencies,
+            observer=mass_observer,
+        )
+        content["sculpting"] = {
+            "observer": mass_observer,
+            "cuts": [
+                {
+                    "signal_efficiency": cut.signal_efficiency,
+                    "threshold": cut.threshold,
+                    "background_efficiency": cut.background_efficiency,
+                    "jsd": cut.jsd,
+                    "inverse_jsd": cut.inverse_jsd,
+                }
+                for cut in sculpting.after
+            ],
+        }
+        figures.add(
+            plots.plot_mass_sculpting(sculpting, OBSERVER_LABELS.get(mass_observer, mass_observer), style),
+            "sculpting",
+            "Mass sculpting",
+            f"Background {mass_observer} before and after the score cut at each ε_S, with 1/JSD (arXiv:2010.09745).",
+        )
     return content
 
 
-def _domain(model: TrainedModel, test: Sample, domain_paths: list[Path] | None, data: DataConfig,
-            score_label: str, settings: EvaluationSettings, figures: PlotSet, progress: bool) -> dict[str, Any] | None:
+def _domain(
+    model: TrainedModel,
+    test: Sample,
+    domain_paths: list[Path] | None,
+    data: DataConfig,
+    score_label: str,
+    settings: EvaluationSettings,
+    figures: PlotSet,
+    progress: bool,
+) -> dict[str, Any] | None:
     """The score on another domain (data, another detector or tune) against the test jets' score."""
     if not domain_paths:
         return None
@@ -302,24 +456,39 @@ def _domain(model: TrainedModel, test: Sample, domain_paths: list[Path] | None, 
     binary = test.probabilities.shape[1] == 2
     low, high = (0.0, 1.0) if binary else bulk_range(np.concatenate([test.score, score]), (0.001, 0.999))
     result = agreement(test.score, score, test.weight, edges=np.linspace(low, high, AGREEMENT_BINS + 1))
-    figures.add(plots.plot_agreement(result, "simulation (test)", "data", score_label, settings.style),
-                "domain_agreement", "Score on simulation and data",
-                f"The score's distribution on the test jets and on {len(arrays)} jets of the other domain, "
-                "normalised, with their ratio; χ²/ndf (shape), KS and the separation AUC in the legend.")
+    figures.add(
+        plots.plot_agreement(result, "simulation (test)", "data", score_label, settings.style),
+        "domain_agreement",
+        "Score on simulation and data",
+        f"The score's distribution on the test jets and on {len(arrays)} jets of the other domain, "
+        "normalised, with their ratio; χ²/ndf (shape), KS and the separation AUC in the legend.",
+    )
     return result.as_json() | {"files": [str(path) for path in domain_paths], "jets": len(arrays)}
 
 
-def _ranking(model: TrainedModel, test: Sample, settings: EvaluationSettings, figures: PlotSet,
-             progress: bool) -> dict[str, Any] | None:
+def _ranking(
+    model: TrainedModel, test: Sample, settings: EvaluationSettings, figures: PlotSet, progress: bool
+) -> dict[str, Any] | None:
     """Permutation importance of every input feature, XGBoost's gain beside it for BDTs."""
     if not settings.importance:
         return None
-    ranking = permutation_importance(model, test.arrays, repeats=settings.importance_repeats, seed=settings.seed,
-                                     max_jets=settings.importance_jets, gains=bdt_gain(model), progress=progress)
+    ranking = permutation_importance(
+        model,
+        test.arrays,
+        repeats=settings.importance_repeats,
+        seed=settings.seed,
+        max_jets=settings.importance_jets,
+        gains=bdt_gain(model),
+        progress=progress,
+    )
     if not ranking.features:
         return None
     with_gain = any(feature.gain is not None for feature in ranking.features)
-    figures.add(plots.plot_feature_ranking(ranking, settings.style), "importance", "Feature ranking",
-                "AUC lost when a feature is permuted across jets (particle features: across all real particles)"
-                + ("; XGBoost gain beside it." if with_gain else "."))
+    figures.add(
+        plots.plot_feature_ranking(ranking, settings.style),
+        "importance",
+        "Feature ranking",
+        "AUC lost when a feature is permuted across jets (particle features: across all real particles)"
+        + ("; XGBoost gain beside it." if with_gain else "."),
+    )
     return jsonable(ranking)

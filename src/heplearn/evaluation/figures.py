@@ -79,18 +79,27 @@ class ScoreSummary:
         significance = None
         if self.significance is not None:
             scan = self.significance
-            significance = {"signal_yield": scan.signal_yield, "background_yield": scan.background_yield,
-                            "relative_background_uncertainty": scan.relative_background_uncertainty,
-                            "best": scan.best}
-        return jsonable({
-            "auc": self.auc.value, "auc_uncertainty": self.auc.uncertainty, "bootstrap_replicas": self.auc.replicas,
-            "rejection": self.rejection,
-            "signal_efficiency_at_background": [
-                {"background_efficiency": b, "signal_efficiency": s, "uncertainty": u}
-                for b, s, u in self.signal_efficiency],
-            "significance": significance,
-            "effective_signal_jets": self.effective_signal, "effective_background_jets": self.effective_background,
-        })
+            significance = {
+                "signal_yield": scan.signal_yield,
+                "background_yield": scan.background_yield,
+                "relative_background_uncertainty": scan.relative_background_uncertainty,
+                "best": scan.best,
+            }
+        return jsonable(
+            {
+                "auc": self.auc.value,
+                "auc_uncertainty": self.auc.uncertainty,
+                "bootstrap_replicas": self.auc.replicas,
+                "rejection": self.rejection,
+                "signal_efficiency_at_background": [
+                    {"background_efficiency": b, "signal_efficiency": s, "uncertainty": u}
+                    for b, s, u in self.signal_efficiency
+                ],
+                "significance": significance,
+                "effective_signal_jets": self.effective_signal,
+                "effective_background_jets": self.effective_background,
+            }
+        )
 
     def figures(self) -> dict[str, float]:
         """AUC and ``rejection_at_30``... named as ``metrics.summary`` names them (with
@@ -103,26 +112,39 @@ class ScoreSummary:
         return values
 
 
-def summarise_score(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray,
-                    settings: EvaluationSettings) -> ScoreSummary:
+def summarise_score(
+    is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray, settings: EvaluationSettings
+) -> ScoreSummary:
     """The ROC, AUC with its uncertainty, rejections, efficiencies and significance of one score."""
     curve = roc(is_signal, score, weight)
     effective_signal, effective_background = effective_count(weight[is_signal]), effective_count(weight[~is_signal])
     try:
-        significance = best_cuts(is_signal, score, weight, settings.signal_yield, settings.background_yield,
-                                 settings.background_uncertainty, settings.min_background)
+        significance = best_cuts(
+            is_signal,
+            score,
+            weight,
+            settings.signal_yield,
+            settings.background_yield,
+            settings.background_uncertainty,
+            settings.min_background,
+        )
     except ConfigError as error:
         log.warning("significance scan skipped: %s", error)
         significance = None
     return ScoreSummary(
-        curve, auc_with_uncertainty(is_signal, score, weight, settings.bootstrap, settings.seed),
+        curve,
+        auc_with_uncertainty(is_signal, score, weight, settings.bootstrap, settings.seed),
         rejection_table(curve, effective_signal, effective_background, settings.signal_efficiencies),
         signal_efficiency_table(curve, effective_signal, settings.background_efficiencies),
-        significance, effective_signal, effective_background)
+        significance,
+        effective_signal,
+        effective_background,
+    )
 
 
-def neyman_pearson(arrays: JetArrays, is_signal: np.ndarray, model_roc: Roc | None,
-                   settings: EvaluationSettings) -> tuple[Roc | None, dict[str, Any] | None]:
+def neyman_pearson(
+    arrays: JetArrays, is_signal: np.ndarray, model_roc: Roc | None, settings: EvaluationSettings
+) -> tuple[Roc | None, dict[str, Any] | None]:
     """The optimal ROC from the exact likelihood ratio, when the data carry it (else ``None, None``).
 
     By the Neyman–Pearson lemma, a cut on the likelihood ratio p_S(x)/p_B(x) has the highest signal
@@ -131,10 +153,17 @@ def neyman_pearson(arrays: JetArrays, is_signal: np.ndarray, model_roc: Roc | No
     if OPTIMAL_OBSERVER not in arrays.observers:
         return None, None
     optimal = roc(is_signal, arrays.observers[OPTIMAL_OBSERVER], arrays.weight)
-    content: dict[str, Any] = {"optimal_auc": optimal.auc, "rejection": [
-        {"signal_efficiency": e, "optimal": optimal.rejection_at(e),
-         **({"model": model_roc.rejection_at(e)} if model_roc is not None else {})}
-        for e in settings.signal_efficiencies]}
+    content: dict[str, Any] = {
+        "optimal_auc": optimal.auc,
+        "rejection": [
+            {
+                "signal_efficiency": e,
+                "optimal": optimal.rejection_at(e),
+                **({"model": model_roc.rejection_at(e)} if model_roc is not None else {}),
+            }
+            for e in settings.signal_efficiencies
+        ],
+    }
     if model_roc is not None:
         content.update(model_auc=model_roc.auc, auc_gap=optimal.auc - model_roc.auc)
     return optimal, jsonable(content)
@@ -164,6 +193,13 @@ class PlotSet:
 
     def for_report(self) -> list[dict[str, Any]]:
         """Title, caption, the PNG as a ``data:`` URI and the relative paths of the files."""
-        return [{"stem": e["stem"], "title": e["title"], "caption": e["caption"],
-                 "uri": embed_png(e["png"]) if e["png"] else None,
-                 "files": [f"plots/{path.name}" for path in e["paths"]]} for e in self.entries]
+        return [
+            {
+                "stem": e["stem"],
+                "title": e["title"],
+                "caption": e["caption"],
+                "uri": embed_png(e["png"]) if e["png"] else None,
+                "files": [f"plots/{path.name}" for path in e["paths"]],
+            }
+            for e in self.entries
+        ]

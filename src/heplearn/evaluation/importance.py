@@ -83,8 +83,10 @@ def _feature_columns(arrays: JetArrays, variables: Mapping[str, Sequence[str]]) 
         if group not in arrays.inputs:
             raise ConfigError(f"permutation importance: the arrays have no input group {group!r}")
         if arrays.inputs[group].shape[-1] != len(names):
-            raise ConfigError(f"permutation importance: group {group!r} has {arrays.inputs[group].shape[-1]} "
-                              f"columns but {len(names)} variable names")
+            raise ConfigError(
+                f"permutation importance: group {group!r} has {arrays.inputs[group].shape[-1]} "
+                f"columns but {len(names)} variable names"
+            )
         for column, name in enumerate(names):
             columns.setdefault(name, []).append((group, column))
     return columns
@@ -113,10 +115,17 @@ def permuted(arrays: JetArrays, places: Sequence[tuple[str, int]], rng: np.rando
     return JetArrays(inputs, arrays.mask, arrays.label, arrays.weight, arrays.observers)
 
 
-def permutation_importance(model: Predictor, arrays: JetArrays, variables: Mapping[str, Sequence[str]] | None = None,
-                           repeats: int = 3, seed: int | np.random.Generator = 0, signal_class: int = 0,
-                           max_jets: int | None = 20_000, gains: Mapping[str, float] | None = None,
-                           progress: bool = True) -> FeatureRanking:
+def permutation_importance(
+    model: Predictor,
+    arrays: JetArrays,
+    variables: Mapping[str, Sequence[str]] | None = None,
+    repeats: int = 3,
+    seed: int | np.random.Generator = 0,
+    signal_class: int = 0,
+    max_jets: int | None = 20_000,
+    gains: Mapping[str, float] | None = None,
+    progress: bool = True,
+) -> FeatureRanking:
     """Rank the model's input features by the AUC lost when each is permuted.
 
     ``variables`` (input group -> variable names) defaults to the groups a ``TrainedModel``
@@ -130,20 +139,26 @@ def permutation_importance(model: Predictor, arrays: JetArrays, variables: Mappi
     is_signal = arrays.label == signal_class
     baseline = fast_auc(is_signal, model.predict(arrays)[:, signal_class], arrays.weight)
     features = []
-    with progress_bar(total=len(columns) * repeats, desc="permutation importance", disable=not progress,
-                      leave=False) as bar:
+    with progress_bar(
+        total=len(columns) * repeats, desc="permutation importance", disable=not progress, leave=False
+    ) as bar:
         for name, places in columns.items():
             drops = []
             for _ in range(repeats):
                 shuffled = permuted(arrays, places, rng)
-                drops.append(baseline - fast_auc(is_signal, model.predict(shuffled)[:, signal_class],
-                                                 arrays.weight))
+                drops.append(baseline - fast_auc(is_signal, model.predict(shuffled)[:, signal_class], arrays.weight))
                 bar.update()
             kind = "particle" if arrays.inputs[places[0][0]].ndim == 3 else "jet"
-            features.append(FeatureImportance(
-                name, kind, tuple(group for group, _ in places), float(np.mean(drops)),
-                float(np.std(drops, ddof=1)) if repeats > 1 else 0.0,
-                None if gains is None else gains.get(name)))
+            features.append(
+                FeatureImportance(
+                    name,
+                    kind,
+                    tuple(group for group, _ in places),
+                    float(np.mean(drops)),
+                    float(np.std(drops, ddof=1)) if repeats > 1 else 0.0,
+                    None if gains is None else gains.get(name),
+                )
+            )
     features.sort(key=lambda feature: feature.auc_drop, reverse=True)
     log.info("permutation importance of %d features on %d jets", len(features), len(arrays))
     return FeatureRanking(baseline, features, len(arrays), repeats)

@@ -72,14 +72,21 @@ class Roc:
         efficiencies, backgrounds = self.signal_efficiency, self.background_efficiency
         above = min(int(np.searchsorted(efficiencies, signal_efficiency, side="left")), len(efficiencies) - 1)
         below = max(above - 1, 0)
-        if (efficiencies[above] == signal_efficiency
-                or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP):
+        if (
+            efficiencies[above] == signal_efficiency
+            or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP
+        ):
             background = float(np.interp(signal_efficiency, efficiencies, backgrounds))
             return WorkingPoint(signal_efficiency, signal_efficiency, background, float(self.thresholds[above]), True)
         candidates = [index for index in (below, above) if efficiencies[index] > 0] or [above]
         index = min(candidates, key=lambda i: (abs(efficiencies[i] - signal_efficiency), -i))
-        return WorkingPoint(signal_efficiency, float(efficiencies[index]), float(backgrounds[index]),
-                            float(self.thresholds[index]), False)
+        return WorkingPoint(
+            signal_efficiency,
+            float(efficiencies[index]),
+            float(backgrounds[index]),
+            float(self.thresholds[index]),
+            False,
+        )
 
     def rejection_at(self, signal_efficiency: float) -> float:
         """1/ε_B at the given ε_S (inf when no background passes), of ``working_point``: never a
@@ -92,8 +99,10 @@ class Roc:
         efficiencies, backgrounds = self.signal_efficiency, self.background_efficiency
         above = min(int(np.searchsorted(backgrounds, background_efficiency, side="left")), len(backgrounds) - 1)
         below = max(above - 1, 0)
-        if (backgrounds[above] == background_efficiency
-                or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP):
+        if (
+            backgrounds[above] == background_efficiency
+            or efficiencies[above] - efficiencies[below] <= MAX_INTERPOLATION_GAP
+        ):
             return float(np.interp(background_efficiency, backgrounds, efficiencies))
         candidates = [index for index in (below, above) if efficiencies[index] > 0] or [above]
         index = min(candidates, key=lambda i: (abs(backgrounds[i] - background_efficiency), -i))
@@ -105,8 +114,9 @@ class Roc:
         return self.working_point(signal_efficiency).threshold
 
 
-def check_inputs(is_signal: np.ndarray, score: np.ndarray,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_inputs(
+    is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boolean truth, float scores and weights (ones if ``None``) of one length, both classes present."""
     is_signal = np.asarray(is_signal, bool)
     score = np.asarray(score, np.float64)
@@ -123,14 +133,19 @@ def check_inputs(is_signal: np.ndarray, score: np.ndarray,
 def roc(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> Roc:
     """The (weighted) ROC of ``score`` for signal jets ``is_signal`` against the others."""
     is_signal, score, weight = check_inputs(is_signal, score, weight)
-    false_positive, true_positive, thresholds = roc_curve(is_signal, score, sample_weight=weight,
-                                                          drop_intermediate=False)
+    false_positive, true_positive, thresholds = roc_curve(
+        is_signal, score, sample_weight=weight, drop_intermediate=False
+    )
     auc = float(roc_auc_score(is_signal, score, sample_weight=weight))
     return Roc(true_positive, false_positive, thresholds, auc)
 
 
-def summary(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
-            signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES) -> dict[str, float]:
+def summary(
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    weight: np.ndarray | None = None,
+    signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES,
+) -> dict[str, float]:
     """AUC and background rejection at the given signal efficiencies (keys ``rejection_at_30``...).
 
     Where no cut reaches a target (discrete scores), the rejection is the nearest achievable
@@ -161,8 +176,9 @@ def binomial_uncertainty(efficiency: np.ndarray | float, effective_events: float
     return np.sqrt(efficiency * (1.0 - efficiency) / effective_events)
 
 
-def clopper_pearson(efficiency: np.ndarray | float, effective_events: float,
-                    confidence: float = 0.6827) -> tuple[np.ndarray, np.ndarray]:
+def clopper_pearson(
+    efficiency: np.ndarray | float, effective_events: float, confidence: float = 0.6827
+) -> tuple[np.ndarray, np.ndarray]:
     """The central Clopper–Pearson interval of an efficiency, with k = ε N_eff passing of N_eff.
 
     Unlike ε ± σ it stays within [0, 1] and is right for few passing events (k = 0 gives [0, hi]).
@@ -213,8 +229,13 @@ def _grouped_auc(inverse: np.ndarray, is_signal: np.ndarray, weight: np.ndarray)
     return float(np.sum(background * (signal_above + 0.5 * signal)) / (signal_total * background_total))
 
 
-def auc_with_uncertainty(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
-                         replicas: int = 100, seed: int | np.random.Generator = 0) -> AucEstimate:
+def auc_with_uncertainty(
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    weight: np.ndarray | None = None,
+    replicas: int = 100,
+    seed: int | np.random.Generator = 0,
+) -> AucEstimate:
     """The AUC and its Poisson-bootstrap standard deviation (``replicas`` replicas, seeded)."""
     is_signal, score, weight = check_inputs(is_signal, score, weight)
     _, inverse = np.unique(score, return_inverse=True)
@@ -242,23 +263,35 @@ class OperatingPoint:
     achieved_signal_efficiency: float | None = None  # set when no cut reaches the target: the nearest cut's ε_S
 
 
-def rejection_table(curve: Roc, effective_signal: float, effective_background: float,
-                    signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES) -> list[OperatingPoint]:
+def rejection_table(
+    curve: Roc,
+    effective_signal: float,
+    effective_background: float,
+    signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES,
+) -> list[OperatingPoint]:
     """1/ε_B with its binomial uncertainty at each target ε_S (of ``Roc.working_point``)."""
     rows = []
     for efficiency in signal_efficiencies:
         point = curve.working_point(efficiency)
-        rows.append(OperatingPoint(
-            efficiency, point.background_efficiency, point.rejection,
-            float(rejection_uncertainty(point.background_efficiency, effective_background)),
-            float(binomial_uncertainty(point.signal_efficiency, effective_signal)), point.threshold,
-            None if point.achieved else point.signal_efficiency))
+        rows.append(
+            OperatingPoint(
+                efficiency,
+                point.background_efficiency,
+                point.rejection,
+                float(rejection_uncertainty(point.background_efficiency, effective_background)),
+                float(binomial_uncertainty(point.signal_efficiency, effective_signal)),
+                point.threshold,
+                None if point.achieved else point.signal_efficiency,
+            )
+        )
     return rows
 
 
-def signal_efficiency_table(curve: Roc, effective_signal: float,
-                            background_efficiencies: tuple[float, ...] = DEFAULT_BACKGROUND_EFFICIENCIES,
-                            ) -> list[tuple[float, float, float]]:
+def signal_efficiency_table(
+    curve: Roc,
+    effective_signal: float,
+    background_efficiencies: tuple[float, ...] = DEFAULT_BACKGROUND_EFFICIENCIES,
+) -> list[tuple[float, float, float]]:
     """(ε_B, ε_S, σ_εS) at each target ε_B."""
     rows = []
     for background in background_efficiencies:
@@ -274,8 +307,9 @@ def softmax(outputs: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
-def classification_metrics(outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                           signal_index: int = 0) -> dict[str, float]:
+def classification_metrics(
+    outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, signal_index: int = 0
+) -> dict[str, float]:
     """Accuracy and AUC from logits (signal class vs the rest; macro one-vs-rest AUC too for multiclass)."""
     probabilities = softmax(outputs)
     accuracy = float(np.average(probabilities.argmax(axis=1) == labels, weights=weights))
@@ -285,6 +319,5 @@ def classification_metrics(outputs: np.ndarray, labels: np.ndarray, weights: np.
         metrics["auc"] = float(roc_auc_score(is_signal, probabilities[:, signal_index], sample_weight=weights))
     present = np.unique(labels)
     if probabilities.shape[1] > 2 and len(present) == probabilities.shape[1]:
-        metrics["auc_macro_ovr"] = float(roc_auc_score(labels, probabilities, multi_class="ovr",
-                                                       sample_weight=weights))
+        metrics["auc_macro_ovr"] = float(roc_auc_score(labels, probabilities, multi_class="ovr", sample_weight=weights))
     return metrics

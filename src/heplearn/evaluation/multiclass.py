@@ -24,8 +24,9 @@ from heplearn.evaluation.metrics import Roc, roc
 PROBABILITY_FLOOR = 1e-12  # keeps ln finite for probabilities that round to 0
 
 
-def one_vs_rest(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-                weight: np.ndarray | None = None) -> dict[str, Roc]:
+def one_vs_rest(
+    labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], weight: np.ndarray | None = None
+) -> dict[str, Roc]:
     """For every class present with others: its ROC with p_class as score against all other jets."""
     labels = np.asarray(labels)
     curves = {}
@@ -36,8 +37,9 @@ def one_vs_rest(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequ
     return curves
 
 
-def one_vs_one(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-               weight: np.ndarray | None = None) -> dict[str, Roc]:
+def one_vs_one(
+    labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], weight: np.ndarray | None = None
+) -> dict[str, Roc]:
     """For every pair ``a_vs_b``: the ROC of class a against class b on their jets, score p_a/(p_a+p_b)."""
     labels = np.asarray(labels)
     weight = np.ones(len(labels)) if weight is None else np.asarray(weight, np.float64)
@@ -48,13 +50,15 @@ def one_vs_one(labels: np.ndarray, probabilities: np.ndarray, class_names: Seque
             continue
         pair = probabilities[selected][:, [first, second]].astype(np.float64)
         score = pair[:, 0] / np.maximum(pair.sum(axis=1), PROBABILITY_FLOOR)
-        curves[f"{class_names[first]}_vs_{class_names[second]}"] = roc(labels[selected] == first, score,
-                                                                        weight[selected])
+        curves[f"{class_names[first]}_vs_{class_names[second]}"] = roc(
+            labels[selected] == first, score, weight[selected]
+        )
     return curves
 
 
-def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, weight: np.ndarray | None = None,
-                     normalize: bool = True) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, probabilities: np.ndarray, weight: np.ndarray | None = None, normalize: bool = True
+) -> np.ndarray:
     """Weighted counts of (true class, most probable class); rows sum to one when ``normalize``."""
     labels = np.asarray(labels)
     classes = probabilities.shape[1]
@@ -67,8 +71,9 @@ def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, weight: np.n
     return matrix
 
 
-def background_fraction_vector(classes: int, signal: int,
-                               fractions: Mapping[int, float] | Sequence[float] | None) -> np.ndarray:
+def background_fraction_vector(
+    classes: int, signal: int, fractions: Mapping[int, float] | Sequence[float] | None
+) -> np.ndarray:
     """The fractions f_i of the backgrounds (0 for the signal), normalised to sum to one.
 
     ``None`` gives every background the same fraction; a sequence has one value per class (the
@@ -93,8 +98,11 @@ def background_fraction_vector(classes: int, signal: int,
     return vector / vector.sum()
 
 
-def discriminant(probabilities: np.ndarray, signal: int = 0,
-                 background_fractions: Mapping[int, float] | Sequence[float] | None = None) -> np.ndarray:
+def discriminant(
+    probabilities: np.ndarray,
+    signal: int = 0,
+    background_fractions: Mapping[int, float] | Sequence[float] | None = None,
+) -> np.ndarray:
     """D = ln(p_sig / Σ_i f_i p_bkg,i) for every jet (see the module docstring)."""
     probabilities = np.asarray(probabilities, np.float64)
     if probabilities.ndim != 2 or probabilities.shape[1] < 2:
@@ -102,4 +110,5 @@ def discriminant(probabilities: np.ndarray, signal: int = 0,
     fractions = background_fraction_vector(probabilities.shape[1], signal, background_fractions)
     background = probabilities @ fractions
     return np.log(np.maximum(probabilities[:, signal], PROBABILITY_FLOOR)) - np.log(
-        np.maximum(background, PROBABILITY_FLOOR))
+        np.maximum(background, PROBABILITY_FLOOR)
+    )

@@ -52,8 +52,12 @@ class OvertrainingCheck:
     auc_train: float
 
 
-def ks_test(first: np.ndarray, second: np.ndarray, first_weight: np.ndarray | None = None,
-            second_weight: np.ndarray | None = None) -> KsResult:
+def ks_test(
+    first: np.ndarray,
+    second: np.ndarray,
+    first_weight: np.ndarray | None = None,
+    second_weight: np.ndarray | None = None,
+) -> KsResult:
     """Two-sample Kolmogorov–Smirnov test; unweighted it is exactly ``scipy.stats.ks_2samp``.
 
     With weights, the statistic is the largest distance between the two weighted empirical
@@ -67,8 +71,7 @@ def ks_test(first: np.ndarray, second: np.ndarray, first_weight: np.ndarray | No
     first_weight = np.ones(len(first)) if first_weight is None else np.asarray(first_weight, np.float64)
     second_weight = np.ones(len(second)) if second_weight is None else np.asarray(second_weight, np.float64)
     points = np.union1d(first, second)
-    distance = np.max(np.abs(_weighted_cdf(first, first_weight, points) - _weighted_cdf(second, second_weight,
-                                                                                       points)))
+    distance = np.max(np.abs(_weighted_cdf(first, first_weight, points) - _weighted_cdf(second, second_weight, points)))
     n_first, n_second = sorted([effective_count(first_weight), effective_count(second_weight)], reverse=True)
     events = n_first * n_second / (n_first + n_second)
     return KsResult(float(distance), float(kstwo.sf(distance, max(1, round(events)))))
@@ -81,9 +84,15 @@ def _weighted_cdf(values: np.ndarray, weight: np.ndarray, points: np.ndarray) ->
 
 
 def overtraining_check(
-    test_score: np.ndarray, test_label: np.ndarray, train_score: np.ndarray, train_label: np.ndarray,
-    class_names: list[str], test_weight: np.ndarray | None = None, train_weight: np.ndarray | None = None,
-    signal_class: int = 0, background_efficiencies: tuple[float, ...] = DEFAULT_BACKGROUND_EFFICIENCIES,
+    test_score: np.ndarray,
+    test_label: np.ndarray,
+    train_score: np.ndarray,
+    train_label: np.ndarray,
+    class_names: list[str],
+    test_weight: np.ndarray | None = None,
+    train_weight: np.ndarray | None = None,
+    signal_class: int = 0,
+    background_efficiencies: tuple[float, ...] = DEFAULT_BACKGROUND_EFFICIENCIES,
     weighted: bool = False,
 ) -> OvertrainingCheck:
     """TMVA's table (ε_S at each ε_B, test and train) and a KS test per class of the signal score.
@@ -100,16 +109,22 @@ def overtraining_check(
     rows = []
     for background in background_efficiencies:
         on_test, on_train = test_roc.signal_efficiency_at(background), train_roc.signal_efficiency_at(background)
-        rows.append(EfficiencyRow(background, on_test, on_train, float(binomial_uncertainty(on_test, test_events)),
-                                  float(binomial_uncertainty(on_train, train_events))))
+        rows.append(
+            EfficiencyRow(
+                background,
+                on_test,
+                on_train,
+                float(binomial_uncertainty(on_test, test_events)),
+                float(binomial_uncertainty(on_train, train_events)),
+            )
+        )
     ks = {}
     for index, name in enumerate(class_names):
         in_test, in_train = np.asarray(test_label) == index, np.asarray(train_label) == index
         if not in_test.any() or not in_train.any():
             continue
         if weighted:
-            ks[name] = ks_test(test_score[in_test], train_score[in_train], test_weight[in_test],
-                               train_weight[in_train])
+            ks[name] = ks_test(test_score[in_test], train_score[in_train], test_weight[in_test], train_weight[in_train])
         else:
             ks[name] = ks_test(test_score[in_test], train_score[in_train])
     return OvertrainingCheck(rows, ks, test_roc.auc, train_roc.auc)

@@ -36,8 +36,18 @@ from heplearn.evaluation.significance import SignificanceScan
 
 DEFAULT_LABEL = "heplearn Simulation"
 EFFICIENCY_GRID = np.linspace(0.05, 1.0, 191)  # ε_S points of ROC plots: small files, smooth lines
-COLORS = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300", "#b9ac70", "#717581",
-          "#92dadd")  # the CMS 10-colour palette (Petroff, arXiv:2107.02270)
+COLORS = (
+    "#3f90da",
+    "#ffa90e",
+    "#bd1f01",
+    "#94a4a2",
+    "#832db6",
+    "#a96b59",
+    "#e76300",
+    "#b9ac70",
+    "#717581",
+    "#92dadd",
+)  # the CMS 10-colour palette (Petroff, arXiv:2107.02270)
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,13 @@ MANY_LINES = 4  # beyond this many entries a legend goes beside the axes instead
 
 def _legend(ax: Axes, entries: int, loc: str = "upper right", title: str = "") -> None:
     if entries > MANY_LINES:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", title=title or None,
-                  title_fontsize="x-small")
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize="x-small",
+            title=title or None,
+            title_fontsize="x-small",
+        )
     else:
         ax.legend(loc=loc, fontsize="x-small", title=title or None, title_fontsize="x-small")
 
@@ -94,17 +109,28 @@ def experiment_label(ax: Axes, style: PlotStyle) -> None:
     ``mplhep.label.exp_label`` does), so it stays put when the layout engine resizes the axes.
     """
     experiment, _, text = style.label.partition(" ")
-    name = ax.text(0.0, 1.012, experiment, transform=ax.transAxes, ha="left", va="bottom", fontsize="x-large",
-                   fontweight="bold")
+    name = ax.text(
+        0.0, 1.012, experiment, transform=ax.transAxes, ha="left", va="bottom", fontsize="x-large", fontweight="bold"
+    )
     if text:
-        ax.annotate(text, xy=(1.0, 0.0), xycoords=name, xytext=(6, 0), textcoords="offset points", ha="left",
-                    va="bottom", fontsize="large", fontstyle="italic")
+        ax.annotate(
+            text,
+            xy=(1.0, 0.0),
+            xycoords=name,
+            xytext=(6, 0),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+            fontsize="large",
+            fontstyle="italic",
+        )
     if style.right_label:
         ax.text(1.0, 1.012, style.right_label, transform=ax.transAxes, ha="right", va="bottom", fontsize="medium")
 
 
-def save_figure(figure: Figure, directory: str | os.PathLike[str], stem: str,
-                style: PlotStyle = PlotStyle()) -> list[Path]:
+def save_figure(
+    figure: Figure, directory: str | os.PathLike[str], stem: str, style: PlotStyle = PlotStyle()
+) -> list[Path]:
     """Write ``directory/stem.<format>`` for each format of ``style``; returns the paths."""
     paths = []
     with plot_style():
@@ -133,8 +159,7 @@ def _rejection_band(line: RocLine) -> tuple[np.ndarray, np.ndarray]:
         return 1.0 / high, np.where(low > 0, 1.0 / np.maximum(low, 1e-300), np.nan)
 
 
-def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bool = True,
-             title: str = "") -> Figure:
+def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bool = True, title: str = "") -> Figure:
     """1/ε_B versus ε_S for every line, with a ratio panel to the first line."""
     with plot_style():
         figure = _figure((_width(len(lines)), 8.5 if ratio and len(lines) > 1 else 7))
@@ -149,8 +174,13 @@ def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bo
             rejection = _rejection_on_grid(line.roc)
             highest = max(highest, float(np.nanmax(rejection, initial=1.0)))
             linestyle = "--" if line.dashed else "-"
-            main.plot(EFFICIENCY_GRID, rejection, color=color, linestyle=linestyle,
-                      label=f"{line.name} (AUC {line.roc.auc:.4f})")
+            main.plot(
+                EFFICIENCY_GRID,
+                rejection,
+                color=color,
+                linestyle=linestyle,
+                label=f"{line.name} (AUC {line.roc.auc:.4f})",
+            )
             band = _rejection_band(line) if line.effective_background else None
             if band is not None:
                 main.fill_between(EFFICIENCY_GRID, *band, color=color, alpha=0.25, linewidth=0)
@@ -158,8 +188,14 @@ def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bo
                 with np.errstate(divide="ignore", invalid="ignore"):
                     lower.plot(EFFICIENCY_GRID, rejection / reference, color=color, linestyle=linestyle)
                     if band is not None:
-                        lower.fill_between(EFFICIENCY_GRID, band[0] / reference, band[1] / reference, color=color,
-                                           alpha=0.25, linewidth=0)
+                        lower.fill_between(
+                            EFFICIENCY_GRID,
+                            band[0] / reference,
+                            band[1] / reference,
+                            color=color,
+                            alpha=0.25,
+                            linewidth=0,
+                        )
         main.set_yscale("log")
         main.set_ylim(0.8, highest * 3)  # the curves set the range, not the bands where few jets pass
         main.set_xlim(0, 1)
@@ -181,12 +217,16 @@ def plot_roc(lines: Sequence[RocLine], style: PlotStyle = PlotStyle(), ratio: bo
 def plot_score_distributions(
     test_scores: Mapping[str, tuple[np.ndarray, np.ndarray]],
     train_scores: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    ks_pvalues: Mapping[str, float] | None = None, style: PlotStyle = PlotStyle(), bins: int = 40,
-    xlabel: str = "Tagger score", score_range: tuple[float, float] | None = None,
+    ks_pvalues: Mapping[str, float] | None = None,
+    style: PlotStyle = PlotStyle(),
+    bins: int = 40,
+    xlabel: str = "Tagger score",
+    score_range: tuple[float, float] | None = None,
 ) -> Figure:
     """Per class (name -> (scores, weights)): test filled, train as points, both normalised."""
-    everything = np.concatenate([scores for scores, _ in test_scores.values()]
-                                + [scores for scores, _ in (train_scores or {}).values()])
+    everything = np.concatenate(
+        [scores for scores, _ in test_scores.values()] + [scores for scores, _ in (train_scores or {}).values()]
+    )
     low, high = score_range or (float(everything.min()), float(everything.max()))
     if not high > low:
         low, high = low - 0.5, high + 0.5
@@ -200,8 +240,7 @@ def plot_score_distributions(
             counts, _ = np.histogram(np.clip(scores, low, high), edges, weights=weight)
             total = counts.sum()
             if total > 0:
-                ax.stairs(counts / (total * widths), edges, fill=True, alpha=0.35, color=color,
-                          label=f"{name} (test)")
+                ax.stairs(counts / (total * widths), edges, fill=True, alpha=0.35, color=color, label=f"{name} (test)")
                 ax.stairs(counts / (total * widths), edges, color=color, linewidth=1.5)
             if train_scores and name in train_scores:
                 train, train_weight = train_scores[name]
@@ -211,8 +250,15 @@ def plot_score_distributions(
                 if total > 0:
                     pvalue = (ks_pvalues or {}).get(name)
                     note = f", KS p = {pvalue:.3f}" if pvalue is not None else ""
-                    ax.errorbar(centers, counts / (total * widths), yerr=np.sqrt(squares) / (total * widths),
-                                fmt="o", markersize=4, color=color, label=f"{name} (train{note})")
+                    ax.errorbar(
+                        centers,
+                        counts / (total * widths),
+                        yerr=np.sqrt(squares) / (total * widths),
+                        fmt="o",
+                        markersize=4,
+                        color=color,
+                        label=f"{name} (train{note})",
+                    )
         ax.set_xlim(low, high)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend above the histograms
         ax.set_xlabel(xlabel)
@@ -225,16 +271,26 @@ def plot_score_distributions(
 # -- efficiency versus an observable -----------------------------------------------------------------
 
 
-def _steps_with_errors(ax: Axes, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, color: str,
-                       label: str) -> None:
+def _steps_with_errors(
+    ax: Axes, edges: np.ndarray, values: np.ndarray, errors: np.ndarray, color: str, label: str
+) -> None:
     centers, half_widths = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
     good = np.isfinite(values) & np.isfinite(errors)
-    ax.errorbar(centers[good], values[good], xerr=half_widths[good], yerr=errors[good], fmt="o", markersize=4,
-                color=color, label=label)
+    ax.errorbar(
+        centers[good],
+        values[good],
+        xerr=half_widths[good],
+        yerr=errors[good],
+        fmt="o",
+        markersize=4,
+        color=color,
+        label=label,
+    )
 
 
-def plot_efficiency_versus(binned: Sequence[tuple[str, BinnedEfficiency]], xlabel: str,
-                           style: PlotStyle = PlotStyle(), working_point: str = "") -> Figure:
+def plot_efficiency_versus(
+    binned: Sequence[tuple[str, BinnedEfficiency]], xlabel: str, style: PlotStyle = PlotStyle(), working_point: str = ""
+) -> Figure:
     """Signal efficiency (top) and background rejection (bottom) in bins of an observable."""
     with plot_style():
         figure = _figure((_width(len(binned)), 9))
@@ -244,8 +300,14 @@ def plot_efficiency_versus(binned: Sequence[tuple[str, BinnedEfficiency]], xlabe
             _steps_with_errors(top, curve.bin_edges, curve.signal_efficiency, curve.signal_uncertainty, color, name)
             rejection, error = curve.rejection, curve.rejection_uncertainty
             finite = np.isfinite(rejection)
-            _steps_with_errors(bottom, curve.bin_edges, np.where(finite, rejection, np.nan),
-                               np.where(finite, error, np.nan), color, name)
+            _steps_with_errors(
+                bottom,
+                curve.bin_edges,
+                np.where(finite, rejection, np.nan),
+                np.where(finite, error, np.nan),
+                color,
+                name,
+            )
         top.set_ylabel(r"Signal efficiency $\varepsilon_\mathrm{S}$")
         top.set_ylim(0, 1.15)
         bottom.set_ylabel(r"Background rejection $1/\varepsilon_\mathrm{B}$")
@@ -258,8 +320,9 @@ def plot_efficiency_versus(binned: Sequence[tuple[str, BinnedEfficiency]], xlabe
 # -- agreement of two samples ----------------------------------------------------------------------
 
 
-def plot_agreement(result: Agreement, reference_label: str, other_label: str, xlabel: str,
-                   style: PlotStyle = PlotStyle()) -> Figure:
+def plot_agreement(
+    result: Agreement, reference_label: str, other_label: str, xlabel: str, style: PlotStyle = PlotStyle()
+) -> Figure:
     """Two normalised histograms of one variable (reference filled, other as points) and their ratio."""
     edges = result.edges
     widths = np.diff(edges)
@@ -273,21 +336,29 @@ def plot_agreement(result: Agreement, reference_label: str, other_label: str, xl
         main.stairs(density, edges, color=COLORS[0], linewidth=1.5)
         centers = 0.5 * (edges[1:] + edges[:-1])
         other_density = other / (other_total * widths)
-        main.errorbar(centers, other_density, yerr=np.sqrt(other_squares) / (other_total * widths), fmt="o",
-                      markersize=4, color="black",
-                      label=f"{other_label}: χ²/ndf {result.chi2_ndf:.2f}, KS p {result.ks.pvalue:.3g}, "
-                            f"AUC {result.separation_auc:.3f}")
+        main.errorbar(
+            centers,
+            other_density,
+            yerr=np.sqrt(other_squares) / (other_total * widths),
+            fmt="o",
+            markersize=4,
+            color="black",
+            label=f"{other_label}: χ²/ndf {result.chi2_ndf:.2f}, KS p {result.ks.pvalue:.3g}, "
+            f"AUC {result.separation_auc:.3f}",
+        )
         main.set_ylim(0, main.get_ylim()[1] * 1.4)  # room for the legend
         main.set_ylabel("Normalised to unit area")
         main.legend(loc="upper center", fontsize="x-small")
         experiment_label(main, style)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = (other / other_total) / (reference / reference_total)
-            error = ratio * np.sqrt(other_squares / np.maximum(other, 1e-300) ** 2
-                                    + reference_squares / np.maximum(reference, 1e-300) ** 2)
+            error = ratio * np.sqrt(
+                other_squares / np.maximum(other, 1e-300) ** 2 + reference_squares / np.maximum(reference, 1e-300) ** 2
+            )
         good = np.isfinite(ratio) & np.isfinite(error)
-        lower.errorbar(centers[good], ratio[good], yerr=error[good], xerr=0.5 * widths[good], fmt="o",
-                       markersize=3, color="black")
+        lower.errorbar(
+            centers[good], ratio[good], yerr=error[good], xerr=0.5 * widths[good], fmt="o", markersize=3, color="black"
+        )
         lower.axhline(1.0, color="gray", linewidth=1)
         lower.set_ylim(0.5, 1.5)
         lower.set_ylabel(f"{other_label} /\n{reference_label}", fontsize="small")
@@ -307,8 +378,13 @@ def plot_mass_sculpting(sculpting: MassSculpting, xlabel: str, style: PlotStyle 
         ax.stairs(sculpting.before, sculpting.bin_edges, color="black", linewidth=2, label="background, no cut")
         for index, cut in enumerate(sculpting.after):
             inverse = "∞" if not np.isfinite(cut.inverse_jsd) else f"{cut.inverse_jsd:.3g}"
-            ax.stairs(cut.density, sculpting.bin_edges, color=COLORS[index % len(COLORS)], linewidth=1.8,
-                      label=rf"$\varepsilon_\mathrm{{S}}$ = {cut.signal_efficiency:.0%}: 1/JSD = {inverse}")
+            ax.stairs(
+                cut.density,
+                sculpting.bin_edges,
+                color=COLORS[index % len(COLORS)],
+                linewidth=1.8,
+                label=rf"$\varepsilon_\mathrm{{S}}$ = {cut.signal_efficiency:.0%}: 1/JSD = {inverse}",
+            )
         ax.set_xlim(sculpting.bin_edges[0], sculpting.bin_edges[-1])
         ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # room for the legend
         ax.set_xlabel(xlabel)
@@ -329,8 +405,15 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], style:
         ax = figure.subplots()
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1, origin="upper")
         for (row, column), value in np.ndenumerate(matrix):
-            ax.text(column, row, f"{value:.3f}", ha="center", va="center", fontsize="small",
-                    color="white" if value > 0.6 else "black")
+            ax.text(
+                column,
+                row,
+                f"{value:.3f}",
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="white" if value > 0.6 else "black",
+            )
         ticks = np.arange(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=45 if len(class_names) > 4 else 0)
         ax.set_yticks(ticks, class_names)
@@ -353,8 +436,7 @@ def plot_feature_ranking(ranking: FeatureRanking, style: PlotStyle = PlotStyle()
         figure = _figure((12 if with_gain else 9, height))
         axes = figure.subplots(1, 2, sharey=True) if with_gain else [figure.subplots()]
         positions = np.arange(len(features))
-        axes[0].barh(positions, [f.auc_drop for f in features], xerr=[f.uncertainty for f in features],
-                     color=COLORS[0])
+        axes[0].barh(positions, [f.auc_drop for f in features], xerr=[f.uncertainty for f in features], color=COLORS[0])
         axes[0].set_yticks(positions, names, fontsize="x-small")
         axes[0].minorticks_off()
         axes[0].set_xlabel("AUC drop when permuted")
@@ -376,8 +458,15 @@ def plot_reliability(curves: Mapping[str, ReliabilityCurve], style: PlotStyle = 
         ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
         for index, (name, curve) in enumerate(curves.items()):
             good = np.isfinite(curve.mean_predicted) & np.isfinite(curve.observed_fraction)
-            ax.errorbar(curve.mean_predicted[good], curve.observed_fraction[good], yerr=curve.uncertainty[good],
-                        fmt="o-", markersize=4, color=COLORS[index % len(COLORS)], label=name)
+            ax.errorbar(
+                curve.mean_predicted[good],
+                curve.observed_fraction[good],
+                yerr=curve.uncertainty[good],
+                fmt="o-",
+                markersize=4,
+                color=COLORS[index % len(COLORS)],
+                label=name,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.1)
         ax.set_xlabel("Predicted probability")
@@ -387,8 +476,11 @@ def plot_reliability(curves: Mapping[str, ReliabilityCurve], style: PlotStyle = 
         return figure
 
 
-SIGNIFICANCE_LABELS = {"s_over_sqrt_b": "s/√b", "s_over_sqrt_s_plus_b": "s/√(s+b)",
-                       "asimov": r"$Z_\mathrm{A}$ (Asimov)"}
+SIGNIFICANCE_LABELS = {
+    "s_over_sqrt_b": "s/√b",
+    "s_over_sqrt_s_plus_b": "s/√(s+b)",
+    "asimov": r"$Z_\mathrm{A}$ (Asimov)",
+}
 
 
 def plot_significance(scan: SignificanceScan, style: PlotStyle = PlotStyle(), xlabel: str = "Score cut") -> Figure:
@@ -405,9 +497,9 @@ def plot_significance(scan: SignificanceScan, style: PlotStyle = PlotStyle(), xl
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Significance")
         ax.set_ylim(bottom=0)
-        note = (f"s = {scan.signal_yield:.4g}, b = {scan.background_yield:.4g} before the cut"
-                + (f", σ_b/b = {scan.relative_background_uncertainty:.0%}"
-                   if scan.relative_background_uncertainty else ""))
+        note = f"s = {scan.signal_yield:.4g}, b = {scan.background_yield:.4g} before the cut" + (
+            f", σ_b/b = {scan.relative_background_uncertainty:.0%}" if scan.relative_background_uncertainty else ""
+        )
         ax.legend(loc="upper left", fontsize="x-small", title=note, title_fontsize="xx-small")
         experiment_label(ax, style)
         return figure

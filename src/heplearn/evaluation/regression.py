@@ -21,8 +21,15 @@ from heplearn.evaluation import plots
 from heplearn.evaluation.binned import bulk_range
 from heplearn.tasks import Regression
 
-__all__ = ["BinnedResiduals", "TargetSummary", "binned_residuals", "plot_residuals", "plot_versus",
-           "robust_width", "summarise_target"]
+__all__ = [
+    "BinnedResiduals",
+    "TargetSummary",
+    "binned_residuals",
+    "plot_residuals",
+    "plot_versus",
+    "robust_width",
+    "summarise_target",
+]
 
 QUARTILE = 0.6744897501960817  # Φ⁻¹(0.75): q75 − q25 = 2·0.6745 σ for a Gaussian
 
@@ -47,8 +54,13 @@ class TargetSummary:
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON types."""
-        return {"name": self.name, "bias": self.bias, "resolution": self.resolution, "coverage": self.coverage,
-                "pull_width": self.pull_width}
+        return {
+            "name": self.name,
+            "bias": self.bias,
+            "resolution": self.resolution,
+            "coverage": self.coverage,
+            "pull_width": self.pull_width,
+        }
 
 
 @dataclass(frozen=True)
@@ -64,24 +76,31 @@ class BinnedResiduals:
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON types (NaN in empty bins become null when written)."""
-        return {"variable": self.variable, "edges": self.edges.tolist(), "counts": self.counts.tolist(),
-                "bias": self.bias.tolist(), "resolution": self.resolution.tolist(),
-                "coverage": {level: values.tolist() for level, values in self.coverage.items()}}
+        return {
+            "variable": self.variable,
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "bias": self.bias.tolist(),
+            "resolution": self.resolution.tolist(),
+            "coverage": {level: values.tolist() for level, values in self.coverage.items()},
+        }
 
 
-def central_and_quantiles(task: Regression, outputs: np.ndarray, target: int) -> tuple[np.ndarray,
-                                                                                     dict[float, np.ndarray]]:
+def central_and_quantiles(
+    task: Regression, outputs: np.ndarray, target: int
+) -> tuple[np.ndarray, dict[float, np.ndarray]]:
     """The central prediction of ``target`` (the median quantile, or the only output) and its quantiles."""
     if task.quantiles is None:
         return outputs[:, target], {}
     levels = task.quantiles
-    columns = outputs[:, target * len(levels):(target + 1) * len(levels)]
+    columns = outputs[:, target * len(levels) : (target + 1) * len(levels)]
     central = columns[:, int(np.argmin(np.abs(np.asarray(levels) - 0.5)))]
     return central, {level: columns[:, index] for index, level in enumerate(levels)}
 
 
-def summarise_target(name: str, truth: np.ndarray, central: np.ndarray,
-                     quantiles: dict[float, np.ndarray]) -> TargetSummary:
+def summarise_target(
+    name: str, truth: np.ndarray, central: np.ndarray, quantiles: dict[float, np.ndarray]
+) -> TargetSummary:
     """The overall bias, resolution, coverage and pull width of one target."""
     residual = central - truth
     coverage = {f"{level:g}": float(np.mean(truth < values)) for level, values in quantiles.items()}
@@ -93,9 +112,15 @@ def summarise_target(name: str, truth: np.ndarray, central: np.ndarray,
     return TargetSummary(name, float(np.median(residual)), robust_width(residual), coverage, pull_width)
 
 
-def binned_residuals(variable: str, values: np.ndarray, truth: np.ndarray, central: np.ndarray,
-                     quantiles: dict[float, np.ndarray], bins: int = 12,
-                     value_range: tuple[float, float] | None = None) -> BinnedResiduals:
+def binned_residuals(
+    variable: str,
+    values: np.ndarray,
+    truth: np.ndarray,
+    central: np.ndarray,
+    quantiles: dict[float, np.ndarray],
+    bins: int = 12,
+    value_range: tuple[float, float] | None = None,
+) -> BinnedResiduals:
     """Bias, resolution and coverage of each quantile in ``bins`` equal bins of ``values``."""
     low, high = value_range or bulk_range(values)
     edges = np.linspace(low, high, bins + 1)
@@ -124,9 +149,15 @@ def plot_residuals(name: str, truth: np.ndarray, central: np.ndarray, style: plo
     with plots.plot_style():
         figure = plots._figure()
         ax = figure.subplots()
-        ax.hist(np.clip(residual, low, high), bins=60, range=(low, high), histtype="stepfilled", alpha=0.4,
-                color=plots.COLORS[0],
-                label=f"median {np.median(residual):.3g}, width {robust_width(residual):.3g}")
+        ax.hist(
+            np.clip(residual, low, high),
+            bins=60,
+            range=(low, high),
+            histtype="stepfilled",
+            alpha=0.4,
+            color=plots.COLORS[0],
+            label=f"median {np.median(residual):.3g}, width {robust_width(residual):.3g}",
+        )
         ax.set_xlabel(f"Predicted − true {name}")
         ax.set_ylabel("Events")
         ax.legend(loc="upper right", fontsize="small")
@@ -142,16 +173,23 @@ def plot_versus(binned: BinnedResiduals, name: str, levels: Sequence[str], style
         figure = plots._figure((8, 8.5))
         top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (1, 1)})
         top.errorbar(centers, binned.bias, xerr=half_widths, fmt="o", color=plots.COLORS[0], label="bias (median)")
-        top.errorbar(centers, binned.resolution, xerr=half_widths, fmt="s", color=plots.COLORS[1],
-                     label="resolution (robust width)")
+        top.errorbar(
+            centers,
+            binned.resolution,
+            xerr=half_widths,
+            fmt="s",
+            color=plots.COLORS[1],
+            label="resolution (robust width)",
+        )
         top.axhline(0.0, color="gray", linewidth=1)
         top.set_ylabel(f"Predicted − true {name}")
         top.legend(loc="best", fontsize="small")
         plots.experiment_label(top, style)
         for index, level in enumerate(levels):
             color = plots.COLORS[(index + 2) % len(plots.COLORS)]
-            bottom.errorbar(centers, binned.coverage[level], xerr=half_widths, fmt="o", color=color,
-                            label=f"τ = {level}")
+            bottom.errorbar(
+                centers, binned.coverage[level], xerr=half_widths, fmt="o", color=color, label=f"τ = {level}"
+            )
             bottom.axhline(float(level), color=color, linestyle="--", linewidth=1)
         bottom.set_ylim(0, 1)
         bottom.set_ylabel(r"Coverage $P(y < q_\tau)$")
@@ -161,8 +199,9 @@ def plot_versus(binned: BinnedResiduals, name: str, levels: Sequence[str], style
         return figure
 
 
-def evaluate_regression(model: Any, arrays: Any, outputs: np.ndarray, observers: Sequence[str],
-                        settings: Any, figures: Any) -> dict[str, Any]:
+def evaluate_regression(
+    model: Any, arrays: Any, outputs: np.ndarray, observers: Sequence[str], settings: Any, figures: Any
+) -> dict[str, Any]:
     """The regression figures of ``outputs`` (the task's outputs for ``arrays``) for every target.
 
     Binned in the true value of each target and in each of ``observers`` present in the data.
@@ -175,19 +214,31 @@ def evaluate_regression(model: Any, arrays: Any, outputs: np.ndarray, observers:
         central, quantiles = central_and_quantiles(task, outputs, target)
         summary = summarise_target(name, truth, central, quantiles)
         content["targets"].append(summary.as_json())
-        figures.add(plot_residuals(name, truth, central, settings.style), f"residual_{name}",
-                    f"Residual of {name}", "Prediction minus truth over all events, with its median (bias) and "
-                    "robust width (half the 16–84% range).")
+        figures.add(
+            plot_residuals(name, truth, central, settings.style),
+            f"residual_{name}",
+            f"Residual of {name}",
+            "Prediction minus truth over all events, with its median (bias) and robust width (half the 16–84% range).",
+        )
         levels = [f"{level:g}" for level in quantiles]
-        variables = {f"true {name}": truth} | {observer: arrays.observers[observer].astype(np.float64)
-                                              for observer in observers}
+        variables = {f"true {name}": truth} | {
+            observer: arrays.observers[observer].astype(np.float64) for observer in observers
+        }
         content["binned"][name] = []
         for variable, values in variables.items():
             binned = binned_residuals(variable, values, truth, central, quantiles, settings.bins)
             content["binned"][name].append(binned.as_json())
             stem = "".join(c if c.isalnum() else "_" for c in f"{name}_vs_{variable}")
-            figures.add(plot_versus(binned, name, levels, settings.style), stem, f"{name} versus {variable}",
-                        "Bias and resolution of the prediction in bins of " + variable
-                        + ("; below, the coverage P(y < q_τ) of each quantile, which should sit on its dashed "
-                           "line τ." if levels else "."))
+            figures.add(
+                plot_versus(binned, name, levels, settings.style),
+                stem,
+                f"{name} versus {variable}",
+                "Bias and resolution of the prediction in bins of "
+                + variable
+                + (
+                    "; below, the coverage P(y < q_τ) of each quantile, which should sit on its dashed line τ."
+                    if levels
+                    else "."
+                ),
+            )
     return content

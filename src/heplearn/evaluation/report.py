@@ -69,9 +69,13 @@ def plus_minus(value: Any, uncertainty: Any, digits: int = 3) -> str:
 
 
 def _templates() -> jinja2.Environment:
-    environment_ = jinja2.Environment(loader=jinja2.PackageLoader("heplearn.evaluation", "templates"),
-                                      autoescape=jinja2.select_autoescape(["html", "j2"]),
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment_ = jinja2.Environment(
+        loader=jinja2.PackageLoader("heplearn.evaluation", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     environment_.filters["number"] = number
     environment_.filters["plus_minus"] = plus_minus
     return environment_

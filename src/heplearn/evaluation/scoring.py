@@ -67,8 +67,9 @@ def evaluation_data_config(model: TrainedModel, files: Sequence[Path]) -> DataCo
     """
     data = model.config.data
     available = set(open_source(files[0], data.treename).field_names())
-    observers = list(data.observers) + [name for name in AUTO_OBSERVERS
-                                        if name in available and name not in data.observers]
+    observers = list(data.observers) + [
+        name for name in AUTO_OBSERVERS if name in available and name not in data.observers
+    ]
     update: dict[str, Any] = {"observers": observers}
     if model.classical is not None:
         group = data.jet_group(model.name)
@@ -80,14 +81,16 @@ def predict(model: TrainedModel, arrays: JetArrays, progress: bool = True) -> np
     """The task's outputs (class probabilities for a classifier) for every jet, in chunks (with a progress bar)."""
     parts = []
     starts = range(0, len(arrays), PREDICTION_CHUNK)
-    for start in progress_bar(starts, desc=f"predicting {model.name}", disable=not progress or len(starts) < 2,
-                              leave=False):
+    for start in progress_bar(
+        starts, desc=f"predicting {model.name}", disable=not progress or len(starts) < 2, leave=False
+    ):
         parts.append(model.predict(arrays.take(slice(start, start + PREDICTION_CHUNK))))
     return np.concatenate(parts).astype(np.float64)
 
 
-def signal_score(probabilities: np.ndarray, class_names: Sequence[str],
-                 fractions: Sequence[float] | None = None) -> tuple[np.ndarray, str]:
+def signal_score(
+    probabilities: np.ndarray, class_names: Sequence[str], fractions: Sequence[float] | None = None
+) -> tuple[np.ndarray, str]:
     """The score the binary figures use: p_sig for two classes, else the discriminant D."""
     signal = class_names[0]
     if probabilities.shape[1] == 2:
@@ -95,8 +98,9 @@ def signal_score(probabilities: np.ndarray, class_names: Sequence[str],
     return discriminant(probabilities, 0, fractions), f"D({signal}) = ln(p_{signal} / Σ f_i p_i)"
 
 
-def chosen_observers(arrays: JetArrays, observers: Sequence[str] | None = None,
-                     mass_observer: str | None = None) -> tuple[list[str], str | None]:
+def chosen_observers(
+    arrays: JetArrays, observers: Sequence[str] | None = None, mass_observer: str | None = None
+) -> tuple[list[str], str | None]:
     """Observers for the binned efficiencies and the mass observer for sculpting, among those present.
 
     By default: jet pT, η and one mass (soft-drop preferred), and the first of jet_sdmass, jet_mass.
@@ -104,35 +108,57 @@ def chosen_observers(arrays: JetArrays, observers: Sequence[str] | None = None,
     if observers is not None:
         missing = [name for name in observers if name not in arrays.observers]
         if missing:
-            raise ConfigError(f"observers {missing} are not in the data (it has {sorted(arrays.observers)}); "
-                              "add them to data.observers")
+            raise ConfigError(
+                f"observers {missing} are not in the data (it has {sorted(arrays.observers)}); "
+                "add them to data.observers"
+            )
         binned = list(observers)
     else:
         binned = [name for name in AUTO_OBSERVERS if name in arrays.observers and name != OPTIMAL_OBSERVER]
         if "jet_sdmass" in binned and "jet_mass" in binned:
             binned.remove("jet_mass")
     if mass_observer is not None and mass_observer not in arrays.observers:
-        raise ConfigError(f"mass observer {mass_observer!r} is not in the data (it has {sorted(arrays.observers)}); "
-                          "add it to data.observers")
+        raise ConfigError(
+            f"mass observer {mass_observer!r} is not in the data (it has {sorted(arrays.observers)}); "
+            "add it to data.observers"
+        )
     mass = mass_observer or next((name for name in MASS_OBSERVERS if name in arrays.observers), None)
     return binned, mass
 
 
-def data_summary(files: Sequence[Path], arrays: JetArrays, class_names: Sequence[str],
-                 data: DataConfig) -> dict[str, Any]:
+def data_summary(
+    files: Sequence[Path], arrays: JetArrays, class_names: Sequence[str], data: DataConfig
+) -> dict[str, Any]:
     """Files, jets and weights per class, observer ranges and inputs, for the report."""
     classes = []
     for index, name in enumerate(class_names):
         selected = arrays.label == index
-        classes.append({"name": name, "jets": int(selected.sum()), "weight": float(arrays.weight[selected].sum()),
-                        "effective_jets": effective_count(arrays.weight[selected])})
-    observers = {name: {"min": float(np.min(values)), "median": float(np.median(values)),
-                        "max": float(np.max(values))}
-                 for name, values in arrays.observers.items() if len(values)}
-    return jsonable({"files": [str(file) for file in files], "jets": len(arrays), "classes": classes,
-                     "selection": data.selection, "weights": data.weights, "observers": observers,
-                     "inputs": {name: {"variables": group.variables, "length": group.length}
-                                for name, group in data.inputs.items()}})
+        classes.append(
+            {
+                "name": name,
+                "jets": int(selected.sum()),
+                "weight": float(arrays.weight[selected].sum()),
+                "effective_jets": effective_count(arrays.weight[selected]),
+            }
+        )
+    observers = {
+        name: {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+        for name, values in arrays.observers.items()
+        if len(values)
+    }
+    return jsonable(
+        {
+            "files": [str(file) for file in files],
+            "jets": len(arrays),
+            "classes": classes,
+            "selection": data.selection,
+            "weights": data.weights,
+            "observers": observers,
+            "inputs": {
+                name: {"variables": group.variables, "length": group.length} for name, group in data.inputs.items()
+            },
+        }
+    )
 
 
 def safe_name(text: str) -> str:

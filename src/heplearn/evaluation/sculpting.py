@@ -55,9 +55,16 @@ def jensen_shannon_divergence(first: np.ndarray, second: np.ndarray) -> float:
     return float(jensenshannon(first, second, base=2) ** 2)
 
 
-def mass_sculpting(mass: np.ndarray, is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
-                   signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES, bins: int = 30,
-                   histogram_range: tuple[float, float] | None = None, observer: str = "mass") -> MassSculpting:
+def mass_sculpting(
+    mass: np.ndarray,
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    weight: np.ndarray | None = None,
+    signal_efficiencies: tuple[float, ...] = DEFAULT_SIGNAL_EFFICIENCIES,
+    bins: int = 30,
+    histogram_range: tuple[float, float] | None = None,
+    observer: str = "mass",
+) -> MassSculpting:
     """Background ``mass`` histograms before and after ``score >= threshold`` at each target ε_S.
 
     The thresholds are set on the signal; the JSD compares the background shapes only.
@@ -67,8 +74,7 @@ def mass_sculpting(mass: np.ndarray, is_signal: np.ndarray, score: np.ndarray, w
     if len(mass) != len(score):
         raise DataError(f"{observer}: {len(mass)} values for {len(score)} jets")
     background = ~is_signal
-    edges = np.histogram_bin_edges(mass[background], bins,
-                                   histogram_range or bulk_range(mass[background]))
+    edges = np.histogram_bin_edges(mass[background], bins, histogram_range or bulk_range(mass[background]))
     before, _ = np.histogram(mass[background], edges, weights=weight[background])
     curve = roc(is_signal, score, weight)
     after = []
@@ -77,8 +83,15 @@ def mass_sculpting(mass: np.ndarray, is_signal: np.ndarray, score: np.ndarray, w
         passed = background & (score >= threshold)
         counts, _ = np.histogram(mass[passed], edges, weights=weight[passed])
         passed_fraction = float(weight[passed].sum() / weight[background].sum())
-        after.append(SculptedMass(efficiency, threshold, passed_fraction, _density(counts, edges),
-                                  jensen_shannon_divergence(before, counts)))
+        after.append(
+            SculptedMass(
+                efficiency,
+                threshold,
+                passed_fraction,
+                _density(counts, edges),
+                jensen_shannon_divergence(before, counts),
+            )
+        )
     return MassSculpting(observer, edges, _density(before, edges), after)
 
 

@@ -42,8 +42,9 @@ def s_over_sqrt_s_plus_b(s: np.ndarray | float, b: np.ndarray | float) -> np.nda
         return np.where(s + b > 0, s / np.sqrt(np.maximum(s + b, 1e-300)), 0.0)
 
 
-def asimov_significance(s: np.ndarray | float, b: np.ndarray | float,
-                        background_uncertainty: np.ndarray | float = 0.0) -> np.ndarray:
+def asimov_significance(
+    s: np.ndarray | float, b: np.ndarray | float, background_uncertainty: np.ndarray | float = 0.0
+) -> np.ndarray:
     """Z_A of the module docstring; ``background_uncertainty`` is the absolute σ_b (events)."""
     s, b = np.asarray(s, np.float64), np.asarray(b, np.float64)
     variance = np.asarray(background_uncertainty, np.float64) ** 2
@@ -52,8 +53,10 @@ def asimov_significance(s: np.ndarray | float, b: np.ndarray | float,
         b_safe = np.maximum(b, 1e-300)
         exact = 2 * ((s + b) * np.log1p(s / b_safe) - s)
         variance_safe = np.maximum(variance, 1e-300)
-        with_uncertainty = 2 * ((s + b) * np.log((s + b) * (b + variance) / (b**2 + (s + b) * variance))
-                                - b**2 / variance_safe * np.log1p(variance * s / (b_safe * (b + variance))))
+        with_uncertainty = 2 * (
+            (s + b) * np.log((s + b) * (b + variance) / (b**2 + (s + b) * variance))
+            - b**2 / variance_safe * np.log1p(variance * s / (b_safe * (b + variance)))
+        )
         # below a relative variance of 1e-9 the second form loses precision: use the limit σ_b -> 0
         z_squared = np.where(variance > 1e-9 * b_safe**2, with_uncertainty, exact)
         return np.where(b > 0, np.sqrt(np.maximum(z_squared, 0.0)), np.inf)
@@ -86,16 +89,28 @@ class SignificanceScan:
     relative_background_uncertainty: float
 
 
-def significance_figures(s: np.ndarray, b: np.ndarray, relative_background_uncertainty: float = 0.0,
-                         ) -> dict[str, np.ndarray]:
+def significance_figures(
+    s: np.ndarray,
+    b: np.ndarray,
+    relative_background_uncertainty: float = 0.0,
+) -> dict[str, np.ndarray]:
     """Every significance figure for expected signal ``s`` and background ``b`` (per cut)."""
-    return {"s_over_sqrt_b": s_over_sqrt_b(s, b), "s_over_sqrt_s_plus_b": s_over_sqrt_s_plus_b(s, b),
-            "asimov": asimov_significance(s, b, relative_background_uncertainty * np.asarray(b))}
+    return {
+        "s_over_sqrt_b": s_over_sqrt_b(s, b),
+        "s_over_sqrt_s_plus_b": s_over_sqrt_s_plus_b(s, b),
+        "asimov": asimov_significance(s, b, relative_background_uncertainty * np.asarray(b)),
+    }
 
 
-def best_cuts(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None,
-              signal_yield: float | None = None, background_yield: float | None = None,
-              relative_background_uncertainty: float = 0.0, min_background: float = 1.0) -> SignificanceScan:
+def best_cuts(
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    weight: np.ndarray | None = None,
+    signal_yield: float | None = None,
+    background_yield: float | None = None,
+    relative_background_uncertainty: float = 0.0,
+    min_background: float = 1.0,
+) -> SignificanceScan:
     """The score cut maximising s/√b, s/√(s+b) and Z_A for the given yields before the cut.
 
     The yields default to the summed weights of the sample's signal and background jets;
@@ -115,14 +130,24 @@ def best_cuts(is_signal: np.ndarray, score: np.ndarray, weight: np.ndarray | Non
     thresholds = curve.thresholds[finite]
     allowed = b >= min_background
     if not allowed.any():
-        raise ConfigError(f"no score cut leaves {min_background} expected background events "
-                          f"(background yield {background_yield:g}); lower min_background")
+        raise ConfigError(
+            f"no score cut leaves {min_background} expected background events "
+            f"(background yield {background_yield:g}); lower min_background"
+        )
     s, b, thresholds = s[allowed], b[allowed], thresholds[allowed]
     figures = significance_figures(s, b, relative_background_uncertainty)
     best = {}
     for name, values in figures.items():
         index = int(np.argmax(values))
-        best[name] = BestCut(name, float(thresholds[index]), float(values[index]), float(s[index]), float(b[index]),
-                             float(s[index] / signal_yield), float(b[index] / background_yield))
-    return SignificanceScan(thresholds, s, b, figures, best, signal_yield, background_yield,
-                            relative_background_uncertainty)
+        best[name] = BestCut(
+            name,
+            float(thresholds[index]),
+            float(values[index]),
+            float(s[index]),
+            float(b[index]),
+            float(s[index] / signal_yield),
+            float(b[index] / background_yield),
+        )
+    return SignificanceScan(
+        thresholds, s, b, figures, best, signal_yield, background_yield, relative_background_uncertainty
+    )

@@ -87,17 +87,21 @@ def _weighted_sum(values: NDArray[np.float64], weights: NDArray[np.float64]) -> 
     return (values * weights).sum(axis=1)
 
 
-def _centre(horizontal: NDArray[np.float64], vertical: NDArray[np.float64],
-            weights: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _centre(
+    horizontal: NDArray[np.float64], vertical: NDArray[np.float64], weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Offsets from the pT-weighted centroid."""
     total = weights.sum(axis=1)
     total = np.where(total > 0, total, 1.0)
-    return (horizontal - (_weighted_sum(horizontal, weights) / total)[:, None],
-            vertical - (_weighted_sum(vertical, weights) / total)[:, None])
+    return (
+        horizontal - (_weighted_sum(horizontal, weights) / total)[:, None],
+        vertical - (_weighted_sum(vertical, weights) / total)[:, None],
+    )
 
 
-def _rotate(horizontal: NDArray[np.float64], vertical: NDArray[np.float64],
-            weights: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _rotate(
+    horizontal: NDArray[np.float64], vertical: NDArray[np.float64], weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Rotate about the centre so the principal axis of the pT-weighted second moments is vertical.
 
     The principal axis of [[Sxx, Sxy], [Sxy, Syy]] makes the angle θ = ½ atan2(2 Sxy, Sxx − Syy)
@@ -118,8 +122,14 @@ def _flip(coordinate: NDArray[np.float64], weights: NDArray[np.float64]) -> NDAr
     return coordinate * np.where(negative > positive, -1.0, 1.0)[:, None]
 
 
-def _pixelise(horizontal: NDArray[np.float64], vertical: NDArray[np.float64], weights: NDArray[np.float64],
-              real: NDArray[np.bool_], bins: int, extent: float) -> NDArray[np.float64]:
+def _pixelise(
+    horizontal: NDArray[np.float64],
+    vertical: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    real: NDArray[np.bool_],
+    bins: int,
+    extent: float,
+) -> NDArray[np.float64]:
     """Sum ``weights`` into (jets, bins, bins) pixels covering [−extent, extent)² (rows: vertical)."""
     column = np.floor((horizontal + extent) / (2.0 * extent) * bins).astype(np.int64)
     row = np.floor((vertical + extent) / (2.0 * extent) * bins).astype(np.int64)
@@ -156,8 +166,10 @@ def calorimeter_images(
     real = np.ones(arrays[0].shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     shapes = {array.shape for array in (*arrays, real)}
     if len(shapes) != 1 or arrays[0].ndim != 2:
-        raise DataError("calorimeter_images: eta, phi, et and mask must be 2-D arrays (events, objects) of one "
-                        f"shape, got {[array.shape for array in (*arrays, real)]}")
+        raise DataError(
+            "calorimeter_images: eta, phi, et and mask must be 2-D arrays (events, objects) of one "
+            f"shape, got {[array.shape for array in (*arrays, real)]}"
+        )
     phi_regions, eta_regions = regions
     if min(phi_regions, eta_regions) < 1:
         raise ConfigError(f"calorimeter_images: regions must be positive (φ, η) counts, got {regions!r}")

@@ -53,28 +53,36 @@ def _eta(v: Mapping[str, Any]) -> Any:
 BUILTINS: dict[str, Builtin] = {
     "part_pt": Builtin(("part_px", "part_py"), _pt, "particle transverse momentum"),
     "part_eta": Builtin(("part_pz", "part_pt"), _eta, "particle pseudorapidity"),
-    "part_phi": Builtin(("part_px", "part_py"), lambda v: np.arctan2(v["part_py"], v["part_px"]),
-                        "particle azimuth"),
+    "part_phi": Builtin(("part_px", "part_py"), lambda v: np.arctan2(v["part_py"], v["part_px"]), "particle azimuth"),
     "part_logpt": Builtin(("part_pt",), lambda v: np.log(v["part_pt"]), "log pT"),
     "part_loge": Builtin(("part_energy",), lambda v: np.log(v["part_energy"]), "log E"),
-    "part_logptrel": Builtin(("part_pt", "jet_pt"), lambda v: np.log(v["part_pt"] / v["jet_pt"]),
-                             "log(pT / pT_jet)"),
-    "part_logerel": Builtin(("part_energy", "jet_energy"),
-                            lambda v: np.log(v["part_energy"] / v["jet_energy"]), "log(E / E_jet)"),
+    "part_logptrel": Builtin(("part_pt", "jet_pt"), lambda v: np.log(v["part_pt"] / v["jet_pt"]), "log(pT / pT_jet)"),
+    "part_logerel": Builtin(
+        ("part_energy", "jet_energy"), lambda v: np.log(v["part_energy"] / v["jet_energy"]), "log(E / E_jet)"
+    ),
     # JetClass convention: Δη = η_particle − η_jet, not flipped by the sign of η_jet.
-    "part_deta": Builtin(("part_eta", "jet_eta"), lambda v: v["part_eta"] - v["jet_eta"],
-                         "η_particle − η_jet"),
-    "part_dphi": Builtin(("part_phi", "jet_phi"), lambda v: wrap_phi(v["part_phi"] - v["jet_phi"]),
-                         "φ_particle − φ_jet wrapped to [−π, π)"),
-    "part_deltaR": Builtin(("part_deta", "part_dphi"), lambda v: _norm(v["part_deta"], v["part_dphi"]),
-                           "ΔR to the jet axis"),
-    "jet_pt": Builtin(("part_px", "part_py"), lambda v: np.hypot(ak.sum(v["part_px"], axis=1),
-                                                               ak.sum(v["part_py"], axis=1)),
-                      "jet pT from its constituents", per_particle=False),
-    "jet_energy": Builtin(("part_energy",), lambda v: ak.sum(v["part_energy"], axis=1),
-                          "jet energy from its constituents", per_particle=False),
-    "jet_nparticles": Builtin(("part_px",), lambda v: ak.num(v["part_px"], axis=1), "constituents",
-                              per_particle=False),
+    "part_deta": Builtin(("part_eta", "jet_eta"), lambda v: v["part_eta"] - v["jet_eta"], "η_particle − η_jet"),
+    "part_dphi": Builtin(
+        ("part_phi", "jet_phi"),
+        lambda v: wrap_phi(v["part_phi"] - v["jet_phi"]),
+        "φ_particle − φ_jet wrapped to [−π, π)",
+    ),
+    "part_deltaR": Builtin(
+        ("part_deta", "part_dphi"), lambda v: _norm(v["part_deta"], v["part_dphi"]), "ΔR to the jet axis"
+    ),
+    "jet_pt": Builtin(
+        ("part_px", "part_py"),
+        lambda v: np.hypot(ak.sum(v["part_px"], axis=1), ak.sum(v["part_py"], axis=1)),
+        "jet pT from its constituents",
+        per_particle=False,
+    ),
+    "jet_energy": Builtin(
+        ("part_energy",),
+        lambda v: ak.sum(v["part_energy"], axis=1),
+        "jet energy from its constituents",
+        per_particle=False,
+    ),
+    "jet_nparticles": Builtin(("part_px",), lambda v: ak.num(v["part_px"], axis=1), "constituents", per_particle=False),
 }
 
 
@@ -137,8 +145,14 @@ class FlatParticles(Mapping[str, Any]):
         self._cache: dict[str, Any] = {}
 
     @classmethod
-    def of(cls, table: VariableTable, first: str, length: int | None, where: str,
-           known: Mapping[str, np.ndarray] | None = None) -> FlatParticles:
+    def of(
+        cls,
+        table: VariableTable,
+        first: str,
+        length: int | None,
+        where: str,
+        known: Mapping[str, np.ndarray] | None = None,
+    ) -> FlatParticles:
         """The first ``length`` particles of every jet (all if None), counted on variable ``first``.
 
         ``known`` holds flat values already computed over all particles, to be reused.
@@ -178,8 +192,9 @@ class FlatParticles(Mapping[str, Any]):
         if isinstance(values, ak.Array) and values.ndim == 2:
             content = ak.to_numpy(ak.flatten(values, axis=1))
             if len(content) != self._all_particles:
-                raise DataError(f"{self.where}: {name!r} has {len(content)} particles where others have "
-                                f"{self._all_particles}")
+                raise DataError(
+                    f"{self.where}: {name!r} has {len(content)} particles where others have {self._all_particles}"
+                )
             if not (np.issubdtype(content.dtype, np.number) or content.dtype == bool):
                 raise DataError(f"{self.where}: {name!r} holds {content.dtype}, not numbers")
             return content if self.keep is None else content[self.keep]
@@ -215,7 +230,7 @@ class ParticleRows(Mapping[str, Any]):
                 self._cache[name] = builtin.compute(self)
             else:  # file fields and per-jet values are flattened once per chunk, then sliced
                 value = self.particles[name]
-                self._cache[name] = value[self.start:self.stop] if getattr(value, "ndim", 0) else value
+                self._cache[name] = value[self.start : self.stop] if getattr(value, "ndim", 0) else value
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:

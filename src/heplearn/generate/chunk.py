@@ -117,41 +117,55 @@ def jets_of_batch(
     get impact parameters smeared with the detector's resolution (the nominal one at particle level).
     """
     radius = options.radius_for(card)
-    jets = clustering.cluster(particles, radius, options.algorithm, options.pt_min,
-                              ghosts=truth.find_heavy_hadrons(record))
+    jets = clustering.cluster(
+        particles, radius, options.algorithm, options.pt_min, ghosts=truth.find_heavy_hadrons(record)
+    )
     jets = jets.select(clustering.in_window(jets, options.pt_min, options.pt_max, options.eta_max))
     if card.truth == "resonance":
         objects = truth.find_resonances(record, card.resonance_id)
     else:
         objects = truth.find_hard_partons(record)
     matched = truth.match_jets(
-        jets.event, jets.eta, jets.phi, objects, radius,
-        contained=card.truth == "resonance", allowed_ids=card.parton_ids,
+        jets.event,
+        jets.eta,
+        jets.phi,
+        objects,
+        radius,
+        contained=card.truth == "resonance",
+        allowed_ids=card.parton_ids,
     )
     jets = jets.select(matched.keep)
 
     columns: dict[str, object] = dict(clustering.particle_fields(particles, jets, options.max_particles))
-    columns.update(tracks.track_fields(particles, jets, options.max_particles,
-                                       options.detector or DETECTOR_PROFILES["nominal"],
-                                       track_rng if track_rng is not None else np.random.default_rng(0)))
+    columns.update(
+        tracks.track_fields(
+            particles,
+            jets,
+            options.max_particles,
+            options.detector or DETECTOR_PROFILES["nominal"],
+            track_rng if track_rng is not None else np.random.default_rng(0),
+        )
+    )
     columns.update(clustering.jet_fields(jets))
     columns["jet_nparticles"] = np.minimum(jets.n_constituents, options.max_particles).astype(np.int32)
     columns.update(substructure.substructure_fields(clustering.constituents_awkward(particles, jets), radius))
     keep = matched.keep
-    columns.update({
-        "aux_parton_pt": matched.pt[keep].astype(np.float32),
-        "aux_parton_eta": matched.eta[keep].astype(np.float32),
-        "aux_parton_phi": matched.phi[keep].astype(np.float32),
-        "aux_parton_mass": matched.mass[keep].astype(np.float32),
-        "aux_parton_pdgid": matched.pdgid[keep].astype(np.int32),
-        "aux_parton_dr": matched.dr[keep].astype(np.float32),
-        "aux_daughters_max_dr": matched.max_daughter_dr[keep].astype(np.float32),
-        "aux_pthat": record.pthat[jets.event].astype(np.float32),
-        "aux_jet_nconstituents": jets.n_constituents.astype(np.int32),
-        "aux_event": (first_event + jets.event).astype(np.int64),
-        "aux_event_in_batch": jets.event.astype(np.int64),
-        "aux_hadron_flavour": jets.hadron_flavour.astype(np.int32),
-    })
+    columns.update(
+        {
+            "aux_parton_pt": matched.pt[keep].astype(np.float32),
+            "aux_parton_eta": matched.eta[keep].astype(np.float32),
+            "aux_parton_phi": matched.phi[keep].astype(np.float32),
+            "aux_parton_mass": matched.mass[keep].astype(np.float32),
+            "aux_parton_pdgid": matched.pdgid[keep].astype(np.int32),
+            "aux_parton_dr": matched.dr[keep].astype(np.float32),
+            "aux_daughters_max_dr": matched.max_daughter_dr[keep].astype(np.float32),
+            "aux_pthat": record.pthat[jets.event].astype(np.float32),
+            "aux_jet_nconstituents": jets.n_constituents.astype(np.int32),
+            "aux_event": (first_event + jets.event).astype(np.int64),
+            "aux_event_in_batch": jets.event.astype(np.int64),
+            "aux_hadron_flavour": jets.hadron_flavour.astype(np.int32),
+        }
+    )
     if card.truth == "flavour":
         columns.update(truth.flavour_labels(jets.hadron_flavour))
     return ak.zip(columns, depth_limit=1)
@@ -209,8 +223,9 @@ class ChunkResult:
     cpu_seconds: float  # CPU time of the process that made it
 
 
-def run_chunk(task: ChunkTask, provenance: dict[str, object] | None = None,
-              report: Callable[[int], None] | None = None) -> ChunkResult:
+def run_chunk(
+    task: ChunkTask, provenance: dict[str, object] | None = None, report: Callable[[int], None] | None = None
+) -> ChunkResult:
     """Generate one chunk and write it atomically (a finished chunk file is never partial).
 
     ``report`` receives the number of jets of this chunk found so far, after every batch.
@@ -220,14 +235,34 @@ def run_chunk(task: ChunkTask, provenance: dict[str, object] | None = None,
     if task.kind == "events":
         from heplearn.generate.nanoaod import generate_events, get_event_card
 
-        records = generate_events(get_event_card(task.process), task.options, task.n_jets,  # type: ignore[arg-type]
-                                  seed, detector_seed=detector_seed, report=report, pileup_pool=task.pileup_pool)
+        records = generate_events(
+            get_event_card(task.process),
+            task.options,
+            task.n_jets,  # type: ignore[arg-type]
+            seed,
+            detector_seed=detector_seed,
+            report=report,
+            pileup_pool=task.pileup_pool,
+        )
     else:
-        records = generate_jets(get_card(task.process), task.options, task.n_jets, seed,
-                                detector_seed=detector_seed, report=report, pileup_pool=task.pileup_pool)
+        records = generate_jets(
+            get_card(task.process),
+            task.options,
+            task.n_jets,
+            seed,
+            detector_seed=detector_seed,
+            report=report,
+            pileup_pool=task.pileup_pool,
+        )
     records = ak.with_field(records, np.full(len(records), task.index, dtype=np.int32), "aux_chunk")
-    chunk_provenance = {**(provenance or {}), "process": task.process, "chunk": task.index,
-                        "pythia_seed": seed, "detector_seed": detector_seed}
+    chunk_provenance = {
+        **(provenance or {}),
+        "process": task.process,
+        "chunk": task.index,
+        "pythia_seed": seed,
+        "detector_seed": detector_seed,
+    }
     io.write(records, Path(task.path), provenance=chunk_provenance)
-    return ChunkResult(task.process, task.index, task.path, len(records), time.perf_counter() - start,
-                       time.process_time() - cpu_start)
+    return ChunkResult(
+        task.process, task.index, task.path, len(records), time.perf_counter() - start, time.process_time() - cpu_start
+    )

@@ -35,8 +35,7 @@ def jet_definition(algorithm: str, radius: float) -> fastjet.JetDefinition:
     return fastjet.JetDefinition(_ALGORITHMS[algorithm], float(radius))
 
 
-def to_awkward(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
-               counts: np.ndarray) -> ak.Array:
+def to_awkward(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray, counts: np.ndarray) -> ak.Array:
     """Flat four-momenta grouped by ``counts`` into the jagged record FastJet expects."""
     flat = ak.zip({"px": px, "py": py, "pz": pz, "E": energy}, with_name="Momentum4D")
     return ak.unflatten(flat, counts)
@@ -93,8 +92,11 @@ class Jets:
         counts = self.n_constituents
         per_constituent = np.repeat(mask, counts)
         kept_counts = counts[mask]
-        values = {f.name: getattr(self, f.name)[mask] for f in fields(self)
-                  if f.name not in ("constituents", "constituent_offsets")}
+        values = {
+            f.name: getattr(self, f.name)[mask]
+            for f in fields(self)
+            if f.name not in ("constituents", "constituent_offsets")
+        }
         return Jets(
             **values,
             constituents=self.constituents[per_constituent],
@@ -107,8 +109,9 @@ class Jets:
 GHOST_SCALE = 1e-18
 
 
-def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
-            ghosts: HeavyHadrons | None = None) -> Jets:
+def cluster(
+    particles: FinalState, radius: float, algorithm: str, pt_min: float, ghosts: HeavyHadrons | None = None
+) -> Jets:
     """Cluster every event of the batch; keep jets with pT ≥ ``pt_min``.
 
     ``ghosts`` (heavy hadrons) are clustered along as ghosts and give each jet its hadron flavour;
@@ -117,8 +120,9 @@ def cluster(particles: FinalState, radius: float, algorithm: str, pt_min: float,
     return cluster_with_ghosts(particles, radius, algorithm, pt_min, ghosts)[0]
 
 
-def cluster_with_ghosts(particles: FinalState, radius: float, algorithm: str, pt_min: float,
-                        ghosts: HeavyHadrons | None = None) -> tuple[Jets, np.ndarray]:
+def cluster_with_ghosts(
+    particles: FinalState, radius: float, algorithm: str, pt_min: float, ghosts: HeavyHadrons | None = None
+) -> tuple[Jets, np.ndarray]:
     """``cluster``, and for each ghost the index of the jet that holds it (-1: in no jet above ``pt_min``)."""
     inputs, source = _with_ghosts(particles, ghosts)
     events = to_awkward(*inputs)
@@ -166,8 +170,9 @@ def cluster_with_ghosts(particles: FinalState, radius: float, algorithm: str, pt
     return jets_found.select(~empty), np.where(ghost_jet >= 0, renumber[np.maximum(ghost_jet, 0)], -1)
 
 
-def _with_ghosts(particles: FinalState, ghosts: HeavyHadrons | None) -> tuple[tuple[np.ndarray, ...],
-                                                                              np.ndarray | None]:
+def _with_ghosts(
+    particles: FinalState, ghosts: HeavyHadrons | None
+) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
     """(px, py, pz, E, counts) of the particles with the ghosts added to their events, and for each
     entry its index in (particles..., ghosts...); ``None`` without ghosts."""
     plain = (particles.px, particles.py, particles.pz, particles.energy, particles.counts)
@@ -177,8 +182,9 @@ def _with_ghosts(particles: FinalState, ghosts: HeavyHadrons | None) -> tuple[tu
     source = np.argsort(event, kind="stable")
     ghost_p = [GHOST_SCALE * component for component in (ghosts.px, ghosts.py, ghosts.pz)]
     ghost_energy = np.sqrt(ghost_p[0] ** 2 + ghost_p[1] ** 2 + ghost_p[2] ** 2)
-    columns = [np.concatenate([mine, theirs])[source]
-               for mine, theirs in zip(plain[:4], [*ghost_p, ghost_energy], strict=True)]
+    columns = [
+        np.concatenate([mine, theirs])[source] for mine, theirs in zip(plain[:4], [*ghost_p, ghost_energy], strict=True)
+    ]
     counts = np.bincount(event, minlength=particles.n_events).astype(np.int64)
     return (*columns, counts), source
 
@@ -192,8 +198,9 @@ def in_window(jets: Jets, pt_min: float, pt_max: float, eta_max: float) -> np.nd
 def constituents_awkward(particles: FinalState, jets: Jets) -> ak.Array:
     """All constituents of each jet as a jagged Momentum4D array (one list per jet)."""
     index = jets.constituents
-    return to_awkward(particles.px[index], particles.py[index], particles.pz[index],
-                      particles.energy[index], jets.n_constituents)
+    return to_awkward(
+        particles.px[index], particles.py[index], particles.pz[index], particles.energy[index], jets.n_constituents
+    )
 
 
 def particle_fields(particles: FinalState, jets: Jets, max_particles: int) -> dict[str, ak.Array]:

@@ -92,18 +92,26 @@ class DetectorConfig:
             raise ConfigError(f"detector.name must be a non-empty string, got {self.name!r}")
         for name in ("ecal_scale", "hcal_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)
-                                               and 0 < value <= 2):
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 2
+            ):
                 raise ConfigError(f"detector.{name} must be a number within (0, 2], got {value!r}")
-        for name in ("tracker_eta_max", "calorimeter_eta_max", "ecal_threshold", "hcal_threshold",
-                     "track_pt_min"):
+        for name in ("tracker_eta_max", "calorimeter_eta_max", "ecal_threshold", "hcal_threshold", "track_pt_min"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"detector.{name} must be a non-negative number, got {value!r}")
         expected = {
-            "tracking_efficiency": 2, "track_resolution_constant": 2, "track_resolution_slope": 2,
-            "ecal_stochastic": 3, "ecal_constant": 3, "hcal_stochastic": 3, "hcal_constant": 3,
-            "ecal_cell": 2, "hcal_cell": 2, "d0_resolution": 2, "dz_resolution": 2,
+            "tracking_efficiency": 2,
+            "track_resolution_constant": 2,
+            "track_resolution_slope": 2,
+            "ecal_stochastic": 3,
+            "ecal_constant": 3,
+            "hcal_stochastic": 3,
+            "hcal_constant": 3,
+            "ecal_cell": 2,
+            "hcal_cell": 2,
+            "d0_resolution": 2,
+            "dz_resolution": 2,
         }
         for name, length in expected.items():
             try:
@@ -171,13 +179,15 @@ def load_detector(spec: str | Path | DetectorConfig | None) -> DetectorConfig | 
     base_name = str(values.pop("base", "nominal")).lower()
     base = DETECTOR_PROFILES.get(base_name)
     if base is None:
-        raise ConfigError(f"detector file {path}: unknown base {base_name!r}: "
-                          f"choose from {', '.join(DETECTOR_PROFILES)}")
+        raise ConfigError(
+            f"detector file {path}: unknown base {base_name!r}: choose from {', '.join(DETECTOR_PROFILES)}"
+        )
     known = {f.name for f in fields(DetectorConfig)}
     unknown = sorted(set(map(str, values)) - known)
     if unknown:
-        raise ConfigError(f"detector file {path}: unknown field {', '.join(unknown)}: "
-                          f"choose from {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"detector file {path}: unknown field {', '.join(unknown)}: choose from {', '.join(sorted(known))}"
+        )
     values.setdefault("name", path.stem)
     try:
         return replace(base, **values)
@@ -195,21 +205,41 @@ def apply_detector(particles: FinalState, config: DetectorConfig, rng: np.random
     charged = particles.charge != 0
     in_tracker = abs_eta < config.tracker_eta_max
     efficiency = np.where(abs_eta < _REGION_EDGES[0], *config.tracking_efficiency)
-    tracked = charged & in_tracker & (pt > config.track_pt_min) \
-        & (rng.random(len(particles)) < efficiency)
+    tracked = charged & in_tracker & (pt > config.track_pt_min) & (rng.random(len(particles)) < efficiency)
     # Untracked charged particles reach the calorimeter unless they curl up (low pT in the
     # tracker acceptance) or are muons (minimum ionising).
-    to_calorimeter = (~charged | (~tracked & ~(in_tracker & (pt <= config.track_pt_min)))) \
-        & (absolute != 13) & (abs_eta < config.calorimeter_eta_max)
+    to_calorimeter = (
+        (~charged | (~tracked & ~(in_tracker & (pt <= config.track_pt_min))))
+        & (absolute != 13)
+        & (abs_eta < config.calorimeter_eta_max)
+    )
     electromagnetic = (particles.pid == 22) | (absolute == 11)
 
     tracks = _smear_tracks(particles, tracked=tracked, pt=pt, abs_eta=abs_eta, config=config, rng=rng)
-    ecal = _cells(particles, event, to_calorimeter & electromagnetic, rng=rng, cell=config.ecal_cell,
-                  stochastic=config.ecal_stochastic, constant=config.ecal_constant,
-                  threshold=config.ecal_threshold, pdgid=ECAL_CELL_PDGID, scale=config.ecal_scale)
-    hcal = _cells(particles, event, to_calorimeter & ~electromagnetic, rng=rng, cell=config.hcal_cell,
-                  stochastic=config.hcal_stochastic, constant=config.hcal_constant,
-                  threshold=config.hcal_threshold, pdgid=HCAL_CELL_PDGID, scale=config.hcal_scale)
+    ecal = _cells(
+        particles,
+        event,
+        to_calorimeter & electromagnetic,
+        rng=rng,
+        cell=config.ecal_cell,
+        stochastic=config.ecal_stochastic,
+        constant=config.ecal_constant,
+        threshold=config.ecal_threshold,
+        pdgid=ECAL_CELL_PDGID,
+        scale=config.ecal_scale,
+    )
+    hcal = _cells(
+        particles,
+        event,
+        to_calorimeter & ~electromagnetic,
+        rng=rng,
+        cell=config.hcal_cell,
+        stochastic=config.hcal_stochastic,
+        constant=config.hcal_constant,
+        threshold=config.hcal_threshold,
+        pdgid=HCAL_CELL_PDGID,
+        scale=config.hcal_scale,
+    )
     track_event = event[tracked]
     return _merge(particles.n_events, [(track_event, tracks), ecal, hcal])
 
@@ -218,30 +248,52 @@ def _region(abs_eta: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(_REGION_EDGES), abs_eta, side="right")
 
 
-def _smear_tracks(particles: FinalState, *, tracked: np.ndarray, pt: np.ndarray, abs_eta: np.ndarray,
-                  config: DetectorConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _smear_tracks(
+    particles: FinalState,
+    *,
+    tracked: np.ndarray,
+    pt: np.ndarray,
+    abs_eta: np.ndarray,
+    config: DetectorConfig,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     barrel = abs_eta[tracked] < _REGION_EDGES[0]
     constant = np.where(barrel, *config.track_resolution_constant)
     slope = np.where(barrel, *config.track_resolution_slope)
     sigma = np.hypot(constant, slope * pt[tracked])
     scale = np.clip(1.0 + sigma * rng.standard_normal(len(sigma)), 0.01, None)
     px, py, pz = (getattr(particles, name)[tracked] * scale for name in ("px", "py", "pz"))
-    original = particles.energy[tracked] ** 2 - (particles.px[tracked] ** 2 + particles.py[tracked] ** 2
-                                                  + particles.pz[tracked] ** 2)
+    original = particles.energy[tracked] ** 2 - (
+        particles.px[tracked] ** 2 + particles.py[tracked] ** 2 + particles.pz[tracked] ** 2
+    )
     mass2 = np.maximum(original, 0.0)
     vx, vy, vz = particles.vertex()
     return {
-        "px": px, "py": py, "pz": pz,
+        "px": px,
+        "py": py,
+        "pz": pz,
         "energy": np.sqrt(px**2 + py**2 + pz**2 + mass2),
         "pid": particles.pid[tracked],
         "charge": particles.charge[tracked],
-        "vx": vx[tracked], "vy": vy[tracked], "vz": vz[tracked],
+        "vx": vx[tracked],
+        "vy": vy[tracked],
+        "vz": vz[tracked],
     }
 
 
-def _cells(particles: FinalState, event: np.ndarray, selected: np.ndarray, *, rng: np.random.Generator,
-           cell: tuple[float, float], stochastic: tuple[float, float, float], constant: tuple[float, float, float],
-           threshold: float, pdgid: int, scale: float = 1.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _cells(
+    particles: FinalState,
+    event: np.ndarray,
+    selected: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    cell: tuple[float, float],
+    stochastic: tuple[float, float, float],
+    constant: tuple[float, float, float],
+    threshold: float,
+    pdgid: int,
+    scale: float = 1.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Merge the selected particles into Δη × Δφ cells per event; scale and smear the cell energies."""
     deta, dphi = cell
     n_phi = max(1, round(2 * np.pi / dphi))
@@ -273,13 +325,17 @@ def _cells(particles: FinalState, event: np.ndarray, selected: np.ndarray, *, rn
         "energy": smeared,
         "pid": np.full(n, pdgid, dtype=np.int64),
         "charge": np.zeros(n),
-        "vx": np.zeros(n), "vy": np.zeros(n), "vz": np.zeros(n),  # cells point at the origin
+        "vx": np.zeros(n),
+        "vy": np.zeros(n),
+        "vz": np.zeros(n),  # cells point at the origin
     }
 
 
 def _merge(n_events: int, parts: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> FinalState:
     event = np.concatenate([part[0] for part in parts])
     order = np.argsort(event, kind="stable")
-    columns = {name: np.concatenate([part[1][name] for part in parts])[order]
-               for name in ("px", "py", "pz", "energy", "pid", "charge", "vx", "vy", "vz")}
+    columns = {
+        name: np.concatenate([part[1][name] for part in parts])[order]
+        for name in ("px", "py", "pz", "energy", "pid", "charge", "vx", "vy", "vz")
+    }
     return FinalState(**columns, counts=np.bincount(event, minlength=n_events).astype(np.int64))

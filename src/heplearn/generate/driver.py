@@ -117,26 +117,33 @@ def generate(
     check_settings([*variation_settings(options.variation), *options.pythia])
     output_dir = Path(output_dir)
 
-    plan = _plan(names, jets_per_process, chunk_size=chunk_size, seed=int(seed), options=options,
-                 output_dir=output_dir)
-    provenance = _provenance(names, jets_per_process, seed=int(seed), chunk_size=chunk_size,
-                             fractions=split_fractions, options=options)
+    plan = _plan(names, jets_per_process, chunk_size=chunk_size, seed=int(seed), options=options, output_dir=output_dir)
+    provenance = _provenance(
+        names, jets_per_process, seed=int(seed), chunk_size=chunk_size, fractions=split_fractions, options=options
+    )
     radii = {name: options.radius_for(get_card(name)) for name in names}
     if len(set(radii.values())) > 1:
-        logger.warning("the mixture has jets of different radii (%s); set radius= to use one",
-                       ", ".join(f"{name} R = {radius:g}" for name, radius in radii.items()))
-    plan = with_pileup_pool(plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup,
-                            pool_size=options.pileup_pool)
+        logger.warning(
+            "the mixture has jets of different radii (%s); set radius= to use one",
+            ", ".join(f"{name} R = {radius:g}" for name, radius in radii.items()),
+        )
+    plan = with_pileup_pool(
+        plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup, pool_size=options.pileup_pool
+    )
     todo = [task for task in plan if not Path(task.path).exists()]
     logger.info(
         "generating %s: %d jets each in %d chunks (%d already done) with %d worker(s); "
         "Pythia 8 + FastJet (Cacciari, Salam, Soyez, EPJC 72 (2012) 1896)",
-        ", ".join(names), jets_per_process, len(plan), len(plan) - len(todo), workers,
+        ", ".join(names),
+        jets_per_process,
+        len(plan),
+        len(plan) - len(todo),
+        workers,
     )
-    generated = _run_chunks(todo, plan, workers=workers, scheduler=scheduler, progress=progress,
-                            provenance=provenance)
-    files, counts = _assemble(names, plan, output_dir, suffix=suffix, fractions=split_fractions,
-                              seed=int(seed), provenance=provenance)
+    generated = _run_chunks(todo, plan, workers=workers, scheduler=scheduler, progress=progress, provenance=provenance)
+    files, counts = _assemble(
+        names, plan, output_dir, suffix=suffix, fractions=split_fractions, seed=int(seed), provenance=provenance
+    )
     seconds = time.perf_counter() - start
     summary = GenerationSummary(
         output_dir=output_dir,
@@ -151,8 +158,12 @@ def generate(
         cpu_seconds=sum(result.cpu_seconds for result in generated),
         provenance=provenance,
     )
-    logger.info("wrote %s in %.1f s (%.1f jets/s generated)",
-                ", ".join(str(path) for path in files.values()), seconds, summary.jets_per_second)
+    logger.info(
+        "wrote %s in %.1f s (%.1f jets/s generated)",
+        ", ".join(str(path) for path in files.values()),
+        seconds,
+        summary.jets_per_second,
+    )
     return summary
 
 
@@ -191,8 +202,9 @@ def check_run(*, seed: object, **counts: object) -> None:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def with_pileup_pool(plan: list[ChunkTask], output_dir: Path, *, seed: int, sqrt_s: float, mu: float,
-                     pool_size: int) -> list[ChunkTask]:
+def with_pileup_pool(
+    plan: list[ChunkTask], output_dir: Path, *, seed: int, sqrt_s: float, mu: float, pool_size: int
+) -> list[ChunkTask]:
     """For μ > 0: make the minimum-bias pool once (or find it) and hand its path to every chunk."""
     if mu <= 0 or not plan:
         return plan
@@ -261,8 +273,9 @@ def _settings_key(process: str, seed: int, chunk_size: int, options: GeneratorOp
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _plan(names: list[str], jets_per_process: int, *, chunk_size: int, seed: int,
-          options: GeneratorOptions, output_dir: Path) -> list[ChunkTask]:
+def _plan(
+    names: list[str], jets_per_process: int, *, chunk_size: int, seed: int, options: GeneratorOptions, output_dir: Path
+) -> list[ChunkTask]:
     tasks = []
     for name in names:
         directory = output_dir / "chunks" / f"{name}-{_settings_key(name, seed, chunk_size, options)}"
@@ -296,16 +309,25 @@ def _chunk_key(task: ChunkTask) -> str:
     return f"{Path(task.path).parent.name}/{task.index}"
 
 
-def _run_chunks(todo: list[ChunkTask], plan: list[ChunkTask], *, workers: int, scheduler: str | None,
-                progress: bool, provenance: dict[str, Any], unit: str = "jets") -> list[ChunkResult]:
+def _run_chunks(
+    todo: list[ChunkTask],
+    plan: list[ChunkTask],
+    *,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    provenance: dict[str, Any],
+    unit: str = "jets",
+) -> list[ChunkResult]:
     total = sum(task.n_jets for task in plan)
     already = total - sum(task.n_jets for task in todo)
     results: list[ChunkResult] = []
     try:
         with _progress_bar(total, already, enabled=progress, unit=unit) as advance:
             tracker = _ChunkProgress(advance)
-            for task, result in _execute(todo, workers=workers, scheduler=scheduler, provenance=provenance,
-                                         tracker=tracker):
+            for task, result in _execute(
+                todo, workers=workers, scheduler=scheduler, provenance=provenance, tracker=tracker
+            ):
                 results.append(result)
                 tracker.update(_chunk_key(task), result.n_jets)
     finally:
@@ -322,8 +344,9 @@ def _run_chunk_on_worker(task: ChunkTask, provenance: dict[str, Any], topic: str
     return run_chunk(task, provenance, report=lambda jets: worker.log_event(topic, (key, jets)))
 
 
-def _execute(todo: list[ChunkTask], *, workers: int, scheduler: str | None, provenance: dict[str, Any],
-             tracker: _ChunkProgress) -> Iterator[tuple[ChunkTask, ChunkResult]]:
+def _execute(
+    todo: list[ChunkTask], *, workers: int, scheduler: str | None, provenance: dict[str, Any], tracker: _ChunkProgress
+) -> Iterator[tuple[ChunkTask, ChunkResult]]:
     """Run the chunks in this process (one worker) or on Dask, yielding results as they finish."""
     if not todo:
         return
@@ -339,16 +362,30 @@ def _execute(todo: list[ChunkTask], *, workers: int, scheduler: str | None, prov
         if scheduler is not None:
             client = stack.enter_context(Client(scheduler))
         else:
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=min(workers, len(todo)), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-            ))
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=min(workers, len(todo)),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
+                )
+            )
             client = stack.enter_context(Client(cluster))
         topic = f"heplearn-generate-{uuid.uuid4().hex}"  # this run's progress reports only
         client.subscribe_topic(topic, lambda event: tracker.update(*event[1]))
-        futures = {client.submit(_run_chunk_on_worker, task, provenance, topic, pure=False,
-                                 key=f"heplearn-chunk-{_chunk_key(task).replace('/', '-')}"): task
-                   for task in todo}
+        futures = {
+            client.submit(
+                _run_chunk_on_worker,
+                task,
+                provenance,
+                topic,
+                pure=False,
+                key=f"heplearn-chunk-{_chunk_key(task).replace('/', '-')}",
+            ): task
+            for task in todo
+        }
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -403,8 +440,12 @@ def _progress_bar(total: int, already: int, *, enabled: bool, unit: str = "jets"
     start = time.perf_counter()
     done = 0
     progress = Progress(
-        TextColumn(f"[bold]generating {unit}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn(f"[bold]generating {unit}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
     )
     with progress:
@@ -420,16 +461,32 @@ def _progress_bar(total: int, already: int, *, enabled: bool, unit: str = "jets"
 
 
 # ----------------------------------------------------------------------------- mixture
-def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suffix: str,
-              fractions: tuple[float, float, float], seed: int,
-              provenance: dict[str, Any]) -> tuple[dict[str, Path], dict[str, int]]:
+def _assemble(
+    names: list[str],
+    plan: list[ChunkTask],
+    output_dir: Path,
+    *,
+    suffix: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+    provenance: dict[str, Any],
+) -> tuple[dict[str, Path], dict[str, int]]:
     def label(name: str, jets: ak.Array) -> ak.Array:
         if get_card(name).truth == "flavour":  # flavour cards carry label_b/c/light already
             return jets
         return with_process_labels(jets, name, names)
 
-    return assemble_splits(names, plan, output_dir, suffix=suffix, fractions=fractions, seed=seed,
-                           provenance={**provenance}, prepare=label, count_key="jets")
+    return assemble_splits(
+        names,
+        plan,
+        output_dir,
+        suffix=suffix,
+        fractions=fractions,
+        seed=seed,
+        provenance={**provenance},
+        prepare=label,
+        count_key="jets",
+    )
 
 
 def with_process_labels(records: ak.Array, name: str, names: list[str]) -> ak.Array:
@@ -439,11 +496,20 @@ def with_process_labels(records: ak.Array, name: str, names: list[str]) -> ak.Ar
     return records
 
 
-def assemble_splits(names: list[str], plan: list[ChunkTask], output_dir: Path, *, suffix: str,
-                    fractions: tuple[float, float, float], seed: int, provenance: dict[str, Any],
-                    prepare: Callable[[str, ak.Array], ak.Array], count_key: str, salt: int = 0x5EED,
-                    write: Callable[[ak.Array, Path, dict[str, Any]], object] | None = None,
-                    ) -> tuple[dict[str, Path], dict[str, int]]:
+def assemble_splits(
+    names: list[str],
+    plan: list[ChunkTask],
+    output_dir: Path,
+    *,
+    suffix: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+    provenance: dict[str, Any],
+    prepare: Callable[[str, ak.Array], ak.Array],
+    count_key: str,
+    salt: int = 0x5EED,
+    write: Callable[[ak.Array, Path, dict[str, Any]], object] | None = None,
+) -> tuple[dict[str, Path], dict[str, int]]:
     """Split each process's chunks alone into train/val/test, mix, shuffle and write the splits.
 
     ``prepare(process, records)`` adds the labels; ``write(records, path, provenance)`` writes a
@@ -473,20 +539,42 @@ def assemble_splits(names: list[str], plan: list[ChunkTask], output_dir: Path, *
     return files, counts
 
 
-def _provenance(names: list[str], jets_per_process: int, *, seed: int, chunk_size: int,
-                fractions: tuple[float, float, float], options: GeneratorOptions) -> dict[str, Any]:
+def _provenance(
+    names: list[str],
+    jets_per_process: int,
+    *,
+    seed: int,
+    chunk_size: int,
+    fractions: tuple[float, float, float],
+    options: GeneratorOptions,
+) -> dict[str, Any]:
     provenance = base_provenance(
-        "heplearn.generate", names, count_key="jets_per_process", count=jets_per_process, seed=seed,
-        chunk_size=chunk_size, fractions=fractions, options=options.describe(),
+        "heplearn.generate",
+        names,
+        count_key="jets_per_process",
+        count=jets_per_process,
+        seed=seed,
+        chunk_size=chunk_size,
+        fractions=fractions,
+        options=options.describe(),
         settings=lambda name: pythia_settings(get_card(name), options, 0),
     )
     provenance["radius"] = {name: options.radius_for(get_card(name)) for name in names}
     return provenance
 
 
-def base_provenance(generator: str, names: list[str], *, count_key: str, count: int, seed: int, chunk_size: int,
-                    fractions: tuple[float, float, float], options: dict[str, Any],
-                    settings: Callable[[str], list[str]]) -> dict[str, Any]:
+def base_provenance(
+    generator: str,
+    names: list[str],
+    *,
+    count_key: str,
+    count: int,
+    seed: int,
+    chunk_size: int,
+    fractions: tuple[float, float, float],
+    options: dict[str, Any],
+    settings: Callable[[str], list[str]],
+) -> dict[str, Any]:
     """The provenance every generated file carries: settings, seeds, versions, references."""
     n_chunks = math.ceil(count / chunk_size)
     return {
@@ -499,10 +587,10 @@ def base_provenance(generator: str, names: list[str], *, count_key: str, count: 
         "chunk_size": chunk_size,
         "split_fractions": dict(zip(SPLITS, fractions, strict=True)),
         "options": options,
-        "pythia_settings": {name: [line for line in settings(name) if not line.startswith("Random:seed ")]
-                            for name in names},
-        "chunk_seeds": {name: [chunk_seeds(seed, name, index)[0] for index in range(n_chunks)]
-                        for name in names},
+        "pythia_settings": {
+            name: [line for line in settings(name) if not line.startswith("Random:seed ")] for name in names
+        },
+        "chunk_seeds": {name: [chunk_seeds(seed, name, index)[0] for index in range(n_chunks)] for name in names},
         "references": [
             "Pythia 8.3: Bierlich et al., SciPost Phys. Codebases 8 (2022), arXiv:2203.11601",
             "FastJet: Cacciari, Salam, Soyez, EPJC 72 (2012) 1896, arXiv:1111.6097",

@@ -84,22 +84,38 @@ def generate_events_sample(
         directory = output_dir / "chunks" / f"{name}-{_settings_key(name, int(seed), chunk_size, options)}"
         for index in range(math.ceil(events_per_process / chunk_size)):
             n_events = min(chunk_size, events_per_process - index * chunk_size)
-            plan.append(ChunkTask(name, index, n_events, int(seed), options,  # type: ignore[arg-type]
-                                  str(directory / f"chunk-{index:05d}-n{n_events}.parquet"), kind="events"))
-    plan = with_pileup_pool(plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup,
-                            pool_size=options.pileup_pool)
+            plan.append(
+                ChunkTask(
+                    name,
+                    index,
+                    n_events,
+                    int(seed),
+                    options,  # type: ignore[arg-type]
+                    str(directory / f"chunk-{index:05d}-n{n_events}.parquet"),
+                    kind="events",
+                )
+            )
+    plan = with_pileup_pool(
+        plan, output_dir, seed=int(seed), sqrt_s=options.sqrt_s, mu=options.pileup, pool_size=options.pileup_pool
+    )
     provenance = _provenance(names, events_per_process, int(seed), chunk_size, split_fractions, options)
     todo = [task for task in plan if not Path(task.path).exists()]
-    generated = _run_chunks(todo, plan, workers=workers, scheduler=scheduler, progress=progress,
-                            provenance=provenance, unit="events")
+    generated = _run_chunks(
+        todo, plan, workers=workers, scheduler=scheduler, progress=progress, provenance=provenance, unit="events"
+    )
     files, counts = _assemble(names, plan, output_dir, suffix, split_fractions, int(seed), provenance)
     return GenerationSummary(
-        output_dir=output_dir, files=files, jets_per_split=counts,
+        output_dir=output_dir,
+        files=files,
+        jets_per_split=counts,
         jets_per_process=dict.fromkeys(names, events_per_process),
-        chunks_generated=len(todo), chunks_skipped=len(plan) - len(todo),
-        seconds=time.perf_counter() - start, jets_generated=sum(result.n_jets for result in generated),
+        chunks_generated=len(todo),
+        chunks_skipped=len(plan) - len(todo),
+        seconds=time.perf_counter() - start,
+        jets_generated=sum(result.n_jets for result in generated),
         chunk_seconds=sum(result.seconds for result in generated),
-        cpu_seconds=sum(result.cpu_seconds for result in generated), provenance=provenance,
+        cpu_seconds=sum(result.cpu_seconds for result in generated),
+        provenance=provenance,
     )
 
 
@@ -117,58 +133,103 @@ def _check_event_processes(processes: Sequence[str]) -> list[str]:
 
 def _settings_key(process: str, seed: int, chunk_size: int, options: EventOptions) -> str:
     description = {
-        "kind": "events", "process": process, "settings": event_settings(get_event_card(process), options, 0),
-        "options": options.describe(), "seed": seed, "chunk_size": chunk_size, "heplearn": heplearn.__version__,
+        "kind": "events",
+        "process": process,
+        "settings": event_settings(get_event_card(process), options, 0),
+        "options": options.describe(),
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "heplearn": heplearn.__version__,
     }
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _provenance(names: list[str], events_per_process: int, seed: int, chunk_size: int,
-                fractions: tuple[float, float, float], options: EventOptions) -> dict[str, Any]:
+def _provenance(
+    names: list[str],
+    events_per_process: int,
+    seed: int,
+    chunk_size: int,
+    fractions: tuple[float, float, float],
+    options: EventOptions,
+) -> dict[str, Any]:
     provenance = base_provenance(
-        "heplearn.generate.events", names, count_key="events_per_process", count=events_per_process, seed=seed,
-        chunk_size=chunk_size, fractions=fractions, options=options.describe(),
+        "heplearn.generate.events",
+        names,
+        count_key="events_per_process",
+        count=events_per_process,
+        seed=seed,
+        chunk_size=chunk_size,
+        fractions=fractions,
+        options=options.describe(),
         settings=lambda name: provenance_settings(get_event_card(name), options),
     )
     provenance["layout"] = "CMS NanoAOD"
     return provenance
 
 
-def _assemble(names: list[str], plan: list[ChunkTask], output_dir: Path, suffix: str,
-              fractions: tuple[float, float, float], seed: int,
-              provenance: dict[str, Any]) -> tuple[dict[str, Path], dict[str, int]]:
+def _assemble(
+    names: list[str],
+    plan: list[ChunkTask],
+    output_dir: Path,
+    suffix: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+    provenance: dict[str, Any],
+) -> tuple[dict[str, Path], dict[str, int]]:
     def prepare(name: str, events: ak.Array) -> ak.Array:
         events = ak.with_field(events, np.ones(len(events), dtype=np.uint32), "run")
         events = ak.with_field(events, (ak.to_numpy(events.aux_chunk) + 1).astype(np.uint32), "luminosityBlock")
         return with_process_labels(events, name, names)
 
-    return assemble_splits(names, plan, output_dir, suffix=suffix, fractions=fractions, seed=seed,
-                           provenance=provenance, prepare=prepare, count_key="events", salt=0xE7E7,
-                           write=write_nanoaod_root if suffix == ".root" else None)
+    return assemble_splits(
+        names,
+        plan,
+        output_dir,
+        suffix=suffix,
+        fractions=fractions,
+        seed=seed,
+        provenance=provenance,
+        prepare=prepare,
+        count_key="events",
+        salt=0xE7E7,
+        write=write_nanoaod_root if suffix == ".root" else None,
+    )
 
 
-def write_nanoaod_root(events: ak.Array, path: str | Path, provenance: dict[str, Any] | None = None,
-                       cluster_size: int = 10_000) -> Path:
+def write_nanoaod_root(
+    events: ak.Array, path: str | Path, provenance: dict[str, Any] | None = None, cluster_size: int = 10_000
+) -> Path:
     """Write NanoAOD-layout events as a TTree ``Events`` (atomically): ``X_field`` branches of one
     collection share the counter ``nX``, as in NanoAOD."""
     import uproot
 
-    collections = sorted({name[1:] for name in events.fields
-                          if name.startswith("n") and any(f.startswith(f"{name[1:]}_") for f in events.fields)})
+    collections = sorted(
+        {
+            name[1:]
+            for name in events.fields
+            if name.startswith("n") and any(f.startswith(f"{name[1:]}_") for f in events.fields)
+        }
+    )
     jagged = {name for collection in collections for name in events.fields if name.startswith(f"{collection}_")}
     branches: dict[str, Any] = {
-        collection: ak.zip({name.removeprefix(f"{collection}_"): events[name]
-                            for name in events.fields if name.startswith(f"{collection}_")})
+        collection: ak.zip(
+            {
+                name.removeprefix(f"{collection}_"): events[name]
+                for name in events.fields
+                if name.startswith(f"{collection}_")
+            }
+        )
         for collection in collections
     }
     counters = {f"n{collection}" for collection in collections}
-    branches.update({name: ak.to_numpy(events[name]) for name in events.fields
-                     if name not in jagged and name not in counters})
+    branches.update(
+        {name: ak.to_numpy(events[name]) for name in events.fields if name not in jagged and name not in counters}
+    )
     path = Path(path)
     with atomic_path(path) as temporary, uproot.recreate(temporary) as output:
         types = {name: (value.type if isinstance(value, ak.Array) else value.dtype) for name, value in branches.items()}
         tree = output.mktree(EVENT_TREE, types)  # uproot names the counters n<collection>
         for first in range(0, len(events), cluster_size):
-            tree.extend({name: value[first:first + cluster_size] for name, value in branches.items()})
+            tree.extend({name: value[first : first + cluster_size] for name, value in branches.items()})
         output[io.PROVENANCE_KEY] = json.dumps(provenance or {}, sort_keys=True, default=str)
     return path

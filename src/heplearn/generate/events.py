@@ -109,9 +109,7 @@ class PythiaGenerator:
                     reason = pythia_message(output())
                     raise ConfigError(f"Pythia rejected the setting {line!r}" + (f": {reason}" if reason else ""))
         if not self._pythia.init():
-            raise HeplearnError(
-                "Pythia failed to initialise with settings: " + "; ".join(settings)
-            )
+            raise HeplearnError("Pythia failed to initialise with settings: " + "; ".join(settings))
         self._charges: dict[int, float] = {}
 
     def next_batch(self, n_events: int) -> tuple[EventRecord, FinalState]:

@@ -94,8 +94,10 @@ BTAG_ETA_MAX = 2.5
 BOTTOM_MASS, TOP_MASS = 4.8, 173.0  # GeV, Pythia's defaults (5:m0, 6:m0)
 # Single-lepton tt̄: one W to eν or μν, the other to quarks (Pythia's onPos/onNeg switch the W⁺ and
 # W⁻ channels apart); the charge-conjugate setting makes the other half of the events.
-_SINGLE_LEPTON = (("24:onMode = off", "24:onPosIfAny = 11 13", "24:onNegIfAny = 1 2 3 4 5"),
-                  ("24:onMode = off", "24:onNegIfAny = 11 13", "24:onPosIfAny = 1 2 3 4 5"))
+_SINGLE_LEPTON = (
+    ("24:onMode = off", "24:onPosIfAny = 11 13", "24:onNegIfAny = 1 2 3 4 5"),
+    ("24:onMode = off", "24:onNegIfAny = 11 13", "24:onPosIfAny = 1 2 3 4 5"),
+)
 _MASSES = {11: 0.000511, 13: 0.10566}
 
 
@@ -117,19 +119,30 @@ class EventCard:
 EVENT_PROCESSES: dict[str, EventCard] = {
     card.name: card
     for card in (
-        EventCard("wprime", "W' → X(→qq̄) Y(→qq̄), the LHC Olympics R&D signal", pthat_min=0.0,
-                  trigger_fatjet_pt=TRIGGER_FATJET_PT),
-        EventCard("dijet_qcd", "QCD dijets with pT-hat > 1 TeV, the LHC Olympics background", pthat_min=1000.0,
-                  trigger_fatjet_pt=TRIGGER_FATJET_PT),
-        EventCard("ztautau", "Z → ττ, both τ decaying to hadrons, with the visible-τ truth", pthat_min=0.0,
-                  min_gen_taus=1),
-        EventCard("zmumu_jets", "Z → μμ + jet with pT-hat > 200 GeV (OmniFold Z+jets)", pthat_min=200.0,
-                  min_muons=2),
+        EventCard(
+            "wprime",
+            "W' → X(→qq̄) Y(→qq̄), the LHC Olympics R&D signal",
+            pthat_min=0.0,
+            trigger_fatjet_pt=TRIGGER_FATJET_PT,
+        ),
+        EventCard(
+            "dijet_qcd",
+            "QCD dijets with pT-hat > 1 TeV, the LHC Olympics background",
+            pthat_min=1000.0,
+            trigger_fatjet_pt=TRIGGER_FATJET_PT,
+        ),
+        EventCard(
+            "ztautau", "Z → ττ, both τ decaying to hadrons, with the visible-τ truth", pthat_min=0.0, min_gen_taus=1
+        ),
+        EventCard("zmumu_jets", "Z → μμ + jet with pT-hat > 200 GeV (OmniFold Z+jets)", pthat_min=200.0, min_muons=2),
         EventCard("tth", "tt̄H with H → bb̄, single-lepton tt̄", pthat_min=0.0, ttbar="any"),
-        EventCard("ttbb", "tt̄ + at least one additional b jet (genTtbarId % 100 = 51-55), single lepton",
-                  pthat_min=0.0, ttbar="b"),
-        EventCard("ttlf", "tt̄ + light flavour (no additional b or c jet), single lepton", pthat_min=0.0,
-                  ttbar="lf"),
+        EventCard(
+            "ttbb",
+            "tt̄ + at least one additional b jet (genTtbarId % 100 = 51-55), single lepton",
+            pthat_min=0.0,
+            ttbar="b",
+        ),
+        EventCard("ttlf", "tt̄ + light flavour (no additional b or c jet), single lepton", pthat_min=0.0, ttbar="lf"),
     )
 }
 
@@ -164,27 +177,40 @@ class EventOptions:
 
     def __post_init__(self) -> None:
         check_pileup(self.pileup, self.pileup_pool)
-        for name in ("sqrt_s", "wprime_mass", "x_mass", "y_mass", "higgs_mass", "jet_pt_min", "fatjet_pt_min",
-                     "lepton_pt_min"):
+        for name in (
+            "sqrt_s",
+            "wprime_mass",
+            "x_mass",
+            "y_mass",
+            "higgs_mass",
+            "jet_pt_min",
+            "fatjet_pt_min",
+            "lepton_pt_min",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.pthat_min is not None and not (math.isfinite(self.pthat_min) and self.pthat_min >= 0):
             raise ConfigError(f"pthat_min must be a non-negative number, got {self.pthat_min!r}")
         if min(self.x_mass, self.y_mass) < 20.0:
-            raise ConfigError(f"m_X = {self.x_mass:g} and m_Y = {self.y_mass:g} GeV must be at least 20 GeV "
-                              "(X and Y decay to quarks)")
+            raise ConfigError(
+                f"m_X = {self.x_mass:g} and m_Y = {self.y_mass:g} GeV must be at least 20 GeV (X and Y decay to quarks)"
+            )
         if self.x_mass + self.y_mass >= self.wprime_mass:
-            raise ConfigError(f"W' → X Y is closed: m_X + m_Y = {self.x_mass + self.y_mass:g} GeV is not below "
-                              f"m_W' = {self.wprime_mass:g} GeV")
+            raise ConfigError(
+                f"W' → X Y is closed: m_X + m_Y = {self.x_mass + self.y_mass:g} GeV is not below "
+                f"m_W' = {self.wprime_mass:g} GeV"
+            )
         if self.wprime_mass >= self.sqrt_s:
             raise ConfigError(f"m_W' = {self.wprime_mass:g} GeV is out of reach at √s = {self.sqrt_s:g} GeV")
         if self.higgs_mass <= 2 * BOTTOM_MASS:
-            raise ConfigError(f"H → bb̄ is closed: m_H = {self.higgs_mass:g} GeV is not above 2 m_b = "
-                              f"{2 * BOTTOM_MASS:g} GeV")
+            raise ConfigError(
+                f"H → bb̄ is closed: m_H = {self.higgs_mass:g} GeV is not above 2 m_b = {2 * BOTTOM_MASS:g} GeV"
+            )
         if self.higgs_mass + 2 * TOP_MASS >= self.sqrt_s:
-            raise ConfigError(f"tt̄H is out of reach: m_H + 2 m_t = {self.higgs_mass + 2 * TOP_MASS:g} GeV at "
-                              f"√s = {self.sqrt_s:g} GeV")
+            raise ConfigError(
+                f"tt̄H is out of reach: m_H + 2 m_t = {self.higgs_mass + 2 * TOP_MASS:g} GeV at √s = {self.sqrt_s:g} GeV"
+            )
         variation_settings(self.variation)
         object.__setattr__(self, "pythia", parse_settings(self.pythia))
 
@@ -204,29 +230,56 @@ class EventOptions:
 def event_settings(card: EventCard, options: EventOptions, seed: int, conjugate: bool = False) -> list[str]:
     """The Pythia settings of one chunk of ``card`` (``conjugate``: the tt̄ cards' W⁺ ↔ W⁻ twin)."""
     if card.name == "tth":
-        process = ["HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on", f"25:m0 = {options.higgs_mass:.6g}",
-                   "25:onMode = off", "25:onIfMatch = 5 -5", *_SINGLE_LEPTON[conjugate]]
+        process = [
+            "HiggsSM:gg2Httbar = on",
+            "HiggsSM:qqbar2Httbar = on",
+            f"25:m0 = {options.higgs_mass:.6g}",
+            "25:onMode = off",
+            "25:onIfMatch = 5 -5",
+            *_SINGLE_LEPTON[conjugate],
+        ]
     elif card.ttbar is not None:
         process = ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_SINGLE_LEPTON[conjugate]]
     elif card.name == "wprime":
         process = [
-            "NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1",  # off by default
+            "NewGaugeBoson:ffbar2Wprime = on",
+            "Wprime:coup2WZ = 1",  # off by default
             f"34:m0 = {options.wprime_mass:.6g}",
-            "34:onMode = off", "34:onIfAll = 23 24",  # W' → W Z, the W as X and the Z as Y
-            f"24:m0 = {options.x_mass:.6g}", "24:doForceWidth = on", f"24:mWidth = {0.01 * options.x_mass:.6g}",
-            f"24:mMin = {0.5 * options.x_mass:.6g}", f"24:mMax = {1.5 * options.x_mass:.6g}",
-            f"23:m0 = {options.y_mass:.6g}", "23:doForceWidth = on", f"23:mWidth = {0.01 * options.y_mass:.6g}",
-            f"23:mMin = {0.5 * options.y_mass:.6g}", f"23:mMax = {1.5 * options.y_mass:.6g}",
-            "24:onMode = off", "24:onIfAny = 1 2 3 4 5", "23:onMode = off", "23:onIfAny = 1 2 3 4 5",
+            "34:onMode = off",
+            "34:onIfAll = 23 24",  # W' → W Z, the W as X and the Z as Y
+            f"24:m0 = {options.x_mass:.6g}",
+            "24:doForceWidth = on",
+            f"24:mWidth = {0.01 * options.x_mass:.6g}",
+            f"24:mMin = {0.5 * options.x_mass:.6g}",
+            f"24:mMax = {1.5 * options.x_mass:.6g}",
+            f"23:m0 = {options.y_mass:.6g}",
+            "23:doForceWidth = on",
+            f"23:mWidth = {0.01 * options.y_mass:.6g}",
+            f"23:mMin = {0.5 * options.y_mass:.6g}",
+            f"23:mMax = {1.5 * options.y_mass:.6g}",
+            "24:onMode = off",
+            "24:onIfAny = 1 2 3 4 5",
+            "23:onMode = off",
+            "23:onIfAny = 1 2 3 4 5",
         ]
     elif card.name == "dijet_qcd":
         process = ["HardQCD:all = on"]
     elif card.name == "ztautau":
-        process = ["WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 15",
-                   "15:offIfAny = 11 13"]  # hadronic τ decays only
+        process = [
+            "WeakSingleBoson:ffbar2gmZ = on",
+            "WeakZ0:gmZmode = 2",
+            "23:onMode = off",
+            "23:onIfAny = 15",
+            "15:offIfAny = 11 13",
+        ]  # hadronic τ decays only
     else:
-        process = ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
-                   "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 13"]
+        process = [
+            "WeakBosonAndParton:qqbar2gmZg = on",
+            "WeakBosonAndParton:qg2gmZq = on",
+            "WeakZ0:gmZmode = 2",
+            "23:onMode = off",
+            "23:onIfAny = 13",
+        ]
     pthat = card.pthat_min if options.pthat_min is None else options.pthat_min
     return [
         *_COMMON_SETTINGS,
@@ -250,8 +303,16 @@ def provenance_settings(card: EventCard, options: EventOptions) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- generation
-def generate_events(card: EventCard, options: EventOptions, n_events: int, seed: int, *,
-                    detector_seed: int = 0, report: Any = None, pileup_pool: str | None = None) -> ak.Array:
+def generate_events(
+    card: EventCard,
+    options: EventOptions,
+    n_events: int,
+    seed: int,
+    *,
+    detector_seed: int = 0,
+    report: Any = None,
+    pileup_pool: str | None = None,
+) -> ak.Array:
     """``n_events`` events of ``card`` passing its selection, as a NanoAOD-layout record array."""
     from heplearn.generate.chunk import PYTHIA_SEED_MAX, PileupOverlay
 
@@ -266,8 +327,9 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
     n_found = n_tried = since_pass = 0
     acceptance = 0.5
     while n_found < n_events:
-        batch_size = int(np.clip(math.ceil(1.1 * (n_events - n_found) / max(acceptance, 0.01)) + 2,
-                                 MIN_BATCH, MAX_BATCH))
+        batch_size = int(
+            np.clip(math.ceil(1.1 * (n_events - n_found) / max(acceptance, 0.01)) + 2, MIN_BATCH, MAX_BATCH)
+        )
         found = []
         n_batch_events = 0
         for generator in generators:  # the tt̄ cards' two charge-conjugate instances share each batch
@@ -275,16 +337,21 @@ def generate_events(card: EventCard, options: EventOptions, n_events: int, seed:
             particles, n_vertices = overlay(particles)
             if options.detector is not None:
                 particles = apply_detector(particles, options.detector, rng)
-            found.append(events_of_batch(card, options, record, particles, first_event=n_tried,
-                                         n_vertices=n_vertices, rng=btag_rng))
+            found.append(
+                events_of_batch(
+                    card, options, record, particles, first_event=n_tried, n_vertices=n_vertices, rng=btag_rng
+                )
+            )
             n_tried += record.n_events
             n_batch_events += record.n_events
         events = _interleave(found)
         n_found += len(events)
         since_pass = 0 if len(events) else since_pass + n_batch_events
         if since_pass >= MAX_EVENTS_WITHOUT_PASS:
-            raise HeplearnError(f"{card.name}: no event passed the selection in {since_pass} events; "
-                                "check the masses, the pT-hat minimum and the object thresholds")
+            raise HeplearnError(
+                f"{card.name}: no event passed the selection in {since_pass} events; "
+                "check the masses, the pT-hat minimum and the object thresholds"
+            )
         if len(events):
             pieces.append(events)
         acceptance = n_found / max(n_tried, 1)
@@ -303,9 +370,16 @@ def _interleave(pieces: list[ak.Array]) -> ak.Array:
     return ak.concatenate(pieces)[np.lexsort((source, rank))]
 
 
-def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
-                    particles: FinalState, *, first_event: int = 0,
-                    n_vertices: np.ndarray | None = None, rng: np.random.Generator | None = None) -> ak.Array:
+def events_of_batch(
+    card: EventCard,
+    options: EventOptions,
+    record: EventRecord,
+    particles: FinalState,
+    *,
+    first_event: int = 0,
+    n_vertices: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> ak.Array:
     """The NanoAOD-layout records of the events of one batch that pass the card's selection.
 
     ``event`` numbers the generated events of the chunk from 1 (``first_event`` before this batch);
@@ -332,8 +406,7 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     isolated = isolation < ISOLATION_MAX
     muon = (absolute == 13) & (pt > options.lepton_pt_min) & (np.abs(eta) < MUON_ETA_MAX) & isolated
     electron = (absolute == 11) & (pt > options.lepton_pt_min) & (np.abs(eta) < ELECTRON_ETA_MAX) & isolated
-    photon = (particles.pid == 22) & (pt > max(options.lepton_pt_min, 10.0)) & (np.abs(eta) < PHOTON_ETA_MAX) \
-        & isolated
+    photon = (particles.pid == 22) & (pt > max(options.lepton_pt_min, 10.0)) & (np.abs(eta) < PHOTON_ETA_MAX) & isolated
 
     columns: dict[str, Any] = {"event": numbers, **extra}
     columns.update(_objects("Muon", particles, event, muon, pt, eta, phi, isolation, leptons=True))
@@ -342,8 +415,9 @@ def events_of_batch(card: EventCard, options: EventOptions, record: EventRecord,
     hadronic = _subset(particles, ~(muon | electron | photon))
     ghosts = truth.find_heavy_hadrons(record)
     columns.update(_jets("Jet", hadronic, 0.4, options.jet_pt_min, JET_ETA_MAX, ghosts))
-    columns["Jet_btagged"] = btag_flags(columns["Jet_hadronFlavour"], columns["Jet_eta"],
-                                        np.random.default_rng(first_event) if rng is None else rng)
+    columns["Jet_btagged"] = btag_flags(
+        columns["Jet_hadronFlavour"], columns["Jet_eta"], np.random.default_rng(first_event) if rng is None else rng
+    )
     columns.update(_jets("FatJet", particles, 0.8, options.fatjet_pt_min, FATJET_ETA_MAX, ghosts))
     met_x = -np.bincount(event, weights=particles.px, minlength=particles.n_events)
     met_y = -np.bincount(event, weights=particles.py, minlength=particles.n_events)
@@ -373,8 +447,9 @@ def btag_flags(flavour: ak.Array, eta: ak.Array, rng: np.random.Generator) -> ak
     about CMS DeepJet's medium working point (ε_b ≈ 75%, c mistag ≈ 15%, light mistag ≈ 1%; CMS-DP-2018-058).
     """
     flat_flavour = ak.to_numpy(ak.flatten(flavour))
-    probability = np.select([flat_flavour == 5, flat_flavour == 4],
-                            [BTAG_EFFICIENCY[5], BTAG_EFFICIENCY[4]], BTAG_EFFICIENCY[0])
+    probability = np.select(
+        [flat_flavour == 5, flat_flavour == 4], [BTAG_EFFICIENCY[5], BTAG_EFFICIENCY[4]], BTAG_EFFICIENCY[0]
+    )
     tagged = (rng.random(len(flat_flavour)) < probability) & (np.abs(ak.to_numpy(ak.flatten(eta))) < BTAG_ETA_MAX)
     return ak.unflatten(tagged, ak.num(flavour))
 
@@ -398,11 +473,21 @@ def select_events(record: EventRecord, keep: np.ndarray) -> EventRecord:
         return None if values is None else values[flat]
 
     return EventRecord(
-        pid=record.pid[flat], status=record.status[flat], mother1=record.mother1[flat],
-        daughter1=record.daughter1[flat], daughter2=record.daughter2[flat], px=record.px[flat],
-        py=record.py[flat], pz=record.pz[flat], energy=record.energy[flat],
-        offsets=np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64), pthat=record.pthat[keep],
-        vx=take(record.vx), vy=take(record.vy), vz=take(record.vz), mother2=take(record.mother2),
+        pid=record.pid[flat],
+        status=record.status[flat],
+        mother1=record.mother1[flat],
+        daughter1=record.daughter1[flat],
+        daughter2=record.daughter2[flat],
+        px=record.px[flat],
+        py=record.py[flat],
+        pz=record.pz[flat],
+        energy=record.energy[flat],
+        offsets=np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64),
+        pthat=record.pthat[keep],
+        vx=take(record.vx),
+        vy=take(record.vy),
+        vz=take(record.vz),
+        mother2=take(record.mother2),
     )
 
 
@@ -410,13 +495,23 @@ def select_final_state(particles: FinalState, keep: np.ndarray) -> FinalState:
     """The events of ``particles`` where ``keep`` is true."""
     flat = np.repeat(keep, particles.counts)
     vx, vy, vz = particles.vertex()
-    return FinalState(px=particles.px[flat], py=particles.py[flat], pz=particles.pz[flat],
-                      energy=particles.energy[flat], pid=particles.pid[flat], charge=particles.charge[flat],
-                      counts=particles.counts[keep], vx=vx[flat], vy=vy[flat], vz=vz[flat])
+    return FinalState(
+        px=particles.px[flat],
+        py=particles.py[flat],
+        pz=particles.pz[flat],
+        energy=particles.energy[flat],
+        pid=particles.pid[flat],
+        charge=particles.charge[flat],
+        counts=particles.counts[keep],
+        vx=vx[flat],
+        vy=vy[flat],
+        vz=vz[flat],
+    )
 
 
-def relative_isolation(event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
-                       n_events: int, candidate: np.ndarray) -> np.ndarray:
+def relative_isolation(
+    event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, n_events: int, candidate: np.ndarray
+) -> np.ndarray:
     """Σ pT of the other particles within ΔR < 0.3, over the particle's pT (``pfRelIso03_all``).
 
     Computed for the ``candidate`` particles (leptons and photons above threshold, a few per
@@ -434,18 +529,36 @@ def relative_isolation(event: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: 
 def _subset(particles: FinalState, keep: np.ndarray) -> FinalState:
     event = np.repeat(np.arange(particles.n_events), particles.counts)
     vx, vy, vz = particles.vertex()
-    return FinalState(px=particles.px[keep], py=particles.py[keep], pz=particles.pz[keep],
-                      energy=particles.energy[keep], pid=particles.pid[keep], charge=particles.charge[keep],
-                      counts=np.bincount(event[keep], minlength=particles.n_events).astype(np.int64),
-                      vx=vx[keep], vy=vy[keep], vz=vz[keep])
+    return FinalState(
+        px=particles.px[keep],
+        py=particles.py[keep],
+        pz=particles.pz[keep],
+        energy=particles.energy[keep],
+        pid=particles.pid[keep],
+        charge=particles.charge[keep],
+        counts=np.bincount(event[keep], minlength=particles.n_events).astype(np.int64),
+        vx=vx[keep],
+        vy=vy[keep],
+        vz=vz[keep],
+    )
 
 
 def _jagged(values: np.ndarray, counts: np.ndarray, dtype: type) -> ak.Array:
     return ak.unflatten(np.asarray(values).astype(dtype), counts)
 
 
-def _objects(name: str, particles: FinalState, event: np.ndarray, selected: np.ndarray, pt: np.ndarray,
-             eta: np.ndarray, phi: np.ndarray, isolation: np.ndarray, *, leptons: bool) -> dict[str, Any]:
+def _objects(
+    name: str,
+    particles: FinalState,
+    event: np.ndarray,
+    selected: np.ndarray,
+    pt: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    isolation: np.ndarray,
+    *,
+    leptons: bool,
+) -> dict[str, Any]:
     index = np.flatnonzero(selected)
     index = index[np.lexsort((-pt[index], event[index]))]  # by event, then decreasing pT
     counts = np.bincount(event[index], minlength=particles.n_events)
@@ -464,8 +577,9 @@ def _objects(name: str, particles: FinalState, event: np.ndarray, selected: np.n
     return columns
 
 
-def _jets(name: str, particles: FinalState, radius: float, pt_min: float, eta_max: float,
-          ghosts: truth.HeavyHadrons) -> dict[str, Any]:
+def _jets(
+    name: str, particles: FinalState, radius: float, pt_min: float, eta_max: float, ghosts: truth.HeavyHadrons
+) -> dict[str, Any]:
     jets = clustering.cluster(particles, radius, "antikt", pt_min, ghosts=ghosts)
     jets = jets.select(np.abs(jets.eta) < eta_max)
     counts = np.bincount(jets.event, minlength=particles.n_events)
@@ -496,8 +610,12 @@ def _reorder(jets: clustering.Jets, order: np.ndarray) -> clustering.Jets:
     starts = jets.constituent_offsets[:-1][order]
     gather = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
     return clustering.Jets(
-        event=jets.event[order], px=jets.px[order], py=jets.py[order], pz=jets.pz[order],
-        energy=jets.energy[order], constituents=jets.constituents[gather],
+        event=jets.event[order],
+        px=jets.px[order],
+        py=jets.py[order],
+        pz=jets.pz[order],
+        energy=jets.energy[order],
+        constituents=jets.constituents[gather],
         constituent_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         hadron_flavour=jets.hadron_flavour[order],
     )
@@ -542,8 +660,10 @@ def gen_visible_taus(record: EventRecord) -> dict[str, Any]:
     n_pi0 = np.bincount(origin[product & (absolute == PI0)], minlength=len(tau))
     hadronic = last_tau[~leptonic[last_tau]]
     hadronic = hadronic[np.argsort(event[hadronic], kind="stable")]
-    sums = [np.bincount(origin[final], weights=values[final], minlength=len(tau))[hadronic]
-            for values in (record.px, record.py, record.pz, record.energy)]
+    sums = [
+        np.bincount(origin[final], weights=values[final], minlength=len(tau))[hadronic]
+        for values in (record.px, record.py, record.pz, record.energy)
+    ]
     counts = np.bincount(event[hadronic], minlength=record.n_events)
     mode = 5 * (n_charged[hadronic] - 1) + np.minimum(n_pi0[hadronic], 4)
     charge = -np.sign(record.pid[hadronic])  # τ⁻ has pdg id +15

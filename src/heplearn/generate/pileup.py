@@ -45,8 +45,12 @@ def pool_settings(sqrt_s: float, seed: int) -> list[str]:
 
 def pool_path(output_dir: Path, sqrt_s: float, seed: int, pool_size: int) -> Path:
     """Where the pool of this (√s, seed, size) lives; the name changes with any of them."""
-    description = {"settings": pool_settings(sqrt_s, 0), "seed": seed, "size": pool_size,
-                   "heplearn": heplearn.__version__}
+    description = {
+        "settings": pool_settings(sqrt_s, 0),
+        "seed": seed,
+        "size": pool_size,
+        "heplearn": heplearn.__version__,
+    }
     key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
     return output_dir / "chunks" / f"pileup-{key}.parquet"
 
@@ -64,14 +68,25 @@ def make_pool(path: Path, sqrt_s: float, seed: int, pool_size: int) -> Path:
         pieces.append(_as_awkward(particles))
         made += particles.n_events
     pool = ak.concatenate(pieces)[:pool_size]
-    io.write(pool, path, provenance={"generator": "heplearn.generate.pileup", "settings": pool_settings(sqrt_s, 0),
-                                     "seed": seed, "pythia_seed": pythia_seed, "size": pool_size})
+    io.write(
+        pool,
+        path,
+        provenance={
+            "generator": "heplearn.generate.pileup",
+            "settings": pool_settings(sqrt_s, 0),
+            "seed": seed,
+            "pythia_seed": pythia_seed,
+            "size": pool_size,
+        },
+    )
     return path
 
 
 def _as_awkward(particles: FinalState) -> ak.Array:
-    columns = {name: ak.unflatten(getattr(particles, name), particles.counts)
-               for name in ("px", "py", "pz", "energy", "pid", "charge")}
+    columns = {
+        name: ak.unflatten(getattr(particles, name), particles.counts)
+        for name in ("px", "py", "pz", "energy", "pid", "charge")
+    }
     return ak.zip(columns, depth_limit=1)
 
 
@@ -82,8 +97,9 @@ class PileupPool:
         pool = io.open_source(path).read()
         self.counts = ak.to_numpy(ak.num(pool.px)).astype(np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
-        self.columns = {name: ak.to_numpy(ak.flatten(pool[name])) for name in ("px", "py", "pz", "energy", "pid",
-                                                                               "charge")}
+        self.columns = {
+            name: ak.to_numpy(ak.flatten(pool[name])) for name in ("px", "py", "pz", "energy", "pid", "charge")
+        }
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -96,8 +112,9 @@ class PileupPool:
         z_shift = rng.normal(0.0, BEAM_SPOT_SIGMA_Z, len(chosen))
         sizes = self.counts[chosen]
         # flat indices of the chosen interactions' particles, in order
-        take = np.repeat(self.offsets[chosen] - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) \
-            + np.arange(int(sizes.sum()))
+        take = np.repeat(self.offsets[chosen] - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(
+            int(sizes.sum())
+        )
         pileup_event = np.repeat(np.repeat(np.arange(n_events), n_pileup), sizes)
         hard_event = np.repeat(np.arange(n_events), particles.counts)
         event = np.concatenate([hard_event, pileup_event])
@@ -109,10 +126,14 @@ class PileupPool:
             return np.concatenate([hard, soft])[order]
 
         result = FinalState(
-            **{name: merged(getattr(particles, name), self.columns[name][take])
-               for name in ("px", "py", "pz", "energy", "pid", "charge")},
+            **{
+                name: merged(getattr(particles, name), self.columns[name][take])
+                for name in ("px", "py", "pz", "energy", "pid", "charge")
+            },
             counts=np.bincount(event, minlength=n_events).astype(np.int64),
-            vx=merged(vx, zeros), vy=merged(vy, zeros), vz=merged(vz, np.repeat(z_shift, sizes)),
+            vx=merged(vx, zeros),
+            vy=merged(vy, zeros),
+            vz=merged(vz, np.repeat(z_shift, sizes)),
         )
         return result, n_pileup
 

@@ -248,8 +248,7 @@ class GeneratorOptions:
             raise ConfigError(f"radius {self.radius:g} is outside 0.05-2.0")
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"unknown jet algorithm {self.algorithm!r}: choose from {', '.join(ALGORITHMS)}")
-        if isinstance(self.max_particles, bool) or not isinstance(self.max_particles, int) \
-                or self.max_particles < 1:
+        if isinstance(self.max_particles, bool) or not isinstance(self.max_particles, int) or self.max_particles < 1:
             raise ConfigError(f"max_particles must be a positive integer, got {self.max_particles!r}")
         for name in ("pthat_min", "pthat_max"):
             value = getattr(self, name)

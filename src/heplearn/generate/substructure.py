@@ -48,8 +48,9 @@ def jet_sdmass(constituents: ak.Array, radius: float, *, beta: float = 0.0, z_cu
     return _soft_drop(_recluster(constituents), radius, beta, z_cut)
 
 
-def jet_nsubjettiness(constituents: ak.Array, radius: float, *, beta: float = 1.0,
-                      orders: tuple[int, ...] = TAU_ORDERS) -> np.ndarray:
+def jet_nsubjettiness(
+    constituents: ak.Array, radius: float, *, beta: float = 1.0, orders: tuple[int, ...] = TAU_ORDERS
+) -> np.ndarray:
     """τ_N for N in ``orders`` (shape (jets, len(orders))); R0 = ``radius``."""
     _check(constituents)
     if len(constituents) == 0:
@@ -74,16 +75,24 @@ def substructure_fields(constituents: ak.Array, radius: float) -> dict[str, np.n
 
 def _soft_drop(sequence: fastjet.ClusterSequence, radius: float, beta: float, z_cut: float) -> np.ndarray:
     groomed = sequence.exclusive_jets_softdrop_grooming(
-        njets=1, beta=beta, symmetry_cut=z_cut, symmetry_measure="scalar_z", R0=radius,
+        njets=1,
+        beta=beta,
+        symmetry_cut=z_cut,
+        symmetry_measure="scalar_z",
+        R0=radius,
         recursion_choice="larger_pt",
     )
     return ak.to_numpy(groomed.msoftdrop).astype(np.float64)
 
 
-def _nsubjettiness(sequence: fastjet.ClusterSequence, radius: float, beta: float,
-                   orders: tuple[int, ...]) -> np.ndarray:
+def _nsubjettiness(
+    sequence: fastjet.ClusterSequence, radius: float, beta: float, orders: tuple[int, ...]
+) -> np.ndarray:
     taus = sequence.njettiness(
-        measure_definition="NormalizedMeasure", axes_definition="KT_Axes",
-        njets=list(orders), beta=beta, R0=radius,
+        measure_definition="NormalizedMeasure",
+        axes_definition="KT_Axes",
+        njets=list(orders),
+        beta=beta,
+        R0=radius,
     )
     return ak.to_numpy(taus).astype(np.float64).reshape(-1, len(orders))

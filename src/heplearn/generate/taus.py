@@ -49,8 +49,18 @@ PION_MASS, PI0_MASS = 0.13957, 0.13498
 MASS_WINDOWS = {0: (0.0, np.inf), 1: (0.3, 1.3), 2: (0.4, 1.5), 10: (0.8, 1.5), 11: (0.9, 1.6)}
 # (charged hadrons, strips) of each decay mode
 MODES = {0: (1, 0), 1: (1, 1), 2: (1, 2), 10: (3, 0), 11: (3, 1)}
-TAU_FIELDS = ("pt", "eta", "phi", "mass", "charge", "decayMode", "chargedIso", "neutralIso", "leadTkPtOverTauPt",
-              "genPartFlav")
+TAU_FIELDS = (
+    "pt",
+    "eta",
+    "phi",
+    "mass",
+    "charge",
+    "decayMode",
+    "chargedIso",
+    "neutralIso",
+    "leadTkPtOverTauPt",
+    "genPartFlav",
+)
 
 
 @dataclass
@@ -90,8 +100,9 @@ def build_strips(particles: FinalState, index: np.ndarray) -> list[tuple[np.ndar
     strips = []
     while free.any():
         seed = int(np.flatnonzero(free)[0])
-        inside = free & (np.abs(eta - eta[seed]) < STRIP_DETA) \
-            & (np.abs(kinematics.wrap_phi(phi - phi[seed])) < STRIP_DPHI)
+        inside = (
+            free & (np.abs(eta - eta[seed]) < STRIP_DETA) & (np.abs(kinematics.wrap_phi(phi - phi[seed])) < STRIP_DPHI)
+        )
         free &= ~inside
         members = index[inside]
         p = np.array([particles.px[members].sum(), particles.py[members].sum(), particles.pz[members].sum()])
@@ -133,20 +144,30 @@ def reconstruct_jet(particles: FinalState, event: int, constituents: np.ndarray)
             continue
         if best is None or tau_pt > np.hypot(best.px, best.py):
             members = np.concatenate([hadrons[:n_hadrons], *(strip[1] for strip in strips[:n_strips])])
-            best = TauCandidate(event=event, px=total[0], py=total[1], pz=total[2], energy=total[3], charge=charge,
-                                decay_mode=mode, lead_track_pt=float(np.hypot(*hadron_p[0, :2])), members=members)
+            best = TauCandidate(
+                event=event,
+                px=total[0],
+                py=total[1],
+                pz=total[2],
+                energy=total[3],
+                charge=charge,
+                decay_mode=mode,
+                lead_track_pt=float(np.hypot(*hadron_p[0, :2])),
+                members=members,
+            )
     return best
 
 
-def reconstruct_taus(particles: FinalState, gen_eta: ak.Array | None = None,
-                     gen_phi: ak.Array | None = None) -> dict[str, Any]:
+def reconstruct_taus(
+    particles: FinalState, gen_eta: ak.Array | None = None, gen_phi: ak.Array | None = None
+) -> dict[str, Any]:
     """The ``nTau``/``Tau_*`` columns of a batch (``gen_eta``/``gen_phi``: GenVisTau per event, for
     ``Tau_genPartFlav``)."""
     jets = clustering.cluster(particles, 0.4, "antikt", SEED_PT_MIN)
     jets = jets.select(np.abs(jets.eta) < TAU_ETA_MAX + 0.1)
     candidates = []
     for j in range(len(jets)):
-        members = jets.constituents[jets.constituent_offsets[j]:jets.constituent_offsets[j + 1]]
+        members = jets.constituents[jets.constituent_offsets[j] : jets.constituent_offsets[j + 1]]
         tau = reconstruct_jet(particles, int(jets.event[j]), members)
         if tau is not None:
             candidates.append(tau)
@@ -185,15 +206,15 @@ def reconstruct_taus(particles: FinalState, gen_eta: ak.Array | None = None,
         "Tau_decayMode": jagged([tau.decay_mode for tau in candidates], np.int32),
         "Tau_chargedIso": jagged(charged_iso, np.float32),
         "Tau_neutralIso": jagged(neutral_iso, np.float32),
-        "Tau_leadTkPtOverTauPt": jagged([tau.lead_track_pt for tau in candidates] / np.maximum(pt, 1e-6),
-                                        np.float32),
+        "Tau_leadTkPtOverTauPt": jagged([tau.lead_track_pt for tau in candidates] / np.maximum(pt, 1e-6), np.float32),
         "Tau_genPartFlav": jagged(flavour, np.uint8),
         "Tau_genPartIdx": jagged(gen_index, np.int32),
     }
 
 
-def _isolation(particles: FinalState, candidates: list[TauCandidate], eta: np.ndarray,
-               phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _isolation(
+    particles: FinalState, candidates: list[TauCandidate], eta: np.ndarray, phi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Charged and neutral scalar pT sums within ΔR < 0.5 of each τ_h, its members left out."""
     offsets = np.concatenate([[0], np.cumsum(particles.counts)])
     charged_iso, neutral_iso = np.zeros(len(candidates)), np.zeros(len(candidates))

@@ -66,8 +66,9 @@ class ToyModel:
 
     def log_signal(self, x: np.ndarray) -> np.ndarray:
         """log p(x | signal) of each row of ``x`` (an equal mixture of the two components)."""
-        terms = [np.atleast_1d(multivariate_normal(mean, self.signal_covariance).logpdf(x))
-                 for mean in self.signal_means]
+        terms = [
+            np.atleast_1d(multivariate_normal(mean, self.signal_covariance).logpdf(x)) for mean in self.signal_means
+        ]
         return logsumexp(np.stack(terms), axis=0, b=0.5)
 
     def log_likelihood_ratio(self, x: np.ndarray) -> np.ndarray:
@@ -92,8 +93,11 @@ def generate_toy(events: int, dimensions: int = 4, *, seed: int = 0) -> ak.Array
     """``events`` toy events (shuffled, half signal) with features, labels and ``aux_log_lr``."""
     if isinstance(events, bool) or not isinstance(events, int | np.integer) or events < 2:
         raise ConfigError(f"toy events must be an integer of at least 2, got {events!r}")
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int | np.integer) \
-            or not 1 <= dimensions <= MAX_DIMENSIONS:
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int | np.integer)
+        or not 1 <= dimensions <= MAX_DIMENSIONS
+    ):
         raise ConfigError(f"toy dimensions must be an integer within 1-{MAX_DIMENSIONS}, got {dimensions!r}")
     model = ToyModel(int(dimensions))
     rng = np.random.default_rng(seed)
@@ -131,8 +135,10 @@ def write_toy(
         "split_fractions": dict(zip(SPLITS, split_fractions, strict=True)),
         "model": {
             "background": f"N(0, Σ_b), Σ_b[i,j] = {BACKGROUND_CORRELATION}^|i-j|",
-            "signal": (f"0.5 N(μ, Σ_s) + 0.5 N(μ', Σ_s), μ_i = {SIGNAL_SHIFT}, μ'_i = {SIGNAL_SHIFT}(-1)^i, "
-                       f"Σ_s[i,j] = {SIGNAL_SCALE}·{SIGNAL_CORRELATION}^|i-j|"),
+            "signal": (
+                f"0.5 N(μ, Σ_s) + 0.5 N(μ', Σ_s), μ_i = {SIGNAL_SHIFT}, μ'_i = {SIGNAL_SHIFT}(-1)^i, "
+                f"Σ_s[i,j] = {SIGNAL_SCALE}·{SIGNAL_CORRELATION}^|i-j|"
+            ),
         },
     }
     paths = {}

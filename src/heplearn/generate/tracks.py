@@ -45,9 +45,17 @@ class ImpactParameters:
     pca_z: np.ndarray
 
 
-def true_impact_parameters(px: np.ndarray, py: np.ndarray, pz: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-                           vz: np.ndarray, jet_px: np.ndarray, jet_py: np.ndarray,
-                           jet_pz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def true_impact_parameters(
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    vz: np.ndarray,
+    jet_px: np.ndarray,
+    jet_py: np.ndarray,
+    jet_pz: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """(d0, dz) of straight tracks from (vx, vy, vz) along p, signed along the jet axis (mm)."""
     pt = np.maximum(np.hypot(px, py), 1e-12)
     ux, uy = px / pt, py / pt
@@ -66,10 +74,22 @@ def resolution(pt: np.ndarray, terms: tuple[float, float]) -> np.ndarray:
     return np.hypot(constant, multiple_scattering / np.maximum(pt, 1e-3))
 
 
-def measured_impact_parameters(px: np.ndarray, py: np.ndarray, pz: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-                               vz: np.ndarray, charged: np.ndarray, jet_px: np.ndarray, jet_py: np.ndarray,
-                               jet_pz: np.ndarray, *, d0_resolution: tuple[float, float],
-                               dz_resolution: tuple[float, float], rng: np.random.Generator) -> ImpactParameters:
+def measured_impact_parameters(
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    vz: np.ndarray,
+    charged: np.ndarray,
+    jet_px: np.ndarray,
+    jet_py: np.ndarray,
+    jet_pz: np.ndarray,
+    *,
+    d0_resolution: tuple[float, float],
+    dz_resolution: tuple[float, float],
+    rng: np.random.Generator,
+) -> ImpactParameters:
     """Signed, smeared impact parameters of the charged entries (zeros for the neutral ones).
 
     The measurement moves the point of closest approach sideways (across the track, in the
@@ -98,8 +118,9 @@ def measured_impact_parameters(px: np.ndarray, py: np.ndarray, pz: np.ndarray, v
     )
 
 
-def track_fields(particles: FinalState, jets: Jets, max_particles: int, detector: DetectorConfig,
-                 rng: np.random.Generator) -> dict[str, ak.Array | np.ndarray]:
+def track_fields(
+    particles: FinalState, jets: Jets, max_particles: int, detector: DetectorConfig, rng: np.random.Generator
+) -> dict[str, ak.Array | np.ndarray]:
     """``part_d0val, part_d0err, part_dzval, part_dzerr`` of the stored constituents of each jet, and
     the jet's secondary vertex (``sv_*``, ``heplearn.generate.vertices``) fitted from those tracks."""
     from heplearn.generate.vertices import secondary_vertices
@@ -107,16 +128,36 @@ def track_fields(particles: FinalState, jets: Jets, max_particles: int, detector
     index, stored, jet_of = stored_constituents(jets, max_particles)
     vx, vy, vz = particles.vertex()
     values = measured_impact_parameters(
-        particles.px[index], particles.py[index], particles.pz[index], vx[index], vy[index], vz[index],
-        particles.charge[index] != 0, jets.px[jet_of], jets.py[jet_of], jets.pz[jet_of],
-        d0_resolution=detector.d0_resolution, dz_resolution=detector.dz_resolution, rng=rng,
+        particles.px[index],
+        particles.py[index],
+        particles.pz[index],
+        vx[index],
+        vy[index],
+        vz[index],
+        particles.charge[index] != 0,
+        jets.px[jet_of],
+        jets.py[jet_of],
+        jets.pz[jet_of],
+        d0_resolution=detector.d0_resolution,
+        dz_resolution=detector.dz_resolution,
+        rng=rng,
     )
     fields: dict[str, ak.Array | np.ndarray] = {
         f"part_{name}": ak.unflatten(getattr(values, name).astype(np.float32), stored)
         for name in ("d0val", "d0err", "dzval", "dzerr")
     }
-    fields.update(secondary_vertices(
-        jet_of, len(jets), particles.px[index], particles.py[index], particles.pz[index],
-        particles.charge[index] != 0, values, jets.px, jets.py, jets.pz,
-    ))
+    fields.update(
+        secondary_vertices(
+            jet_of,
+            len(jets),
+            particles.px[index],
+            particles.py[index],
+            particles.pz[index],
+            particles.charge[index] != 0,
+            values,
+            jets.px,
+            jets.py,
+            jets.pz,
+        )
+    )
     return fields

@@ -87,9 +87,7 @@ def _daughters(record: EventRecord, index: np.ndarray) -> tuple[np.ndarray, np.n
 
 def find_resonances(record: EventRecord, resonance_id: int) -> TruthObjects:
     """The resonances ``|pdg id| == resonance_id`` of the hard process and their decay quarks."""
-    first = np.flatnonzero(
-        (np.abs(record.pid) == resonance_id) & (np.abs(record.status) == STATUS_INTERMEDIATE)
-    )
+    first = np.flatnonzero((np.abs(record.pid) == resonance_id) & (np.abs(record.status) == STATUS_INTERMEDIATE))
     last = last_copies(record, first)
     one, two = _daughters(record, last)
     if resonance_id == TOP:
@@ -157,8 +155,10 @@ def match_jets(
             break
         dr = kinematics.delta_r(jet_eta, jet_phi, truth.eta[candidate], truth.phi[candidate])
         daughter_dr = kinematics.delta_r(
-            jet_eta[:, None], jet_phi[:, None],
-            truth.daughter_eta[candidate], truth.daughter_phi[candidate],
+            jet_eta[:, None],
+            jet_phi[:, None],
+            truth.daughter_eta[candidate],
+            truth.daughter_phi[candidate],
         )
         max_daughter_dr = daughter_dr.max(axis=1, initial=0.0)
         good = valid & (dr < radius)
@@ -257,8 +257,9 @@ def find_heavy_hadrons(record: EventRecord, pt_min: float = HEAVY_HADRON_PT_MIN)
     index, flavours = last_heavy_hadrons(record)
     keep = kinematics.pt(record.px[index], record.py[index]) > pt_min
     index, flavours = index[keep], flavours[keep]
-    return HeavyHadrons(event=record.event_of(index), px=record.px[index], py=record.py[index],
-                        pz=record.pz[index], flavour=flavours)
+    return HeavyHadrons(
+        event=record.event_of(index), px=record.px[index], py=record.py[index], pz=record.pz[index], flavour=flavours
+    )
 
 
 FLAVOUR_LABELS = {"label_b": BOTTOM, "label_c": CHARM, "label_light": 0}

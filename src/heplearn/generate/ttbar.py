@@ -116,9 +116,15 @@ def generator_particles(record: EventRecord) -> FinalState:
     """The stable particles of the record but neutrinos: the input of CMS's ak4GenJetsNoNu."""
     keep = (record.status > 0) & ~np.isin(np.abs(record.pid), NEUTRINOS)
     event = np.repeat(np.arange(record.n_events), np.diff(record.offsets))
-    return FinalState(px=record.px[keep], py=record.py[keep], pz=record.pz[keep], energy=record.energy[keep],
-                      pid=record.pid[keep], charge=np.zeros(int(keep.sum())),
-                      counts=np.bincount(event[keep], minlength=record.n_events).astype(np.int64))
+    return FinalState(
+        px=record.px[keep],
+        py=record.py[keep],
+        pz=record.pz[keep],
+        energy=record.energy[keep],
+        pid=record.pid[keep],
+        charge=np.zeros(int(keep.sum())),
+        counts=np.bincount(event[keep], minlength=record.n_events).astype(np.int64),
+    )
 
 
 def gen_ttbar_id(record: EventRecord) -> np.ndarray:
@@ -132,10 +138,12 @@ def gen_ttbar_id(record: EventRecord) -> np.ndarray:
         origin[mine], from_bottom[mine] = hadron_origins(record, index[mine], quark)
     keep = (flavour == BOTTOM) | ~from_bottom  # C hadrons from B decays do not count (as in CMS)
     index, flavour, origin = index[keep], flavour[keep], origin[keep]
-    ghosts = HeavyHadrons(event=record.event_of(index), px=record.px[index], py=record.py[index],
-                          pz=record.pz[index], flavour=flavour)
-    jets, ghost_jet = clustering.cluster_with_ghosts(generator_particles(record), GENJET_RADIUS, "antikt",
-                                                     GENJET_PT_MIN, ghosts)
+    ghosts = HeavyHadrons(
+        event=record.event_of(index), px=record.px[index], py=record.py[index], pz=record.pz[index], flavour=flavour
+    )
+    jets, ghost_jet = clustering.cluster_with_ghosts(
+        generator_particles(record), GENJET_RADIUS, "antikt", GENJET_PT_MIN, ghosts
+    )
     accepted = np.abs(jets.eta) < GENJET_ETA_MAX
     counted = (ghost_jet >= 0) & accepted[np.maximum(ghost_jet, 0)]
     n_jets = len(jets)

@@ -48,12 +48,25 @@ FLIGHT_SIGNIFICANCE_MIN = 3.0
 MAX_FLIGHT = 25.0  # mm: beyond, tracks start in the pixel layers (and cτ > 10 mm is stable here)
 _MAX_PASSES = 50
 MAX_VERTICES = 4  # per jet
-SV_FIELDS = ("sv_n", "sv_ntracks", "sv_mass", "sv_pt", "sv_dxy", "sv_dxysig", "sv_d3d", "sv_d3dsig",
-             "sv_deltaR", "sv_costhetasvpv", "sv_chi2", "sv_normchi2")
+SV_FIELDS = (
+    "sv_n",
+    "sv_ntracks",
+    "sv_mass",
+    "sv_pt",
+    "sv_dxy",
+    "sv_dxysig",
+    "sv_d3d",
+    "sv_d3dsig",
+    "sv_deltaR",
+    "sv_costhetasvpv",
+    "sv_chi2",
+    "sv_normchi2",
+)
 
 
-def track_weights(px: np.ndarray, py: np.ndarray, pz: np.ndarray, d0_error: np.ndarray,
-                  dz_error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def track_weights(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, d0_error: np.ndarray, dz_error: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(unit directions (n, 3), inverse covariances across each track (n, 3, 3))."""
     p = np.maximum(np.sqrt(px**2 + py**2 + pz**2), 1e-12)
     pt = np.maximum(np.hypot(px, py), 1e-12)
@@ -61,14 +74,25 @@ def track_weights(px: np.ndarray, py: np.ndarray, pz: np.ndarray, d0_error: np.n
     across = np.stack([-py / pt, px / pt, np.zeros_like(px)], axis=1)  # transverse, ⟂ the track
     other = np.cross(direction, across)  # ⟂ both; its z component is sin θ
     sin_theta = pt / p
-    weight = (across[:, :, None] * across[:, None, :] / d0_error[:, None, None] ** 2
-              + other[:, :, None] * other[:, None, :] / (dz_error * sin_theta)[:, None, None] ** 2)
+    weight = (
+        across[:, :, None] * across[:, None, :] / d0_error[:, None, None] ** 2
+        + other[:, :, None] * other[:, None, :] / (dz_error * sin_theta)[:, None, None] ** 2
+    )
     return direction, weight
 
 
-def secondary_vertices(jet_of: np.ndarray, n_jets: int, px: np.ndarray, py: np.ndarray, pz: np.ndarray,
-                       charged: np.ndarray, measured: ImpactParameters, jet_px: np.ndarray, jet_py: np.ndarray,
-                       jet_pz: np.ndarray) -> dict[str, np.ndarray | ak.Array]:
+def secondary_vertices(
+    jet_of: np.ndarray,
+    n_jets: int,
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    charged: np.ndarray,
+    measured: ImpactParameters,
+    jet_px: np.ndarray,
+    jet_py: np.ndarray,
+    jet_pz: np.ndarray,
+) -> dict[str, np.ndarray | ak.Array]:
     """The ``sv_*`` fields of ``n_jets`` jets from their constituents (``jet_of``: jet of each entry):
     ``sv_n`` per jet, the other fields jagged (one entry per vertex)."""
     pt = np.hypot(px, py)
@@ -76,8 +100,9 @@ def secondary_vertices(jet_of: np.ndarray, n_jets: int, px: np.ndarray, py: np.n
         significance = np.where(charged, measured.d0val / measured.d0err, 0.0)
     candidate = np.flatnonzero(charged & (pt > TRACK_PT_MIN) & (significance > SEED_SIGNIFICANCE))
     jets = jet_of[candidate]
-    _, weight = track_weights(px[candidate], py[candidate], pz[candidate], measured.d0err[candidate],
-                              measured.dzerr[candidate])
+    _, weight = track_weights(
+        px[candidate], py[candidate], pz[candidate], measured.d0err[candidate], measured.dzerr[candidate]
+    )
     point = np.stack([measured.pca_x, measured.pca_y, measured.pca_z], axis=1)[candidate]
     available = np.ones(len(candidate), dtype=bool)
     searching = np.ones(n_jets, dtype=bool)
@@ -86,17 +111,29 @@ def secondary_vertices(jet_of: np.ndarray, n_jets: int, px: np.ndarray, py: np.n
         active = available & searching[jets]
         if np.bincount(jets[active], minlength=n_jets).max(initial=0) < 2:
             break
-        active, values, found = _one_vertex(jets, active, weight, point, n_jets, candidate, px, py, pz,
-                                            jet_px, jet_py, jet_pz)
+        active, values, found = _one_vertex(
+            jets, active, weight, point, n_jets, candidate, px, py, pz, jet_px, jet_py, jet_pz
+        )
         passes.append((values, found))
         available &= ~(active & found[jets])  # a found vertex's tracks; its outliers stay available
         searching &= found  # a jet whose pass found nothing has nothing left to find
     return _jagged_vertices(passes, n_jets)
 
 
-def _one_vertex(jets: np.ndarray, active: np.ndarray, weight: np.ndarray, point: np.ndarray, n_jets: int,
-                candidate: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, jet_px: np.ndarray,
-                jet_py: np.ndarray, jet_pz: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def _one_vertex(
+    jets: np.ndarray,
+    active: np.ndarray,
+    weight: np.ndarray,
+    point: np.ndarray,
+    n_jets: int,
+    candidate: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    jet_px: np.ndarray,
+    jet_py: np.ndarray,
+    jet_pz: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """One fit per jet over the ``active`` tracks with outlier rejection: (tracks kept, fields, found)."""
     active = active.copy()
     for _ in range(_MAX_PASSES):
@@ -110,19 +147,23 @@ def _one_vertex(jets: np.ndarray, active: np.ndarray, weight: np.ndarray, point:
         # one track per jet and pass, even on exact ties
         first = np.unique(jets[drop], return_index=True)[1]
         active[np.flatnonzero(drop)[first]] = False
-    values, found = _vertex_fields(position, covariance, count, jets, active, chi2, candidate, px, py, pz,
-                                   jet_px, jet_py, jet_pz)
+    values, found = _vertex_fields(
+        position, covariance, count, jets, active, chi2, candidate, px, py, pz, jet_px, jet_py, jet_pz
+    )
     return active, values, found
 
 
-def _jagged_vertices(passes: list[tuple[dict[str, np.ndarray], np.ndarray]], n_jets: int) -> dict[str, np.ndarray
-                                                                                                  | ak.Array]:
+def _jagged_vertices(
+    passes: list[tuple[dict[str, np.ndarray], np.ndarray]], n_jets: int
+) -> dict[str, np.ndarray | ak.Array]:
     """``sv_n`` and the jagged ``sv_*`` lists from the vertices of every pass, by decreasing ``sv_dxysig``."""
     names = [name for name in SV_FIELDS if name != "sv_n"]
     if not passes:
         empty = np.zeros(n_jets, dtype=np.int64)
-        return {"sv_n": empty.astype(np.int32),
-                **{name: ak.unflatten(np.zeros(0, dtype=_dtype(name)), empty) for name in names}}
+        return {
+            "sv_n": empty.astype(np.int32),
+            **{name: ak.unflatten(np.zeros(0, dtype=_dtype(name)), empty) for name in names},
+        }
     found = np.stack([f for _, f in passes])  # (passes, jets)
     pass_index, jet_index = np.nonzero(found)
     significance = np.stack([values["sv_dxysig"] for values, _ in passes])[pass_index, jet_index]
@@ -140,8 +181,9 @@ def _dtype(name: str) -> type:
     return np.int32 if name in ("sv_n", "sv_ntracks") else np.float32
 
 
-def _fit(jets: np.ndarray, active: np.ndarray, weight: np.ndarray, point: np.ndarray,
-         n_jets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit(
+    jets: np.ndarray, active: np.ndarray, weight: np.ndarray, point: np.ndarray, n_jets: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     total = np.zeros((n_jets, 3, 3))
     pull = np.zeros((n_jets, 3))
     np.add.at(total, jets[active], weight[active])
@@ -159,10 +201,21 @@ def _chi2(position: np.ndarray, point: np.ndarray, weight: np.ndarray) -> np.nda
     return np.einsum("ni,nij,nj->n", offset, weight, offset)
 
 
-def _vertex_fields(position: np.ndarray, covariance: np.ndarray, count: np.ndarray, jets: np.ndarray,
-                   active: np.ndarray, chi2: np.ndarray, candidate: np.ndarray, px: np.ndarray, py: np.ndarray,
-                   pz: np.ndarray, jet_px: np.ndarray, jet_py: np.ndarray,
-                   jet_pz: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _vertex_fields(
+    position: np.ndarray,
+    covariance: np.ndarray,
+    count: np.ndarray,
+    jets: np.ndarray,
+    active: np.ndarray,
+    chi2: np.ndarray,
+    candidate: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    jet_px: np.ndarray,
+    jet_py: np.ndarray,
+    jet_pz: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The fields of each jet's fitted vertex (meaningful where ``found``) and ``found``."""
     n_jets = len(count)
     used = candidate[active]

@@ -46,8 +46,14 @@ class ClosureSettings(StrictModel):
         return value
 
 
-def soft_region_counts(f: torch.Tensor, g: torch.Tensor, cut_f: float | torch.Tensor, cut_g: float | torch.Tensor,
-                       temperature: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+def soft_region_counts(
+    f: torch.Tensor,
+    g: torch.Tensor,
+    cut_f: float | torch.Tensor,
+    cut_g: float | torch.Tensor,
+    temperature: float,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(N_A, N_B, N_C, N_D) with sigmoid cuts of width ``temperature``: A = f and g above their cuts,
     B = f above only, C = g above only, D = neither (the convention of ``heplearn.stats.abcd``).
 
@@ -56,8 +62,14 @@ def soft_region_counts(f: torch.Tensor, g: torch.Tensor, cut_f: float | torch.Te
     weight = torch.ones_like(f) if weight is None else weight
     above_f = torch.sigmoid((f - cut_f) / temperature)
     above_g = torch.sigmoid((g - cut_g) / temperature)
-    return torch.stack([(weight * above_f * above_g).sum(), (weight * above_f * (1 - above_g)).sum(),
-                        (weight * (1 - above_f) * above_g).sum(), (weight * (1 - above_f) * (1 - above_g)).sum()])
+    return torch.stack(
+        [
+            (weight * above_f * above_g).sum(),
+            (weight * above_f * (1 - above_g)).sum(),
+            (weight * (1 - above_f) * above_g).sum(),
+            (weight * (1 - above_f) * (1 - above_g)).sum(),
+        ]
+    )
 
 
 def non_closure(counts: torch.Tensor) -> torch.Tensor:
@@ -87,7 +99,7 @@ class ClosureConstraint(nn.Module):
         violation = non_closure(counts)
         excess = violation - settings.epsilon
         damped = torch.clamp(excess, min=0.0)
-        term = self.multiplier.to(excess.dtype) * excess + 0.5 * settings.damping * damped ** 2
+        term = self.multiplier.to(excess.dtype) * excess + 0.5 * settings.damping * damped**2
         return term, violation
 
     @torch.no_grad()

@@ -71,11 +71,20 @@ def vae_loss(task: VariationalReconstruction, outputs: torch.Tensor, batch: Batc
     return sum((term.weight * term(outputs, batch, task) for term in terms), torch.zeros(()))
 
 
-def anomaly_run_config(train: str | Sequence[str], variables: Sequence[str], *, model: str = "vae",
-                       score: str = "latent_norm", beta: float = 0.5, latent: int | None = None,
-                       val: str | Sequence[str] | None = None, test: str | Sequence[str] | None = None,
-                       standardize: bool = True, preset: str = "paper",
-                       training: dict[str, Any] | None = None) -> dict[str, Any]:
+def anomaly_run_config(
+    train: str | Sequence[str],
+    variables: Sequence[str],
+    *,
+    model: str = "vae",
+    score: str = "latent_norm",
+    beta: float = 0.5,
+    latent: int | None = None,
+    val: str | Sequence[str] | None = None,
+    test: str | Sequence[str] | None = None,
+    standardize: bool = True,
+    preset: str = "paper",
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A run config (a dict for ``load_run_config``) training an anomaly detector on background.
 
     ``model`` is ``vae`` (loss (1 − β)·MSE + β·KL, score ``mse``, ``kl`` or ``latent_norm``) or
@@ -92,12 +101,17 @@ def anomaly_run_config(train: str | Sequence[str], variables: Sequence[str], *, 
             model_config["latent"] = latent
         loss: Any = [{"name": "reconstruction_mse", "weight": 1.0 - beta}, {"name": "kl", "weight": beta}]
     elif score != "mse":
-        raise ConfigError(f"score: {score!r} is a latent score, but model {model!r} has no encoder exported for it "
-                          "(no latent mean); use model vae, or score mse")
+        raise ConfigError(
+            f"score: {score!r} is a latent score, but model {model!r} has no encoder exported for it "
+            "(no latent mean); use model vae, or score mse"
+        )
     else:
         loss = "auto"
-    data: dict[str, Any] = {"train": train, "labels": {"type": "none"},
-                            "inputs": {"jet": {"variables": list(variables), "standardize": standardize}}}
+    data: dict[str, Any] = {
+        "train": train,
+        "labels": {"type": "none"},
+        "inputs": {"jet": {"variables": list(variables), "standardize": standardize}},
+    }
     for split, files in (("val", val), ("test", test)):
         if files:
             data[split] = files

@@ -15,8 +15,9 @@ from typing import Annotated
 
 import typer
 
-anomaly_app = typer.Typer(help="Anomaly detection: trigger autoencoders at a fixed rate, CWoLa bump hunts.",
-                          no_args_is_help=True)
+anomaly_app = typer.Typer(
+    help="Anomaly detection: trigger autoencoders at a fixed rate, CWoLa bump hunts.", no_args_is_help=True
+)
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -45,8 +46,9 @@ def train_command(
     preset: Annotated[str, typer.Option(help="Model preset: paper or small.")] = "paper",
     val: Annotated[list[str] | None, typer.Option("--val", help="Validation background files.")] = None,
     test: Annotated[list[str] | None, typer.Option("--test", help="Test files (export checks).")] = None,
-    no_standardize: Annotated[bool, typer.Option("--no-standardize",
-                                                 help="Keep raw inputs: zero-padded slots are masked.")] = False,
+    no_standardize: Annotated[
+        bool, typer.Option("--no-standardize", help="Keep raw inputs: zero-padded slots are masked.")
+    ] = False,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: model and time).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
@@ -57,10 +59,19 @@ def train_command(
     from heplearn.run_config import load_run_config
     from heplearn.training.from_config import train as train_run
 
-    config = anomaly_run_config(train, _names(variables, "--variables"), model=model, score=score, beta=beta,
-                                latent=latent, val=val, test=test, standardize=not no_standardize, preset=preset)
-    result = train_run(load_run_config(config, overrides or []), name=name, runs_dir=runs_dir,
-                       progress=not no_progress)
+    config = anomaly_run_config(
+        train,
+        _names(variables, "--variables"),
+        model=model,
+        score=score,
+        beta=beta,
+        latent=latent,
+        val=val,
+        test=test,
+        standardize=not no_standardize,
+        preset=preset,
+    )
+    result = train_run(load_run_config(config, overrides or []), name=name, runs_dir=runs_dir, progress=not no_progress)
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key.startswith(("val_", "train_loss")))
     typer.echo(f"run: {result.run_dir}" + (f" ({summary})" if summary else ""))
@@ -72,30 +83,44 @@ def threshold_command(
     background: Annotated[list[str], typer.Option("--background", help="Background files to set it on.")],
     rate: Annotated[str | None, typer.Option(help="Trigger rate, e.g. 1kHz.")] = None,
     input_rate: Annotated[str, typer.Option(help="Rate of the events the trigger sees.")] = "40MHz",
-    efficiency: Annotated[float | None, typer.Option(help="Target background efficiency (instead of a rate).")]
-    = None,
+    efficiency: Annotated[float | None, typer.Option(help="Target background efficiency (instead of a rate).")] = None,
     validate: Annotated[list[str] | None, typer.Option("--validate", help="Independent background files.")] = None,
-    triggers: Annotated[list[str] | None, typer.Option("--trigger", help="Another trigger's cut, e.g. "
-                                                       "'MET_pt > 200' (repeatable): for the pure rate.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON report (default: RUN/threshold.json).")]
-    = None,
+    triggers: Annotated[
+        list[str] | None,
+        typer.Option("--trigger", help="Another trigger's cut, e.g. 'MET_pt > 200' (repeatable): for the pure rate."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="JSON report (default: RUN/threshold.json).")
+    ] = None,
 ) -> None:
     """Set the anomaly score's cut at a trigger rate (or efficiency) on background; validate; pure rate."""
     from heplearn.methods.thresholds import threshold_for_run
 
     destination = output or run / "threshold.json"
     report_dir = destination.with_name(destination.stem + "_report")
-    report = threshold_for_run(run, background, rate=rate, input_rate=input_rate, efficiency=efficiency,
-                               validation=validate or (), triggers=triggers or (), output=destination,
-                               report_dir=report_dir)
+    report = threshold_for_run(
+        run,
+        background,
+        rate=rate,
+        input_rate=input_rate,
+        efficiency=efficiency,
+        validation=validate or (),
+        triggers=triggers or (),
+        output=destination,
+        report_dir=report_dir,
+    )
     threshold = report["threshold"]
     low, high = threshold["interval"]
-    typer.echo(f"threshold: score > {threshold['value']:.6g} keeps {threshold['efficiency']:.3g} of background "
-               f"[{low:.3g}, {high:.3g}] (target {threshold['target']:.3g})")
+    typer.echo(
+        f"threshold: score > {threshold['value']:.6g} keeps {threshold['efficiency']:.3g} of background "
+        f"[{low:.3g}, {high:.3g}] (target {threshold['target']:.3g})"
+    )
     if "validation" in report:
         check = report["validation"]
-        typer.echo(f"validation: {check['efficiency']:.3g} [{check['interval'][0]:.3g}, {check['interval'][1]:.3g}], "
-                   f"pull {check['pull']:.2f}")
+        typer.echo(
+            f"validation: {check['efficiency']:.3g} [{check['interval'][0]:.3g}, {check['interval'][1]:.3g}], "
+            f"pull {check['pull']:.2f}"
+        )
     for key in ("rates_hz", "efficiencies"):
         if key in report:
             typer.echo(f"{key}: total {report[key]['total']:.4g}, pure {report[key]['pure']:.4g}")
@@ -117,7 +142,8 @@ def cwola_command(
     parameters: Annotated[int, typer.Option(help="Dijet function parameters: 3 or 4.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the folds and the networks.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for cwola.json and spectra.png.")] = Path(
-        "cwola"),
+        "cwola"
+    ),
 ) -> None:
     """CWoLa hunting: k-fold SR-vs-sideband classifiers, cuts, dijet sideband fits, local significances."""
     from heplearn.methods.cwola import default_training, hunt_files
@@ -126,11 +152,24 @@ def cwola_command(
         chosen = tuple(float(value) for value in efficiencies.split(",") if value.strip())
     except ValueError:
         raise typer.BadParameter(f"--efficiencies {efficiencies!r}: expected numbers") from None
-    result = hunt_files(data, _names(features, "--features"), mass, _pair(signal_region, "--signal-region"),
-                        _pair(sidebands, "--sidebands"), bin_width, output, efficiencies=chosen, folds=folds,
-                        training=default_training(epochs=epochs), parameters=parameters, seed=seed)
+    result = hunt_files(
+        data,
+        _names(features, "--features"),
+        mass,
+        _pair(signal_region, "--signal-region"),
+        _pair(sidebands, "--sidebands"),
+        bin_width,
+        output,
+        efficiencies=chosen,
+        folds=folds,
+        training=default_training(epochs=epochs),
+        parameters=parameters,
+        seed=seed,
+    )
     for row in result.table():
-        typer.echo(f"ε = {row['efficiency']:g}: observed {row['observed']:.0f}, expected {row['expected']:.1f} ± "
-                   f"{row['uncertainty']:.1f}, Z = {row['significance']:.2f}")
+        typer.echo(
+            f"ε = {row['efficiency']:g}: observed {row['observed']:.0f}, expected {row['expected']:.1f} ± "
+            f"{row['uncertainty']:.1f}, Z = {row['significance']:.2f}"
+        )
     typer.echo(f"results: {output / 'cwola.json'}")
     typer.echo(f"figure: {output / 'spectra.png'}")

@@ -43,8 +43,12 @@ def plot_sic(curves: Mapping[str, SicCurve], style: plots.PlotStyle = STYLE) -> 
     return figure
 
 
-def plot_scores(scores: Mapping[str, np.ndarray], threshold: float | None = None, xlabel: str = "Anomaly score",
-                style: plots.PlotStyle = STYLE) -> Figure:
+def plot_scores(
+    scores: Mapping[str, np.ndarray],
+    threshold: float | None = None,
+    xlabel: str = "Anomaly score",
+    style: plots.PlotStyle = STYLE,
+) -> Figure:
     """Normalised histograms of the score of each sample (log scale), with the cut as a line."""
     values = np.concatenate([np.asarray(score, np.float64) for score in scores.values()])
     low, high = np.quantile(values, [0.0, 0.999])
@@ -55,8 +59,14 @@ def plot_scores(scores: Mapping[str, np.ndarray], threshold: float | None = None
         figure = plots._figure()
         ax = figure.subplots()
         for name, score in scores.items():
-            ax.hist(np.clip(score, edges[0], edges[-1]), bins=edges.tolist(), density=True, histtype="step",
-                    linewidth=1.5, label=f"{name} ({len(score)} events)")
+            ax.hist(
+                np.clip(score, edges[0], edges[-1]),
+                bins=edges.tolist(),
+                density=True,
+                histtype="step",
+                linewidth=1.5,
+                label=f"{name} ({len(score)} events)",
+            )
         if threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", label=f"cut {threshold:.4g}")
         ax.set_yscale("log")
@@ -67,9 +77,14 @@ def plot_scores(scores: Mapping[str, np.ndarray], threshold: float | None = None
     return figure
 
 
-def plot_rate(score: np.ndarray, input_rate: float, threshold: float | None = None,
-              weight: np.ndarray | None = None, target: float | None = None,
-              style: plots.PlotStyle = STYLE) -> Figure:
+def plot_rate(
+    score: np.ndarray,
+    input_rate: float,
+    threshold: float | None = None,
+    weight: np.ndarray | None = None,
+    target: float | None = None,
+    style: plots.PlotStyle = STYLE,
+) -> Figure:
     """The trigger rate (Hz) of the cut ``score > t`` on background against t: input rate × ε_B(t)."""
     score = np.asarray(score, np.float64)
     weight = np.ones_like(score) if weight is None else np.asarray(weight, np.float64)
@@ -91,9 +106,14 @@ def plot_rate(score: np.ndarray, input_rate: float, threshold: float | None = No
     return figure
 
 
-def write_anomaly_report(directory: str | os.PathLike[str], title: str, subtitle: str,
-                         tables: Sequence[Mapping[str, Any]], figures: Sequence[tuple[Figure, str, str, str]],
-                         style: plots.PlotStyle = STYLE) -> Path:
+def write_anomaly_report(
+    directory: str | os.PathLike[str],
+    title: str,
+    subtitle: str,
+    tables: Sequence[Mapping[str, Any]],
+    figures: Sequence[tuple[Figure, str, str, str]],
+    style: plots.PlotStyle = STYLE,
+) -> Path:
     """``directory/report.html`` with ``tables`` ({title, header, rows of strings, note}) and ``figures``
     ((figure, stem, title, caption); written to ``directory/plots``)."""
     directory = Path(directory)
@@ -101,6 +121,9 @@ def write_anomaly_report(directory: str | os.PathLike[str], title: str, subtitle
     (directory / "plots").mkdir(parents=True, exist_ok=True)
     for figure, stem, figure_title, caption in figures:
         plot_set.add(figure, stem, figure_title, caption)
-    context = {"title": title, "plots": plot_set.for_report(),
-               "m": {"subtitle": subtitle, "tables": list(tables), "environment": environment()}}
+    context = {
+        "title": title,
+        "plots": plot_set.for_report(),
+        "m": {"subtitle": subtitle, "tables": list(tables), "environment": environment()},
+    }
     return write_report(directory / "report.html", "anomaly.html.j2", context)

@@ -32,8 +32,14 @@ from heplearn.tasks import TASKS, Batch, LossTerm, Task
 from heplearn.training.losses import LossTermBase, TermContext, build_terms, register_loss_term, weighted_mean
 from heplearn.training.trainer import InMemorySource, fit
 
-__all__ = ["ConditionalFlow", "DensityEstimation", "NegativeLogLikelihood", "cathode_scores", "sample_background",
-           "train_flow"]
+__all__ = [
+    "ConditionalFlow",
+    "DensityEstimation",
+    "NegativeLogLikelihood",
+    "cathode_scores",
+    "sample_background",
+    "train_flow",
+]
 
 
 class DensityEstimation(Task):
@@ -102,7 +108,7 @@ class ConditionalFlow(nn.Module):
     @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = batch["jet"].float()
-        x, m = values[:, :self.features], values[:, self.features:]
+        x, m = values[:, : self.features], values[:, self.features :]
         return self.flow(m).log_prob(x).unsqueeze(-1)
 
     @torch.no_grad()
@@ -125,22 +131,33 @@ class TrainedFlow:
         """Features drawn from p(x | m) at each of ``mass``."""
         torch.manual_seed(seed)
         self.flow.eval()
-        context = torch.from_numpy(((np.asarray(mass, np.float64) - self.m_mean) / self.m_scale)
-                                   .astype(np.float32)[:, None])
+        context = torch.from_numpy(
+            ((np.asarray(mass, np.float64) - self.m_mean) / self.m_scale).astype(np.float32)[:, None]
+        )
         return self.flow.sample(context).double().numpy() * self.x_scale + self.x_mean
 
 
-def train_flow(features: np.ndarray, mass: np.ndarray, *, transforms: int = 4, hidden: Sequence[int] = (64, 64),
-               training: TrainingConfig | None = None, seed: int = 0) -> TrainedFlow:
+def train_flow(
+    features: np.ndarray,
+    mass: np.ndarray,
+    *,
+    transforms: int = 4,
+    hidden: Sequence[int] = (64, 64),
+    training: TrainingConfig | None = None,
+    seed: int = 0,
+) -> TrainedFlow:
     """Fit p(x | m) to (sideband) events by maximum likelihood through the engine's ``fit``."""
     features, mass = np.asarray(features, np.float64), np.asarray(mass, np.float64)
     if features.ndim != 2 or len(features) != len(mass) or len(mass) < 100:
-        raise DataError(f"cathode: the flow needs (events, features) with one mass each and at least 100 events; "
-                        f"got {features.shape} and {mass.shape}")
+        raise DataError(
+            f"cathode: the flow needs (events, features) with one mass each and at least 100 events; "
+            f"got {features.shape} and {mass.shape}"
+        )
     if transforms < 1 or not hidden or min(hidden) < 1:
         raise ConfigError(f"flow: transforms ≥ 1 and positive hidden widths needed; got {transforms}, {hidden}")
-    training = training or TrainingConfig(epochs=30, batch_size=256, learning_rate=1e-3, weight_decay=1e-6,
-                                          early_stopping_patience=None)
+    training = training or TrainingConfig(
+        epochs=30, batch_size=256, learning_rate=1e-3, weight_decay=1e-6, early_stopping_patience=None
+    )
     x_mean, x_scale = features.mean(axis=0), features.std(axis=0)
     x_scale = np.where(x_scale > 0, x_scale, 1.0)
     m_mean, m_scale = float(mass.mean()), float(mass.std() or 1.0)
@@ -154,8 +171,9 @@ def train_flow(features: np.ndarray, mass: np.ndarray, *, transforms: int = 4, h
     return TrainedFlow(flow, x_mean, x_scale, m_mean, m_scale)
 
 
-def sample_background(flow: TrainedFlow, signal_region_mass: np.ndarray, oversampling: int = 4,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_background(
+    flow: TrainedFlow, signal_region_mass: np.ndarray, oversampling: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic SR background: masses from a KDE of the SR data's masses, features from the flow."""
     from scipy.stats import gaussian_kde
 
@@ -165,11 +183,20 @@ def sample_background(flow: TrainedFlow, signal_region_mass: np.ndarray, oversam
     return flow.sample(mass, seed), mass
 
 
-def cathode_scores(features: np.ndarray, mass: np.ndarray, signal_region: tuple[float, float],
-                   sidebands: tuple[float, float], *, oversampling: int = 4,
-                   flow_training: TrainingConfig | None = None, classifier_training: TrainingConfig | None = None,
-                   folds: int = 5, transforms: int = 4, hidden: Sequence[int] = (64, 64), seed: int = 0
-                   ) -> tuple[KFoldScores, np.ndarray]:
+def cathode_scores(
+    features: np.ndarray,
+    mass: np.ndarray,
+    signal_region: tuple[float, float],
+    sidebands: tuple[float, float],
+    *,
+    oversampling: int = 4,
+    flow_training: TrainingConfig | None = None,
+    classifier_training: TrainingConfig | None = None,
+    folds: int = 5,
+    transforms: int = 4,
+    hidden: Sequence[int] = (64, 64),
+    seed: int = 0,
+) -> tuple[KFoldScores, np.ndarray]:
     """CATHODE's anomaly score of the SR events: out-of-fold p(data | x) of SR data vs flow samples.
 
     Returns the k-fold scores over [SR data | samples] and the mask of the SR data among ``features``.
@@ -179,11 +206,11 @@ def cathode_scores(features: np.ndarray, mass: np.ndarray, signal_region: tuple[
     features = np.asarray(features, np.float64)
     in_sr = (mass > signal_region[0]) & (mass < signal_region[1])
     in_sb = ~in_sr & (mass > sidebands[0]) & (mass < sidebands[1])
-    flow = train_flow(features[in_sb], mass[in_sb], transforms=transforms, hidden=hidden, training=flow_training,
-                      seed=seed)
+    flow = train_flow(
+        features[in_sb], mass[in_sb], transforms=transforms, hidden=hidden, training=flow_training, seed=seed
+    )
     samples, _ = sample_background(flow, mass[in_sr], oversampling, seed)
     combined = np.r_[features[in_sr], samples]
     is_data = np.r_[np.ones(in_sr.sum(), bool), np.zeros(len(samples), bool)]
-    scores = kfold_scores(combined, is_data, folds=folds, seed=seed,
-                          training=classifier_training or default_training())
+    scores = kfold_scores(combined, is_data, folds=folds, seed=seed, training=classifier_training or default_training())
     return scores, in_sr

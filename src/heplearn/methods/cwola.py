@@ -66,8 +66,14 @@ CLASS_NAMES = ["first", "second"]  # class 0: the sample CWoLa calls signal-like
 
 def default_training(**overrides: Any) -> TrainingConfig:
     """The classifiers' training: balanced cross entropy, AdamW, a fixed number of epochs."""
-    settings: dict[str, Any] = {"epochs": 20, "batch_size": 256, "learning_rate": 2e-3, "early_stopping_patience": None,
-                                "class_weights": "balanced", "weight_decay": 1e-4}
+    settings: dict[str, Any] = {
+        "epochs": 20,
+        "batch_size": 256,
+        "learning_rate": 2e-3,
+        "early_stopping_patience": None,
+        "class_weights": "balanced",
+        "weight_decay": 1e-4,
+    }
     return TrainingConfig(**{**settings, **overrides})
 
 
@@ -87,9 +93,17 @@ class KFoldScores:
         return _predict(self.networks[fold], (features - mean) / scale)
 
 
-def kfold_scores(features: np.ndarray, is_first: np.ndarray, *, folds: int = 5, hidden: Sequence[int] = (64, 64, 64),
-                 training: TrainingConfig | None = None, seed: int = 0, weight: np.ndarray | None = None,
-                 progress: bool = False) -> KFoldScores:
+def kfold_scores(
+    features: np.ndarray,
+    is_first: np.ndarray,
+    *,
+    folds: int = 5,
+    hidden: Sequence[int] = (64, 64, 64),
+    training: TrainingConfig | None = None,
+    seed: int = 0,
+    weight: np.ndarray | None = None,
+    progress: bool = False,
+) -> KFoldScores:
     """Out-of-fold scores p(first | x) of classifiers trained to tell sample ``first`` from the rest.
 
     Events are dealt into ``folds`` folds at random, in equal shares of each sample; the classifier
@@ -99,13 +113,16 @@ def kfold_scores(features: np.ndarray, is_first: np.ndarray, *, folds: int = 5, 
     features = np.asarray(features, np.float32)
     is_first = np.asarray(is_first, bool)
     if features.ndim != 2 or len(features) != len(is_first):
-        raise DataError(f"cwola: features must be (events, features) with one label each; got {features.shape} "
-                        f"and {is_first.shape}")
+        raise DataError(
+            f"cwola: features must be (events, features) with one label each; got {features.shape} and {is_first.shape}"
+        )
     if folds < 2:
         raise ConfigError(f"folds: k-fold scoring needs at least 2 folds, got {folds}")
     if min(is_first.sum(), (~is_first).sum()) < folds:
-        raise DataError(f"cwola: each sample needs at least {folds} events (one per fold); got {is_first.sum()} "
-                        f"and {(~is_first).sum()}")
+        raise DataError(
+            f"cwola: each sample needs at least {folds} events (one per fold); got {is_first.sum()} "
+            f"and {(~is_first).sum()}"
+        )
     training = training or default_training()
     weight = np.ones(len(features), np.float32) if weight is None else np.asarray(weight, np.float32)
     rng = np.random.default_rng(seed)
@@ -121,12 +138,12 @@ def kfold_scores(features: np.ndarray, is_first: np.ndarray, *, folds: int = 5, 
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
         arrays = JetArrays({"jet": (features[train] - mean) / scale}, None, labels[train], weight[train])
         task = Classification(CLASS_NAMES)
-        task.terms = build_terms([LossTermConfig(name="cross_entropy")], task,
-                                 TermContext(training, labels[train], weight[train]))
+        task.terms = build_terms(
+            [LossTermConfig(name="cross_entropy")], task, TermContext(training, labels[train], weight[train])
+        )
         torch.manual_seed(seed * 1000 + fold)
         network = registry.model_class("mlp")(2, {"jet": features.shape[1]}, hidden=tuple(hidden))
-        source = InMemorySource(InMemoryJets(arrays, CLASS_NAMES, None), training.batch_size, True,
-                                seed * 1000 + fold)
+        source = InMemorySource(InMemoryJets(arrays, CLASS_NAMES, None), training.batch_size, True, seed * 1000 + fold)
         fit(network, task, source, None, training, progress=progress)
         held_out = fold_of == fold
         scores[held_out] = _predict(network, (features[held_out] - mean) / scale)
@@ -150,9 +167,11 @@ def check_regions(signal_region: tuple[float, float], sidebands: tuple[float, fl
     if not low < high:
         raise ConfigError(f"signal region: ({low:g}, {high:g}) is empty; give (low, high) with low < high")
     if not side_low < low or not high < side_high:
-        raise ConfigError(f"sidebands: ({side_low:g}, {side_high:g}) must enclose the signal region ({low:g}, "
-                          f"{high:g}) with room on both sides; sidebands that overlap or end inside it leave "
-                          "no background to compare with")
+        raise ConfigError(
+            f"sidebands: ({side_low:g}, {side_high:g}) must enclose the signal region ({low:g}, "
+            f"{high:g}) with room on both sides; sidebands that overlap or end inside it leave "
+            "no background to compare with"
+        )
 
 
 def selection_cuts(scores: np.ndarray, efficiencies: Sequence[float] = EFFICIENCIES) -> dict[float, float]:
@@ -168,8 +187,9 @@ def selection_cuts(scores: np.ndarray, efficiencies: Sequence[float] = EFFICIENC
     return cuts
 
 
-def dijet_function(mjj: np.ndarray, log_norm: float, p1: float, p2: float, p3: float,
-                   sqrt_s: float = SQRT_S) -> np.ndarray:
+def dijet_function(
+    mjj: np.ndarray, log_norm: float, p1: float, p2: float, p3: float, sqrt_s: float = SQRT_S
+) -> np.ndarray:
     """The dijet density dN/dm_jj = e^{log_norm} (1 − x)^p₁ / x^(p₂ + p₃ ln x) / √s, x = m_jj / √s."""
     x = np.asarray(mjj, np.float64) / sqrt_s
     return np.exp(log_norm + p1 * np.log1p(-x) - (p2 + p3 * np.log(x)) * np.log(x)) / sqrt_s
@@ -203,8 +223,9 @@ class DijetFit:
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(5)
 
 
-def dijet_integrals(edges: np.ndarray, log_norm: float, p1: float, p2: float, p3: float,
-                    sqrt_s: float = SQRT_S) -> np.ndarray:
+def dijet_integrals(
+    edges: np.ndarray, log_norm: float, p1: float, p2: float, p3: float, sqrt_s: float = SQRT_S
+) -> np.ndarray:
     """The dijet density integrated over each bin of ``edges`` (Gauss–Legendre, five points a bin)."""
     edges = np.asarray(edges, np.float64)
     half = 0.5 * np.diff(edges)
@@ -212,8 +233,15 @@ def dijet_integrals(edges: np.ndarray, log_norm: float, p1: float, p2: float, p3
     return (dijet_function(points, log_norm, p1, p2, p3, sqrt_s) * _WEIGHTS).sum(axis=1) * half
 
 
-def fit_sidebands(mjj: np.ndarray, edges: np.ndarray, signal_region: tuple[float, float], *,
-                  parameters: int = 3, start: Sequence[float] | None = None, sqrt_s: float = SQRT_S) -> DijetFit:
+def fit_sidebands(
+    mjj: np.ndarray,
+    edges: np.ndarray,
+    signal_region: tuple[float, float],
+    *,
+    parameters: int = 3,
+    start: Sequence[float] | None = None,
+    sqrt_s: float = SQRT_S,
+) -> DijetFit:
     """Fit the dijet function to the binned ``mjj`` outside the SR (iminuit, binned Poisson likelihood).
 
     ``parameters`` = 3 fixes p₃ = 0; with 4, the 3-parameter minimum starts the full fit (over a
@@ -255,8 +283,7 @@ def fit_sidebands(mjj: np.ndarray, edges: np.ndarray, signal_region: tuple[float
         expected = np.maximum(dijet_integrals(edges, log_norm, p1, p2, p3, sqrt_s)[~in_sr], 1e-300)
         return float(np.sum(expected - observed + special.xlogy(observed, observed / expected)))
 
-    shape_start = dict(zip(("p1", "p2", "p3"), (10.0, 5.0, 0.0) if start is None else map(float, start),
-                           strict=True))
+    shape_start = dict(zip(("p1", "p2", "p3"), (10.0, 5.0, 0.0) if start is None else map(float, start), strict=True))
     if parameters == 3:
         shape_start["p3"] = 0.0
     # a starting normalisation that puts the sideband count where it is for the starting shape
@@ -277,8 +304,10 @@ def fit_sidebands(mjj: np.ndarray, edges: np.ndarray, signal_region: tuple[float
         minuit.migrad()
         minuit.hesse()
     if not minuit.valid or not minuit.accurate:
-        raise FitError(f"the {parameters}-parameter dijet sideband fit did not converge (MINUIT: valid="
-                       f"{minuit.valid}, accurate covariance={minuit.accurate})")
+        raise FitError(
+            f"the {parameters}-parameter dijet sideband fit did not converge (MINUIT: valid="
+            f"{minuit.valid}, accurate covariance={minuit.accurate})"
+        )
     fitted = np.asarray(minuit.values, np.float64)
     covariance = np.asarray(minuit.covariance, np.float64)
     free = np.asarray([not minuit.fixed[name] for name in minuit.parameters])
@@ -293,12 +322,25 @@ def fit_sidebands(mjj: np.ndarray, edges: np.ndarray, signal_region: tuple[float
     expected = dijet_integrals(edges, *values, sqrt_s=sqrt_s)
     in_sr_total, variance = propagate(
         lambda fit_values: dijet_integrals(edges, *to_dijet(fit_values), sqrt_s=sqrt_s)[in_sr].sum(),
-        fitted[free], covariance[np.ix_(free, free)])
+        fitted[free],
+        covariance[np.ix_(free, free)],
+    )
     sidebands = ~in_sr & (expected > 0)
     chi2 = float((((counts - expected) ** 2) / expected)[sidebands].sum())
-    return DijetFit(edges, counts, np.asarray(values), np.asarray(transformed), expected, in_sr,
-                    float(counts[in_sr].sum()), float(np.squeeze(in_sr_total)),
-                    float(np.sqrt(np.squeeze(variance))), chi2, int(sidebands.sum()), int(free.sum()))
+    return DijetFit(
+        edges,
+        counts,
+        np.asarray(values),
+        np.asarray(transformed),
+        expected,
+        in_sr,
+        float(counts[in_sr].sum()),
+        float(np.squeeze(in_sr_total)),
+        float(np.sqrt(np.squeeze(variance))),
+        chi2,
+        int(sidebands.sum()),
+        int(free.sum()),
+    )
 
 
 def local_significance(observed: float, expected: float, uncertainty: float) -> float:
@@ -315,8 +357,9 @@ def local_significance(observed: float, expected: float, uncertainty: float) -> 
     if observed <= expected:
         return 0.0
     signal = max(observed - expected, 1.0)
-    model = pyhf.simplemodels.uncorrelated_background(signal=[signal], bkg=[expected],
-                                                      bkg_uncertainty=[max(uncertainty, 1e-6 * expected)])
+    model = pyhf.simplemodels.uncorrelated_background(
+        signal=[signal], bkg=[expected], bkg_uncertainty=[max(uncertainty, 1e-6 * expected)]
+    )
     data = [observed, *model.config.auxdata]
     return max(discovery(model, data).observed_z, 0.0)
 
@@ -341,16 +384,35 @@ class HuntResult:
 
     def table(self) -> list[dict[str, float]]:
         """One row per selection: efficiency, cut, observed and expected SR counts, Z."""
-        return [{"efficiency": s.efficiency, "cut": s.cut, "observed": s.fit.observed_in_sr,
-                 "expected": s.fit.expected_in_sr, "uncertainty": s.fit.expected_in_sr_uncertainty,
-                 "significance": s.significance} for s in self.selections]
+        return [
+            {
+                "efficiency": s.efficiency,
+                "cut": s.cut,
+                "observed": s.fit.observed_in_sr,
+                "expected": s.fit.expected_in_sr,
+                "uncertainty": s.fit.expected_in_sr_uncertainty,
+                "significance": s.significance,
+            }
+            for s in self.selections
+        ]
 
 
-def cwola_hunt(features: np.ndarray, mjj: np.ndarray, signal_region: tuple[float, float],
-               sidebands: tuple[float, float], edges: np.ndarray, *,
-               efficiencies: Sequence[float] = EFFICIENCIES, folds: int = 5,
-               training: TrainingConfig | None = None, hidden: Sequence[int] = (64, 64, 64), seed: int = 0,
-               parameters: int = 3, sqrt_s: float = SQRT_S, progress: bool = False) -> HuntResult:
+def cwola_hunt(
+    features: np.ndarray,
+    mjj: np.ndarray,
+    signal_region: tuple[float, float],
+    sidebands: tuple[float, float],
+    edges: np.ndarray,
+    *,
+    efficiencies: Sequence[float] = EFFICIENCIES,
+    folds: int = 5,
+    training: TrainingConfig | None = None,
+    hidden: Sequence[int] = (64, 64, 64),
+    seed: int = 0,
+    parameters: int = 3,
+    sqrt_s: float = SQRT_S,
+    progress: bool = False,
+) -> HuntResult:
     """CWoLa hunting in one signal region: k-fold SR-vs-SB scores, cuts, sideband fits, significances.
 
     Events with ``mjj`` outside ``sidebands = (low, high)`` are not used. The first selection
@@ -363,22 +425,30 @@ def cwola_hunt(features: np.ndarray, mjj: np.ndarray, signal_region: tuple[float
         raise DataError(f"cwola: no event has m_jj inside the sidebands ({sidebands[0]:g}, {sidebands[1]:g})")
     features, mjj = np.asarray(features)[used], mjj[used]
     in_sr = (mjj > signal_region[0]) & (mjj < signal_region[1])
-    kfold = kfold_scores(features, in_sr, folds=folds, hidden=hidden, training=training, seed=seed,
-                         progress=progress)
+    kfold = kfold_scores(features, in_sr, folds=folds, hidden=hidden, training=training, seed=seed, progress=progress)
     selections: list[Selection] = []
     for efficiency, cut in {1.0: -np.inf, **selection_cuts(kfold.scores, efficiencies)}.items():
         start = selections[0].fit.parameters[1:] if selections else None  # the shape before any cut
-        fit_result = fit_sidebands(mjj[kfold.scores > cut], edges, signal_region, parameters=parameters,
-                                   start=start, sqrt_s=sqrt_s)
-        significance = local_significance(fit_result.observed_in_sr, fit_result.expected_in_sr,
-                                          fit_result.expected_in_sr_uncertainty)
+        fit_result = fit_sidebands(
+            mjj[kfold.scores > cut], edges, signal_region, parameters=parameters, start=start, sqrt_s=sqrt_s
+        )
+        significance = local_significance(
+            fit_result.observed_in_sr, fit_result.expected_in_sr, fit_result.expected_in_sr_uncertainty
+        )
         selections.append(Selection(efficiency, float(cut), fit_result, significance))
     return HuntResult(kfold, in_sr, selections)
 
 
-def hunt_files(files: Sequence[str | os.PathLike[str]], features: Sequence[str], mass: str,
-               signal_region: tuple[float, float], sidebands: tuple[float, float], bin_width: float,
-               output: str | os.PathLike[str], **options: Any) -> HuntResult:
+def hunt_files(
+    files: Sequence[str | os.PathLike[str]],
+    features: Sequence[str],
+    mass: str,
+    signal_region: tuple[float, float],
+    sidebands: tuple[float, float],
+    bin_width: float,
+    output: str | os.PathLike[str],
+    **options: Any,
+) -> HuntResult:
     """``cwola_hunt`` on the fields of event files; writes ``cwola.json`` and ``spectra.png`` in ``output``.
 
     ``features`` and ``mass`` are field names (GeV for the mass); ``options`` go to ``cwola_hunt``.
@@ -391,15 +461,26 @@ def hunt_files(files: Sequence[str | os.PathLike[str]], features: Sequence[str],
         raise ConfigError(f"bin width: must be positive, got {bin_width}")
     edges = np.arange(sidebands[0], sidebands[1] + 0.5 * bin_width, bin_width)
     tables = [io.read(path, [*features, mass]) for path in files]
-    values = np.concatenate([np.stack([np.asarray(table[name], np.float64) for name in features], axis=1)
-                             for table in tables])
+    values = np.concatenate(
+        [np.stack([np.asarray(table[name], np.float64) for name in features], axis=1) for table in tables]
+    )
     mjj = np.concatenate([np.asarray(table[mass], np.float64) for table in tables])
     result = cwola_hunt(values, mjj, signal_region, sidebands, edges, **options)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "cwola.json", jsonable({"files": [str(path) for path in files], "features": list(features),
-                                               "mass": mass, "signal_region": signal_region,
-                                               "sidebands": sidebands, "selections": result.table()}))
+    write_json(
+        folder / "cwola.json",
+        jsonable(
+            {
+                "files": [str(path) for path in files],
+                "features": list(features),
+                "mass": mass,
+                "signal_region": signal_region,
+                "sidebands": sidebands,
+                "selections": result.table(),
+            }
+        ),
+    )
     plot_spectra(result, folder / "spectra.png")
     return result
 
@@ -417,8 +498,14 @@ def plot_spectra(result: HuntResult, path: str | os.PathLike[str]) -> Path:
     for selection in result.selections:
         fit_result = selection.fit
         centres = 0.5 * (fit_result.edges[1:] + fit_result.edges[:-1])
-        line = axis.errorbar(centres, fit_result.counts, yerr=np.sqrt(fit_result.counts), fmt="o", markersize=3,
-                             label=f"ε = {selection.efficiency:g}: Z = {selection.significance:.1f}")
+        line = axis.errorbar(
+            centres,
+            fit_result.counts,
+            yerr=np.sqrt(fit_result.counts),
+            fmt="o",
+            markersize=3,
+            label=f"ε = {selection.efficiency:g}: Z = {selection.significance:.1f}",
+        )
         axis.stairs(fit_result.expected, fit_result.edges, color=line[0].get_color())
     inclusive = result.selections[0].fit
     in_sr = inclusive.signal_region_bins

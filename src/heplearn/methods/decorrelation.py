@@ -116,16 +116,19 @@ class DistanceCorrelationTerm(LossTermBase):
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         """dCor² between the signal score and the observer over the batch's background events."""
         if self.key not in batch:
-            raise ConfigError(f"training.loss: disco reads the observer {self.key.split(':', 1)[1]!r}; add it to "
-                              "data.observers")
+            raise ConfigError(
+                f"training.loss: disco reads the observer {self.key.split(':', 1)[1]!r}; add it to data.observers"
+            )
         selected = task.target(batch) == self.background
         score = task.score(outputs, batch)[selected]
         observable, weight = batch[self.key][selected], batch["weight"][selected]
         if len(score) < 2:
             return outputs.sum() * 0.0
         chunks = max(1, len(score) // DISCO_CHUNK)
-        values = [distance_correlation(s, o, w) for s, o, w in
-                  zip(score.chunk(chunks), observable.chunk(chunks), weight.chunk(chunks), strict=True)]
+        values = [
+            distance_correlation(s, o, w)
+            for s, o, w in zip(score.chunk(chunks), observable.chunk(chunks), weight.chunk(chunks), strict=True)
+        ]
         return torch.stack(values).mean().float()
 
 
@@ -142,10 +145,15 @@ class PlaningHistogram:
         return self.factors[labels, index]
 
 
-def planing_histogram(values: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
-                      classes: int | None = None, bins: int = 40,
-                      value_range: tuple[float, float] | None = None,
-                      planed_classes: list[int] | None = None) -> PlaningHistogram:
+def planing_histogram(
+    values: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
+    classes: int | None = None,
+    bins: int = 40,
+    value_range: tuple[float, float] | None = None,
+    planed_classes: list[int] | None = None,
+) -> PlaningHistogram:
     """Histograms of ``values`` per class and the factors that make each planed class flat.
 
     Classes not in ``planed_classes`` (all by default) keep a factor of 1; each planed class keeps
@@ -194,11 +202,19 @@ class PlanedCrossEntropy(LossTermBase):
         super().__init__(weight, settings, task, context)
         observers = context.train_observers or {}
         if settings.on not in observers or context.train_labels is None:
-            raise ConfigError(f"training.loss: planed_cross_entropy planes the observer {settings.on!r}; add it "
-                              "to data.observers")
+            raise ConfigError(
+                f"training.loss: planed_cross_entropy planes the observer {settings.on!r}; add it to data.observers"
+            )
         self.key = observer_key(settings.on)
-        self.histogram = planing_histogram(observers[settings.on], context.train_labels, context.train_weights,
-                                           task.num_outputs, settings.bins, settings.range, settings.classes)
+        self.histogram = planing_histogram(
+            observers[settings.on],
+            context.train_labels,
+            context.train_weights,
+            task.num_outputs,
+            settings.bins,
+            settings.range,
+            settings.classes,
+        )
 
     def __call__(self, outputs: torch.Tensor, batch: Batch, task: Task) -> torch.Tensor:
         """The cross entropy with each event weighted so that every class is flat in the observer."""
@@ -244,8 +260,9 @@ class AdversarialStep(StepStrategy):
     def __init__(self, context: StepContext, settings: AdversarySettings) -> None:
         super().__init__()
         if not isinstance(context.task, Classification):
-            raise ConfigError("training.step: adversarial decorrelates a classifier; data.labels.type is not "
-                              "classification")
+            raise ConfigError(
+                "training.step: adversarial decorrelates a classifier; data.labels.type is not classification"
+            )
         self.settings = settings
         self.training = context.training
         self.task = context.task
@@ -255,8 +272,13 @@ class AdversarialStep(StepStrategy):
         adversary = Adversary(settings.bins, settings.hidden)
         self.adversary = context.wrap(adversary)
         adversary_training = context.training.model_copy(
-            update={"learning_rate": settings.learning_rate or context.training.learning_rate, "schedule": "constant",
-                    "warmup_fraction": 0.0, "lookahead": False})
+            update={
+                "learning_rate": settings.learning_rate or context.training.learning_rate,
+                "schedule": "constant",
+                "warmup_fraction": 0.0,
+                "lookahead": False,
+            }
+        )
         self.add_module("model", context.model, context.training, context.total_steps)
         self.add_module("adversary", adversary, adversary_training, context.total_steps)
 
@@ -273,8 +295,9 @@ class AdversarialStep(StepStrategy):
     def adversary_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """L_r: the adversary's weighted cross entropy on the background events of the batch."""
         if self.key not in batch:
-            raise ConfigError(f"training.step: the adversary reads the observer {self.settings.on!r}; add it to "
-                              "data.observers")
+            raise ConfigError(
+                f"training.step: the adversary reads the observer {self.settings.on!r}; add it to data.observers"
+            )
         selected = self.task.target(batch) == self.background
         if int(selected.sum()) < 2:
             return outputs.sum() * 0.0
@@ -289,8 +312,13 @@ class AdversarialStep(StepStrategy):
         with torch.no_grad(), autocast(self.training):
             frozen_outputs = self.network(batch)
         adversary_loss = self.adversary_loss(frozen_outputs.detach(), batch)
-        optimise(adversary_loss, self.modules["adversary"], self.optimizers["adversary"],
-                 self.schedulers["adversary"], self.training.gradient_clip)
+        optimise(
+            adversary_loss,
+            self.modules["adversary"],
+            self.optimizers["adversary"],
+            self.schedulers["adversary"],
+            self.training.gradient_clip,
+        )
         return float(adversary_loss.detach())
 
     def classifier_step(self, batch: Batch, strength: float) -> dict[str, float]:
@@ -300,8 +328,13 @@ class AdversarialStep(StepStrategy):
         terms = self.task.loss(outputs, batch)
         classifier_loss = self.task.total_loss(terms)
         adversary_loss = self.adversary_loss(outputs, batch)
-        optimise(classifier_loss - strength * adversary_loss, self.modules["model"], self.optimizers["model"],
-                 self.schedulers["model"], self.training.gradient_clip)
+        optimise(
+            classifier_loss - strength * adversary_loss,
+            self.modules["model"],
+            self.optimizers["model"],
+            self.schedulers["model"],
+            self.training.gradient_clip,
+        )
         figures = loss_figures(classifier_loss, terms)
         figures["adversary_loss"] = float(adversary_loss.detach())
         return figures
@@ -340,8 +373,9 @@ class DoubleDisCoStep(StepStrategy):
     def __init__(self, context: StepContext, settings: DoubleDisCoSettings) -> None:
         super().__init__()
         if not isinstance(context.task, Classification):
-            raise ConfigError("training.step: double_disco trains two classifiers; data.labels.type is not "
-                              "classification")
+            raise ConfigError(
+                "training.step: double_disco trains two classifiers; data.labels.type is not classification"
+            )
         self.settings = settings
         self.training = context.training
         self.task = context.task
@@ -384,8 +418,9 @@ class DoubleDisCoStep(StepStrategy):
         figures.update({"loss_second": float(losses[1].detach()), "disco_pair": float(penalty.detach())})
         if self.closure is not None and violation is not None:
             self.closure.ascend(violation.detach())
-            figures.update({"non_closure": float(violation.detach()),
-                            "closure_multiplier": float(self.closure.multiplier)})
+            figures.update(
+                {"non_closure": float(violation.detach()), "closure_multiplier": float(self.closure.multiplier)}
+            )
         return figures
 
 
@@ -419,8 +454,9 @@ def second_network(run_dir: str | os.PathLike[str]) -> nn.Module:
     return second.eval()
 
 
-def pair_scores(run_dir: str | os.PathLike[str],
-                files: list[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray, Any]:
+def pair_scores(
+    run_dir: str | os.PathLike[str], files: list[str | os.PathLike[str]]
+) -> tuple[np.ndarray, np.ndarray, Any]:
     """The signal probabilities of f and of g of a Double DisCo run on ``files``, and the jets' arrays.
 
     f is the run's model, g its ``second`` network (``second_network``); both read the jets through

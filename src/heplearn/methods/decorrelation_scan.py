@@ -75,8 +75,9 @@ def decorrelated_config(config: RunConfig, method: str, observer: str, strength:
     return load_run_config(content)
 
 
-def window_point(mass: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, signal_efficiency: float,
-                 edges: np.ndarray) -> ScanPoint:
+def window_point(
+    mass: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, signal_efficiency: float, edges: np.ndarray
+) -> ScanPoint:
     """The central mass window around the signal that keeps ``signal_efficiency`` of it."""
     low, high = np.quantile(mass[is_signal], [(1 - signal_efficiency) / 2, (1 + signal_efficiency) / 2])
     inside = (mass >= low) & (mass <= high)
@@ -85,13 +86,24 @@ def window_point(mass: np.ndarray, is_signal: np.ndarray, weight: np.ndarray, si
     before, _ = np.histogram(mass[background], edges, weights=weight[background])
     after, _ = np.histogram(mass[background & inside], edges, weights=weight[background & inside])
     jsd = jensen_shannon_divergence(before, after)
-    return ScanPoint(f"mass window [{low:.0f}, {high:.0f}]", None, 1 / passed if passed > 0 else float("inf"),
-                     1 / jsd if jsd > 0 else float("inf"))
+    return ScanPoint(
+        f"mass window [{low:.0f}, {high:.0f}]",
+        None,
+        1 / passed if passed > 0 else float("inf"),
+        1 / jsd if jsd > 0 else float("inf"),
+    )
 
 
-def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str, method: str = "disco",
-                       output: str | os.PathLike[str] = "decorrelation", signal_efficiency: float = 0.5,
-                       progress: bool = True, style: PlotStyle | None = None) -> DecorrelationScan:
+def decorrelation_scan(
+    config: RunConfig,
+    strengths: list[float],
+    observer: str,
+    method: str = "disco",
+    output: str | os.PathLike[str] = "decorrelation",
+    signal_efficiency: float = 0.5,
+    progress: bool = True,
+    style: PlotStyle | None = None,
+) -> DecorrelationScan:
     """Train one tagger per λ of ``strengths`` and measure rejection and sculpting on the test split."""
     style = style or PlotStyle()
     if not strengths:
@@ -103,8 +115,9 @@ def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str,
     output = Path(output)
     points: list[ScanPoint] = []
     window: ScanPoint | None = None
-    for strength, run_config in progress_bar(list(zip(strengths, configs, strict=True)), desc=f"{method} scan",
-                                             disable=not progress):
+    for strength, run_config in progress_bar(
+        list(zip(strengths, configs, strict=True)), desc=f"{method} scan", disable=not progress
+    ):
         result = train(run_config, name=f"{method}-lambda{strength:g}", runs_dir=output / "runs", progress=False)
         model = TrainedModel.load(result.run_dir)
         scores, arrays = model.predict_files(test_files)
@@ -113,11 +126,19 @@ def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str,
         score = scores[:, model.task.signal_index].astype(np.float64)  # type: ignore[attr-defined]
         sculpting = mass_sculpting(mass, is_signal, score, arrays.weight, (signal_efficiency,), observer=observer)
         curve = roc(is_signal, score, arrays.weight)
-        points.append(ScanPoint(f"λ = {strength:g}", strength, curve.rejection_at(signal_efficiency),
-                                sculpting.after[0].inverse_jsd, str(result.run_dir)))
+        points.append(
+            ScanPoint(
+                f"λ = {strength:g}",
+                strength,
+                curve.rejection_at(signal_efficiency),
+                sculpting.after[0].inverse_jsd,
+                str(result.run_dir),
+            )
+        )
         if window is None:
-            window = window_point(mass, is_signal, arrays.weight.astype(np.float64), signal_efficiency,
-                                  sculpting.bin_edges)
+            window = window_point(
+                mass, is_signal, arrays.weight.astype(np.float64), signal_efficiency, sculpting.bin_edges
+            )
     assert window is not None
     figure = plot_scan(points, window, method, signal_efficiency, style)
     figures = save_figure(figure, output, f"{method}_scan", style)
@@ -126,27 +147,42 @@ def decorrelation_scan(config: RunConfig, strengths: list[float], observer: str,
     return scan
 
 
-def plot_scan(points: list[ScanPoint], window: ScanPoint, method: str, signal_efficiency: float,
-              style: PlotStyle | None = None) -> Figure:
+def plot_scan(
+    points: list[ScanPoint], window: ScanPoint, method: str, signal_efficiency: float, style: PlotStyle | None = None
+) -> Figure:
     """Background rejection against 1/JSD: one point per λ, and the mass-window cut."""
     style = style or PlotStyle()
     with plot_style():
         figure = Figure(figsize=(8, 7.5))
         ax = figure.add_subplot()
         finite = [point for point in points if np.isfinite(point.rejection) and np.isfinite(point.inverse_jsd)]
-        ax.plot([p.inverse_jsd for p in finite], [p.rejection for p in finite], "o-",
-                label=f"{'DisCo' if method == 'disco' else 'adversary'} (λ scan)")
+        ax.plot(
+            [p.inverse_jsd for p in finite],
+            [p.rejection for p in finite],
+            "o-",
+            label=f"{'DisCo' if method == 'disco' else 'adversary'} (λ scan)",
+        )
         for point in finite:
-            ax.annotate(f"{point.strength:g}", (point.inverse_jsd, point.rejection), textcoords="offset points",
-                        xytext=(6, 4), fontsize="small")
+            ax.annotate(
+                f"{point.strength:g}",
+                (point.inverse_jsd, point.rejection),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize="small",
+            )
         if np.isfinite(window.rejection) and np.isfinite(window.inverse_jsd):
             ax.plot([window.inverse_jsd], [window.rejection], "s", color="black", label=window.name)
         if finite or (np.isfinite(window.rejection) and np.isfinite(window.inverse_jsd)):
             ax.set_xscale("log")
             ax.set_yscale("log")
         else:
-            ax.text(0.5, 0.5, "no background jet passes any cut: rejection is unbounded", ha="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no background jet passes any cut: rejection is unbounded",
+                ha="center",
+                transform=ax.transAxes,
+            )
         ax.set_xlabel(rf"1 / JSD at $\varepsilon_S$ = {signal_efficiency:.0%} (background mass)")
         ax.set_ylabel(rf"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {signal_efficiency:.0%}")
         ax.margins(0.15)

@@ -92,8 +92,10 @@ class DomainAdversarialStep(StepStrategy):
     def __init__(self, context: StepContext, settings: DomainSettings) -> None:
         super().__init__()
         if context.data is None or context.preprocessing is None:
-            raise ConfigError("training.step: domain_adversarial reads its target sample with the run's data config "
-                              "and preprocessing; train through heplearn.train or pass them to fit()")
+            raise ConfigError(
+                "training.step: domain_adversarial reads its target sample with the run's data config "
+                "and preprocessing; train through heplearn.train or pass them to fit()"
+            )
         from heplearn.data.config import expand_files
         from heplearn.data.dataset import load_arrays
 
@@ -108,8 +110,10 @@ class DomainAdversarialStep(StepStrategy):
         layer = context.model.output_layer  # type: ignore[attr-defined]
         self.output_layer = layer
         self.network = context.wrap(context.model)
-        head = nn.Sequential(mlp([layer.in_features, *settings.hidden]), nn.Linear(
-            settings.hidden[-1] if settings.hidden else layer.in_features, 1))
+        head = nn.Sequential(
+            mlp([layer.in_features, *settings.hidden]),
+            nn.Linear(settings.hidden[-1] if settings.hidden else layer.in_features, 1),
+        )
         self.domain_head = context.wrap(head)
         self.add_module("model", context.model, context.training, context.total_steps)
         self.add_module("domain_head", head, context.training, context.total_steps)
@@ -119,7 +123,7 @@ class DomainAdversarialStep(StepStrategy):
         per_pass = max(1, len(self.target) // self.batch_size)
         order = np.random.default_rng([self.training.seed, 7, step_index // per_pass]).permutation(len(self.target))
         start = (step_index % per_pass) * self.batch_size
-        return trim_padding(to_batch(self.target.arrays.take(order[start:start + self.batch_size])))
+        return trim_padding(to_batch(self.target.arrays.take(order[start : start + self.batch_size])))
 
     def representation(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The tagger's outputs and the input of its output layer for ``batch``."""
@@ -133,8 +137,9 @@ class DomainAdversarialStep(StepStrategy):
 
     @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
-        coefficient = reversal_schedule(step_index / max(1, self.total_steps), self.settings.strength,
-                                        self.settings.gamma)
+        coefficient = reversal_schedule(
+            step_index / max(1, self.total_steps), self.settings.strength, self.settings.gamma
+        )
         with autocast(self.training):
             outputs, source_features = self.representation(batch)
             _, target_features = self.representation(self.target_batch(step_index))

@@ -54,9 +54,26 @@ from heplearn.tasks import TASKS, Batch, LossTerm, Task
 from heplearn.training.losses import LossTermBase, register_loss_term, weighted_mean
 from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
 
-__all__ = ["MODELS", "CloudScaling", "EPiCNetwork", "FastSim", "FlowMatchingJets", "GanStep", "JetClouds",
-           "JetGeneration", "SetGAN", "SetVAE", "concatenate_clouds", "load_clouds", "load_fastsim", "load_sources",
-           "sample_jets", "to_jetclass", "train_fastsim", "write_jets"]
+__all__ = [
+    "MODELS",
+    "CloudScaling",
+    "EPiCNetwork",
+    "FastSim",
+    "FlowMatchingJets",
+    "GanStep",
+    "JetClouds",
+    "JetGeneration",
+    "SetGAN",
+    "SetVAE",
+    "concatenate_clouds",
+    "load_clouds",
+    "load_fastsim",
+    "load_sources",
+    "sample_jets",
+    "to_jetclass",
+    "train_fastsim",
+    "write_jets",
+]
 
 #: The generators ``train_fastsim`` knows.
 MODELS = ("flow_matching", "vae", "gan")
@@ -83,16 +100,26 @@ class JetClouds:
 
     def take(self, index: np.ndarray) -> JetClouds:
         """The jets at ``index`` (indices or a boolean mask)."""
-        return JetClouds(self.clouds[index], self.mask[index], self.label[index], self.class_names,
-                         self.jet_pt[index], self.jet_eta[index])
+        return JetClouds(
+            self.clouds[index],
+            self.mask[index],
+            self.label[index],
+            self.class_names,
+            self.jet_pt[index],
+            self.jet_eta[index],
+        )
 
     def of_class(self, name: str) -> JetClouds:
         """The jets of class ``name``."""
         return self.take(self.label == self.class_names.index(name))
 
 
-def load_clouds(files: Sequence[str | os.PathLike[str]], num_particles: int = 30, max_jets: int | None = None,
-                class_name: str | None = None) -> JetClouds:
+def load_clouds(
+    files: Sequence[str | os.PathLike[str]],
+    num_particles: int = 30,
+    max_jets: int | None = None,
+    class_name: str | None = None,
+) -> JetClouds:
     """The ``num_particles`` highest-pT particles of each jet of JetClass-schema ``files``.
 
     The class of a jet is its one-hot ``label_*``; files without labels (one process of the
@@ -109,8 +136,10 @@ def load_clouds(files: Sequence[str | os.PathLike[str]], num_particles: int = 30
         needed = ["part_px", "part_py", "part_deta", "part_dphi", "jet_pt", "jet_eta"]
         missing = [name for name in needed if name not in names]
         if missing or not (labels or class_name):
-            raise DataError(f"{path}: not a JetClass-schema jet file (missing {', '.join(missing) or 'label_*'}); "
-                            "a file of one class without labels needs its class named (CLASS=FILE)")
+            raise DataError(
+                f"{path}: not a JetClass-schema jet file (missing {', '.join(missing) or 'label_*'}); "
+                "a file of one class without labels needs its class named (CLASS=FILE)"
+            )
         class_names = [class_name] if class_name else [name.removeprefix("label_") for name in labels]
         if parts and class_names != parts[0].class_names:
             raise DataError(f"{path}: classes {class_names} differ from the first file's {parts[0].class_names}")
@@ -121,15 +150,28 @@ def load_clouds(files: Sequence[str | os.PathLike[str]], num_particles: int = 30
 
         def padded(values: ak.Array, order: ak.Array = order) -> np.ndarray:
             return ak.to_numpy(ak.fill_none(ak.pad_none(values[order], num_particles, clip=True), 0.0)).astype(
-                np.float64)
+                np.float64
+            )
 
         clouds = np.stack([padded(array.part_deta), padded(array.part_dphi), padded(pt) / jet_pt[:, None]], -1)
-        mask = ak.to_numpy(ak.fill_none(ak.pad_none(ak.ones_like(pt[order], dtype=bool), num_particles, clip=True),
-                                        False))
-        label = (np.argmax(np.stack([ak.to_numpy(array[name]) for name in labels], -1), -1) if labels
-                 else np.zeros(len(array), np.int64))
-        parts.append(JetClouds(clouds.astype(np.float32), mask, label, class_names, jet_pt,
-                               ak.to_numpy(array.jet_eta).astype(np.float64)))
+        mask = ak.to_numpy(
+            ak.fill_none(ak.pad_none(ak.ones_like(pt[order], dtype=bool), num_particles, clip=True), False)
+        )
+        label = (
+            np.argmax(np.stack([ak.to_numpy(array[name]) for name in labels], -1), -1)
+            if labels
+            else np.zeros(len(array), np.int64)
+        )
+        parts.append(
+            JetClouds(
+                clouds.astype(np.float32),
+                mask,
+                label,
+                class_names,
+                jet_pt,
+                ak.to_numpy(array.jet_eta).astype(np.float64),
+            )
+        )
     if not parts:
         raise DataError("fastsim: no input files given")
     jets = concatenate_clouds(parts)
@@ -149,13 +191,17 @@ def concatenate_clouds(parts: Sequence[JetClouds]) -> JetClouds:
     particles = max(part.clouds.shape[1] for part in parts)
     if any(part.clouds.shape[1] != particles for part in parts):
         raise DataError("fastsim: samples with different numbers of particles per jet")
-    return JetClouds(np.concatenate([p.clouds for p in parts]), np.concatenate([p.mask for p in parts]),
-                     np.concatenate(labels), names, np.concatenate([p.jet_pt for p in parts]),
-                     np.concatenate([p.jet_eta for p in parts]))
+    return JetClouds(
+        np.concatenate([p.clouds for p in parts]),
+        np.concatenate([p.mask for p in parts]),
+        np.concatenate(labels),
+        names,
+        np.concatenate([p.jet_pt for p in parts]),
+        np.concatenate([p.jet_eta for p in parts]),
+    )
 
 
-def load_sources(sources: Sequence[str], num_particles: int = 30, max_jets_per_class: int | None = None
-                 ) -> JetClouds:
+def load_sources(sources: Sequence[str], num_particles: int = 30, max_jets_per_class: int | None = None) -> JetClouds:
     """Jets from ``sources``: labelled JetClass files, or ``CLASS=FILE`` for a file of one class."""
     parts = []
     for source in sources:
@@ -163,8 +209,9 @@ def load_sources(sources: Sequence[str], num_particles: int = 30, max_jets_per_c
         parts.append(load_clouds([path], num_particles, class_name=name if separator else None))
     jets = concatenate_clouds(parts)
     if max_jets_per_class is not None:
-        keep = np.concatenate([np.flatnonzero(jets.label == index)[:max_jets_per_class]
-                               for index in range(len(jets.class_names))])
+        keep = np.concatenate(
+            [np.flatnonzero(jets.label == index)[:max_jets_per_class] for index in range(len(jets.class_names))]
+        )
         jets = jets.take(np.sort(keep))
     return jets
 
@@ -199,12 +246,22 @@ class CloudScaling:
             edges = np.quantile(members.jet_pt, np.linspace(0, 1, _PT_BINS + 1))
             bins = np.clip(np.searchsorted(edges, members.jet_pt, side="right") - 1, 0, _PT_BINS - 1)
             counts = members.mask.sum(1)
-            table = [np.bincount(counts[bins == b] - 1, minlength=jets.clouds.shape[1]).astype(float) + 1e-9
-                     for b in range(_PT_BINS)]
+            table = [
+                np.bincount(counts[bins == b] - 1, minlength=jets.clouds.shape[1]).astype(float) + 1e-9
+                for b in range(_PT_BINS)
+            ]
             multiplicity[name] = [(row / row.sum()).tolist() for row in table]
-        return cls(list(jets.class_names), jets.clouds.shape[1], features.mean(0).tolist(),
-                   (features.std(0) + 1e-6).tolist(), float(jets.jet_pt.mean()), float(jets.jet_pt.std() + 1e-6),
-                   pt_quantiles, eta_quantiles, multiplicity)
+        return cls(
+            list(jets.class_names),
+            jets.clouds.shape[1],
+            features.mean(0).tolist(),
+            (features.std(0) + 1e-6).tolist(),
+            float(jets.jet_pt.mean()),
+            float(jets.jet_pt.std() + 1e-6),
+            pt_quantiles,
+            eta_quantiles,
+            multiplicity,
+        )
 
     @property
     def condition_size(self) -> int:
@@ -265,13 +322,18 @@ class EPiCLayer(nn.Module):
 
     def __init__(self, hidden: int, global_size: int, condition_size: int) -> None:
         super().__init__()
-        self.global_net = nn.Sequential(nn.Linear(2 * hidden + global_size + condition_size, hidden),
-                                        nn.LeakyReLU(0.01), nn.Linear(hidden, global_size))
-        self.local_net = nn.Sequential(nn.Linear(hidden + global_size + condition_size, hidden), nn.LeakyReLU(0.01),
-                                       nn.Linear(hidden, hidden))
+        self.global_net = nn.Sequential(
+            nn.Linear(2 * hidden + global_size + condition_size, hidden),
+            nn.LeakyReLU(0.01),
+            nn.Linear(hidden, global_size),
+        )
+        self.local_net = nn.Sequential(
+            nn.Linear(hidden + global_size + condition_size, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, hidden)
+        )
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
         total = (x * weight).sum(1)
         mean = total / weight.sum(1).clamp_min(1.0)
@@ -284,20 +346,23 @@ class EPiCLayer(nn.Module):
 class EPiCNetwork(nn.Module):
     """Per-particle inputs → EPiC layers → per-particle outputs and the final global vector."""
 
-    def __init__(self, inputs: int, outputs: int, condition_size: int, hidden: int = 64, global_size: int = 16,
-                 layers: int = 3) -> None:
+    def __init__(
+        self, inputs: int, outputs: int, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3
+    ) -> None:
         super().__init__()
         if hidden < 1 or global_size < 1 or layers < 1:
-            raise ConfigError(f"EPiC network: hidden, global_size and layers must be positive; got {hidden}, "
-                              f"{global_size}, {layers}")
+            raise ConfigError(
+                f"EPiC network: hidden, global_size and layers must be positive; got {hidden}, {global_size}, {layers}"
+            )
         self.embed = nn.Sequential(nn.Linear(inputs + condition_size, hidden), nn.LeakyReLU(0.01))
         self.initial_global = nn.Linear(hidden + condition_size, global_size)
         self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
         self.output = nn.Linear(hidden, outputs)
 
     @override
-    def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
         hidden = self.embed(torch.cat([x, condition.unsqueeze(1).expand(-1, x.shape[1], -1)], -1)) * weight
         g = self.initial_global(torch.cat([(hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
@@ -327,14 +392,16 @@ class FlowMatchingJets(nn.Module):
     input_keys = ("particles", "jet", "mask")
     objectives = ("flow_matching",)
 
-    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
-                 features: int = 3) -> None:
+    def __init__(
+        self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3, features: int = 3
+    ) -> None:
         super().__init__()
         self.features = features
         self.velocity = EPiCNetwork(features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers)
 
-    def velocity_at(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
-                    ) -> torch.Tensor:
+    def velocity_at(
+        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """v(x, t | condition) per particle."""
         return self.velocity(x, torch.cat([condition, _time_features(t)], -1), mask)[0]
 
@@ -363,8 +430,16 @@ class FlowMatchingJets(nn.Module):
 class SetGenerator(nn.Module):
     """EPiC generator: per-particle noise and a global latent vector (with the condition) → a cloud."""
 
-    def __init__(self, condition_size: int, latent: int = 16, noise: int = 8, hidden: int = 64, global_size: int = 16,
-                 layers: int = 3, features: int = 3) -> None:
+    def __init__(
+        self,
+        condition_size: int,
+        latent: int = 16,
+        noise: int = 8,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        features: int = 3,
+    ) -> None:
         super().__init__()
         self.latent, self.noise, self.features = latent, noise, features
         self.network = EPiCNetwork(noise, features, condition_size + latent, hidden, global_size, layers)
@@ -397,8 +472,15 @@ class SetVAE(nn.Module):
     input_keys = ("particles", "jet", "mask")
     objectives = ("chamfer", "latent_kl")
 
-    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
-                 latent: int = 16, features: int = 3) -> None:
+    def __init__(
+        self,
+        condition_size: int,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        latent: int = 16,
+        features: int = 3,
+    ) -> None:
         super().__init__()
         self.latent = latent
         self.encoder = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
@@ -431,8 +513,15 @@ class SetGAN(nn.Module):
     input_keys = ("jet", "mask")
     objectives = ("generator",)
 
-    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
-                 latent: int = 16, features: int = 3) -> None:
+    def __init__(
+        self,
+        condition_size: int,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        latent: int = 16,
+        features: int = 3,
+    ) -> None:
         super().__init__()
         self.latent, self.condition_size = latent, condition_size
         self.generator = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
@@ -451,8 +540,9 @@ class SetGAN(nn.Module):
 class Discriminator(nn.Module):
     """EPiC discriminator: a score per jet from its cloud and condition."""
 
-    def __init__(self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3,
-                 features: int = 3) -> None:
+    def __init__(
+        self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3, features: int = 3
+    ) -> None:
         super().__init__()
         self.network = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
         self.head = nn.Linear(global_size, 1)
@@ -563,10 +653,12 @@ class GanStep(StepStrategy):
         discriminator = Discriminator(context.model.condition_size, settings.hidden, 16, settings.layers)
         self.discriminator = context.wrap(discriminator)
         discriminator_training = context.training.model_copy(
-            update={"learning_rate": settings.learning_rate or context.training.learning_rate})
+            update={"learning_rate": settings.learning_rate or context.training.learning_rate}
+        )
         self.add_module("model", context.model, context.training, context.total_steps)
-        self.add_module("discriminator", discriminator, discriminator_training,
-                        context.total_steps * settings.discriminator_steps)
+        self.add_module(
+            "discriminator", discriminator, discriminator_training, context.total_steps * settings.discriminator_steps
+        )
 
     @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
@@ -575,15 +667,27 @@ class GanStep(StepStrategy):
         for _ in range(self.settings.discriminator_steps):
             with torch.no_grad(), autocast(self.training):
                 fake = self.generator(batch)
-            discriminator_loss = 0.5 * ((self.discriminator(real, condition, mask) - 1).square().mean()
-                                        + self.discriminator(fake, condition, mask).square().mean())
-            optimise(discriminator_loss, self.modules["discriminator"], self.optimizers["discriminator"],
-                     self.schedulers["discriminator"], self.training.gradient_clip)
+            discriminator_loss = 0.5 * (
+                (self.discriminator(real, condition, mask) - 1).square().mean()
+                + self.discriminator(fake, condition, mask).square().mean()
+            )
+            optimise(
+                discriminator_loss,
+                self.modules["discriminator"],
+                self.optimizers["discriminator"],
+                self.schedulers["discriminator"],
+                self.training.gradient_clip,
+            )
         with autocast(self.training):
             fake = self.generator(batch)
         generator_loss = 0.5 * (self.discriminator(fake, condition, mask) - 1).square().mean()
-        optimise(generator_loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"],
-                 self.training.gradient_clip)
+        optimise(
+            generator_loss,
+            self.modules["model"],
+            self.optimizers["model"],
+            self.schedulers["model"],
+            self.training.gradient_clip,
+        )
         return {"loss": float(generator_loss.detach()), "discriminator_loss": float(discriminator_loss.detach())}
 
 
@@ -609,19 +713,20 @@ class FastSim:
         run_dir = Path(run_dir)
         with atomic_path(run_dir / WEIGHTS_FILE) as temporary:
             save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, str(temporary))
-        write_json(run_dir / FASTSIM_FILE, {"kind": self.kind, "hyperparameters": self.hyperparameters,
-                                           "scaling": asdict(self.scaling)})
+        write_json(
+            run_dir / FASTSIM_FILE,
+            {"kind": self.kind, "hyperparameters": self.hyperparameters, "scaling": asdict(self.scaling)},
+        )
         return run_dir
 
-    def generate(self, condition: np.ndarray, mask: np.ndarray, steps: int = 25, batch_size: int = 2048
-                 ) -> np.ndarray:
+    def generate(self, condition: np.ndarray, mask: np.ndarray, steps: int = 25, batch_size: int = 2048) -> np.ndarray:
         """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches)."""
         self.network.eval()
         outputs = []
         with torch.no_grad():
             for start in range(0, len(condition), batch_size):
-                c = torch.from_numpy(condition[start:start + batch_size])
-                m = torch.from_numpy(mask[start:start + batch_size])
+                c = torch.from_numpy(condition[start : start + batch_size])
+                m = torch.from_numpy(mask[start : start + batch_size])
                 if isinstance(self.network, FlowMatchingJets):
                     outputs.append(self.network.sample(c, m, steps).numpy())
                 else:
@@ -637,32 +742,52 @@ def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, 
     return cls(condition_size, **hyperparameters)
 
 
-def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learning_rate: float | None = None
-                     ) -> Any:
+def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learning_rate: float | None = None) -> Any:
     """The training settings of each generator (``gan``: the ``gan`` step, Adam-like rates of EPiC-GAN)."""
     from heplearn.run_config import LossTermConfig, StepConfig, TrainingConfig
 
-    loss = {"flow_matching": [LossTermConfig(name="flow_matching")],
-            "vae": [LossTermConfig(name="chamfer"), LossTermConfig(name="latent_kl", weight=0.01)],
-            "gan": "auto"}[kind]
+    loss = {
+        "flow_matching": [LossTermConfig(name="flow_matching")],
+        "vae": [LossTermConfig(name="chamfer"), LossTermConfig(name="latent_kl", weight=0.01)],
+        "gan": "auto",
+    }[kind]
     step = StepConfig(name="gan") if kind == "gan" else StepConfig()
     rate = learning_rate or (2e-4 if kind == "gan" else 1e-3)
-    return TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=rate, weight_decay=1e-5,
-                          early_stopping_patience=None, loss=loss, step=step, gradient_clip=1.0 if kind != "gan"
-                          else 5.0)
+    return TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=rate,
+        weight_decay=1e-5,
+        early_stopping_patience=None,
+        loss=loss,
+        step=step,
+        gradient_clip=1.0 if kind != "gan" else 5.0,
+    )
 
 
 def _arrays(jets: JetClouds, scaling: CloudScaling) -> Any:
     from heplearn.data.transform import JetArrays
 
     condition = scaling.condition(jets.label, jets.jet_pt, jets.mask.sum(1))
-    return JetArrays({"particles": scaling.standardise(jets.clouds, jets.mask), "jet": condition}, jets.mask,
-                     jets.label.astype(np.int64), np.ones(len(jets), np.float32))
+    return JetArrays(
+        {"particles": scaling.standardise(jets.clouds, jets.mask), "jet": condition},
+        jets.mask,
+        jets.label.astype(np.int64),
+        np.ones(len(jets), np.float32),
+    )
 
 
-def train_fastsim(train: JetClouds, kind: str = "flow_matching", *, val: JetClouds | None = None,
-                  hyperparameters: Mapping[str, int] | None = None, training: Any = None,
-                  run_dir: str | os.PathLike[str] | None = None, seed: int = 0, progress: bool = False) -> FastSim:
+def train_fastsim(
+    train: JetClouds,
+    kind: str = "flow_matching",
+    *,
+    val: JetClouds | None = None,
+    hyperparameters: Mapping[str, int] | None = None,
+    training: Any = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> FastSim:
     """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``."""
     from heplearn.data.dataset import InMemoryJets
     from heplearn.training.losses import TermContext, build_terms
@@ -678,8 +803,9 @@ def train_fastsim(train: JetClouds, kind: str = "flow_matching", *, val: JetClou
     task = JetGeneration(network.objectives)  # type: ignore[arg-type]
     if training.loss != "auto":
         task.terms = build_terms(training.loss, task, TermContext(training))
-    source = InMemorySource(InMemoryJets(_arrays(train, scaling), train.class_names, None), training.batch_size, True,
-                            seed)
+    source = InMemorySource(
+        InMemoryJets(_arrays(train, scaling), train.class_names, None), training.batch_size, True, seed
+    )
     validation = None
     if val is not None and kind != "gan":  # a GAN has no held-out objective without its discriminator
         validation = InMemorySource(InMemoryJets(_arrays(val, scaling), val.class_names, None), 1024, False, seed)
@@ -698,8 +824,10 @@ def load_fastsim(run_dir: str | os.PathLike[str]) -> FastSim:
 
     run_dir = Path(run_dir)
     if not (run_dir / FASTSIM_FILE).is_file() or not (run_dir / WEIGHTS_FILE).is_file():
-        raise DataError(f"{run_dir}: not a fastsim run (no {FASTSIM_FILE} and {WEIGHTS_FILE}); train one with "
-                        "heplearn fastsim train")
+        raise DataError(
+            f"{run_dir}: not a fastsim run (no {FASTSIM_FILE} and {WEIGHTS_FILE}); train one with "
+            "heplearn fastsim train"
+        )
     info = json.loads((run_dir / FASTSIM_FILE).read_text())
     scaling = CloudScaling(**info["scaling"])
     network = build_network(info["kind"], scaling.condition_size, info["hyperparameters"])
@@ -716,8 +844,14 @@ class SampledJets:
     jet_phi: np.ndarray
 
 
-def sample_jets(model: FastSim, counts: Mapping[str, int], *, pt: Mapping[str, np.ndarray] | None = None,
-                steps: int = 25, seed: int = 0) -> SampledJets:
+def sample_jets(
+    model: FastSim,
+    counts: Mapping[str, int],
+    *,
+    pt: Mapping[str, np.ndarray] | None = None,
+    steps: int = 25,
+    seed: int = 0,
+) -> SampledJets:
     """``counts[class]`` jets of each class; their pT from ``pt[class]`` (GeV, inside the training range)
     or drawn from the training pT distribution, their multiplicity from the training table."""
     scaling = model.scaling
@@ -735,19 +869,32 @@ def sample_jets(model: FastSim, counts: Mapping[str, int], *, pt: Mapping[str, n
                 raise ConfigError(f"fastsim: {len(values)} pT values for {count} {name} jets")
             outside = (values < low) | (values > high)
             if outside.any():
-                raise ConfigError(f"fastsim: conditioning pT {values[outside][0]:.4g} GeV is outside the training "
-                                  f"range [{low:.4g}, {high:.4g}] GeV of class {name!r}")
+                raise ConfigError(
+                    f"fastsim: conditioning pT {values[outside][0]:.4g} GeV is outside the training "
+                    f"range [{low:.4g}, {high:.4g}] GeV of class {name!r}"
+                )
         else:
             values = np.interp(rng.uniform(0, 1, count), np.linspace(0, 1, 101), scaling.pt_quantiles[name])
         labels.append(np.full(count, index))
         pts.append(values)
         etas.append(np.interp(rng.uniform(0, 1, count), np.linspace(0, 1, 101), scaling.eta_quantiles[name]))
     label, jet_pt = np.concatenate(labels).astype(np.int64), np.concatenate(pts)
-    multiplicity = np.concatenate([scaling.sample_multiplicity(scaling.class_names[index], jet_pt[label == index], rng)
-                                   for index in dict.fromkeys(label.tolist())]) if len(label) else np.zeros(0, int)
+    multiplicity = (
+        np.concatenate(
+            [
+                scaling.sample_multiplicity(scaling.class_names[index], jet_pt[label == index], rng)
+                for index in dict.fromkeys(label.tolist())
+            ]
+        )
+        if len(label)
+        else np.zeros(0, int)
+    )
     # sample_multiplicity went class by class in order of appearance: restore the jets' order
-    order = np.concatenate([np.flatnonzero(label == index) for index in dict.fromkeys(label.tolist())]) \
-        if len(label) else np.zeros(0, int)
+    order = (
+        np.concatenate([np.flatnonzero(label == index) for index in dict.fromkeys(label.tolist())])
+        if len(label)
+        else np.zeros(0, int)
+    )
     counts_per_jet = np.empty(len(label), np.int64)
     counts_per_jet[order] = multiplicity
     mask = np.arange(scaling.num_particles)[None, :] < counts_per_jet[:, None]
@@ -779,32 +926,45 @@ def to_jetclass(sampled: SampledJets, radius: float = JET_RADIUS) -> ak.Array:
         return ak.unflatten(values[mask].astype(np.float32), counts)
 
     sums = [np.where(mask, values, 0).sum(1) for values in (px, py, pz, energy)]
-    mass = np.sqrt(np.clip(sums[3]**2 - sums[0]**2 - sums[1]**2 - sums[2]**2, 0, None))
+    mass = np.sqrt(np.clip(sums[3] ** 2 - sums[0] ** 2 - sums[1] ** 2 - sums[2] ** 2, 0, None))
     constituents = ak.zip({"px": jagged(px), "py": jagged(py), "pz": jagged(pz), "E": jagged(energy)})
     substructure = substructure_fields(constituents, radius) if len(jets) else {}
     fields: dict[str, Any] = {
-        "part_px": jagged(px), "part_py": jagged(py), "part_pz": jagged(pz), "part_energy": jagged(energy),
-        "part_deta": jagged(jets.clouds[..., 0]), "part_dphi": jagged(jets.clouds[..., 1]),
-        "jet_pt": jets.jet_pt.astype(np.float32), "jet_eta": jets.jet_eta.astype(np.float32),
+        "part_px": jagged(px),
+        "part_py": jagged(py),
+        "part_pz": jagged(pz),
+        "part_energy": jagged(energy),
+        "part_deta": jagged(jets.clouds[..., 0]),
+        "part_dphi": jagged(jets.clouds[..., 1]),
+        "jet_pt": jets.jet_pt.astype(np.float32),
+        "jet_eta": jets.jet_eta.astype(np.float32),
         "jet_phi": sampled.jet_phi.astype(np.float32),
-        "jet_energy": np.sqrt(mass**2 + (jets.jet_pt * np.cosh(jets.jet_eta))**2).astype(np.float32),
-        "jet_mass": mass.astype(np.float32), "jet_nparticles": counts.astype(np.int64), **substructure,
+        "jet_energy": np.sqrt(mass**2 + (jets.jet_pt * np.cosh(jets.jet_eta)) ** 2).astype(np.float32),
+        "jet_mass": mass.astype(np.float32),
+        "jet_nparticles": counts.astype(np.int64),
+        **substructure,
     }
     for index, name in enumerate(jets.class_names):
         fields[f"label_{name}"] = (jets.label == index).astype(np.int64)
     return ak.zip(fields, depth_limit=1)
 
 
-def write_jets(sampled: SampledJets, path: str | os.PathLike[str], provenance: Mapping[str, Any] | None = None
-               ) -> Path:
+def write_jets(sampled: SampledJets, path: str | os.PathLike[str], provenance: Mapping[str, Any] | None = None) -> Path:
     """Write the jets in the JetClass schema (format from the suffix), atomically."""
     from heplearn.data import io
 
     return io.write(to_jetclass(sampled), path, {"generator": "heplearn fastsim", **(provenance or {})})
 
 
-def evaluate_generated(reference: JetClouds, generated: Mapping[str, JetClouds], output_dir: str | os.PathLike[str],
-                       *, classifier_epochs: int = 10, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+def evaluate_generated(
+    reference: JetClouds,
+    generated: Mapping[str, JetClouds],
+    output_dir: str | os.PathLike[str],
+    *,
+    classifier_epochs: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """JetNet's metrics of each generated sample against the reference, class by class, with the
     physics plots (``<class>.png``) and ``metrics.json`` in ``output_dir``."""
     from heplearn.data.files import write_json
@@ -820,18 +980,27 @@ def evaluate_generated(reference: JetClouds, generated: Mapping[str, JetClouds],
             if name not in jets.class_names or not (jets.label == jets.class_names.index(name)).any():
                 continue
             gen = jets.of_class(name)
-            rows[model] = generation_metrics((ref.clouds, ref.mask), (gen.clouds, gen.mask),
-                                             classifier_epochs=classifier_epochs, seed=seed, progress=progress)
+            rows[model] = generation_metrics(
+                (ref.clouds, ref.mask),
+                (gen.clouds, gen.mask),
+                classifier_epochs=classifier_epochs,
+                seed=seed,
+                progress=progress,
+            )
             observables[model] = jet_observables(gen.clouds, gen.mask, gen.jet_pt)
         if not rows:
             continue
         results["classes"][name] = rows
         title = f"{name} jets, {ref.clouds.shape[1]} particles"
-        figures.append(plot_comparison(jet_observables(ref.clouds, ref.mask, ref.jet_pt), observables,
-                                       output_dir / f"{name}.png", title=title))
+        figures.append(
+            plot_comparison(
+                jet_observables(ref.clouds, ref.mask, ref.jet_pt), observables, output_dir / f"{name}.png", title=title
+            )
+        )
     if not results["classes"]:
-        raise DataError(f"fastsim evaluate: no generated jets of the reference's classes "
-                        f"({', '.join(reference.class_names)})")
+        raise DataError(
+            f"fastsim evaluate: no generated jets of the reference's classes ({', '.join(reference.class_names)})"
+        )
     results["figures"] = [str(path) for path in figures]
     write_json(output_dir / "metrics.json", results)
     return results

@@ -19,14 +19,16 @@ from typing import Annotated
 
 import typer
 
-fastsim_app = typer.Typer(help="Generative fast simulation of jets: flow matching, VAE and GAN on particle clouds.",
-                          no_args_is_help=True)
+fastsim_app = typer.Typer(
+    help="Generative fast simulation of jets: flow matching, VAE and GAN on particle clouds.", no_args_is_help=True
+)
 
 
 @fastsim_app.command("train")
 def train_command(
-    train: Annotated[list[str], typer.Option("--train", help="Training jets: a labelled file or CLASS=FILE "
-                                             "(repeatable).")],
+    train: Annotated[
+        list[str], typer.Option("--train", help="Training jets: a labelled file or CLASS=FILE (repeatable).")
+    ],
     model: Annotated[str, typer.Option(help="flow_matching, vae or gan.")] = "flow_matching",
     val: Annotated[list[str] | None, typer.Option("--val", help="Validation jets (same forms).")] = None,
     particles: Annotated[int, typer.Option(help="Highest-pT particles kept per jet.")] = 30,
@@ -53,11 +55,20 @@ def train_command(
     validation = load_sources(val, particles) if val else None
     run_dir = runs_dir / (name or f"fastsim-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.perf_counter()
-    train_fastsim(jets, model, val=validation, hyperparameters={"hidden": hidden, "layers": layers},
-                  training=default_training(model, epochs, batch_size, learning_rate), run_dir=run_dir, seed=seed,
-                  progress=not no_progress)
-    typer.echo(f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}, {epochs} epochs, "
-               f"{time.perf_counter() - started:.0f} s)")
+    train_fastsim(
+        jets,
+        model,
+        val=validation,
+        hyperparameters={"hidden": hidden, "layers": layers},
+        training=default_training(model, epochs, batch_size, learning_rate),
+        run_dir=run_dir,
+        seed=seed,
+        progress=not no_progress,
+    )
+    typer.echo(
+        f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}, {epochs} epochs, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
 
 
 @fastsim_app.command("sample")
@@ -65,10 +76,12 @@ def sample_command(
     run: Annotated[Path, typer.Argument(help="Run directory of a trained generator.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .root or .h5).")],
     jets: Annotated[int, typer.Option("--jets", "-n", help="Jets per class.")] = 1000,
-    classes: Annotated[list[str] | None, typer.Option("--class", help="Classes to sample (repeatable; default: "
-                                                      "all of the model's).")] = None,
-    pt: Annotated[float | None, typer.Option(help="Every jet at this pT (GeV; default: drawn from the training "
-                                             "pT distribution).")] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Classes to sample (repeatable; default: all of the model's).")
+    ] = None,
+    pt: Annotated[
+        float | None, typer.Option(help="Every jet at this pT (GeV; default: drawn from the training pT distribution).")
+    ] = None,
     steps: Annotated[int, typer.Option(help="ODE steps of the flow-matching sampler.")] = 25,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
 ) -> None:
@@ -85,18 +98,27 @@ def sample_command(
     sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed)
     seconds = time.perf_counter() - started
     write_jets(sampled, output, {"run": str(run), "model": model.kind, "seed": seed, "steps": steps})
-    typer.echo(f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
-               f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)")
+    typer.echo(
+        f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
+        f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)"
+    )
 
 
 @fastsim_app.command("evaluate")
 def evaluate_command(
-    reference: Annotated[list[str], typer.Option("--reference", help="Reference (Pythia) jets: a labelled file or "
-                                                 "CLASS=FILE (repeatable).")],
-    generated: Annotated[list[str], typer.Option("--generated", help="NAME:SOURCE, SOURCE a labelled file or "
-                                                 "CLASS=FILE (repeatable; one NAME per model).")],
+    reference: Annotated[
+        list[str],
+        typer.Option("--reference", help="Reference (Pythia) jets: a labelled file or CLASS=FILE (repeatable)."),
+    ],
+    generated: Annotated[
+        list[str],
+        typer.Option(
+            "--generated", help="NAME:SOURCE, SOURCE a labelled file or CLASS=FILE (repeatable; one NAME per model)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.json and the plots.")] = Path(
-        "fastsim-eval"),
+        "fastsim-eval"
+    ),
     particles: Annotated[int, typer.Option(help="Highest-pT particles per jet compared.")] = 30,
     max_jets: Annotated[int | None, typer.Option(help="At most this many jets per class and sample.")] = None,
     classifier_epochs: Annotated[int, typer.Option(help="Epochs of the PFN of the classifier test.")] = 10,
@@ -111,14 +133,19 @@ def evaluate_command(
         if not separator or not name or not source:
             raise typer.BadParameter(f"--generated {entry!r}: expected NAME:FILE or NAME:CLASS=FILE")
         sources.setdefault(name, []).append(source)
-    samples = {name: concatenate_clouds([load_sources([source], particles, max_jets) for source in files])
-               for name, files in sources.items()}
-    results = evaluate_generated(load_sources(reference, particles, max_jets), samples, output,
-                                 classifier_epochs=classifier_epochs, seed=seed)
+    samples = {
+        name: concatenate_clouds([load_sources([source], particles, max_jets) for source in files])
+        for name, files in sources.items()
+    }
+    results = evaluate_generated(
+        load_sources(reference, particles, max_jets), samples, output, classifier_epochs=classifier_epochs, seed=seed
+    )
     for class_name, rows in results["classes"].items():
         for model, row in rows.items():
-            typer.echo(f"{class_name} {model}: W1M×10³ {row['w1m_e3']:.2f}, W1P×10³ {row['w1p_e3']:.2f}, "
-                       f"W1EFP×10⁵ {row['w1efp_e5']:.2f}, FPD×10³ {row['fpd_e3']:.2f} ± {row['fpd_e3_error']:.2f}, "
-                       f"KPD×10³ {row['kpd_e3']:.3f} ± {row['kpd_e3_error']:.3f}, AUC {row['auc']:.3f}, "
-                       f"JSD {row['jsd']:.3f}")
+            typer.echo(
+                f"{class_name} {model}: W1M×10³ {row['w1m_e3']:.2f}, W1P×10³ {row['w1p_e3']:.2f}, "
+                f"W1EFP×10⁵ {row['w1efp_e5']:.2f}, FPD×10³ {row['fpd_e3']:.2f} ± {row['fpd_e3_error']:.2f}, "
+                f"KPD×10³ {row['kpd_e3']:.3f} ± {row['kpd_e3_error']:.3f}, AUC {row['auc']:.3f}, "
+                f"JSD {row['jsd']:.3f}"
+            )
     typer.echo(f"results: {output / 'metrics.json'}")

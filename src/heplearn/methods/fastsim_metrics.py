@@ -35,8 +35,21 @@ import numpy as np
 
 from heplearn.errors import DataError
 
-__all__ = ["EFP_GRAPHS", "W1_EFP_INDICES", "ClassifierTest", "classifier_test", "efps", "fpd", "frechet_distance",
-           "generation_metrics", "jet_observables", "kpd", "plot_comparison", "w1_batches", "wasserstein1"]
+__all__ = [
+    "EFP_GRAPHS",
+    "W1_EFP_INDICES",
+    "ClassifierTest",
+    "classifier_test",
+    "efps",
+    "fpd",
+    "frechet_distance",
+    "generation_metrics",
+    "jet_observables",
+    "kpd",
+    "plot_comparison",
+    "w1_batches",
+    "wasserstein1",
+]
 
 #: The 36 multigraphs with at most four edges, in the order of energyflow 1.4's
 #: ``EFPSet(('d<=', 4))`` (checked against energyflow in the tests): each an edge list over vertices
@@ -135,7 +148,7 @@ def efps(clouds: np.ndarray, mask: np.ndarray, normed: bool = False, chunk: int 
     values = np.empty((len(clouds), len(EFP_GRAPHS)))
     component_lists = [_components(graph) for graph in EFP_GRAPHS]
     for start in range(0, len(clouds), chunk):
-        part, real = clouds[start:start + chunk].astype(np.float64), mask[start:start + chunk]
+        part, real = clouds[start : start + chunk].astype(np.float64), mask[start : start + chunk]
         pt = np.where(real, part[..., 2], 0.0)
         z = pt / np.clip(pt.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny, None) if normed else pt
         deta = part[:, :, None, 0] - part[:, None, :, 0]
@@ -148,15 +161,17 @@ def efps(clouds: np.ndarray, mask: np.ndarray, normed: bool = False, chunk: int 
                 if component not in cache:
                     cache[component] = _connected_value(component, z, theta)
                 product = product * cache[component]
-            values[start:start + chunk, index] = product
+            values[start : start + chunk, index] = product
     return values
 
 
 def _check_clouds(clouds: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     clouds, mask = np.asarray(clouds), np.asarray(mask, bool)
     if clouds.ndim != 3 or clouds.shape[-1] < 3 or mask.shape != clouds.shape[:2]:
-        raise DataError(f"jets must be (jets, particles, ≥3) clouds of (Δη, Δφ, pT_rel) with a (jets, particles) "
-                        f"mask; got {clouds.shape} and {mask.shape}")
+        raise DataError(
+            f"jets must be (jets, particles, ≥3) clouds of (Δη, Δφ, pT_rel) with a (jets, particles) "
+            f"mask; got {clouds.shape} and {mask.shape}"
+        )
     return clouds, mask
 
 
@@ -168,8 +183,9 @@ def wasserstein1(first: np.ndarray, second: np.ndarray) -> float:
     return float(wasserstein_distance(np.ravel(first), np.ravel(second)))
 
 
-def w1_batches(reference: np.ndarray, generated: np.ndarray, *, num_batches: int = 5, sample_size: int | None = None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def w1_batches(
+    reference: np.ndarray, generated: np.ndarray, *, num_batches: int = 5, sample_size: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """W1 per column of ``(samples, columns)`` arrays over ``num_batches`` draws with replacement
     (JetNet: 50k per batch, 5 batches); returns the mean and standard deviation per column."""
     reference, generated = np.atleast_2d(reference.T).T, np.atleast_2d(generated.T).T
@@ -177,9 +193,18 @@ def w1_batches(reference: np.ndarray, generated: np.ndarray, *, num_batches: int
         raise DataError(f"W1: need two samples of the same columns; got {reference.shape} and {generated.shape}")
     size = sample_size or min(len(reference), len(generated))
     rng = np.random.default_rng(seed)
-    values = np.array([[wasserstein1(reference[rng.integers(0, len(reference), size), column],
-                                     generated[rng.integers(0, len(generated), size), column])
-                        for column in range(reference.shape[1])] for _ in range(num_batches)])
+    values = np.array(
+        [
+            [
+                wasserstein1(
+                    reference[rng.integers(0, len(reference), size), column],
+                    generated[rng.integers(0, len(generated), size), column],
+                )
+                for column in range(reference.shape[1])
+            ]
+            for _ in range(num_batches)
+        ]
+    )
     return values.mean(axis=0), values.std(axis=0)
 
 
@@ -209,15 +234,26 @@ def _max_normalised(reference: np.ndarray, generated: np.ndarray) -> tuple[np.nd
 def _features(reference: np.ndarray, generated: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     reference, generated = np.asarray(reference, np.float64), np.asarray(generated, np.float64)
     if reference.ndim != 2 or generated.ndim != 2 or reference.shape[1] != generated.shape[1]:
-        raise DataError(f"{what}: need (samples, features) arrays with the same features; got {reference.shape} "
-                        f"and {generated.shape}")
+        raise DataError(
+            f"{what}: need (samples, features) arrays with the same features; got {reference.shape} "
+            f"and {generated.shape}"
+        )
     if not (np.isfinite(reference).all() and np.isfinite(generated).all()):
         raise DataError(f"{what}: the features hold NaN or infinite values")
     return reference, generated
 
 
-def fpd(reference: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_000, max_samples: int = 50_000,
-        num_batches: int = 20, num_points: int = 10, normalise: bool = True, seed: int = 42) -> tuple[float, float]:
+def fpd(
+    reference: np.ndarray,
+    generated: np.ndarray,
+    *,
+    min_samples: int = 20_000,
+    max_samples: int = 50_000,
+    num_batches: int = 20,
+    num_points: int = 10,
+    normalise: bool = True,
+    seed: int = 42,
+) -> tuple[float, float]:
     """The Fréchet physics distance at N → ∞ and its error (arXiv:2211.10295, after Chong & Forsyth's FID∞).
 
     The Fréchet distance is biased upwards at finite N by O(1/N); it is measured at ``num_points``
@@ -238,12 +274,16 @@ def fpd(reference: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_0
         for _ in range(num_batches):
             first = reference[rng.integers(0, len(reference), size)]
             second = generated[rng.integers(0, len(generated), size)]
-            values.append(frechet_distance(first.mean(0), np.cov(first, rowvar=False), second.mean(0),
-                                           np.cov(second, rowvar=False)))
+            values.append(
+                frechet_distance(
+                    first.mean(0), np.cov(first, rowvar=False), second.mean(0), np.cov(second, rowvar=False)
+                )
+            )
         means.append(np.mean(values))
     start = (max(float(np.min(means)), 1e-12), 1e-12)  # curve_fit's default start (1, 1) stalls on large values
-    params, covariance = curve_fit(lambda x, intercept, slope: intercept + slope * x, 1 / sizes, means, p0=start,
-                                   bounds=([0, 0], [np.inf, np.inf]))
+    params, covariance = curve_fit(
+        lambda x, intercept, slope: intercept + slope * x, 1 / sizes, means, p0=start, bounds=([0, 0], [np.inf, np.inf])
+    )
     return float(params[0]), float(np.sqrt(covariance[0, 0]))
 
 
@@ -254,21 +294,33 @@ def _mmd2_unbiased(first: np.ndarray, second: np.ndarray, degree: int) -> float:
     yy = (second @ second.T * gamma + 1) ** degree
     xy = (first @ second.T * gamma + 1) ** degree
     m, n = len(first), len(second)
-    return float((xx.sum() - np.trace(xx)) / (m * (m - 1)) + (yy.sum() - np.trace(yy)) / (n * (n - 1))
-                 - 2 * xy.mean())
+    return float((xx.sum() - np.trace(xx)) / (m * (m - 1)) + (yy.sum() - np.trace(yy)) / (n * (n - 1)) - 2 * xy.mean())
 
 
-def kpd(reference: np.ndarray, generated: np.ndarray, *, num_batches: int = 10, batch_size: int = 5_000,
-        degree: int = 4, normalise: bool = True, seed: int = 42) -> tuple[float, float]:
+def kpd(
+    reference: np.ndarray,
+    generated: np.ndarray,
+    *,
+    num_batches: int = 10,
+    batch_size: int = 5_000,
+    degree: int = 4,
+    normalise: bool = True,
+    seed: int = 42,
+) -> tuple[float, float]:
     """The kernel physics distance (arXiv:2211.10295): median over batches of the unbiased MMD², and
     half the 16–84 % inter-quantile range as its error. Zero in expectation for identical samples."""
     reference, generated = _features(reference, generated, "KPD")
     if normalise:
         reference, generated = _max_normalised(reference, generated)
     rng = np.random.default_rng(seed)
-    values = [_mmd2_unbiased(reference[rng.integers(0, len(reference), batch_size)],
-                             generated[rng.integers(0, len(generated), batch_size)], degree)
-              for _ in range(num_batches)]
+    values = [
+        _mmd2_unbiased(
+            reference[rng.integers(0, len(reference), batch_size)],
+            generated[rng.integers(0, len(generated), batch_size)],
+            degree,
+        )
+        for _ in range(num_batches)
+    ]
     low, high = np.percentile(values, [16, 84])
     return float(np.median(values)), float((high - low) / 2)
 
@@ -284,9 +336,19 @@ class ClassifierTest:
     train_jets: int
 
 
-def classifier_test(reference: np.ndarray, reference_mask: np.ndarray, generated: np.ndarray,
-                    generated_mask: np.ndarray, *, epochs: int = 10, hidden: int = 64, batch_size: int = 256,
-                    test_fraction: float = 0.5, seed: int = 0, progress: bool = False) -> ClassifierTest:
+def classifier_test(
+    reference: np.ndarray,
+    reference_mask: np.ndarray,
+    generated: np.ndarray,
+    generated_mask: np.ndarray,
+    *,
+    epochs: int = 10,
+    hidden: int = 64,
+    batch_size: int = 256,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    progress: bool = False,
+) -> ClassifierTest:
     """Train a PFN (arXiv:1810.05165) to tell ``generated`` from ``reference`` clouds; score held-out jets.
 
     Both samples are cut to the same size, split in equal shares into training and test jets, and
@@ -307,16 +369,18 @@ def classifier_test(reference: np.ndarray, reference_mask: np.ndarray, generated
     generated, generated_mask = _check_clouds(generated, generated_mask)
     size = min(len(reference), len(generated))
     if size < 20:
-        raise DataError(f"classifier test: need at least 20 jets of each sample; got {len(reference)} reference, "
-                        f"{len(generated)} generated")
+        raise DataError(
+            f"classifier test: need at least 20 jets of each sample; got {len(reference)} reference, "
+            f"{len(generated)} generated"
+        )
     particles = max(reference.shape[1], generated.shape[1])
     rng = np.random.default_rng(seed)
     clouds = np.zeros((2 * size, particles, 3), np.float32)
     mask = np.zeros((2 * size, particles), bool)
     for offset, (values, real) in enumerate(((reference, reference_mask), (generated, generated_mask))):
         pick = rng.permutation(len(values))[:size]
-        clouds[offset * size:(offset + 1) * size, :values.shape[1]] = values[pick, :, :3]
-        mask[offset * size:(offset + 1) * size, :values.shape[1]] = real[pick]
+        clouds[offset * size : (offset + 1) * size, : values.shape[1]] = values[pick, :, :3]
+        mask[offset * size : (offset + 1) * size, : values.shape[1]] = real[pick]
     label = np.repeat([0, 1], size).astype(np.int64)  # class 0 reference, 1 generated
     clouds[..., 2] = np.where(mask, np.log(np.clip(clouds[..., 2], 1e-8, None)), 0.0)
     order = rng.permutation(2 * size)
@@ -327,19 +391,30 @@ def classifier_test(reference: np.ndarray, reference_mask: np.ndarray, generated
     standardised = np.where(mask[..., None], (clouds - mean) / scale, 0.0).astype(np.float32)
 
     def arrays(index: np.ndarray) -> JetArrays:
-        return JetArrays({"particles": standardised[index]}, mask[index], label[index],
-                         np.ones(len(index), np.float32))
+        return JetArrays({"particles": standardised[index]}, mask[index], label[index], np.ones(len(index), np.float32))
 
-    training = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=1e-3, weight_decay=1e-5,
-                              early_stopping_patience=None, seed=seed)
+    training = TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        early_stopping_patience=None,
+        seed=seed,
+    )
     task = Classification(["reference", "generated"], signal_index=1)
     task.terms = build_terms([LossTermConfig(name="cross_entropy")], task, TermContext(training))
     import torch
 
     torch.manual_seed(seed)
     network = registry.model_class("pfn")(2, {"particles": 3}, phi_sizes=(hidden, hidden), f_sizes=(hidden, hidden))
-    fit(network, task, InMemorySource(InMemoryJets(arrays(train), task.class_names, None), batch_size, True, seed),
-        None, training, progress=progress)
+    fit(
+        network,
+        task,
+        InMemorySource(InMemoryJets(arrays(train), task.class_names, None), batch_size, True, seed),
+        None,
+        training,
+        progress=progress,
+    )
     network.eval()
     probabilities = []
     with torch.no_grad():
@@ -348,13 +423,15 @@ def classifier_test(reference: np.ndarray, reference_mask: np.ndarray, generated
     p = np.clip(np.concatenate(probabilities), 1e-7, 1 - 1e-7)
     truth = label[test]
     cross_entropy = -np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p))
-    return ClassifierTest(float(roc_auc_score(truth, p)), float((math.log(2) - cross_entropy) / math.log(2)),
-                          len(test), len(train))
+    return ClassifierTest(
+        float(roc_auc_score(truth, p)), float((math.log(2) - cross_entropy) / math.log(2)), len(test), len(train)
+    )
 
 
 # -- physics observables and plots ---------------------------------------------------------------------------------
-def jet_observables(clouds: np.ndarray, mask: np.ndarray, jet_pt: np.ndarray, radius: float = 0.8
-                    ) -> dict[str, np.ndarray]:
+def jet_observables(
+    clouds: np.ndarray, mask: np.ndarray, jet_pt: np.ndarray, radius: float = 0.8
+) -> dict[str, np.ndarray]:
     """Per jet: mass (GeV), τ21, τ32 (N-subjettiness, β = 1, fastjet-contrib via ``generate.substructure``),
     multiplicity; and per particle: pT (GeV). The jet axis is put at η = φ = 0 (τ_N and the mass
     only depend on rapidity and azimuth differences)."""
@@ -368,16 +445,25 @@ def jet_observables(clouds: np.ndarray, mask: np.ndarray, jet_pt: np.ndarray, ra
     eta, phi = clouds[..., 0].astype(np.float64), clouds[..., 1].astype(np.float64)
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     energy = pt * np.cosh(eta)
-    mass = np.sqrt(np.clip(energy.sum(1)**2 - px.sum(1)**2 - py.sum(1)**2 - pz.sum(1)**2, 0, None))
+    mass = np.sqrt(np.clip(energy.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2, 0, None))
     counts = mask.sum(1)
-    constituents = ak.zip({name: ak.unflatten(values[mask], counts)
-                           for name, values in (("px", px), ("py", py), ("pz", pz), ("E", energy))})
+    constituents = ak.zip(
+        {
+            name: ak.unflatten(values[mask], counts)
+            for name, values in (("px", px), ("py", py), ("pz", pz), ("E", energy))
+        }
+    )
     taus = jet_nsubjettiness(constituents, radius, orders=(1, 2, 3))
     with np.errstate(divide="ignore", invalid="ignore"):
         tau21 = np.where(taus[:, 0] > 0, taus[:, 1] / taus[:, 0], 0.0)
         tau32 = np.where(taus[:, 1] > 0, taus[:, 2] / taus[:, 1], 0.0)
-    return {"mass": mass, "tau21": tau21, "tau32": tau32, "multiplicity": counts.astype(np.float64),
-            "particle_pt": pt[mask]}
+    return {
+        "mass": mass,
+        "tau21": tau21,
+        "tau32": tau32,
+        "multiplicity": counts.astype(np.float64),
+        "particle_pt": pt[mask],
+    }
 
 
 #: Axis labels (with units) and binning of the comparison plots.
@@ -390,9 +476,13 @@ PLOT_AXES: dict[str, tuple[str, np.ndarray]] = {
 }
 
 
-def plot_comparison(reference: Mapping[str, np.ndarray], generated: Mapping[str, Mapping[str, np.ndarray]],
-                    path: str | os.PathLike[str], title: str = "",
-                    observables: Sequence[str] = tuple(PLOT_AXES)) -> Path:
+def plot_comparison(
+    reference: Mapping[str, np.ndarray],
+    generated: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike[str],
+    title: str = "",
+    observables: Sequence[str] = tuple(PLOT_AXES),
+) -> Path:
     """One column per observable: normalised histograms of the reference and of each model, and below
     the ratio model / reference with the reference's statistical band. Written atomically."""
     import matplotlib
@@ -402,8 +492,9 @@ def plot_comparison(reference: Mapping[str, np.ndarray], generated: Mapping[str,
 
     from heplearn.data.files import atomic_path
 
-    figure, axes = plt.subplots(2, len(observables), figsize=(4 * len(observables), 5),
-                                gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
+    figure, axes = plt.subplots(
+        2, len(observables), figsize=(4 * len(observables), 5), gridspec_kw={"height_ratios": [3, 1]}, squeeze=False
+    )
     for column, name in enumerate(observables):
         label, edges = PLOT_AXES[name]
         top, bottom = axes[0, column], axes[1, column]
@@ -445,9 +536,15 @@ def plot_comparison(reference: Mapping[str, np.ndarray], generated: Mapping[str,
 W1_EFP_INDICES = (12, 14, 15, 16, 17)
 
 
-def generation_metrics(reference: tuple[np.ndarray, np.ndarray], generated: tuple[np.ndarray, np.ndarray], *,
-                       classifier_epochs: int = 10, num_batches: int = 5, seed: int = 0, progress: bool = False
-                       ) -> dict[str, float]:
+def generation_metrics(
+    reference: tuple[np.ndarray, np.ndarray],
+    generated: tuple[np.ndarray, np.ndarray],
+    *,
+    classifier_epochs: int = 10,
+    num_batches: int = 5,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
     """Every metric of one generated sample against the reference, each ``(clouds, mask)``.
 
     In JetNet's units: W1 of the relative jet mass m / pT_jet (×10³), of the particle features
@@ -464,29 +561,45 @@ def generation_metrics(reference: tuple[np.ndarray, np.ndarray], generated: tupl
     def relative_mass(clouds: np.ndarray, mask: np.ndarray) -> np.ndarray:
         pt = np.where(mask, clouds[..., 2], 0.0).astype(np.float64)
         eta, phi = clouds[..., 0].astype(np.float64), clouds[..., 1].astype(np.float64)
-        components = [(pt * np.cosh(eta)).sum(1), (pt * np.cos(phi)).sum(1), (pt * np.sin(phi)).sum(1),
-                      (pt * np.sinh(eta)).sum(1)]
-        return np.sqrt(np.clip(components[0]**2 - components[1]**2 - components[2]**2 - components[3]**2, 0, None))
+        components = [
+            (pt * np.cosh(eta)).sum(1),
+            (pt * np.cos(phi)).sum(1),
+            (pt * np.sin(phi)).sum(1),
+            (pt * np.sinh(eta)).sum(1),
+        ]
+        return np.sqrt(
+            np.clip(components[0] ** 2 - components[1] ** 2 - components[2] ** 2 - components[3] ** 2, 0, None)
+        )
 
     metrics: dict[str, float] = {"reference_jets": len(ref_clouds), "generated_jets": len(gen_clouds)}
-    w1m, w1m_error = w1_batches(relative_mass(ref_clouds, ref_mask), relative_mass(gen_clouds, gen_mask),
-                                num_batches=num_batches, seed=seed)
+    w1m, w1m_error = w1_batches(
+        relative_mass(ref_clouds, ref_mask), relative_mass(gen_clouds, gen_mask), num_batches=num_batches, seed=seed
+    )
     metrics.update(w1m_e3=1e3 * float(w1m[0]), w1m_e3_error=1e3 * float(w1m_error[0]))
-    w1p, w1p_error = w1_batches(ref_clouds[ref_mask][:, :3].astype(np.float64),
-                                gen_clouds[gen_mask][:, :3].astype(np.float64), num_batches=num_batches, seed=seed)
+    w1p, w1p_error = w1_batches(
+        ref_clouds[ref_mask][:, :3].astype(np.float64),
+        gen_clouds[gen_mask][:, :3].astype(np.float64),
+        num_batches=num_batches,
+        seed=seed,
+    )
     metrics.update(w1p_e3=1e3 * float(w1p.mean()), w1p_e3_error=1e3 * float(np.linalg.norm(w1p_error) / 3))
     ref_efps, gen_efps = efps(ref_clouds, ref_mask), efps(gen_clouds, gen_mask)
-    w1efp, w1efp_error = w1_batches(ref_efps[:, W1_EFP_INDICES], gen_efps[:, W1_EFP_INDICES],
-                                    num_batches=num_batches, seed=seed)
-    metrics.update(w1efp_e5=1e5 * float(w1efp.mean()),
-                   w1efp_e5_error=1e5 * float(np.linalg.norm(w1efp_error) / len(W1_EFP_INDICES)))
+    w1efp, w1efp_error = w1_batches(
+        ref_efps[:, W1_EFP_INDICES], gen_efps[:, W1_EFP_INDICES], num_batches=num_batches, seed=seed
+    )
+    metrics.update(
+        w1efp_e5=1e5 * float(w1efp.mean()),
+        w1efp_e5_error=1e5 * float(np.linalg.norm(w1efp_error) / len(W1_EFP_INDICES)),
+    )
     largest, smallest = min(smaller, 50_000), min(smaller // 2, 20_000)
-    value, error = fpd(ref_efps, gen_efps, min_samples=max(smallest, 10), max_samples=largest, num_batches=10,
-                       seed=seed)
+    value, error = fpd(
+        ref_efps, gen_efps, min_samples=max(smallest, 10), max_samples=largest, num_batches=10, seed=seed
+    )
     metrics.update(fpd_e3=1e3 * value, fpd_e3_error=1e3 * error)
     value, error = kpd(ref_efps, gen_efps, batch_size=min(smaller, 5_000), seed=seed)
     metrics.update(kpd_e3=1e3 * value, kpd_e3_error=1e3 * error)
-    test = classifier_test(ref_clouds, ref_mask, gen_clouds, gen_mask, epochs=classifier_epochs, seed=seed,
-                           progress=progress)
+    test = classifier_test(
+        ref_clouds, ref_mask, gen_clouds, gen_mask, epochs=classifier_epochs, seed=seed, progress=progress
+    )
     metrics.update(auc=test.auc, jsd=test.jsd, classifier_test_jets=test.test_jets)
     return metrics

@@ -69,6 +69,7 @@ NOMINAL_RATE = 3.0
 
 # -- the differentiable histogram and the Asimov Hessian
 
+
 def soft_memberships(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Per event, its weight in each bin: softmax(logits/τ) (INFERNO eq. 6); τ = 0: the argmax bin."""
     if temperature < 0:
@@ -112,13 +113,15 @@ class Templates:
         return self.nominal + (alpha * slope + alpha**2 * curvature).sum(0)
 
 
-def templates(memberships: torch.Tensor, weight: torch.Tensor, variation: torch.Tensor, nuisances: int,
-              what: str) -> Templates:
+def templates(
+    memberships: torch.Tensor, weight: torch.Tensor, variation: torch.Tensor, nuisances: int, what: str
+) -> Templates:
     """A sample's templates from its events' bin memberships and variation codes (0, ±k).
 
     A nuisance without up/down events in the sample leaves it unchanged (its templates are the
     nominal one): a background-only systematic needs no signal variations.
     """
+
     def shape(selected: torch.Tensor) -> torch.Tensor:
         counts = (memberships[selected] * weight[selected, None]).sum(0)
         return counts / counts.sum()
@@ -163,7 +166,7 @@ class AsimovModel:
     def expected(self, parameters: torch.Tensor) -> torch.Tensor:
         """ν_i at parameters p = (s, θ…, [b])."""
         steps = torch.tensor([n.step for n in self.nuisances], dtype=parameters.dtype)
-        offsets = parameters[1:1 + len(self.nuisances)]
+        offsets = parameters[1 : 1 + len(self.nuisances)]
         b = parameters[-1] if self.background_uncertainty is not None else self.background_yield
         return parameters[0] * self.signal.at(offsets, steps) + b * self.background.at(offsets, steps)
 
@@ -186,8 +189,7 @@ class AsimovModel:
         """
         nominal = self.nominal_parameters()
         observed = self.expected(nominal)  # the Asimov data: attached to the network's graph
-        hessian = torch.autograd.functional.hessian(lambda p: self.nll(p, observed), nominal,
-                                                    create_graph=create_graph)
+        hessian = torch.autograd.functional.hessian(lambda p: self.nll(p, observed), nominal, create_graph=create_graph)
         return torch.linalg.inv(hessian)
 
     def poi_variance(self, create_graph: bool = True) -> torch.Tensor:
@@ -197,6 +199,7 @@ class AsimovModel:
 
 # -- the task and the loss term
 
+
 class SummaryStatistic(Task):
     """A network with one output per bin of a learned summary statistic (INFERNO's network): the
     softmax gives each event's bin memberships; its label says signal (``signal_index``) or not."""
@@ -205,8 +208,9 @@ class SummaryStatistic(Task):
     output_tensor = "bin_probabilities"
     default_loss = "inferno"
 
-    def __init__(self, bins: int, terms: Sequence[Any] = (), signal_index: int = 0,
-                 class_names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, bins: int, terms: Sequence[Any] = (), signal_index: int = 0, class_names: Sequence[str] = ()
+    ) -> None:
         super().__init__(bins, terms)
         self.signal_index = signal_index
         self.class_names = list(class_names)  # the labels' classes (a run's), for templates per class
@@ -236,8 +240,9 @@ class SummaryStatistic(Task):
     @classmethod
     @override
     def from_settings(cls, num_outputs: int, settings: Any) -> Task:
-        return cls(num_outputs, signal_index=int(settings.get("signal_index", 0)),
-                   class_names=settings.get("class_names", ()))
+        return cls(
+            num_outputs, signal_index=int(settings.get("signal_index", 0)), class_names=settings.get("class_names", ())
+        )
 
 
 class NuisanceSettings(StrictModel):
@@ -259,25 +264,31 @@ class InfernoSettings(StrictModel):
     variation_observer: str = "variation"
 
 
-def asimov_model(logits: torch.Tensor, batch: Batch, signal_index: int, settings: InfernoSettings,
-                 temperature: float) -> AsimovModel:
+def asimov_model(
+    logits: torch.Tensor, batch: Batch, signal_index: int, settings: InfernoSettings, temperature: float
+) -> AsimovModel:
     """The Asimov model of a batch's outputs: signal and background templates, the nuisances."""
     nuisances = [Nuisance(n.name, n.step, n.constraint) for n in settings.nuisances]
     key = observer_key(settings.variation_observer)
     if nuisances and key not in batch:
-        raise ConfigError(f"training.loss: inferno reads the variation codes from the observer "
-                          f"{settings.variation_observer!r}; add it to the batch (data.observers)")
+        raise ConfigError(
+            f"training.loss: inferno reads the variation codes from the observer "
+            f"{settings.variation_observer!r}; add it to the batch (data.observers)"
+        )
     variation = batch[key].long() if key in batch else torch.zeros(len(logits), dtype=torch.long)
     if bool((variation.abs() > len(nuisances)).any()):
-        raise DataError(f"inferno: variation codes up to ±{int(variation.abs().max())} for "
-                        f"{len(nuisances)} nuisances")
+        raise DataError(f"inferno: variation codes up to ±{int(variation.abs().max())} for {len(nuisances)} nuisances")
     memberships = soft_memberships(logits.double(), temperature)
     weight = batch["weight"].double()
     signal = batch["label"] == signal_index
-    return AsimovModel(templates(memberships[signal], weight[signal], variation[signal], len(nuisances), "signal"),
-                       templates(memberships[~signal], weight[~signal], variation[~signal], len(nuisances),
-                                 "background"),
-                       nuisances, settings.signal_yield, settings.background_yield, settings.background_uncertainty)
+    return AsimovModel(
+        templates(memberships[signal], weight[signal], variation[signal], len(nuisances), "signal"),
+        templates(memberships[~signal], weight[~signal], variation[~signal], len(nuisances), "background"),
+        nuisances,
+        settings.signal_yield,
+        settings.background_yield,
+        settings.background_uncertainty,
+    )
 
 
 class InfernoTerm(LossTermBase):
@@ -313,17 +324,23 @@ def variation_codes(settings: InfernoSettings, data: Any) -> torch.Tensor | None
     variations = list(data.variations)
     if not variations:
         if names and settings.variation_observer not in data.observers:
-            raise ConfigError(f"training.loss: inferno's nuisances ({', '.join(names)}) need their up/down samples: "
-                              "give them in data.variations (or their codes in an observer, variation_observer)")
+            raise ConfigError(
+                f"training.loss: inferno's nuisances ({', '.join(names)}) need their up/down samples: "
+                "give them in data.variations (or their codes in an observer, variation_observer)"
+            )
         return None
     if settings.variation_observer != VARIATION_OBSERVER:
-        raise ConfigError(f"training.loss: inferno's variation_observer is {settings.variation_observer!r}, but the "
-                          f"jets of data.variations carry their codes in {VARIATION_OBSERVER!r}")
+        raise ConfigError(
+            f"training.loss: inferno's variation_observer is {settings.variation_observer!r}, but the "
+            f"jets of data.variations carry their codes in {VARIATION_OBSERVER!r}"
+        )
     unknown = [name for name in names if name not in variations]
     missing = [name for name in variations if name not in names]
     if unknown or missing:
-        raise ConfigError(f"training.loss: inferno's nuisances ({', '.join(names) or 'none'}) must be the "
-                          f"data.variations ({', '.join(variations)}), one nuisance (name, step, constraint) each")
+        raise ConfigError(
+            f"training.loss: inferno's nuisances ({', '.join(names) or 'none'}) must be the "
+            f"data.variations ({', '.join(variations)}), one nuisance (name, step, constraint) each"
+        )
     codes = torch.zeros(2 * len(variations) + 1, dtype=torch.long)
     for index, name in enumerate(variations, start=1):
         codes[len(variations) + index] = names.index(name) + 1
@@ -331,8 +348,15 @@ def variation_codes(settings: InfernoSettings, data: Any) -> torch.Tensor | None
     return codes
 
 
-def binned_uncertainty(bin_index: np.ndarray, label: np.ndarray, variation: np.ndarray, bins: int,
-                       settings: InfernoSettings, weight: np.ndarray | None = None, signal_index: int = 0) -> float:
+def binned_uncertainty(
+    bin_index: np.ndarray,
+    label: np.ndarray,
+    variation: np.ndarray,
+    bins: int,
+    settings: InfernoSettings,
+    weight: np.ndarray | None = None,
+    signal_index: int = 0,
+) -> float:
     """σ(s) from hard bins (evaluation): each event's ``bin_index`` in [0, bins), its label and
     variation code; the same Asimov Hessian as the loss, on counts instead of soft counts."""
     bin_index = np.asarray(bin_index)
@@ -340,14 +364,18 @@ def binned_uncertainty(bin_index: np.ndarray, label: np.ndarray, variation: np.n
         raise DataError(f"binned_uncertainty: bin indices outside [0, {bins})")
     filled = np.unique(bin_index)  # bins no event (of any variation) falls in carry no information
     logits = torch.nn.functional.one_hot(torch.as_tensor(np.searchsorted(filled, bin_index)), len(filled)).double()
-    batch = {"label": torch.as_tensor(label), "weight": torch.as_tensor(
-        np.ones(len(label)) if weight is None else weight), observer_key(settings.variation_observer):
-        torch.as_tensor(variation)}
+    batch = {
+        "label": torch.as_tensor(label),
+        "weight": torch.as_tensor(np.ones(len(label)) if weight is None else weight),
+        observer_key(settings.variation_observer): torch.as_tensor(variation),
+    }
     model = asimov_model(logits, batch, signal_index, settings, temperature=0.0)
     empty = model.expected(model.nominal_parameters()) <= 0
     if bool(empty.any()):
-        raise FitError(f"binned_uncertainty: bins {filled[empty.numpy()].tolist()} have varied events but no "
-                       "nominal ones; use fewer bins")
+        raise FitError(
+            f"binned_uncertainty: bins {filled[empty.numpy()].tolist()} have varied events but no "
+            "nominal ones; use fewer bins"
+        )
     variance = float(model.poi_variance().detach())
     if not variance > 0:
         raise FitError(f"binned_uncertainty: the Hessian is not positive definite (variance {variance})")
@@ -369,25 +397,38 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
 VARIATION_STEPS = {"r": 0.2, "lambda": 0.5}
 
 
-def benchmark_settings(benchmark: str, temperature: float = 0.1,
-                       steps: dict[str, float] | None = None) -> InfernoSettings:
+def benchmark_settings(
+    benchmark: str, temperature: float = 0.1, steps: dict[str, float] | None = None
+) -> InfernoSettings:
     """``inferno``'s settings for a benchmark of the synthetic problem (s = 50, b = 1000)."""
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"benchmark {benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
     spec, steps = BENCHMARKS[benchmark], steps or VARIATION_STEPS
-    nuisances = [NuisanceSettings(name=name, step=steps[name], constraint=sigma)
-                 for name, sigma in spec["nuisances"].items()]
-    return InfernoSettings(signal_yield=50.0, background_yield=1000.0, temperature=temperature,
-                           background_uncertainty=spec["background_uncertainty"], nuisances=nuisances)
+    nuisances = [
+        NuisanceSettings(name=name, step=steps[name], constraint=sigma) for name, sigma in spec["nuisances"].items()
+    ]
+    return InfernoSettings(
+        signal_yield=50.0,
+        background_yield=1000.0,
+        temperature=temperature,
+        background_uncertainty=spec["background_uncertainty"],
+        nuisances=nuisances,
+    )
 
 
-def synthetic_3d(n_signal: int, n_background: int, rng: np.random.Generator, r: float = 0.0,
-                 rate: float = NOMINAL_RATE) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_3d(
+    n_signal: int, n_background: int, rng: np.random.Generator, r: float = 0.0, rate: float = NOMINAL_RATE
+) -> tuple[np.ndarray, np.ndarray]:
     """Events (N, 3) of the problem and their labels (0 signal, 1 background: heplearn's signal is class 0),
     the background generated at (r, λ = ``rate``)."""
     signal = np.column_stack([rng.normal(0.0, 1.0, (n_signal, 2)), rng.exponential(1 / 2.0, n_signal)])
-    background = np.column_stack([rng.normal(2.0 + r, math.sqrt(5.0), n_background),
-                                  rng.normal(0.0, 3.0, n_background), rng.exponential(1 / rate, n_background)])
+    background = np.column_stack(
+        [
+            rng.normal(2.0 + r, math.sqrt(5.0), n_background),
+            rng.normal(0.0, 3.0, n_background),
+            rng.exponential(1 / rate, n_background),
+        ]
+    )
     events = np.concatenate([signal, background]).astype(np.float32)
     return events, np.repeat(np.array([0, 1]), [n_signal, n_background])
 
@@ -400,8 +441,9 @@ def shift_background(events: np.ndarray, r: float = 0.0, rate: float = NOMINAL_R
     return moved
 
 
-def with_variations(events: np.ndarray, label: np.ndarray, nuisances: Sequence[NuisanceSettings],
-                    signal_index: int = 0) -> dict[str, np.ndarray]:
+def with_variations(
+    events: np.ndarray, label: np.ndarray, nuisances: Sequence[NuisanceSettings], signal_index: int = 0
+) -> dict[str, np.ndarray]:
     """The events plus, per nuisance k, the background moved up (code +k) and down (−k):
     ``features``, ``label``, ``variation`` and ``event`` (the index of the nominal event a row comes from)."""
     background = np.flatnonzero(label != signal_index)
@@ -412,14 +454,21 @@ def with_variations(events: np.ndarray, label: np.ndarray, nuisances: Sequence[N
             raise ConfigError(f"nuisance {nuisance.name!r}: the synthetic problem has r and lambda")
         for sign in (1, -1):
             offset = sign * nuisance.step
-            moved = (shift_background(events[background], r=offset) if nuisance.name == "r"
-                     else shift_background(events[background], rate=NOMINAL_RATE + offset))
+            moved = (
+                shift_background(events[background], r=offset)
+                if nuisance.name == "r"
+                else shift_background(events[background], rate=NOMINAL_RATE + offset)
+            )
             rows.append(moved)
             labels.append(label[background])
             codes.append(np.full(len(background), sign * k, dtype=np.int64))
             origin.append(background)
-    return {"features": np.concatenate(rows), "label": np.concatenate(labels),
-            "variation": np.concatenate(codes), "event": np.concatenate(origin)}
+    return {
+        "features": np.concatenate(rows),
+        "label": np.concatenate(labels),
+        "variation": np.concatenate(codes),
+        "event": np.concatenate(origin),
+    }
 
 
 @dataclass
@@ -447,16 +496,21 @@ class GroupedBatches:
 
     def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of epoch ``epoch`` (events in a new order each epoch, seeded by (seed, epoch))."""
-        events = (np.random.default_rng([self.seed, epoch]).permutation(self._events) if self.shuffle
-                  else np.arange(self._events))
+        events = (
+            np.random.default_rng([self.seed, epoch]).permutation(self._events)
+            if self.shuffle
+            else np.arange(self._events)
+        )
         for first in range(0, self._events, self.events_per_batch):
-            chosen = events[first:first + self.events_per_batch]
+            chosen = events[first : first + self.events_per_batch]
             starts, stops = self._starts[chosen], self._starts[chosen + 1]
             index = self._order[np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])]
-            yield {"jet": torch.from_numpy(self.rows["features"][index]),
-                   "label": torch.from_numpy(self.rows["label"][index]),
-                   "weight": torch.ones(len(index)),
-                   observer_key(self.observer): torch.from_numpy(self.rows["variation"][index])}
+            yield {
+                "jet": torch.from_numpy(self.rows["features"][index]),
+                "label": torch.from_numpy(self.rows["label"][index]),
+                "weight": torch.ones(len(index)),
+                observer_key(self.observer): torch.from_numpy(self.rows["variation"][index]),
+            }
 
 
 def network(outputs: int, seed: int, hidden: tuple[int, ...] = (100, 100)) -> torch.nn.Module:
@@ -467,40 +521,80 @@ def network(outputs: int, seed: int, hidden: tuple[int, ...] = (100, 100)) -> to
     return JetMLP(outputs, {"jet": 3}, hidden=hidden, dropout=0.0, batch_norm=False)
 
 
-def train_inferno(rows: dict[str, np.ndarray], settings: InfernoSettings, *, bins: int = 10, epochs: int = 20,
-                  learning_rate: float = 1e-3, events_per_batch: int = 4000, seed: int = 0,
-                  progress: bool = False) -> torch.nn.Module:
+def train_inferno(
+    rows: dict[str, np.ndarray],
+    settings: InfernoSettings,
+    *,
+    bins: int = 10,
+    epochs: int = 20,
+    learning_rate: float = 1e-3,
+    events_per_batch: int = 4000,
+    seed: int = 0,
+    progress: bool = False,
+) -> torch.nn.Module:
     """A ``bins``-output network trained with the ``inferno`` term alone on ``with_variations`` rows,
     through the trainer's one in-memory ``fit`` (Adam at a constant rate)."""
     from heplearn.run_config import LossTermConfig, TrainingConfig
     from heplearn.training.losses import build_terms
     from heplearn.training.trainer import fit
 
-    config = TrainingConfig(epochs=epochs, learning_rate=learning_rate, weight_decay=0.0, schedule="constant",
-                            warmup_fraction=0.0, early_stopping_patience=None, seed=seed,
-                            loss=[LossTermConfig(name="inferno", **settings.model_dump())])
+    config = TrainingConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_fraction=0.0,
+        early_stopping_patience=None,
+        seed=seed,
+        loss=[LossTermConfig(name="inferno", **settings.model_dump())],
+    )
     task = SummaryStatistic(bins)
     task.terms = build_terms(config.loss, task, TermContext(config))
     model = network(bins, seed)
-    fit(model, task, GroupedBatches(rows, events_per_batch, seed=seed, observer=settings.variation_observer), None,
-        config, progress=progress)
+    fit(
+        model,
+        task,
+        GroupedBatches(rows, events_per_batch, seed=seed, observer=settings.variation_observer),
+        None,
+        config,
+        progress=progress,
+    )
     return model
 
 
-def train_cross_entropy(events: np.ndarray, label: np.ndarray, *, epochs: int = 10, learning_rate: float = 1e-3,
-                        batch_size: int = 256, seed: int = 0, progress: bool = False) -> torch.nn.Module:
+def train_cross_entropy(
+    events: np.ndarray,
+    label: np.ndarray,
+    *,
+    epochs: int = 10,
+    learning_rate: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+) -> torch.nn.Module:
     """The baseline: the same network with two outputs trained by cross entropy on nominal events."""
     from heplearn.run_config import TrainingConfig
     from heplearn.tasks import Classification
     from heplearn.training.losses import CrossEntropy, NoSettings
     from heplearn.training.trainer import fit
 
-    config = TrainingConfig(epochs=epochs, learning_rate=learning_rate, weight_decay=0.0, schedule="constant",
-                            warmup_fraction=0.0, early_stopping_patience=None, seed=seed)
+    config = TrainingConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_fraction=0.0,
+        early_stopping_patience=None,
+        seed=seed,
+    )
     task = Classification(["signal", "background"])
     task.terms = [CrossEntropy(1.0, NoSettings(), task, TermContext(config))]
-    rows = {"features": events, "label": label, "variation": np.zeros(len(label), dtype=np.int64),
-            "event": np.arange(len(label))}
+    rows = {
+        "features": events,
+        "label": label,
+        "variation": np.zeros(len(label), dtype=np.int64),
+        "event": np.arange(len(label)),
+    }
     model = network(2, seed)
     fit(model, task, GroupedBatches(rows, batch_size, seed=seed), None, config, progress=progress)
     return model
@@ -511,8 +605,12 @@ def network_bins(model: torch.nn.Module, features: np.ndarray, bins: int = 10) -
     """Each event's bin: the argmax of a summary-statistic network (``bins`` outputs), or for a
     two-class classifier its signal probability in ``bins`` uniform bins of [0, 1]."""
     model.eval()
-    outputs = torch.cat([model({"jet": torch.from_numpy(chunk)}) for chunk in np.array_split(
-        features, max(1, len(features) // 100_000))])
+    outputs = torch.cat(
+        [
+            model({"jet": torch.from_numpy(chunk)})
+            for chunk in np.array_split(features, max(1, len(features) // 100_000))
+        ]
+    )
     if outputs.shape[-1] == bins:
         return outputs.argmax(-1).numpy()
     signal = torch.softmax(outputs, -1)[:, 0].numpy()
@@ -532,7 +630,7 @@ def fisher_bound(benchmark: str, nodes: int = 80) -> float:
         return (low + high) / 2 + (high - low) / 2 * x, (high - low) / 2 * w
 
     def normal(x: np.ndarray, mean: float, variance: float) -> np.ndarray:
-        return np.exp(-(x - mean) ** 2 / (2 * variance)) / math.sqrt(2 * math.pi * variance)
+        return np.exp(-((x - mean) ** 2) / (2 * variance)) / math.sqrt(2 * math.pi * variance)
 
     (x0, w0), (x1, w1), (x2, w2) = axis(-14, 18), axis(-20, 20), axis(0, 20)
     x0, x1, x2 = np.meshgrid(x0, x1, x2, indexing="ij")
@@ -546,15 +644,35 @@ def fisher_bound(benchmark: str, nodes: int = 80) -> float:
     spec = BENCHMARKS[benchmark]
     names = ["s", *spec["nuisances"]] + (["b"] if spec["background_uncertainty"] is not None else [])
     information = np.array([[np.sum(w * derivatives[j] * derivatives[k] / nu) for k in names] for j in names])
-    sigmas = [*spec["nuisances"].values()] + ([spec["background_uncertainty"]]
-                                             if spec["background_uncertainty"] is not None else [])
+    sigmas = [*spec["nuisances"].values()] + (
+        [spec["background_uncertainty"]] if spec["background_uncertainty"] is not None else []
+    )
     information[1:, 1:] += np.diag([0.0 if sigma is None else 1 / sigma**2 for sigma in sigmas])
     return float(math.sqrt(np.linalg.inv(information)[0, 0]))
 
 
 __all__ = [
-    "BENCHMARKS", "AsimovModel", "GroupedBatches", "InfernoSettings", "InfernoTerm", "Nuisance", "NuisanceSettings",
-    "SummaryStatistic", "Templates", "benchmark_settings", "binned_uncertainty", "fisher_bound", "network",
-    "network_bins", "shift_background", "soft_histogram", "soft_memberships", "synthetic_3d", "templates",
-    "train_cross_entropy", "train_inferno", "variation_codes", "with_variations",
+    "BENCHMARKS",
+    "AsimovModel",
+    "GroupedBatches",
+    "InfernoSettings",
+    "InfernoTerm",
+    "Nuisance",
+    "NuisanceSettings",
+    "SummaryStatistic",
+    "Templates",
+    "benchmark_settings",
+    "binned_uncertainty",
+    "fisher_bound",
+    "network",
+    "network_bins",
+    "shift_background",
+    "soft_histogram",
+    "soft_memberships",
+    "synthetic_3d",
+    "templates",
+    "train_cross_entropy",
+    "train_inferno",
+    "variation_codes",
+    "with_variations",
 ]

@@ -60,9 +60,16 @@ class NormalizedAutoencoderSettings(StrictModel):
     margin: float = pydantic.Field(default=0.2, ge=0)  # the chains' box: the batch's range widened by this share
 
 
-def langevin(start: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor], steps: int, step_size: float,
-             noise: float, low: torch.Tensor | None = None, high: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def langevin(
+    start: torch.Tensor,
+    energy: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    step_size: float,
+    noise: float,
+    low: torch.Tensor | None = None,
+    high: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``steps`` Langevin steps x ← x − λ ∇E(x) + σ ε from ``start`` (clipped to [low, high]); detached.
 
     ``energy`` maps ``(n, ...)`` points to ``(n,)`` energies; the gradient is taken with respect to
@@ -90,11 +97,15 @@ class NormalizedAutoencoderStep(StepStrategy):
     def __init__(self, context: StepContext, settings: NormalizedAutoencoderSettings) -> None:
         super().__init__()
         if not isinstance(context.task, Reconstruction):
-            raise ConfigError("training.step: normalized_autoencoder trains an autoencoder's reconstruction task "
-                              f"(data.labels.type: none, a reconstruction model), not a {context.task.kind} task")
+            raise ConfigError(
+                "training.step: normalized_autoencoder trains an autoencoder's reconstruction task "
+                f"(data.labels.type: none, a reconstruction model), not a {context.task.kind} task"
+            )
         if settings.init == "latent" and not all(hasattr(context.model, part) for part in ("encoder", "decoder")):
-            raise ConfigError("training.step: normalized_autoencoder init 'latent' needs a model with an encoder "
-                              "and a decoder; use init: uniform")
+            raise ConfigError(
+                "training.step: normalized_autoencoder init 'latent' needs a model with an encoder "
+                "and a decoder; use init: uniform"
+            )
         self.settings = settings
         self.training = context.training
         self.task: Reconstruction = context.task
@@ -123,8 +134,9 @@ class NormalizedAutoencoderStep(StepStrategy):
             def decoded_energy(latent: torch.Tensor) -> torch.Tensor:
                 return self.energy(self.model.decoder(latent).reshape(positive.shape))
 
-            z = langevin(z, decoded_energy, s.latent_steps, s.latent_step_size, s.latent_noise,
-                         generator=self.generator)
+            z = langevin(
+                z, decoded_energy, s.latent_steps, s.latent_step_size, s.latent_noise, generator=self.generator
+            )
             with torch.no_grad():
                 start = torch.maximum(torch.minimum(self.model.decoder(z).reshape(positive.shape), high), low)
         else:
@@ -144,13 +156,15 @@ class NormalizedAutoencoderStep(StepStrategy):
                 outputs = self.network(batch)
             terms = self.task.loss(outputs, batch)
             loss = self.task.total_loss(terms)
-            optimise(loss, self.model, self.optimizers["model"], self.schedulers["model"],
-                     self.training.gradient_clip)
+            optimise(loss, self.model, self.optimizers["model"], self.schedulers["model"], self.training.gradient_clip)
             return loss_figures(loss, terms)
         positive = batch[self.task.group].float()
         negative = self.negative_samples(positive)
         positive_energy, negative_energy = self.energy(positive), self.energy(negative)
         loss = positive_energy.mean() - negative_energy.mean() + s.gamma * negative_energy.square().mean()
         optimise(loss, self.model, self.optimizers["model"], self.schedulers["model"], self.training.gradient_clip)
-        return {"loss": float(loss.detach()), "positive_energy": float(positive_energy.mean().detach()),
-                "negative_energy": float(negative_energy.mean().detach())}
+        return {
+            "loss": float(loss.detach()),
+            "positive_energy": float(positive_energy.mean().detach()),
+            "negative_energy": float(negative_energy.mean().detach()),
+        }

@@ -56,8 +56,15 @@ class QuantileCut:
         return np.asarray(score) > self.threshold(mass)
 
 
-def fit_quantile_cut(score: np.ndarray, mass: np.ndarray, efficiency: float, *, hidden: Sequence[int] = (32, 32),
-                     training: TrainingConfig | None = None, seed: int = 0) -> QuantileCut:
+def fit_quantile_cut(
+    score: np.ndarray,
+    mass: np.ndarray,
+    efficiency: float,
+    *,
+    hidden: Sequence[int] = (32, 32),
+    training: TrainingConfig | None = None,
+    seed: int = 0,
+) -> QuantileCut:
     """Regress the (1 − ``efficiency``) quantile of the background ``score`` against ``mass``.
 
     Both are standardised on the sample; the regression is an MLP trained with the pinball loss
@@ -69,10 +76,13 @@ def fit_quantile_cut(score: np.ndarray, mass: np.ndarray, efficiency: float, *, 
     if not 0 < efficiency < 1:
         raise ConfigError(f"efficiency: a background efficiency lies in (0, 1), got {efficiency}")
     if efficiency * len(score) < 100:
-        raise DataError(f"quantile cut: ε = {efficiency:g} of {len(score)} events is under 100 above the cut; "
-                        f"take at least {int(np.ceil(100 / efficiency))} background events")
-    training = training or TrainingConfig(epochs=30, batch_size=512, learning_rate=3e-3,
-                                          early_stopping_patience=None, weight_decay=0.0)
+        raise DataError(
+            f"quantile cut: ε = {efficiency:g} of {len(score)} events is under 100 above the cut; "
+            f"take at least {int(np.ceil(100 / efficiency))} background events"
+        )
+    training = training or TrainingConfig(
+        epochs=30, batch_size=512, learning_rate=3e-3, early_stopping_patience=None, weight_decay=0.0
+    )
     mass_centre, mass_scale = float(mass.mean()), float(mass.std() or 1.0)
     score_centre, score_scale = float(score.mean()), float(score.std() or 1.0)
     inputs = ((mass - mass_centre) / mass_scale).astype(np.float32)[:, None]
@@ -82,13 +92,13 @@ def fit_quantile_cut(score: np.ndarray, mass: np.ndarray, efficiency: float, *, 
     task.terms = build_terms([LossTermConfig(name="quantile")], task, TermContext(training))
     torch.manual_seed(seed)
     network = registry.model_class("mlp")(1, {"jet": 1}, hidden=tuple(hidden))
-    fit(network, task, InMemorySource(InMemoryJets(arrays, [], None), training.batch_size, True, seed), None,
-        training)
+    fit(network, task, InMemorySource(InMemoryJets(arrays, [], None), training.batch_size, True, seed), None, training)
     return QuantileCut(efficiency, network, mass_centre, mass_scale, score_centre, score_scale)
 
 
-def efficiency_by_bin(passed: np.ndarray, mass: np.ndarray, edges: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def efficiency_by_bin(
+    passed: np.ndarray, mass: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fraction of events passing in each mass bin, with its Clopper–Pearson interval (one σ)."""
     passed, mass = np.asarray(passed, bool), np.asarray(mass, np.float64)
     totals, _ = np.histogram(mass, edges)

@@ -110,8 +110,13 @@ def reading_config(data: DataConfig, extra_observers: Sequence[str] = ()) -> Dat
     return data.model_copy(update={"labels": LabelConfig(type="none"), "observers": observers})
 
 
-def read_sample(files: Sequence[str | os.PathLike[str]], data: DataConfig, name: str,
-                extra_observers: Sequence[str] = (), progress: bool = False) -> Sample:
+def read_sample(
+    files: Sequence[str | os.PathLike[str]],
+    data: DataConfig,
+    name: str,
+    extra_observers: Sequence[str] = (),
+    progress: bool = False,
+) -> Sample:
     """Every event of ``files`` that passes ``data``'s selection, read with ``data``'s inputs.
 
     Parameters
@@ -135,8 +140,9 @@ def read_sample(files: Sequence[str | os.PathLike[str]], data: DataConfig, name:
     parts: list[RaggedJets] = []
     file_index, entry, entries, tables = [], [], [], []
     fields: dict[str, str] = {}
-    for index, path in enumerate(progress_bar(paths, desc=f"reading {name}", unit="file", disable=not progress,
-                                              leave=False)):
+    for index, path in enumerate(
+        progress_bar(paths, desc=f"reading {name}", unit="file", disable=not progress, leave=False)
+    ):
         source = open_source(path, config.treename)
         read = transformer.fields_to_read(source.field_names(), str(path))
         types = {info.name: info.type for info in source.fields() if info.name in read}
@@ -160,8 +166,9 @@ def read_sample(files: Sequence[str | os.PathLike[str]], data: DataConfig, name:
     if len(jets) == 0:
         where = f"data.selection {config.selection!r}" if config.selection else "reading"
         raise DataError(f"{name}: no events left after {where} in {', '.join(map(str, paths))}")
-    return Sample(name, jets.padded(), paths, np.concatenate(file_index), np.concatenate(entry), entries, tables,
-                  fields)
+    return Sample(
+        name, jets.padded(), paths, np.concatenate(file_index), np.concatenate(entry), entries, tables, fields
+    )
 
 
 def _selected(chunk: ak.Array, config: DataConfig, where: str) -> np.ndarray:
@@ -176,12 +183,14 @@ def _selected(chunk: ak.Array, config: DataConfig, where: str) -> np.ndarray:
     return np.broadcast_to(np.asarray(values, bool), (len(chunk),)).copy()
 
 
-def _field_difference(first: str, first_fields: Mapping[str, str], second: str,
-                      second_fields: Mapping[str, str]) -> str:
+def _field_difference(
+    first: str, first_fields: Mapping[str, str], second: str, second_fields: Mapping[str, str]
+) -> str:
     only_first = sorted(set(first_fields) - set(second_fields))
     only_second = sorted(set(second_fields) - set(first_fields))
-    retyped = sorted(name for name in set(first_fields) & set(second_fields)
-                     if first_fields[name] != second_fields[name])
+    retyped = sorted(
+        name for name in set(first_fields) & set(second_fields) if first_fields[name] != second_fields[name]
+    )
     parts = []
     if only_first:
         parts.append(f"only {first} has {', '.join(only_first)}")
@@ -198,17 +207,22 @@ def check_same_fields(first: Sample, second: Sample, ignore: Sequence[str] = ())
     first_fields = {name: kind for name, kind in first.fields.items() if name not in ignore}
     second_fields = {name: kind for name, kind in second.fields.items() if name not in ignore}
     if first_fields != second_fields:
-        raise DataError(_field_difference(f"{first.name} {first.files[0]}", first_fields,
-                                          f"{second.name} {second.files[0]}", second_fields))
+        raise DataError(
+            _field_difference(
+                f"{first.name} {first.files[0]}", first_fields, f"{second.name} {second.files[0]}", second_fields
+            )
+        )
 
 
 def check_total_weight(sample: Sample) -> None:
     """A ``DataError`` when a sample's summed weight is zero, negative or not finite."""
     total = sample.total_weight
     if not (math.isfinite(total) and total > 0):
-        raise DataError(f"{sample.name}: the summed event weight is {total:g} over {len(sample)} events "
-                        f"({', '.join(map(str, sample.files))}); reweighting needs a positive total (check "
-                        "data.weights)")
+        raise DataError(
+            f"{sample.name}: the summed event weight is {total:g} over {len(sample)} events "
+            f"({', '.join(map(str, sample.files))}); reweighting needs a positive total (check "
+            "data.weights)"
+        )
 
 
 # --------------------------------------------------------------------------- folds
@@ -231,9 +245,16 @@ def labelled(target: JetArrays, source: JetArrays) -> JetArrays:
     """Target and source events in one set, labelled ``TARGET`` (0) and ``SOURCE`` (1), with the
     observers both have."""
     shared = set(target.observers) & set(source.observers)
-    parts = [JetArrays(arrays.inputs, arrays.mask, arrays.label, arrays.weight,
-                       {name: values for name, values in arrays.observers.items() if name in shared})
-             for arrays in (target, source)]
+    parts = [
+        JetArrays(
+            arrays.inputs,
+            arrays.mask,
+            arrays.label,
+            arrays.weight,
+            {name: values for name, values in arrays.observers.items() if name in shared},
+        )
+        for arrays in (target, source)
+    ]
     joined = JetArrays.concatenate(parts)
     joined.label = np.concatenate([np.full(len(target), TARGET, np.int64), np.full(len(source), SOURCE, np.int64)])
     return joined
@@ -247,9 +268,14 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 
 # --------------------------------------------------------------------------- one classifier
-def train_classifier(config: RunConfig, train: JetArrays, val: JetArrays | None, run_dir: Path,
-                     progress: bool = True,
-                     batches: Callable[[InMemoryJets, Preprocessing], BatchSource] | None = None) -> TrainedModel:
+def train_classifier(
+    config: RunConfig,
+    train: JetArrays,
+    val: JetArrays | None,
+    run_dir: Path,
+    progress: bool = True,
+    batches: Callable[[InMemoryJets, Preprocessing], BatchSource] | None = None,
+) -> TrainedModel:
     """Fit the Reweighting task (target vs source) on labelled arrays; ``run_dir`` becomes a run.
 
     The run directory is a training run like any other (``config.yaml``, ``preprocessing.json``,
@@ -264,12 +290,16 @@ def train_classifier(config: RunConfig, train: JetArrays, val: JetArrays | None,
     training = config.training
     task = make_task(config, CLASS_NAMES, train.label, train.weight)
     train_set = InMemoryJets(train, CLASS_NAMES, preprocessing, config.data)
-    train_source = (InMemorySource(train_set, training.batch_size, True, training.seed) if batches is None
-                    else batches(train_set, preprocessing))
+    train_source = (
+        InMemorySource(train_set, training.batch_size, True, training.seed)
+        if batches is None
+        else batches(train_set, preprocessing)
+    )
     val_source = None
     if val is not None and len(val):
-        val_source = InMemorySource(InMemoryJets(val, CLASS_NAMES, preprocessing, config.data),
-                                    max(training.batch_size, 1024), False, 0)
+        val_source = InMemorySource(
+            InMemoryJets(val, CLASS_NAMES, preprocessing, config.data), max(training.batch_size, 1024), False, 0
+        )
     network, _ = fit_torch(config, task, train_source, val_source, run.path, progress)
     best = run.checkpoints / ckpt.BEST / "model.safetensors"
     weights = ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(network)
@@ -284,11 +314,18 @@ def train_classifier(config: RunConfig, train: JetArrays, val: JetArrays | None,
 def reweighting_config(config: RunConfig, data: DataConfig | None = None) -> RunConfig:
     """``config`` for the Reweighting task (``labels.type: reweighting``, classes [target, source])."""
     if not registry.is_torch_model(config.model.name):
-        raise ConfigError(f"model.name: {config.model.name} is not a network; reweighting trains a torch model "
-                          f"of the zoo ({', '.join(n for n in registry.model_names() if registry.is_torch_model(n))})")
+        raise ConfigError(
+            f"model.name: {config.model.name} is not a network; reweighting trains a torch model "
+            f"of the zoo ({', '.join(n for n in registry.model_names() if registry.is_torch_model(n))})"
+        )
     data = (data or config.data).model_copy(
-        update={"labels": LabelConfig(type="reweighting", classes=list(CLASS_NAMES)), "train": [], "val": [],
-                "test": []})
+        update={
+            "labels": LabelConfig(type="reweighting", classes=list(CLASS_NAMES)),
+            "train": [],
+            "val": [],
+            "test": [],
+        }
+    )
     registry.build_network(config.model, data, 2)  # the model reads what the data provides
     return config.model_copy(update={"data": data})
 
@@ -300,8 +337,13 @@ def use_threads(config: RunConfig) -> None:
 
 
 # --------------------------------------------------------------------------- weights
-def finish_weights(ratio: np.ndarray, base_weights: np.ndarray, clip: tuple[float | None, float | None],
-                   normalise: Normalisation, target_total: float) -> np.ndarray:
+def finish_weights(
+    ratio: np.ndarray,
+    base_weights: np.ndarray,
+    clip: tuple[float | None, float | None],
+    normalise: Normalisation,
+    target_total: float,
+) -> np.ndarray:
     """Per-event weights from density ratios: clipped to ``clip``, then normalised.
 
     ``normalise``: ``source`` scales Σ base·w to Σ base (the source keeps its normalisation),
@@ -318,8 +360,10 @@ def finish_weights(ratio: np.ndarray, base_weights: np.ndarray, clip: tuple[floa
         return weights
     total = float(np.sum(base_weights * weights))
     if not (math.isfinite(total) and total > 0):
-        raise DataError(f"the reweighted source has a summed weight of {total:g}; it cannot be normalised "
-                        "(check the clipping bounds and data.weights)")
+        raise DataError(
+            f"the reweighted source has a summed weight of {total:g}; it cannot be normalised "
+            "(check the clipping bounds and data.weights)"
+        )
     wanted = float(np.sum(base_weights, dtype=np.float64)) if normalise == "source" else target_total
     return weights * (wanted / total)
 
@@ -348,13 +392,11 @@ class WeightOptions:
 
     def apply(self, ratio: np.ndarray, source: Sample, target_total: float) -> np.ndarray:
         """The final weights of ``source``'s events from their density ratios."""
-        return finish_weights(ratio, source.arrays.weight.astype(np.float64), self.clip, self.normalise,
-                              target_total)
+        return finish_weights(ratio, source.arrays.weight.astype(np.float64), self.clip, self.normalise, target_total)
 
     def plan(self, sample: Sample, run: RunDirectory) -> list[list[Path]]:
         """The friend files to write for ``sample``: in the run's ``weights/`` (and beside the sources)."""
-        return plan_friends(sample, [run.path / "weights", *([None] if self.beside_source else [])],
-                            self.friend_format)
+        return plan_friends(sample, [run.path / "weights", *([None] if self.beside_source else [])], self.friend_format)
 
 
 DEFAULT_OPTIONS = WeightOptions()
@@ -426,10 +468,14 @@ def plan_friends(sample: Sample, directories: Sequence[Path | None], file_format
     plans: list[list[Path]] = []
     seen: dict[Path, Path] = {}
     for index, (file, kind) in enumerate(zip(sample.files, formats, strict=True)):
-        paths = [friend_path(file, file.parent, kind) if directory is None else
-                 friend_path(file, directory, kind).with_name(
-                     (f"{index}-" if numbered else "") + friend_path(file, directory, kind).name)
-                 for directory in directories]
+        paths = [
+            friend_path(file, file.parent, kind)
+            if directory is None
+            else friend_path(file, directory, kind).with_name(
+                (f"{index}-" if numbered else "") + friend_path(file, directory, kind).name
+            )
+            for directory in directories
+        ]
         for path in paths:
             if path in seen:
                 raise DataError(f"{file} and {seen[path]} would both write {path}; rename one of them")
@@ -438,8 +484,9 @@ def plan_friends(sample: Sample, directories: Sequence[Path | None], file_format
     return plans
 
 
-def write_friends(sample: Sample, columns: Mapping[str, np.ndarray], plans: list[list[Path]],
-                  provenance: Mapping[str, Any]) -> list[Path]:
+def write_friends(
+    sample: Sample, columns: Mapping[str, np.ndarray], plans: list[list[Path]], provenance: Mapping[str, Any]
+) -> list[Path]:
     """Write ``columns`` as the friend files ``plans`` lists; returns every path written."""
     written = []
     for index, table in enumerate(friend_tables(sample, columns)):
@@ -502,8 +549,9 @@ def reweight(
     ReweightResult
     """
     if folds < 2:
-        raise ConfigError(f"folds must be 2 or more (every event's weight comes from a model that did not see it), "
-                          f"got {folds}")
+        raise ConfigError(
+            f"folds must be 2 or more (every event's weight comes from a model that did not see it), got {folds}"
+        )
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     run_config = reweighting_config(config)
@@ -524,34 +572,64 @@ def reweight(
     raw = np.full(len(source), np.nan)
     fold_records = []
     for fold in progress_bar(range(folds), desc="folds", unit="fold", disable=not progress):
-        train_all = labelled(target.arrays.take(np.flatnonzero(target_fold != fold)),
-                             source.arrays.take(np.flatnonzero(source_fold != fold)))
+        train_all = labelled(
+            target.arrays.take(np.flatnonzero(target_fold != fold)),
+            source.arrays.take(np.flatnonzero(source_fold != fold)),
+        )
         train_index, val_index = split_validation(len(train_all), val_fraction, seed + 100 + fold)
         train_set = train_all.take(train_index)
-        model = train_classifier(run_config, train_set, train_all.take(val_index) if len(val_index) else None,
-                                 run.path / f"fold-{fold}", progress)
+        model = train_classifier(
+            run_config,
+            train_set,
+            train_all.take(val_index) if len(val_index) else None,
+            run.path / f"fold-{fold}",
+            progress,
+        )
         prior = prior_ratio(train_set)
         held_out = np.flatnonzero(source_fold == fold)
         raw[held_out] = density_ratio(model, source.arrays.take(held_out), prior)
         history = RunDirectory(model.run_dir or run.path).read_history()
-        fold_records.append({"fold": fold, "train_events": len(train_set), "val_events": len(val_index),
-                             "prior_source_over_target": prior, "epochs": len(history),
-                             "best_val_loss": min((r.get("val_loss", math.inf) for r in history), default=None)})
+        fold_records.append(
+            {
+                "fold": fold,
+                "train_events": len(train_set),
+                "val_events": len(val_index),
+                "prior_source_over_target": prior,
+                "epochs": len(history),
+                "best_val_loss": min((r.get("val_loss", math.inf) for r in history), default=None),
+            }
+        )
     weights = options.apply(raw, source, target.total_weight)
     summary = weight_summary(source, target, raw, weights)
     provenance = {"heplearn_version": __version__, "run": str(run.path), "method": "dctr"}
-    friends = write_friends(source, {"weight": weights.astype(np.float32), "weight_raw": raw.astype(np.float32),
-                                     "fold": source_fold}, plans, provenance)
+    friends = write_friends(
+        source,
+        {"weight": weights.astype(np.float32), "weight_raw": raw.astype(np.float32), "fold": source_fold},
+        plans,
+        provenance,
+    )
     result = ReweightResult(run.path, source, target, weights, raw, source_fold, friends, summary)
     if options.report:
         from heplearn.methods.reweighting_report import closure_report
 
-        closure_report(run.path / "report", config.data, source, target, weights, summary, title="DCTR closure",
-                       progress=progress)
-    write_settings(run, {
-        "method": "dctr", "source": [str(f) for f in source.files], "target": [str(f) for f in target.files],
-        "folds": folds, "val_fraction": val_fraction, "clip": list(options.clip), "normalise": options.normalise,
-        "friends": [str(p) for p in friends], "fold_records": fold_records, "summary": summary})
+        closure_report(
+            run.path / "report", config.data, source, target, weights, summary, title="DCTR closure", progress=progress
+        )
+    write_settings(
+        run,
+        {
+            "method": "dctr",
+            "source": [str(f) for f in source.files],
+            "target": [str(f) for f in target.files],
+            "folds": folds,
+            "val_fraction": val_fraction,
+            "clip": list(options.clip),
+            "normalise": options.normalise,
+            "friends": [str(p) for p in friends],
+            "fold_records": fold_records,
+            "summary": summary,
+        },
+    )
     return result
 
 
@@ -567,8 +645,9 @@ def prior_ratio(train: JetArrays) -> float:
     source = float(np.sum(train.weight[train.label == SOURCE], dtype=np.float64))
     target = float(np.sum(train.weight[train.label == TARGET], dtype=np.float64))
     if not (source > 0 and target > 0):
-        raise DataError(f"a training fold has a summed source weight {source:g} and target weight {target:g}; "
-                        "both must be positive")
+        raise DataError(
+            f"a training fold has a summed source weight {source:g} and target weight {target:g}; both must be positive"
+        )
     return source / target
 
 
@@ -578,18 +657,30 @@ def weight_summary(source: Sample, target: Sample, raw: np.ndarray, weights: np.
     effective = float(np.sum(base * weights) ** 2 / np.sum((base * weights) ** 2))
     order = np.argsort(weights)[::-1][:10]
     return {
-        "source_events": len(source), "target_events": len(target),
-        "source_total_weight": source.total_weight, "target_total_weight": target.total_weight,
+        "source_events": len(source),
+        "target_events": len(target),
+        "source_total_weight": source.total_weight,
+        "target_total_weight": target.total_weight,
         # Σ_source f/(1−f) estimates N_target (arXiv:1907.08209): the raw weights times N₁/N₀
         "reweighted_total_raw": float(np.sum(base * raw)),
-        "reweighted_total_raw_times_target_over_source": float(np.sum(base * raw) * target.total_weight
-                                                               / source.total_weight),
+        "reweighted_total_raw_times_target_over_source": float(
+            np.sum(base * raw) * target.total_weight / source.total_weight
+        ),
         "reweighted_total": float(np.sum(base * weights)),
         "effective_events": effective,
-        "weight_mean": float(np.mean(weights)), "weight_std": float(np.std(weights)),
-        "weight_min": float(np.min(weights)), "weight_max": float(np.max(weights)),
-        "largest_weights": [{"event": int(i), "file": str(source.files[source.file_index[i]]),
-                             "entry": int(source.entry[i]), "weight": float(weights[i])} for i in order],
+        "weight_mean": float(np.mean(weights)),
+        "weight_std": float(np.std(weights)),
+        "weight_min": float(np.min(weights)),
+        "weight_max": float(np.max(weights)),
+        "largest_weights": [
+            {
+                "event": int(i),
+                "file": str(source.files[source.file_index[i]]),
+                "entry": int(source.entry[i]),
+                "weight": float(weights[i]),
+            }
+            for i in order
+        ],
     }
 
 
@@ -597,8 +688,9 @@ def write_settings(run: RunDirectory, content: Mapping[str, Any]) -> None:
     """Write the method's settings, with the heplearn version, into the run directory (``reweight.json``)."""
     from heplearn.evaluation.report import jsonable
 
-    write_text_atomic(run.path / SETTINGS_FILE,
-                      json.dumps(jsonable({**content, "heplearn_version": __version__}), indent=2))
+    write_text_atomic(
+        run.path / SETTINGS_FILE, json.dumps(jsonable({**content, "heplearn_version": __version__}), indent=2)
+    )
 
 
 def read_settings(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

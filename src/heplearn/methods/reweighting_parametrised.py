@@ -88,8 +88,9 @@ class RedrawnParameters:
             if values.ndim == 3:  # per particle: θ on the real particles; padded slots keep the pad value
                 assert arrays.mask is not None
                 rows = values[source]
-                rows[..., -count:] = np.where(arrays.mask[source][..., None], scaled[:, None, :],
-                                              self.preprocessing.pad_values[group])
+                rows[..., -count:] = np.where(
+                    arrays.mask[source][..., None], scaled[:, None, :], self.preprocessing.pad_values[group]
+                )
                 values[source] = rows
             else:
                 values[source, -count:] = scaled
@@ -112,8 +113,10 @@ def parameter_groups(data: DataConfig) -> list[str]:
         groups = list(data.inputs)
     images = [name for name in groups if data.inputs[name].image is not None]
     if not groups or images:
-        raise ConfigError(f"data.inputs ({', '.join(data.inputs)}): parametrised reweighting appends the parameters "
-                          "to a per-jet group 'jet' or a per-particle group 'particles'")
+        raise ConfigError(
+            f"data.inputs ({', '.join(data.inputs)}): parametrised reweighting appends the parameters "
+            "to a per-jet group 'jet' or a per-particle group 'particles'"
+        )
     return groups
 
 
@@ -151,8 +154,9 @@ def with_parameters(arrays: JetArrays, data: DataConfig, values: np.ndarray) -> 
     return JetArrays(inputs, arrays.mask, arrays.label, arrays.weight, arrays.observers)
 
 
-def parameter_ranges(target: Sample, parameters: Sequence[str],
-                     ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
+def parameter_ranges(
+    target: Sample, parameters: Sequence[str], ranges: Mapping[str, tuple[float, float]] | None
+) -> dict[str, tuple[float, float]]:
     """The trained range of each parameter: as given, or the target sample's smallest and largest value."""
     result = {}
     for name in parameters:
@@ -161,8 +165,10 @@ def parameter_ranges(target: Sample, parameters: Sequence[str],
             raise DataError(f"target: parameter {name!r} has NaN or infinite values")
         low, high = (ranges or {}).get(name, (float(values.min()), float(values.max())))
         if not low < high:
-            raise ConfigError(f"parameter {name!r}: the range [{low:g}, {high:g}] is empty; the target must "
-                              "span a range of values (or give --range)")
+            raise ConfigError(
+                f"parameter {name!r}: the range [{low:g}, {high:g}] is empty; the target must "
+                "span a range of values (or give --range)"
+            )
         outside = int(np.sum((values < low) | (values > high)))
         if outside:
             raise DataError(f"target: {outside} events have {name!r} outside the range [{low:g}, {high:g}]")
@@ -173,8 +179,9 @@ def parameter_ranges(target: Sample, parameters: Sequence[str],
 def check_in_range(values: Mapping[str, float], ranges: Mapping[str, tuple[float, float]], where: str) -> None:
     """A ``ConfigError`` when a parameter is missing, unknown or outside the trained range."""
     if set(values) != set(ranges):
-        raise ConfigError(f"{where}: give a value for each trained parameter ({', '.join(ranges)}), got "
-                          f"{', '.join(values) or 'none'}")
+        raise ConfigError(
+            f"{where}: give a value for each trained parameter ({', '.join(ranges)}), got {', '.join(values) or 'none'}"
+        )
     for name, value in values.items():
         low, high = ranges[name]
         if not (math.isfinite(value) and low <= value <= high):
@@ -249,42 +256,76 @@ def reweight_parametrised(
     rng = np.random.default_rng([seed, 7])
     source_theta = np.stack([rng.uniform(*trained[p], size=len(source)) for p in parameters], axis=-1)
     target_theta = np.stack([target.arrays.observers[p].astype(np.float64) for p in parameters], axis=-1)
-    everything = labelled(with_parameters(target.arrays, config.data, target_theta),
-                          with_parameters(source.arrays, config.data, source_theta))
+    everything = labelled(
+        with_parameters(target.arrays, config.data, target_theta),
+        with_parameters(source.arrays, config.data, source_theta),
+    )
     train_index, val_index = split_validation(len(everything), val_fraction, seed + 100)
     train_set = everything.take(train_index)
-    model = train_classifier(run_config, train_set, everything.take(val_index) if len(val_index) else None,
-                             run.path / "model", progress,
-                             batches=lambda dataset, preprocessing: RedrawnParameters(
-                                 dataset, run_config.training.batch_size, seed, preprocessing, trained,
-                                 parameter_groups(config.data)))
+    model = train_classifier(
+        run_config,
+        train_set,
+        everything.take(val_index) if len(val_index) else None,
+        run.path / "model",
+        progress,
+        batches=lambda dataset, preprocessing: RedrawnParameters(
+            dataset, run_config.training.batch_size, seed, preprocessing, trained, parameter_groups(config.data)
+        ),
+    )
     prior = prior_ratio(train_set)
     result = ParametrisedResult(run.path, model, trained, prior)
     settings: dict[str, Any] = {
-        "method": "parametrised_dctr", "source": [str(f) for f in source.files],
-        "target": [str(f) for f in target.files], "parameters": parameters,
-        "ranges": {p: list(r) for p, r in trained.items()}, "prior_source_over_target": prior,
-        "val_fraction": val_fraction, "clip": list(options.clip), "normalise": options.normalise}
+        "method": "parametrised_dctr",
+        "source": [str(f) for f in source.files],
+        "target": [str(f) for f in target.files],
+        "parameters": parameters,
+        "ranges": {p: list(r) for p, r in trained.items()},
+        "prior_source_over_target": prior,
+        "val_fraction": val_fraction,
+        "clip": list(options.clip),
+        "normalise": options.normalise,
+    }
     if at is not None:
         raw = parametrised_ratio(model, config.data, source.arrays, at, prior, parameters)
         weights = options.apply(raw, source, target.total_weight)
-        provenance = {"heplearn_version": __version__, "run": str(run.path), "method": "parametrised_dctr",
-                      "at": dict(at)}
+        provenance = {
+            "heplearn_version": __version__,
+            "run": str(run.path),
+            "method": "parametrised_dctr",
+            "at": dict(at),
+        }
         result.friends = write_friends(source, {"weight": weights.astype(np.float32)}, plans, provenance)
-        summary = {key: value for key, value in weight_summary(source, target, raw, weights).items()
-                   if not key.startswith(("target", "reweighted_total_raw"))}
+        summary = {
+            key: value
+            for key, value in weight_summary(source, target, raw, weights).items()
+            if not key.startswith(("target", "reweighted_total_raw"))
+        }
         settings.update({"at": dict(at), "friends": [str(p) for p in result.friends], "summary": summary})
         if options.report:
             from heplearn.methods.reweighting_report import closure_report
 
-            closure_report(run.path / "report", config.data, source, None, weights, summary,
-                           title=f"Parametrised DCTR at {dict(at)}", progress=progress)
+            closure_report(
+                run.path / "report",
+                config.data,
+                source,
+                None,
+                weights,
+                summary,
+                title=f"Parametrised DCTR at {dict(at)}",
+                progress=progress,
+            )
     write_settings(run, settings)
     return result
 
 
-def parametrised_ratio(model: TrainedModel, data: DataConfig, arrays: JetArrays, at: Mapping[str, float],
-                       prior: float, parameters: Sequence[str]) -> np.ndarray:
+def parametrised_ratio(
+    model: TrainedModel,
+    data: DataConfig,
+    arrays: JetArrays,
+    at: Mapping[str, float],
+    prior: float,
+    parameters: Sequence[str],
+) -> np.ndarray:
     """w(x | θ) = f(x, θ)/(1 − f(x, θ)) · N₀/N₁ for raw ``arrays`` (read with ``data``) at θ = ``at``."""
     theta = np.broadcast_to(np.asarray([at[p] for p in parameters], np.float64), (len(arrays), len(parameters)))
     return density_ratio(model, with_parameters(arrays, data, theta), prior)
@@ -306,18 +347,25 @@ class ParametrisedModel:
         """The parametrised model of a run directory written by the parametrised DCTR; another run is an error."""
         settings = read_settings(run_dir)
         if settings.get("method") != "parametrised_dctr":
-            raise DataError(f"{run_dir}: a {settings.get('method')} run, not a parametrised one (train it with "
-                            "heplearn reweight --parametrised)")
+            raise DataError(
+                f"{run_dir}: a {settings.get('method')} run, not a parametrised one (train it with "
+                "heplearn reweight --parametrised)"
+            )
         model = TrainedModel.load(Path(run_dir) / "model")
         parameters = list(settings["parameters"])
         data = model.config.data
         inputs = dict(data.inputs)
         for name in parameter_groups(data):
-            inputs[name] = data.inputs[name].model_copy(update={"variables": data.inputs[name].variables[
-                :-len(parameters)]})
-        return cls(model, data.model_copy(update={"inputs": inputs}), parameters,
-                   {p: (float(r[0]), float(r[1])) for p, r in settings["ranges"].items()},
-                   float(settings["prior_source_over_target"]))
+            inputs[name] = data.inputs[name].model_copy(
+                update={"variables": data.inputs[name].variables[: -len(parameters)]}
+            )
+        return cls(
+            model,
+            data.model_copy(update={"inputs": inputs}),
+            parameters,
+            {p: (float(r[0]), float(r[1])) for p, r in settings["ranges"].items()},
+            float(settings["prior_source_over_target"]),
+        )
 
     def weights(self, arrays: JetArrays, at: Mapping[str, float]) -> np.ndarray:
         """w(x | θ) for raw arrays at θ = ``at`` (inside the trained range)."""
@@ -325,8 +373,9 @@ class ParametrisedModel:
         return parametrised_ratio(self.model, self.data, arrays, at, self.prior, self.parameters)
 
 
-def parametrised_weights(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
-                         at: Mapping[str, float]) -> tuple[np.ndarray, Sample]:
+def parametrised_weights(
+    run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]], at: Mapping[str, float]
+) -> tuple[np.ndarray, Sample]:
     """w(x | θ) at θ = ``at`` for every event of ``files`` passing the run's selection, and the sample."""
     loaded = ParametrisedModel.load(run_dir)
     check_in_range(at, loaded.ranges, "theta")
@@ -362,8 +411,10 @@ class _FrozenClassifier(torch.nn.Module):
         self.log_prior = math.log(loaded.prior)
 
     def standardise_theta(self, theta: torch.Tensor, group: str) -> torch.Tensor:
-        centre, inverse_scale, bound = (torch.from_numpy(np.asarray(c, np.float32))[-self.parameters_count:]
-                                        for c in self.preprocessing.constants(group))
+        centre, inverse_scale, bound = (
+            torch.from_numpy(np.asarray(c, np.float32))[-self.parameters_count :]
+            for c in self.preprocessing.constants(group)
+        )
         return torch.clamp((theta - centre) * inverse_scale, -bound, bound)
 
     def log_ratio(self, batch: dict[str, torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
@@ -372,10 +423,10 @@ class _FrozenClassifier(torch.nn.Module):
         for group in self.groups:
             values = batch[group]
             scaled = self.standardise_theta(theta, group)
-            head = values[..., :-self.parameters_count]
+            head = values[..., : -self.parameters_count]
             if values.dim() == 3:  # per particle: θ on the real particles, the pad value elsewhere
                 mask = batch["mask"][..., None]
-                pad = torch.full_like(values[..., -self.parameters_count:], self.preprocessing.pad_values[group])
+                pad = torch.full_like(values[..., -self.parameters_count :], self.preprocessing.pad_values[group])
                 scaled = torch.where(mask, scaled[:, None, :].expand(-1, values.shape[1], -1), pad)
             inputs[group] = torch.cat([head, scaled], dim=-1)
         logits = self.network(inputs).float()
@@ -421,7 +472,8 @@ def fit_parameters(
     placeholder = np.asarray([first[p] for p in loaded.parameters], np.float64)
     joined = labelled(
         with_parameters(target.arrays, loaded.data, np.broadcast_to(placeholder, (len(target), len(placeholder)))),
-        with_parameters(source.arrays, loaded.data, np.broadcast_to(placeholder, (len(source), len(placeholder)))))
+        with_parameters(source.arrays, loaded.data, np.broadcast_to(placeholder, (len(source), len(placeholder)))),
+    )
     scaled = loaded.model.preprocessing.apply(joined)
     # the fit samples' own prior: log W_target / W_source (the classifier's was removed in log_ratio)
     offset = math.log(target.total_weight / source.total_weight)
@@ -435,12 +487,13 @@ def fit_parameters(
     steps_per_epoch = math.ceil(len(scaled) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     history = []
-    bar = progress_bar(total=epochs * steps_per_epoch, desc="fitting θ", unit="batch", disable=not progress,
-                       leave=False)
+    bar = progress_bar(
+        total=epochs * steps_per_epoch, desc="fitting θ", unit="batch", disable=not progress, leave=False
+    )
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(scaled))
         for begin in range(0, len(order), batch_size):
-            batch = trim_padding(to_batch(scaled.take(order[begin:begin + batch_size])))
+            batch = trim_padding(to_batch(scaled.take(order[begin : begin + batch_size])))
             theta = (low + span * u).expand(len(batch["weight"]), -1)
             loss = _fit_loss(frozen, batch, theta, offset) / total_weight * (len(scaled) / len(batch["weight"]))
             optimizer.zero_grad()
@@ -456,28 +509,55 @@ def fit_parameters(
     theta_hat = (low + span * u).detach().double()
     covariance, loss_value = _sandwich(frozen, scaled, theta_hat, offset, batch_size, 1e-3 * span.double())
     errors = np.sqrt(np.clip(np.diag(covariance), 0, None))
-    fitted = ParameterFit({p: float(theta_hat[i]) for i, p in enumerate(loaded.parameters)},
-                          {p: float(errors[i]) for i, p in enumerate(loaded.parameters)},
-                          covariance.tolist(), loss_value / total_weight, history, len(source), len(target))
-    at_edge = [p for p, value in fitted.values.items()
-               if min(abs(value - loaded.ranges[p][0]), abs(value - loaded.ranges[p][1])) < 1e-3 * float(
-                   loaded.ranges[p][1] - loaded.ranges[p][0])]
+    fitted = ParameterFit(
+        {p: float(theta_hat[i]) for i, p in enumerate(loaded.parameters)},
+        {p: float(errors[i]) for i, p in enumerate(loaded.parameters)},
+        covariance.tolist(),
+        loss_value / total_weight,
+        history,
+        len(source),
+        len(target),
+    )
+    at_edge = [
+        p
+        for p, value in fitted.values.items()
+        if min(abs(value - loaded.ranges[p][0]), abs(value - loaded.ranges[p][1]))
+        < 1e-3 * float(loaded.ranges[p][1] - loaded.ranges[p][0])
+    ]
     if at_edge:
-        raise FitError(f"the fit of {', '.join(at_edge)} ended at the edge of the trained range "
-                       f"{ {p: loaded.ranges[p] for p in at_edge} }: the target lies outside it, or the fit did "
-                       "not converge (train over a wider range)")
+        raise FitError(
+            f"the fit of {', '.join(at_edge)} ended at the edge of the trained range "
+            f"{ {p: loaded.ranges[p] for p in at_edge} }: the target lies outside it, or the fit did "
+            "not converge (train over a wider range)"
+        )
     from heplearn.evaluation.report import jsonable
 
-    write_text_atomic(Path(run_dir) / FIT_FILE, json.dumps(jsonable({
-        "source": [str(f) for f in source.files], "target": [str(f) for f in target.files], "epochs": epochs,
-        "batch_size": batch_size, "learning_rate": learning_rate, "values": fitted.values,
-        "uncertainties": fitted.uncertainties, "covariance": fitted.covariance, "loss": fitted.loss,
-        "history": history}), indent=2))
+    write_text_atomic(
+        Path(run_dir) / FIT_FILE,
+        json.dumps(
+            jsonable(
+                {
+                    "source": [str(f) for f in source.files],
+                    "target": [str(f) for f in target.files],
+                    "epochs": epochs,
+                    "batch_size": batch_size,
+                    "learning_rate": learning_rate,
+                    "values": fitted.values,
+                    "uncertainties": fitted.uncertainties,
+                    "covariance": fitted.covariance,
+                    "loss": fitted.loss,
+                    "history": history,
+                }
+            ),
+            indent=2,
+        ),
+    )
     return fitted
 
 
-def _fit_loss(frozen: _FrozenClassifier, batch: dict[str, torch.Tensor], theta: torch.Tensor,
-              offset: float) -> torch.Tensor:
+def _fit_loss(
+    frozen: _FrozenClassifier, batch: dict[str, torch.Tensor], theta: torch.Tensor, offset: float
+) -> torch.Tensor:
     """Σ w · BCE of the batch (target label 1) with logits log p_θ/p₀ + log W_target/W_source."""
     logits = frozen.log_ratio(batch, theta.float()) + offset
     is_target = (batch["label"] == TARGET).float()
@@ -485,8 +565,14 @@ def _fit_loss(frozen: _FrozenClassifier, batch: dict[str, torch.Tensor], theta: 
     return (batch["weight"].float() * losses).sum()
 
 
-def _sandwich(frozen: _FrozenClassifier, scaled: JetArrays, theta: torch.Tensor, offset: float,
-              batch_size: int, step: torch.Tensor) -> tuple[np.ndarray, float]:
+def _sandwich(
+    frozen: _FrozenClassifier,
+    scaled: JetArrays,
+    theta: torch.Tensor,
+    offset: float,
+    batch_size: int,
+    step: torch.Tensor,
+) -> tuple[np.ndarray, float]:
     """The covariance H⁻¹ J H⁻¹ of θ̂ (the M-estimator's sandwich) and the summed loss at θ̂."""
     parameters = theta.numel()
 
@@ -516,7 +602,9 @@ def _sandwich(frozen: _FrozenClassifier, scaled: JetArrays, theta: torch.Tensor,
         hessian[:, j] = (up - down) / (2 * float(step[j]))
     hessian = 0.5 * (hessian + hessian.T)
     if not np.all(np.linalg.eigvalsh(hessian) > 0):
-        raise FitError("the loss is not curved upwards at the fitted θ: no uncertainty can be given (the target "
-                       "may not depend on the parameters the classifier was trained on)")
+        raise FitError(
+            "the loss is not curved upwards at the fitted θ: no uncertainty can be given (the target "
+            "may not depend on the parameters the classifier was trained on)"
+        )
     inverse = np.linalg.inv(hessian)
     return inverse @ outer @ inverse, loss_value

@@ -99,10 +99,18 @@ def closure_histograms(data: DataConfig, source: Any, target: Any | None, weight
         if target is not None:
             target_values, target_events = theirs[name]
             target_base = target.arrays.weight.astype(np.float64)
-            target_histogram = binned(target_values, target_base if target_events is None else
-                                      target_base[target_events], edges)
-        result.append(Histograms(name, edges, binned(values, source_weight, edges),
-                                 binned(values, reweighted_weight, edges), target_histogram))
+            target_histogram = binned(
+                target_values, target_base if target_events is None else target_base[target_events], edges
+            )
+        result.append(
+            Histograms(
+                name,
+                edges,
+                binned(values, source_weight, edges),
+                binned(values, reweighted_weight, edges),
+                target_histogram,
+            )
+        )
     return result
 
 
@@ -117,8 +125,11 @@ def axis_label(name: str) -> str:
     ('jet_sdmass [GeV]', 'jet_tau21')
     """
     words = name.lower().replace("_", " ").split()
-    return f"{name} [GeV]" if any(word.startswith(GEV_WORDS) or word.endswith(GEV_WORDS) for word in words) \
-        and "multiplicity" not in words else name
+    return (
+        f"{name} [GeV]"
+        if any(word.startswith(GEV_WORDS) or word.endswith(GEV_WORDS) for word in words) and "multiplicity" not in words
+        else name
+    )
 
 
 def plot_closure(histograms: Histograms, style: PlotStyle = DEFAULT_STYLE) -> Figure:
@@ -130,8 +141,10 @@ def plot_closure(histograms: Histograms, style: PlotStyle = DEFAULT_STYLE) -> Fi
         centres = 0.5 * (edges[1:] + edges[:-1])
         reference = histograms.target or histograms.source
         total = reference[0].sum()
-        lines = [("source", histograms.source, COLORS[0], "--"), ("reweighted source", histograms.reweighted,
-                                                                   COLORS[2], "-")]
+        lines = [
+            ("source", histograms.source, COLORS[0], "--"),
+            ("reweighted source", histograms.reweighted, COLORS[2], "-"),
+        ]
         for label, (sums, squares), color, dash in lines:
             scale = total / sums.sum() if sums.sum() > 0 else 1.0
             top.stairs(sums * scale, edges, color=color, linestyle=dash, label=label, linewidth=1.8)
@@ -140,17 +153,38 @@ def plot_closure(histograms: Histograms, style: PlotStyle = DEFAULT_STYLE) -> Fi
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = sums * scale / target_sums
                     error = np.sqrt(squares) * scale / target_sums
-                bottom.errorbar(centres, ratio, yerr=error, color=color, marker="o" if dash == "-" else "s",
-                                markersize=3, linestyle="none")
+                bottom.errorbar(
+                    centres,
+                    ratio,
+                    yerr=error,
+                    color=color,
+                    marker="o" if dash == "-" else "s",
+                    markersize=3,
+                    linestyle="none",
+                )
         if histograms.target is not None:
             sums, squares = histograms.target
-            top.errorbar(centres, sums, yerr=np.sqrt(squares), color="black", marker="o", markersize=4,
-                         linestyle="none", label="target")
+            top.errorbar(
+                centres,
+                sums,
+                yerr=np.sqrt(squares),
+                color="black",
+                marker="o",
+                markersize=4,
+                linestyle="none",
+                label="target",
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
                 relative = np.sqrt(squares) / sums
-            bottom.fill_between(edges, np.append(1 - relative, 1 - relative[-1]),
-                                np.append(1 + relative, 1 + relative[-1]), step="post", color="grey", alpha=0.3,
-                                label="target stat.")
+            bottom.fill_between(
+                edges,
+                np.append(1 - relative, 1 - relative[-1]),
+                np.append(1 + relative, 1 + relative[-1]),
+                step="post",
+                color="grey",
+                alpha=0.3,
+                label="target stat.",
+            )
         bottom.axhline(1.0, color="black", linewidth=0.8)
         bottom.set_ylim(0.75, 1.25)
         bottom.set_ylabel("ratio", fontsize="small")
@@ -176,15 +210,22 @@ def plot_weights(weights: np.ndarray, style: PlotStyle = DEFAULT_STYLE) -> Figur
         ax.set_yscale("log")
         ax.set_xlabel("event weight w (clipped, normalised)")
         ax.set_ylabel("source events per bin")
-        ax.legend(fontsize="x-small", title=f"{len(positive)} positive of {len(weights)}",
-                  title_fontsize="x-small")
+        ax.legend(fontsize="x-small", title=f"{len(positive)} positive of {len(weights)}", title_fontsize="x-small")
         ax.text(0.0, 1.012, style.label, transform=ax.transAxes, ha="left", va="bottom", fontsize="large")
     return figure
 
 
-def closure_report(directory: str | os.PathLike[str], data: DataConfig, source: Any, target: Any | None,
-                   weights: np.ndarray, summary: Mapping[str, Any], title: str = "Reweighting closure",
-                   progress: bool = False, style: PlotStyle = DEFAULT_STYLE) -> Path:
+def closure_report(
+    directory: str | os.PathLike[str],
+    data: DataConfig,
+    source: Any,
+    target: Any | None,
+    weights: np.ndarray,
+    summary: Mapping[str, Any],
+    title: str = "Reweighting closure",
+    progress: bool = False,
+    style: PlotStyle = DEFAULT_STYLE,
+) -> Path:
     """Write ``directory/report.html`` (and ``closure.json``, ``plots/``); returns the report's path.
 
     Parameters
@@ -204,48 +245,95 @@ def closure_report(directory: str | os.PathLike[str], data: DataConfig, source: 
     plots_dir = directory / "plots"
     rows, plots = [], []
     histograms = closure_histograms(data, source, target, weights)
-    for index, histogram in enumerate(progress_bar(histograms, desc="closure plots", unit="plot", disable=not progress,
-                                                   leave=False)):
+    for index, histogram in enumerate(
+        progress_bar(histograms, desc="closure plots", unit="plot", disable=not progress, leave=False)
+    ):
         stem = f"closure_{index:02d}"
         files = save_figure(plot_closure(histogram, style), plots_dir, stem, style)
         before = chi2_ndf(histogram.source, histogram.target) if histogram.target is not None else None
         after = chi2_ndf(histogram.reweighted, histogram.target) if histogram.target is not None else None
-        rows.append({"observable": histogram.name, "chi2_ndf_source": before, "chi2_ndf_reweighted": after,
-                     "bins": len(histogram.edges) - 1})
-        plots.append(_plot_entry(files, stem, histogram.name,
-                                 "Source (dashed), reweighted source (solid) and target (points), each normalised "
-                                 "to the target; below, the ratios to the target with its statistical band."))
+        rows.append(
+            {
+                "observable": histogram.name,
+                "chi2_ndf_source": before,
+                "chi2_ndf_reweighted": after,
+                "bins": len(histogram.edges) - 1,
+            }
+        )
+        plots.append(
+            _plot_entry(
+                files,
+                stem,
+                histogram.name,
+                "Source (dashed), reweighted source (solid) and target (points), each normalised "
+                "to the target; below, the ratios to the target with its statistical band.",
+            )
+        )
     files = save_figure(plot_weights(weights, style), plots_dir, "weights", style)
-    plots.append(_plot_entry(files, "weights", "Weight distribution",
-                             "Per-event weights of the source; a long tail means few events carry the target's "
-                             "phase space and the reweighted sample has few effective events."))
+    plots.append(
+        _plot_entry(
+            files,
+            "weights",
+            "Weight distribution",
+            "Per-event weights of the source; a long tail means few events carry the target's "
+            "phase space and the reweighted sample has few effective events.",
+        )
+    )
     content = {"summary": dict(summary), "observables": rows}
     write_json(directory / "closure.json", content)
-    classes = [{"name": "source", "jets": len(source), "weight": source.total_weight,
-                "effective_jets": _effective(source.arrays.weight)},
-               {"name": "reweighted source", "jets": len(source),
-                "weight": float(np.sum(source.arrays.weight * weights)),
-                "effective_jets": _effective(source.arrays.weight * weights)}]
+    classes = [
+        {
+            "name": "source",
+            "jets": len(source),
+            "weight": source.total_weight,
+            "effective_jets": _effective(source.arrays.weight),
+        },
+        {
+            "name": "reweighted source",
+            "jets": len(source),
+            "weight": float(np.sum(source.arrays.weight * weights)),
+            "effective_jets": _effective(source.arrays.weight * weights),
+        },
+    ]
     if target is not None:
-        classes.append({"name": "target", "jets": len(target), "weight": target.total_weight,
-                        "effective_jets": _effective(target.arrays.weight)})
+        classes.append(
+            {
+                "name": "target",
+                "jets": len(target),
+                "weight": target.total_weight,
+                "effective_jets": _effective(target.arrays.weight),
+            }
+        )
     model = {
-        "environment": environment(), "summary": dict(summary), "observables": rows, "plots": plots,
-        "data": {"classes": classes, "jets": len(source) + (len(target) if target is not None else 0),
-                 "files": [str(f) for f in source.files] + ([str(f) for f in target.files] if target else []),
-                 "selection": data.selection, "weights": data.weights, "observers": {},
-                 "inputs": {name: {"length": g.length, "variables": g.variables} for name, g in data.inputs.items()}},
+        "environment": environment(),
+        "summary": dict(summary),
+        "observables": rows,
+        "plots": plots,
+        "data": {
+            "classes": classes,
+            "jets": len(source) + (len(target) if target is not None else 0),
+            "files": [str(f) for f in source.files] + ([str(f) for f in target.files] if target else []),
+            "selection": data.selection,
+            "weights": data.weights,
+            "observers": {},
+            "inputs": {name: {"length": g.length, "variables": g.variables} for name, g in data.inputs.items()},
+        },
     }
     return write_report(directory / "report.html", "reweighting.html.j2", {"m": model, "title": title})
 
 
 def _effective(weights: np.ndarray) -> float:
     weights = np.asarray(weights, np.float64)
-    squares = float(np.sum(weights ** 2))
+    squares = float(np.sum(weights**2))
     return float(np.sum(weights) ** 2 / squares) if squares > 0 else 0.0
 
 
 def _plot_entry(files: list[Path], stem: str, title: str, caption: str) -> dict[str, Any]:
     png = next(path for path in files if path.suffix == ".png")
-    return {"stem": stem, "title": title, "caption": caption, "uri": embed_png(png),
-            "files": [f"plots/{path.name}" for path in files]}
+    return {
+        "stem": stem,
+        "title": title,
+        "caption": caption,
+        "uri": embed_png(png),
+        "files": [f"plots/{path.name}" for path in files],
+    }

@@ -43,8 +43,14 @@ def attacked_keys(model: torch.nn.Module, data: Any = None) -> list[str]:
     return keys
 
 
-def attack_batch(network: Callable[[Batch], torch.Tensor], task: Task, batch: Batch, keys: Sequence[str],
-                 attack: Attack, epsilon: float) -> dict[str, torch.Tensor]:
+def attack_batch(
+    network: Callable[[Batch], torch.Tensor],
+    task: Task,
+    batch: Batch,
+    keys: Sequence[str],
+    attack: Attack,
+    epsilon: float,
+) -> dict[str, torch.Tensor]:
     """``batch`` with the inputs ``keys`` moved by ε along the loss gradient (see the module doc)."""
     inputs = {key: batch[key].detach().float().clone().requires_grad_(True) for key in keys}
     with torch.enable_grad():
@@ -96,8 +102,7 @@ class AdversarialInputStep(StepStrategy):
 
     @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
-        attacked = attack_batch(self.network, self.task, batch, self.keys, self.settings.attack,
-                                self.settings.epsilon)
+        attacked = attack_batch(self.network, self.task, batch, self.keys, self.settings.attack, self.settings.epsilon)
         with autocast(self.training):
             outputs = self.network(attacked)
         terms = self.task.loss(outputs, attacked)
@@ -108,6 +113,11 @@ class AdversarialInputStep(StepStrategy):
             with autocast(self.training):
                 nominal_loss = self.task.total_loss(self.task.loss(self.network(batch), batch))
             total = (1 - clean) * loss + clean * nominal_loss
-        optimise(total, self.modules["model"], self.optimizers["model"], self.schedulers["model"],
-                 self.training.gradient_clip)
+        optimise(
+            total,
+            self.modules["model"],
+            self.optimizers["model"],
+            self.schedulers["model"],
+            self.training.gradient_clip,
+        )
         return loss_figures(loss, terms)

@@ -24,8 +24,18 @@ import numpy as np
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import clopper_pearson, effective_count
 
-__all__ = ["Threshold", "TriggerRates", "Validation", "parse_rate", "pure_rate", "target_efficiency",
-           "threshold_at_efficiency", "threshold_at_rate", "threshold_for_run", "trigger_decisions"]
+__all__ = [
+    "Threshold",
+    "TriggerRates",
+    "Validation",
+    "parse_rate",
+    "pure_rate",
+    "target_efficiency",
+    "threshold_at_efficiency",
+    "threshold_at_rate",
+    "threshold_for_run",
+    "trigger_decisions",
+]
 
 #: One standard deviation of a Gaussian: the confidence of the reported intervals.
 ONE_SIGMA = 0.6827
@@ -61,8 +71,10 @@ def target_efficiency(rate: str | float, input_rate: str | float = "40MHz") -> f
     """
     output, incoming = parse_rate(rate, "rate"), parse_rate(input_rate, "input rate")
     if output > incoming:
-        raise ConfigError(f"rate: {output:g} Hz is above the input rate {incoming:g} Hz; a trigger cannot keep "
-                          "more events than it sees")
+        raise ConfigError(
+            f"rate: {output:g} Hz is above the input rate {incoming:g} Hz; a trigger cannot keep "
+            "more events than it sees"
+        )
     return output / incoming
 
 
@@ -113,8 +125,13 @@ class Threshold:
         # the cut's true efficiency scatters about the target with the calibration sample's binomial
         # error, the measurement about it with the validation sample's: the two add in quadrature
         sigma = np.sqrt(self.target * (1 - self.target) * (1 / self.effective_events + 1 / max(effective, 1e-300)))
-        return Validation(efficiency, (float(low), float(high)), effective, self.target,
-                          float((efficiency - self.target) / sigma) if sigma > 0 else 0.0)
+        return Validation(
+            efficiency,
+            (float(low), float(high)),
+            effective,
+            self.target,
+            float((efficiency - self.target) / sigma) if sigma > 0 else 0.0,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The threshold as a plain mapping (for JSON)."""
@@ -131,9 +148,14 @@ def weighted_fraction(passed: np.ndarray, weight: np.ndarray | None = None) -> t
     return float(weight[passed].sum()) / total, effective_count(weight)
 
 
-def threshold_at_efficiency(score: np.ndarray, efficiency: float, weight: np.ndarray | None = None, *,
-                            rate: str | float | None = None,
-                            input_rate: str | float | None = None) -> Threshold:
+def threshold_at_efficiency(
+    score: np.ndarray,
+    efficiency: float,
+    weight: np.ndarray | None = None,
+    *,
+    rate: str | float | None = None,
+    input_rate: str | float | None = None,
+) -> Threshold:
     """The cut that keeps the fraction ``efficiency`` of a background sample (higher score: more anomalous).
 
     The events are ranked by score and the cut is placed halfway between the last kept and the
@@ -151,8 +173,10 @@ def threshold_at_efficiency(score: np.ndarray, efficiency: float, weight: np.nda
         raise DataError("background sample: some anomaly scores are not finite")
     effective = effective_count(weight)
     if efficiency * effective < 1:
-        raise DataError(f"background sample: ε = {efficiency:.3g} of {effective:.0f} effective events keeps less "
-                        f"than one; take at least {int(np.ceil(1 / efficiency))} background events")
+        raise DataError(
+            f"background sample: ε = {efficiency:.3g} of {effective:.0f} effective events keeps less "
+            f"than one; take at least {int(np.ceil(1 / efficiency))} background events"
+        )
     order = np.argsort(-score, kind="stable")
     ranked, shares = score[order], np.cumsum(weight[order]) / weight.sum()
 
@@ -166,17 +190,24 @@ def threshold_at_efficiency(score: np.ndarray, efficiency: float, weight: np.nda
     low, high = clopper_pearson(kept_fraction, effective, ONE_SIGMA)
     # a higher efficiency is a lower cut: the interval of cuts runs the other way
     value_interval = (cut_keeping(float(high)), cut_keeping(max(float(low), 1.0 / len(score))))
-    return Threshold(value, efficiency, kept_fraction, (float(low), float(high)), value_interval, effective,
-                     kept_fraction * effective,
-                     None if rate is None else parse_rate(rate),
-                     None if input_rate is None else parse_rate(input_rate, "input rate"))
+    return Threshold(
+        value,
+        efficiency,
+        kept_fraction,
+        (float(low), float(high)),
+        value_interval,
+        effective,
+        kept_fraction * effective,
+        None if rate is None else parse_rate(rate),
+        None if input_rate is None else parse_rate(input_rate, "input rate"),
+    )
 
 
-def threshold_at_rate(score: np.ndarray, rate: str | float, input_rate: str | float = "40MHz",
-                      weight: np.ndarray | None = None) -> Threshold:
+def threshold_at_rate(
+    score: np.ndarray, rate: str | float, input_rate: str | float = "40MHz", weight: np.ndarray | None = None
+) -> Threshold:
     """``threshold_at_efficiency`` for the efficiency ``rate / input_rate`` (e.g. 1 kHz of 40 MHz)."""
-    return threshold_at_efficiency(score, target_efficiency(rate, input_rate), weight, rate=rate,
-                                   input_rate=input_rate)
+    return threshold_at_efficiency(score, target_efficiency(rate, input_rate), weight, rate=rate, input_rate=input_rate)
 
 
 @dataclass(frozen=True)
@@ -189,8 +220,12 @@ class TriggerRates:
     pure_interval: tuple[float, float]  # Clopper–Pearson, one sigma
 
 
-def pure_rate(accepted: np.ndarray, others: Mapping[str, np.ndarray], input_rate: str | float = "40MHz",
-              weight: np.ndarray | None = None) -> TriggerRates:
+def pure_rate(
+    accepted: np.ndarray,
+    others: Mapping[str, np.ndarray],
+    input_rate: str | float = "40MHz",
+    weight: np.ndarray | None = None,
+) -> TriggerRates:
     """The anomaly trigger's total and pure rate on a zero-bias (background) sample.
 
     ``accepted`` marks the events the anomaly trigger keeps; ``others`` the events each other
@@ -213,8 +248,9 @@ def pure_rate(accepted: np.ndarray, others: Mapping[str, np.ndarray], input_rate
     return TriggerRates(total * incoming, pure * incoming, rates, (float(low) * incoming, float(high) * incoming))
 
 
-def trigger_decisions(files: Sequence[str | os.PathLike[str]], triggers: Sequence[str],
-                      events: int) -> dict[str, np.ndarray]:
+def trigger_decisions(
+    files: Sequence[str | os.PathLike[str]], triggers: Sequence[str], events: int
+) -> dict[str, np.ndarray]:
     """Each cut-based trigger (an expression of the files' fields, e.g. ``MET_pt > 200``) per event."""
     from heplearn.data import io
     from heplearn.data.expressions import Expression
@@ -224,21 +260,31 @@ def trigger_decisions(files: Sequence[str | os.PathLike[str]], triggers: Sequenc
     tables = [io.read(path, names) for path in files]
     decisions: dict[str, np.ndarray] = {}
     for text, expression in zip(triggers, expressions, strict=True):
-        parts = [np.asarray(expression.evaluate({name: table[name] for name in expression.names}), bool)
-                 for table in tables]
+        parts = [
+            np.asarray(expression.evaluate({name: table[name] for name in expression.names}), bool) for table in tables
+        ]
         passed = np.concatenate(parts) if parts else np.zeros(0, bool)
         if passed.shape != (events,):
-            raise DataError(f"trigger {text!r}: {passed.size} decisions for {events} scored events (a trigger is "
-                            "a per-event cut on fields, and the run's data.selection must keep every event)")
+            raise DataError(
+                f"trigger {text!r}: {passed.size} decisions for {events} scored events (a trigger is "
+                "a per-event cut on fields, and the run's data.selection must keep every event)"
+            )
         decisions[text] = passed
     return decisions
 
 
-def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str | os.PathLike[str]], *,
-                      rate: str | None = None, input_rate: str = "40MHz", efficiency: float | None = None,
-                      validation: Sequence[str | os.PathLike[str]] = (), triggers: Sequence[str] = (),
-                      output: str | os.PathLike[str] | None = None,
-                      report_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def threshold_for_run(
+    run_dir: str | os.PathLike[str],
+    background: Sequence[str | os.PathLike[str]],
+    *,
+    rate: str | None = None,
+    input_rate: str = "40MHz",
+    efficiency: float | None = None,
+    validation: Sequence[str | os.PathLike[str]] = (),
+    triggers: Sequence[str] = (),
+    output: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Set a trained anomaly detector's threshold on background files, validate it, and report the rates.
 
     Give ``rate`` (with ``input_rate``) or ``efficiency``. The report (also written to ``output``
@@ -268,20 +314,32 @@ def threshold_for_run(run_dir: str | os.PathLike[str], background: Sequence[str 
         others = trigger_decisions(check_files, triggers, len(check_scores))
         # without a rate, the "rates" are efficiencies (an input rate of 1)
         key = "rates_hz" if rate is not None else "efficiencies"
-        report[key] = pure_rate(threshold.accepts(check_scores[:, 0]), others,
-                                input_rate if rate is not None else 1.0, check_weight)
+        report[key] = pure_rate(
+            threshold.accepts(check_scores[:, 0]), others, input_rate if rate is not None else 1.0, check_weight
+        )
     if report_dir is not None:
-        write_threshold_report(report_dir, report, scores[:, 0], arrays.weight,
-                               check_scores[:, 0] if validation else None, input_rate if rate is not None else None)
+        write_threshold_report(
+            report_dir,
+            report,
+            scores[:, 0],
+            arrays.weight,
+            check_scores[:, 0] if validation else None,
+            input_rate if rate is not None else None,
+        )
     report = jsonable(report)
     if output is not None:
         write_json(output, report)
     return report
 
 
-def write_threshold_report(directory: str | os.PathLike[str], result: dict[str, Any], score: np.ndarray,
-                           weight: np.ndarray, validation_score: np.ndarray | None,
-                           input_rate: str | float | None) -> Path:
+def write_threshold_report(
+    directory: str | os.PathLike[str],
+    result: dict[str, Any],
+    score: np.ndarray,
+    weight: np.ndarray,
+    validation_score: np.ndarray | None,
+    input_rate: str | float | None,
+) -> Path:
     """``directory/report.html`` of ``threshold_for_run``: the threshold table, score and rate plots."""
     from heplearn.evaluation.report import number
     from heplearn.methods.anomaly_report import plot_rate, plot_scores, write_anomaly_report
@@ -289,27 +347,57 @@ def write_threshold_report(directory: str | os.PathLike[str], result: dict[str, 
     threshold: Threshold = result["threshold"]
     low, high = threshold.interval
     cut_low, cut_high = threshold.value_interval
-    rows = [["cut (score >)", number(threshold.value, 6)], ["target efficiency", number(threshold.target)],
-            ["efficiency on the calibration sample", f"{number(threshold.efficiency)} [{number(low)}, {number(high)}]"],
-            ["cut uncertainty", f"[{number(cut_low, 6)}, {number(cut_high, 6)}]"]]
+    rows = [
+        ["cut (score >)", number(threshold.value, 6)],
+        ["target efficiency", number(threshold.target)],
+        ["efficiency on the calibration sample", f"{number(threshold.efficiency)} [{number(low)}, {number(high)}]"],
+        ["cut uncertainty", f"[{number(cut_low, 6)}, {number(cut_high, 6)}]"],
+    ]
     if "validation" in result:
         check: Validation = result["validation"]
-        rows.append(["efficiency on the validation sample", f"{number(check.efficiency)} [{number(check.interval[0])}, "
-                     f"{number(check.interval[1])}], pull {check.pull:.2f}"])
+        rows.append(
+            [
+                "efficiency on the validation sample",
+                f"{number(check.efficiency)} [{number(check.interval[0])}, "
+                f"{number(check.interval[1])}], pull {check.pull:.2f}",
+            ]
+        )
     for key in ("rates_hz", "efficiencies"):
         if key in result:
-            rows.append([f"{key.replace('_', ' ')}: total, pure", f"{number(result[key].total)}, "
-                         f"{number(result[key].pure)}"])
+            rows.append(
+                [f"{key.replace('_', ' ')}: total, pure", f"{number(result[key].total)}, {number(result[key].pure)}"]
+            )
     samples = {"background (calibration)": score}
     if validation_score is not None:
         samples["background (validation)"] = validation_score
-    figures = [(plot_scores(samples, threshold.value, result["score"]), "scores", "Anomaly score",
-                "Normalised score distributions of the background samples; the dashed line is the cut.")]
+    figures = [
+        (
+            plot_scores(samples, threshold.value, result["score"]),
+            "scores",
+            "Anomaly score",
+            "Normalised score distributions of the background samples; the dashed line is the cut.",
+        )
+    ]
     if input_rate is not None:
-        figures.append((plot_rate(score, parse_rate(input_rate, "input rate"), threshold.value, weight,
-                                  threshold.rate_hz), "rate", "Trigger rate",
-                        "The rate of the cut score > t on the calibration background, input rate × ε_B(t)."))
-    return write_anomaly_report(directory, f"Anomaly trigger threshold: {result['run']}",
-                                f"score {result['score']} · target efficiency {threshold.target:.3g}",
-                                [{"title": "Threshold", "header": ["", "value"], "rows": rows,
-                                  "note": "Intervals are one-sigma Clopper–Pearson intervals."}], figures)
+        figures.append(
+            (
+                plot_rate(score, parse_rate(input_rate, "input rate"), threshold.value, weight, threshold.rate_hz),
+                "rate",
+                "Trigger rate",
+                "The rate of the cut score > t on the calibration background, input rate × ε_B(t).",
+            )
+        )
+    return write_anomaly_report(
+        directory,
+        f"Anomaly trigger threshold: {result['run']}",
+        f"score {result['score']} · target efficiency {threshold.target:.3g}",
+        [
+            {
+                "title": "Threshold",
+                "header": ["", "value"],
+                "rows": rows,
+                "note": "Intervals are one-sigma Clopper–Pearson intervals.",
+            }
+        ],
+        figures,
+    )

@@ -23,8 +23,14 @@ from heplearn.optional import optional_import
 __all__ = ["ScoreAgreement", "compare_to_float", "emulate_latent_score"]
 
 
-def emulate_latent_score(network: torch.nn.Module, standardised: np.ndarray, output_dir: str | os.PathLike[str], *,
-                         precision: str = "ap_fixed<16,6>", reuse_factor: int = 1) -> np.ndarray:
+def emulate_latent_score(
+    network: torch.nn.Module,
+    standardised: np.ndarray,
+    output_dir: str | os.PathLike[str],
+    *,
+    precision: str = "ap_fixed<16,6>",
+    reuse_factor: int = 1,
+) -> np.ndarray:
     """Σμ² of a VAE's encoder in hls4ml's fixed-point emulation, for standardised inputs ``(n, F)``.
 
     ``precision`` is the default ``ap_fixed<total, integer>`` of weights, biases and activations
@@ -34,18 +40,26 @@ def emulate_latent_score(network: torch.nn.Module, standardised: np.ndarray, out
     from heplearn.models.vae import EventVAE
 
     if not isinstance(network, EventVAE):
-        raise ConfigError(f"model {type(network).__name__}: no encoder with a latent mean to emulate for a latent "
-                          "score (use model.name: vae)")
+        raise ConfigError(
+            f"model {type(network).__name__}: no encoder with a latent mean to emulate for a latent "
+            "score (use model.name: vae)"
+        )
     encoder, latent = network.encoder, network.hparams.latent
     standardised = np.ascontiguousarray(standardised, np.float32)
     if standardised.ndim != 2:
         raise DataError(f"emulation: inputs must be (events, features), got shape {standardised.shape}")
     encoder = encoder.eval()
-    config = hls4ml.utils.config_from_pytorch_model(encoder, input_shape=(standardised.shape[1],),
-                                                    granularity="name", default_precision=precision,
-                                                    default_reuse_factor=reuse_factor, backend="Vitis")
-    model = hls4ml.converters.convert_from_pytorch_model(encoder, hls_config=config, output_dir=str(Path(output_dir)),
-                                                         backend="Vitis", io_type="io_parallel")
+    config = hls4ml.utils.config_from_pytorch_model(
+        encoder,
+        input_shape=(standardised.shape[1],),
+        granularity="name",
+        default_precision=precision,
+        default_reuse_factor=reuse_factor,
+        backend="Vitis",
+    )
+    model = hls4ml.converters.convert_from_pytorch_model(
+        encoder, hls_config=config, output_dir=str(Path(output_dir)), backend="Vitis", io_type="io_parallel"
+    )
     model.compile()
     outputs = np.asarray(model.predict(standardised), np.float64).reshape(len(standardised), 2 * latent)
     return np.square(outputs[:, :latent]).sum(axis=1)
@@ -70,6 +84,11 @@ def compare_to_float(float_score: np.ndarray, emulated_score: np.ndarray, effici
         raise DataError(f"emulation: {float_score.shape} float scores for {emulated_score.shape} emulated ones")
     threshold = float(np.quantile(float_score, 1 - efficiency))
     relative = np.abs(emulated_score - float_score) / np.maximum(np.abs(float_score), 1e-12)
-    return ScoreAgreement(float(np.max(np.abs(emulated_score - float_score))), float(np.median(relative)), threshold,
-                          float(np.mean(float_score > threshold)), float(np.mean(emulated_score > threshold)),
-                          float(np.mean((float_score > threshold) == (emulated_score > threshold))))
+    return ScoreAgreement(
+        float(np.max(np.abs(emulated_score - float_score))),
+        float(np.median(relative)),
+        threshold,
+        float(np.mean(float_score > threshold)),
+        float(np.mean(emulated_score > threshold)),
+        float(np.mean((float_score > threshold) == (emulated_score > threshold))),
+    )

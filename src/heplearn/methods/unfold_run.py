@@ -113,8 +113,9 @@ class UnfoldConfig(StrictModel):
         return [value] if isinstance(value, str) else value
 
 
-def load_unfold_config(source: str | os.PathLike[str] | dict[str, Any],
-                       overrides: list[str] | None = None) -> UnfoldConfig:
+def load_unfold_config(
+    source: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None
+) -> UnfoldConfig:
     """A checked ``UnfoldConfig`` from a YAML file or a dict, after ``key=value`` overrides."""
     content = dict(source) if isinstance(source, dict) else read_yaml(source)
     apply_overrides(content, overrides or [])
@@ -127,8 +128,14 @@ def load_unfold_config(source: str | os.PathLike[str] | dict[str, Any],
 
 def _data_config(config: UnfoldConfig, sample: str, level: str) -> DataConfig:
     """The data config that reads ``level``'s inputs (and its pass flag) from ``sample``'s files."""
-    files = {"simulation": config.simulation, "gen": config.simulation, "reco": config.simulation,
-             "data": config.data, "background": config.background, "truth": config.truth}[sample]
+    files = {
+        "simulation": config.simulation,
+        "gen": config.simulation,
+        "reco": config.simulation,
+        "data": config.data,
+        "background": config.background,
+        "truth": config.truth,
+    }[sample]
     settings = config.gen if level == "gen" else config.reco
     passed = config.gen_pass if level == "gen" else config.reco_pass
     variables = dict(settings.new_variables)
@@ -137,10 +144,20 @@ def _data_config(config: UnfoldConfig, sample: str, level: str) -> DataConfig:
         variables[PASS_FIELD] = passed
         observers.append(PASS_FIELD)
     weight = getattr(config.weights, {"gen": "simulation", "reco": "simulation"}.get(sample, sample))
-    return validate(DataConfig, {"train": files, "treename": config.treename, "new_variables": variables,
-                                 "inputs": {name: group.model_dump() for name, group in settings.inputs.items()},
-                                 "labels": {"type": "none"}, "weights": weight, "observers": observers,
-                                 "standardization": "meanstd"}, f"{level} ({sample})")
+    return validate(
+        DataConfig,
+        {
+            "train": files,
+            "treename": config.treename,
+            "new_variables": variables,
+            "inputs": {name: group.model_dump() for name, group in settings.inputs.items()},
+            "labels": {"type": "none"},
+            "weights": weight,
+            "observers": observers,
+            "standardization": "meanstd",
+        },
+        f"{level} ({sample})",
+    )
 
 
 def _read(config: UnfoldConfig, sample: str, level: str) -> tuple[JetArrays, DataConfig]:
@@ -164,8 +181,9 @@ class UnfoldRun:
     discriminators: dict[str, dict[str, float]]
 
 
-def unfold(config: UnfoldConfig, name: str | None = None, runs_dir: str | os.PathLike[str] = "runs",
-           progress: bool = True) -> UnfoldRun:
+def unfold(
+    config: UnfoldConfig, name: str | None = None, runs_dir: str | os.PathLike[str] = "runs", progress: bool = True
+) -> UnfoldRun:
     """Read the samples ``config`` names, unfold the data by OmniFold, write the run directory.
 
     Parameters
@@ -199,23 +217,48 @@ def unfold(config: UnfoldConfig, name: str | None = None, runs_dir: str | os.Pat
 
     run = RunDirectory.create(runs_dir, name, "omnifold")
     content = config.model_dump(mode="json")
-    content["provenance"] = {"heplearn_version": __version__, "git_hash": git_hash(),
-                             "torch_version": str(torch.__version__)}
+    content["provenance"] = {
+        "heplearn_version": __version__,
+        "git_hash": git_hash(),
+        "torch_version": str(torch.__version__),
+    }
     write_text_atomic(run.config_file, yaml.safe_dump(content, sort_keys=False))
-    result = omnifold(sim_gen, sim_reco, data, model=config.model, gen_model=config.gen_model,
-                      training=config.training, settings=config.unfolding, reco_pass=reco_pass,
-                      gen_pass=gen_pass, background=background, run_dir=run, progress=progress)
-    weights_file = write_weights(run.path / WEIGHTS_FILE, result,
-                                 {"simulation": [str(path) for path in expand_files(config.simulation, "simulation")],
-                                  "iterations": config.unfolding.iterations})
+    result = omnifold(
+        sim_gen,
+        sim_reco,
+        data,
+        model=config.model,
+        gen_model=config.gen_model,
+        training=config.training,
+        settings=config.unfolding,
+        reco_pass=reco_pass,
+        gen_pass=gen_pass,
+        background=background,
+        run_dir=run,
+        progress=progress,
+    )
+    weights_file = write_weights(
+        run.path / WEIGHTS_FILE,
+        result,
+        {
+            "simulation": [str(path) for path in expand_files(config.simulation, "simulation")],
+            "iterations": config.unfolding.iterations,
+        },
+    )
     names = [variable for group in config.gen.inputs.values() for variable in group.variables]
     discriminators = _closure_figure(config, raw, reco_pass, gen_pass, result, run) if truth is not None else {}
     write_run_summary(run, config.unfolding.model_dump(), result, names, discriminators)
     return UnfoldRun(run.path, weights_file, result, discriminators)
 
 
-def _closure_figure(config: UnfoldConfig, raw: dict[str, Any], reco_pass: np.ndarray, gen_pass: np.ndarray,
-                    result: OmniFoldResult, run: RunDirectory) -> dict[str, dict[str, float]]:
+def _closure_figure(
+    config: UnfoldConfig,
+    raw: dict[str, Any],
+    reco_pass: np.ndarray,
+    gen_pass: np.ndarray,
+    result: OmniFoldResult,
+    run: RunDirectory,
+) -> dict[str, dict[str, float]]:
     """Truth, generator, IBU and OmniFold for each per-event generator variable; the Δ of each."""
     from heplearn.methods.unfolding_figures import ObservableComparison, comparison_figure
     from heplearn.stats.ibu import unfold_events
@@ -236,15 +279,34 @@ def _closure_figure(config: UnfoldConfig, raw: dict[str, Any], reco_pass: np.nda
             bins = np.linspace(low, high, config.comparison.bins + 1)
             reco_bins = np.linspace(*np.quantile(data, [0.005, 0.995]), config.comparison.bins + 1)
             prior = raw["gen"].weight.astype(np.float64)
-            ibu = unfold_events(gen[gen_pass], reco[gen_pass], data, bins, reco_bins, config.unfolding.iterations,
-                                sim_weight=prior[gen_pass], data_weight=raw["data"].weight,
-                                reco_pass=reco_pass[gen_pass], bootstraps=config.comparison.bootstraps,
-                                seed=config.unfolding.seed)
+            ibu = unfold_events(
+                gen[gen_pass],
+                reco[gen_pass],
+                data,
+                bins,
+                reco_bins,
+                config.unfolding.iterations,
+                sim_weight=prior[gen_pass],
+                data_weight=raw["data"].weight,
+                reco_pass=reco_pass[gen_pass],
+                bootstraps=config.comparison.bootstraps,
+                seed=config.unfolding.seed,
+            )
             replicas = result.bootstrap_weights[:, gen_pass] if result.bootstrap_weights.size else None
-            observables.append(ObservableComparison(
-                variable, variable, bins, truth, gen[gen_pass], result.weights[gen_pass],
-                truth_weights=raw["truth"].weight, generator_weights=prior[gen_pass], omnifold_replicas=replicas,
-                ibu=ibu))
+            observables.append(
+                ObservableComparison(
+                    variable,
+                    variable,
+                    bins,
+                    truth,
+                    gen[gen_pass],
+                    result.weights[gen_pass],
+                    truth_weights=raw["truth"].weight,
+                    generator_weights=prior[gen_pass],
+                    omnifold_replicas=replicas,
+                    ibu=ibu,
+                )
+            )
     if not observables:
         return {}
     _, discriminators = comparison_figure(observables, run.path / "figures")

@@ -58,8 +58,15 @@ from heplearn.training.trainer import InMemorySource, fit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OmniFoldResult", "OmniFoldSettings", "check_inputs", "level_arrays", "omnifold", "write_run_summary",
-           "write_weights"]
+__all__ = [
+    "OmniFoldResult",
+    "OmniFoldSettings",
+    "check_inputs",
+    "level_arrays",
+    "omnifold",
+    "write_run_summary",
+    "write_weights",
+]
 
 CLASS_NAMES = ["target", "source"]  # the Reweighting task's target is class 0
 WEIGHTS_FILE = "weights.parquet"
@@ -107,8 +114,9 @@ class OmniFoldResult:
         return self.prior * self.bootstrap_push if self.bootstrap_push.size else self.bootstrap_push
 
 
-def level_arrays(inputs: Mapping[str, np.ndarray], weight: np.ndarray | None = None,
-                 mask: np.ndarray | None = None) -> JetArrays:
+def level_arrays(
+    inputs: Mapping[str, np.ndarray], weight: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> JetArrays:
     """The events of one level as the engine's arrays: input groups (``{"jet": (n, F)}`` for an MLP,
     ``particles``/``points``/``vectors`` with a ``mask`` for particle networks) and weights."""
     groups = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in inputs.items()}
@@ -124,11 +132,21 @@ def level_arrays(inputs: Mapping[str, np.ndarray], weight: np.ndarray | None = N
     return JetArrays(groups, None if mask is None else np.asarray(mask, bool), np.zeros(n, np.int64), weights)
 
 
-def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model: ModelConfig,
-             training: TrainingConfig, settings: OmniFoldSettings | None = None,
-             gen_model: ModelConfig | None = None, reco_pass: np.ndarray | None = None,
-             gen_pass: np.ndarray | None = None, background: JetArrays | None = None,
-             run_dir: str | Path | RunDirectory | None = None, progress: bool = True) -> OmniFoldResult:
+def omnifold(
+    sim_gen: JetArrays,
+    sim_reco: JetArrays,
+    data: JetArrays,
+    *,
+    model: ModelConfig,
+    training: TrainingConfig,
+    settings: OmniFoldSettings | None = None,
+    gen_model: ModelConfig | None = None,
+    reco_pass: np.ndarray | None = None,
+    gen_pass: np.ndarray | None = None,
+    background: JetArrays | None = None,
+    run_dir: str | Path | RunDirectory | None = None,
+    progress: bool = True,
+) -> OmniFoldResult:
     """Unfold ``data`` with the paired simulation (``sim_gen``, ``sim_reco``) by OmniFold.
 
     Parameters
@@ -169,10 +187,16 @@ def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model:
         run.path.mkdir(parents=True, exist_ok=True)
     if training.threads:
         torch.set_num_threads(training.threads)
-    unfolder = _OmniFold(sim_gen, sim_reco, data, background, reco_pass, gen_pass, model, gen_model or model,
-                         training, settings)
-    bar = progress_bar(total=settings.iterations * (1 + settings.bootstraps), desc="omnifold", unit="iteration",
-                       disable=not progress, dynamic_ncols=True)
+    unfolder = _OmniFold(
+        sim_gen, sim_reco, data, background, reco_pass, gen_pass, model, gen_model or model, training, settings
+    )
+    bar = progress_bar(
+        total=settings.iterations * (1 + settings.bootstraps),
+        desc="omnifold",
+        unit="iteration",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         pull, push = unfolder.run(data.weight.astype(np.float64), settings.seed, run, bar)
         replicas = []
@@ -187,28 +211,41 @@ def omnifold(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, *, model:
     return OmniFoldResult(sim_gen.weight.astype(np.float64), pull, push, bootstrap_push, unfolder.histories)
 
 
-def check_inputs(sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, background: JetArrays | None,
-                 reco_pass: np.ndarray, gen_pass: np.ndarray) -> None:
+def check_inputs(
+    sim_gen: JetArrays,
+    sim_reco: JetArrays,
+    data: JetArrays,
+    background: JetArrays | None,
+    reco_pass: np.ndarray,
+    gen_pass: np.ndarray,
+) -> None:
     """A ``DataError`` unless the samples fit together: paired simulation, the same detector-level
     groups in data and background, positive total weights (data after the background)."""
     n = len(sim_gen)
     if len(sim_reco) != n:
-        raise DataError(f"simulation: {n} generator-level events but {len(sim_reco)} detector-level ones; "
-                        "they must be the same events, in the same order")
+        raise DataError(
+            f"simulation: {n} generator-level events but {len(sim_reco)} detector-level ones; "
+            "they must be the same events, in the same order"
+        )
     if len(reco_pass) != n or len(gen_pass) != n:
         raise DataError(f"reco_pass / gen_pass: one value per simulated event ({n}) is needed")
     for name, sample in (("data", data), ("background", background)):
         if sample is not None:
             _same_groups(sim_reco, sample, name)
     prior = sim_gen.weight.astype(np.float64)
-    totals = {"simulation": prior.sum(), "simulation (reconstructed events)": prior[reco_pass].sum(),
-              "simulation (events with a generator level)": prior[gen_pass].sum(),
-              "data": data.weight.astype(np.float64).sum()
-              - (0.0 if background is None else background.weight.astype(np.float64).sum())}
+    totals = {
+        "simulation": prior.sum(),
+        "simulation (reconstructed events)": prior[reco_pass].sum(),
+        "simulation (events with a generator level)": prior[gen_pass].sum(),
+        "data": data.weight.astype(np.float64).sum()
+        - (0.0 if background is None else background.weight.astype(np.float64).sum()),
+    }
     for name, total in totals.items():
         if not total > 0:
-            raise DataError(f"{name}: the total weight is {total:g}; it must be positive"
-                            + (" (after subtracting the background)" if name == "data" else ""))
+            raise DataError(
+                f"{name}: the total weight is {total:g}; it must be positive"
+                + (" (after subtracting the background)" if name == "data" else "")
+            )
 
 
 def _same_groups(reference: JetArrays, sample: JetArrays, name: str) -> None:
@@ -216,16 +253,28 @@ def _same_groups(reference: JetArrays, sample: JetArrays, name: str) -> None:
     expected = {group: values.shape[1:] for group, values in reference.inputs.items()}
     found = {group: values.shape[1:] for group, values in sample.inputs.items()}
     if expected != found:
-        raise DataError(f"{name}: its input groups {found} differ from the detector-level simulation's "
-                        f"{expected}; both must have the same fields")
+        raise DataError(
+            f"{name}: its input groups {found} differ from the detector-level simulation's "
+            f"{expected}; both must have the same fields"
+        )
 
 
 class _OmniFold:
     """The iterations of one unfolding (the nominal one or a bootstrap replica)."""
 
-    def __init__(self, sim_gen: JetArrays, sim_reco: JetArrays, data: JetArrays, background: JetArrays | None,
-                 reco_pass: np.ndarray, gen_pass: np.ndarray, reco_model: ModelConfig, gen_model: ModelConfig,
-                 training: TrainingConfig, settings: OmniFoldSettings) -> None:
+    def __init__(
+        self,
+        sim_gen: JetArrays,
+        sim_reco: JetArrays,
+        data: JetArrays,
+        background: JetArrays | None,
+        reco_pass: np.ndarray,
+        gen_pass: np.ndarray,
+        reco_model: ModelConfig,
+        gen_model: ModelConfig,
+        training: TrainingConfig,
+        settings: OmniFoldSettings,
+    ) -> None:
         self.sim_gen, self.sim_reco, self.data, self.background = sim_gen, sim_reco, data, background
         self.reco_pass, self.gen_pass = reco_pass, gen_pass
         self.reco_model, self.gen_model = reco_model, gen_model
@@ -233,30 +282,48 @@ class _OmniFold:
         self.prior = sim_gen.weight.astype(np.float64)
         self.histories: list[dict[str, Any]] = []
 
-    def run(self, data_weight: np.ndarray, seed: int, run: RunDirectory | None,
-            bar: Any) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self, data_weight: np.ndarray, seed: int, run: RunDirectory | None, bar: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         settings, n = self.settings, len(self.prior)
         pull = np.empty((settings.iterations, n))
         push = np.empty((settings.iterations, n))
         nu = np.ones(n)
         target = self.data if self.background is None else JetArrays.concatenate([self.data, self.background])
-        target_weight = data_weight if self.background is None else np.concatenate(
-            [data_weight, -self.background.weight.astype(np.float64)])
+        target_weight = (
+            data_weight
+            if self.background is None
+            else np.concatenate([data_weight, -self.background.weight.astype(np.float64)])
+        )
         reco = self.sim_reco.take(np.flatnonzero(self.reco_pass))
         gen = self.sim_gen.take(np.flatnonzero(self.gen_pass))
         for iteration in range(settings.iterations):
             where = (run.path / ITERATIONS_DIR / f"{iteration + 1:02d}") if run else None
             # step 1, detector level: data vs simulation weighted w ν (Eq. 3 of arXiv:1911.09107)
-            ratio = self._step(target, target_weight, reco, (self.prior * nu)[self.reco_pass], self.reco_model,
-                               seed + 2 * iteration, where / "step1" if where else None)
+            ratio = self._step(
+                target,
+                target_weight,
+                reco,
+                (self.prior * nu)[self.reco_pass],
+                self.reco_model,
+                seed + 2 * iteration,
+                where / "step1" if where else None,
+            )
             omega = np.ones(n) if settings.no_reco == "one" else nu.copy()
             reconstructed = (self.prior * nu)[self.reco_pass]
             omega[self.reco_pass] = nu[self.reco_pass] * ratio * reconstructed.sum() / (reconstructed * ratio).sum()
             # step 2, generator level: simulation weighted w ω vs weighted w: ν is a function of z only
             prior = self.prior[self.gen_pass]
             nu = np.ones(n)
-            ratio = self._step(gen, prior * omega[self.gen_pass], gen, prior, self.gen_model,
-                               seed + 2 * iteration + 1, where / "step2" if where else None)
+            ratio = self._step(
+                gen,
+                prior * omega[self.gen_pass],
+                gen,
+                prior,
+                self.gen_model,
+                seed + 2 * iteration + 1,
+                where / "step2" if where else None,
+            )
             nu[self.gen_pass] = ratio * prior.sum() / (prior * ratio).sum()
             pull[iteration], push[iteration] = omega, nu
             if where:
@@ -264,8 +331,16 @@ class _OmniFold:
             bar.update()
         return pull, push
 
-    def _step(self, target: JetArrays, target_weight: np.ndarray, source: JetArrays, source_weight: np.ndarray,
-              model_config: ModelConfig, seed: int, run_dir: Path | None) -> np.ndarray:
+    def _step(
+        self,
+        target: JetArrays,
+        target_weight: np.ndarray,
+        source: JetArrays,
+        source_weight: np.ndarray,
+        model_config: ModelConfig,
+        seed: int,
+        run_dir: Path | None,
+    ) -> np.ndarray:
         """Train ``ensemble`` reweighting classifiers target vs source; the mean f/(1−f) on ``source``."""
         # equal totals: f/(1−f) is then the density ratio p_target/p_source alone
         target_weight = target_weight * source_weight.sum() / target_weight.sum()
@@ -282,18 +357,26 @@ class _OmniFold:
             task.terms = build_terms(specs, task, TermContext(self.training, train_arrays.label, train_arrays.weight))
             torch.manual_seed(member_seed)
             network = registry.model_class(model_config.name).from_preset(
-                model_config.preset, task.num_outputs, _input_dims(arrays), **model_config.hyperparameters)
-            train_source = InMemorySource(InMemoryJets(train_arrays, CLASS_NAMES, None), self.training.batch_size,
-                                          True, member_seed)
-            val_source = InMemorySource(InMemoryJets(val_arrays, CLASS_NAMES, None),
-                                        max(self.training.batch_size, 1024), False, 0) if held_out else None
+                model_config.preset, task.num_outputs, _input_dims(arrays), **model_config.hyperparameters
+            )
+            train_source = InMemorySource(
+                InMemoryJets(train_arrays, CLASS_NAMES, None), self.training.batch_size, True, member_seed
+            )
+            val_source = (
+                InMemorySource(
+                    InMemoryJets(val_arrays, CLASS_NAMES, None), max(self.training.batch_size, 1024), False, 0
+                )
+                if held_out
+                else None
+            )
             member_dir = (run_dir / f"member{member}" if self.settings.ensemble > 1 else run_dir) if run_dir else None
             if member_dir:
                 member_dir.mkdir(parents=True, exist_ok=True)
             result = fit(network, task, train_source, val_source, self.training, run_dir=member_dir)
             self.histories.extend(result.history)
-            predict = InMemorySource(InMemoryJets(source, CLASS_NAMES, None), max(self.training.batch_size, 4096),
-                                     False, 0)
+            predict = InMemorySource(
+                InMemoryJets(source, CLASS_NAMES, None), max(self.training.batch_size, 4096), False, 0
+            )
             outputs = torch.from_numpy(result.trainer.predict(predict).outputs)
             ratios += task.postprocess(outputs, {})[:, 0].double().numpy()
         ratios /= self.settings.ensemble
@@ -342,12 +425,21 @@ def write_weights(path: str | Path, result: OmniFoldResult, metadata: Mapping[st
     return path
 
 
-def write_run_summary(run: RunDirectory, settings: Mapping[str, Any], result: OmniFoldResult,
-                      names: Sequence[str] = (), discriminators: Mapping[str, Any] | None = None) -> None:
+def write_run_summary(
+    run: RunDirectory,
+    settings: Mapping[str, Any],
+    result: OmniFoldResult,
+    names: Sequence[str] = (),
+    discriminators: Mapping[str, Any] | None = None,
+) -> None:
     """``unfolding.json`` beside the weights: settings, sizes, the weights' spread per iteration and,
     for a closure test, the triangular discriminators ×10³ to the truth."""
-    summary = {"settings": dict(settings), "events": len(result.prior), "observables": list(names),
-               "triangular_discriminator_1e3": dict(discriminators or {}),
-               "push_std_per_iteration": [float(np.std(push)) for push in result.push],
-               "pull_std_per_iteration": [float(np.std(pull)) for pull in result.pull]}
+    summary = {
+        "settings": dict(settings),
+        "events": len(result.prior),
+        "observables": list(names),
+        "triangular_discriminator_1e3": dict(discriminators or {}),
+        "push_std_per_iteration": [float(np.std(push)) for push in result.push],
+        "pull_std_per_iteration": [float(np.std(pull)) for pull in result.pull],
+    }
     write_text_atomic(run.path / "unfolding.json", json.dumps(summary, indent=2, default=str))

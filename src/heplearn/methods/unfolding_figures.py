@@ -43,8 +43,9 @@ def triangular_discriminator(p: ArrayLike, q: ArrayLike) -> float:
     return float(0.5 * np.sum((p[filled] - q[filled]) ** 2 / total[filled]))
 
 
-def normalised_histogram(values: ArrayLike, bins: ArrayLike, weights: ArrayLike | None = None,
-                         replicas: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def normalised_histogram(
+    values: ArrayLike, bins: ArrayLike, weights: ArrayLike | None = None, replicas: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A unit-area density and its per-bin uncertainty (the spread of ``replicas`` weights, ``(B, n)``,
     when given, else the weighted-count error √Σw²)."""
     bins = np.asarray(bins, np.float64)
@@ -83,23 +84,31 @@ COLOURS = {"truth": "black", "generator": "tab:blue", "IBU": "tab:green", "OmniF
 
 def _curves(observable: ObservableComparison) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     bins = observable.bins
-    curves = {"truth": normalised_histogram(observable.truth, bins, observable.truth_weights),
-              "generator": normalised_histogram(observable.generator, bins, observable.generator_weights)}
+    curves = {
+        "truth": normalised_histogram(observable.truth, bins, observable.truth_weights),
+        "generator": normalised_histogram(observable.generator, bins, observable.generator_weights),
+    }
     if observable.ibu is not None:
         if not np.allclose(observable.ibu.gen_bins, bins):
             raise DataError(f"{observable.name}: IBU was unfolded in other bins than the figure's")
         widths = np.diff(bins)
         total = observable.ibu.unfolded[-1].sum()
-        curves["IBU"] = (observable.ibu.unfolded[-1] / (total * widths),
-                         observable.ibu.uncertainty[-1] / (total * widths))
-    curves["OmniFold"] = normalised_histogram(observable.generator, bins, observable.omnifold_weights,
-                                              observable.omnifold_replicas)
+        curves["IBU"] = (
+            observable.ibu.unfolded[-1] / (total * widths),
+            observable.ibu.uncertainty[-1] / (total * widths),
+        )
+    curves["OmniFold"] = normalised_histogram(
+        observable.generator, bins, observable.omnifold_weights, observable.omnifold_replicas
+    )
     return curves
 
 
-def comparison_figure(observables: Sequence[ObservableComparison], directory: str | os.PathLike[str],
-                      stem: str = "unfolding", style: PlotStyle | None = None
-                      ) -> tuple[list[Path], dict[str, dict[str, float]]]:
+def comparison_figure(
+    observables: Sequence[ObservableComparison],
+    directory: str | os.PathLike[str],
+    stem: str = "unfolding",
+    style: PlotStyle | None = None,
+) -> tuple[list[Path], dict[str, dict[str, float]]]:
     """Draw every observable in a column (densities above, ratios to the truth below) and save it.
 
     Returns
@@ -126,16 +135,30 @@ def comparison_figure(observables: Sequence[ObservableComparison], directory: st
                     discriminators[observable.name][name] = value
                     legend = rf"{name} ($\Delta = {value:.2f} \times 10^{{-3}}$)"
                 kind = "fill" if name == "truth" else "step"
-                top.stairs(density, observable.bins, color=COLOURS[name], label=legend, fill=kind == "fill",
-                           alpha=0.25 if kind == "fill" else 1.0, linewidth=2)
+                top.stairs(
+                    density,
+                    observable.bins,
+                    color=COLOURS[name],
+                    label=legend,
+                    fill=kind == "fill",
+                    alpha=0.25 if kind == "fill" else 1.0,
+                    linewidth=2,
+                )
                 centres = 0.5 * (observable.bins[1:] + observable.bins[:-1])
                 ratio = np.divide(density, truth, out=np.full_like(density, np.nan), where=truth > 0)
                 ratio_error = np.divide(error, truth, out=np.zeros_like(error), where=truth > 0)
                 if name == "truth":
                     bottom.fill_between(centres, 1 - ratio_error, 1 + ratio_error, step="mid", color="grey", alpha=0.3)
                 else:
-                    bottom.errorbar(centres, ratio, yerr=ratio_error, color=COLOURS[name], marker="o", markersize=3,
-                                    linestyle="none")
+                    bottom.errorbar(
+                        centres,
+                        ratio,
+                        yerr=ratio_error,
+                        color=COLOURS[name],
+                        marker="o",
+                        markersize=3,
+                        linestyle="none",
+                    )
             top.set_ylabel("Normalised density (per unit of x)", fontsize="small")
             top.legend(fontsize="xx-small", loc="upper left", frameon=False)
             top.set_ylim(0, 1.45 * max(density.max() for density, _ in curves.values()))

@@ -36,8 +36,16 @@ from heplearn.tasks import VariationalReconstruction
 from heplearn.training.losses import TermContext, build_terms
 from heplearn.training.trainer import InMemorySource, fit
 
-__all__ = ["LITERATURE_MAX_SIC", "SicCurve", "ensemble_score", "idealised_scores", "in_window", "sic_curve",
-           "supervised_scores", "vae_scores"]
+__all__ = [
+    "LITERATURE_MAX_SIC",
+    "SicCurve",
+    "ensemble_score",
+    "idealised_scores",
+    "in_window",
+    "sic_curve",
+    "supervised_scores",
+    "vae_scores",
+]
 
 #: Max SIC on the LHC Olympics R&D data at the default injection (S/B ≈ 0.6% in the SR), from the
 #: CATHODE paper's plotting notebook (arXiv:2109.00546, HEPML-AnomalyDetection/CATHODE).
@@ -68,13 +76,16 @@ def sic_curve(is_signal: np.ndarray, score: np.ndarray, *, min_background: int =
     is_signal = np.asarray(is_signal, bool)
     background = int((~is_signal).sum())
     if min_background < 1 or background < min_background:
-        raise DataError(f"sic: {background} background test events; the curve keeps cuts passing at least "
-                        f"{min_background} (≥ 1) of them")
+        raise DataError(
+            f"sic: {background} background test events; the curve keeps cuts passing at least "
+            f"{min_background} (≥ 1) of them"
+        )
     curve = roc(is_signal, np.asarray(score, np.float64))
     kept = (curve.background_efficiency * background >= min_background) & (curve.signal_efficiency > 0)
     signal_efficiency, background_efficiency = curve.signal_efficiency[kept], curve.background_efficiency[kept]
-    return SicCurve(signal_efficiency, background_efficiency, signal_efficiency / np.sqrt(background_efficiency),
-                    curve.auc)
+    return SicCurve(
+        signal_efficiency, background_efficiency, signal_efficiency / np.sqrt(background_efficiency), curve.auc
+    )
 
 
 def in_window(mass: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -91,8 +102,9 @@ def ensemble_score(scores: KFoldScores, features: np.ndarray) -> np.ndarray:
 
 def supervised_scores(signal: np.ndarray, background: np.ndarray, **kfold: Any) -> KFoldScores:
     """k-fold classifiers of pure signal against pure background: the supervised bound."""
-    return kfold_scores(np.r_[signal, background], np.r_[np.ones(len(signal), bool), np.zeros(len(background), bool)],
-                        **kfold)
+    return kfold_scores(
+        np.r_[signal, background], np.r_[np.ones(len(signal), bool), np.zeros(len(background), bool)], **kfold
+    )
 
 
 def idealised_scores(signal_region_data: np.ndarray, extra_background: np.ndarray, **kfold: Any) -> KFoldScores:
@@ -100,8 +112,13 @@ def idealised_scores(signal_region_data: np.ndarray, extra_background: np.ndarra
     return supervised_scores(signal_region_data, extra_background, **kfold)
 
 
-def cwola_scores(features: np.ndarray, mass: np.ndarray, signal_region: tuple[float, float],
-                 sidebands: tuple[float, float], **kfold: Any) -> KFoldScores:
+def cwola_scores(
+    features: np.ndarray,
+    mass: np.ndarray,
+    signal_region: tuple[float, float],
+    sidebands: tuple[float, float],
+    **kfold: Any,
+) -> KFoldScores:
     """k-fold classifiers of SR data against the sidebands' data (CWoLa hunting, arXiv:1805.02664)."""
     check_regions(signal_region, sidebands)
     in_sr = in_window(mass, signal_region)
@@ -109,8 +126,16 @@ def cwola_scores(features: np.ndarray, mass: np.ndarray, signal_region: tuple[fl
     return supervised_scores(np.asarray(features)[in_sr], np.asarray(features)[in_sb], **kfold)
 
 
-def vae_scores(train: np.ndarray, test: np.ndarray, *, latent: int = 2, hidden: Sequence[int] = (32, 16),
-               beta: float = 0.5, training: TrainingConfig | None = None, seed: int = 0) -> np.ndarray:
+def vae_scores(
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    latent: int = 2,
+    hidden: Sequence[int] = (32, 16),
+    beta: float = 0.5,
+    training: TrainingConfig | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """The reconstruction MSE on ``test`` of a VAE trained on ``train`` (standardised on it) without labels."""
     if not 0.0 <= beta <= 1.0:
         raise ConfigError(f"beta: the KL weight β must lie in [0, 1], got {beta}")
@@ -120,17 +145,27 @@ def vae_scores(train: np.ndarray, test: np.ndarray, *, latent: int = 2, hidden: 
     features = train.shape[1]
     training = training or default_training(class_weights=None, epochs=30)
     task = VariationalReconstruction("jet", features, latent, score="mse")
-    task.terms = build_terms([LossTermConfig(name="reconstruction_mse", weight=1 - beta),
-                              LossTermConfig(name="kl", weight=beta)], task, TermContext(training))
+    task.terms = build_terms(
+        [LossTermConfig(name="reconstruction_mse", weight=1 - beta), LossTermConfig(name="kl", weight=beta)],
+        task,
+        TermContext(training),
+    )
     from heplearn.models import registry
 
     torch.manual_seed(seed)
-    network = registry.model_class("vae")(task.num_outputs, {"jet": features}, hidden=tuple(hidden), latent=latent,
-                                          score="mse")
-    arrays = JetArrays({"jet": (train - mean) / scale}, None, np.zeros(len(train), np.int64),
-                       np.ones(len(train), np.float32))
-    fit(network, task, InMemorySource(InMemoryJets(arrays, ["background"], None), training.batch_size, True, seed),
-        None, training)
+    network = registry.model_class("vae")(
+        task.num_outputs, {"jet": features}, hidden=tuple(hidden), latent=latent, score="mse"
+    )
+    arrays = JetArrays(
+        {"jet": (train - mean) / scale}, None, np.zeros(len(train), np.int64), np.ones(len(train), np.float32)
+    )
+    fit(
+        network,
+        task,
+        InMemorySource(InMemoryJets(arrays, ["background"], None), training.batch_size, True, seed),
+        None,
+        training,
+    )
     network.eval()
     with torch.inference_mode():
         batch = {"jet": torch.from_numpy(((np.asarray(test, np.float32) - mean) / scale).astype(np.float32))}

@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from heplearn._lazy import lazy_api
 
-__getattr__, __dir__ = lazy_api(__name__, {
-    "heplearn.models.registry": ["model_names", "model_class", "is_torch_model", "hyperparameter_names",
-                                 "build_network"],
-})
+__getattr__, __dir__ = lazy_api(
+    __name__,
+    {
+        "heplearn.models.registry": [
+            "model_names",
+            "model_class",
+            "is_torch_model",
+            "hyperparameter_names",
+            "build_network",
+        ],
+    },
+)
 __all__ = ["build_network", "hyperparameter_names", "is_torch_model", "model_class", "model_names"]

@@ -41,11 +41,15 @@ class JetAutoencoder(ParticleModel):
         super().__init__(num_outputs, input_dims, **hyperparameters)
         hp = self.hparams
         widths = (self.input_dims["jet"], *hp.hidden)
-        self.encoder = nn.Sequential(mlp(widths, activation=nn.ReLU, dropout=hp.dropout),
-                                     nn.Linear(widths[-1], hp.latent))
+        self.encoder = nn.Sequential(
+            mlp(widths, activation=nn.ReLU, dropout=hp.dropout), nn.Linear(widths[-1], hp.latent)
+        )
         decoder_widths = (hp.latent, *reversed(hp.hidden))
-        self.decoder = nn.Sequential(nn.ReLU(), mlp(decoder_widths, activation=nn.ReLU, dropout=hp.dropout),
-                                     nn.Linear(decoder_widths[-1], num_outputs))
+        self.decoder = nn.Sequential(
+            nn.ReLU(),
+            mlp(decoder_widths, activation=nn.ReLU, dropout=hp.dropout),
+            nn.Linear(decoder_widths[-1], num_outputs),
+        )
 
     @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

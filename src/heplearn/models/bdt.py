@@ -191,8 +191,10 @@ class BoostedDecisionTrees(JetClassifier):
         """Average gain of the splits on each variable (XGBoost "gain"); 0 for unused variables."""
         self._check_fitted()
         gains = self.booster_.get_score(importance_type="gain")
-        return {name: float(gains.get(f"f{j}", 0.0))  # type: ignore[arg-type]  # a float for "gain"
-                for j, name in enumerate(self.feature_names_)}
+        return {
+            name: float(gains.get(f"f{j}", 0.0))  # type: ignore[arg-type]  # a float for "gain"
+            for j, name in enumerate(self.feature_names_)
+        }
 
     # -- predict -------------------------------------------------------------------------------
 

@@ -68,8 +68,10 @@ class CaloAutoencoder(ParticleModel):
         hp = self.hparams
         rows, columns = hp.regions
         if rows % 2 or columns % 2 or hp.latent < 1 or hp.kernel_size % 2 == 0:
-            raise ConfigError(f"model cicada: regions must be even (one 2 × 2 pooling), latent ≥ 1 and the kernel "
-                              f"odd; got regions {hp.regions}, latent {hp.latent}, kernel_size {hp.kernel_size}")
+            raise ConfigError(
+                f"model cicada: regions must be even (one 2 × 2 pooling), latent ≥ 1 and the kernel "
+                f"odd; got regions {hp.regions}, latent {hp.latent}, kernel_size {hp.kernel_size}"
+            )
         channels = self.input_dims["image"]
         # asked for the image's size (the reconstruction task), it rebuilds the image; asked for any
         # other width (a check with placeholder classes), it is a bottleneck network whose head reads z
@@ -77,21 +79,37 @@ class CaloAutoencoder(ParticleModel):
         first, second = hp.channels
         self.pooled = (second, rows // 2, columns // 2)
         flat = math.prod(self.pooled)
-        self.encoder = nn.Sequential(PeriodicConv(channels, first, hp.kernel_size), nn.ReLU(), nn.AvgPool2d(2),
-                                     PeriodicConv(first, second, hp.kernel_size), nn.ReLU(), nn.Flatten(),
-                                     nn.Linear(flat, hp.latent))
-        self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hp.latent, flat), nn.ReLU(), nn.Unflatten(1, self.pooled),
-                                     PeriodicConv(second, second, hp.kernel_size), nn.ReLU(),
-                                     nn.Upsample(scale_factor=2.0, mode="nearest"),
-                                     PeriodicConv(second, first, hp.kernel_size), nn.ReLU(),
-                                     PeriodicConv(first, channels, hp.kernel_size), nn.Flatten())
+        self.encoder = nn.Sequential(
+            PeriodicConv(channels, first, hp.kernel_size),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            PeriodicConv(first, second, hp.kernel_size),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(flat, hp.latent),
+        )
+        self.decoder = nn.Sequential(
+            nn.ReLU(),
+            nn.Linear(hp.latent, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, self.pooled),
+            PeriodicConv(second, second, hp.kernel_size),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            PeriodicConv(second, first, hp.kernel_size),
+            nn.ReLU(),
+            PeriodicConv(first, channels, hp.kernel_size),
+            nn.Flatten(),
+        )
         self.head = None if self.rebuilds else nn.Sequential(nn.ReLU(), nn.Linear(hp.latent, num_outputs))
 
     @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image = self.inputs(batch)["image"]
         if tuple(image.shape[2:]) != tuple(self.hparams.regions):
-            raise ConfigError(f"model cicada: images of {tuple(image.shape[2:])} regions, the model was built for "
-                              f"{tuple(self.hparams.regions)}")
+            raise ConfigError(
+                f"model cicada: images of {tuple(image.shape[2:])} regions, the model was built for "
+                f"{tuple(self.hparams.regions)}"
+            )
         latent = self.encoder(image)
         return self.decoder(latent) if self.head is None else self.head(latent)

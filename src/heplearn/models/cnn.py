@@ -57,8 +57,11 @@ class JetImageCNN(ParticleModel):
         channels = self.input_dims["image"]
         for group in hp.conv_channels:
             for size in group:
-                layers += [nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(channels, size, hp.kernel_size),
-                           nn.ReLU()]
+                layers += [
+                    nn.ZeroPad2d((before, after, before, after)),
+                    nn.Conv2d(channels, size, hp.kernel_size),
+                    nn.ReLU(),
+                ]
                 channels = size
             layers.append(nn.MaxPool2d(2))
         layers.append(nn.AdaptiveAvgPool2d(hp.pooled_size))

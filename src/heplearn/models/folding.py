@@ -26,15 +26,17 @@ def batch_norm_affine(norm: MaskedBatchNorm) -> tuple[torch.Tensor, torch.Tensor
     return scale, norm.bias - norm.running_mean * scale
 
 
-def fold_after(weight: torch.Tensor, bias: torch.Tensor | None,
-               norm: MaskedBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_after(
+    weight: torch.Tensor, bias: torch.Tensor | None, norm: MaskedBatchNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``norm(x Wᵀ + b)`` as one linear layer (``bias=None``: no b)."""
     scale, shift = batch_norm_affine(norm)
     return weight * scale[:, None], shift if bias is None else bias * scale + shift
 
 
-def fold_before(norm: MaskedBatchNorm, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_before(
+    norm: MaskedBatchNorm, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``norm(x) Wᵀ + b`` as one linear layer (``bias=None``: no b)."""
     scale, shift = batch_norm_affine(norm)
     folded_bias = weight @ shift

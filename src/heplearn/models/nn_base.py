@@ -97,9 +97,7 @@ class ParticleModel(nn.Module):
         return cls.Hyperparameters(**values)
 
     @classmethod
-    def from_preset(
-        cls, preset: str, num_outputs: int, input_dims: Mapping[str, int], **overrides: Any
-    ) -> Self:
+    def from_preset(cls, preset: str, num_outputs: int, input_dims: Mapping[str, int], **overrides: Any) -> Self:
         """The model with a named preset's hyper-parameters, some replaced by ``overrides``."""
         if preset not in cls.presets:
             raise ConfigError(f"model {cls.name}: unknown preset {preset!r}; choose one of {sorted(cls.presets)}")
@@ -117,8 +115,11 @@ class ParticleModel(nn.Module):
         Its input is the network's learnt representation of the jet: what a domain head
         (``heplearn.methods.domain``) or any other method that looks inside the network reads.
         """
-        layers = [module for module in self.modules()
-                  if isinstance(module, nn.Linear) and module.out_features == self.num_outputs]
+        layers = [
+            module
+            for module in self.modules()
+            if isinstance(module, nn.Linear) and module.out_features == self.num_outputs
+        ]
         if not layers:
             raise ConfigError(f"model {self.name}: no dense output layer of {self.num_outputs} outputs")
         return layers[-1]
@@ -173,8 +174,9 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     return zero_padding(values, mask).sum(dim) / count.clamp_min(1.0)
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0,
-        last_activation: bool = True) -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0, last_activation: bool = True
+) -> nn.Sequential:
     """Dense layers ``sizes[0] -> sizes[1] -> ...``, each followed by the activation (and dropout)."""
     layers: list[nn.Module] = []
     for index, (size_in, size_out) in enumerate(itertools.pairwise(sizes)):
@@ -212,8 +214,14 @@ class MaskedBatchNorm(nn.Module):
         """
         if mask is None:  # batch statistics need two rows; with fewer, the running ones serve
             return functional.batch_norm(
-                values, self.running_mean, self.running_var, self.weight, self.bias,
-                training=self.training and values.shape[0] > 1, momentum=self.momentum, eps=self.eps,
+                values,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                training=self.training and values.shape[0] > 1,
+                momentum=self.momentum,
+                eps=self.eps,
             )
         mean, variance = self.running_mean, self.running_var
         if self.training:

@@ -46,8 +46,9 @@ def pair_layout(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Te
     return first, second
 
 
-def interaction_features(vectors_a: torch.Tensor, vectors_b: torch.Tensor,
-                         epsilon: float = PAIR_EPSILON) -> torch.Tensor:
+def interaction_features(
+    vectors_a: torch.Tensor, vectors_b: torch.Tensor, epsilon: float = PAIR_EPSILON
+) -> torch.Tensor:
     """(ln kT, ln z, ln Δ, ln m²) of the pairs (a, b): shape of the broadcast inputs, last axis 4.
 
     ``vectors_a[:, first]`` and ``vectors_a[:, second]`` give a list of pairs (B, P, 4);

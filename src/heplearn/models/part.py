@@ -237,8 +237,9 @@ class PairEmbedding(nn.Module):
 
 
 @torch.library.custom_op("heplearn::biased_attention", mutates_args=())
-def biased_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
-                     num_heads: int) -> torch.Tensor:
+def biased_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
+) -> torch.Tensor:
     """softmax(Q Kᵀ + bias) V per head, for query (B, Lq, D), key and value (B, Lk, D), bias
     broadcasting to (B, H, Lq, Lk); no 1/√d (the callers fold it into the query layer).
 
@@ -256,8 +257,9 @@ def biased_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 
 
 @biased_attention.register_fake
-def _biased_attention_shape(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
-                            num_heads: int) -> torch.Tensor:
+def _biased_attention_shape(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
+) -> torch.Tensor:
     return torch.empty_like(query)
 
 
@@ -282,8 +284,11 @@ class MultiHeadAttention(nn.Module):
             return self._exported(queries, keys, bias)
         key, value = self.key_value(keys).chunk(2, dim=-1)
         attended = functional.scaled_dot_product_attention(
-            self._heads(self.query(queries)), self._heads(key), self._heads(value),
-            attn_mask=bias, dropout_p=self.dropout if self.training else 0.0,
+            self._heads(self.query(queries)),
+            self._heads(key),
+            self._heads(value),
+            attn_mask=bias,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         batch, _, length, _ = attended.shape
         return self.projection(attended.transpose(1, 2).reshape(batch, length, -1))
@@ -311,8 +316,9 @@ class MultiHeadAttention(nn.Module):
         weights = torch.softmax(query @ key + bias, dim=-1)
         return self.projection((weights @ value).transpose(1, 2).flatten(2))
 
-    def attend_packed(self, normed: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int,
-                      size: int) -> torch.Tensor:
+    def attend_packed(
+        self, normed: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int, size: int
+    ) -> torch.Tensor:
         """The particle attention of the exported eval graph on the real particles ``normed`` (R, D).
 
         Query, key and value come from one dense layer on the R rows (the 1/√d scale folded into
@@ -362,8 +368,9 @@ class AttentionBlock(nn.Module):
         attended = self.attention_out_norm(self.attention(normed, normed, bias))
         return self.feed_forward(particles + self.dropout(attended))
 
-    def attend_packed(self, particles: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int,
-                      size: int) -> torch.Tensor:
+    def attend_packed(
+        self, particles: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int, size: int
+    ) -> torch.Tensor:
         """``forward`` in the exported eval graph, on the real particles (R, D) only."""
         attended = self.attention.attend_packed(self.attention_norm(particles), tokens, bias, batch, size)
         return self.feed_forward(particles + self.attention_out_norm(attended))
@@ -384,10 +391,22 @@ class ParticleTransformer(ParticleModel):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         # Half the paper's width and depth, for CPU trainings: 341,070 parameters (7 features, 2 outputs).
-        "lite": {"embed_sizes": (64, 256, 64), "pair_embed_sizes": (32, 32, 32), "num_layers": 4,
-                 "num_class_layers": 2, "ffn_size": 256},
-        "small": {"embed_sizes": (32, 64, 32), "pair_embed_sizes": (16, 16), "num_heads": 4,
-                  "num_layers": 2, "num_class_layers": 1, "ffn_size": 64, "dropout": 0.0},
+        "lite": {
+            "embed_sizes": (64, 256, 64),
+            "pair_embed_sizes": (32, 32, 32),
+            "num_layers": 4,
+            "num_class_layers": 2,
+            "ffn_size": 256,
+        },
+        "small": {
+            "embed_sizes": (32, 64, 32),
+            "pair_embed_sizes": (16, 16),
+            "num_heads": 4,
+            "num_layers": 2,
+            "num_class_layers": 1,
+            "ffn_size": 64,
+            "dropout": 0.0,
+        },
     }
 
     def __init__(self, num_outputs: int, input_dims: dict[str, int], **hyperparameters: Any) -> None:
@@ -432,8 +451,9 @@ class ParticleTransformer(ParticleModel):
         logits = []
         for start, stop in length_groups(mask.shape[0]):
             size = max(int(lengths[stop - 1]), 1)
-            logits.append(self.classify(particles[start:stop, :size], pairs.matrix(start, stop, size),
-                                        mask[start:stop, :size]))
+            logits.append(
+                self.classify(particles[start:stop, :size], pairs.matrix(start, stop, size), mask[start:stop, :size])
+            )
         return torch.cat(logits)[torch.argsort(order)]
 
     def classify(self, particles: torch.Tensor, pair_bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

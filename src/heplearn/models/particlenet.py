@@ -175,8 +175,9 @@ class EdgeConvBlock(nn.Module):
         edges = self._edge_layers(edges, valid)
         return masked_mean(edges, valid, dim=2)
 
-    def _forward_folded(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor,
-                        mask: torch.Tensor) -> torch.Tensor:
+    def _forward_folded(
+        self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """The eval-mode block for the exported graph: ``_aggregate_padded`` and the shortcut with
         every batch norm folded into its dense layer (``heplearn.models.folding``).
 

@@ -89,6 +89,8 @@ def build_network(model: Any, data: Any, num_outputs: int) -> Any:
     cls = model_class(model.name)
     dims = {name: group.size for name, group in data.inputs.items()}
     if "mask" in cls.input_keys and data.particle_length is None:
-        raise ConfigError(f"model.name: {model.name} reads particles, but data.inputs has no group with "
-                          "a `length` (a per-particle group)")
+        raise ConfigError(
+            f"model.name: {model.name} reads particles, but data.inputs has no group with "
+            "a `length` (a per-particle group)"
+        )
     return cls.from_preset(model.preset, num_outputs, dims, **model.hyperparameters)

@@ -54,7 +54,10 @@ class ParticleRNN(ParticleModel):
         if hp.cell not in _CELLS:
             raise ConfigError(f"model rnn: cell must be one of {sorted(_CELLS)}, got {hp.cell!r}")
         self.recurrent = _CELLS[hp.cell](
-            self.input_dims["particles"], hp.hidden_size, num_layers=hp.num_layers, batch_first=True,
+            self.input_dims["particles"],
+            hp.hidden_size,
+            num_layers=hp.num_layers,
+            batch_first=True,
             dropout=hp.dropout if hp.num_layers > 1 else 0.0,
         )
         self.dense = mlp((hp.hidden_size, *hp.dense_sizes), dropout=hp.dropout)

@@ -61,12 +61,14 @@ class EventVAE(ParticleModel):
         features = self.input_dims["jet"]
         self.variational = num_outputs == features + 2 * hp.latent
         widths = (features, *hp.hidden)
-        self.encoder = nn.Sequential(mlp(widths, activation=nn.ReLU, dropout=hp.dropout),
-                                     nn.Linear(widths[-1], 2 * hp.latent))
+        self.encoder = nn.Sequential(
+            mlp(widths, activation=nn.ReLU, dropout=hp.dropout), nn.Linear(widths[-1], 2 * hp.latent)
+        )
         decoder_widths = (hp.latent, *reversed(hp.hidden))
         width = features if self.variational else num_outputs
-        self.decoder = nn.Sequential(mlp(decoder_widths, activation=nn.ReLU, dropout=hp.dropout),
-                                     nn.Linear(decoder_widths[-1], width))
+        self.decoder = nn.Sequential(
+            mlp(decoder_widths, activation=nn.ReLU, dropout=hp.dropout), nn.Linear(decoder_widths[-1], width)
+        )
 
     def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's mean and log-variance, ``(B, latent)`` each."""
@@ -95,8 +97,10 @@ class EventVAE(ParticleModel):
         the group's ``pad_value`` marks the empty object slots, which the loss and the MSE score skip.
         """
         if config.training.loss == "auto":
-            raise ConfigError("training.loss: a vae trains on (1 − β)·MSE + β·KL; give both terms, e.g. "
-                              "[{name: reconstruction_mse, weight: 0.5}, {name: kl, weight: 0.5}]")
+            raise ConfigError(
+                "training.loss: a vae trains on (1 − β)·MSE + β·KL; give both terms, e.g. "
+                "[{name: reconstruction_mse, weight: 0.5}, {name: kl, weight: 0.5}]"
+            )
         hp = cls.parse_hyperparameters({**cls.presets.get(config.model.preset, {}), **config.model.hyperparameters})
         inputs = config.data.inputs[group]
         pad_value = None if inputs.standardize else inputs.pad_value

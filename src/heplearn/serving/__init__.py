@@ -13,9 +13,12 @@ The submodules are imported on use, so ``import heplearn.serving`` loads neither
 
 from heplearn._lazy import lazy_api
 
-__getattr__, __dir__ = lazy_api(__name__, {
-    "heplearn.serving.export": ["export_run", "ExportResult"],
-    "heplearn.serving.predict": ["predict_files"],
-    "heplearn.serving.server": ["serve", "BackgroundServer"],
-})
+__getattr__, __dir__ = lazy_api(
+    __name__,
+    {
+        "heplearn.serving.export": ["export_run", "ExportResult"],
+        "heplearn.serving.predict": ["predict_files"],
+        "heplearn.serving.server": ["serve", "BackgroundServer"],
+    },
+)
 __all__ = ["BackgroundServer", "ExportResult", "export_run", "predict_files", "serve"]

@@ -55,8 +55,13 @@ class BatchStatistics:
 class DynamicBatcher:
     """Joins concurrent ``submit`` calls into batches for ``run`` (a blocking function)."""
 
-    def __init__(self, run: Callable[[Tensors], Tensors], max_batch_size: int = 1024,
-                 max_queue_delay: float = 0.001, name: str = "model") -> None:
+    def __init__(
+        self,
+        run: Callable[[Tensors], Tensors],
+        max_batch_size: int = 1024,
+        max_queue_delay: float = 0.001,
+        name: str = "model",
+    ) -> None:
         if max_batch_size < 1 or max_queue_delay < 0:
             raise ValueError("max_batch_size must be >= 1 and max_queue_delay >= 0")
         self.run = run
@@ -148,8 +153,11 @@ class DynamicBatcher:
             if not live:
                 return
             names = list(live[0].inputs)
-            joined = (live[0].inputs if len(live) == 1 else
-                      {name: np.concatenate([request.inputs[name] for request in live]) for name in names})
+            joined = (
+                live[0].inputs
+                if len(live) == 1
+                else {name: np.concatenate([request.inputs[name] for request in live]) for name in names}
+            )
             try:
                 outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, joined)
             except Exception as error:  # the model failed: every request of the batch learns why

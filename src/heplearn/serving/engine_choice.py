@@ -110,22 +110,37 @@ class EngineChoice:
 
     def to_json(self) -> dict[str, Any]:
         """The record stored in the model's metadata."""
-        return {"timings": [{"batch_size": timing.batch_size, "onnx_jets_per_second": timing.onnx_jets_per_second,
-                             "torch_jets_per_second": timing.torch_jets_per_second, "faster": timing.faster}
-                            for timing in self.timings],
-                "ranges": [{"first": first, "last": last, "engine": engine} for first, last, engine in self.ranges()],
-                "machine": self.machine}
+        return {
+            "timings": [
+                {
+                    "batch_size": timing.batch_size,
+                    "onnx_jets_per_second": timing.onnx_jets_per_second,
+                    "torch_jets_per_second": timing.torch_jets_per_second,
+                    "faster": timing.faster,
+                }
+                for timing in self.timings
+            ],
+            "ranges": [{"first": first, "last": last, "engine": engine} for first, last, engine in self.ranges()],
+            "machine": self.machine,
+        }
 
     @classmethod
     def from_json(cls, content: Any, where: str = "the model's metadata") -> EngineChoice:
         """The choice recorded by ``to_json``; a ``DataError`` naming ``where`` if it is malformed."""
         try:
-            timings = tuple(EngineTiming(int(entry["batch_size"]), float(entry["onnx_jets_per_second"]),
-                                         float(entry["torch_jets_per_second"])) for entry in content["timings"])
+            timings = tuple(
+                EngineTiming(
+                    int(entry["batch_size"]),
+                    float(entry["onnx_jets_per_second"]),
+                    float(entry["torch_jets_per_second"]),
+                )
+                for entry in content["timings"]
+            )
             return cls(timings, dict(content.get("machine", {})))
         except (KeyError, TypeError, ValueError) as error:
-            raise DataError(f"{where}: the recorded engine choice is malformed ({error!r}); export the run "
-                            "again") from None
+            raise DataError(
+                f"{where}: the recorded engine choice is malformed ({error!r}); export the run again"
+            ) from None
 
 
 def jets_per_second(run: Run, jets: int, seconds: float, min_calls: int = 2, warm_up: bool = True) -> float:
@@ -140,10 +155,17 @@ def jets_per_second(run: Run, jets: int, seconds: float, min_calls: int = 2, war
     return calls * jets / (time.perf_counter() - started)
 
 
-def measure_engines(onnx: Callable[[dict[str, np.ndarray]], object], torch: Callable[[dict[str, np.ndarray]], object],
-                    feed: dict[str, np.ndarray], batch_sizes: Sequence[int] = ENGINE_BATCH_SIZES, *,
-                    seconds: float = TIMING_SECONDS, rounds: int = TIMING_ROUNDS,
-                    timer: Timer = jets_per_second, machine: dict[str, Any] | None = None) -> EngineChoice:
+def measure_engines(
+    onnx: Callable[[dict[str, np.ndarray]], object],
+    torch: Callable[[dict[str, np.ndarray]], object],
+    feed: dict[str, np.ndarray],
+    batch_sizes: Sequence[int] = ENGINE_BATCH_SIZES,
+    *,
+    seconds: float = TIMING_SECONDS,
+    rounds: int = TIMING_ROUNDS,
+    timer: Timer = jets_per_second,
+    machine: dict[str, Any] | None = None,
+) -> EngineChoice:
     """Time ``onnx(feed)`` and ``torch(feed)`` (each an engine on a whole batch) on the first
     ``batch_size`` jets of ``feed`` (repeated if it has fewer), interleaved, best of ``rounds``."""
     available = len(next(iter(feed.values())))
@@ -158,13 +180,21 @@ def measure_engines(onnx: Callable[[dict[str, np.ndarray]], object], torch: Call
             for engine, run in ((ONNX, onnx), (TORCH, torch)):
                 best[engine] = max(best[engine], timer(functools.partial(run, batch), batch_size, seconds))
         timings.append(EngineTiming(batch_size, best[ONNX], best[TORCH]))
-        log.info("engines at %d jets: onnxruntime %.0f jets/s, PyTorch %.0f jets/s", batch_size, best[ONNX],
-                 best[TORCH])
+        log.info(
+            "engines at %d jets: onnxruntime %.0f jets/s, PyTorch %.0f jets/s", batch_size, best[ONNX], best[TORCH]
+        )
     return EngineChoice(tuple(timings), machine or {})
 
 
-def resolve_engine(requested: str, choice: EngineChoice | None, batch_size: int, *, torch_available: bool = True,
-                   onnx_available: bool = True, what: str = "model") -> tuple[str, str]:
+def resolve_engine(
+    requested: str,
+    choice: EngineChoice | None,
+    batch_size: int,
+    *,
+    torch_available: bool = True,
+    onnx_available: bool = True,
+    what: str = "model",
+) -> tuple[str, str]:
     """The engine to run batches of ``batch_size`` jets of ``what`` on, and why (for the log).
 
     ``requested``: ``auto`` (the recorded faster one), ``onnx`` or ``torch`` (as asked). ``auto``
@@ -187,8 +217,10 @@ def resolve_engine(requested: str, choice: EngineChoice | None, batch_size: int,
     if choice is None:
         return ONNX, "onnx: no engine timing recorded for this model (export it again to measure both engines)"
     timing = choice.timing_for(batch_size)
-    reason = (f"at {timing.batch_size} jets onnxruntime ran {timing.onnx_jets_per_second:.0f} jets/s and PyTorch "
-              f"{timing.torch_jets_per_second:.0f} jets/s at export, on {choice.machine.get('cpu_model', 'a machine')}")
+    reason = (
+        f"at {timing.batch_size} jets onnxruntime ran {timing.onnx_jets_per_second:.0f} jets/s and PyTorch "
+        f"{timing.torch_jets_per_second:.0f} jets/s at export, on {choice.machine.get('cpu_model', 'a machine')}"
+    )
     if timing.faster == TORCH and not torch_available:
         return ONNX, f"onnx, although torch was faster ({reason}): no PyTorch weights here"
     return timing.faster, f"{timing.faster}, the faster engine for {batch_size} jets ({reason})"

@@ -84,12 +84,18 @@ def execution_providers(device: str = "auto", available: Sequence[str] | None = 
         raise DataError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
     if available is None:
         available = _onnxruntime().get_available_providers()
-    wanted = {"auto": [CUDA_PROVIDER], "cpu": [], "cuda": [CUDA_PROVIDER],
-              "tensorrt": [TENSORRT_PROVIDER, CUDA_PROVIDER]}[device]
+    wanted = {
+        "auto": [CUDA_PROVIDER],
+        "cpu": [],
+        "cuda": [CUDA_PROVIDER],
+        "tensorrt": [TENSORRT_PROVIDER, CUDA_PROVIDER],
+    }[device]
     missing = [name for name in wanted if name not in available]
     if device in {"cuda", "tensorrt"} and missing:
-        raise DataError(f"device {device}: this onnxruntime has no {', '.join(missing)} (it has "
-                        f"{', '.join(available)}); install onnxruntime-gpu, or use device cpu")
+        raise DataError(
+            f"device {device}: this onnxruntime has no {', '.join(missing)} (it has "
+            f"{', '.join(available)}); install onnxruntime-gpu, or use device cpu"
+        )
     return [name for name in wanted if name in available] + [CPU_PROVIDER]
 
 
@@ -108,13 +114,17 @@ def _capped_threads() -> int | None:
     return cores if cores < (os.cpu_count() or cores) else None
 
 
-def open_session(path: str | os.PathLike[str], threads: int | None = None, *,
-                 spinning: bool = True, device: str = "auto") -> onnxruntime.InferenceSession:
+def open_session(
+    path: str | os.PathLike[str], threads: int | None = None, *, spinning: bool = True, device: str = "auto"
+) -> onnxruntime.InferenceSession:
     """An onnxruntime session on the ONNX file ``path`` with ``session_options``, on the
     providers ``execution_providers(device)`` picks (the CPU where there is no GPU build)."""
     providers = execution_providers(device)
-    return _onnxruntime().InferenceSession(str(path), session_options(threads, spinning=spinning),
-                                        providers=[(name, _provider_options(name)) for name in providers])
+    return _onnxruntime().InferenceSession(
+        str(path),
+        session_options(threads, spinning=spinning),
+        providers=[(name, _provider_options(name)) for name in providers],
+    )
 
 
 class Engine(Protocol):
@@ -127,8 +137,14 @@ class Engine(Protocol):
 class OnnxEngine:
     """An exported model in onnxruntime, fed raw arrays (the graph standardises them itself)."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 batch_size: int | None = None, *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        threads: int | None = None,
+        batch_size: int | None = None,
+        *,
+        device: str = "auto",
+    ) -> None:
         self.session = open_session(path, threads, device=device)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.output_names = [self.session.get_outputs()[0].name]
@@ -188,8 +204,9 @@ class EagerEngine:
         return self.run_batch(arrays_to_feed(arrays, self.input_names))
 
 
-def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feed: dict[str, np.ndarray],
-                        batch_size: int | None = None) -> list[np.ndarray]:
+def run_by_multiplicity(
+    run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feed: dict[str, np.ndarray], batch_size: int | None = None
+) -> list[np.ndarray]:
     """The outputs of ``run`` over ``feed``, computed on batches of at most ``batch_size`` jets of
     similar multiplicity, each cut to its longest jet; returned in the input order. ``batch_size``
     None: ``JETS_PER_CALL`` for particle models, ``DEFAULT_BATCH_SIZE`` for the others.
@@ -211,7 +228,7 @@ def run_by_multiplicity(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
         particle_axis = _particle_axis_names(feed, mask)
     parts = []
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         batch = {name: values[rows] for name, values in feed.items()}
         if mask is not None:
             longest = max(int(counts[rows].max()), 1)
@@ -236,8 +253,12 @@ def left_aligned(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return feed
     order = np.argsort(~mask, axis=1, kind="stable")  # real particles first, each group in its order
     names = _particle_axis_names(feed, mask)
-    return {name: np.take_along_axis(values, order.reshape(order.shape + (1,) * (values.ndim - 2)), axis=1)
-            if name in names else values for name, values in feed.items()}
+    return {
+        name: np.take_along_axis(values, order.reshape(order.shape + (1,) * (values.ndim - 2)), axis=1)
+        if name in names
+        else values
+        for name, values in feed.items()
+    }
 
 
 def _particle_axis_names(feed: dict[str, np.ndarray], mask: np.ndarray) -> set[str]:
@@ -269,6 +290,8 @@ def arrays_to_feed(arrays: JetArrays, names: Sequence[str]) -> dict[str, np.ndar
         elif name in arrays.inputs:
             feed[name] = arrays.inputs[name]
         else:
-            raise DataError(f"the model reads input {name!r}, which the data config does not provide "
-                            f"(it has {', '.join(arrays.inputs)})")
+            raise DataError(
+                f"the model reads input {name!r}, which the data config does not provide "
+                f"(it has {', '.join(arrays.inputs)})"
+            )
     return feed

@@ -136,8 +136,9 @@ class Standardise(nn.Module):
         # float32 constants, as Preprocessing.scale uses, so both give the same numbers
         self.register_buffer("centre", torch.tensor([s.centre for s in scalings], dtype=torch.float32))
         self.register_buffer("inverse_scale", torch.tensor([1 / s.scale for s in scalings], dtype=torch.float32))
-        self.register_buffer("bound", torch.tensor([s.clip if s.clip is not None else np.inf for s in scalings],
-                                                   dtype=torch.float32))
+        self.register_buffer(
+            "bound", torch.tensor([s.clip if s.clip is not None else np.inf for s in scalings], dtype=torch.float32)
+        )
         self.pad_value = float(pad_value)
         self.identity = all(s.centre == 0 and s.scale == 1 and s.clip is None for s in scalings)
 
@@ -159,8 +160,13 @@ class DeployableModel(nn.Module):
     weights, an anomaly score); the graph ends with it. None leaves the raw outputs.
     """
 
-    def __init__(self, network: nn.Module, input_names: Sequence[str], preprocessing: Preprocessing | None,
-                 postprocess: Callable[[torch.Tensor, Batch], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        input_names: Sequence[str],
+        preprocessing: Preprocessing | None,
+        postprocess: Callable[[torch.Tensor, Batch], torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.network = network
         self.input_names = list(input_names)
@@ -231,37 +237,48 @@ def export_run(
         got = OnnxEngine(temporary).predict(arrays)
         difference = _difference(expected, got)
         if not difference <= tolerance:  # also catches NaN
-            raise ExportError(f"{run_dir}: onnxruntime and PyTorch differ by up to {difference:.3g} on "
-                              f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written")
+            raise ExportError(
+                f"{run_dir}: onnxruntime and PyTorch differ by up to {difference:.3g} on "
+                f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written"
+            )
         if quantize is not None:
             quantization = _quantize(temporary, model, arrays, expected, got, quantized_tolerance, run_dir)
         if timing_seconds > 0 and model.network is not None and len(arrays):
             choice = time_engines(temporary, model, arrays, timing_seconds)
             _add_metadata(temporary, {METADATA_KEY: choice.to_json()})
-    log.info("%s: exported to %s; onnxruntime agrees with PyTorch to %.2g on %d jets", run_dir, destination,
-             difference, len(arrays))
+    log.info(
+        "%s: exported to %s; onnxruntime agrees with PyTorch to %.2g on %d jets",
+        run_dir,
+        destination,
+        difference,
+        len(arrays),
+    )
     if choice is not None:
         log.info("%s: faster engine on this machine: %s", run_dir, choice.describe())
-    result = ExportResult(destination, inputs, outputs, difference, len(arrays), files, engine_choice=choice,
-                          quantization=quantization)
+    result = ExportResult(
+        destination, inputs, outputs, difference, len(arrays), files, engine_choice=choice, quantization=quantization
+    )
     if triton_repository is not None:
         from heplearn.serving.triton import write_triton_model
 
-        result.triton_model = write_triton_model(destination, triton_repository, triton_name or run_dir.name,
-                                                 inputs, outputs, max_batch_size=max_batch_size)
+        result.triton_model = write_triton_model(
+            destination, triton_repository, triton_name or run_dir.name, inputs, outputs, max_batch_size=max_batch_size
+        )
     result.seconds = time.perf_counter() - started
     return result
 
 
-def time_engines(onnx_path: str | os.PathLike[str], model: TrainedModel, arrays: JetArrays,
-                 seconds: float = TIMING_SECONDS) -> EngineChoice:
+def time_engines(
+    onnx_path: str | os.PathLike[str], model: TrainedModel, arrays: JetArrays, seconds: float = TIMING_SECONDS
+) -> EngineChoice:
     """Both engines, as ``predict`` and ``serve`` run them, timed on ``arrays`` on this machine."""
     onnx_engine = OnnxEngine(onnx_path)
     torch_engine = EagerEngine(deployable_model(model))
     feed = arrays_to_feed(arrays, onnx_engine.input_names)
     machine = describe_machine({"torch intra-op": torch.get_num_threads(), "onnxruntime intra-op": "default"})
-    return measure_engines(onnx_engine.run_batch, torch_engine.run_batch, feed, seconds=seconds,
-                           machine=machine.to_json())
+    return measure_engines(
+        onnx_engine.run_batch, torch_engine.run_batch, feed, seconds=seconds, machine=machine.to_json()
+    )
 
 
 def deployable_model(model: TrainedModel) -> DeployableModel:
@@ -304,22 +321,35 @@ def export_network(
     onnx = _onnx()
     optional_import("onnxscript", EXPORT_NEEDED_BY)  # torch.onnx's exporter; checked before its errors are caught
     dims: dict[str, Any] = {}
-    shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()}
-                   for axes in dynamic_axes)
+    shapes = tuple(
+        {axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in axes.items()} for axes in dynamic_axes
+    )
     module.eval()
     try:
-        with _quiet_exporter(), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH), \
-                fused_attention_switch(fused_attention):
+        with (
+            _quiet_exporter(),
+            torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH),
+            fused_attention_switch(fused_attention),
+        ):
             program = torch.onnx.export(
-                module, tuple(example), None, input_names=list(input_names), output_names=[output_name],
-                dynamic_shapes=(shapes,), opset_version=OPSET, dynamo=True, external_data=False,
-                custom_translation_table=_translations(), verbose=False,
+                module,
+                tuple(example),
+                None,
+                input_names=list(input_names),
+                output_names=[output_name],
+                dynamic_shapes=(shapes,),
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                custom_translation_table=_translations(),
+                verbose=False,
             )
     except Exception as error:  # the exporter raises many kinds; say which model and why, in one line
         summary = str(error).split("## Exception summary", 1)[-1].strip().splitlines()
         reason = next((line for line in summary if line.strip()), type(error).__name__)
-        raise ExportError(f"cannot export {type(getattr(module, 'network', module)).__name__} to ONNX: "
-                          f"{reason[:500]}") from error
+        raise ExportError(
+            f"cannot export {type(getattr(module, 'network', module)).__name__} to ONNX: {reason[:500]}"
+        ) from error
     assert program is not None
     onnx.save_model(program.model_proto, str(path))
 
@@ -341,8 +371,10 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
     data = model.config.data
     missing = [key for key in keys if key != MASK and key not in data.inputs]
     if missing:
-        raise ExportError(f"model {model.name}: reads {', '.join(missing)}, which the run's data config does not "
-                          "provide as input groups; export it with export_network instead")
+        raise ExportError(
+            f"model {model.name}: reads {', '.join(missing)}, which the run's data config does not "
+            "provide as input groups; export it with export_network instead"
+        )
     length = max(data.particle_length or 2, 2)  # sizes 0 and 1 would be specialised by torch.export
     example: list[torch.Tensor] = []
     axes: list[dict[int, str]] = []
@@ -380,16 +412,20 @@ def _write_onnx(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list
 
 def _write_classical(model: TrainedModel, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     if model.name != "bdt":
-        raise ExportError(f"model {model.name}: the {model.name} classifier is not exportable to ONNX "
-                          "(only neural networks and the BDT are); apply it with `heplearn predict --engine torch`")
+        raise ExportError(
+            f"model {model.name}: the {model.name} classifier is not exportable to ONNX "
+            "(only neural networks and the BDT are); apply it with `heplearn predict --engine torch`"
+        )
     onnxmltools = optional_import("onnxmltools", "exporting the BDT to ONNX (model bdt)")
     from onnxmltools.convert.common.data_types import FloatTensorType  # type: ignore[import-not-found]
 
     group = model.config.data.jet_group(model.name)
     width = len(model.config.data.inputs[group].variables)
-    converted = onnxmltools.convert_xgboost(model.classical.booster_, initial_types=[(group, FloatTensorType([None,
-                                                                                                            width]))],
-                                            target_opset=CLASSICAL_CONVERTER_OPSET)
+    converted = onnxmltools.convert_xgboost(
+        model.classical.booster_,
+        initial_types=[(group, FloatTensorType([None, width]))],
+        target_opset=CLASSICAL_CONVERTER_OPSET,
+    )
     proto = _reorder_classical_output(converted, len(model.class_names))
     specs = [TensorSpec(group, "FP32", (-1, width))]
     outputs = [TensorSpec(PROBABILITIES, "FP32", (-1, len(model.class_names)))]
@@ -402,8 +438,9 @@ def _reorder_classical_output(proto: onnx.ModelProto, classes: int) -> onnx.Mode
     """Keep only the probabilities, in heplearn's class order (binary columns swapped, see ``fit_classical``)."""
     onnx = _onnx()
     graph = proto.graph
-    probability_output = next(output.name for output in graph.output
-                              if output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT)
+    probability_output = next(
+        output.name for output in graph.output if output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    )
     raw = "heplearn_raw_probabilities"
     for node in graph.node:
         node.output[:] = [raw if name == probability_output else name for name in node.output]
@@ -418,11 +455,15 @@ def _reorder_classical_output(proto: onnx.ModelProto, classes: int) -> onnx.Mode
     return proto
 
 
-def _set_metadata(proto: onnx.ModelProto, model: TrainedModel, inputs: list[TensorSpec],
-                  outputs: list[TensorSpec]) -> None:
+def _set_metadata(
+    proto: onnx.ModelProto, model: TrainedModel, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> None:
     data = model.config.data
-    groups = {name: {"variables": group.variables, "length": group.length, "pad_value": group.pad_value}
-              for name, group in data.inputs.items() if name in {spec.name for spec in inputs}}
+    groups = {
+        name: {"variables": group.variables, "length": group.length, "pad_value": group.pad_value}
+        for name, group in data.inputs.items()
+        if name in {spec.name for spec in inputs}
+    }
     values = {
         "version": __version__,
         "model": json.dumps(model.name),
@@ -461,8 +502,15 @@ def _add_metadata(path: Path, values: dict[str, Any]) -> None:
     onnx.save_model(proto, str(path))
 
 
-def _quantize(path: Path, model: TrainedModel, arrays: JetArrays, expected: np.ndarray, float_scores: np.ndarray,
-              tolerance: float, run_dir: Path) -> Quantization:
+def _quantize(
+    path: Path,
+    model: TrainedModel,
+    arrays: JetArrays,
+    expected: np.ndarray,
+    float_scores: np.ndarray,
+    tolerance: float,
+    run_dir: Path,
+) -> Quantization:
     """Replace the float graph at ``path`` by onnxruntime's dynamic int8 one, checked against PyTorch."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -470,16 +518,19 @@ def _quantize(path: Path, model: TrainedModel, arrays: JetArrays, expected: np.n
     path.replace(float_path)
     try:
         # int8 weights (signed, per output channel) for the dense layers; the rest stays float
-        quantize_dynamic(float_path, path, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
+        quantize_dynamic(
+            float_path, path, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
+        )
     finally:
         float_path.unlink(missing_ok=True)
     _add_metadata(path, {"quantization": "int8"})
     quantized = OnnxEngine(path).predict(arrays)
     difference = _difference(expected, quantized)
     if not difference <= tolerance:
-        raise ExportError(f"{run_dir}: the int8 model differs from PyTorch by up to {difference:.3g} on "
-                          f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written")
+        raise ExportError(
+            f"{run_dir}: the int8 model differs from PyTorch by up to {difference:.3g} on "
+            f"{len(arrays)} jets (tolerance {tolerance:g}); the model was not written"
+        )
     auc_float, auc_quantized = None, None
     labels = np.asarray(arrays.label)
     if model.task.kind == "classification" and labels.ndim == 1 and 0 < np.sum(labels == 0) < len(labels):
@@ -488,8 +539,12 @@ def _quantize(path: Path, model: TrainedModel, arrays: JetArrays, expected: np.n
         auc_float = fast_auc(labels == 0, float_scores[:, 0], arrays.weight)
         auc_quantized = fast_auc(labels == 0, quantized[:, 0], arrays.weight)
     result = Quantization("int8", difference, auc_float, auc_quantized)
-    log.info("%s: int8 model agrees with PyTorch to %.2g; AUC %s", run_dir, difference,
-             "not computed" if result.auc_change is None else f"{auc_float:.5f} -> {auc_quantized:.5f}")
+    log.info(
+        "%s: int8 model agrees with PyTorch to %.2g; AUC %s",
+        run_dir,
+        difference,
+        "not computed" if result.auc_change is None else f"{auc_float:.5f} -> {auc_quantized:.5f}",
+    )
     return result
 
 
@@ -522,8 +577,12 @@ def _translations() -> dict[Any, Any]:
         # inputs: query, key, value, (QKV bias), (key padding mask), attention_bias
         return _multi_head_attention()(query, key, value, None, None, bias, num_heads=num_heads, scale=1.0)
 
-    return {torch.ops.prims.hypot.default: hypot, torch.ops.aten.hypot.default: hypot,
-            torch.ops.aten.sort.stable: stable_sort, torch.ops.heplearn.biased_attention.default: biased_attention}
+    return {
+        torch.ops.prims.hypot.default: hypot,
+        torch.ops.aten.hypot.default: hypot,
+        torch.ops.aten.sort.stable: stable_sort,
+        torch.ops.heplearn.biased_attention.default: biased_attention,
+    }
 
 
 def _multi_head_attention() -> Any:
@@ -533,21 +592,32 @@ def _multi_head_attention() -> Any:
     from onnxscript import values
 
     parameter, optional = OpSchema.FormalParameter, OpSchema.FormalParameterOption.Optional
-    inputs = [parameter("query", "T")] + [parameter(name, "M" if name == "key_padding_mask" else "T",
-                                                    param_option=optional)
-                                          for name in ("key", "value", "bias", "key_padding_mask", "attention_bias")]
-    schema = OpSchema("MultiHeadAttention", MICROSOFT_DOMAIN, 1, inputs=inputs, outputs=[parameter("output", "T")],
-                      type_constraints=[("T", ["tensor(float)"], ""), ("M", ["tensor(int32)"], "")],
-                      attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
-                                  OpSchema.Attribute("scale", OpSchema.AttrType.FLOAT, "")])
+    inputs = [parameter("query", "T")] + [
+        parameter(name, "M" if name == "key_padding_mask" else "T", param_option=optional)
+        for name in ("key", "value", "bias", "key_padding_mask", "attention_bias")
+    ]
+    schema = OpSchema(
+        "MultiHeadAttention",
+        MICROSOFT_DOMAIN,
+        1,
+        inputs=inputs,
+        outputs=[parameter("output", "T")],
+        type_constraints=[("T", ["tensor(float)"], ""), ("M", ["tensor(int32)"], "")],
+        attributes=[
+            OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
+            OpSchema.Attribute("scale", OpSchema.AttrType.FLOAT, ""),
+        ],
+    )
     return values.Op(values.Opset(MICROSOFT_DOMAIN, 1), "MultiHeadAttention", schema)
 
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's chatter about its own internals (nothing the user can act on)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration",
-                                                    "torch.onnx._internal.exporter._core", "onnxscript")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("torch.onnx._internal.exporter._registration", "torch.onnx._internal.exporter._core", "onnxscript")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -557,8 +627,9 @@ def _quiet_exporter() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
             warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
             warnings.filterwarnings("ignore", message=r".*were assigned during export", category=UserWarning)
-            warnings.filterwarnings("ignore", message=r".*\.grad attribute of a Tensor that is not a leaf",
-                                    category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message=r".*\.grad attribute of a Tensor that is not a leaf", category=UserWarning
+            )
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):

@@ -66,9 +66,17 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
 }
 #: KServe datatype → the field of ``InferTensorContents`` that carries it (FP16 travels only raw).
 CONTENTS_FIELDS = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
 }
 
 Handler = Callable[[Any, Any, "grpc.aio.ServicerContext"], Awaitable[Any]]
@@ -76,6 +84,7 @@ Handler = Callable[[Any, Any, "grpc.aio.ServicerContext"], Awaitable[Any]]
 
 def _answers_protocol_errors(method: Handler) -> Handler:
     """Turn a ``ProtocolError`` raised by an RPC into its gRPC status code and message."""
+
     @functools.wraps(method)
     async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -120,27 +129,48 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @override
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
-        tensors = [[service_pb2.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=spec.datatype,
-                                                                      shape=spec.shape) for spec in specs]
-                   for specs in (model.inputs, model.outputs)]
-        return service_pb2.ModelMetadataResponse(name=model.name, versions=[model.version], platform="onnxruntime_onnx",
-                                                 inputs=tensors[0], outputs=tensors[1])
+        tensors = [
+            [
+                service_pb2.ModelMetadataResponse.TensorMetadata(
+                    name=spec.name, datatype=spec.datatype, shape=spec.shape
+                )
+                for spec in specs
+            ]
+            for specs in (model.inputs, model.outputs)
+        ]
+        return service_pb2.ModelMetadataResponse(
+            name=model.name,
+            versions=[model.version],
+            platform="onnxruntime_onnx",
+            inputs=tensors[0],
+            outputs=tensors[1],
+        )
 
     @_answers_protocol_errors
     @override
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         model = self._model(request)
-        config = json_format.Parse(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
-                                                     round(model.batcher.max_queue_delay * 1e6),
-                                                     model.limits_json(self.max_request_bytes)),
-                                   model_config_pb2.ModelConfig())
+        config = json_format.Parse(
+            model_config_json(
+                model.name,
+                model.inputs,
+                model.outputs,
+                model.max_batch_size,
+                round(model.batcher.max_queue_delay * 1e6),
+                model.limits_json(self.max_request_bytes),
+            ),
+            model_config_pb2.ModelConfig(),
+        )
         return service_pb2.ModelConfigResponse(config=config)
 
     @override
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return service_pb2.RepositoryIndexResponse(models=[
-            service_pb2.RepositoryIndexResponse.ModelIndex(name=model.name, version=model.version, state="READY")
-            for model in self.models.values()])
+        return service_pb2.RepositoryIndexResponse(
+            models=[
+                service_pb2.RepositoryIndexResponse.ModelIndex(name=model.name, version=model.version, state="READY")
+                for model in self.models.values()
+            ]
+        )
 
     @_answers_protocol_errors
     @override
@@ -158,8 +188,10 @@ def decode_inputs(request: Any, limits: RequestLimits | None = None) -> dict[str
         raise ProtocolError("the request has no inputs")
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise ProtocolError(f"raw_input_contents holds {len(raw)} tensors for {len(request.inputs)} inputs; "
-                            "give every input's data there, or none")
+        raise ProtocolError(
+            f"raw_input_contents holds {len(raw)} tensors for {len(request.inputs)} inputs; "
+            "give every input's data there, or none"
+        )
     inputs: dict[str, np.ndarray] = {}
     for position, tensor in enumerate(request.inputs):
         if tensor.name in inputs:
@@ -170,8 +202,9 @@ def decode_inputs(request: Any, limits: RequestLimits | None = None) -> dict[str
         else:
             if limits is not None:  # before the typed contents are copied into a list
                 limits.check_shape(tensor.name, shape)
-            inputs[tensor.name] = decode_tensor(tensor.name, tensor.datatype, shape, values=_typed_contents(tensor),
-                                                limits=limits)
+            inputs[tensor.name] = decode_tensor(
+                tensor.name, tensor.datatype, shape, values=_typed_contents(tensor), limits=limits
+            )
     return inputs
 
 
@@ -180,8 +213,9 @@ def _typed_contents(tensor: Any) -> list[Any] | None:
     field = CONTENTS_FIELDS.get(tensor.datatype)
     if field is None:
         if tensor.datatype in DATATYPES:
-            raise ProtocolError(f"input {tensor.name!r}: {tensor.datatype} has no typed contents field; "
-                                "send it in raw_input_contents")
+            raise ProtocolError(
+                f"input {tensor.name!r}: {tensor.datatype} has no typed contents field; send it in raw_input_contents"
+            )
         return None  # decode_tensor names the unsupported datatype
     return list(getattr(tensor.contents, field))
 
@@ -196,13 +230,16 @@ def encode_outputs(model: ServedModel, request_id: str, outputs: dict[str, np.nd
     return response
 
 
-async def start_grpc_server(models: Mapping[str, ServedModel], host: str, port: int, max_request_bytes: int
-                            ) -> tuple[grpc.aio.Server, int]:
+async def start_grpc_server(
+    models: Mapping[str, ServedModel], host: str, port: int, max_request_bytes: int
+) -> tuple[grpc.aio.Server, int]:
     """Start the service on ``host:port`` (0: a free port) in the running event loop; returns it and its port."""
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", max_request_bytes),
-        ("grpc.so_reuseport", 0),  # a port already in use is an error, not a silently shared port
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.so_reuseport", 0),  # a port already in use is an error, not a silently shared port
+        ]
+    )
     servicer = InferenceServicer(models, max_request_bytes)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

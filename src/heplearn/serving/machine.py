@@ -22,8 +22,18 @@ from pathlib import Path
 from typing import Any
 
 #: The instruction-set flags (as /proc/cpuinfo names them) that change which kernels the libraries pick.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
-             "amx_bf16", "amx_int8")
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 LIBRARIES = ("torch", "onnxruntime", "onnxruntime-gpu", "numpy")
 CPUINFO = Path("/proc/cpuinfo")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
@@ -48,8 +58,10 @@ class MachineInfo:
         libraries = ", ".join(f"{name} {version}" for name, version in self.libraries.items())
         threads = ", ".join(f"{name} {value}" for name, value in self.threads.items())
         gpus = f"; GPU: {', '.join(self.gpus)}" if self.gpus else "; no GPU"
-        return (f"machine: {self.cpu_model} ({flags}), {self.usable_cores} of {self.logical_cores} logical cores"
-                f"{gpus}; {self.system}; {libraries}; threads: {threads or 'library defaults'}")
+        return (
+            f"machine: {self.cpu_model} ({flags}), {self.usable_cores} of {self.logical_cores} logical cores"
+            f"{gpus}; {self.system}; {libraries}; threads: {threads or 'library defaults'}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON values (lists for tuples)."""
@@ -78,10 +90,16 @@ def describe_machine(threads: dict[str, int | str] | None = None) -> MachineInfo
     if "OMP_NUM_THREADS" in os.environ:
         settings["OMP_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
     settings.update(threads or {})
-    return MachineInfo(cpu_model=model, isa_flags=flags, logical_cores=os.cpu_count() or 1,
-                       usable_cores=usable_cores(), system=f"{platform.system()} {platform.machine()}, "
-                       f"Python {platform.python_version()}", libraries=_library_versions(), threads=settings,
-                       gpus=gpus)
+    return MachineInfo(
+        cpu_model=model,
+        isa_flags=flags,
+        logical_cores=os.cpu_count() or 1,
+        usable_cores=usable_cores(),
+        system=f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        libraries=_library_versions(),
+        threads=settings,
+        gpus=gpus,
+    )
 
 
 def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:

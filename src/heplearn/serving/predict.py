@@ -112,8 +112,11 @@ def predict_files(
     engine = choose_engine(run.run_dir, engine, chunk)
     tasks = _plan_outputs(files, Path(output_dir), output_format)
     fingerprint = model_fingerprint(run.run_dir, engine)
-    todo = [(file, output) for file, output in tasks
-            if not _reusable(output, output_provenance(run.run_dir, file, engine, fingerprint), overwrite)]
+    todo = [
+        (file, output)
+        for file, output in tasks
+        if not _reusable(output, output_provenance(run.run_dir, file, engine, fingerprint), overwrite)
+    ]
     created = not Path(output_dir).exists()
     try:
         if scheduler is None and workers == 0:
@@ -134,16 +137,18 @@ def choose_engine(run_dir: str | os.PathLike[str], requested: str = AUTO, batch_
     run_dir = Path(run_dir)
     onnx_path = run_dir / ONNX_FILE
     if requested == "onnx" and not onnx_path.is_file():
-        raise DataError(f"{run_dir}: no {ONNX_FILE}; export the run first (heplearn export {run_dir}) "
-                        "or use the torch engine")
+        raise DataError(
+            f"{run_dir}: no {ONNX_FILE}; export the run first (heplearn export {run_dir}) or use the torch engine"
+        )
     choice = None
     if onnx_path.is_file() and requested == AUTO:
         from heplearn.serving.export import read_metadata
 
         recorded = read_metadata(onnx_path).get(METADATA_KEY)
         choice = None if recorded is None else EngineChoice.from_json(recorded, str(onnx_path))
-    engine, reason = resolve_engine(requested, choice, batch_size, onnx_available=onnx_path.is_file(),
-                                    what=str(run_dir))
+    engine, reason = resolve_engine(
+        requested, choice, batch_size, onnx_available=onnx_path.is_file(), what=str(run_dir)
+    )
     log.info("%s: scoring with %s", run_dir, reason)
     return engine
 
@@ -167,13 +172,20 @@ def model_fingerprint(run_dir: str | os.PathLike[str], engine: str) -> str:
     return digest.hexdigest()
 
 
-def output_provenance(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], engine: str,
-                      fingerprint: str | None = None) -> dict[str, Any]:
+def output_provenance(
+    run_dir: str | os.PathLike[str], file: str | os.PathLike[str], engine: str, fingerprint: str | None = None
+) -> dict[str, Any]:
     """What an output of ``file`` by the run's model records, and what a reuse must match exactly."""
     status = Path(file).stat()
-    return {"heplearn_version": __version__, "run": str(Path(run_dir).resolve()),
-            "model_sha256": fingerprint or model_fingerprint(run_dir, engine), "input": str(Path(file).resolve()),
-            "input_size": status.st_size, "input_mtime_ns": status.st_mtime_ns, "engine": engine}
+    return {
+        "heplearn_version": __version__,
+        "run": str(Path(run_dir).resolve()),
+        "model_sha256": fingerprint or model_fingerprint(run_dir, engine),
+        "input": str(Path(file).resolve()),
+        "input_size": status.st_size,
+        "input_mtime_ns": status.st_mtime_ns,
+        "engine": engine,
+    }
 
 
 def _reusable(output: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
@@ -192,13 +204,22 @@ def _reusable(output: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
         return False
     differences = [key for key in wanted if found.get(key) != wanted[key]]
     made_by = f"run {found['run']} from {found.get('input', '?')}" if "run" in found else "an unknown producer"
-    raise DataError(f"{output} exists and was made by {made_by}, not by this run from this input "
-                    f"(differs in: {', '.join(differences)}); pass --overwrite to replace it, or another --output")
+    raise DataError(
+        f"{output} exists and was made by {made_by}, not by this run from this input "
+        f"(differs in: {', '.join(differences)}); pass --overwrite to replace it, or another --output"
+    )
 
 
-def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], output: str | os.PathLike[str],
-                 engine: str = "onnx", chunk_size: int | None = None, *, threads: int | None = None,
-                 progress: bool = False) -> Path:
+def predict_file(
+    run_dir: str | os.PathLike[str],
+    file: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    engine: str = "onnx",
+    chunk_size: int | None = None,
+    *,
+    threads: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Score one file into ``output`` (Parquet or ROOT by its suffix), written atomically, with
     ``engine`` (``onnx``, ``torch``, or ``auto``: see ``choose_engine``)."""
     run = RunInfo.read(run_dir)
@@ -209,9 +230,13 @@ def predict_file(run_dir: str | os.PathLike[str], file: str | os.PathLike[str], 
     output = Path(output)
     writer_class = _RootWriter if output.suffix == ".root" else _ParquetWriter
     provenance = output_provenance(run.run_dir, file, engine)
-    with atomic_path(output) as temporary, writer_class(temporary, scorer.table_name, provenance) as writer, \
-            progress_bar(total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress,
-                         leave=False) as bar:
+    with (
+        atomic_path(output) as temporary,
+        writer_class(temporary, scorer.table_name, provenance) as writer,
+        progress_bar(
+            total=scorer.source.num_entries, unit="jets", desc=Path(file).name, disable=not progress, leave=False
+        ) as bar,
+    ):
         for columns in scorer.chunks(model, chunk_size or run.data.chunk_size):
             writer.write(columns)
             bar.update(len(next(iter(columns.values()))))
@@ -249,8 +274,9 @@ class _FileScorer:
         table = VariableTable(chunk, data.new_variable_expressions)
         passed = np.ones(len(chunk), bool)
         if data.selection:
-            passed = np.asarray(ChunkTransformer._as_numpy(data.expressions["selection"].evaluate(table),
-                                                           "selection", where), bool)
+            passed = np.asarray(
+                ChunkTransformer._as_numpy(data.expressions["selection"].evaluate(table), "selection", where), bool
+            )
         scores = np.full((len(chunk), len(self.run.output_columns)), np.nan, np.float32)
         if passed.any():
             # the transformer applies the selection itself, to the chunk as read (so that an
@@ -306,8 +332,9 @@ class _RootWriter:
 
 
 # --------------------------------------------------------------------------- planning and Dask
-def _plan_outputs(files: Sequence[str | os.PathLike[str]], output_dir: Path,
-                  output_format: str | None) -> list[tuple[Path, Path]]:
+def _plan_outputs(
+    files: Sequence[str | os.PathLike[str]], output_dir: Path, output_format: str | None
+) -> list[tuple[Path, Path]]:
     tasks: list[tuple[Path, Path]] = []
     seen: dict[Path, Path] = {}
     for file in map(Path, files):
@@ -334,8 +361,15 @@ def _engine(run_dir: str, engine: str, threads: int | None) -> Engine:
     return TorchEngine(run_dir)
 
 
-def _predict_distributed(run_dir: Path, tasks: list[tuple[Path, Path]], engine: str, chunk_size: int, workers: int,
-                         scheduler: str | None, progress: bool) -> None:
+def _predict_distributed(
+    run_dir: Path,
+    tasks: list[tuple[Path, Path]],
+    engine: str,
+    chunk_size: int,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -347,8 +381,12 @@ def _predict_distributed(run_dir: Path, tasks: list[tuple[Path, Path]], engine: 
     try:
         # one thread per task on a LocalCluster (its workers have one core each); the cluster's own choice else
         threads = 1 if cluster is not None else None
-        futures = [client.submit(predict_file, str(run_dir), str(file), str(output), engine, chunk_size,
-                                 threads=threads, pure=False) for file, output in tasks]
+        futures = [
+            client.submit(
+                predict_file, str(run_dir), str(file), str(output), engine, chunk_size, threads=threads, pure=False
+            )
+            for file, output in tasks
+        ]
         with progress_bar(total=len(futures), unit="files", disable=not progress) as bar:
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's error here

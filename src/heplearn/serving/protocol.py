@@ -58,9 +58,18 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 }
 #: onnxruntime's type strings ("tensor(float)") → KServe v2 datatype.
 ONNX_TYPES: dict[str, str] = {
-    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
 }
 
 
@@ -111,11 +120,15 @@ class RequestLimits:
     def check_shape(self, name: str, shape: list[int]) -> None:
         """Refuse (400) a declared ``shape`` of input ``name`` beyond the limits, before it is read."""
         if shape and shape[0] > self.max_jets:
-            raise ProtocolError(f"input {name!r}: {shape[0]} jets in one request; this server takes at most "
-                                f"{self.max_jets} (split the request)")
+            raise ProtocolError(
+                f"input {name!r}: {shape[0]} jets in one request; this server takes at most "
+                f"{self.max_jets} (split the request)"
+            )
         if name in self.particle_inputs and len(shape) >= 2 and shape[1] > self.max_particles:
-            raise ProtocolError(f"input {name!r}: {shape[1]} particles per jet; this model takes at most "
-                                f"{self.max_particles} (the particle length it was trained with)")
+            raise ProtocolError(
+                f"input {name!r}: {shape[1]} particles per jet; this model takes at most "
+                f"{self.max_particles} (the particle length it was trained with)"
+            )
 
 
 @dataclass
@@ -166,8 +179,9 @@ def parse_request(body: bytes, header_length: str | None, limits: RequestLimits 
     for output in outputs:
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
             raise ProtocolError('every entry of "outputs" needs a string "name"')
-        requested[output["name"]] = _flag(_parameters(output, f"output {output['name']!r}"), "binary_data",
-                                          binary_default)
+        requested[output["name"]] = _flag(
+            _parameters(output, f"output {output['name']!r}"), "binary_data", binary_default
+        )
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str | int | float):
         raise ProtocolError('"id" must be a string')
@@ -192,30 +206,46 @@ def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
 
 def _shown(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def _decode_input(tensor: Any, position: int, binary: memoryview, limits: RequestLimits | None
-                  ) -> tuple[str, np.ndarray, int]:
+def _decode_input(
+    tensor: Any, position: int, binary: memoryview, limits: RequestLimits | None
+) -> tuple[str, np.ndarray, int]:
     """One JSON input tensor: its name, values, and how many binary bytes it used."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-        raise ProtocolError(f"input {position}: needs a string \"name\"")
+        raise ProtocolError(f'input {position}: needs a string "name"')
     name = tensor["name"]
     size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary):
-            raise ProtocolError(f"input {name!r}: binary_data_size {_shown(size)} does not fit the {len(binary)} "
-                                "bytes of binary data left")
-        return name, decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), raw=binary[:size],
-                                   limits=limits), size
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size {_shown(size)} does not fit the {len(binary)} "
+                "bytes of binary data left"
+            )
+        return (
+            name,
+            decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), raw=binary[:size], limits=limits),
+            size,
+        )
     if "data" not in tensor:
-        raise ProtocolError(f"input {name!r}: needs \"data\" (or binary data)")
-    return name, decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), values=tensor["data"],
-                               limits=limits), 0
+        raise ProtocolError(f'input {name!r}: needs "data" (or binary data)')
+    return (
+        name,
+        decode_tensor(name, tensor.get("datatype"), tensor.get("shape"), values=tensor["data"], limits=limits),
+        0,
+    )
 
 
-def decode_tensor(name: str, datatype: Any, shape: Any, *, raw: bytes | memoryview | None = None,
-                  values: Any = None, limits: RequestLimits | None = None) -> np.ndarray:
+def decode_tensor(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    *,
+    raw: bytes | memoryview | None = None,
+    values: Any = None,
+    limits: RequestLimits | None = None,
+) -> np.ndarray:
     """An input tensor from its raw bytes (little-endian, row-major) or else from its ``values``.
 
     Both transports decode through here: HTTP's JSON ``data`` and binary tensors, gRPC's typed
@@ -223,12 +253,18 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, raw: bytes | memoryvi
     before anything is read.
     """
     if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ProtocolError(f"input {name!r}: unsupported datatype {_shown(datatype)} "
-                            f"(supported: {', '.join(DATATYPES)})")
-    if (not isinstance(shape, list | tuple) or len(shape) > MAX_DIMENSIONS
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-        raise ProtocolError(f"input {name!r}: \"shape\" must be a list of at most {MAX_DIMENSIONS} non-negative "
-                            f"integers, got {_shown(shape)}")
+        raise ProtocolError(
+            f"input {name!r}: unsupported datatype {_shown(datatype)} (supported: {', '.join(DATATYPES)})"
+        )
+    if (
+        not isinstance(shape, list | tuple)
+        or len(shape) > MAX_DIMENSIONS
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise ProtocolError(
+            f'input {name!r}: "shape" must be a list of at most {MAX_DIMENSIONS} non-negative '
+            f"integers, got {_shown(shape)}"
+        )
     dtype = DATATYPES[datatype]
     shape = [int(s) for s in shape]
     if limits is not None:
@@ -236,16 +272,17 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, raw: bytes | memoryvi
     count = math.prod(shape)
     if raw is not None:
         if len(raw) != count * dtype.itemsize:
-            raise ProtocolError(f"input {name!r}: {len(raw)} bytes of data do not match shape {shape} of "
-                                f"{datatype} ({count * dtype.itemsize} bytes)")
+            raise ProtocolError(
+                f"input {name!r}: {len(raw)} bytes of data do not match shape {shape} of "
+                f"{datatype} ({count * dtype.itemsize} bytes)"
+            )
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
     if not isinstance(values, list | tuple | int | float | bool):
-        raise ProtocolError(f"input {name!r}: \"data\" must be a list of numbers, got {_shown(values)}")
+        raise ProtocolError(f'input {name!r}: "data" must be a list of numbers, got {_shown(values)}')
     try:
         array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError, OverflowError, RecursionError) as error:
-        raise ProtocolError(f"input {name!r}: \"data\" cannot be read as {datatype}: "
-                            f"{_shown(str(error), 200)}") from None
+        raise ProtocolError(f'input {name!r}: "data" cannot be read as {datatype}: {_shown(str(error), 200)}') from None
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {shape} ({count} expected)")
     return array.reshape(shape)
@@ -262,22 +299,30 @@ def check_inputs(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: 
     missing = sorted(expected - set(inputs))
     if unknown or missing:
         parts = ([f"unknown input {', '.join(map(repr, unknown))}"] if unknown else []) + (
-            [f"missing input {', '.join(map(repr, missing))}"] if missing else [])
-        raise ProtocolError(f"model {model!r}: {'; '.join(parts)} (the model takes "
-                            f"{', '.join(spec.name for spec in specs)})")
+            [f"missing input {', '.join(map(repr, missing))}"] if missing else []
+        )
+        raise ProtocolError(
+            f"model {model!r}: {'; '.join(parts)} (the model takes {', '.join(spec.name for spec in specs)})"
+        )
     batch: int | None = None
     for spec in specs:
         array = inputs[spec.name]
         if array.dtype != spec.dtype:
-            raise ProtocolError(f"model {model!r}: input {spec.name!r} must be {spec.datatype}, "
-                                f"got {datatype_of(array.dtype)}")
-        if array.ndim != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, array.shape,
-                                                                                           strict=True)):
-            raise ProtocolError(f"model {model!r}: input {spec.name!r} has shape {list(array.shape)}, "
-                                f"expected {list(spec.shape)} (-1: any size)")
+            raise ProtocolError(
+                f"model {model!r}: input {spec.name!r} must be {spec.datatype}, got {datatype_of(array.dtype)}"
+            )
+        if array.ndim != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+        ):
+            raise ProtocolError(
+                f"model {model!r}: input {spec.name!r} has shape {list(array.shape)}, "
+                f"expected {list(spec.shape)} (-1: any size)"
+            )
         if batch is not None and array.shape[0] != batch:
-            raise ProtocolError(f"model {model!r}: the inputs disagree on the batch size "
-                                f"({batch} and {array.shape[0]} for {spec.name!r})")
+            raise ProtocolError(
+                f"model {model!r}: the inputs disagree on the batch size "
+                f"({batch} and {array.shape[0]} for {spec.name!r})"
+            )
         batch = array.shape[0]
     if not batch:
         raise ProtocolError(f"model {model!r}: the batch is empty")
@@ -298,8 +343,10 @@ def _check_shared_axes(inputs: dict[str, np.ndarray], specs: list[TensorSpec], m
                 raise ProtocolError(f"model {model!r}: input {spec.name!r} has an empty {name!r} axis")
             first = sizes.setdefault(name, (size, spec.name))
             if first[0] != size:
-                raise ProtocolError(f"model {model!r}: the inputs disagree on the {name!r} axis "
-                                    f"({first[0]} for {first[1]!r}, {size} for {spec.name!r})")
+                raise ProtocolError(
+                    f"model {model!r}: the inputs disagree on the {name!r} axis "
+                    f"({first[0]} for {first[1]!r}, {size} for {spec.name!r})"
+                )
 
 
 def _check_finite(array: np.ndarray, name: str, model: str) -> None:
@@ -308,8 +355,10 @@ def _check_finite(array: np.ndarray, name: str, model: str) -> None:
     finite = np.isfinite(array)
     if not finite.all():
         where = tuple(int(index) for index in np.argwhere(~finite)[0])
-        raise ProtocolError(f"model {model!r}: input {name!r} holds {int((~finite).sum())} non-finite values "
-                            f"(NaN or inf), the first at index {list(where)}")
+        raise ProtocolError(
+            f"model {model!r}: input {name!r} holds {int((~finite).sum())} non-finite values "
+            f"(NaN or inf), the first at index {list(where)}"
+        )
 
 
 def _json_values(array: np.ndarray) -> list[Any]:
@@ -324,13 +373,13 @@ def select_outputs(model: str, requested: list[str], outputs: dict[str, np.ndarr
     """The names of the outputs to send: those ``requested`` (all when none is), each one the model has."""
     unknown = [name for name in requested if name not in outputs]
     if unknown:
-        raise ProtocolError(f"model {model!r}: no output {', '.join(map(repr, unknown))} "
-                            f"(it has {', '.join(outputs)})")
+        raise ProtocolError(f"model {model!r}: no output {', '.join(map(repr, unknown))} (it has {', '.join(outputs)})")
     return requested or list(outputs)
 
 
-def encode_response(model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
-                    ) -> tuple[bytes, int | None]:
+def encode_response(
+    model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
     """The response body and, when it carries binary outputs, the length of its JSON part."""
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []

@@ -134,9 +134,16 @@ class ServedModel:
     engines: dict[int, str] | None = None  # engine per batch-size range (keyed by its largest size), as chosen
 
     @classmethod
-    def load(cls, source: ModelSource, max_batch_size: int, max_queue_delay: float,
-             threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-             max_particles: int | None = None, engine: str = AUTO) -> ServedModel:
+    def load(
+        cls,
+        source: ModelSource,
+        max_batch_size: int,
+        max_queue_delay: float,
+        threads: int | None = None,
+        max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+        max_particles: int | None = None,
+        engine: str = AUTO,
+    ) -> ServedModel:
         """The model of ``source``; ``max_particles`` (None: the run's particle length, else
         ``DEFAULT_MAX_PARTICLES``) caps the particles per jet a request may hold. ``engine``:
         ``auto`` runs each batch on the engine recorded as the faster for its size (see
@@ -155,22 +162,41 @@ class ServedModel:
 
         def run(feed: Tensors) -> Tensors:
             size = len(next(iter(feed.values())))
-            if eager is not None and engines[min((limit for limit in engines if limit >= size),
-                                                 default=max(engines))] == TORCH:
+            if (
+                eager is not None
+                and engines[min((limit for limit in engines if limit >= size), default=max(engines))] == TORCH
+            ):
                 return {output_names[0]: eager.run_batch(feed)}
             outputs = run_by_multiplicity(lambda batch: session.run(output_names, batch), feed)
             return dict(zip(output_names, outputs, strict=True))
 
         batcher = DynamicBatcher(run, max(batch_limit, 1), max_queue_delay, source.name)
-        limits = RequestLimits(max_jets_per_request, _particle_limit(metadata, max_particles),
-                               frozenset(spec.name for spec in inputs if len(spec.shape) >= 2 and spec.shape[1] == -1))
-        return cls(source.name, source.version, source.onnx_path, inputs, outputs, metadata,
-                   session, batcher, batch_limit, limits, engines)
+        limits = RequestLimits(
+            max_jets_per_request,
+            _particle_limit(metadata, max_particles),
+            frozenset(spec.name for spec in inputs if len(spec.shape) >= 2 and spec.shape[1] == -1),
+        )
+        return cls(
+            source.name,
+            source.version,
+            source.onnx_path,
+            inputs,
+            outputs,
+            metadata,
+            session,
+            batcher,
+            batch_limit,
+            limits,
+            engines,
+        )
 
     def limits_json(self, max_request_bytes: int) -> dict[str, int]:
         """The limits a request to this model must keep (model metadata and config report them)."""
-        return {"max_jets_per_request": self.limits.max_jets, "max_particles_per_jet": self.limits.max_particles,
-                "max_request_bytes": max_request_bytes}
+        return {
+            "max_jets_per_request": self.limits.max_jets,
+            "max_particles_per_jet": self.limits.max_particles,
+            "max_request_bytes": max_request_bytes,
+        }
 
     async def infer(self, inputs: Tensors) -> Tensors:
         """The outputs for ``inputs``, checked against the model's inputs, from the dynamic batcher."""
@@ -184,16 +210,22 @@ class ServedModel:
 
     def metadata_json(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> dict[str, Any]:
         """The model's metadata as the KServe v2 protocol answers ``GET /v2/models/<name>``."""
-        content: dict[str, Any] = {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
-                                   "inputs": [spec.to_json() for spec in self.inputs],
-                                   "outputs": [spec.to_json() for spec in self.outputs]}
-        content["parameters"] = {key: self.metadata[key] for key in ("model", "task", "class_names", "version")
-                                 if key in self.metadata} | self.limits_json(max_request_bytes)
+        content: dict[str, Any] = {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+        }
+        content["parameters"] = {
+            key: self.metadata[key] for key in ("model", "task", "class_names", "version") if key in self.metadata
+        } | self.limits_json(max_request_bytes)
         return content
 
 
-def choose_engines(source: ModelSource, metadata: dict[str, Any], requested: str,
-                   max_batch_size: int) -> tuple[dict[int, str], EagerEngine | None]:
+def choose_engines(
+    source: ModelSource, metadata: dict[str, Any], requested: str, max_batch_size: int
+) -> tuple[dict[int, str], EagerEngine | None]:
     """The engine for each batch-size range of the model of ``source`` (keyed by the range's
     largest batch size; the last range takes every larger batch), and its PyTorch engine if one
     is needed. Each range's choice and its reason are logged.
@@ -206,14 +238,22 @@ def choose_engines(source: ModelSource, metadata: dict[str, Any], requested: str
     choice = None if recorded is None else EngineChoice.from_json(recorded, str(source.onnx_path))
     run = RunDirectory(source.onnx_path.parent)
     has_weights = run.is_finished() and run.weights_file.is_file()
-    sizes = [timing.batch_size for timing in choice.timings] if choice is not None and requested == AUTO \
+    sizes = (
+        [timing.batch_size for timing in choice.timings]
+        if choice is not None and requested == AUTO
         else [max_batch_size]
+    )
     engines: dict[int, str] = {}
     for size in sizes:
-        engines[size], reason = resolve_engine(requested, choice, size, torch_available=has_weights,
-                                               what=f"model {source.name} ({source.onnx_path})")
-        log.info("model %s, batches of up to %s jets: %s", source.name,
-                 size if size != sizes[-1] else "any number of", reason)
+        engines[size], reason = resolve_engine(
+            requested, choice, size, torch_available=has_weights, what=f"model {source.name} ({source.onnx_path})"
+        )
+        log.info(
+            "model %s, batches of up to %s jets: %s",
+            source.name,
+            size if size != sizes[-1] else "any number of",
+            reason,
+        )
     eager = None
     if TORCH in engines.values():
         try:
@@ -221,8 +261,12 @@ def choose_engines(source: ModelSource, metadata: dict[str, Any], requested: str
         except HeplearnError as error:
             if requested == TORCH:
                 raise
-            log.warning("model %s: PyTorch was faster for some batch sizes but cannot run here (%s); "
-                        "onnxruntime runs every batch", source.name, error)
+            log.warning(
+                "model %s: PyTorch was faster for some batch sizes but cannot run here (%s); "
+                "onnxruntime runs every batch",
+                source.name,
+                error,
+            )
             engines = dict.fromkeys(engines, ONNX)
     return engines, eager
 
@@ -230,8 +274,11 @@ def choose_engines(source: ModelSource, metadata: dict[str, Any], requested: str
 def _particle_limit(metadata: dict[str, Any], configured: int | None) -> int:
     """The most particles per jet: the run's particle length (from the export metadata), capped by ``configured``."""
     groups = metadata.get("groups")
-    lengths = [group.get("length") for group in groups.values() if isinstance(group, dict)] \
-        if isinstance(groups, dict) else []
+    lengths = (
+        [group.get("length") for group in groups.values() if isinstance(group, dict)]
+        if isinstance(groups, dict)
+        else []
+    )
     trained = max((length for length in lengths if isinstance(length, int) and length > 0), default=None)
     limits = [limit for limit in (trained, configured) if limit]
     return min(limits) if limits else DEFAULT_MAX_PARTICLES
@@ -245,10 +292,15 @@ def _spec(item: Any) -> TensorSpec:
     return TensorSpec(item.name, ONNX_TYPES[item.type], shape, axes)
 
 
-def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
-                threads: int | None = None, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-                max_particles: int | None = None, engine: str = AUTO) -> dict[str, ServedModel]:
+def load_models(
+    sources: Sequence[str | os.PathLike[str]],
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
+    threads: int | None = None,
+    max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+    max_particles: int | None = None,
+    engine: str = AUTO,
+) -> dict[str, ServedModel]:
     """Every model of ``sources`` by name; two models of one name are an error. ``engine``: see
     ``ServedModel.load``."""
     if not sources:
@@ -257,10 +309,12 @@ def load_models(sources: Sequence[str | os.PathLike[str]], max_batch_size: int =
     for source in sources:
         for found in find_models(source):
             if found.name in models:
-                raise DataError(f"two models are named {found.name!r} ({models[found.name].path} and "
-                                f"{found.onnx_path}); rename one")
-            models[found.name] = ServedModel.load(found, max_batch_size, max_queue_delay_ms / 1000, threads,
-                                                  max_jets_per_request, max_particles, engine)
+                raise DataError(
+                    f"two models are named {found.name!r} ({models[found.name].path} and {found.onnx_path}); rename one"
+                )
+            models[found.name] = ServedModel.load(
+                found, max_batch_size, max_queue_delay_ms / 1000, threads, max_jets_per_request, max_particles, engine
+            )
             log.info("model %s (version %s) from %s", found.name, found.version, found.onnx_path)
     return models
 
@@ -276,13 +330,23 @@ def find_model(models: Mapping[str, ServedModel], name: str, version: str | None
 
 
 # --------------------------------------------------------------------------- the application
-def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-               max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               threads: int | None = None, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
-               graceful_timeout: float = 30.0, max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
-               max_particles: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
-               keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-               max_connections: int = DEFAULT_MAX_CONNECTIONS, engine: str = AUTO) -> FastAPI:
+def create_app(
+    sources: Sequence[str | os.PathLike[str]],
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_queue_delay_ms: float = DEFAULT_QUEUE_DELAY_MS,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    threads: int | None = None,
+    *,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+    graceful_timeout: float = 30.0,
+    max_jets_per_request: int = DEFAULT_MAX_JETS_PER_REQUEST,
+    max_particles: int | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    engine: str = AUTO,
+) -> FastAPI:
     """The FastAPI application serving the models of ``sources`` (loaded now: errors surface here).
 
     With ``grpc_port`` (0: a free one), the app also serves Triton's gRPC protocol on
@@ -296,8 +360,9 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     start_grpc = _grpc_starter() if grpc_port is not None else None  # a missing grpcio fails here, not later
     if grpc_port:
         _check_port_free(grpc_host, grpc_port, "gRPC")
-    models = load_models(sources, max_batch_size, max_queue_delay_ms, threads, max_jets_per_request, max_particles,
-                         engine)
+    models = load_models(
+        sources, max_batch_size, max_queue_delay_ms, threads, max_jets_per_request, max_particles, engine
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -317,8 +382,14 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
             log.info("all requests answered; server stopped")
 
     # no documentation routes; app.openapi() still describes the endpoints (the fuzz tests read it)
-    app = FastAPI(title="heplearn inference service", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="heplearn inference service",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.models = models
     app.state.grpc_port = None
     app.state.startup_error = None
@@ -331,8 +402,9 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}"},
-                            status_code=error.status_code)
+        return JSONResponse(
+            {"error": f"{error.detail}: {request.method} {request.url.path}"}, status_code=error.status_code
+        )
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -365,9 +437,17 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None) -> Response:
         model = find_model(models, name, version)
-        return Response(model_config_json(model.name, model.inputs, model.outputs, model.max_batch_size,
-                              round(model.batcher.max_queue_delay * 1e6), model.limits_json(max_request_bytes)),
-                        media_type="application/json")
+        return Response(
+            model_config_json(
+                model.name,
+                model.inputs,
+                model.outputs,
+                model.max_batch_size,
+                round(model.batcher.max_queue_delay * 1e6),
+                model.limits_json(max_request_bytes),
+            ),
+            media_type="application/json",
+        )
 
     @app.post("/v2/models/{name}/infer", openapi_extra=INFER_OPENAPI)
     @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=INFER_OPENAPI)
@@ -386,27 +466,48 @@ def create_app(sources: Sequence[str | os.PathLike[str]], max_batch_size: int = 
         content, header_length = encode_response(name, model.version, parsed, outputs)
         if header_length is None:
             return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream",
-                        headers={HEADER_LENGTH: str(header_length)})
+        return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
 
     return app
 
 
 _TENSOR_SCHEMA = {
-    "type": "object", "required": ["name", "shape", "datatype"],
-    "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-                   "datatype": {"type": "string"}, "data": {"type": "array"},
-                   "parameters": {"type": "object"}},
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
 }
 #: The request body of ``.../infer`` in the OpenAPI description (KServe v2's JSON request).
 INFER_OPENAPI: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["inputs"],
-        "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
-                       "inputs": {"type": "array", "items": _TENSOR_SCHEMA},
-                       "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-                           "name": {"type": "string"}, "parameters": {"type": "object"}}}}},
-    }}}},
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR_SCHEMA},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    },
 }
 
 
@@ -464,16 +565,33 @@ def serve(
     answered before exiting. ``limits``: ``body_timeout``, ``keep_alive_timeout``, ``max_connections``,
     ``engine`` (see ``create_app``)."""
     uvicorn = optional_import("uvicorn", SERVE_NEEDED_BY, extra="serve")
-    app = create_app(sources, max_batch_size, max_queue_delay_ms, max_request_bytes, threads,
-                     grpc_port=grpc_port, grpc_host=host, graceful_timeout=graceful_timeout,
-                     max_jets_per_request=max_jets_per_request, max_particles=max_particles, **limits)
+    app = create_app(
+        sources,
+        max_batch_size,
+        max_queue_delay_ms,
+        max_request_bytes,
+        threads,
+        grpc_port=grpc_port,
+        grpc_host=host,
+        graceful_timeout=graceful_timeout,
+        max_jets_per_request=max_jets_per_request,
+        max_particles=max_particles,
+        **limits,
+    )
     if port:
         _check_port_free(host, port, "HTTP")
     if host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("serving on %s: reachable from other machines, and the service has no authentication", host)
     log.info("serving %s on http://%s", ", ".join(app.state.models), _address(host, port))
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=graceful_timeout, **app.state.uvicorn_options)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=graceful_timeout,
+        **app.state.uvicorn_options,
+    )
     try:
         uvicorn.Server(config).run()
     except SystemExit:  # uvicorn's way out of a failed startup
@@ -489,8 +607,9 @@ def _check_port_free(host: str, port: int, protocol: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise HeplearnError(f"cannot serve {protocol} on {_address(host, port)}: {error.strerror} "
-                                "(choose another port)") from None
+            raise HeplearnError(
+                f"cannot serve {protocol} on {_address(host, port)}: {error.strerror} (choose another port)"
+            ) from None
 
 
 def _address(host: str, port: int) -> str:
@@ -508,16 +627,27 @@ class BackgroundServer:
     the other ``options`` are those of ``create_app``.
     """
 
-    def __init__(self, sources: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0,
-                 grpc_port: int | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        sources: Sequence[str | os.PathLike[str]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grpc_port: int | None = None,
+        **options: Any,
+    ) -> None:
         uvicorn = optional_import("uvicorn", SERVE_NEEDED_BY, extra="serve")
         self.app = create_app(sources, grpc_port=grpc_port, grpc_host=host, **options)
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = host, self._socket.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
-                                **self.app.state.uvicorn_options)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+            **self.app.state.uvicorn_options,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="heplearn-serve", daemon=True)
 
@@ -555,6 +685,7 @@ class BackgroundServer:
                 raise RuntimeError("the inference server did not start")
             time.sleep(0.01)
         return self
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting requests, answer those in flight, and wait for the server thread."""
         self._server.should_exit = True
@@ -571,4 +702,3 @@ class BackgroundServer:
     def statistics(self) -> dict[str, Any]:
         """Per model, the dynamic batcher's counts: batches, requests and jets."""
         return {name: model.batcher.statistics for name, model in self.app.state.models.items()}
-

@@ -63,8 +63,9 @@ class AbcdEstimate:
         return float((self.predicted - self.observed) / combined) if combined > 0 else float("nan")
 
 
-def region_counts(u: np.ndarray, v: np.ndarray, cut_u: float, cut_v: float,
-                  weight: np.ndarray | None = None) -> RegionCounts:
+def region_counts(
+    u: np.ndarray, v: np.ndarray, cut_u: float, cut_v: float, weight: np.ndarray | None = None
+) -> RegionCounts:
     """Σw and Σw² of the regions A (u > cut_u, v > cut_v), B (u > cut_u only), C (v > cut_v only), D."""
     u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
     if u.shape != v.shape or u.ndim != 1:
@@ -76,16 +77,20 @@ def region_counts(u: np.ndarray, v: np.ndarray, cut_u: float, cut_v: float,
         raise DataError("ABCD: u, v and the weights must be finite (NaN or infinity found)")
     high_u, high_v = u > cut_u, v > cut_v
     masks = {"A": high_u & high_v, "B": high_u & ~high_v, "C": ~high_u & high_v, "D": ~high_u & ~high_v}
-    return RegionCounts({name: float(w[mask].sum()) for name, mask in masks.items()},
-                        {name: float((w[mask] ** 2).sum()) for name, mask in masks.items()})
+    return RegionCounts(
+        {name: float(w[mask].sum()) for name, mask in masks.items()},
+        {name: float((w[mask] ** 2).sum()) for name, mask in masks.items()},
+    )
 
 
 def abcd_estimate(counts: RegionCounts) -> AbcdEstimate:
     """N_A = N_B·N_C / N_D with its uncertainty; an empty control region is a ``DataError``."""
     empty = [name for name in ("B", "C", "D") if counts.sums[name] <= 0]
     if empty:
-        raise DataError(f"ABCD: {'control regions' if len(empty) > 1 else 'control region'} {', '.join(empty)} "
-                        f"{'hold' if len(empty) > 1 else 'holds'} no events (positive total weight); move the cuts")
+        raise DataError(
+            f"ABCD: {'control regions' if len(empty) > 1 else 'control region'} {', '.join(empty)} "
+            f"{'hold' if len(empty) > 1 else 'holds'} no events (positive total weight); move the cuts"
+        )
     predicted = counts.sums["B"] * counts.sums["C"] / counts.sums["D"]
     relative = np.sqrt(sum(counts.relative_variance(name) for name in ("B", "C", "D")))
     observed = counts.sums["A"]

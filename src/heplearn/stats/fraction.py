@@ -41,8 +41,14 @@ class FractionFit:
     at_bound: bool = False  # α̂ on a bound: HESSE's σ is not meaningful, use the MINOS interval
 
 
-def fit_fraction(data: np.ndarray, signal: Density, background: Density, start: float = 0.5,
-                 bounds: tuple[float, float] = (0.0, 1.0), minos: bool = False) -> FractionFit:
+def fit_fraction(
+    data: np.ndarray,
+    signal: Density,
+    background: Density,
+    start: float = 0.5,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    minos: bool = False,
+) -> FractionFit:
     """The unbinned maximum-likelihood signal fraction of ``data`` (unweighted values).
 
     ``signal`` and ``background`` are normalised densities (callables of an array). Data where both
@@ -61,8 +67,10 @@ def fit_fraction(data: np.ndarray, signal: Density, background: Density, start: 
         raise DataError("the signal or background density is negative or not finite on the data")
     nowhere = int(np.sum((densities[0] <= 0) & (densities[1] <= 0)))
     if nowhere:
-        raise DataError(f"{nowhere} of {len(data)} data values lie where both templates vanish "
-                        "(outside their range or in empty bins): widen the templates' binning")
+        raise DataError(
+            f"{nowhere} of {len(data)} data values lie where both templates vanish "
+            "(outside their range or in empty bins): widen the templates' binning"
+        )
 
     def log_mixture(pair: np.ndarray, fraction: float) -> np.ndarray:
         with np.errstate(divide="ignore"):  # ln 0 = −∞ at a bound where one density vanishes
@@ -94,8 +102,9 @@ def fit_fraction(data: np.ndarray, signal: Density, background: Density, start: 
     return FractionFit(fraction, uncertainty, lower, upper, float(len(data)), "unbinned", at_bound)
 
 
-def fit_fraction_binned(data: Template, signal: Template, background: Template,
-                        mc_statistics: str = "staterror") -> tuple[FractionFit, FitResult]:
+def fit_fraction_binned(
+    data: Template, signal: Template, background: Template, mc_statistics: str = "staterror"
+) -> tuple[FractionFit, FitResult]:
     """The binned signal fraction of ``data`` with the templates' MC statistics (pyhf).
 
     The templates are normalised to the data's total, each with a free yield factor; α and its
@@ -106,18 +115,23 @@ def fit_fraction_binned(data: Template, signal: Template, background: Template,
         check_template(template, "fraction fit")
     check_same_binning([signal, background, data], "fraction fit")
     events = data.total
-    samples = [Sample(signal.scaled(events / signal.total), ("signal_yield",), lumi=False),
-               Sample(background.scaled(events / background.total), ("background_yield",), lumi=False)]
-    settings = ModelSettings(poi="signal_yield", mc_statistics=mc_statistics,
-                             parameters=(Parameter("signal_yield", (0.0, 3.0), 0.5),
-                                         Parameter("background_yield", (0.0, 3.0), 0.5)))
+    samples = [
+        Sample(signal.scaled(events / signal.total), ("signal_yield",), lumi=False),
+        Sample(background.scaled(events / background.total), ("background_yield",), lumi=False),
+    ]
+    settings = ModelSettings(
+        poi="signal_yield",
+        mc_statistics=mc_statistics,
+        parameters=(Parameter("signal_yield", (0.0, 3.0), 0.5), Parameter("background_yield", (0.0, 3.0), 0.5)),
+    )
     model, observed = model_and_data(build_workspace(samples, data, settings))
     result = fit(model, observed)
     return fraction_from_yields(result, ("signal_yield", events), ("background_yield", events), "binned"), result
 
 
-def fraction_from_yields(result: FitResult, signal: tuple[str, float], background: tuple[str, float],
-                         method: str) -> FractionFit:
+def fraction_from_yields(
+    result: FitResult, signal: tuple[str, float], background: tuple[str, float], method: str
+) -> FractionFit:
     """α = ν_S / (ν_S + ν_B) from a fit where ν = (normfactor) × (nominal yield), σ(α) from the covariance.
 
     ``signal`` and ``background`` are (parameter name, nominal yield) pairs.
@@ -133,13 +147,26 @@ def fraction_from_yields(result: FitResult, signal: tuple[str, float], backgroun
     fraction = yields[0] / total
     gradient = np.array([yields[1], -yields[0]]) / total**2  # ∂α/∂ν_S, ∂α/∂ν_B
     uncertainty = float(np.sqrt(gradient @ covariance @ gradient))
-    return FractionFit(float(fraction), uncertainty, None, None, float(total), method,
-                       bool(np.isclose(fraction, 0.0) or np.isclose(fraction, 1.0)))
+    return FractionFit(
+        float(fraction),
+        uncertainty,
+        None,
+        None,
+        float(total),
+        method,
+        bool(np.isclose(fraction, 0.0) or np.isclose(fraction, 1.0)),
+    )
 
 
-def fisher_uncertainty(signal: Callable[[float], float], background: Callable[[float], float], fraction: float,
-                       events: float, domain: tuple[float, float] = (-np.inf, np.inf)) -> float:
+def fisher_uncertainty(
+    signal: Callable[[float], float],
+    background: Callable[[float], float],
+    fraction: float,
+    events: float,
+    domain: tuple[float, float] = (-np.inf, np.inf),
+) -> float:
     """The Cramér–Rao σ(α) = 1/√I(α) of the unbinned fit, I(α) = N ∫ (f_S − f_B)²/f dx (scipy quad)."""
+
     def integrand(x: float) -> float:
         s, b = signal(x), background(x)
         total = fraction * s + (1 - fraction) * b

@@ -30,8 +30,14 @@ from heplearn.errors import ConfigError, DataError
 __all__ = ["IBUResult", "iterative_bayesian_unfolding", "response_matrix", "unfold_events"]
 
 
-def response_matrix(gen: ArrayLike, reco: ArrayLike, gen_bins: ArrayLike, reco_bins: ArrayLike,
-                    weight: ArrayLike | None = None, reco_pass: ArrayLike | None = None) -> np.ndarray:
+def response_matrix(
+    gen: ArrayLike,
+    reco: ArrayLike,
+    gen_bins: ArrayLike,
+    reco_bins: ArrayLike,
+    weight: ArrayLike | None = None,
+    reco_pass: ArrayLike | None = None,
+) -> np.ndarray:
     """The response ``R[m, t]`` = P(reconstructed in bin m | generated in bin t), from paired events.
 
     Parameters
@@ -54,15 +60,15 @@ def response_matrix(gen: ArrayLike, reco: ArrayLike, gen_bins: ArrayLike, reco_b
     gen, reco = np.asarray(gen, np.float64), np.asarray(reco, np.float64)
     weight = np.ones_like(gen) if weight is None else np.asarray(weight, np.float64)
     passed = np.ones(len(gen), bool) if reco_pass is None else np.asarray(reco_pass, bool)
-    joint, _, _ = np.histogram2d(reco[passed], gen[passed], bins=(np.asarray(reco_bins), np.asarray(gen_bins)),
-                                 weights=weight[passed])
+    joint, _, _ = np.histogram2d(
+        reco[passed], gen[passed], bins=(np.asarray(reco_bins), np.asarray(gen_bins)), weights=weight[passed]
+    )
     generated, _ = np.histogram(gen, bins=np.asarray(gen_bins), weights=weight)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(generated > 0, joint / generated, 0.0)
 
 
-def iterative_bayesian_unfolding(data: ArrayLike, response: ArrayLike, prior: ArrayLike,
-                                 iterations: int) -> np.ndarray:
+def iterative_bayesian_unfolding(data: ArrayLike, response: ArrayLike, prior: ArrayLike, iterations: int) -> np.ndarray:
     """The unfolded truth histogram after each of ``iterations`` D'Agostini iterations.
 
     Parameters
@@ -91,11 +97,15 @@ def iterative_bayesian_unfolding(data: ArrayLike, response: ArrayLike, prior: Ar
     """
     if iterations < 1:
         raise ConfigError(f"iterations: at least one unfolding iteration is needed, got {iterations}")
-    data, response, current = (np.asarray(data, np.float64), np.asarray(response, np.float64),
-                               np.asarray(prior, np.float64))
+    data, response, current = (
+        np.asarray(data, np.float64),
+        np.asarray(response, np.float64),
+        np.asarray(prior, np.float64),
+    )
     if response.shape != (len(data), len(current)):
-        raise DataError(f"response: shape {response.shape} does not match {len(data)} detector bins × "
-                        f"{len(current)} truth bins")
+        raise DataError(
+            f"response: shape {response.shape} does not match {len(data)} detector bins × {len(current)} truth bins"
+        )
     if current.sum() <= 0:
         raise DataError("prior: the generator histogram is empty (its total weight is not positive)")
     efficiency = response.sum(axis=0)
@@ -132,10 +142,20 @@ class IBUResult:
         return values / (values.sum() * np.diff(self.gen_bins))
 
 
-def unfold_events(sim_gen: ArrayLike, sim_reco: ArrayLike, data: ArrayLike, gen_bins: ArrayLike,
-                  reco_bins: ArrayLike, iterations: int, *, sim_weight: ArrayLike | None = None,
-                  data_weight: ArrayLike | None = None, reco_pass: ArrayLike | None = None,
-                  bootstraps: int = 0, seed: int = 0) -> IBUResult:
+def unfold_events(
+    sim_gen: ArrayLike,
+    sim_reco: ArrayLike,
+    data: ArrayLike,
+    gen_bins: ArrayLike,
+    reco_bins: ArrayLike,
+    iterations: int,
+    *,
+    sim_weight: ArrayLike | None = None,
+    data_weight: ArrayLike | None = None,
+    reco_pass: ArrayLike | None = None,
+    bootstraps: int = 0,
+    seed: int = 0,
+) -> IBUResult:
     """IBU from events: the response and prior from the simulation, the data histogram, bootstraps.
 
     Parameters
@@ -176,7 +196,10 @@ def unfold_events(sim_gen: ArrayLike, sim_reco: ArrayLike, data: ArrayLike, gen_
 
     nominal = unfold(data_weight)
     rng = np.random.default_rng(seed)
-    replicas = np.stack([unfold(data_weight * rng.poisson(1.0, len(data))) for _ in range(bootstraps)]) \
-        if bootstraps else np.empty((0, *nominal.shape))
+    replicas = (
+        np.stack([unfold(data_weight * rng.poisson(1.0, len(data))) for _ in range(bootstraps)])
+        if bootstraps
+        else np.empty((0, *nominal.shape))
+    )
     uncertainty = replicas.std(axis=0, ddof=1) if bootstraps > 1 else np.zeros_like(nominal)
     return IBUResult(np.asarray(gen_bins, np.float64), nominal, uncertainty, replicas)

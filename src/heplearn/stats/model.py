@@ -109,21 +109,28 @@ def _normsys(sample: Sample, systematic: Systematic) -> dict[str, Any]:
     assert systematic.normalisation is not None
     low, high = (float(value) for value in systematic.normalisation)
     if not (low > 0 and high > 0):
-        raise ConfigError(f"normalisation systematic {systematic.name!r} of sample {sample.name!r}: the factors "
-                          f"must be positive, got ({low}, {high})")
+        raise ConfigError(
+            f"normalisation systematic {systematic.name!r} of sample {sample.name!r}: the factors "
+            f"must be positive, got ({low}, {high})"
+        )
     return {"name": systematic.name, "type": "normsys", "data": {"hi": high, "lo": low}}
 
 
 def _modifiers(sample: Sample, settings: ModelSettings) -> list[dict[str, Any]]:
-    modifiers: list[dict[str, Any]] = [{"name": name, "type": "normfactor", "data": None}
-                                       for name in sample.normfactors]
+    modifiers: list[dict[str, Any]] = [
+        {"name": name, "type": "normfactor", "data": None} for name in sample.normfactors
+    ]
     for systematic in sample.systematics:
         if systematic.up is None and systematic.down is not None:
-            raise ConfigError(f"systematic {systematic.name!r} of sample {sample.name!r}: give the +1σ template "
-                              "(up); the −1σ one alone is not enough")
+            raise ConfigError(
+                f"systematic {systematic.name!r} of sample {sample.name!r}: give the +1σ template "
+                "(up); the −1σ one alone is not enough"
+            )
         if systematic.up is None and systematic.normalisation is None:
-            raise ConfigError(f"systematic {systematic.name!r} of sample {sample.name!r} has neither templates "
-                              "nor normalisation factors")
+            raise ConfigError(
+                f"systematic {systematic.name!r} of sample {sample.name!r} has neither templates "
+                "nor normalisation factors"
+            )
         if systematic.up is not None:
             modifiers.append(_histosys(sample, systematic))
         if systematic.normalisation is not None:
@@ -139,8 +146,11 @@ def _modifiers(sample: Sample, settings: ModelSettings) -> list[dict[str, Any]]:
     return modifiers
 
 
-def build_workspace(samples: Sequence[Sample], observed: Template | Sequence[float] | np.ndarray,
-                    settings: ModelSettings = ModelSettings()) -> dict[str, Any]:
+def build_workspace(
+    samples: Sequence[Sample],
+    observed: Template | Sequence[float] | np.ndarray,
+    settings: ModelSettings = ModelSettings(),
+) -> dict[str, Any]:
     """The pyhf JSON workspace of ``samples`` in one channel with ``observed`` counts.
 
     Bad input is refused with a message naming the sample: empty or negative templates, other
@@ -162,39 +172,63 @@ def build_workspace(samples: Sequence[Sample], observed: Template | Sequence[flo
         observed_counts = np.asarray(observed, np.float64)
     check_same_binning(templates, "model")
     if observed_counts.shape != samples[0].template.counts.shape:
-        raise DataError(f"observed data have {observed_counts.size} bins, "
-                        f"the templates {samples[0].template.counts.size}")
+        raise DataError(
+            f"observed data have {observed_counts.size} bins, the templates {samples[0].template.counts.size}"
+        )
     if np.any(observed_counts < 0) or not np.all(np.isfinite(observed_counts)):
         raise DataError("observed counts must be finite and non-negative")
     expected = np.sum([sample.template.counts for sample in samples], axis=0)
     empty = expected <= 0
     if np.any(observed_counts[empty] > 0):
         bins = np.flatnonzero(empty & (observed_counts > 0)).tolist()
-        raise DataError(f"observed events in bins {bins} where no sample expects any: widen the templates "
-                        "or merge bins")
+        raise DataError(
+            f"observed events in bins {bins} where no sample expects any: widen the templates or merge bins"
+        )
     free = {name for sample in samples for name in sample.normfactors}
     if settings.poi not in free:
-        raise ConfigError(f"the parameter of interest {settings.poi!r} is not a normfactor of any sample "
-                          f"(samples have {sorted(free) or 'none'})")
+        raise ConfigError(
+            f"the parameter of interest {settings.poi!r} is not a normfactor of any sample "
+            f"(samples have {sorted(free) or 'none'})"
+        )
     parameters: list[dict[str, Any]] = []
     for parameter in settings.parameters:
         low, high = parameter.bounds
         if not low <= parameter.init <= high:
-            raise ConfigError(f"parameter {parameter.name!r}: start {parameter.init} "
-                              f"outside its bounds [{low}, {high}]")
+            raise ConfigError(
+                f"parameter {parameter.name!r}: start {parameter.init} outside its bounds [{low}, {high}]"
+            )
         parameters.append({"name": parameter.name, "bounds": [[low, high]], "inits": [parameter.init]})
     if settings.lumi_uncertainty > 0:
         sigma = settings.lumi_uncertainty
-        parameters.append({"name": "lumi", "auxdata": [1.0], "sigmas": [sigma],
-                           "bounds": [[max(1e-3, 1 - 5 * sigma), 1 + 5 * sigma]], "inits": [1.0]})
-    channel = {"name": settings.channel,
-               "samples": [_drop_bins({"name": sample.name, "data": sample.template.counts.tolist(),
-                                       "modifiers": _modifiers(sample, settings)}, ~empty) for sample in samples]}
-    return {"channels": [channel],
-            "observations": [{"name": settings.channel, "data": observed_counts[~empty].tolist()}],
-            "measurements": [{"name": settings.measurement,
-                              "config": {"poi": settings.poi, "parameters": parameters}}],
-            "version": "1.0.0"}
+        parameters.append(
+            {
+                "name": "lumi",
+                "auxdata": [1.0],
+                "sigmas": [sigma],
+                "bounds": [[max(1e-3, 1 - 5 * sigma), 1 + 5 * sigma]],
+                "inits": [1.0],
+            }
+        )
+    channel = {
+        "name": settings.channel,
+        "samples": [
+            _drop_bins(
+                {
+                    "name": sample.name,
+                    "data": sample.template.counts.tolist(),
+                    "modifiers": _modifiers(sample, settings),
+                },
+                ~empty,
+            )
+            for sample in samples
+        ],
+    }
+    return {
+        "channels": [channel],
+        "observations": [{"name": settings.channel, "data": observed_counts[~empty].tolist()}],
+        "measurements": [{"name": settings.measurement, "config": {"poi": settings.poi, "parameters": parameters}}],
+        "version": "1.0.0",
+    }
 
 
 def used_bins(samples: Sequence[Sample]) -> np.ndarray:
@@ -204,6 +238,7 @@ def used_bins(samples: Sequence[Sample]) -> np.ndarray:
 
 def _drop_bins(sample: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
     """A sample spec without the bins that no sample fills (pyhf's MC-statistics terms are 0/0 there)."""
+
     def cut(values: list[float]) -> list[float]:
         return np.asarray(values, np.float64)[keep].tolist()
 

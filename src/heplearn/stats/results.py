@@ -34,8 +34,11 @@ def minuit_backend(model: pyhf.pdf.Model | None = None) -> Iterator[None]:
     """
     tensorlib, optimizer = pyhf.get_backend()
     only_poi = model is not None and sum(not fixed for fixed in model.config.suggested_fixed()) <= 1
-    chosen = (pyhf.optimize.scipy_optimizer() if only_poi
-              else pyhf.optimize.minuit_optimizer(verbose=0, strategy=1, tolerance=0.01))
+    chosen = (
+        pyhf.optimize.scipy_optimizer()
+        if only_poi
+        else pyhf.optimize.minuit_optimizer(verbose=0, strategy=1, tolerance=0.01)
+    )
     pyhf.set_backend("numpy", chosen)
     try:
         yield
@@ -98,8 +101,12 @@ def _fixed(model: pyhf.pdf.Model, fixed: dict[str, float] | None) -> tuple[list[
     return init, mask
 
 
-def fit(model: pyhf.pdf.Model, data: Sequence[float], fixed: dict[str, float] | None = None,
-        init: dict[str, float] | None = None) -> FitResult:
+def fit(
+    model: pyhf.pdf.Model,
+    data: Sequence[float],
+    fixed: dict[str, float] | None = None,
+    init: dict[str, float] | None = None,
+) -> FitResult:
     """The maximum-likelihood fit of ``model`` to ``data`` (pyhf + MINUIT, HESSE uncertainties).
 
     ``fixed`` holds parameters at given values (their uncertainty is then 0); ``init`` sets starts.
@@ -111,27 +118,43 @@ def fit(model: pyhf.pdf.Model, data: Sequence[float], fixed: dict[str, float] | 
     with minuit_backend():
         try:
             values, twice_nll, result = pyhf.infer.mle.fit(
-                data, model, init_pars=init_pars, fixed_params=fixed_mask, return_uncertainties=True,
-                return_fitted_val=True, return_result_obj=True)
+                data,
+                model,
+                init_pars=init_pars,
+                fixed_params=fixed_mask,
+                return_uncertainties=True,
+                return_fitted_val=True,
+                return_result_obj=True,
+            )
         except pyhf.exceptions.FailedMinimization as error:
-            raise FitError(f"the fit of {model.config.poi_name or 'the model'} did not converge "
-                           f"(MINUIT: {error.result.message}); fixed {fixed or {}}") from error
+            raise FitError(
+                f"the fit of {model.config.poi_name or 'the model'} did not converge "
+                f"(MINUIT: {error.result.message}); fixed {fixed or {}}"
+            ) from error
     # HESSE again with the bounds lifted: MINUIT's transform of bounded parameters distorts the
     # Hessian near a bound (σ_μ = 1.028 instead of √(s+b)/s = 1.049 for μ̂ = 1 in [0, 10])
     minuit = result.minuit
     minuit.limits = [(-np.inf, np.inf)] * len(names)
     minuit.hesse()
     if not minuit.valid or not minuit.fmin.has_posdef_covar or not minuit.fmin.has_accurate_covar:
-        raise FitError(f"the fit converged but MINUIT's covariance is not accurate and positive definite "
-                       f"(fixed {fixed or {}}): the uncertainties would be wrong")
+        raise FitError(
+            f"the fit converged but MINUIT's covariance is not accurate and positive definite "
+            f"(fixed {fixed or {}}): the uncertainties would be wrong"
+        )
     free = ~np.asarray(fixed_mask)
     uncertainties = np.where(free, np.asarray(minuit.errors, np.float64), 0.0)
     correlations = np.asarray(minuit.covariance.correlation(), np.float64)
     correlations[~free, :] = 0.0
     correlations[:, ~free] = 0.0
     correlations[np.diag_indices_from(correlations)] = 1.0
-    return FitResult(names, np.asarray(values, np.float64)[:, 0], uncertainties, correlations, float(twice_nll),
-                     model.config.poi_name)
+    return FitResult(
+        names,
+        np.asarray(values, np.float64)[:, 0],
+        uncertainties,
+        correlations,
+        float(twice_nll),
+        model.config.poi_name,
+    )
 
 
 @dataclass(frozen=True)
@@ -144,13 +167,21 @@ class Scan:
     best: tuple[float, ...]
 
 
-def profile_scan(model: pyhf.pdf.Model, data: Sequence[float], parameters: str | Sequence[str],
-                 values: Sequence[np.ndarray] | np.ndarray, best: FitResult | None = None,
-                 progress: bool = False) -> Scan:
+def profile_scan(
+    model: pyhf.pdf.Model,
+    data: Sequence[float],
+    parameters: str | Sequence[str],
+    values: Sequence[np.ndarray] | np.ndarray,
+    best: FitResult | None = None,
+    progress: bool = False,
+) -> Scan:
     """The profile likelihood along ``values`` of one parameter, or on the grid of two."""
     names = (parameters,) if isinstance(parameters, str) else tuple(parameters)
-    grids = (np.asarray(values, np.float64),) if isinstance(parameters, str) else tuple(
-        np.asarray(v, np.float64) for v in values)
+    grids = (
+        (np.asarray(values, np.float64),)
+        if isinstance(parameters, str)
+        else tuple(np.asarray(v, np.float64) for v in values)
+    )
     if len(names) not in (1, 2) or len(grids) != len(names):
         raise ConfigError(f"a scan takes one or two parameters with one grid each, got {names}")
     best = best or fit(model, data)
@@ -169,8 +200,9 @@ def fit_nll(model: pyhf.pdf.Model, data: Sequence[float], fixed: dict[str, float
         return float(np.asarray(pyhf.infer.mle.twice_nll(np.asarray(init_pars), data, model)).ravel()[0])
     with minuit_backend():
         try:
-            _, twice_nll = pyhf.infer.mle.fit(data, model, init_pars=init_pars, fixed_params=fixed_mask,
-                                              return_fitted_val=True)
+            _, twice_nll = pyhf.infer.mle.fit(
+                data, model, init_pars=init_pars, fixed_params=fixed_mask, return_fitted_val=True
+            )
         except pyhf.exceptions.FailedMinimization as error:
             raise FitError(f"the profile fit at {fixed} did not converge (MINUIT: {error.result.message})") from error
     return float(twice_nll)
@@ -184,8 +216,10 @@ def scan_interval(scan: Scan, level: float = 0.5) -> tuple[float, float]:
     lowest = int(np.argmin(delta))
     left, right = delta[: lowest + 1], delta[lowest:]
     if left.max() < level or right.max() < level:
-        raise ConfigError(f"the scan of {scan.parameters[0]} over [{grid[0]:g}, {grid[-1]:g}] does not reach "
-                          f"ΔNLL = {level} on both sides: widen it")
+        raise ConfigError(
+            f"the scan of {scan.parameters[0]} over [{grid[0]:g}, {grid[-1]:g}] does not reach "
+            f"ΔNLL = {level} on both sides: widen it"
+        )
     low = np.interp(level, left[::-1], grid[: lowest + 1][::-1])
     high = np.interp(level, right, grid[lowest:])
     return float(low), float(high)
@@ -213,8 +247,13 @@ def pulls(model: pyhf.pdf.Model, result: FitResult) -> list[Pull]:
         for offset, width in enumerate(widths):
             index = start + offset
             label = result.names[index]
-            rows.append(Pull(label, float((result.values[index] - init[index]) / width),
-                             float(result.uncertainties[index] / width)))
+            rows.append(
+                Pull(
+                    label,
+                    float((result.values[index] - init[index]) / width),
+                    float(result.uncertainties[index] / width),
+                )
+            )
     return rows
 
 
@@ -227,8 +266,9 @@ class Impact:
     down: float
 
 
-def impacts(model: pyhf.pdf.Model, data: Sequence[float], result: FitResult, skip: Sequence[str] = (),
-            progress: bool = False) -> list[Impact]:
+def impacts(
+    model: pyhf.pdf.Model, data: Sequence[float], result: FitResult, skip: Sequence[str] = (), progress: bool = False
+) -> list[Impact]:
     """Post-fit impacts on the POI of every constrained parameter (but those whose name starts with an
     entry of ``skip``, e.g. ``"staterror"``), largest first."""
     rows = []
@@ -292,8 +332,14 @@ class UpperLimit:
     level: float = CLS_LEVEL
 
 
-def upper_limit(model: pyhf.pdf.Model, data: Sequence[float], scan: np.ndarray | None = None,
-                level: float = CLS_LEVEL, refine: int = 0, progress: bool = False) -> UpperLimit:
+def upper_limit(
+    model: pyhf.pdf.Model,
+    data: Sequence[float],
+    scan: np.ndarray | None = None,
+    level: float = CLS_LEVEL,
+    refine: int = 0,
+    progress: bool = False,
+) -> UpperLimit:
     """pyhf's CLs limit (q̃_μ, asymptotics) from a scan of the POI, interpolated at CLs = ``level``.
 
     ``refine`` > 0 adds that many points around each limit found on the first scan (a second pass,
@@ -311,11 +357,13 @@ def upper_limit(model: pyhf.pdf.Model, data: Sequence[float], scan: np.ndarray |
                 if float(mu) in points:
                     continue
                 try:
-                    observed, expected = pyhf.infer.hypotest(float(mu), data, model, test_stat="qtilde",
-                                                             return_expected_set=True)
+                    observed, expected = pyhf.infer.hypotest(
+                        float(mu), data, model, test_stat="qtilde", return_expected_set=True
+                    )
                 except pyhf.exceptions.FailedMinimization as error:
-                    raise FitError(f"the CLs fit at μ = {mu:g} did not converge "
-                                   f"(MINUIT: {error.result.message})") from error
+                    raise FitError(
+                        f"the CLs fit at μ = {mu:g} did not converge (MINUIT: {error.result.message})"
+                    ) from error
                 points[float(mu)] = (float(observed), [float(value) for value in expected])
 
     def limits() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:

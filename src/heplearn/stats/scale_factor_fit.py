@@ -94,29 +94,50 @@ class ScaleFactorRow:
         return float(np.hypot(self.result.uncertainty, self.systematic))
 
 
-def read_jets(files: Sequence[str | os.PathLike[str]], score: str, observable: str, variable: str,
-              weight: str | None = None) -> Jets:
+def read_jets(
+    files: Sequence[str | os.PathLike[str]], score: str, observable: str, variable: str, weight: str | None = None
+) -> Jets:
     """The score, observable, variable (and weight) columns of ``files`` (globs expanded)."""
     score_values, weights = read_column(files, score, weight)
     return Jets(score_values, read_column(files, observable)[0], read_column(files, variable)[0], weights)
 
 
-def scale_factor_inputs(signal_files: Sequence[str], background_files: Sequence[str], data_files: Sequence[str],
-                      score: str, observable: str, variable: str = "jet_pt", weight: str | None = None,
-                      systematics: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None
-                      ) -> ScaleFactorInputs:
+def scale_factor_inputs(
+    signal_files: Sequence[str],
+    background_files: Sequence[str],
+    data_files: Sequence[str],
+    score: str,
+    observable: str,
+    variable: str = "jet_pt",
+    weight: str | None = None,
+    systematics: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+) -> ScaleFactorInputs:
     """The samples of a scale-factor measurement from files; ``systematics`` maps a name to the
     varied simulation's (signal, background) files (either may be empty: that side stays nominal)."""
+
     def jets(files: Sequence[str], use_weight: bool = True) -> Jets:
         return read_jets(files, score, observable, variable, weight if use_weight else None)
 
-    varied = {name: (jets(signal) if signal else None, jets(background) if background else None)
-              for name, (signal, background) in (systematics or {}).items()}
-    files = {"simulated signal": list(signal_files), "simulated background": list(background_files),
-             "data": list(data_files),
-             **{f"systematic {name}": [*s, *b] for name, (s, b) in (systematics or {}).items()}}
-    return ScaleFactorInputs(jets(signal_files), jets(background_files), jets(data_files, use_weight=False), varied,
-                             score, observable, variable, files)
+    varied = {
+        name: (jets(signal) if signal else None, jets(background) if background else None)
+        for name, (signal, background) in (systematics or {}).items()
+    }
+    files = {
+        "simulated signal": list(signal_files),
+        "simulated background": list(background_files),
+        "data": list(data_files),
+        **{f"systematic {name}": [*s, *b] for name, (s, b) in (systematics or {}).items()},
+    }
+    return ScaleFactorInputs(
+        jets(signal_files),
+        jets(background_files),
+        jets(data_files, use_weight=False),
+        varied,
+        score,
+        observable,
+        variable,
+        files,
+    )
 
 
 def _check(settings: ScaleFactorSettings) -> None:
@@ -127,20 +148,26 @@ def _check(settings: ScaleFactorSettings) -> None:
         raise ConfigError(f"scale factors: the working point must be a number, got {settings.working_point}")
 
 
-def _categories(signal: Jets, background: Jets, data: Jets, settings: ScaleFactorSettings,
-                where: str) -> tuple[Category, Category]:
+def _categories(
+    signal: Jets, background: Jets, data: Jets, settings: ScaleFactorSettings, where: str
+) -> tuple[Category, Category]:
     """The (passing, failing) categories of one bin of the variable."""
     made = []
     for passing in (True, False):
         name = "pass" if passing else "fail"
-        selected = [jets.select((jets.score >= settings.working_point) == passing)
-                    for jets in (signal, background, data)]
+        selected = [
+            jets.select((jets.score >= settings.working_point) == passing) for jets in (signal, background, data)
+        ]
         for jets, sample in zip(selected, ("simulated signal", "simulated background", "data"), strict=True):
             if len(jets.score) == 0:
-                raise DataError(f"scale factors, {where}: no {sample} jets {name} the working point "
-                                f"{settings.working_point:g}; choose wider bins or another working point")
-        templates = [make_template(jets.observable, jets.weight, settings.binning, sample)
-                     for jets, sample in zip(selected, ("signal", "background", "data"), strict=True)]
+                raise DataError(
+                    f"scale factors, {where}: no {sample} jets {name} the working point "
+                    f"{settings.working_point:g}; choose wider bins or another working point"
+                )
+        templates = [
+            make_template(jets.observable, jets.weight, settings.binning, sample)
+            for jets, sample in zip(selected, ("signal", "background", "data"), strict=True)
+        ]
         made.append(Category(*templates, signal_entries=effective_count(selected[0].weight)))
     return made[0], made[1]
 
@@ -159,10 +186,16 @@ def measure_scale_factors(inputs: ScaleFactorInputs, settings: ScaleFactorSettin
         nominal = measure_scale_factor(*_categories(signal, background, data, settings, where), settings.mc_statistics)
         shifts = {}
         for name, (varied_signal, varied_background) in inputs.systematics.items():
-            varied = measure_scale_factor(*_categories(
-                in_bin(varied_signal) if varied_signal is not None else signal,
-                in_bin(varied_background) if varied_background is not None else background,
-                data, settings, f"{where}, systematic {name!r}"), settings.mc_statistics)
+            varied = measure_scale_factor(
+                *_categories(
+                    in_bin(varied_signal) if varied_signal is not None else signal,
+                    in_bin(varied_background) if varied_background is not None else background,
+                    data,
+                    settings,
+                    f"{where}, systematic {name!r}",
+                ),
+                settings.mc_statistics,
+            )
             shifts[name] = varied.scale_factor - nominal.scale_factor
         systematic = float(np.sqrt(sum(shift**2 for shift in shifts.values())))
         rows.append(ScaleFactorRow(float(low), float(high), nominal, shifts, systematic))
@@ -179,46 +212,92 @@ class ScaleFactorOutcome:
     report: Path
 
 
-def scale_factor_report(inputs: ScaleFactorInputs, output: str | os.PathLike[str],
-                        settings: ScaleFactorSettings) -> ScaleFactorOutcome:
+def scale_factor_report(
+    inputs: ScaleFactorInputs, output: str | os.PathLike[str], settings: ScaleFactorSettings
+) -> ScaleFactorOutcome:
     """Measure the scale factors and write ``scale_factors.json``, the plot and ``report.html`` in ``output``."""
     rows = measure_scale_factors(inputs, settings)
     output = Path(output)
     (output / "plots").mkdir(parents=True, exist_ok=True)
-    metrics = jsonable({
-        "score": inputs.score, "observable": inputs.observable, "variable": inputs.variable,
-        "working_point": settings.working_point, "edges": list(settings.edges),
-        "observable_edges": settings.binning.axis().edges, "systematics": sorted(inputs.systematics),
-        "mc_statistics": settings.mc_statistics,
-        "bins": [{"low": row.low, "high": row.high, "scale_factor": row.result.scale_factor,
-                  "statistical": row.result.uncertainty, "fit": row.result.fit_uncertainty,
-                  "systematic": row.systematic, "total": row.total, "shifts": row.shifts,
-                  "efficiency_data": row.result.efficiency_data,
-                  "efficiency_data_uncertainty": row.result.efficiency_data_uncertainty,
-                  "efficiency_simulation": row.result.efficiency_simulation,
-                  "efficiency_simulation_uncertainty": row.result.efficiency_simulation_uncertainty}
-                 for row in rows],
-    })
+    metrics = jsonable(
+        {
+            "score": inputs.score,
+            "observable": inputs.observable,
+            "variable": inputs.variable,
+            "working_point": settings.working_point,
+            "edges": list(settings.edges),
+            "observable_edges": settings.binning.axis().edges,
+            "systematics": sorted(inputs.systematics),
+            "mc_statistics": settings.mc_statistics,
+            "bins": [
+                {
+                    "low": row.low,
+                    "high": row.high,
+                    "scale_factor": row.result.scale_factor,
+                    "statistical": row.result.uncertainty,
+                    "fit": row.result.fit_uncertainty,
+                    "systematic": row.systematic,
+                    "total": row.total,
+                    "shifts": row.shifts,
+                    "efficiency_data": row.result.efficiency_data,
+                    "efficiency_data_uncertainty": row.result.efficiency_data_uncertainty,
+                    "efficiency_simulation": row.result.efficiency_simulation,
+                    "efficiency_simulation_uncertainty": row.result.efficiency_simulation_uncertainty,
+                }
+                for row in rows
+            ],
+        }
+    )
     write_json(output / "scale_factors.json", metrics)
     # the plot's SF error bars: statistical and systematic in quadrature
     binned = [BinnedScaleFactor(row.low, row.high, replace(row.result, uncertainty=row.total)) for row in rows]
-    paths = save_figure(plots.plot_scale_factors(binned, settings.style, _axis_label(inputs.variable)),
-                        output / "plots", "scale_factors", settings.style)
+    paths = save_figure(
+        plots.plot_scale_factors(binned, settings.style, _axis_label(inputs.variable)),
+        output / "plots",
+        "scale_factors",
+        settings.style,
+    )
     png = next((path for path in paths if path.suffix == ".png"), None)
-    figure = {"stem": "scale_factors", "title": "Scale factors",
-              "caption": f"Signal efficiency of {inputs.score} ≥ {settings.working_point:g} in data (pass/fail fit "
-                         f"of {inputs.observable}) and simulation, and SF = ε_data / ε_sim with the statistical "
-                         "and systematic uncertainties in quadrature.",
-              "uri": embed_png(png) if png else "", "files": [f"plots/{path.name}" for path in paths]}
-    classes = [{"name": name, "jets": len(jets.score), "weight": float(jets.weight.sum()),
-                "effective_jets": effective_count(jets.weight)}
-               for name, jets in (("simulated signal", inputs.signal), ("simulated background", inputs.background),
-                                  ("data", inputs.data))]
-    context = {**metrics, "environment": environment(),
-               "data": {"files": [f for group in inputs.files.values() for f in group], "jets": len(inputs.data.score),
-                        "classes": classes, "selection": None, "weights": None, "observers": {}, "inputs": {}}}
-    report = write_report(output / "report.html", "scale_factors.html.j2", {
-        "title": f"Scale factors: {inputs.score} ≥ {settings.working_point:g}", "m": context, "plots": [figure]})
+    figure = {
+        "stem": "scale_factors",
+        "title": "Scale factors",
+        "caption": f"Signal efficiency of {inputs.score} ≥ {settings.working_point:g} in data (pass/fail fit "
+        f"of {inputs.observable}) and simulation, and SF = ε_data / ε_sim with the statistical "
+        "and systematic uncertainties in quadrature.",
+        "uri": embed_png(png) if png else "",
+        "files": [f"plots/{path.name}" for path in paths],
+    }
+    classes = [
+        {
+            "name": name,
+            "jets": len(jets.score),
+            "weight": float(jets.weight.sum()),
+            "effective_jets": effective_count(jets.weight),
+        }
+        for name, jets in (
+            ("simulated signal", inputs.signal),
+            ("simulated background", inputs.background),
+            ("data", inputs.data),
+        )
+    ]
+    context = {
+        **metrics,
+        "environment": environment(),
+        "data": {
+            "files": [f for group in inputs.files.values() for f in group],
+            "jets": len(inputs.data.score),
+            "classes": classes,
+            "selection": None,
+            "weights": None,
+            "observers": {},
+            "inputs": {},
+        },
+    }
+    report = write_report(
+        output / "report.html",
+        "scale_factors.html.j2",
+        {"title": f"Scale factors: {inputs.score} ≥ {settings.working_point:g}", "m": context, "plots": [figure]},
+    )
     return ScaleFactorOutcome(rows, metrics, output, report)
 
 
@@ -228,5 +307,8 @@ def _axis_label(variable: str) -> str:
 
 def summary_line(outcome: ScaleFactorOutcome) -> str:
     """One line per bin: SF ± stat ± syst."""
-    return "\n".join(f"SF [{row.low:g}, {row.high:g}): {row.result.scale_factor:.3f} ± {row.result.uncertainty:.3f} "
-                     f"(stat.) ± {row.systematic:.3f} (syst.)" for row in outcome.rows)
+    return "\n".join(
+        f"SF [{row.low:g}, {row.high:g}): {row.result.scale_factor:.3f} ± {row.result.uncertainty:.3f} "
+        f"(stat.) ± {row.systematic:.3f} (syst.)"
+        for row in outcome.rows
+    )

@@ -55,11 +55,19 @@ class ScaleFactor:
 def _channel(category: Category, name: str, mc_statistics: str) -> dict[str, Any]:
     signal_yield, background_yield = f"signal_{name}", f"background_{name}"
     events = category.data.total
-    settings = ModelSettings(poi=signal_yield, mc_statistics=mc_statistics, channel=name, parameters=(
-        Parameter(signal_yield, (0.0, max(5.0, 5 * events / category.signal.total)), 1.0),
-        Parameter(background_yield, (0.0, max(5.0, 5 * events / category.background.total)), 1.0)))
-    samples = [Sample(category.signal.scaled(1.0, "signal"), (signal_yield,), lumi=False),
-               Sample(category.background.scaled(1.0, "background"), (background_yield,), lumi=False)]
+    settings = ModelSettings(
+        poi=signal_yield,
+        mc_statistics=mc_statistics,
+        channel=name,
+        parameters=(
+            Parameter(signal_yield, (0.0, max(5.0, 5 * events / category.signal.total)), 1.0),
+            Parameter(background_yield, (0.0, max(5.0, 5 * events / category.background.total)), 1.0),
+        ),
+    )
+    samples = [
+        Sample(category.signal.scaled(1.0, "signal"), (signal_yield,), lumi=False),
+        Sample(category.background.scaled(1.0, "background"), (background_yield,), lumi=False),
+    ]
     return build_workspace(samples, category.data, settings)
 
 
@@ -67,23 +75,27 @@ def measure_scale_factor(passing: Category, failing: Category, mc_statistics: st
     """The scale factor of one working point from the pass and fail categories (one pyhf fit of both)."""
     workspaces = [_channel(passing, "pass", mc_statistics), _channel(failing, "fail", mc_statistics)]
     parameters = [p for w in workspaces for p in w["measurements"][0]["config"]["parameters"]]
-    workspace = {"channels": [c for w in workspaces for c in w["channels"]],
-                 "observations": [o for w in workspaces for o in w["observations"]],
-                 "measurements": [{"name": "scale_factor", "config": {"poi": "signal_pass", "parameters": parameters}}],
-                 "version": "1.0.0"}
+    workspace = {
+        "channels": [c for w in workspaces for c in w["channels"]],
+        "observations": [o for w in workspaces for o in w["observations"]],
+        "measurements": [{"name": "scale_factor", "config": {"poi": "signal_pass", "parameters": parameters}}],
+        "version": "1.0.0",
+    }
     model, data = model_and_data(workspace)
     result = fit(model, data)
     simulated_pass, simulated_fail = passing.signal.total, failing.signal.total
-    efficiency = fraction_from_yields(result, ("signal_pass", simulated_pass), ("signal_fail", simulated_fail),
-                                      "pass/fail")
+    efficiency = fraction_from_yields(
+        result, ("signal_pass", simulated_pass), ("signal_fail", simulated_fail), "pass/fail"
+    )
     simulation = simulated_pass / (simulated_pass + simulated_fail)
-    entries = ((passing.signal_entries or simulated_pass) + (failing.signal_entries or simulated_fail))
+    entries = (passing.signal_entries or simulated_pass) + (failing.signal_entries or simulated_fail)
     simulation_sigma = float(np.sqrt(simulation * (1 - simulation) / entries))
     ratio = efficiency.fraction / simulation
     fit_sigma = efficiency.uncertainty / simulation
     total_sigma = ratio * float(np.hypot(efficiency.uncertainty / efficiency.fraction, simulation_sigma / simulation))
-    return ScaleFactor(efficiency.fraction, efficiency.uncertainty, simulation, simulation_sigma, ratio, total_sigma,
-                       fit_sigma)
+    return ScaleFactor(
+        efficiency.fraction, efficiency.uncertainty, simulation, simulation_sigma, ratio, total_sigma, fit_sigma
+    )
 
 
 @dataclass(frozen=True)
@@ -95,10 +107,13 @@ class BinnedScaleFactor:
     result: ScaleFactor
 
 
-def scale_factors_in_bins(edges: Sequence[float], categories: Sequence[tuple[Category, Category]],
-                          mc_statistics: str = "staterror") -> list[BinnedScaleFactor]:
+def scale_factors_in_bins(
+    edges: Sequence[float], categories: Sequence[tuple[Category, Category]], mc_statistics: str = "staterror"
+) -> list[BinnedScaleFactor]:
     """One scale factor per bin [edges[i], edges[i+1]) from that bin's (passing, failing) categories."""
     if len(categories) != len(edges) - 1:
         raise ConfigError(f"{len(edges) - 1} bins but {len(categories)} pairs of categories")
-    return [BinnedScaleFactor(float(edges[i]), float(edges[i + 1]), measure_scale_factor(*pair, mc_statistics))
-            for i, pair in enumerate(categories)]
+    return [
+        BinnedScaleFactor(float(edges[i]), float(edges[i + 1]), measure_scale_factor(*pair, mc_statistics))
+        for i, pair in enumerate(categories)
+    ]

@@ -46,8 +46,9 @@ class Binning:
                 raise ConfigError(f"template bin edges must increase, got {list(self.edges)}")
             return hist.axis.Variable(edges, label=label, flow=False)
         if self.bins < 1 or not self.high > self.low:
-            raise ConfigError(f"template binning needs bins ≥ 1 and high > low, got {self.bins} bins "
-                              f"over [{self.low}, {self.high}]")
+            raise ConfigError(
+                f"template binning needs bins ≥ 1 and high > low, got {self.bins} bins over [{self.low}, {self.high}]"
+            )
         return hist.axis.Regular(self.bins, self.low, self.high, label=label, flow=False)
 
 
@@ -59,11 +60,14 @@ def merge_sparse_bins(edges: np.ndarray, samples: Sequence[np.ndarray], min_entr
     new bin closes as soon as every sample reaches ``min_entries``; a short remainder joins the last bin.
     """
     edges = np.asarray(edges, np.float64)
-    counts = np.array([np.histogram(np.clip(values[~np.isnan(values)], edges[0], edges[-1]), edges)[0]
-                       for values in samples])
+    counts = np.array(
+        [np.histogram(np.clip(values[~np.isnan(values)], edges[0], edges[-1]), edges)[0] for values in samples]
+    )
     if np.any(counts.sum(axis=1) < min_entries):
-        raise DataError(f"a template sample has fewer than {min_entries} values inside "
-                        f"[{edges[0]:g}, {edges[-1]:g}]: no binning can hold it")
+        raise DataError(
+            f"a template sample has fewer than {min_entries} values inside "
+            f"[{edges[0]:g}, {edges[-1]:g}]: no binning can hold it"
+        )
     merged = [edges[0]]
     running = np.zeros(len(samples))
     for index in range(len(edges) - 1):
@@ -121,8 +125,13 @@ class Template:
         return self.counts / self.total
 
 
-def make_template(values: np.ndarray, weights: np.ndarray | None = None, binning: Binning = Binning(),
-                  name: str = "sample", label: str = "") -> Template:
+def make_template(
+    values: np.ndarray,
+    weights: np.ndarray | None = None,
+    binning: Binning = Binning(),
+    name: str = "sample",
+    label: str = "",
+) -> Template:
     """The weighted histogram of ``values``; NaN values (jets failing a run's selection) are dropped."""
     values = np.asarray(values, np.float64).ravel()
     weights = np.ones_like(values) if weights is None else np.asarray(weights, np.float64).ravel()
@@ -147,11 +156,15 @@ def check_template(template: Template, where: str = "") -> None:
         raise DataError(f"template {template.name!r}{place} has non-finite bin contents")
     if np.any(counts < 0):
         bins = np.flatnonzero(counts < 0).tolist()
-        raise DataError(f"template {template.name!r}{place} has negative yields in bins {bins} "
-                        "(negative weights): merge bins or use positive weights")
+        raise DataError(
+            f"template {template.name!r}{place} has negative yields in bins {bins} "
+            "(negative weights): merge bins or use positive weights"
+        )
     if template.total <= 0:
-        raise DataError(f"template {template.name!r}{place} is empty: no entries inside "
-                        f"[{template.edges[0]:g}, {template.edges[-1]:g}]")
+        raise DataError(
+            f"template {template.name!r}{place} is empty: no entries inside "
+            f"[{template.edges[0]:g}, {template.edges[-1]:g}]"
+        )
 
 
 def check_same_binning(templates: Sequence[Template], where: str = "") -> None:
@@ -160,14 +173,17 @@ def check_same_binning(templates: Sequence[Template], where: str = "") -> None:
     for template in templates[1:]:
         if len(template.edges) != len(reference.edges) or not np.allclose(template.edges, reference.edges):
             place = f" ({where})" if where else ""
-            raise ConfigError(f"template {template.name!r}{place} has other binning than {reference.name!r}: "
-                              f"{len(template.edges) - 1} bins over [{template.edges[0]:g}, {template.edges[-1]:g}] "
-                              f"against {len(reference.edges) - 1} over [{reference.edges[0]:g}, "
-                              f"{reference.edges[-1]:g}]; histogram both with the same Binning")
+            raise ConfigError(
+                f"template {template.name!r}{place} has other binning than {reference.name!r}: "
+                f"{len(template.edges) - 1} bins over [{template.edges[0]:g}, {template.edges[-1]:g}] "
+                f"against {len(reference.edges) - 1} over [{reference.edges[0]:g}, "
+                f"{reference.edges[-1]:g}]; histogram both with the same Binning"
+            )
 
 
-def read_column(files: Sequence[str | os.PathLike[str]], column: str, weight: str | None = None,
-                tree: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_column(
+    files: Sequence[str | os.PathLike[str]], column: str, weight: str | None = None, tree: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``column`` (and the optional ``weight`` column) of every entry of ``files`` (globs expanded).
 
     Made for the outputs of ``heplearn predict`` (``score_<class>`` columns, NaN for jets that
@@ -187,29 +203,45 @@ def read_column(files: Sequence[str | os.PathLike[str]], column: str, weight: st
     return np.concatenate(values), np.concatenate(weights)
 
 
-def template_from_files(files: Sequence[str | os.PathLike[str]], column: str, binning: Binning = Binning(),
-                        name: str = "sample", weight: str | None = None, tree: str | None = None) -> Template:
+def template_from_files(
+    files: Sequence[str | os.PathLike[str]],
+    column: str,
+    binning: Binning = Binning(),
+    name: str = "sample",
+    weight: str | None = None,
+    tree: str | None = None,
+) -> Template:
     """The template of ``column`` in ``files`` (e.g. ``score_top`` of ``heplearn predict`` outputs)."""
     values, weights = read_column(files, column, weight, tree)
     return make_template(values, weights, binning, name, label=column)
 
 
-def templates_from_run(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
-                       binning: Binning = Binning(), observable: str | None = None,
-                       progress: bool = True) -> dict[str, Template]:
+def templates_from_run(
+    run_dir: str | os.PathLike[str],
+    files: Sequence[str | os.PathLike[str]],
+    binning: Binning = Binning(),
+    observable: str | None = None,
+    progress: bool = True,
+) -> dict[str, Template]:
     """One template per class: the run's signal score (or an observer) of the labelled jets of ``files``.
 
     The run is applied in memory (``heplearn.trained_model.TrainedModel``) with its own selection,
     labels and weights; ``observable`` names an observer of the data instead of the score.
     """
     values, labels, weights, class_names, label = run_observable(run_dir, files, observable, progress)
-    return {name: make_template(values[labels == index], weights[labels == index], binning, name, label)
-            for index, name in enumerate(class_names)}
+    return {
+        name: make_template(values[labels == index], weights[labels == index], binning, name, label)
+        for index, name in enumerate(class_names)
+    }
 
 
-def run_observable(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]],
-                   observable: str | None = None, progress: bool = True, labelled: bool = True,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
+def run_observable(
+    run_dir: str | os.PathLike[str],
+    files: Sequence[str | os.PathLike[str]],
+    observable: str | None = None,
+    progress: bool = True,
+    labelled: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
     """The run's signal score (or ``observable``) per jet of ``files``, with labels, weights, classes, axis label.
 
     A summary statistic (an INFERNO run, ``heplearn.methods.inferno``) gives each jet its bin, the
@@ -261,8 +293,12 @@ def histogram_density(template: Template) -> Density:
     return evaluate
 
 
-def kde_density(values: np.ndarray, weights: np.ndarray | None = None, bandwidth: str | float = "scott",
-                bounds: tuple[float, float] | None = None) -> Density:
+def kde_density(
+    values: np.ndarray,
+    weights: np.ndarray | None = None,
+    bandwidth: str | float = "scott",
+    bounds: tuple[float, float] | None = None,
+) -> Density:
     """A Gaussian kernel density estimate (scipy) of a sample, renormalised inside ``bounds``.
 
     With bounds (a score in [0, 1]) the kernels' mass that leaks out of the range is put back by

@@ -61,9 +61,14 @@ def save_checkpoint(directory: Path, strategy: Any, state: TrainingState) -> Pat
     staging = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
     for module_name, module in strategy.modules.items():
         save_file(model_weights(module), staging / f"{module_name}.safetensors")
-    torch.save({"optimizers": {name: optimizer.state_dict() for name, optimizer in strategy.optimizers.items()},
-                "schedulers": {name: scheduler.state_dict() for name, scheduler in strategy.schedulers.items()},
-                "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    torch.save(
+        {
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in strategy.optimizers.items()},
+            "schedulers": {name: scheduler.state_dict() for name, scheduler in strategy.schedulers.items()},
+            "torch_rng": torch.get_rng_state(),
+        },
+        staging / "optimizer.pt",
+    )
     # Strict JSON: an unset best_val_loss (inf) is written as null and read back as inf.
     (staging / "state.json").write_text(dumps(asdict(state)))
     final = directory / name
@@ -109,8 +114,9 @@ def load_checkpoint(path: Path, strategy: Any) -> TrainingState:
         for name, scheduler in strategy.schedulers.items():
             scheduler.load_state_dict(extra["schedulers"][name])
     except (OSError, RuntimeError, ValueError, KeyError) as error:
-        raise DataError(f"{path}: cannot load the checkpoint ({error}); was it written with another "
-                        "training.step?") from None
+        raise DataError(
+            f"{path}: cannot load the checkpoint ({error}); was it written with another training.step?"
+        ) from None
     torch.set_rng_state(extra["torch_rng"])
     if content.get("best_val_loss") is None:
         content["best_val_loss"] = float("inf")
@@ -128,4 +134,3 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"{path}: no such weights file")
     return load_file(path)
-

@@ -67,8 +67,7 @@ def _classes(config: RunConfig, class_names: list[str], terms: list[Any]) -> Tas
 
 def _reweighting(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
     if len(class_names) != 2:
-        raise ConfigError(f"data.labels.classes: reweighting tells two samples apart (target first), got "
-                          f"{class_names}")
+        raise ConfigError(f"data.labels.classes: reweighting tells two samples apart (target first), got {class_names}")
     return Reweighting(class_names, terms)
 
 
@@ -76,16 +75,20 @@ def _summary_statistic(config: RunConfig, class_names: list[str], terms: list[An
     from heplearn.methods.inferno import SummaryStatistic
 
     if len(class_names) < 2:
-        raise ConfigError(f"data.labels.classes: a summary statistic separates the signal (first class) from "
-                          f"the others, got {class_names}")
+        raise ConfigError(
+            f"data.labels.classes: a summary statistic separates the signal (first class) from "
+            f"the others, got {class_names}"
+        )
     return SummaryStatistic(config.training.bins, terms, class_names=class_names)
 
 
 def _regression(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
     quantile = isinstance(config.training.loss, list) and any(
-        LOSS_TERMS.get(term.name, "training.loss").uses_quantiles for term in config.training.loss)
-    return Regression(list(config.data.labels.targets), terms,
-                      quantiles=config.training.quantiles if quantile else None)
+        LOSS_TERMS.get(term.name, "training.loss").uses_quantiles for term in config.training.loss
+    )
+    return Regression(
+        list(config.data.labels.targets), terms, quantiles=config.training.quantiles if quantile else None
+    )
 
 
 def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any]) -> Task:
@@ -94,8 +97,10 @@ def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any])
     reads_image = "image" in getattr(model, "input_keys", ())
     group = "image" if reads_image else config.data.jet_group(config.model.name)
     if group not in config.data.inputs or (reads_image and config.data.inputs[group].image is None):
-        raise ConfigError(f"model.name: {config.model.name} rebuilds an image: data.inputs needs a group 'image' "
-                          "with image settings (e.g. image: {kind: calorimeter})")
+        raise ConfigError(
+            f"model.name: {config.model.name} rebuilds an image: data.inputs needs a group 'image' "
+            "with image settings (e.g. image: {kind: calorimeter})"
+        )
     # a model whose outputs are more than the reconstruction (a VAE's latent) builds its own task
     build = getattr(model, "reconstruction_task", None)
     if build is not None:
@@ -107,13 +112,21 @@ def _reconstruction(config: RunConfig, class_names: list[str], terms: list[Any])
 
 # data.labels.type -> the task it trains (built without terms first, then given them)
 TASK_BUILDERS: dict[str, Callable[[RunConfig, list[str], list[Any]], Task]] = {
-    "classification": _classes, "reweighting": _reweighting, "summary_statistic": _summary_statistic,
-    "regression": _regression, "none": _reconstruction,
+    "classification": _classes,
+    "reweighting": _reweighting,
+    "summary_statistic": _summary_statistic,
+    "regression": _regression,
+    "none": _reconstruction,
 }
 
 
-def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarray | None = None,
-              train_weights: np.ndarray | None = None, train_observers: dict[str, np.ndarray] | None = None) -> Task:
+def make_task(
+    config: RunConfig,
+    class_names: list[str],
+    train_labels: np.ndarray | None = None,
+    train_weights: np.ndarray | None = None,
+    train_observers: dict[str, np.ndarray] | None = None,
+) -> Task:
     """The task ``data.labels.type`` names, with the loss terms of ``training.loss``."""
     build = TASK_BUILDERS[config.data.labels.type]
     task = build(config, class_names, [])
@@ -122,8 +135,9 @@ def make_task(config: RunConfig, class_names: list[str], train_labels: np.ndarra
         from heplearn.run_config import LossTermConfig
 
         specs = [LossTermConfig(name=task.default_loss)]
-    task.terms = build_terms(specs, task, TermContext(config.training, train_labels, train_weights, train_observers,
-                                                      config.data))
+    task.terms = build_terms(
+        specs, task, TermContext(config.training, train_labels, train_weights, train_observers, config.data)
+    )
     return task
 
 
@@ -139,8 +153,9 @@ def check_config(config: RunConfig) -> None:
     else:
         config.data.jet_group(config.model.name)
         if not config.data.labels.has_classes:
-            raise ConfigError(f"model.name: {config.model.name} is a classifier; data.labels.type is "
-                              f"{config.data.labels.type}")
+            raise ConfigError(
+                f"model.name: {config.model.name} is a classifier; data.labels.type is {config.data.labels.type}"
+            )
 
 
 def train(
@@ -167,8 +182,10 @@ def train(
         if not run.is_run():
             raise DataError(f"{run.path}: nothing to resume (no config.yaml)")
         if run.is_finished():
-            raise ConfigError(f"{run.path}: the run is finished ({run.model_info_file.name} exists); resuming "
-                              "would train it again: train a new run (--name), or evaluate/export this one")
+            raise ConfigError(
+                f"{run.path}: the run is finished ({run.model_info_file.name} exists); resuming "
+                "would train it again: train a new run (--name), or evaluate/export this one"
+            )
     elif rank == 0:
         run = RunDirectory.create(runs_dir, name, config.model.name)
         created = True
@@ -180,8 +197,9 @@ def train(
     if not registry.is_torch_model(config.model.name):
         # the classical models read one per-jet group: do not pad particles they never look at
         group = config.data.jet_group(config.model.name)
-        config = config.model_copy(update={"data": config.data.model_copy(
-            update={"inputs": {group: config.data.inputs[group]}})})
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"inputs": {group: config.data.inputs[group]}})}
+        )
     _seed_everything(config.training.seed, config.training.deterministic)
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
@@ -222,17 +240,34 @@ def _remove_if_unresumable(run: RunDirectory) -> None:
     shutil.rmtree(run.path, ignore_errors=True)
 
 
-def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocessing, resume: bool, progress: bool,
-                 on_batch: Any, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def _train_torch(
+    config: RunConfig,
+    run: RunDirectory,
+    preprocessing: Preprocessing,
+    resume: bool,
+    progress: bool,
+    on_batch: Any,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     training = config.training
     rank, world_size = distributed()
     train_files = config.data.files("train")
     if training.streaming:
-        stream = JetStream(train_files, config.data, preprocessing, training.batch_size, shuffle=True,
-                           seed=training.seed, buffer_size=training.buffer_size, rank=rank, world_size=world_size)
+        stream = JetStream(
+            train_files,
+            config.data,
+            preprocessing,
+            training.batch_size,
+            shuffle=True,
+            seed=training.seed,
+            buffer_size=training.buffer_size,
+            rank=rank,
+            world_size=world_size,
+        )
         total = sum(len(piece) for piece in stream.pieces)
-        train_source: Any = StreamSource(stream_loader(stream, training.num_workers),
-                                         max(1, total // world_size // training.batch_size))
+        train_source: Any = StreamSource(
+            stream_loader(stream, training.num_workers), max(1, total // world_size // training.batch_size)
+        )
         sample, _ = load_arrays(train_files, config.data, config.data.standardization_jets)
         labels, weights, observers = sample.label, sample.weight, sample.observers
     else:
@@ -245,8 +280,9 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
         val_source = InMemorySource(val_set, max(training.batch_size, 1024), False, 0)
     task = make_task(config, preprocessing.class_names, labels, weights, observers)
     try:
-        _, trainer = fit_torch(config, task, train_source, val_source, run.path, progress, on_batch, resume,
-                               preprocessing, on_epoch)
+        _, trainer = fit_torch(
+            config, task, train_source, val_source, run.path, progress, on_batch, resume, preprocessing, on_epoch
+        )
     finally:
         if isinstance(train_source, StreamSource):
             train_source.loader.close()  # its worker processes
@@ -255,25 +291,50 @@ def _train_torch(config: RunConfig, run: RunDirectory, preprocessing: Preprocess
     assert trainer.strategy is not None
     for module_name, module in trainer.strategy.product_modules().items():  # the best epoch's, with validation
         best = run.checkpoints / ckpt.BEST / f"{module_name}.safetensors"
-        state: dict[str, torch.Tensor] = (ckpt.load_weights(best) if val_source is not None and best.is_file()
-                                          else ckpt.model_weights(module))
+        state: dict[str, torch.Tensor] = (
+            ckpt.load_weights(best) if val_source is not None and best.is_file() else ckpt.model_weights(module)
+        )
         with atomic_path(run.module_weights_file(module_name)) as temporary:
             save_file(state, temporary)
     run.write_model_info(model_info(config, task))
     return run.read_history()
 
 
-def fit_torch(config: RunConfig, task: Task, train_source: Any, val_source: Any, run_dir: Path | None,
-              progress: bool = True, on_batch: Any = None, resume: bool = False,
-              preprocessing: Preprocessing | None = None,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[torch.nn.Module, Trainer]:
+def fit_torch(
+    config: RunConfig,
+    task: Task,
+    train_source: Any,
+    val_source: Any,
+    run_dir: Path | None,
+    progress: bool = True,
+    on_batch: Any = None,
+    resume: bool = False,
+    preprocessing: Preprocessing | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.nn.Module, Trainer]:
     """Build the network a config names and ``fit`` it; the same initial weights on every rank."""
     torch.manual_seed(config.training.seed)
     model = registry.build_network(config.model, config.data, task.num_outputs)
-    log.info("model %s (%s preset): %d parameters", config.model.name, config.model.preset,
-             sum(p.numel() for p in model.parameters()))
-    result = fit(model, task, train_source, val_source, config.training, run_dir=run_dir, progress=progress,
-                 on_batch=on_batch, resume=resume, data=config.data, preprocessing=preprocessing, on_epoch=on_epoch)
+    log.info(
+        "model %s (%s preset): %d parameters",
+        config.model.name,
+        config.model.preset,
+        sum(p.numel() for p in model.parameters()),
+    )
+    result = fit(
+        model,
+        task,
+        train_source,
+        val_source,
+        config.training,
+        run_dir=run_dir,
+        progress=progress,
+        on_batch=on_batch,
+        resume=resume,
+        data=config.data,
+        preprocessing=preprocessing,
+        on_epoch=on_epoch,
+    )
     return model, result.trainer
 
 
@@ -304,17 +365,24 @@ def _train_classical(config: RunConfig, run: RunDirectory, preprocessing: Prepro
     model, record = fit_classical(config, train_arrays, val_arrays)
     model.save(run.classical_model_dir)
     run.append_history(record)
-    run.write_model_info(model_info(config, Classification(class_names),
-                                    {"feature_group": config.data.jet_group(config.model.name)}))
+    run.write_model_info(
+        model_info(config, Classification(class_names), {"feature_group": config.data.jet_group(config.model.name)})
+    )
     log.info("%s: %s", config.model.name, record)
     return [record]
 
 
 def model_info(config: RunConfig, task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of ``model.json``: the model, its inputs and its task."""
-    return {"name": config.model.name, "preset": config.model.preset,
-            "hyperparameters": config.model.hyperparameters, "input_dims": input_dims(config.data),
-            "class_names": list(getattr(task, "class_names", [])), **task.info(), **(extra or {})}
+    return {
+        "name": config.model.name,
+        "preset": config.model.preset,
+        "hyperparameters": config.model.hyperparameters,
+        "input_dims": input_dims(config.data),
+        "class_names": list(getattr(task, "class_names", [])),
+        **task.info(),
+        **(extra or {}),
+    }
 
 
 def init_distributed() -> None:

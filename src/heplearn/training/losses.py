@@ -110,8 +110,9 @@ def class_weights(context: TermContext, task: Task) -> torch.Tensor | None:
         return torch.tensor(totals.sum() / (classes * totals), dtype=torch.float32)
     if isinstance(setting, list):
         if len(setting) != classes:
-            raise ConfigError(f"training.class_weights: {len(setting)} values for {classes} classes "
-                              f"({', '.join(names)})")
+            raise ConfigError(
+                f"training.class_weights: {len(setting)} values for {classes} classes ({', '.join(names)})"
+            )
         return torch.tensor(setting, dtype=torch.float32)
     return None
 
@@ -192,18 +193,21 @@ class HuberQuantiles(Pinball):
 
 
 # imported on first use, so a method's term loads with its method
-LOSS_TERMS = Plugins("loss term", {
-    "cross_entropy": (__name__, "CrossEntropy"),
-    "mse": (__name__, "MeanSquaredError"),
-    "huber": (__name__, "Huber"),
-    "quantile": (__name__, "Pinball"),
-    "huber_quantiles": (__name__, "HuberQuantiles"),
-    "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
-    "inferno": ("heplearn.methods.inferno", "InfernoTerm"),
-    "planed_cross_entropy": ("heplearn.methods.decorrelation", "PlanedCrossEntropy"),
-    "reconstruction_mse": ("heplearn.methods.anomaly", "ReconstructionError"),
-    "kl": ("heplearn.methods.anomaly", "KLDivergence"),
-})
+LOSS_TERMS = Plugins(
+    "loss term",
+    {
+        "cross_entropy": (__name__, "CrossEntropy"),
+        "mse": (__name__, "MeanSquaredError"),
+        "huber": (__name__, "Huber"),
+        "quantile": (__name__, "Pinball"),
+        "huber_quantiles": (__name__, "HuberQuantiles"),
+        "disco": ("heplearn.methods.decorrelation", "DistanceCorrelationTerm"),
+        "inferno": ("heplearn.methods.inferno", "InfernoTerm"),
+        "planed_cross_entropy": ("heplearn.methods.decorrelation", "PlanedCrossEntropy"),
+        "reconstruction_mse": ("heplearn.methods.anomaly", "ReconstructionError"),
+        "kl": ("heplearn.methods.anomaly", "KLDivergence"),
+    },
+)
 
 
 def register_loss_term(term: type[LossTermBase]) -> None:

@@ -48,8 +48,11 @@ class Lookahead(torch.optim.Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """The inner optimiser's state, the slow weights and the step counter."""
-        return {"inner": self.inner.state_dict(), "slow": [list(group) for group in self._slow],
-                "counter": self._counter}
+        return {
+            "inner": self.inner.state_dict(),
+            "slow": [list(group) for group in self._slow],
+            "counter": self._counter,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
@@ -63,14 +66,16 @@ def make_optimizer(parameters: Any, config: TrainingConfig) -> torch.optim.Optim
     parameters = list(parameters)
     if config.optimizer == "radam":
         inner: torch.optim.Optimizer = torch.optim.RAdam(
-            parameters, lr=config.learning_rate, weight_decay=config.weight_decay, decoupled_weight_decay=True)
+            parameters, lr=config.learning_rate, weight_decay=config.weight_decay, decoupled_weight_decay=True
+        )
     else:
         inner = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     return Lookahead(inner) if config.lookahead else inner
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig,
-                   total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step multiplier of the learning rate: linear warm-up, then the chosen decay."""
     warmup = int(config.warmup_fraction * total_steps)
     target = optimizer.inner if isinstance(optimizer, Lookahead) else optimizer

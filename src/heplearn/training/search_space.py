@@ -117,8 +117,7 @@ class ParameterSpec(StrictModel):
             return [float(low + index * self.step) for index in range(count)]
         if self.grid_points is None:
             raise ConfigError(f"search space {key}: the grid sampler needs a step or grid_points for a float range")
-        spaced = np.geomspace(low, high, self.grid_points) if self.log else np.linspace(low, high,
-                                                                                         self.grid_points)
+        spaced = np.geomspace(low, high, self.grid_points) if self.log else np.linspace(low, high, self.grid_points)
         return [float(value) for value in spaced]
 
 
@@ -175,15 +174,21 @@ def check_space(space: SearchSpace, base: dict[str, Any], sampler: str = "tpe") 
     for key, spec in space.parameters.items():
         parts = key.split(".")
         if len(parts) < 2 or parts[0] not in RunConfig.model_fields:
-            raise ConfigError(f"search space {key}: not a key of a run config (give section.key, e.g. "
-                              "training.learning_rate or model.<hyper-parameter>)")
+            raise ConfigError(
+                f"search space {key}: not a key of a run config (give section.key, e.g. "
+                "training.learning_rate or model.<hyper-parameter>)"
+            )
         if parts[0] == "model":
             if parts[1] == "name":
-                raise ConfigError(f"search space {key}: the model cannot vary within a study (its hyper-parameters "
-                                  "differ); run one study per model")
+                raise ConfigError(
+                    f"search space {key}: the model cannot vary within a study (its hyper-parameters "
+                    "differ); run one study per model"
+                )
             if parts[1] not in known_model_keys:
-                raise ConfigError(f"search space {key}: unknown key: {model_name} has no hyper-parameter "
-                                  f"{parts[1]!r} (known: {', '.join(sorted(known_model_keys))})")
+                raise ConfigError(
+                    f"search space {key}: unknown key: {model_name} has no hyper-parameter "
+                    f"{parts[1]!r} (known: {', '.join(sorted(known_model_keys))})"
+                )
         for value in spec.ends():
             try:
                 check_config(config_with(base, {key: value}))
@@ -194,8 +199,10 @@ def check_space(space: SearchSpace, base: dict[str, Any], sampler: str = "tpe") 
         if sampler == "grid":
             spec.grid(key)
     if space.metric.startswith("val_") and not config.data.val:
-        raise ConfigError(f"metric {space.metric}: the run config has no validation split (data.val); give one or "
-                          "optimise a train_ metric")
+        raise ConfigError(
+            f"metric {space.metric}: the run config has no validation split (data.val); give one or "
+            "optimise a train_ metric"
+        )
 
 
 def grid_of(space: SearchSpace) -> dict[str, list[Any]]:

@@ -101,8 +101,13 @@ def autocast(training: Any) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast("cpu", dtype=torch.bfloat16) if training.mixed_precision else contextlib.nullcontext()
 
 
-def optimise(loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-             gradient_clip: float | None) -> None:
+def optimise(
+    loss: torch.Tensor,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    gradient_clip: float | None,
+) -> None:
     """Backward, clip the gradients of ``module``, one optimiser and scheduler step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -131,8 +136,9 @@ class SingleNetworkStep(StepStrategy):
             outputs = self.network(batch)
         terms = self.task.loss(outputs, batch)
         loss = self.task.total_loss(terms)
-        optimise(loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"],
-                 self.training.gradient_clip)
+        optimise(
+            loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"], self.training.gradient_clip
+        )
         return loss_figures(loss, terms)
 
 
@@ -144,14 +150,17 @@ def loss_figures(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str
     return figures
 
 
-STEP_STRATEGIES = Plugins("step strategy", {
-    "single": (__name__, "SingleNetworkStep"),
-    "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
-    "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
-    "adversarial_inputs": ("heplearn.methods.robustness", "AdversarialInputStep"),
-    "double_disco": ("heplearn.methods.decorrelation", "DoubleDisCoStep"),
-    "normalized_autoencoder": ("heplearn.methods.normalized_autoencoder", "NormalizedAutoencoderStep"),
-})
+STEP_STRATEGIES = Plugins(
+    "step strategy",
+    {
+        "single": (__name__, "SingleNetworkStep"),
+        "adversarial": ("heplearn.methods.decorrelation", "AdversarialStep"),
+        "domain_adversarial": ("heplearn.methods.domain", "DomainAdversarialStep"),
+        "adversarial_inputs": ("heplearn.methods.robustness", "AdversarialInputStep"),
+        "double_disco": ("heplearn.methods.decorrelation", "DoubleDisCoStep"),
+        "normalized_autoencoder": ("heplearn.methods.normalized_autoencoder", "NormalizedAutoencoderStep"),
+    },
+)
 
 
 def register_step_strategy(strategy: type[StepStrategy]) -> None:

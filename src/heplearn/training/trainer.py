@@ -74,8 +74,14 @@ class InMemorySource:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of ``epoch`` of this rank's share of the jets."""
-        return self.dataset.batches(self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
-                                    rank=self.rank, world_size=self.world_size)
+        return self.dataset.batches(
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
 
     def batches_per_epoch(self) -> int:
         """Batches per epoch of one rank."""
@@ -122,10 +128,19 @@ class Predictions:
 class Trainer:
     """Runs a step strategy over a ``BatchSource`` for ``config.epochs`` epochs (see the module doc)."""
 
-    def __init__(self, model: torch.nn.Module, config: TrainingConfig, task: Task, run_dir: Path | None,
-                 progress: bool = True, on_batch: Callable[[Batch], None] | None = None,
-                 step: StepConfig | None = None, data: Any = None, preprocessing: Any = None,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainingConfig,
+        task: Task,
+        run_dir: Path | None,
+        progress: bool = True,
+        on_batch: Callable[[Batch], None] | None = None,
+        step: StepConfig | None = None,
+        data: Any = None,
+        preprocessing: Any = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.model = model
         self.config = config
         self.task = task
@@ -156,24 +171,39 @@ class Trainer:
         """Train until ``config.epochs`` or early stopping (from the last checkpoint if ``resume``); the end state."""
         config = self.config
         steps_per_epoch = min(train.batches_per_epoch(), config.max_steps_per_epoch or 10**12)
-        strategy = build_step(StepContext(self.model, self.task, config, max(1, steps_per_epoch * config.epochs),
-                                          self._wrap, self.data, self.preprocessing), self.step_config)
+        strategy = build_step(
+            StepContext(
+                self.model,
+                self.task,
+                config,
+                max(1, steps_per_epoch * config.epochs),
+                self._wrap,
+                self.data,
+                self.preprocessing,
+            ),
+            self.step_config,
+        )
         self.strategy = strategy
         state = ckpt.TrainingState()
         checkpoints = RunDirectory(self.run_dir).checkpoints if self.run_dir else None
         if resume and checkpoints and (last := ckpt.latest_checkpoint(checkpoints)):
             state = ckpt.load_checkpoint(last, strategy)
-            log.info("resuming from %s (epoch %d, batch %d, step %d)", last.name, state.epoch, state.batch,
-                     state.step)
+            log.info("resuming from %s (epoch %d, batch %d, step %d)", last.name, state.epoch, state.batch, state.step)
         writer = self._tensorboard()
         while state.epoch < config.epochs and not state.finished:
             strategy.train()
             batches = train.epoch_batches(state.epoch)
             batches = itertools.islice(batches, state.batch, steps_per_epoch)  # skip what a resume already did
-            bar = progress_bar(total=steps_per_epoch, initial=state.batch,
-                               desc=f"epoch {state.epoch + 1}/{config.epochs}", disable=not self.progress,
-                               unit="batch", dynamic_ncols=True, leave=False,
-                               log_summary=False)  # the epoch's log line (``_log``) says it all
+            bar = progress_bar(
+                total=steps_per_epoch,
+                initial=state.batch,
+                desc=f"epoch {state.epoch + 1}/{config.epochs}",
+                disable=not self.progress,
+                unit="batch",
+                dynamic_ncols=True,
+                leave=False,
+                log_summary=False,
+            )  # the epoch's log line (``_log``) says it all
             sums: defaultdict[str, float]
             started, jets, sums, count = time.perf_counter(), 0, defaultdict(float), 0
             with self._join():
@@ -188,8 +218,9 @@ class Trainer:
                     for key, value in figures.items():
                         sums[key] += value
                     bar.update()
-                    bar.set_postfix(loss=f"{figures['loss']:.4f}",
-                                    jets_s=f"{jets / (time.perf_counter() - started):.0f}")
+                    bar.set_postfix(
+                        loss=f"{figures['loss']:.4f}", jets_s=f"{jets / (time.perf_counter() - started):.0f}"
+                    )
                     if writer:
                         writer.add_scalar("train/loss_step", figures["loss"], state.step)
                     if config.checkpoint_every and state.step % config.checkpoint_every == 0 and self.is_main:
@@ -255,8 +286,11 @@ class Trainer:
     # -- bookkeeping
     def _log(self, record: dict[str, Any], writer: Any) -> None:
         self.history.append(record)
-        log.info("epoch %d: %s", record["epoch"],
-                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"epoch", "step"}))
+        log.info(
+            "epoch %d: %s",
+            record["epoch"],
+            ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"epoch", "step"}),
+        )
         if not (self.is_main and self.run_dir):
             return
         RunDirectory(self.run_dir).append_history(record)
@@ -319,10 +353,21 @@ class FitResult:
     trainer: Trainer
 
 
-def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource | None, config: TrainingConfig,
-        *, run_dir: Path | None = None, progress: bool = False, on_batch: Callable[[Batch], None] | None = None,
-        resume: bool = False, data: Any = None, preprocessing: Any = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    task: Task,
+    train: BatchSource,
+    val: BatchSource | None,
+    config: TrainingConfig,
+    *,
+    run_dir: Path | None = None,
+    progress: bool = False,
+    on_batch: Callable[[Batch], None] | None = None,
+    resume: bool = False,
+    data: Any = None,
+    preprocessing: Any = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
     """Train ``model`` for ``task`` on ``train`` (validating on ``val``) as ``config`` says.
 
     The one in-memory entry point: ``heplearn.train`` and ``Classifier.fit`` call it, and so do
@@ -332,8 +377,9 @@ def fit(model: torch.nn.Module, task: Task, train: BatchSource, val: BatchSource
     to the step strategy, for strategies that read a sample of their own (domain adaptation).
     ``on_epoch`` is called with each epoch's record (``metrics.jsonl``'s line) after it is written.
     """
-    trainer = Trainer(model, config, task, run_dir, progress, on_batch, data=data, preprocessing=preprocessing,
-                      on_epoch=on_epoch)
+    trainer = Trainer(
+        model, config, task, run_dir, progress, on_batch, data=data, preprocessing=preprocessing, on_epoch=on_epoch
+    )
     state = trainer.fit(train, val, resume=resume)
     log.info("finished after %d epochs; best epoch %d", state.epoch, state.best_epoch + 1)
     return FitResult(model, trainer.history, state, trainer)

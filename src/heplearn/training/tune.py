@@ -103,8 +103,9 @@ class TuneSettings:
             raise ConfigError("the heartbeat interval must be at least 1 s and below the grace period")
 
 
-def train_trial(config: RunConfig, name: str, runs_dir: Path, on_epoch: EpochCallback,
-                progress: bool) -> list[dict[str, Any]]:
+def train_trial(
+    config: RunConfig, name: str, runs_dir: Path, on_epoch: EpochCallback, progress: bool
+) -> list[dict[str, Any]]:
     """One trial as an ordinary training run ``runs_dir/name``; returns its epochs' records."""
     from heplearn.training.from_config import train
 
@@ -188,15 +189,20 @@ def open_storage(url: str, settings: TuneSettings) -> Any:
         with quiet_experimental():
             # SQLite locks the whole file per write: wait for the other workers' writes rather than fail
             engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=settings.heartbeat_interval,
-                              grace_period=settings.grace_period,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=settings.heartbeat_interval,
+                grace_period=settings.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except (ImportError, ValueError, RuntimeError, optuna.exceptions.StorageInternalError) as error:
         raise TuneError(f"--storage {_shown(url)}: cannot open it ({type(error).__name__}: {error})") from None
     except Exception as error:  # SQLAlchemy's errors: a server that does not answer, a file that cannot be made
         if type(error).__module__.startswith("sqlalchemy"):
-            raise TuneError(f"--storage {_shown(url)}: cannot open it ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0]})") from None
+            raise TuneError(
+                f"--storage {_shown(url)}: cannot open it ({type(error).__name__}: {str(error).splitlines()[0]})"
+            ) from None
         raise
 
 
@@ -209,8 +215,11 @@ def _sampler(settings: TuneSettings, space: SearchSpace, worker: int, started: i
     import numpy as np
     import optuna
 
-    seed = None if settings.seed is None else int(
-        np.random.SeedSequence([settings.seed, worker, started]).generate_state(1)[0])
+    seed = (
+        None
+        if settings.seed is None
+        else int(np.random.SeedSequence([settings.seed, worker, started]).generate_state(1)[0])
+    )
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
     if settings.sampler == "nsga2":
@@ -239,8 +248,13 @@ def load_study(plan: StudyPlan, worker: int = 0, storage: Any = None) -> Any:
     import optuna
 
     storage = storage if storage is not None else open_storage(plan.storage, plan.settings)
-    study = optuna.create_study(storage=storage, study_name=plan.name, load_if_exists=True,
-                                direction=plan.space.direction, pruner=_pruner(plan.settings, plan.base))
+    study = optuna.create_study(
+        storage=storage,
+        study_name=plan.name,
+        load_if_exists=True,
+        direction=plan.space.direction,
+        pruner=_pruner(plan.settings, plan.base),
+    )
     study.sampler = _sampler(plan.settings, plan.space, worker, len(study.get_trials(deepcopy=False)))
     space = plan.space.model_dump(mode="json")
     stored = study.user_attrs.get("space")
@@ -248,8 +262,10 @@ def load_study(plan: StudyPlan, worker: int = 0, storage: Any = None) -> Any:
         study.set_user_attr("space", space)
         study.set_user_attr("base_config", plan.base)
     elif stored != space:
-        raise ConfigError(f"study {plan.name!r} in {_shown(plan.storage)} was begun with another search space; "
-                          "give a new --study name to search this one")
+        raise ConfigError(
+            f"study {plan.name!r} in {_shown(plan.storage)} was begun with another search space; "
+            "give a new --study name to search this one"
+        )
     if study.direction.name.lower() != plan.space.direction:
         raise ConfigError(f"study {plan.name!r} {study.direction.name.lower()}s; the space says {plan.space.direction}")
     return study
@@ -266,8 +282,14 @@ def counted(study: Any, below: int | None = None) -> int:
     those running with a smaller number (started earlier)."""
     complete, pruned, running = _states()
     trials = study.get_trials(deepcopy=False, states=(complete, pruned, running))
-    return sum(1 for trial in trials if not trial.user_attrs.get("surplus") and (
-        trial.state in (complete, pruned) or (below is not None and trial.state == running and trial.number < below)))
+    return sum(
+        1
+        for trial in trials
+        if not trial.user_attrs.get("surplus")
+        and (
+            trial.state in (complete, pruned) or (below is not None and trial.state == running and trial.number < below)
+        )
+    )
 
 
 def _report_epochs(trial: Any, metric: str, last_epoch: int) -> EpochCallback:
@@ -294,8 +316,11 @@ def trial_value(history: list[dict[str, Any]], metric: str) -> float:
     if not history:
         raise TuneError("the trial recorded no epoch")
     losses = [record.get("val_loss") for record in history]
-    kept = (min(range(len(history)), key=lambda index: losses[index])  # type: ignore[arg-type,return-value]
-            if all(loss is not None for loss in losses) else len(history) - 1)
+    kept = (
+        min(range(len(history)), key=lambda index: losses[index])  # type: ignore[arg-type,return-value]
+        if all(loss is not None for loss in losses)
+        else len(history) - 1
+    )
     if history[kept].get(metric) is None:
         raise ConfigError(f"metric {metric}: not among the epoch's figures ({', '.join(sorted(history[kept]))})")
     return float(history[kept][metric])
@@ -323,15 +348,21 @@ def _objective(plan: StudyPlan) -> Callable[[Any], float]:
         config = config_with(plan.base, values)
         # a classical model (BDT, cuts, likelihood) reports once, when it is fitted
         last_epoch = config.training.epochs if registry.is_torch_model(config.model.name) else 1
-        history = plan.trial_function(config, trial_name(trial.number), plan.directory,
-                                      _report_epochs(trial, plan.space.metric, last_epoch), plan.settings.progress)
+        history = plan.trial_function(
+            config,
+            trial_name(trial.number),
+            plan.directory,
+            _report_epochs(trial, plan.space.metric, last_epoch),
+            plan.settings.progress,
+        )
         return trial_value(history, plan.space.metric)
 
     return objective
 
 
-def run_worker(plan: StudyPlan, worker: int = 0, storage: Any = None,
-               on_trial: Callable[[], None] | None = None) -> int:
+def run_worker(
+    plan: StudyPlan, worker: int = 0, storage: Any = None, on_trial: Callable[[], None] | None = None
+) -> int:
     """Run trials of the study until it has ``plan.settings.trials``; returns how many this worker ran.
 
     Any number of workers may run this at once on one storage (processes, machines, Dask tasks).
@@ -377,9 +408,18 @@ def check_packages(workers: int = 0, scheduler: str | None = None) -> None:
         optional_import("dask.distributed", "heplearn tune on Dask workers (--workers, --dask)")
 
 
-def tune(base: dict[str, Any], space: SearchSpace, settings: TuneSettings, name: str,
-         runs_dir: str | os.PathLike[str] = "runs", storage: str | None = None, workers: int = 0,
-         scheduler: str | None = None, trial_function: TrialFunction = train_trial, report: bool = True) -> TuneResult:
+def tune(
+    base: dict[str, Any],
+    space: SearchSpace,
+    settings: TuneSettings,
+    name: str,
+    runs_dir: str | os.PathLike[str] = "runs",
+    storage: str | None = None,
+    workers: int = 0,
+    scheduler: str | None = None,
+    trial_function: TrialFunction = train_trial,
+    report: bool = True,
+) -> TuneResult:
     """Run (or resume) study ``name`` over ``space`` and write its outputs; returns the best trial.
 
     ``base`` is a run config as a dict (``read_base_config``). The trials go to
@@ -391,16 +431,19 @@ def tune(base: dict[str, Any], space: SearchSpace, settings: TuneSettings, name:
     settings.check()
     check_packages(workers, scheduler)
     if storage == MEMORY and (workers or scheduler):
-        raise ConfigError("--storage memory lives in one process; Dask workers need a database (the default SQLite "
-                          "file, or a server URL)")
+        raise ConfigError(
+            "--storage memory lives in one process; Dask workers need a database (the default SQLite "
+            "file, or a server URL)"
+        )
     check_space(space, base, settings.sampler)
     directory = Path(runs_dir) / name
     _route_optuna_logs()
     # a URL that cannot be opened fails before anything is written
     opened = open_storage(storage, settings) if storage is not None else None
     directory.mkdir(parents=True, exist_ok=True)
-    plan = StudyPlan(name, directory.resolve(), storage or default_storage(directory), base, space, settings,
-                     trial_function)
+    plan = StudyPlan(
+        name, directory.resolve(), storage or default_storage(directory), base, space, settings, trial_function
+    )
     opened = opened if opened is not None else open_storage(plan.storage, settings)
     study = load_study(plan, storage=opened)
     if workers or scheduler:
@@ -416,8 +459,14 @@ def _trial_bar(study: Any, settings: TuneSettings) -> Iterator[Callable[[], None
     """A progress bar of the study's finished trials (updated by calling what it yields)."""
     from heplearn.progress import progress_bar
 
-    bar = progress_bar(total=settings.trials, initial=min(counted(study), settings.trials), desc="trials", unit="trial",
-                       disable=not settings.progress, dynamic_ncols=True)
+    bar = progress_bar(
+        total=settings.trials,
+        initial=min(counted(study), settings.trials),
+        desc="trials",
+        unit="trial",
+        disable=not settings.progress,
+        dynamic_ncols=True,
+    )
 
     def update() -> None:
         bar.n = min(counted(study), settings.trials)
@@ -440,8 +489,9 @@ def _run_on_dask(plan: StudyPlan, workers: int, scheduler: str | None) -> None:
             client = stack.enter_context(Client(scheduler))
             count = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
         else:
-            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None))
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            )
             client = stack.enter_context(Client(cluster))
             count = workers
         futures = [client.submit(_dask_worker, worker_plan, index, pure=False) for index in range(count)]
@@ -465,12 +515,23 @@ def trial_rows(study: Any, space: SearchSpace) -> list[dict[str, Any]]:
         if trial.user_attrs.get("surplus"):
             continue
         values = trial.user_attrs.get("values", {})
-        duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
-            if trial.datetime_complete and trial.datetime_start else None
-        rows.append({"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
-                     **{key: values.get(key) for key in space.parameters},
-                     "epochs": len(trial.intermediate_values), "seconds": duration,
-                     "worker": trial.user_attrs.get("worker"), "run_dir": trial.user_attrs.get("run_dir")})
+        duration = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name.lower(),
+                "value": trial.value,
+                **{key: values.get(key) for key in space.parameters},
+                "epochs": len(trial.intermediate_values),
+                "seconds": duration,
+                "worker": trial.user_attrs.get("worker"),
+                "run_dir": trial.user_attrs.get("run_dir"),
+            }
+        )
     return rows
 
 
@@ -479,8 +540,15 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     if rows:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({key: (yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, list | dict)
-                                else value) for key, value in row.items()} for row in rows)
+        writer.writerows(
+            {
+                key: (
+                    yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, list | dict) else value
+                )
+                for key, value in row.items()
+            }
+            for row in rows
+        )
     return stream.getvalue()
 
 
@@ -490,8 +558,10 @@ def write_outputs(study: Any, plan: StudyPlan, report: bool = True) -> TuneResul
     from optuna.trial import TrialState
 
     rows = trial_rows(study, plan.space)
-    counts = {state: sum(1 for row in rows if row["state"] == state) for state in ("complete", "pruned", "fail",
-                                                                                 "running", "waiting")}
+    counts = {
+        state: sum(1 for row in rows if row["state"] == state)
+        for state in ("complete", "pruned", "fail", "running", "waiting")
+    }
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise TuneError(f"study {plan.name!r}: no trial completed ({counts}); see the trials' train.log files")
@@ -499,25 +569,46 @@ def write_outputs(study: Any, plan: StudyPlan, report: bool = True) -> TuneResul
     best_values = best.user_attrs["values"]
     directory = plan.directory
     best_config = directory / BEST_CONFIG_FILE
-    header = (f"# heplearn tune: best trial {best.number} of study {plan.name!r} "
-              f"({plan.space.metric} {best.value:.6g}, {plan.space.direction}d)\n"
-              f"# train it with: heplearn train -c {best_config}\n")
+    header = (
+        f"# heplearn tune: best trial {best.number} of study {plan.name!r} "
+        f"({plan.space.metric} {best.value:.6g}, {plan.space.direction}d)\n"
+        f"# train it with: heplearn train -c {best_config}\n"
+    )
     content = config_with(plan.base, best_values).model_dump(mode="json")
     write_text_atomic(best_config, header + yaml.safe_dump(content, sort_keys=False))
     write_text_atomic(directory / TRIALS_CSV, _csv_text(rows))
-    summary = {"study": plan.name, "storage": _shown(plan.storage), "metric": plan.space.metric,
-               "direction": plan.space.direction, "sampler": plan.settings.sampler, "pruner": plan.settings.pruner,
-               "trials_requested": plan.settings.trials, "counts": counts,
-               "best": {"number": best.number, "value": best.value, "values": best_values,
-                        "run_dir": best.user_attrs.get("run_dir")},
-               "space": plan.space.model_dump(mode="json"), "trials": rows}
+    summary = {
+        "study": plan.name,
+        "storage": _shown(plan.storage),
+        "metric": plan.space.metric,
+        "direction": plan.space.direction,
+        "sampler": plan.settings.sampler,
+        "pruner": plan.settings.pruner,
+        "trials_requested": plan.settings.trials,
+        "counts": counts,
+        "best": {
+            "number": best.number,
+            "value": best.value,
+            "values": best_values,
+            "run_dir": best.user_attrs.get("run_dir"),
+        },
+        "space": plan.space.model_dump(mode="json"),
+        "trials": rows,
+    }
     write_json(directory / TRIALS_JSON, summary)
     report_file = None
     if report:
         from heplearn.training.tune_report import write_tune_report
 
         report_file = write_tune_report(study, plan, summary, directory)
-    return TuneResult(directory, float(best.value), best.number, best_values, best_config, directory / TRIALS_CSV,
-                      directory / TRIALS_JSON, report_file, counts)
-
-
+    return TuneResult(
+        directory,
+        float(best.value),
+        best.number,
+        best_values,
+        best_config,
+        directory / TRIALS_CSV,
+        directory / TRIALS_JSON,
+        report_file,
+        counts,
+    )

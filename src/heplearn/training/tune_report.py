@@ -57,23 +57,54 @@ def write_tune_report(study: Any, plan: Any, summary: dict[str, Any], directory:
     plots = PlotSet(directory / "plots", PlotStyle())
     notes: list[str] = []
     metric = plan.space.metric
-    _plot(plots, notes, lambda: optuna_plots.plot_optimization_history(study, target_name=metric),
-          "optimization_history",
-          "Optimisation history", f"{metric} of each complete trial (dots) and the best so far (line), "
-          "against the trial number.", metric)
-    _plot(plots, notes, lambda: optuna_plots.plot_param_importances(study, target_name=metric), "param_importances",
-          "Parameter importances", f"Share of the variance of {metric} over the complete trials that each key "
-          "explains (fANOVA on a random forest fitted to the trials).", None)
-    _plot(plots, notes, lambda: optuna_plots.plot_parallel_coordinate(study, target_name=metric), "parallel_coordinate",
-          "Parallel coordinates", f"Each complete trial as a line through its values of the keys; colour: {metric}.",
-          None)
+    _plot(
+        plots,
+        notes,
+        lambda: optuna_plots.plot_optimization_history(study, target_name=metric),
+        "optimization_history",
+        "Optimisation history",
+        f"{metric} of each complete trial (dots) and the best so far (line), against the trial number.",
+        metric,
+    )
+    _plot(
+        plots,
+        notes,
+        lambda: optuna_plots.plot_param_importances(study, target_name=metric),
+        "param_importances",
+        "Parameter importances",
+        f"Share of the variance of {metric} over the complete trials that each key "
+        "explains (fANOVA on a random forest fitted to the trials).",
+        None,
+    )
+    _plot(
+        plots,
+        notes,
+        lambda: optuna_plots.plot_parallel_coordinate(study, target_name=metric),
+        "parallel_coordinate",
+        "Parallel coordinates",
+        f"Each complete trial as a line through its values of the keys; colour: {metric}.",
+        None,
+    )
     if study.get_trials(deepcopy=False) and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-        _plot(plots, notes, lambda: optuna_plots.plot_intermediate_values(study), "intermediate_values",
-              "Per-epoch values", f"{metric} after each epoch of every trial, the pruned ones included (the "
-              "curves the pruner compared).", metric)
+        _plot(
+            plots,
+            notes,
+            lambda: optuna_plots.plot_intermediate_values(study),
+            "intermediate_values",
+            "Per-epoch values",
+            f"{metric} after each epoch of every trial, the pruned ones included (the curves the pruner compared).",
+            metric,
+        )
     info = environment()
     info["optuna"] = version("optuna")
-    context = {"m": {**summary, "environment": info, "plot_notes": notes,
-                     "base_config": yaml.safe_dump(plan.base, sort_keys=False)},
-               "plots": plots.for_report(), "title": f"heplearn tune: {plan.name}"}
+    context = {
+        "m": {
+            **summary,
+            "environment": info,
+            "plot_notes": notes,
+            "base_config": yaml.safe_dump(plan.base, sort_keys=False),
+        },
+        "plots": plots.for_report(),
+        "title": f"heplearn tune: {plan.name}",
+    }
     return write_report(directory / "report.html", "tuning.html.j2", context)
