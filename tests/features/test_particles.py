@@ -6,8 +6,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from heplearn.data.expressions import Expression
 from heplearn.errors import DataError
+from heplearn.expressions import Expression
 from heplearn.features.particles import BUILTINS, FlatParticles, VariableTable
 from tests.conftest import make_jets
 

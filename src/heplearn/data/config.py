@@ -28,8 +28,8 @@ from typing import Any, Literal
 import pydantic
 
 from heplearn.config import StrictModel, read_yaml, validate
-from heplearn.data.expressions import Expression
 from heplearn.errors import ConfigError, DataError
+from heplearn.expressions import Expression
 
 SPLITS = ("train", "val", "test")
 

@@ -15,8 +15,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from heplearn.data.expressions import Expression
 from heplearn.errors import DataError
+from heplearn.expressions import Expression
 
 
 def wrap_phi(angle: Any) -> Any:

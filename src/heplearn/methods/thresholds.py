@@ -253,7 +253,7 @@ def trigger_decisions(
 ) -> dict[str, np.ndarray]:
     """Each cut-based trigger (an expression of the files' fields, e.g. ``MET_pt > 200``) per event."""
     from heplearn.data import io
-    from heplearn.data.expressions import Expression
+    from heplearn.expressions import Expression
 
     expressions = [Expression(text, f"trigger {text!r}") for text in triggers]
     names = sorted({name for expression in expressions for name in expression.names})

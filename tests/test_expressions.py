@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from heplearn.data.expressions import FUNCTIONS, Expression
 from heplearn.errors import ExpressionError
+from heplearn.expressions import FUNCTIONS, Expression
 
 
 def test_arithmetic_functions_and_logic() -> None:
