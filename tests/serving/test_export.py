@@ -99,7 +99,10 @@ class Positional(torch.nn.Module):
         return torch.softmax(outputs, dim=-1) if self.softmax else outputs
 
 
-@pytest.mark.parametrize("name", ["mlp", "pfn", "efn", "particlenet", "part", "cnn", "rnn"])
+# ParT's dynamic axes run with -m slow (the CI budget): test_export_agreement exports ParT at every multiplicity
+@pytest.mark.parametrize(
+    "name", ["mlp", "pfn", "efn", "particlenet", pytest.param("part", marks=pytest.mark.slow), "cnn", "rnn"]
+)
 def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     network = registry.model_class(name).from_preset("small", 3, NETWORK_INPUTS).eval()
@@ -121,7 +124,8 @@ def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> N
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["particlenet", "part"])
+# ParT's optimised graphs run with -m slow (the CI budget; its export agreement stays in CI)
+@pytest.mark.parametrize("name", ["particlenet", pytest.param("part", marks=pytest.mark.slow)])
 def test_optimised_graphs_agree_with_pytorch_and_the_unoptimised_graph(name: str, tmp_path: Path) -> None:
     """ParticleNet and ParT export a graph of their own in eval mode (batch norms folded, fewer
     ops; see the models): it must give PyTorch's eval logits, before and after onnxruntime's

@@ -55,7 +55,11 @@ def _jets(keys: list[str], seed: int, layout: str) -> dict[str, np.ndarray]:
     return {key: feed[key] for key in keys}
 
 
-@pytest.mark.parametrize("name", ["mlp", "pfn", "efn", "particlenet", "part", "part-fused", "rnn", "cnn"])
+# part-fused (off by default) runs with -m slow: the CI budget
+@pytest.mark.parametrize(
+    "name",
+    ["mlp", "pfn", "efn", "particlenet", "part", pytest.param("part-fused", marks=pytest.mark.slow), "rnn", "cnn"],
+)
 def test_the_export_equals_the_model_at_every_multiplicity_and_on_ties(name: str, tmp_path: Path) -> None:
     """``part-fused``: ParT with its attention as onnxruntime's fused MultiHeadAttention (issue 23)."""
     name, fused = name.removesuffix("-fused"), name.endswith("-fused")

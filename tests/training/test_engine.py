@@ -127,7 +127,8 @@ DDP_RECORD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("streaming", [False, True])
+# the streaming variant runs with -m slow (the CI budget); the in-memory one stays in CI
+@pytest.mark.parametrize("streaming", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_loss_term_reads_the_jet_mass_under_ddp(tmp_path: Path, streaming: bool) -> None:
     train_file, jets = write_jets(tmp_path)
     file_mass = ak.to_numpy(jets["jet_sdmass"])

@@ -64,7 +64,7 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-@pytest.mark.heavy
+@pytest.mark.slow  # the CI budget: the adversary variant below kills and resumes in CI
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     kill_and_resume(write_config(tmp_path, checkpoint_every=7), tmp_path / "runs", ["model"])
 
@@ -193,7 +193,8 @@ DDP_TRAIN = textwrap.dedent("""
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("streaming", [False, True])
+# the streaming variant runs with -m slow: the in-memory one covers DDP in CI (the CI budget)
+@pytest.mark.parametrize("streaming", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_ddp_two_cpu_processes(tmp_path: Path, streaming: bool) -> None:
     config_path = write_config(tmp_path, epochs=1, streaming=streaming)
     content = yaml.safe_load(config_path.read_text())
