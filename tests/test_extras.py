@@ -301,7 +301,7 @@ print("loaded", sorted(name for name in hidden if sys.modules.get(name) is not N
 """
 
 
-@pytest.mark.heavy
+@pytest.mark.slow  # the CI budget: the per-package tests above cover each missing extra in CI
 def test_the_core_alone_trains_evaluates_and_predicts(tmp_path: Path) -> None:
     """The core's promise: with every optional package absent, a network trains (TensorBoard off, said once),
     is evaluated and applied to files; export, which needs an extra, says which."""

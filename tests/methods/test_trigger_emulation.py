@@ -16,6 +16,7 @@ from heplearn.models.vae import EventVAE
 pytest.importorskip("hls4ml")
 
 
+@pytest.mark.slow  # the CI budget: an hls4ml build of the encoder, about 19 s
 def test_the_16_bit_encoder_keeps_the_score_and_the_trigger_decision(tmp_path: Path) -> None:
     """AXOL1TL's 57 → 32 → 16 → 13 encoder in ap_fixed<16,6>: quantisation steps of 2⁻¹⁰ leave the
     score within a percent and flip the decision of a handful of events at a 1% cut."""

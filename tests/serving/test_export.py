@@ -101,7 +101,16 @@ class Positional(torch.nn.Module):
 
 # ParT's dynamic axes run with -m slow (the CI budget): test_export_agreement exports ParT at every multiplicity
 @pytest.mark.parametrize(
-    "name", ["mlp", "pfn", "efn", "particlenet", pytest.param("part", marks=pytest.mark.slow), "cnn", "rnn"]
+    "name",
+    [
+        "mlp",
+        "pfn",
+        "efn",
+        "particlenet",
+        pytest.param("part", marks=pytest.mark.slow),
+        "cnn",
+        pytest.param("rnn", marks=pytest.mark.slow),
+    ],
 )
 def test_every_network_exports_with_dynamic_axes(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
