@@ -35,4 +35,12 @@ def lazy_api(
     return __getattr__, __dir__
 
 
-__all__ = ["lazy_api"]
+def lazy_names(package: str, api: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``lazy_api`` for a table of name -> module (the packages that list one name per line)."""
+    modules: dict[str, list[str]] = {}
+    for name, module in api.items():
+        modules.setdefault(module, []).append(name)
+    return lazy_api(package, modules)
+
+
+__all__ = ["lazy_api", "lazy_names"]

@@ -12,8 +12,7 @@ The workflow holds no physics: every stage is a ``heplearn`` command.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from heplearn._lazy import lazy_names
 
 _API = {
     "AnalysisConfig": "heplearn.analysis.config",
@@ -29,12 +28,4 @@ _API = {
 }
 __all__ = list(_API)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'heplearn.analysis' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _API)
