@@ -9,7 +9,12 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "heplearn"
 # (lower, upper): nothing in ``lower`` imports ``upper`` (``upper`` builds on ``lower``)
-LAYERS = [("features", "heplearn.data"), ("expressions.py", "heplearn.data"), ("expressions.py", "heplearn.features")]
+LAYERS = [
+    ("features", "heplearn.data"),
+    ("expressions.py", "heplearn.data"),
+    ("expressions.py", "heplearn.features"),
+    ("data/jets.py", "heplearn.data.transform"),  # the containers know nothing of how files become jets
+]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -33,3 +38,41 @@ def test_imports_run_one_way(lower: str, upper: str) -> None:
         if name == upper or name.startswith(f"{upper}.")
     }
     assert not offending, sorted(offending)
+
+
+def defined_names(path: Path) -> set[str]:
+    """The names a module defines at its top level (classes, functions, assignments)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+# One concept per module: each name is defined in its concept's module, and nowhere else in the
+# package (merging the modules back, or a second copy, fails).
+CONCEPTS = {
+    "data/jets.py": {"JetArrays", "RaggedJets", "observer_key", "OBSERVER_PREFIX", "particle_rows"},
+    "data/transform.py": {"ChunkTransformer", "Scaler", "NonFiniteError", "descending_order"},
+}
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dict[str, set[str]]:
+    """Every top-level name of the package and the modules that define it."""
+    where: dict[str, set[str]] = {}
+    for path in SOURCE.rglob("*.py"):
+        for name in defined_names(path):
+            where.setdefault(name, set()).add(str(path.relative_to(SOURCE)))
+    return where
+
+
+@pytest.mark.parametrize("module", sorted(CONCEPTS))
+def test_each_concept_lives_in_its_own_module(module: str, definitions: dict[str, set[str]]) -> None:
+    misplaced = {name: sorted(definitions.get(name, ())) for name in CONCEPTS[module]}
+    misplaced = {name: paths for name, paths in misplaced.items() if paths != [module]}
+    assert not misplaced, f"defined elsewhere than {module}: {misplaced}"

@@ -41,8 +41,8 @@ from sklearn.utils.multiclass import type_of_target
 from heplearn.config import validate
 from heplearn.data.config import DataConfig, InputGroup, LabelConfig
 from heplearn.data.dataset import InMemoryJets
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
 from heplearn.models.base import NotFittedError, check_feature_names, check_features, check_weights

@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import load_file
 
 from heplearn.data.dataset import load_arrays, to_batch, trim_padding
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError
 from heplearn.models import registry
 from heplearn.run_config import RunConfig

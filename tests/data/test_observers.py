@@ -179,7 +179,7 @@ def test_the_shared_block_layout_holds_the_observers() -> None:
     from multiprocessing import get_context
 
     from heplearn.data.dataset import Handover, SharedBlock
-    from heplearn.data.transform import RaggedJets
+    from heplearn.data.jets import RaggedJets
 
     rng = np.random.default_rng(0)
     counts = np.array([3, 0, 5, 1, 2])

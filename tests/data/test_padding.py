@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from heplearn.data.jets import JetArrays, RaggedJets
 from heplearn.data.padding import pad_particles, row_pattern
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
-from heplearn.data.transform import JetArrays, RaggedJets
 
 
 def numpy_padding(

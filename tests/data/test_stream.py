@@ -201,7 +201,7 @@ def test_handover_round_trip() -> None:
     import torch
 
     from heplearn.data.dataset import Handover, SharedBlock, to_batch
-    from heplearn.data.transform import RaggedJets
+    from heplearn.data.jets import RaggedJets
 
     rng = np.random.default_rng(0)
     counts = np.array([3, 0, 5, 1])
@@ -248,7 +248,7 @@ def test_handover_round_trip() -> None:
 
 
 def test_padding_a_selection_equals_selecting_padded_jets() -> None:
-    from heplearn.data.transform import RaggedJets
+    from heplearn.data.jets import RaggedJets
 
     rng = np.random.default_rng(1)
     counts = rng.integers(0, 6, 20)

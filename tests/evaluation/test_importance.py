@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.evaluation.importance import permutation_importance, permuted
 
 VARIABLES = {

@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.methods.anomaly import anomaly_run_config, vae_loss
 from heplearn.models.vae import EventVAE

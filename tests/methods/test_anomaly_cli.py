@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from heplearn.data import io
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.trained_model import TrainedModel
 from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
 from tests.test_cli import run

@@ -18,7 +18,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.run_config import load_run_config
 from heplearn.trained_model import TrainedModel

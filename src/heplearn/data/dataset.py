@@ -44,8 +44,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from heplearn.data.config import VARIATION_OBSERVER, DataConfig
 from heplearn.data.io import Source, open_source
+from heplearn.data.jets import OBSERVER_PREFIX, JetArrays, RaggedJets, observer_key
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import OBSERVER_PREFIX, ChunkTransformer, JetArrays, RaggedJets, observer_key
+from heplearn.data.transform import ChunkTransformer
 from heplearn.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 
 from heplearn.data.config import DataConfig
 from heplearn.data.files import write_text_atomic
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import DataError
 
 FORMAT_VERSION = 1

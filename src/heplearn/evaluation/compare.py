@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from heplearn.data.dataset import load_arrays
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation import plots
 from heplearn.evaluation.binned import BinnedEfficiency, bulk_range, efficiency_versus

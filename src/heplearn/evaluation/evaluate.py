@@ -26,7 +26,7 @@ import numpy as np
 
 from heplearn.data.config import DataConfig
 from heplearn.data.dataset import load_arrays
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.evaluation import plots
 from heplearn.evaluation.agreement import agreement
 from heplearn.evaluation.binned import bulk_range, efficiency_versus, reliability_curve

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.evaluation import plots
 from heplearn.evaluation.metrics import (

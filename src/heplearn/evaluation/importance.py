@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError
 from heplearn.evaluation.metrics import fast_auc
 from heplearn.progress import progress_bar

@@ -18,7 +18,7 @@ import numpy as np
 
 from heplearn.data.config import DataConfig, expand_files
 from heplearn.data.io import open_source
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import effective_count
 from heplearn.evaluation.multiclass import discriminant

@@ -23,7 +23,7 @@ from torch import nn
 from typing_extensions import override
 
 from heplearn.data.dataset import InMemoryJets
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.methods.cwola import KFoldScores, check_regions, default_training, kfold_scores
 from heplearn.optional import optional_import

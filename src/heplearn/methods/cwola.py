@@ -33,7 +33,7 @@ import torch
 from scipy import special
 
 from heplearn.data.dataset import InMemoryJets
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError, FitError
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig

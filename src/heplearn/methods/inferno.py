@@ -58,7 +58,7 @@ from typing_extensions import override
 
 from heplearn.config import StrictModel
 from heplearn.data.config import VARIATION_OBSERVER
-from heplearn.data.transform import observer_key
+from heplearn.data.jets import observer_key
 from heplearn.errors import ConfigError, DataError, FitError
 from heplearn.tasks import Batch, Task
 from heplearn.training.losses import LossTermBase, TermContext

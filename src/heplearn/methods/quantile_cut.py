@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from heplearn.data.dataset import InMemoryJets
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import clopper_pearson
 from heplearn.models import registry

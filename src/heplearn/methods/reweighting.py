@@ -51,9 +51,10 @@ from heplearn.data.config import DataConfig, LabelConfig, expand_files
 from heplearn.data.dataset import InMemoryJets
 from heplearn.data.files import atomic_path, write_text_atomic
 from heplearn.data.io import PROVENANCE_KEY, open_source
+from heplearn.data.jets import JetArrays, RaggedJets
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.data.schema import DEFAULT_TREE
-from heplearn.data.transform import ChunkTransformer, JetArrays, RaggedJets
+from heplearn.data.transform import ChunkTransformer
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.particles import VariableTable
 from heplearn.models import registry

@@ -27,8 +27,8 @@ from heplearn import __version__
 from heplearn.data.config import DataConfig
 from heplearn.data.dataset import InMemoryJets, to_batch, trim_padding
 from heplearn.data.files import write_text_atomic
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError, FitError
 from heplearn.methods.reweighting import (
     DEFAULT_OPTIONS,

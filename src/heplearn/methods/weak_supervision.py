@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from heplearn.data.dataset import InMemoryJets
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import roc
 from heplearn.methods.cwola import KFoldScores, check_regions, default_training, kfold_scores

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from typing_extensions import override
 
-from heplearn.data.transform import JetArrays
+from heplearn.data.jets import JetArrays
 from heplearn.errors import DataError
 from heplearn.optional import optional_import
 

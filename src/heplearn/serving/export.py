@@ -57,8 +57,8 @@ from typing_extensions import override
 from heplearn import __version__
 from heplearn.data.dataset import load_arrays
 from heplearn.data.files import atomic_path
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
-from heplearn.data.transform import JetArrays
 from heplearn.errors import DataError, HeplearnError
 from heplearn.optional import optional_import
 from heplearn.runs import ONNX_FILE

@@ -30,8 +30,8 @@ from safetensors.torch import save_file
 from heplearn.data.config import DataConfig
 from heplearn.data.dataset import InMemoryJets, JetStream, fit_preprocessing, load_arrays, stream_loader
 from heplearn.data.files import atomic_path
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import classification_metrics
 from heplearn.models import registry
