@@ -34,6 +34,7 @@ not modelled, so those fields are not written.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -52,7 +53,14 @@ from heplearn.config import StrictModel
 from heplearn.errors import ConfigError, DataError
 from heplearn.tasks import TASKS, Batch, LossTerm, Task
 from heplearn.training.losses import LossTermBase, register_loss_term, weighted_mean
-from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
+from heplearn.training.steps import (
+    StepContext,
+    StepStrategy,
+    autocast,
+    loss_figures,
+    optimise,
+    register_step_strategy,
+)
 
 __all__ = [
     "MODELS",
@@ -315,6 +323,15 @@ def _to_model_coordinates(clouds: np.ndarray) -> np.ndarray:
 
 
 # -- the EPiC backbone -----------------------------------------------------------------------------------------------
+def _split_linear(linear: nn.Linear, particles: torch.Tensor, per_jet: torch.Tensor) -> torch.Tensor:
+    """``linear(cat[particles, per_jet broadcast over the particles])`` without the broadcast copy:
+    ``particles (B, N, p)``, ``per_jet (B, q)``, ``linear`` of p + q inputs."""
+    width = particles.shape[-1]
+    local = nn.functional.linear(particles, linear.weight[:, :width])
+    shared = nn.functional.linear(per_jet, linear.weight[:, width:], linear.bias)
+    return local + shared.unsqueeze(1)
+
+
 class EPiCLayer(nn.Module):
     """One EPiC layer (arXiv:2301.08128, eq. 2): the global vector is updated from the mean and the
     (1/N-scaled) sum of the particles, then every particle from itself, the global vector and the
@@ -338,8 +355,10 @@ class EPiCLayer(nn.Module):
         total = (x * weight).sum(1)
         mean = total / weight.sum(1).clamp_min(1.0)
         g = g + self.global_net(torch.cat([mean, total / x.shape[1], g, condition], -1))
-        broadcast = torch.cat([g, condition], -1).unsqueeze(1).expand(-1, x.shape[1], -1)
-        x = x + self.local_net(torch.cat([x, broadcast], -1))
+        # local_net(cat[x, g, condition]) with its first layer split: the (g, condition) part is the
+        # same for every particle of a jet, so it is computed once per jet and broadcast (the same
+        # function and parameters as the concatenation, at a fraction of the cost)
+        x = x + self.local_net[2](self.local_net[1](_split_linear(self.local_net[0], x, torch.cat([g, condition], -1))))
         return x * weight, g
 
 
@@ -364,7 +383,7 @@ class EPiCNetwork(nn.Module):
         self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
-        hidden = self.embed(torch.cat([x, condition.unsqueeze(1).expand(-1, x.shape[1], -1)], -1)) * weight
+        hidden = self.embed[1](_split_linear(self.embed[0], x, condition)) * weight
         g = self.initial_global(torch.cat([(hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
         for layer in self.layers:
             hidden, g = layer(hidden, g, condition, mask)
@@ -393,10 +412,17 @@ class FlowMatchingJets(nn.Module):
     objectives = ("flow_matching",)
 
     def __init__(
-        self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3, features: int = 3
+        self,
+        condition_size: int,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        features: int = 3,
+        ot_coupling: int = 0,
     ) -> None:
         super().__init__()
         self.features = features
+        self.ot_coupling = bool(ot_coupling)
         self.velocity = EPiCNetwork(features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers)
 
     def velocity_at(
@@ -410,21 +436,70 @@ class FlowMatchingJets(nn.Module):
         x1, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
         t = torch.rand(len(x1), dtype=x1.dtype)
         x0 = torch.randn_like(x1)
+        if self.ot_coupling and self.training:
+            x0 = x0[minibatch_ot_pairing(x0, x1, condition, mask)]
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
         error = (self.velocity_at(xt, t, condition, mask) - (x1 - x0)).square().sum(-1)
         weight = mask.to(x1.dtype)
         return ((error * weight).sum(1) / (weight.sum(1).clamp_min(1.0) * self.features)).unsqueeze(-1)
 
     @torch.no_grad()
-    def sample(self, condition: torch.Tensor, mask: torch.Tensor, steps: int = 25) -> torch.Tensor:
-        """Clouds from the ODE dx/dt = v(x, t), t: 0 → 1, midpoint rule with ``steps`` steps."""
+    def sample(
+        self, condition: torch.Tensor, mask: torch.Tensor, steps: int = 25, solver: str = "midpoint"
+    ) -> torch.Tensor:
+        """Clouds from the ODE dx/dt = v(x, t), t: 0 → 1, in ``steps`` steps of ``solver``
+        (``SOLVERS``: Euler, one network pass per step; the midpoint rule and Heun's method, two)."""
+        if solver not in SOLVERS:
+            raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+        if steps < 1:
+            raise ConfigError(f"fastsim: the ODE needs at least one step, got {steps}")
         x = torch.randn(*mask.shape, self.features) * mask.unsqueeze(-1)
         dt = 1.0 / steps
         for step in range(steps):
             t = torch.full((len(x),), step * dt)
-            half = x + 0.5 * dt * self.velocity_at(x, t, condition, mask)
-            x = x + dt * self.velocity_at(half, t + 0.5 * dt, condition, mask)
+            velocity = self.velocity_at(x, t, condition, mask)
+            if solver == "euler":
+                x = x + dt * velocity
+            elif solver == "midpoint":
+                half = x + 0.5 * dt * velocity
+                x = x + dt * self.velocity_at(half, t + 0.5 * dt, condition, mask)
+            else:  # Heun: the trapezoid of the velocities at both ends of an Euler step
+                end = self.velocity_at(x + dt * velocity, t + dt, condition, mask)
+                x = x + 0.5 * dt * (velocity + end)
         return x * mask.unsqueeze(-1)
+
+
+#: ODE solvers of flow-matching sampling, with their network passes per step.
+SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
+
+
+def minibatch_ot_pairing(
+    noise: torch.Tensor, data: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The minibatch optimal-transport coupling of OT-CFM (Tong et al. arXiv:2302.00482, Sec. 3.2):
+    ``index`` such that ``noise[index][i]`` goes with ``data[i]``, minimising the summed squared
+    distance over each jet's real particles (an exact assignment, the Hungarian algorithm).
+
+    Noise is only permuted among jets of the same condition group (class and multiplicity n): the
+    jets' noise of one group stays an unbiased draw of N(0, I) at its own mask, so the coupled
+    path still ends in the noise distribution that sampling starts from (its pT is continuous and
+    shared across the group; within a minibatch its spread is small against the noise's)."""
+    from scipy.optimize import linear_sum_assignment
+
+    weight = mask.to(data.dtype).unsqueeze(-1)
+    index = torch.arange(len(data))
+    classes = condition[:, :-2].argmax(-1) if condition.shape[1] > 2 else torch.zeros(len(data), dtype=torch.long)
+    groups = classes * (mask.shape[1] + 1) + mask.sum(1)
+    for group in torch.unique(groups):
+        members = torch.nonzero(groups == group).squeeze(-1)
+        if len(members) < 2:
+            continue
+        # cost[i, j]: data jet i with the noise of jet j, over the particles of jet i (its mask = j's)
+        difference = data[members].unsqueeze(1) - noise[members].unsqueeze(0)
+        cost = (difference.square() * weight[members].unsqueeze(1)).sum((-1, -2))
+        rows, columns = linear_sum_assignment(cost.detach().numpy())
+        index[members[rows]] = members[columns]
+    return index
 
 
 class SetGenerator(nn.Module):
@@ -521,10 +596,13 @@ class SetGAN(nn.Module):
         layers: int = 3,
         latent: int = 16,
         features: int = 3,
+        weight_norm: int = 1,
     ) -> None:
         super().__init__()
         self.latent, self.condition_size = latent, condition_size
         self.generator = SetGenerator(condition_size, latent, 8, hidden, global_size, layers, features)
+        if weight_norm:  # EPiC-GAN (arXiv:2301.08128) weight-normalises every layer of both networks
+            apply_weight_norm(self.generator)
 
     @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -537,15 +615,31 @@ class SetGAN(nn.Module):
         return self.forward({"jet": condition, "mask": mask})
 
 
+def apply_weight_norm(module: nn.Module) -> nn.Module:
+    """Weight normalisation (Salimans & Kingma, arXiv:1602.07868) of every linear layer of ``module``."""
+    for child in list(module.modules()):
+        if isinstance(child, nn.Linear):
+            nn.utils.parametrizations.weight_norm(child)
+    return module
+
+
 class Discriminator(nn.Module):
-    """EPiC discriminator: a score per jet from its cloud and condition."""
+    """EPiC discriminator: a score per jet from its cloud and condition (weight-normalised, as EPiC-GAN's)."""
 
     def __init__(
-        self, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3, features: int = 3
+        self,
+        condition_size: int,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        features: int = 3,
+        weight_norm: bool = True,
     ) -> None:
         super().__init__()
         self.network = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
         self.head = nn.Linear(global_size, 1)
+        if weight_norm:
+            apply_weight_norm(self)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.network(x, condition, mask)[1]).squeeze(-1)
@@ -631,6 +725,8 @@ class GanSettings(StrictModel):
     layers: int = 3
     learning_rate: float | None = None
     discriminator_steps: int = 1
+    weight_norm: bool = True
+    ema: float | None = None  # the decay of a moving average of the generator's weights (its product)
 
 
 class GanStep(StepStrategy):
@@ -650,7 +746,11 @@ class GanStep(StepStrategy):
             raise ConfigError("training.step: gan trains a fastsim SetGAN generator")
         self.training, self.settings = context.training, settings
         self.generator = context.wrap(context.model)
-        discriminator = Discriminator(context.model.condition_size, settings.hidden, 16, settings.layers)
+        if settings.ema is not None and not 0.0 < settings.ema < 1.0:
+            raise ConfigError(f"training.step.ema: the EMA decay must lie in (0, 1), got {settings.ema}")
+        discriminator = Discriminator(
+            context.model.condition_size, settings.hidden, 16, settings.layers, weight_norm=settings.weight_norm
+        )
         self.discriminator = context.wrap(discriminator)
         discriminator_training = context.training.model_copy(
             update={"learning_rate": settings.learning_rate or context.training.learning_rate}
@@ -659,6 +759,8 @@ class GanStep(StepStrategy):
         self.add_module(
             "discriminator", discriminator, discriminator_training, context.total_steps * settings.discriminator_steps
         )
+        if settings.ema is not None:
+            self.modules["ema"] = copy.deepcopy(context.model).requires_grad_(False)
 
     @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
@@ -688,10 +790,66 @@ class GanStep(StepStrategy):
             self.schedulers["model"],
             self.training.gradient_clip,
         )
+        if self.settings.ema is not None:
+            update_average(self.modules["ema"], self.modules["model"], self.settings.ema, step_index)
         return {"loss": float(generator_loss.detach()), "discriminator_loss": float(discriminator_loss.detach())}
 
 
 register_step_strategy(GanStep)
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, current: nn.Module, decay: float, step_index: int) -> None:
+    """θ̄ ← d θ̄ + (1 − d) θ over every floating-point tensor of the state; the first steps average over
+    fewer updates, d = min(decay, (1 + step) / (10 + step)), as the usual EMA warm-up."""
+    decay = min(decay, (1.0 + step_index) / (10.0 + step_index))
+    for mean, value in zip(average.state_dict().values(), current.state_dict().values(), strict=True):
+        if mean.is_floating_point():
+            mean.lerp_(value, 1.0 - decay)
+        else:
+            mean.copy_(value)
+
+
+class EmaSettings(StrictModel):
+    """``training.step: {name: ema, decay: ...}``: the decay of the weights' moving average."""
+
+    decay: float = 0.999
+
+
+class EmaStep(StepStrategy):
+    """The single-network step, plus an exponential moving average of the weights (Polyak averaging),
+    θ̄ ← d θ̄ + (1 − d) θ after every step, as diffusion and flow-matching models are sampled
+    (e.g. EPiC-FM, arXiv:2310.00049; Karras et al. arXiv:2312.02696 on why it matters). The average is
+    the module ``ema``; ``train_fastsim`` keeps it as the generator's weights."""
+
+    name = "ema"
+    Settings = EmaSettings
+
+    def __init__(self, context: StepContext, settings: EmaSettings) -> None:
+        super().__init__()
+        if not 0.0 < settings.decay < 1.0:
+            raise ConfigError(f"training.step.decay: the EMA decay must lie in (0, 1), got {settings.decay}")
+        self.training, self.task, self.decay = context.training, context.task, settings.decay
+        self.network = context.wrap(context.model)
+        self.add_module("model", context.model, context.training, context.total_steps)
+        average = copy.deepcopy(context.model)
+        average.requires_grad_(False)
+        self.modules["ema"] = average  # checkpointed with the run; no optimiser of its own
+
+    @override
+    def step(self, batch: Batch, step_index: int) -> dict[str, float]:
+        with autocast(self.training):
+            outputs = self.network(batch)
+        terms = self.task.loss(outputs, batch)
+        loss = self.task.total_loss(terms)
+        optimise(
+            loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"], self.training.gradient_clip
+        )
+        update_average(self.modules["ema"], self.modules["model"], self.decay, step_index)
+        return loss_figures(loss, terms)
+
+
+register_step_strategy(EmaStep)
 
 
 # -- training, saving, sampling --------------------------------------------------------------------------------------
@@ -719,8 +877,16 @@ class FastSim:
         )
         return run_dir
 
-    def generate(self, condition: np.ndarray, mask: np.ndarray, steps: int = 25, batch_size: int = 2048) -> np.ndarray:
-        """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches)."""
+    def generate(
+        self,
+        condition: np.ndarray,
+        mask: np.ndarray,
+        steps: int = 25,
+        batch_size: int = 2048,
+        solver: str = "midpoint",
+    ) -> np.ndarray:
+        """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches; ``steps``
+        and ``solver`` are flow matching's)."""
         self.network.eval()
         outputs = []
         with torch.no_grad():
@@ -728,7 +894,7 @@ class FastSim:
                 c = torch.from_numpy(condition[start : start + batch_size])
                 m = torch.from_numpy(mask[start : start + batch_size])
                 if isinstance(self.network, FlowMatchingJets):
-                    outputs.append(self.network.sample(c, m, steps).numpy())
+                    outputs.append(self.network.sample(c, m, steps, solver).numpy())
                 else:
                     outputs.append(self.network.sample(c, m).numpy())  # type: ignore[operator]
         return np.concatenate(outputs) if outputs else np.zeros((0, *mask.shape[1:], 3), np.float32)
@@ -742,8 +908,15 @@ def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, 
     return cls(condition_size, **hyperparameters)
 
 
-def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learning_rate: float | None = None) -> Any:
-    """The training settings of each generator (``gan``: the ``gan`` step, Adam-like rates of EPiC-GAN)."""
+def default_training(
+    kind: str,
+    epochs: int = 30,
+    batch_size: int = 128,
+    learning_rate: float | None = None,
+    ema: float | None = None,
+) -> Any:
+    """The training settings of each generator (``gan``: the ``gan`` step, Adam-like rates of EPiC-GAN;
+    ``ema``: the decay of a moving average of the weights, the ``ema`` step, for flow matching and the VAE)."""
     from heplearn.run_config import LossTermConfig, StepConfig, TrainingConfig
 
     loss = {
@@ -751,8 +924,11 @@ def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learnin
         "vae": [LossTermConfig(name="chamfer"), LossTermConfig(name="latent_kl", weight=0.01)],
         "gan": "auto",
     }[kind]
-    step = StepConfig(name="gan") if kind == "gan" else StepConfig()
-    rate = learning_rate or (2e-4 if kind == "gan" else 1e-3)
+    if kind == "gan":  # EPiC-GAN's recipe: both networks at 1e-4, the generator's average (if asked) kept
+        step = StepConfig(name="gan", ema=ema)
+    else:
+        step = StepConfig(name="ema", decay=ema) if ema else StepConfig()
+    rate = learning_rate or (1e-4 if kind == "gan" else 1e-3)
     return TrainingConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -766,7 +942,7 @@ def default_training(kind: str, epochs: int = 30, batch_size: int = 128, learnin
 
 
 def _arrays(jets: JetClouds, scaling: CloudScaling) -> Any:
-    from heplearn.data.transform import JetArrays
+    from heplearn.data.jets import JetArrays
 
     condition = scaling.condition(jets.label, jets.jet_pt, jets.mask.sum(1))
     return JetArrays(
@@ -789,7 +965,7 @@ def train_fastsim(
     progress: bool = False,
 ) -> FastSim:
     """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``."""
-    from heplearn.data.dataset import InMemoryJets
+    from heplearn.data import InMemoryJets
     from heplearn.training.losses import TermContext, build_terms
     from heplearn.training.trainer import InMemorySource, fit
 
@@ -811,7 +987,12 @@ def train_fastsim(
         validation = InMemorySource(InMemoryJets(_arrays(val, scaling), val.class_names, None), 1024, False, seed)
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-    fit(network, task, source, validation, training, run_dir=Path(run_dir) if run_dir else None, progress=progress)
+    result = fit(
+        network, task, source, validation, training, run_dir=Path(run_dir) if run_dir else None, progress=progress
+    )
+    strategy = result.trainer.strategy
+    if strategy is not None and "ema" in strategy.modules:  # the EMA step: its average is the generator
+        network.load_state_dict(strategy.modules["ema"].state_dict())
     model = FastSim(kind, network, scaling, hyper)
     if run_dir is not None:
         model.save(run_dir)
@@ -851,10 +1032,13 @@ def sample_jets(
     pt: Mapping[str, np.ndarray] | None = None,
     steps: int = 25,
     seed: int = 0,
+    solver: str = "midpoint",
 ) -> SampledJets:
     """``counts[class]`` jets of each class; their pT from ``pt[class]`` (GeV, inside the training range)
     or drawn from the training pT distribution, their multiplicity from the training table."""
     scaling = model.scaling
+    if model.kind == "flow_matching" and solver not in SOLVERS:
+        raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     labels, pts, etas = [], [], []
@@ -899,7 +1083,7 @@ def sample_jets(
     counts_per_jet[order] = multiplicity
     mask = np.arange(scaling.num_particles)[None, :] < counts_per_jet[:, None]
     condition = scaling.condition(label, jet_pt, counts_per_jet)
-    clouds = scaling.unstandardise(model.generate(condition, mask, steps), mask)
+    clouds = scaling.unstandardise(model.generate(condition, mask, steps, solver=solver), mask)
     # pT order, as the generator stores particles
     order_in_jet = np.argsort(np.where(mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
     clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)

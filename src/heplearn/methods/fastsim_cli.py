@@ -38,6 +38,12 @@ def train_command(
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; GAN 2e-4).")] = None,
     hidden: Annotated[int, typer.Option(help="Width of the EPiC layers.")] = 64,
     layers: Annotated[int, typer.Option(help="Number of EPiC layers.")] = 3,
+    ema: Annotated[
+        float | None, typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999).")
+    ] = None,
+    ot: Annotated[
+        bool, typer.Option("--ot", help="Flow matching: minibatch optimal-transport coupling (OT-CFM).")
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
     name: Annotated[str | None, typer.Option(help="Run name (default: fastsim, model and time).")] = None,
@@ -51,6 +57,9 @@ def train_command(
 
     if threads:
         torch.set_num_threads(threads)
+    if ot and model != "flow_matching":
+        raise typer.BadParameter(f"--ot couples noise and jets of flow matching, not of {model}")
+    training = default_training(model, epochs, batch_size, learning_rate, ema)
     jets = load_sources(train, particles, max_jets)
     validation = load_sources(val, particles) if val else None
     run_dir = runs_dir / (name or f"fastsim-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -59,8 +68,8 @@ def train_command(
         jets,
         model,
         val=validation,
-        hyperparameters={"hidden": hidden, "layers": layers},
-        training=default_training(model, epochs, batch_size, learning_rate),
+        hyperparameters={"hidden": hidden, "layers": layers, **({"ot_coupling": 1} if ot else {})},
+        training=training,
         run_dir=run_dir,
         seed=seed,
         progress=not no_progress,
@@ -83,6 +92,7 @@ def sample_command(
         float | None, typer.Option(help="Every jet at this pT (GeV; default: drawn from the training pT distribution).")
     ] = None,
     steps: Annotated[int, typer.Option(help="ODE steps of the flow-matching sampler.")] = 25,
+    solver: Annotated[str, typer.Option(help="ODE solver of flow matching: euler, midpoint or heun.")] = "midpoint",
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
@@ -95,9 +105,9 @@ def sample_command(
     counts = {name: jets for name in names}
     values = {name: np.full(jets, pt) for name in names} if pt is not None else None
     started = time.perf_counter()
-    sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed)
+    sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed, solver=solver)
     seconds = time.perf_counter() - started
-    write_jets(sampled, output, {"run": str(run), "model": model.kind, "seed": seed, "steps": steps})
+    write_jets(sampled, output, {"run": str(run), "model": model.kind, "seed": seed, "steps": steps, "solver": solver})
     typer.echo(
         f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
         f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)"

@@ -1,0 +1,170 @@
+"""Fast-simulation training and sampling machinery (heplearn.methods.fastsim): the ODE solvers against
+their analytic answers, the minibatch optimal-transport coupling, the weights' moving average, the
+split EPiC layer and the stabilised GAN, with their bad settings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from heplearn.data import io
+from heplearn.errors import ConfigError
+from heplearn.methods import fastsim
+from tests.conftest import make_jets
+from tests.test_cli import run
+
+TINY = {"hidden": 16, "global_size": 8, "layers": 1}
+
+
+@pytest.fixture(scope="module")
+def clouds(tmp_path_factory: pytest.TempPathFactory) -> fastsim.JetClouds:
+    path = io.write(make_jets(200, seed=11), tmp_path_factory.mktemp("fastsim_training") / "jets.parquet")
+    return fastsim.load_clouds([path], num_particles=10)
+
+
+class _Decay(fastsim.FlowMatchingJets):
+    """A flow whose velocity is v(x, t) = −x: the ODE solution is x(1) = x(0) / e."""
+
+    def velocity_at(
+        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return -x
+
+
+@pytest.mark.parametrize(
+    ("solver", "factor"),
+    [
+        ("euler", lambda h: 1 - h),  # x ← x + h v(x)
+        ("midpoint", lambda h: 1 - h + h * h / 2),  # x ← x + h v(x + h/2 v(x))
+        ("heun", lambda h: 1 - h + h * h / 2),  # x ← x + h/2 (v(x) + v(x + h v(x))), the same on a linear field
+    ],
+)
+def test_each_solver_takes_its_analytic_step_and_converges(solver: str, factor: object) -> None:
+    flow = _Decay(condition_size=2)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    condition = torch.zeros(4, 2)
+    errors = []
+    for steps in (2, 4, 8):
+        torch.manual_seed(1)
+        start = torch.randn(4, 5, 3)
+        torch.manual_seed(1)
+        end = flow.sample(condition, mask, steps, solver)
+        expected = start * factor(1.0 / steps) ** steps  # type: ignore[operator]
+        torch.testing.assert_close(end, expected)
+        errors.append(float((end - start / math.e).abs().max() / start.abs().max()))
+    order = {"euler": 1, "midpoint": 2, "heun": 2}[solver]
+    # halving the step divides the global error by about 2^order
+    assert errors[1] / errors[2] == pytest.approx(2**order, rel=0.25)
+
+
+def test_unknown_solver_or_no_steps_is_refused() -> None:
+    flow = fastsim.FlowMatchingJets(condition_size=2, **TINY)
+    mask, condition = torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 2)
+    with pytest.raises(ConfigError, match="unknown ODE solver 'rk9'; choose one of euler, midpoint, heun"):
+        flow.sample(condition, mask, 5, "rk9")
+    with pytest.raises(ConfigError, match="at least one step, got 0"):
+        flow.sample(condition, mask, 0)
+
+
+def test_ot_coupling_recovers_a_permutation_within_each_condition_group() -> None:
+    generator = torch.Generator().manual_seed(2)
+    data = torch.randn(12, 4, 3, generator=generator)
+    mask = torch.ones(12, 4, dtype=torch.bool)
+    mask[6:, 3] = False  # two multiplicity groups: jets 0-5 with 4 particles, 6-11 with 3
+    data = data * mask.unsqueeze(-1)
+    condition = torch.zeros(12, 4)  # two classes, pT, n/N
+    condition[::2, 0] = 1.0
+    condition[1::2, 1] = 1.0
+    # the noise is the data shuffled within each (class, multiplicity) group: OT pairs each jet with itself
+    permutation = torch.tensor([4, 3, 0, 5, 2, 1, 8, 11, 10, 9, 6, 7])
+    noise = data[permutation]
+    index = fastsim.minibatch_ot_pairing(noise, data, condition, mask)
+    torch.testing.assert_close(noise[index], data)
+    assert sorted(index.tolist()) == list(range(12))
+    # noise never crosses a group: the coupled noise of a jet comes from a jet of its class and multiplicity
+    groups = condition[:, :2].argmax(-1) * 10 + mask.sum(1)
+    random_noise = torch.randn(12, 4, 3, generator=generator)
+    index = fastsim.minibatch_ot_pairing(random_noise, data, condition, mask)
+    assert torch.equal(groups[index], groups)
+    # and it never costs more than the independent pairing
+    cost = ((random_noise[index] - data).square() * mask.unsqueeze(-1)).sum()
+    assert float(cost) <= float(((random_noise - data).square() * mask.unsqueeze(-1)).sum())
+
+
+def test_moving_average_update_is_the_weighted_mean() -> None:
+    average, current = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = average.weight.detach().clone()
+    fastsim.update_average(average, current, 0.9, step_index=1000)  # warm-up over: d = 0.9
+    torch.testing.assert_close(average.weight, 0.9 * before + 0.1 * current.weight.detach())
+    once = average.weight.detach().clone()
+    fastsim.update_average(average, current, 0.999, step_index=0)  # first step: d = min(0.999, 1/10)
+    torch.testing.assert_close(average.weight, 0.1 * once + 0.9 * current.weight.detach())
+
+
+def test_split_linear_equals_the_concatenated_layer() -> None:
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(5 + 3, 4)
+    particles, per_jet = torch.randn(2, 6, 5), torch.randn(2, 3)
+    expected = linear(torch.cat([particles, per_jet.unsqueeze(1).expand(-1, 6, -1)], -1))
+    torch.testing.assert_close(fastsim._split_linear(linear, particles, per_jet), expected)
+
+
+def test_ema_training_keeps_the_average_and_ot_flow_samples(clouds: fastsim.JetClouds, tmp_path: Path) -> None:
+    training = fastsim.default_training("flow_matching", epochs=1, batch_size=50, ema=0.9)
+    assert training.step.name == "ema"
+    model = fastsim.train_fastsim(
+        clouds, hyperparameters={**TINY, "ot_coupling": 1}, training=training, run_dir=tmp_path / "fm"
+    )
+    loaded = fastsim.load_fastsim(tmp_path / "fm")
+    assert loaded.hyperparameters["ot_coupling"] == 1
+    for name, tensor in model.network.state_dict().items():
+        torch.testing.assert_close(loaded.network.state_dict()[name], tensor)
+    sampled = fastsim.sample_jets(loaded, {"top": 5}, steps=2, solver="euler")
+    assert np.isfinite(sampled.clouds.clouds).all() and len(sampled.clouds) == 5
+    with pytest.raises(ConfigError, match="unknown ODE solver"):
+        fastsim.sample_jets(loaded, {"top": 5}, solver="rk4")
+    with pytest.raises(ConfigError, match=r"EMA decay must lie in \(0, 1\), got 1.5"):
+        fastsim.train_fastsim(
+            clouds,
+            hyperparameters=TINY,
+            training=fastsim.default_training("flow_matching", epochs=1, batch_size=50, ema=1.5),
+        )
+
+
+def test_gan_is_weight_normalised_and_keeps_its_generator_average(clouds: fastsim.JetClouds, tmp_path: Path) -> None:
+    training = fastsim.default_training("gan", epochs=1, batch_size=50, ema=0.9)
+    assert training.learning_rate == pytest.approx(1e-4)  # EPiC-GAN's rate for both networks
+    model = fastsim.train_fastsim(clouds, "gan", hyperparameters=TINY, training=training, run_dir=tmp_path / "gan")
+    assert any("parametrizations" in name for name in model.network.state_dict())
+    loaded = fastsim.load_fastsim(tmp_path / "gan")
+    sampled = fastsim.sample_jets(loaded, {"qcd": 4})
+    assert np.isfinite(sampled.clouds.clouds).all()
+    with pytest.raises(ConfigError, match=r"EMA decay must lie in \(0, 1\), got 0.0"):
+        fastsim.train_fastsim(
+            clouds, "gan", hyperparameters=TINY, training=fastsim.default_training("gan", epochs=1, ema=0.0)
+        )
+
+
+def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = io.write(make_jets(60, seed=12), tmp_path / "jets.parquet")
+    code, _, err = run(
+        ["fastsim", "train", "--train", str(path), "--model", "vae", "--ot", "--runs-dir", str(tmp_path)], capsys
+    )
+    assert code == 2 and "--ot couples noise and jets of flow matching, not of vae" in err
+    assert not any(tmp_path.glob("fastsim-*"))
+    arguments = ["--train", str(path), "--particles", "8", "--epochs", "1", "--hidden", "8", "--layers", "1"]
+    code, _, err = run(
+        ["fastsim", "train", *arguments, "--name", "fm", "--runs-dir", str(tmp_path), "--no-progress", "--ema", "0.9"],
+        capsys,
+    )
+    assert code == 0, err
+    output = tmp_path / "bad.parquet"
+    code, _, err = run(["fastsim", "sample", str(tmp_path / "fm"), "-o", str(output), "--solver", "rk4"], capsys)
+    assert code == 2 and "unknown ODE solver 'rk4'" in err and len(err.strip().splitlines()) == 1, err
+    assert not output.exists()
