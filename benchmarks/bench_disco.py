@@ -22,7 +22,7 @@ import time
 import torch
 from machine import print_machine
 
-from heplearn.data.dataset import observer_key
+from heplearn.data.jets import observer_key
 from heplearn.methods.decorrelation import distance_correlation
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig

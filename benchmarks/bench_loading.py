@@ -32,7 +32,10 @@ from machine import print_machine
 
 from heplearn.data import io
 from heplearn.data.config import load_data_config
-from heplearn.data.dataset import JetStream, PieceReader, fit_preprocessing, stream_loader
+from heplearn.data.in_memory import fit_preprocessing
+from heplearn.data.pieces import PieceReader
+from heplearn.data.stream import JetStream
+from heplearn.data.stream_loader import stream_loader
 
 FEATURES = ["part_deta", "part_dphi", "part_logpt", "part_loge", "part_logptrel", "part_logerel", "part_deltaR"]
 

@@ -215,7 +215,7 @@ def worker(threads: int) -> None:
 
 
 def heplearn_trainer(name: str, batches: list[dict[str, torch.Tensor]] | None = None) -> Trainer:
-    from heplearn.data.dataset import trim_padding
+    from heplearn.data.batches import trim_padding
     from heplearn.models.part import ParticleTransformer
     from heplearn.models.particlenet import ParticleNet
 
@@ -236,7 +236,7 @@ def real_batches(
     from itertools import islice
 
     from heplearn.data.config import load_data_config
-    from heplearn.data.dataset import InMemoryJets, fit_preprocessing, load_arrays
+    from heplearn.data.in_memory import InMemoryJets, fit_preprocessing, load_arrays
 
     config = load_data_config(data)
     preprocessing = fit_preprocessing(config)

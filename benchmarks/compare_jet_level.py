@@ -18,7 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.demo import config_path
 from heplearn.evaluation.metrics import summary
 from heplearn.run_config import load_run_config

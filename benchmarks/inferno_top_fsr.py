@@ -34,7 +34,7 @@ import numpy as np
 from machine import print_machine
 from tqdm.auto import tqdm
 
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.evaluation.scoring import predict
 from heplearn.run_config import RunConfig, load_run_config
 from heplearn.stats.fitting import FitInputs, FitSettings, Values, fit_inputs

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 import heplearn
 from heplearn import classifier as classifier_module
 from heplearn.data import io
-from heplearn.data.dataset import InMemoryJets
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
 from heplearn.models.bdt import BoostedDecisionTrees

@@ -14,6 +14,8 @@ LAYERS = [
     ("expressions.py", "heplearn.data"),
     ("expressions.py", "heplearn.features"),
     ("data/jets.py", "heplearn.data.transform"),  # the containers know nothing of how files become jets
+    ("data/handover.py", "heplearn.data.stream"),  # the hand-over moves any padded jets, not the stream's alone
+    ("data/in_memory.py", "heplearn.data.stream"),  # in memory and streamed are two ways, side by side
 ]
 
 
@@ -58,6 +60,12 @@ def defined_names(path: Path) -> set[str]:
 CONCEPTS = {
     "data/jets.py": {"JetArrays", "RaggedJets", "observer_key", "OBSERVER_PREFIX", "particle_rows"},
     "data/transform.py": {"ChunkTransformer", "Scaler", "NonFiniteError", "descending_order"},
+    "data/pieces.py": {"Piece", "plan_pieces", "shard_pieces", "PieceReader"},
+    "data/batches.py": {"to_batch", "batch_observers", "trim_padding", "PARTICLE_AXIS_KEYS"},
+    "data/in_memory.py": {"InMemoryJets", "load_arrays", "load_with_variations", "fit_preprocessing"},
+    "data/stream.py": {"JetStream"},
+    "data/handover.py": {"Handover", "SharedBlock", "HANDOVER_ALIGNMENT"},
+    "data/stream_loader.py": {"StreamLoader", "stream_loader"},
 }
 
 

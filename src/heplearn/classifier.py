@@ -40,7 +40,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from heplearn.config import validate
 from heplearn.data.config import DataConfig, InputGroup, LabelConfig
-from heplearn.data.dataset import InMemoryJets
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import ConfigError, DataError
@@ -533,7 +533,7 @@ def _label_array(y: ArrayLike, n_events: int, name: str) -> np.ndarray:
 def load_jets(files: list[str] | list[Path], config: Any) -> InMemoryJets:
     """The jets of ``files`` as the data config describes them (unstandardised), for ``Classifier``."""
     from heplearn.data.config import load_data_config
-    from heplearn.data.dataset import load_arrays
+    from heplearn.data.in_memory import load_arrays
 
     data = config if isinstance(config, DataConfig) else load_data_config(config)
     arrays, class_names = load_arrays(files, data)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from heplearn.data.dataset import load_arrays, to_batch, trim_padding
+from heplearn.data.batches import to_batch, trim_padding
+from heplearn.data.in_memory import load_arrays
 from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import DataError

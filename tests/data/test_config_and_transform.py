@@ -11,7 +11,7 @@ import pytest
 from heplearn.config import apply_overrides
 from heplearn.data import io
 from heplearn.data.config import load_data_config
-from heplearn.data.dataset import InMemoryJets, fit_preprocessing, load_arrays
+from heplearn.data.in_memory import InMemoryJets, fit_preprocessing, load_arrays
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import ConfigError, DataError, ExpressionError
 from heplearn.features.particles import wrap_phi

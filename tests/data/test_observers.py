@@ -11,19 +11,13 @@ import torch
 from tests.conftest import make_jets
 
 from heplearn.data import io
+from heplearn.data.batches import batch_observers, to_batch, trim_padding
 from heplearn.data.config import DataConfig, load_data_config
-from heplearn.data.dataset import (
-    OBSERVER_PREFIX,
-    InMemoryJets,
-    JetStream,
-    StreamLoader,
-    batch_observers,
-    fit_preprocessing,
-    observer_key,
-    to_batch,
-    trim_padding,
-)
+from heplearn.data.in_memory import InMemoryJets, fit_preprocessing
+from heplearn.data.jets import OBSERVER_PREFIX, observer_key
 from heplearn.data.preprocessing import Preprocessing
+from heplearn.data.stream import JetStream
+from heplearn.data.stream_loader import StreamLoader
 from heplearn.errors import ConfigError, DataError
 
 SIZES = (130, 47, 260)  # 437 jets: an odd number, so equal shares of two ranks leave one out
@@ -178,7 +172,7 @@ def test_streamed_batches_carry_observers(
 def test_the_shared_block_layout_holds_the_observers() -> None:
     from multiprocessing import get_context
 
-    from heplearn.data.dataset import Handover, SharedBlock
+    from heplearn.data.handover import Handover, SharedBlock
     from heplearn.data.jets import RaggedJets
 
     rng = np.random.default_rng(0)

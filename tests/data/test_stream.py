@@ -11,14 +11,10 @@ from tests.conftest import make_jets, write_rntuple
 
 from heplearn.data import io
 from heplearn.data.config import DataConfig, load_data_config
-from heplearn.data.dataset import (
-    InMemoryJets,
-    JetStream,
-    load_arrays,
-    plan_pieces,
-    shard_pieces,
-    stream_loader,
-)
+from heplearn.data.in_memory import InMemoryJets, load_arrays
+from heplearn.data.pieces import plan_pieces, shard_pieces
+from heplearn.data.stream import JetStream
+from heplearn.data.stream_loader import stream_loader
 
 SIZES = (130, 47, 260)  # unequal files; fewer files than shards in the 3 workers x 2 ranks case
 # The 3-worker case asks for more workers than this 2-core machine has, on purpose.
@@ -89,7 +85,7 @@ def test_shuffling_mixes_files_and_changes_with_epoch(id_files: list[Path]) -> N
 
 
 def test_shards_are_balanced() -> None:
-    from heplearn.data.dataset import Piece
+    from heplearn.data.pieces import Piece
 
     pieces = [Piece("a", 0, 10), Piece("b", 0, 3), Piece("c", 0, 40)]
     for shards in (1, 2, 3, 5, 8):
@@ -172,7 +168,7 @@ def test_read_ahead_threads_keep_the_order(id_files: list[Path]) -> None:
 def test_trim_padding_cuts_only_padding() -> None:
     import torch
 
-    from heplearn.data.dataset import trim_padding
+    from heplearn.data.batches import trim_padding
 
     mask = torch.tensor([[True, True, False, False, False], [True, True, True, False, False]])
     batch = {"particles": torch.randn(2, 5, 3), "mask": mask, "jet": torch.randn(2, 4), "label": torch.tensor([0, 1])}
@@ -200,7 +196,8 @@ def test_handover_round_trip() -> None:
 
     import torch
 
-    from heplearn.data.dataset import Handover, SharedBlock, to_batch
+    from heplearn.data.batches import to_batch
+    from heplearn.data.handover import Handover, SharedBlock
     from heplearn.data.jets import RaggedJets
 
     rng = np.random.default_rng(0)
@@ -306,7 +303,7 @@ def test_an_epoch_left_early_restarts_the_workers(id_files: list[Path]) -> None:
 
 
 def test_workers_may_prefetch_the_blocks_of_one_piece(id_files: list[Path]) -> None:
-    from heplearn.data.dataset import Piece
+    from heplearn.data.pieces import Piece
 
     stream = JetStream(id_files, stream_config(id_files), None, batch_size=2, buffer_size=40)
     assert max(len(piece) for piece in stream.pieces) == 25

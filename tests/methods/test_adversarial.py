@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from heplearn.data import io
-from heplearn.data.dataset import observer_key
+from heplearn.data.jets import observer_key
 from heplearn.methods.decorrelation import AdversarialStep, AdversarySettings, distance_correlation
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig, load_run_config

@@ -16,7 +16,7 @@ import yaml
 
 from heplearn.data import io
 from heplearn.data.config import VARIATION_OBSERVER
-from heplearn.data.dataset import InMemoryJets, load_with_variations
+from heplearn.data.in_memory import InMemoryJets, load_with_variations
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import ConfigError
 from heplearn.methods.inferno import InfernoSettings, NuisanceSettings, variation_codes

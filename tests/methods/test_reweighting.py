@@ -391,7 +391,7 @@ def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_ap
     points stay (Δη, Δφ), and the fit's differentiable θ path gives exactly the weights it applies."""
     import torch
 
-    from heplearn.data.dataset import to_batch
+    from heplearn.data.batches import to_batch
     from heplearn.methods.reweighting import labelled
     from heplearn.methods.reweighting_parametrised import _FrozenClassifier, with_parameters
     from tests.conftest import make_jets

@@ -9,7 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
-from heplearn.data.dataset import load_arrays, to_batch
+from heplearn.data.batches import to_batch
+from heplearn.data.in_memory import load_arrays
 from heplearn.methods.robustness import attack_batch, attacked_keys
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig, load_run_config

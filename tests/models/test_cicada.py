@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
 from heplearn.data.config import DataConfig
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.features.images import calorimeter_images
 from heplearn.run_config import load_run_config

@@ -12,7 +12,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.models import registry
 from heplearn.serving.engines import OnnxEngine, open_session, session_options
 from heplearn.serving.export import ExportError, ExportResult, export_network, export_run, read_metadata

@@ -149,7 +149,7 @@ def test_onnx_engine_sorts_and_trims_batches_but_keeps_the_order(
     pfn_export: ExportResult, split_files: dict[str, str]
 ) -> None:
     """Batches of similar multiplicity, cut to their longest jet, give the same scores in input order."""
-    from heplearn.data.dataset import load_arrays
+    from heplearn.data.in_memory import load_arrays
     from heplearn.serving.engines import OnnxEngine
 
     model = TrainedModel.load(pfn_export.onnx_path.parent)

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from heplearn.data import io
-from heplearn.data.dataset import observer_key
+from heplearn.data.jets import observer_key
 from heplearn.errors import ConfigError
 from heplearn.methods.decorrelation import distance_correlation
 from heplearn.run_config import load_run_config

@@ -19,7 +19,8 @@ __getattr__, __dir__ = lazy_api(
         "heplearn.data.io": ["read", "write", "open_source", "detect_format"],
         "heplearn.data.config": ["DataConfig", "load_data_config"],
         "heplearn.data.inspect": ["inspect_file", "FileSummary"],
-        "heplearn.data.dataset": ["InMemoryJets", "StreamLoader", "stream_loader", "load_arrays"],
+        "heplearn.data.in_memory": ["InMemoryJets", "load_arrays"],
+        "heplearn.data.stream_loader": ["StreamLoader", "stream_loader"],
     },
 )
 __all__ = [

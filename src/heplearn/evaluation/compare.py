@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation import plots

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from heplearn.data.config import DataConfig
-from heplearn.data.dataset import load_arrays
+from heplearn.data.in_memory import load_arrays
 from heplearn.data.jets import JetArrays
 from heplearn.evaluation import plots
 from heplearn.evaluation.agreement import agreement

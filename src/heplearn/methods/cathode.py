@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from heplearn.data.dataset import InMemoryJets
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.methods.cwola import KFoldScores, check_regions, default_training, kfold_scores

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from heplearn.data.dataset import InMemoryJets
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError, FitError
 from heplearn.models import registry

@@ -36,7 +36,8 @@ from torch.nn import functional
 from typing_extensions import override
 
 from heplearn.config import StrictModel
-from heplearn.data.dataset import InMemoryJets, to_batch, trim_padding
+from heplearn.data.batches import to_batch, trim_padding
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.errors import ConfigError
 from heplearn.models.nn_base import mlp
 from heplearn.tasks import Batch
@@ -97,7 +98,7 @@ class DomainAdversarialStep(StepStrategy):
                 "and preprocessing; train through heplearn.train or pass them to fit()"
             )
         from heplearn.data.config import expand_files
-        from heplearn.data.dataset import load_arrays
+        from heplearn.data.in_memory import load_arrays
 
         self.settings = settings
         self.training = context.training

@@ -357,7 +357,7 @@ def classifier_test(
     """
     from sklearn.metrics import roc_auc_score
 
-    from heplearn.data.dataset import InMemoryJets
+    from heplearn.data.in_memory import InMemoryJets
     from heplearn.data.jets import JetArrays
     from heplearn.models import registry
     from heplearn.run_config import LossTermConfig, TrainingConfig

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from heplearn.data.dataset import InMemoryJets
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import clopper_pearson

@@ -48,8 +48,8 @@ from safetensors.torch import save_file
 
 from heplearn import __version__
 from heplearn.data.config import DataConfig, LabelConfig, expand_files
-from heplearn.data.dataset import InMemoryJets
 from heplearn.data.files import atomic_path, write_text_atomic
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.io import PROVENANCE_KEY, open_source
 from heplearn.data.jets import JetArrays, RaggedJets
 from heplearn.data.preprocessing import Preprocessing

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from heplearn import __version__
+from heplearn.data.batches import to_batch, trim_padding
 from heplearn.data.config import DataConfig
-from heplearn.data.dataset import InMemoryJets, to_batch, trim_padding
 from heplearn.data.files import write_text_atomic
+from heplearn.data.in_memory import InMemoryJets
 from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
 from heplearn.errors import ConfigError, DataError, FitError

@@ -55,8 +55,8 @@ from torch import nn
 from typing_extensions import override
 
 from heplearn import __version__
-from heplearn.data.dataset import load_arrays
 from heplearn.data.files import atomic_path
+from heplearn.data.in_memory import load_arrays
 from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing, VariableScaling
 from heplearn.errors import DataError, HeplearnError

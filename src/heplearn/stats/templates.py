@@ -250,7 +250,7 @@ def run_observable(
     ``labelled=False`` reads files without the run's label fields (data): their labels are all 0.
     """
     from heplearn.data.config import LabelConfig
-    from heplearn.data.dataset import load_arrays
+    from heplearn.data.in_memory import load_arrays
     from heplearn.evaluation.scoring import data_files, evaluation_data_config, load_run, predict, signal_score
 
     model = load_run(run_dir, kinds=("summary_statistic",))

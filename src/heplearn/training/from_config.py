@@ -28,10 +28,12 @@ import torch
 from safetensors.torch import save_file
 
 from heplearn.data.config import DataConfig
-from heplearn.data.dataset import InMemoryJets, JetStream, fit_preprocessing, load_arrays, stream_loader
 from heplearn.data.files import atomic_path
+from heplearn.data.in_memory import InMemoryJets, fit_preprocessing, load_arrays
 from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
+from heplearn.data.stream import JetStream
+from heplearn.data.stream_loader import stream_loader
 from heplearn.errors import ConfigError, DataError
 from heplearn.evaluation.metrics import classification_metrics
 from heplearn.models import registry

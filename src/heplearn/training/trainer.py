@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from heplearn.data.dataset import Batch, trim_padding
+from heplearn.data.batches import Batch, trim_padding
 from heplearn.optional import BrokenPackageError, MissingExtraError, optional_import
 from heplearn.progress import progress_bar
 from heplearn.run_config import StepConfig, TrainingConfig
@@ -338,7 +338,7 @@ def _log_once(level: int, message: str) -> None:
 
 def non_input_keys(batch: Batch) -> list[str]:
     """The keys of a batch that no model reads: ``label``, ``weight`` and the observers."""
-    from heplearn.data.dataset import OBSERVER_PREFIX
+    from heplearn.data.jets import OBSERVER_PREFIX
 
     return [key for key in batch if key in {"label", "weight"} or key.startswith(OBSERVER_PREFIX)]
 
