@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import torch
@@ -125,6 +126,11 @@ def test_ema_training_keeps_the_average_and_ot_flow_samples(clouds: fastsim.JetC
         torch.testing.assert_close(loaded.network.state_dict()[name], tensor)
     sampled = fastsim.sample_jets(loaded, {"top": 5}, steps=2, solver="euler")
     assert np.isfinite(sampled.clouds.clouds).all() and len(sampled.clouds) == 5
+    # the particle-level file leaves FastJet's fields out and agrees with the full one on the rest
+    light = io.read(fastsim.write_jets(sampled, tmp_path / "light.parquet", substructure=False))
+    full = io.read(fastsim.write_jets(sampled, tmp_path / "full.parquet"))
+    assert set(full.fields) - set(light.fields) == {"jet_sdmass", "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"}
+    np.testing.assert_array_equal(ak.to_numpy(light.jet_mass), ak.to_numpy(full.jet_mass))
     with pytest.raises(ConfigError, match="unknown ODE solver"):
         fastsim.sample_jets(loaded, {"top": 5}, solver="rk4")
     with pytest.raises(ConfigError, match=r"EMA decay must lie in \(0, 1\), got 1.5"):

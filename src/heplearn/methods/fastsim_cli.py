@@ -94,6 +94,9 @@ def sample_command(
     steps: Annotated[int, typer.Option(help="ODE steps of the flow-matching sampler.")] = 25,
     solver: Annotated[str, typer.Option(help="ODE solver of flow matching: euler, midpoint or heun.")] = "midpoint",
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    no_substructure: Annotated[
+        bool, typer.Option("--no-substructure", help="Leave out jet_sdmass and jet_tau1..4 (FastJet's cost).")
+    ] = False,
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
     import numpy as np
@@ -107,7 +110,8 @@ def sample_command(
     started = time.perf_counter()
     sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed, solver=solver)
     seconds = time.perf_counter() - started
-    write_jets(sampled, output, {"run": str(run), "model": model.kind, "seed": seed, "steps": steps, "solver": solver})
+    provenance = {"run": str(run), "model": model.kind, "seed": seed, "steps": steps, "solver": solver}
+    write_jets(sampled, output, provenance, substructure=not no_substructure)
     typer.echo(
         f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
         f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)"
