@@ -104,3 +104,20 @@ def test_empty_input_gives_empty_output() -> None:
     empty = ak.Array([[massless(1, 0, 0)]], with_name="Momentum4D")[:0]
     assert jet_sdmass(empty, R0).shape == (0,)
     assert jet_nsubjettiness(empty, R0).shape == (0, 4)
+
+
+def test_soft_drop_gives_zg_and_rg_of_the_first_passing_declustering() -> None:
+    from heplearn.generate.substructure import jet_soft_drop
+
+    # 100 + 30 GeV, 0.2 apart: z = 30/130 passes z_cut = 0.1, so z_g = 3/13, R_g = 0.2, m_SD = m;
+    # 100 + 5 GeV: z = 5/105 fails and the groomed jet is one massless particle (all three 0)
+    groomed = jet_soft_drop(
+        jets(
+            [massless(100, 0.0, 0.0), massless(30, 0.2, 0.0)],
+            [massless(100, 0.0, 0.0), massless(5, 0.2, 0.0)],
+        ),
+        R0,
+    )
+    assert groomed["zg"] == pytest.approx([3 / 13, 0.0])
+    assert groomed["rg"] == pytest.approx([0.2, 0.0])
+    assert groomed["msoftdrop"] == pytest.approx([pair_mass(100, 30, 0.2, 0.0), 0.0])

@@ -92,6 +92,9 @@ def test_unfold_writes_a_run_with_the_weights_of_every_iteration(
     discriminators = json.loads((run_dir / "unfolding.json").read_text())["triangular_discriminator_1e3"]["gen_x"]
     assert discriminators["generator"] > 5 * discriminators["OmniFold"]
     assert discriminators["generator"] > 5 * discriminators["IBU"]
+    closure = json.loads((run_dir / "unfolding.json").read_text())["closure_chi2"]["gen_x"]
+    assert set(closure) == {"generator", "IBU", "OmniFold"} and closure["OmniFold"]["ndf"] == 19
+    assert closure["generator"]["chi2_ndf"] > 3 * closure["OmniFold"]["chi2_ndf"]
     assert not list(run_dir.rglob("*.tmp*"))
 
 

@@ -12,6 +12,7 @@ from scipy.stats import norm
 
 from heplearn.methods.unfolding_figures import (
     ObservableComparison,
+    closure_chi2,
     comparison_figure,
     normalised_histogram,
     triangular_discriminator,
@@ -56,3 +57,32 @@ def test_the_comparison_figure_reports_what_it_draws(tmp_path: Path) -> None:
     # the generator is far off (≈ 10⁻² from the width alone); IBU and exact weights are at the noise level
     assert values["generator"] > 10 * values["OmniFold"] and values["generator"] > 5 * values["IBU"]
     assert values["OmniFold"] < 1.0 and values["IBU"] < 2.0
+
+
+def test_closure_chi2_known_values() -> None:
+    # truth 30 | 70 and generator 50 | 50 in two unit bins: densities (0.3, 0.7) and (0.5, 0.5) with
+    # errors √n/100, so χ² = 0.2²/((30 + 50)/10⁴) + 0.2²/((70 + 50)/10⁴) = 5 + 10/3, ndf = 1
+    truth = np.r_[np.full(30, 0.5), np.full(70, 1.5)]
+    generator = np.r_[np.full(50, 0.5), np.full(50, 1.5)]
+    bins = np.array([0.0, 1.0, 2.0])
+    # OmniFold's weights move the generator onto the truth exactly: χ² = 0
+    weights = np.where(generator < 1, 30 / 50, 70 / 50)
+    chi2 = closure_chi2(ObservableComparison("x", "x", bins, truth, generator, weights))
+    assert chi2["generator"]["chi2"] == pytest.approx(5 + 10 / 3) and chi2["generator"]["ndf"] == 1
+    assert chi2["generator"]["chi2_ndf"] == pytest.approx(5 + 10 / 3)
+    assert chi2["OmniFold"]["chi2"] == pytest.approx(0.0, abs=1e-12)
+    assert "IBU" not in chi2
+
+
+def test_closure_chi2_is_about_one_per_bin_for_a_statistically_equal_sample() -> None:
+    rng = np.random.default_rng(11)
+    bins = np.linspace(-3, 3, 31)
+    values = [
+        closure_chi2(
+            ObservableComparison(
+                "x", "x", bins, rng.normal(size=20_000), gen := rng.normal(size=20_000), np.ones_like(gen)
+            )
+        )["OmniFold"]["chi2_ndf"]
+        for _ in range(20)
+    ]
+    assert np.mean(values) == pytest.approx(1.0, abs=0.15)

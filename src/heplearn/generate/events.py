@@ -92,6 +92,27 @@ class FinalState:
     def __len__(self) -> int:
         return len(self.px)
 
+    def subset(self, keep: np.ndarray) -> FinalState:
+        """The particles where ``keep`` (one flag per particle) is true, in the same events."""
+        event = np.repeat(np.arange(self.n_events), self.counts)
+        return self.take(keep, np.bincount(event[keep], minlength=self.n_events).astype(np.int64))
+
+    def take(self, keep: np.ndarray, counts: np.ndarray) -> FinalState:
+        """The particles where ``keep`` (one flag per particle) is true, grouped by ``counts``."""
+        vx, vy, vz = self.vertex()
+        return FinalState(
+            px=self.px[keep],
+            py=self.py[keep],
+            pz=self.pz[keep],
+            energy=self.energy[keep],
+            pid=self.pid[keep],
+            charge=self.charge[keep],
+            counts=counts,
+            vx=vx[keep],
+            vy=vy[keep],
+            vz=vz[keep],
+        )
+
 
 class PythiaGenerator:
     """One initialised Pythia instance that hands out batches of events."""

@@ -493,20 +493,7 @@ def select_events(record: EventRecord, keep: np.ndarray) -> EventRecord:
 
 def select_final_state(particles: FinalState, keep: np.ndarray) -> FinalState:
     """The events of ``particles`` where ``keep`` is true."""
-    flat = np.repeat(keep, particles.counts)
-    vx, vy, vz = particles.vertex()
-    return FinalState(
-        px=particles.px[flat],
-        py=particles.py[flat],
-        pz=particles.pz[flat],
-        energy=particles.energy[flat],
-        pid=particles.pid[flat],
-        charge=particles.charge[flat],
-        counts=particles.counts[keep],
-        vx=vx[flat],
-        vy=vy[flat],
-        vz=vz[flat],
-    )
+    return particles.take(np.repeat(keep, particles.counts), particles.counts[keep])
 
 
 def relative_isolation(
@@ -527,20 +514,7 @@ def relative_isolation(
 
 
 def _subset(particles: FinalState, keep: np.ndarray) -> FinalState:
-    event = np.repeat(np.arange(particles.n_events), particles.counts)
-    vx, vy, vz = particles.vertex()
-    return FinalState(
-        px=particles.px[keep],
-        py=particles.py[keep],
-        pz=particles.pz[keep],
-        energy=particles.energy[keep],
-        pid=particles.pid[keep],
-        charge=particles.charge[keep],
-        counts=np.bincount(event[keep], minlength=particles.n_events).astype(np.int64),
-        vx=vx[keep],
-        vy=vy[keep],
-        vz=vz[keep],
-    )
+    return particles.subset(keep)
 
 
 def _jagged(values: np.ndarray, counts: np.ndarray, dtype: type) -> ak.Array:

@@ -48,6 +48,26 @@ def jet_sdmass(constituents: ak.Array, radius: float, *, beta: float = 0.0, z_cu
     return _soft_drop(_recluster(constituents), radius, beta, z_cut)
 
 
+def jet_soft_drop(
+    constituents: ak.Array, radius: float, *, beta: float = 0.0, z_cut: float = 0.1
+) -> dict[str, np.ndarray]:
+    """Soft drop's groomed mass ``msoftdrop`` (GeV), momentum fraction ``zg`` and opening angle ``rg``.
+
+    z_g = min(pT1, pT2)/(pT1 + pT2) and R_g = ΔR12 of the first declustering that passes the
+    condition (Larkoski, Marzani, Thaler, arXiv:1502.02676); both are 0 when no declustering passes
+    (the groomed jet is one constituent).
+    """
+    _check(constituents)
+    if len(constituents) == 0:
+        return {"msoftdrop": np.zeros(0), "zg": np.zeros(0), "rg": np.zeros(0)}
+    groomed = _groom(_recluster(constituents), radius, beta, z_cut)
+    return {
+        "msoftdrop": ak.to_numpy(groomed.msoftdrop).astype(np.float64),
+        "zg": np.clip(ak.to_numpy(groomed.symmetrysoftdrop).astype(np.float64), 0.0, None),
+        "rg": np.clip(ak.to_numpy(groomed.deltaRsoftdrop).astype(np.float64), 0.0, None),
+    }
+
+
 def jet_nsubjettiness(
     constituents: ak.Array, radius: float, *, beta: float = 1.0, orders: tuple[int, ...] = TAU_ORDERS
 ) -> np.ndarray:
@@ -73,8 +93,8 @@ def substructure_fields(constituents: ak.Array, radius: float) -> dict[str, np.n
     return fields
 
 
-def _soft_drop(sequence: fastjet.ClusterSequence, radius: float, beta: float, z_cut: float) -> np.ndarray:
-    groomed = sequence.exclusive_jets_softdrop_grooming(
+def _groom(sequence: fastjet.ClusterSequence, radius: float, beta: float, z_cut: float) -> ak.Array:
+    return sequence.exclusive_jets_softdrop_grooming(
         njets=1,
         beta=beta,
         symmetry_cut=z_cut,
@@ -82,7 +102,10 @@ def _soft_drop(sequence: fastjet.ClusterSequence, radius: float, beta: float, z_
         R0=radius,
         recursion_choice="larger_pt",
     )
-    return ak.to_numpy(groomed.msoftdrop).astype(np.float64)
+
+
+def _soft_drop(sequence: fastjet.ClusterSequence, radius: float, beta: float, z_cut: float) -> np.ndarray:
+    return ak.to_numpy(_groom(sequence, radius, beta, z_cut).msoftdrop).astype(np.float64)
 
 
 def _nsubjettiness(

@@ -30,6 +30,7 @@ Everything is read and checked before the run directory is created.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,10 @@ import yaml
 from heplearn import __version__
 from heplearn.config import StrictModel, apply_overrides, read_yaml, validate
 from heplearn.data.config import DataConfig, InputGroup, expand_files
+from heplearn.data.dataset import load_arrays
 from heplearn.data.files import write_text_atomic
-from heplearn.data.in_memory import load_arrays
-from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
+from heplearn.data.transform import JetArrays
 from heplearn.methods.unfolding import (
     WEIGHTS_FILE,
     OmniFoldResult,
@@ -179,6 +180,7 @@ class UnfoldRun:
     weights_file: Path
     result: OmniFoldResult
     discriminators: dict[str, dict[str, float]]
+    closure: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)
 
 
 def unfold(
@@ -246,9 +248,11 @@ def unfold(
         },
     )
     names = [variable for group in config.gen.inputs.values() for variable in group.variables]
-    discriminators = _closure_figure(config, raw, reco_pass, gen_pass, result, run) if truth is not None else {}
-    write_run_summary(run, config.unfolding.model_dump(), result, names, discriminators)
-    return UnfoldRun(run.path, weights_file, result, discriminators)
+    discriminators, closure = (
+        _closure_figure(config, raw, reco_pass, gen_pass, result, run) if truth is not None else ({}, {})
+    )
+    write_run_summary(run, config.unfolding.model_dump(), result, names, discriminators, closure)
+    return UnfoldRun(run.path, weights_file, result, discriminators, closure)
 
 
 def _closure_figure(
@@ -258,9 +262,9 @@ def _closure_figure(
     gen_pass: np.ndarray,
     result: OmniFoldResult,
     run: RunDirectory,
-) -> dict[str, dict[str, float]]:
-    """Truth, generator, IBU and OmniFold for each per-event generator variable; the Δ of each."""
-    from heplearn.methods.unfolding_figures import ObservableComparison, comparison_figure
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Truth, generator, IBU and OmniFold for each per-event generator variable; the Δ and χ²/ndf of each."""
+    from heplearn.methods.unfolding_figures import ObservableComparison, closure_chi2, comparison_figure
     from heplearn.stats.ibu import unfold_events
 
     observables = []
@@ -308,6 +312,6 @@ def _closure_figure(
                 )
             )
     if not observables:
-        return {}
+        return {}, {}
     _, discriminators = comparison_figure(observables, run.path / "figures")
-    return discriminators
+    return discriminators, {observable.name: closure_chi2(observable) for observable in observables}

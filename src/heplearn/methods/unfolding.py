@@ -44,9 +44,9 @@ import pydantic
 import torch
 
 from heplearn.config import StrictModel
+from heplearn.data.dataset import InMemoryJets
 from heplearn.data.files import atomic_path, write_text_atomic
-from heplearn.data.in_memory import InMemoryJets
-from heplearn.data.jets import JetArrays
+from heplearn.data.transform import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
 from heplearn.progress import progress_bar
@@ -431,14 +431,16 @@ def write_run_summary(
     result: OmniFoldResult,
     names: Sequence[str] = (),
     discriminators: Mapping[str, Any] | None = None,
+    closure: Mapping[str, Any] | None = None,
 ) -> None:
     """``unfolding.json`` beside the weights: settings, sizes, the weights' spread per iteration and,
-    for a closure test, the triangular discriminators ×10³ to the truth."""
+    for a closure test, the triangular discriminators ×10³ and the χ²/ndf to the truth."""
     summary = {
         "settings": dict(settings),
         "events": len(result.prior),
         "observables": list(names),
         "triangular_discriminator_1e3": dict(discriminators or {}),
+        "closure_chi2": dict(closure or {}),
         "push_std_per_iteration": [float(np.std(push)) for push in result.push],
         "pull_std_per_iteration": [float(np.std(pull)) for pull in result.pull],
     }

@@ -18,7 +18,13 @@ from heplearn.errors import DataError
 from heplearn.evaluation.plots import PlotStyle, plot_style, save_figure
 from heplearn.stats.ibu import IBUResult
 
-__all__ = ["ObservableComparison", "comparison_figure", "normalised_histogram", "triangular_discriminator"]
+__all__ = [
+    "ObservableComparison",
+    "closure_chi2",
+    "comparison_figure",
+    "normalised_histogram",
+    "triangular_discriminator",
+]
 
 
 def triangular_discriminator(p: ArrayLike, q: ArrayLike) -> float:
@@ -101,6 +107,31 @@ def _curves(observable: ObservableComparison) -> dict[str, tuple[np.ndarray, np.
         observable.generator, bins, observable.omnifold_weights, observable.omnifold_replicas
     )
     return curves
+
+
+def closure_chi2(observable: ObservableComparison) -> dict[str, dict[str, float]]:
+    """χ² of each unfolded (and the generator's) normalised histogram against the truth's.
+
+    χ² = Σ_bins (p − t)² / (σ_p² + σ_t²) over the bins where either has an error, with the
+    uncertainties of ``normalised_histogram`` (OmniFold: the bootstrap replicas' spread when there
+    are replicas, else the simulation's √Σw²; IBU: its bootstrap spread; the truth: √Σw²), and
+    ndf = bins − 1 (both are normalised to unit area). The bins are treated as independent.
+
+    Returns
+    -------
+    dict
+        Per curve (``generator``, ``IBU`` when present, ``OmniFold``): ``chi2``, ``ndf``, ``chi2_ndf``.
+    """
+    curves = _curves(observable)
+    truth, truth_error = curves.pop("truth")
+    result: dict[str, dict[str, float]] = {}
+    for name, (density, error) in curves.items():
+        variance = error**2 + truth_error**2
+        used = variance > 0
+        chi2 = float(np.sum((density[used] - truth[used]) ** 2 / variance[used]))
+        ndf = max(int(used.sum()) - 1, 1)
+        result[name] = {"chi2": chi2, "ndf": float(ndf), "chi2_ndf": chi2 / ndf}
+    return result
 
 
 def comparison_figure(
