@@ -44,10 +44,10 @@ import yaml
 from heplearn import __version__
 from heplearn.config import StrictModel, apply_overrides, read_yaml, validate
 from heplearn.data.config import DataConfig, InputGroup, expand_files
-from heplearn.data.dataset import load_arrays
 from heplearn.data.files import write_text_atomic
+from heplearn.data.in_memory import load_arrays
+from heplearn.data.jets import JetArrays
 from heplearn.data.preprocessing import Preprocessing
-from heplearn.data.transform import JetArrays
 from heplearn.methods.unfolding import (
     WEIGHTS_FILE,
     OmniFoldResult,

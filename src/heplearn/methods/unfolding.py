@@ -44,9 +44,9 @@ import pydantic
 import torch
 
 from heplearn.config import StrictModel
-from heplearn.data.dataset import InMemoryJets
 from heplearn.data.files import atomic_path, write_text_atomic
-from heplearn.data.transform import JetArrays
+from heplearn.data.in_memory import InMemoryJets
+from heplearn.data.jets import JetArrays
 from heplearn.errors import ConfigError, DataError
 from heplearn.models import registry
 from heplearn.progress import progress_bar
