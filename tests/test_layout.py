@@ -66,6 +66,17 @@ CONCEPTS = {
     "data/stream.py": {"JetStream"},
     "data/handover.py": {"Handover", "SharedBlock", "HANDOVER_ALIGNMENT"},
     "data/stream_loader.py": {"StreamLoader", "stream_loader"},
+    "models/part_export.py": {
+        "Packing",
+        "biased_attention",
+        "fused_attention",
+        "full_pair_bias",
+        "folded_pair_bias",
+        "exported_attention",
+        "attend_packed",
+        "forward_exported",
+    },
+    "models/particlenet_export.py": {"gather_neighbours", "aggregate_padded", "forward_folded"},
 }
 
 
@@ -84,3 +95,23 @@ def test_each_concept_lives_in_its_own_module(module: str, definitions: dict[str
     misplaced = {name: sorted(definitions.get(name, ())) for name in CONCEPTS[module]}
     misplaced = {name: paths for name, paths in misplaced.items() if paths != [module]}
     assert not misplaced, f"defined elsewhere than {module}: {misplaced}"
+
+
+# The export-only paths as they were once written inside the paper's models (as methods).
+EXPORT_ONLY = {
+    "models/part.py": {"_forward_exported", "_folded_matrix", "_full_matrix", "_exported", "attend_packed"},
+    "models/particlenet.py": {"_forward_folded", "_aggregate_padded", "gather_neighbours"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPORT_ONLY))
+def test_the_papers_models_hold_no_export_only_path(module: str) -> None:
+    """The models read as the paper's: their export paths live in ``*_export.py`` and are only called."""
+    functions = {
+        node.name
+        for node in ast.walk(ast.parse((SOURCE / module).read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    assert not functions & EXPORT_ONLY[module]
+    export_module = Path(module).stem + "_export"
+    assert f"{export_module}." in (SOURCE / module).read_text(), f"{module} does not dispatch to {export_module}"

@@ -17,19 +17,15 @@ and U are folded into the float ``attn_mask`` of ``scaled_dot_product_attention`
 
 Speed (the same result as the plain padded computation, tested): U is embedded only for the pairs
 of real particles, and the attention blocks run on groups of similar-length jets, each cut to its
-longest jet, so the N² work follows the real multiplicities. Under ``torch.export`` in training
-mode the forward pass takes the plain padded path instead (all N × N pairs, one group). The
-exported eval graph (``ParticleTransformer._forward_exported``) has no Python loop over groups
-either, but it too embeds only the real pairs and runs the per-particle layers on the real
-particles only, as lists whose lengths the graph computes (``Packing``), with the batch norms
-folded into the dense layers; only the attention itself sees the padded (B, H, N, N) layout.
+longest jet, so the N² work follows the real multiplicities. Under ``torch.export`` the layers
+take the paths of ``heplearn.models.part_export`` instead (no Python loop over groups, the same
+outputs): this module is the paper's model as it trains.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,7 +34,7 @@ from torch import nn
 from torch.nn import functional
 
 from heplearn.errors import ConfigError
-from heplearn.models.folding import batch_norm_affine, fold_after, fold_before
+from heplearn.models import part_export
 from heplearn.models.nn_base import MaskedBatchNorm, ParticleModel, zero_padding
 from heplearn.models.pairwise import NUM_PAIR_FEATURES, interaction_features, pair_layout
 
@@ -55,24 +51,6 @@ class ParticleTransformerHyperparameters:
     ffn_size: int = 512
     dropout: float = 0.1  # attention, feed-forward and residual dropout of the particle blocks
     class_dropout: float = 0.0  # the same in the class-attention blocks (0 in the reference setup)
-
-
-# Whether the exported eval graph writes its attention as one fused op (``biased_attention``,
-# float32 only); set by ``heplearn.serving.export.export_network(fused_attention=True)``
-# through ``fused_attention``. Off by default: on the 2-core reference machine the fused
-# graph ran 0.9-1.1x the written-out one (``benchmarks/bench_infer.py --ab``), and it holds a
-# contrib op that only onnxruntime runs.
-_EXPORT_SETTINGS = {"fused_attention": False}
-
-
-@contextlib.contextmanager
-def fused_attention(enabled: bool = True) -> Iterator[None]:
-    """Within the block, the exported ParT graph takes the fused attention op (or not)."""
-    previous, _EXPORT_SETTINGS["fused_attention"] = _EXPORT_SETTINGS["fused_attention"], enabled
-    try:
-        yield
-    finally:
-        _EXPORT_SETTINGS["fused_attention"] = previous
 
 
 class ParticleEmbedding(nn.Module):
@@ -115,35 +93,6 @@ class RealPairs:
         return flat.reshape(stop_jet - first_jet, num_heads, size, size)
 
 
-@dataclass(frozen=True)
-class Packing:
-    """The True entries of a flat boolean tensor as a list of R rows, for the exported eval graph.
-
-    ``index`` (R,) holds their positions; ``rows`` (M,) the row of every entry in the list with a
-    zero row put first (row 0 for the False entries). R depends on the data (onnxruntime's
-    NonZero), so the graph computes only real rows while its inputs keep dynamic axes.
-    """
-
-    index: torch.Tensor
-    rows: torch.Tensor
-
-    @classmethod
-    def of(cls, selected: torch.Tensor) -> Packing:
-        """The packing of the True entries of ``selected``."""
-        rows = torch.where(selected, torch.cumsum(selected.to(torch.int64), dim=0), 0)
-        return cls(selected.nonzero().squeeze(1), rows)
-
-    def pack(self, values: torch.Tensor) -> torch.Tensor:
-        """The selected rows (R, ...) of ``values`` (M, ...)."""
-        return values.index_select(0, self.index)
-
-    def unpack(self, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``values`` (R, C) at their places in (M, C), zeros elsewhere; ``rows``: other places
-        (a selection of ``self.rows``)."""
-        rows = self.rows if rows is None else rows
-        return torch.cat([values.new_zeros(1, values.shape[1]), values]).index_select(0, rows)
-
-
 class PairEmbedding(nn.Module):
     """Interaction matrix U (B, heads, N, N) from the pairwise features of ``vectors``.
 
@@ -181,86 +130,10 @@ class PairEmbedding(nn.Module):
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The attention bias U (B, heads, N, N) from the four-vectors (B, N, 4); 0 on the diagonal and padded pairs."""
         if torch.compiler.is_exporting() and not self.training:
-            return self._folded_matrix(vectors, mask)
+            return part_export.folded_pair_bias(self, vectors, mask)
         if torch.compiler.is_exporting():
-            return self._full_matrix(vectors, mask)
+            return part_export.full_pair_bias(self, vectors, mask)
         return self.embed_pairs(vectors, mask).matrix(0, mask.shape[0], mask.shape[1])
-
-    def _full_matrix(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The same U from all N × N pairs: twice the work, but no shape-dependent index tensors."""
-        size = mask.shape[1]
-        off_diagonal = ~torch.eye(size, dtype=torch.bool, device=mask.device)
-        pair_mask = mask[:, :, None] & mask[:, None, :] & off_diagonal
-        values = self.embed(interaction_features(vectors[:, :, None], vectors[:, None, :]), pair_mask)
-        values = values * off_diagonal[..., None].to(values.dtype)
-        return values.permute(0, 3, 1, 2)
-
-    def _folded_matrix(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The same U in eval mode for the exported graph: the real pairs only, batch norms folded.
-
-        The pairs (i, (i + d) mod N) for the offsets d = 0 … ⌊N/2⌋ hold every unordered pair of
-        slots (d = 0 is the diagonal; for even N, d = N/2 gives each pair twice): a
-        (B, N, ⌊N/2⌋ + 1) layout whose shape follows N, so the particle axis stays dynamic. The
-        unordered pairs of distinct real particles are picked from it (a list of R pairs, as the
-        eager path makes: a data-dependent length that onnxruntime takes) and embedded, with the
-        batch norms folded into the dense layers. U (i, j) is then looked up at (i, d) with
-        d = (j − i) mod N when (i, d) is the listed one of the two, else at (j, N − d) (the pair
-        features are symmetric), and is 0 off the real pairs, as in the eager path.
-        """
-        batch, size = vectors.shape[:2]
-        slots = torch.arange(size, device=vectors.device)
-        offsets = torch.arange(size // 2 + 1, device=vectors.device)
-        width = offsets.shape[0]
-        partners = slots[:, None] + offsets  # (i + d) mod N: (N, width); a symbolic N takes no Mod
-        partners = torch.where(partners < size, partners, partners - size)
-        once = (offsets > 0) & ((2 * offsets < size) | (slots[:, None] < partners))  # each unordered pair once
-        pairs = Packing.of((mask[:, :, None] & mask[:, partners] & once).reshape(-1))  # (B·N·width) → R
-        first_slot = (torch.arange(batch, device=vectors.device) * size)[:, None, None]  # (B, 1, 1)
-        firsts = pairs.pack((first_slot + slots[:, None]).expand(-1, -1, width).reshape(-1))  # flat slots (R,)
-        seconds = pairs.pack((first_slot + partners).reshape(-1))
-        flat_vectors = vectors.reshape(-1, vectors.shape[-1])
-        features = interaction_features(flat_vectors.index_select(0, firsts), flat_vectors.index_select(0, seconds))
-        dense = [(linear.weight, linear.bias) for linear in self.linears] + [(self.output.weight, self.output.bias)]
-        dense[0] = fold_before(self.input_norm, *dense[0])
-        for position, norm in enumerate(self.norms):
-            dense[position] = fold_after(*dense[position], norm)
-        values = features
-        for weight, bias in dense[:-1]:
-            values = functional.gelu(functional.linear(values, weight, bias))
-        values = functional.linear(values, *dense[-1])  # (R, heads)
-        offset = slots[None, :] - slots[:, None]  # d(i, j) = (j − i) mod N: (N, N)
-        offset = torch.where(offset < 0, offset + size, offset)
-        listed = (2 * offset < size) | ((2 * offset == size) & (slots[:, None] < slots[None, :]))  # as in `once`
-        index = torch.where(listed, slots[:, None] * width + offset, slots[None, :] * width + size - offset)
-        rows = pairs.rows.reshape(batch, size * width).index_select(1, index.reshape(-1)).reshape(-1)  # (B·N·N)
-        return pairs.unpack(values, rows).reshape(batch, size, size, -1).permute(0, 3, 1, 2)
-
-
-@torch.library.custom_op("heplearn::biased_attention", mutates_args=())
-def biased_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
-) -> torch.Tensor:
-    """softmax(Q Kᵀ + bias) V per head, for query (B, Lq, D), key and value (B, Lk, D), bias
-    broadcasting to (B, H, Lq, Lk); no 1/√d (the callers fold it into the query layer).
-
-    One op for the exported eval graph: ``heplearn.serving.export`` writes it as onnxruntime's
-    fused ``com.microsoft.MultiHeadAttention`` (with ``attention_bias``, scale 1), one node
-    instead of the head split, two MatMuls, the bias Add, the Softmax and the head merge.
-    """
-    batch, length, dim = query.shape
-    head_size = dim // num_heads
-    query = query.reshape(batch, length, num_heads, head_size).transpose(1, 2)  # (B, H, Lq, d)
-    key = key.reshape(batch, -1, num_heads, head_size).permute(0, 2, 3, 1)  # (B, H, d, Lk)
-    value = value.reshape(batch, -1, num_heads, head_size).transpose(1, 2)  # (B, H, Lk, d)
-    weights = torch.softmax(query @ key + bias, dim=-1)
-    return (weights @ value).transpose(1, 2).reshape(batch, length, dim)
-
-
-@biased_attention.register_fake
-def _biased_attention_shape(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, num_heads: int
-) -> torch.Tensor:
-    return torch.empty_like(query)
 
 
 class MultiHeadAttention(nn.Module):
@@ -281,7 +154,7 @@ class MultiHeadAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``queries`` (B, Lq, D) attend to ``keys`` (B, Lk, D); ``bias`` broadcasts to (B, H, Lq, Lk)."""
         if torch.compiler.is_exporting() and not self.training:
-            return self._exported(queries, keys, bias)
+            return part_export.exported_attention(self, queries, keys, bias)
         key, value = self.key_value(keys).chunk(2, dim=-1)
         attended = functional.scaled_dot_product_attention(
             self._heads(self.query(queries)),
@@ -292,55 +165,6 @@ class MultiHeadAttention(nn.Module):
         )
         batch, _, length, _ = attended.shape
         return self.projection(attended.transpose(1, 2).reshape(batch, length, -1))
-
-    def _exported(self, queries: torch.Tensor, keys: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """The same attention written out for the exported eval graph (class attention), with
-        fewer reshapes than the decomposed ``scaled_dot_product_attention``.
-
-        The keys are laid out transposed (B, H, d, Lk) by one Transpose, key and value come from
-        two dense layers (slices of ``key_value``: no Split), and the 1/√d scale is folded into
-        the query layer (d = 16 in the presets: an exact power of two).
-        """
-        dim = queries.shape[-1]
-        head_size = dim // self.num_heads
-        scale = head_size**-0.5
-        weight, bias_kv = self.key_value.weight, self.key_value.bias
-        query = functional.linear(queries, self.query.weight * scale, self.query.bias * scale)
-        key = functional.linear(keys, weight[:dim], bias_kv[:dim])
-        value = functional.linear(keys, weight[dim:], bias_kv[dim:])
-        if _EXPORT_SETTINGS["fused_attention"] and query.dtype == torch.float32:
-            return self.projection(biased_attention(query, key, value, bias, self.num_heads))
-        query = query.unflatten(-1, (self.num_heads, head_size)).transpose(1, 2)  # (B, H, Lq, d)
-        key = key.unflatten(-1, (self.num_heads, head_size)).permute(0, 2, 3, 1)  # (B, H, d, Lk)
-        value = value.unflatten(-1, (self.num_heads, head_size)).transpose(1, 2)  # (B, H, Lk, d)
-        weights = torch.softmax(query @ key + bias, dim=-1)
-        return self.projection((weights @ value).transpose(1, 2).flatten(2))
-
-    def attend_packed(
-        self, normed: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int, size: int
-    ) -> torch.Tensor:
-        """The particle attention of the exported eval graph on the real particles ``normed`` (R, D).
-
-        Query, key and value come from one dense layer on the R rows (the 1/√d scale folded into
-        the query part; d = 16 in the presets, an exact power of two), are put at their slots of
-        the padded (B, N) layout (zeros for padding: padded keys get −inf anyway) and split into
-        heads, the keys laid out transposed (B, H, d, N); the attended values of the real
-        particles go through the output layer.
-        """
-        dim = normed.shape[-1]
-        head_size = dim // self.num_heads
-        scale = head_size**-0.5
-        weight = torch.cat([self.query.weight * scale, self.key_value.weight])
-        layer_bias = torch.cat([self.query.bias * scale, self.key_value.bias])
-        projected = tokens.unpack(functional.linear(normed, weight, layer_bias))
-        if _EXPORT_SETTINGS["fused_attention"] and projected.dtype == torch.float32:
-            query, key, value = projected.reshape(batch, size, 3, dim).unbind(2)
-            attended = biased_attention(query, key, value, bias, self.num_heads).reshape(batch * size, dim)
-            return self.projection(tokens.pack(attended))
-        query, key, value = projected.reshape(batch, size, 3, self.num_heads, head_size).unbind(2)
-        weights = torch.softmax(query.transpose(1, 2) @ key.permute(0, 2, 3, 1) + bias, dim=-1)
-        attended = (weights @ value.transpose(1, 2)).transpose(1, 2).reshape(batch * size, dim)
-        return self.projection(tokens.pack(attended))
 
 
 class AttentionBlock(nn.Module):
@@ -367,13 +191,6 @@ class AttentionBlock(nn.Module):
         normed = self.attention_norm(particles)
         attended = self.attention_out_norm(self.attention(normed, normed, bias))
         return self.feed_forward(particles + self.dropout(attended))
-
-    def attend_packed(
-        self, particles: torch.Tensor, tokens: Packing, bias: torch.Tensor, batch: int, size: int
-    ) -> torch.Tensor:
-        """``forward`` in the exported eval graph, on the real particles (R, D) only."""
-        attended = self.attention.attend_packed(self.attention_norm(particles), tokens, bias, batch, size)
-        return self.feed_forward(particles + self.attention_out_norm(attended))
 
     def attend_class(self, class_token: torch.Tensor, particles: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Class attention: only the class token is updated; it attends to itself and the particles."""
@@ -436,7 +253,7 @@ class ParticleTransformer(ParticleModel):
         inputs = self.inputs(batch)
         mask = inputs["mask"]
         if torch.compiler.is_exporting() and not self.training:
-            return self._forward_exported(inputs["particles"], inputs["vectors"], mask)
+            return part_export.forward_exported(self, inputs["particles"], inputs["vectors"], mask)
         if torch.compiler.is_exporting():
             particles = self.embedding(inputs["particles"], mask)
             return self.classify(particles, self.pair_embedding(inputs["vectors"], mask), mask)
@@ -470,32 +287,6 @@ class ParticleTransformer(ParticleModel):
         class_bias = torch.cat([key_bias.new_zeros(mask.shape[0], 1), key_bias], dim=1)[:, None, None, :]
         for block in self.class_blocks:
             class_token = block.attend_class(class_token, particles, class_bias)
-        return self.output(self.norm(class_token.squeeze(1)))
-
-    def _forward_exported(self, particles: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The eval forward pass of the exported graph: ``classify`` on the real particles only.
-
-        The embedding and every per-particle layer of the particle-attention blocks run on the R
-        real particles as one (R, D) matrix (no padded rows to compute, and each dense layer is
-        one Gemm); only the attention itself uses the padded (B, H, N, N) layout. The particles
-        go back to the padded layout (zeros in the padding, as ``zero_padding`` leaves them)
-        for the class attention. Same outputs as ``classify`` (tested).
-        """
-        batch, size = mask.shape
-        tokens = Packing.of(mask.reshape(-1))
-        real = tokens.pack(particles.reshape(batch * size, -1))
-        scale, shift = batch_norm_affine(self.embedding.input_norm)
-        values = self.embedding.layers(real * scale + shift)  # (R, D)
-        visible = mask | ~mask.any(dim=1, keepdim=True)  # as in classify
-        key_bias = torch.zeros(mask.shape, dtype=values.dtype, device=mask.device).masked_fill(~visible, float("-inf"))
-        bias = self.pair_embedding(vectors, mask) + key_bias[:, None, None, :]
-        for block in self.blocks:
-            values = block.attend_packed(values, tokens, bias, batch, size)
-        padded = tokens.unpack(values).reshape(batch, size, -1)
-        class_token = self.class_token.expand(batch, -1, -1).to(values.dtype)
-        class_bias = torch.cat([key_bias.new_zeros(batch, 1), key_bias], dim=1)[:, None, None, :]
-        for block in self.class_blocks:
-            class_token = block.attend_class(class_token, padded, class_bias)
         return self.output(self.norm(class_token.squeeze(1)))
 
 

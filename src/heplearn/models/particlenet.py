@@ -20,10 +20,8 @@ Padding: neighbours are searched among the real particles only (padded ones, and
 itself, are at infinite distance); a jet with at most k real particles simply has fewer edges,
 and the edge average runs over the real edges, so the output does not depend on the padding.
 Only the real edges are formed (a list of (jet, particle, neighbour)), so the dense layers and
-batch norms never touch padding; under ``torch.export`` the padded (B, N, k) edge tensor is used
-instead, with the same result (tested), as its shapes are static. In eval mode the exported graph
-also has its batch norms folded into the dense layers and its edges as one 2-D matrix, so that
-onnxruntime runs each edge layer as one fused Gemm + ReLU (see ``EdgeConvBlock._forward_folded``).
+batch norms never touch padding. Under ``torch.export`` the blocks take the padded paths of
+``heplearn.models.particlenet_export`` instead, with the same result (tested).
 """
 
 from __future__ import annotations
@@ -35,10 +33,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from heplearn.errors import ConfigError
-from heplearn.models.folding import batch_norm_affine, fold_after
+from heplearn.models import particlenet_export
 from heplearn.models.nn_base import MaskedBatchNorm, ParticleModel, masked_mean, mlp, zero_padding
 
 
@@ -94,14 +91,6 @@ def nearest_neighbours(coordinates: torch.Tensor, mask: torch.Tensor, k: int) ->
     return index.clamp_max(size - 1), valid
 
 
-def gather_neighbours(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``features`` (B, N, C) of the neighbours ``index`` (B, N, k): (B, N, k, C)."""
-    batch, size, k = index.shape
-    channels = features.shape[-1]
-    flat = index.reshape(batch, size * k, 1).expand(-1, -1, channels)
-    return torch.gather(features, 1, flat).reshape(batch, size, k, channels)
-
-
 class EdgeConvBlock(nn.Module):
     """EdgeConv with shortcut (paper Fig. 2): dense + BN + ReLU on edges, mean over k, + shortcut."""
 
@@ -117,7 +106,7 @@ class EdgeConvBlock(nn.Module):
             self.shortcut = nn.Linear(in_channels, channels[-1], bias=False)
             self.shortcut_norm = MaskedBatchNorm(channels[-1])
 
-    def _first_layer(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def first_layer(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first edge layer W [x_i, x_j − x_i] as (W_a − W_b) x_i + W_b x_j.
 
         Same weights and result as applying W to every edge, but the products are taken once per
@@ -130,12 +119,11 @@ class EdgeConvBlock(nn.Module):
 
     def forward(self, coordinates: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One EdgeConv block: the k nearest neighbours in ``coordinates``, edge MLP, mean over edges, shortcut."""
-        if torch.compiler.is_exporting() and not self.training:
-            index, valid = nearest_neighbours(coordinates, mask, self.k)
-            return self._forward_folded(features, index, valid, mask)
         index, valid = nearest_neighbours(coordinates, mask, self.k)
+        if torch.compiler.is_exporting() and not self.training:
+            return particlenet_export.forward_folded(self, features, index, valid, mask)
         if torch.compiler.is_exporting():
-            aggregated = self._aggregate_padded(features, index, valid)
+            aggregated = particlenet_export.aggregate_padded(self, features, index, valid)
         else:
             aggregated = self._aggregate_real(features, index, valid)
         shortcut = features
@@ -143,7 +131,7 @@ class EdgeConvBlock(nn.Module):
             shortcut = self.shortcut_norm(self.shortcut(features), mask)
         return zero_padding(torch.relu(aggregated + shortcut), mask)
 
-    def _edge_layers(self, edges: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    def edge_layers(self, edges: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Batch norm + ReLU after the first layer, then (dense + batch norm + ReLU) for the rest;
         ``valid`` masks the batch statistics (None: every edge is real)."""
         for position, (linear, norm) in enumerate(zip(self.linears, self.norms, strict=True)):
@@ -160,54 +148,12 @@ class EdgeConvBlock(nn.Module):
         """
         batch, size, _ = index.shape
         jet, particle, neighbour = valid.nonzero(as_tuple=True)
-        centres, projected = self._first_layer(features)
+        centres, projected = self.first_layer(features)
         edges = centres[jet, particle] + projected[jet, index[jet, particle, neighbour]]  # (edges, C)
-        edges = self._edge_layers(edges, None)
+        edges = self.edge_layers(edges, None)
         summed = edges.new_zeros(batch * size, edges.shape[-1]).index_add(0, jet * size + particle, edges)
         counts = valid.sum(dim=2).reshape(-1, 1).clamp_min(1).to(edges.dtype)
         return (summed / counts).reshape(batch, size, -1)
-
-    def _aggregate_padded(self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """The same on the padded (B, N, k) edge tensor: no data-dependent shapes, for export in
-        training mode (eval mode: ``_forward_folded``)."""
-        centres, projected = self._first_layer(features)
-        edges = centres.unsqueeze(2) + gather_neighbours(projected, index)
-        edges = self._edge_layers(edges, valid)
-        return masked_mean(edges, valid, dim=2)
-
-    def _forward_folded(
-        self, features: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """The eval-mode block for the exported graph: ``_aggregate_padded`` and the shortcut with
-        every batch norm folded into its dense layer (``heplearn.models.folding``).
-
-        The padded (B, N, k) edges are rows of one (B·N·k, C) matrix, so that each later edge
-        layer is a single Gemm + bias + ReLU in onnxruntime; the neighbours' terms are looked up
-        with one row Gather in the flattened (B·N, C) per-particle terms. Edges that are not real
-        (missing neighbours, padded particles) hold finite values and get weight 0 in the mean.
-        """
-        batch, size, k = index.shape
-        weight = self.linears[0].weight
-        channels = features.shape[-1]
-        # norm(W [x_i, x_j − x_i]) = (s (W_a − W_b)) x_i + t + (s W_b) x_j
-        scale, shift = batch_norm_affine(self.norms[0])
-        centre_weight, difference_weight = weight[:, :channels], weight[:, channels:]
-        centres = functional.linear(features, (centre_weight - difference_weight) * scale[:, None], shift)
-        projected = functional.linear(features, difference_weight * scale[:, None])
-        rows = index + (torch.arange(batch, device=index.device) * size)[:, None, None]
-        neighbours = projected.reshape(batch * size, -1).index_select(0, rows.reshape(-1)).reshape(batch * size, k, -1)
-        edges = torch.relu(centres.reshape(batch * size, 1, -1) + neighbours).reshape(batch * size * k, -1)
-        for linear, norm in zip(self.linears[1:], self.norms[1:], strict=True):
-            edges = torch.relu(functional.linear(edges, *fold_after(linear.weight, linear.bias, norm)))
-        # the mean over the real edges as one (1 × k)·(k × C) product per particle: weights 1 / (real
-        # edges) on the real edges, 0 on the others
-        share = valid.to(edges.dtype)
-        share = share / share.sum(dim=2, keepdim=True).clamp_min(1.0)
-        aggregated = (share.reshape(batch * size, 1, k) @ edges.reshape(batch * size, k, -1)).reshape(batch, size, -1)
-        shortcut = features
-        if self.shortcut is not None and self.shortcut_norm is not None:
-            shortcut = functional.linear(features, *fold_after(self.shortcut.weight, None, self.shortcut_norm))
-        return zero_padding(torch.relu(aggregated + shortcut), mask)
 
 
 class ParticleNet(ParticleModel):
