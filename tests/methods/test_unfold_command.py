@@ -25,6 +25,9 @@ def write_samples(folder: Path, n: int = 12_000, seed: int = 2) -> dict[str, Pat
     reco[rng.random(n) < 0.1] = -10.0
     truth = rng.normal(0.2, 0.8, n)
     data = (truth + rng.normal(0, 0.5, n))[rng.random(n) > 0.1]
+    # 10% more truth rows without a generator level: the dummy -10 with weight 0 (must not set the bins)
+    truth_weight = np.r_[np.ones(n), np.zeros(n // 10)]
+    truth = np.r_[truth, np.full(n // 10, -10.0)]
     simulation = ak.zip({"gen_x": gen.astype(np.float32), "reco_x": reco.astype(np.float32)})
     return {
         "simulation": io.write(simulation, folder / "simulation.parquet"),
@@ -33,7 +36,10 @@ def write_samples(folder: Path, n: int = 12_000, seed: int = 2) -> dict[str, Pat
             folder / "data.parquet",
         ),
         "other": io.write(ak.zip({"reco_y": data.astype(np.float32)}), folder / "other.parquet"),
-        "truth": io.write(ak.zip({"gen_x": truth.astype(np.float32)}), folder / "truth.parquet"),
+        "truth": io.write(
+            ak.zip({"gen_x": truth.astype(np.float32), "truth_weight": truth_weight.astype(np.float32)}),
+            folder / "truth.parquet",
+        ),
     }
 
 
@@ -66,7 +72,13 @@ def test_unfold_writes_a_run_with_the_weights_of_every_iteration(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     files = write_samples(tmp_path)
-    config = write_config(tmp_path, files, truth=str(files["truth"]), comparison={"bins": 20, "bootstraps": 3})
+    config = write_config(
+        tmp_path,
+        files,
+        truth=str(files["truth"]),
+        weights={"data": "event_weight", "truth": "truth_weight"},
+        comparison={"bins": 20, "bootstraps": 3, "labels": {"gen_x": "x [GeV]"}},
+    )
     code, out, err = run(
         ["unfold", "--config", str(config), "--name", "gauss", "--runs-dir", str(tmp_path / "runs"), "--no-progress"],
         capsys,

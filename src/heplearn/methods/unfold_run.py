@@ -83,10 +83,11 @@ class SampleWeights(StrictModel):
 
 class ComparisonSettings(StrictModel):
     """The closure figure: bins per observable (equal widths between the truth's 0.5% and 99.5%
-    quantiles) and IBU's bootstrap replicas."""
+    quantiles), IBU's bootstrap replicas and axis titles per generator variable (with units)."""
 
     bins: int = pydantic.Field(default=30, ge=2)
     bootstraps: int = pydantic.Field(default=10, ge=0)
+    labels: dict[str, str] = {}
 
 
 class UnfoldConfig(StrictModel):
@@ -279,9 +280,13 @@ def _closure_figure(
             reco = raw["reco"].inputs[group_name][:, index].astype(np.float64)
             truth = raw["truth"].inputs[group_name][:, index].astype(np.float64)
             data = raw["data"].inputs[group_name][:, index].astype(np.float64)
-            low, high = np.quantile(truth, [0.005, 0.995])
+            # the ranges from the events that count (a dummy value of an event without the level
+            # has weight 0 in the truth / data, or fails reco_pass)
+            low, high = np.quantile(truth[raw["truth"].weight > 0], [0.005, 0.995])
             bins = np.linspace(low, high, config.comparison.bins + 1)
-            reco_bins = np.linspace(*np.quantile(data, [0.005, 0.995]), config.comparison.bins + 1)
+            reco_bins = np.linspace(
+                *np.quantile(data[raw["data"].weight > 0], [0.005, 0.995]), config.comparison.bins + 1
+            )
             prior = raw["gen"].weight.astype(np.float64)
             ibu = unfold_events(
                 gen[gen_pass],
@@ -300,7 +305,7 @@ def _closure_figure(
             observables.append(
                 ObservableComparison(
                     variable,
-                    variable,
+                    config.comparison.labels.get(variable, variable),
                     bins,
                     truth,
                     gen[gen_pass],
