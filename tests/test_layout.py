@@ -16,6 +16,9 @@ LAYERS = [
     ("data/jets.py", "heplearn.data.transform"),  # the containers know nothing of how files become jets
     ("data/handover.py", "heplearn.data.stream"),  # the hand-over moves any padded jets, not the stream's alone
     ("data/in_memory.py", "heplearn.data.stream"),  # in memory and streamed are two ways, side by side
+    ("serving/repository.py", "heplearn.serving.server"),  # the models, whatever the transport
+    ("serving/repository.py", "fastapi"),
+    ("serving/grpc_service.py", "heplearn.serving.server"),  # gRPC shares the repository, not the HTTP app
 ]
 
 
@@ -77,6 +80,7 @@ CONCEPTS = {
         "forward_exported",
     },
     "models/particlenet_export.py": {"gather_neighbours", "aggregate_padded", "forward_folded"},
+    "serving/repository.py": {"ServedModel", "load_models", "find_model", "choose_engines"},
 }
 
 

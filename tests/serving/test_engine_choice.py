@@ -29,7 +29,7 @@ from heplearn.serving.engines import execution_providers
 from heplearn.serving.export import ExportResult, _add_metadata, read_metadata
 from heplearn.serving.machine import describe_machine, parse_cpuinfo
 from heplearn.serving.predict import choose_engine, predict_files
-from heplearn.serving.server import ServedModel
+from heplearn.serving.repository import ServedModel
 from heplearn.serving.triton import find_models
 from tests.conftest import make_jets
 
@@ -140,7 +140,7 @@ def test_serve_runs_each_batch_size_on_its_faster_engine(
 ) -> None:
     run = _with_choice(pfn_export, tmp_path, onnx_faster_at={32, 256})
     (source,) = find_models(run)
-    with caplog.at_level(logging.INFO, logger="heplearn.serving.server"):
+    with caplog.at_level(logging.INFO, logger="heplearn.serving.repository"):
         served = ServedModel.load(source, 256, 0.001)
     assert served.engines == {1: "torch", 32: "onnx", 256: "onnx"}
     assert "batches of up to 1 jets: torch, the faster engine" in caplog.text
@@ -162,7 +162,7 @@ def test_a_served_onnx_file_without_weights_runs_onnx_and_says_torch_was_faster(
     shutil.copy(run / "model.onnx", alone / "model.onnx")  # no model.json, no weights
     (source,) = find_models(run)
     source = type(source)(source.name, source.version, alone / "model.onnx")
-    with caplog.at_level(logging.INFO, logger="heplearn.serving.server"):
+    with caplog.at_level(logging.INFO, logger="heplearn.serving.repository"):
         served = ServedModel.load(source, 256, 0.001)
     assert set(served.engines.values()) == {"onnx"} and "although torch was faster" in caplog.text
     with pytest.raises(DataError, match="no PyTorch weights"):

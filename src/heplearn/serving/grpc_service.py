@@ -36,13 +36,15 @@ from heplearn.optional import optional_import
 from heplearn.serving.protocol import (
     DATATYPES,
     DEFAULT_MAX_REQUEST_BYTES,
+    EXTENSIONS,
+    SERVER_NAME,
     ProtocolError,
     RequestLimits,
     datatype_of,
     decode_tensor,
     select_outputs,
 )
-from heplearn.serving.server import EXTENSIONS, SERVER_NAME, ServedModel, find_model
+from heplearn.serving.repository import ServedModel, find_model
 from heplearn.serving.triton import model_config_json
 
 try:  # the `grpc` extra: grpcio and Triton's generated service code

@@ -32,6 +32,8 @@ import numpy as np
 
 from heplearn.errors import HeplearnError
 
+SERVER_NAME = "heplearn"  # what the server answers to a metadata request, over HTTP and gRPC alike
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_JETS_PER_REQUEST = 4096
