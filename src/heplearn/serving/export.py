@@ -309,14 +309,19 @@ def export_network(
     dynamic_axes: Sequence[dict[int, str]],
     *,
     fused_attention: bool = False,
+    simplify_graph: bool = True,
 ) -> None:
     """Export any module taking positional tensors to ONNX with named dynamic axes (opset ``OPSET``).
+
+    ``simplify_graph``: slices of a concatenation read the concatenated tensor directly
+    (``heplearn.serving.graph_passes``; off only to measure what that saves).
 
     ``fused_attention``: ParT's attention as onnxruntime's ``com.microsoft.MultiHeadAttention``
     (one node per attention; the file then runs in onnxruntime only); off by default, as it
     was not faster on the reference machine (``benchmarks/bench_infer.py --ab`` measures it).
     """
-    from heplearn.models.part_export import fused_attention as fused_attention_switch
+    from heplearn.models.part import fused_attention as fused_attention_switch
+    from heplearn.serving.graph_passes import simplify
 
     onnx = _onnx()
     optional_import("onnxscript", EXPORT_NEEDED_BY)  # torch.onnx's exporter; checked before its errors are caught
@@ -351,7 +356,9 @@ def export_network(
             f"cannot export {type(getattr(module, 'network', module)).__name__} to ONNX: {reason[:500]}"
         ) from error
     assert program is not None
-    onnx.save_model(program.model_proto, str(path))
+    # a task's postprocessing slices pieces of the network's concatenated output: read them directly
+    proto = program.model_proto
+    onnx.save_model(simplify(proto) if simplify_graph else proto, str(path))
 
 
 # --------------------------------------------------------------------------- internals
@@ -563,7 +570,7 @@ def _translations() -> dict[Any, Any]:
     heplearn's own ``biased_attention`` (ParT's fused attention)."""
     from onnxscript import opset20 as op
 
-    import heplearn.models.part_export  # noqa: F401  (registers torch.ops.heplearn.biased_attention)
+    import heplearn.models.part  # noqa: F401  (registers torch.ops.heplearn.biased_attention)
 
     def hypot(self: Any, other: Any) -> Any:
         return op.Sqrt(op.Add(op.Mul(self, self), op.Mul(other, other)))

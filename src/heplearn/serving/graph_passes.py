@@ -85,7 +85,9 @@ def prune(model: Any) -> int:
     return removed
 
 
-def _sliced_input(node: Any, concat: Any, constants: dict[str, np.ndarray], shapes: dict[str, list[int | None]]) -> str | None:
+def _sliced_input(
+    node: Any, concat: Any, constants: dict[str, np.ndarray], shapes: dict[str, list[int | None]]
+) -> str | None:
     """The ``Concat`` input that ``node`` (a ``Slice``) selects exactly, or None."""
     arguments = list(node.input) + [""] * (5 - len(node.input))
     data, starts, ends, axes, steps = arguments
