@@ -64,7 +64,7 @@ def test_no_dead_per_file_ignores() -> None:
 
 @pytest.mark.heavy  # ~20 s of CPU without mypy's cache: `make test` (CI) runs it, plain pytest not
 def test_types_check() -> None:
-    """mypy on the paths of [tool.mypy] (training/, models/, runs.py)."""
+    """mypy on the paths of [tool.mypy] (training/, models/, data/, runs.py)."""
     api = pytest.importorskip("mypy.api")
     out, err, status = api.run(
         ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(ROOT / ".mypy_cache")]

@@ -211,7 +211,8 @@ class DataConfig(StrictModel):
     def _particle_groups_share_length(self) -> DataConfig:
         lengths = {group.length for group in self.inputs.values() if group.per_particle}
         if len(lengths) > 1:
-            raise ValueError(f"all per-particle input groups need the same length (got {sorted(lengths)})")
+            shown = sorted(lengths, key=lambda length: -1 if length is None else length)  # None: not set
+            raise ValueError(f"all per-particle input groups need the same length (got {shown})")
         for name in ("mask", "label", "weight"):
             if name in self.inputs:
                 raise ValueError(f"input group name {name!r} is reserved for the batch")

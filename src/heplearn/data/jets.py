@@ -195,15 +195,16 @@ class RaggedJets:
             raise IndexError(f"jet index out of range for {len(self)} jets")  # the kernel does not check
         if out is None:
             out = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.padded_shapes(len(index)).items()}
-        mask = out["mask"] if self.counts is not None and self.starts is not None else None
+        starts, counts = self.starts, self.counts
+        mask = out["mask"] if counts is not None and starts is not None else None
         inputs = {}
         for name in self.names:
-            if name in self.particles and mask is not None:
+            if name in self.particles and mask is not None and starts is not None and counts is not None:
                 padded = out[name]
                 pad_particles(
                     self.particles[name],
-                    self.starts,
-                    self.counts,
+                    starts,
+                    counts,
                     index,
                     self.patterns[name],
                     self.pad_values[name],

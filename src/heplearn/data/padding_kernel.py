@@ -62,7 +62,7 @@ def pad_rows(
         if slot + PREFETCH_AHEAD < jets:
             ahead = index[slot + PREFETCH_AHEAD]
             for line in range(0, counts[ahead] * features, FLOATS_PER_LINE):
-                _prefetch(source, starts[ahead] * features + line)
+                _prefetch(source, starts[ahead] * features + line)  # type: ignore[call-arg]  # numba supplies the typing context
         jet = index[slot]
         count = counts[jet]
         size = count * features

@@ -30,8 +30,12 @@ from heplearn.data.jets import RaggedJets
 from heplearn.data.pieces import Piece, PieceReader, plan_pieces, shard_pieces
 from heplearn.data.preprocessing import Preprocessing
 
+# What a JetStream yields: batches in this process; in a StreamLoader worker, blocks of batches
+# in shared memory (or a list of batches when no shared buffer is free), which the loader unpacks.
+Delivery = Batch | SharedBlock | list[Batch]
 
-class JetStream(IterableDataset[Batch]):
+
+class JetStream(IterableDataset[Delivery]):
     """Batches streamed from files larger than memory; use with ``DataLoader(batch_size=None)``."""
 
     def __init__(
@@ -117,7 +121,7 @@ class JetStream(IterableDataset[Batch]):
                     pending.append(executor.submit(read, following))
                 yield jets
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Delivery]:
         """Batches cut from a buffer of unpadded jets, shuffled; only the batches are padded."""
         info = get_worker_info()
         pieces = self.my_pieces()  # first: it reads the epoch
@@ -154,7 +158,7 @@ class JetStream(IterableDataset[Batch]):
             yield from self._cut(pool, order)
         self._arena = arena
 
-    def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Batch | SharedBlock | list[Batch]]:
+    def _cut(self, pool: RaggedJets, order: np.ndarray) -> Iterator[Delivery]:
         """Batches padding ``pool`` rows in ``order``: each padded value is written once.
 
         Inside a ``StreamLoader`` worker, blocks of ``batches_per_transfer`` batches are padded

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from heplearn.data.batches import Batch
 from heplearn.data.handover import Handover, SharedBlock
-from heplearn.data.stream import JetStream
+from heplearn.data.stream import Delivery, JetStream
 
 
 class StreamLoader:
@@ -32,7 +32,7 @@ class StreamLoader:
         self.stream = stream
         self.num_workers = num_workers
         stream.batches_per_transfer = batches_per_transfer
-        self._loader: DataLoader[Batch] | None = None
+        self._loader: DataLoader[Delivery] | None = None
         self._handover: Handover | None = None
         self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # the workers' buffers, by worker and slot
 
@@ -72,7 +72,9 @@ class StreamLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         if self.num_workers == 0:
-            yield from self.stream
+            for batch in self.stream:  # no worker, no hand-over: the stream cuts plain batches
+                assert isinstance(batch, dict)
+                yield batch
             return
         if self._loader is None or self._handover is None:
             self._start()

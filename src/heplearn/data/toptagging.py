@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import h5py
@@ -138,8 +139,9 @@ def convert_frame(frame: pd.DataFrame, slots: int) -> ak.Array:
     real = energy > 0  # constituents are zero-padded
     counts = real.sum(axis=1)
 
-    jet = vector.array({"px": px.sum(1), "py": py.sum(1), "pz": pz.sum(1), "E": energy.sum(1)})
-    particles = vector.array({"px": px[real], "py": py[real], "pz": pz[real], "E": energy[real]})
+    # Any: vector's arrays get their momentum attributes (eta, pt, deltaphi, ...) from behaviours mypy cannot see
+    jet: Any = vector.array({"px": px.sum(1), "py": py.sum(1), "pz": pz.sum(1), "E": energy.sum(1)})
+    particles: Any = vector.array({"px": px[real], "py": py[real], "pz": pz[real], "E": energy[real]})
     jet_of_particle = np.repeat(np.arange(len(frame)), counts)
     jet_per_particle = jet[jet_of_particle]
 
