@@ -320,7 +320,7 @@ def export_network(
     (one node per attention; the file then runs in onnxruntime only); off by default, as it
     was not faster on the reference machine (``benchmarks/bench_infer.py --ab`` measures it).
     """
-    from heplearn.models.part import fused_attention as fused_attention_switch
+    from heplearn.models.part_export import fused_attention as fused_attention_switch
     from heplearn.serving.graph_passes import simplify
 
     onnx = _onnx()
@@ -570,7 +570,7 @@ def _translations() -> dict[Any, Any]:
     heplearn's own ``biased_attention`` (ParT's fused attention)."""
     from onnxscript import opset20 as op
 
-    import heplearn.models.part  # noqa: F401  (registers torch.ops.heplearn.biased_attention)
+    import heplearn.models.part_export  # noqa: F401  (registers torch.ops.heplearn.biased_attention)
 
     def hypot(self: Any, other: Any) -> Any:
         return op.Sqrt(op.Add(op.Mul(self, self), op.Mul(other, other)))
