@@ -61,7 +61,7 @@ def build(score: str) -> DeployableModel:
 
 def export_all(folder: Path) -> None:
     """Both graphs into ``folder``, and the full scorer without the graph pass (run in a child process)."""
-    import heplearn.models.part  # noqa: F401  (registers the custom op the exporter's translation table names)
+    import heplearn.models.part_export  # noqa: F401  (registers the custom op the exporter's translation table names)
 
     for score in SCORES.values():
         export_network(
