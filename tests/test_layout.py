@@ -1,4 +1,4 @@
-"""The package's layering: imports between subpackages run one way."""
+"""The package's layout: imports between subpackages run one way, and each concept has its own module."""
 
 from __future__ import annotations
 
