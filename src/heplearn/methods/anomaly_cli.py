@@ -5,7 +5,9 @@ parses its options and calls one library function:
 
 - ``heplearn anomaly train``: ``heplearn.methods.anomaly.anomaly_run_config`` then ``heplearn.train``;
 - ``heplearn anomaly threshold``: ``heplearn.methods.thresholds.threshold_for_run``;
-- ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``.
+- ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``;
+- ``heplearn anomaly benchmark``: ``heplearn.methods.lhco_benchmark.run_benchmark`` (SIC of five
+  methods on generated QCD and W' events, with an HTML report).
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from typing import Annotated
 import typer
 
 anomaly_app = typer.Typer(
-    help="Anomaly detection: trigger autoencoders at a fixed rate, CWoLa bump hunts.", no_args_is_help=True
+    help="Anomaly detection: trigger autoencoders at a fixed rate, CWoLa bump hunts, the LHCO-like benchmark.",
+    no_args_is_help=True,
 )
+
+
+# options the k-fold commands (cwola, benchmark) share
+Folds = Annotated[int, typer.Option(help="k of the k-fold classifiers (every event scored out of fold).")]
+Seed = Annotated[int, typer.Option(help="Seed of the folds, the splits and the networks.")]
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -137,10 +145,10 @@ def cwola_command(
     sidebands: Annotated[str, typer.Option(help="LOW,HIGH of the whole range (GeV).")] = "2500,5000",
     bin_width: Annotated[float, typer.Option(help="m_jj bin width of the fit (GeV).")] = 100.0,
     efficiencies: Annotated[str, typer.Option(help="Selection efficiencies, comma-separated.")] = "0.1,0.01,0.002",
-    folds: Annotated[int, typer.Option(help="k of the k-fold scoring.")] = 5,
+    folds: Folds = 5,
     epochs: Annotated[int, typer.Option(help="Epochs per classifier.")] = 20,
     parameters: Annotated[int, typer.Option(help="Dijet function parameters: 3 or 4.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the folds and the networks.")] = 0,
+    seed: Seed = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for cwola.json and spectra.png.")] = Path(
         "cwola"
     ),
@@ -173,3 +181,50 @@ def cwola_command(
         )
     typer.echo(f"results: {output / 'cwola.json'}")
     typer.echo(f"figure: {output / 'spectra.png'}")
+
+
+@anomaly_app.command("benchmark")
+def benchmark_command(
+    background: Annotated[Path, typer.Option(help="Folder of dijet_qcd events (heplearn generate events).")],
+    signal: Annotated[Path, typer.Option(help="Folder of wprime events.")],
+    injection: Annotated[float, typer.Option(help="S/B of the injected signal in the signal region.")] = 0.006,
+    signal_region: Annotated[str, typer.Option(help="LOW,HIGH of the signal region in m_jj (TeV).")] = "3.3,3.7",
+    mass_range: Annotated[str, typer.Option(help="LOW,HIGH of the m_jj range used (TeV); sidebands: the rest.")] = (
+        "1.5,9"
+    ),
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: supervised, idealised, CATHODE, CWoLa, VAE.")
+    ] = "supervised,idealised,CATHODE,CWoLa,VAE",
+    epochs: Annotated[int, typer.Option(help="Epochs of every classifier (and the VAE).")] = 30,
+    flow_epochs: Annotated[int, typer.Option(help="Epochs of CATHODE's flow.")] = 60,
+    folds: Folds = 5,
+    min_background: Annotated[int, typer.Option(help="Test background events a cut must keep (SIC).")] = 20,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for sic.json and report.html.")] = Path(
+        "lhco_benchmark"
+    ),
+) -> None:
+    """The LHC Olympics-like benchmark: inject W' into QCD, score with five methods, SIC figure and table."""
+    from heplearn.methods.lhco_benchmark import run_benchmark
+
+    result = run_benchmark(
+        background,
+        signal,
+        output,
+        injection=injection,
+        signal_region=_pair(signal_region, "--signal-region"),
+        mass_range=_pair(mass_range, "--mass-range"),
+        methods=_names(methods, "--methods"),
+        epochs=epochs,
+        flow_epochs=flow_epochs,
+        folds=folds,
+        min_background=min_background,
+        seed=seed,
+        log=typer.echo,
+    )
+    for row in result.table():
+        reference = f", LHCO R&D {row['literature']} (ours / theirs {row['ratio']:.2f})" if row["literature"] else ""
+        typer.echo(f"{row['method']}: max SIC {row['max_sic']:.2f}, AUC {row['auc']:.3f}{reference}")
+    typer.echo(f"max SIC ceiling from the test background's size: {result.ceiling:.1f}")
+    typer.echo(f"results: {output / 'sic.json'}")
+    typer.echo(f"html: {result.report}")
