@@ -86,3 +86,16 @@ def test_closure_chi2_is_about_one_per_bin_for_a_statistically_equal_sample() ->
         for _ in range(20)
     ]
     assert np.mean(values) == pytest.approx(1.0, abs=0.15)
+
+
+def test_replica_spread_adds_to_the_weighted_count_error() -> None:
+    rng = np.random.default_rng(5)
+    values, bins = rng.normal(size=5000), np.linspace(-2, 2, 9)
+    weights = rng.uniform(0.5, 1.5, 5000)
+    density, plain = normalised_histogram(values, bins, weights)
+    # identical replicas have no spread: the √Σw² error alone
+    same = normalised_histogram(values, bins, weights, np.stack([weights, weights, weights]))
+    assert same[0] == pytest.approx(density) and same[1] == pytest.approx(plain)
+    replicas = weights * rng.poisson(1.0, (50, 5000))
+    spread = np.stack([normalised_histogram(values, bins, replica)[0] for replica in replicas]).std(axis=0, ddof=1)
+    assert normalised_histogram(values, bins, weights, replicas)[1] == pytest.approx(np.hypot(plain, spread))

@@ -52,20 +52,22 @@ def triangular_discriminator(p: ArrayLike, q: ArrayLike) -> float:
 def normalised_histogram(
     values: ArrayLike, bins: ArrayLike, weights: ArrayLike | None = None, replicas: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A unit-area density and its per-bin uncertainty (the spread of ``replicas`` weights, ``(B, n)``,
-    when given, else the weighted-count error √Σw²)."""
+    """A unit-area density and its per-bin uncertainty: the weighted-count error √Σw² (the sample's own
+    statistics), and with ``replicas`` (``(B, n)`` weights, e.g. OmniFold on bootstrap replicas of the
+    data) their spread added in quadrature (the data's statistics)."""
     bins = np.asarray(bins, np.float64)
     values = np.asarray(values, np.float64)
     weights = np.ones_like(values) if weights is None else np.asarray(weights, np.float64)
     widths = np.diff(bins)
     counts, _ = np.histogram(values, bins, weights=weights)
     norm = counts.sum() * widths
-    if replicas is not None and len(replicas):
+    squares, _ = np.histogram(values, bins, weights=weights**2)
+    error = np.sqrt(squares) / norm
+    if replicas is not None and len(replicas) > 1:
         densities = np.stack([np.histogram(values, bins, weights=replica)[0] for replica in np.asarray(replicas)])
         densities /= densities.sum(axis=1, keepdims=True) * widths
-        return counts / norm, densities.std(axis=0, ddof=1)
-    squares, _ = np.histogram(values, bins, weights=weights**2)
-    return counts / norm, np.sqrt(squares) / norm
+        error = np.hypot(error, densities.std(axis=0, ddof=1))
+    return counts / norm, error
 
 
 @dataclass
@@ -113,8 +115,9 @@ def closure_chi2(observable: ObservableComparison) -> dict[str, dict[str, float]
     """χ² of each unfolded (and the generator's) normalised histogram against the truth's.
 
     χ² = Σ_bins (p − t)² / (σ_p² + σ_t²) over the bins where either has an error, with the
-    uncertainties of ``normalised_histogram`` (OmniFold: the bootstrap replicas' spread when there
-    are replicas, else the simulation's √Σw²; IBU: its bootstrap spread; the truth: √Σw²), and
+    uncertainties of ``normalised_histogram`` (OmniFold: the simulation's √Σw², with the bootstrap
+    replicas' spread in quadrature when there are replicas; IBU: its bootstrap spread; the truth:
+    √Σw²), and
     ndf = bins − 1 (both are normalised to unit area). The bins are treated as independent.
 
     Returns
