@@ -13,15 +13,22 @@ Three generators, all trained by the engine's ``fit`` (tasks, named loss terms, 
 - ``flow_matching`` (the main model): conditional flow matching (Lipman et al. arXiv:2210.02747)
   with the straight path x_t = (1 − t) x₀ + t x₁ from Gaussian noise x₀ to a jet x₁ and the target
   velocity x₁ − x₀ (σ_min = 0, the rectified-flow path); the velocity network is an EPiC network
-  of (x_t, t, condition), as EPiC-FM (Buhmann et al. arXiv:2310.00049). Sampling integrates the
-  ODE dx/dt = v(x, t) from t = 0 to 1 with the midpoint rule. The model's output is each jet's
-  flow-matching loss, and the loss term ``flow_matching`` averages it;
+  of (x_t, t, condition), as EPiC-FM (Buhmann et al. arXiv:2310.00049). Optionally
+  (``ot_coupling``) noise and jets of a minibatch are paired by optimal transport, OT-CFM (Tong et
+  al. arXiv:2302.00482), which straightens the paths so that few ODE steps suffice. Sampling
+  integrates the ODE dx/dt = v(x, t) from t = 0 to 1 with Euler, the midpoint rule or Heun's
+  method (``SOLVERS``). The model's output is each jet's flow-matching loss, and the loss term
+  ``flow_matching`` averages it;
 - ``vae``: a set VAE: an EPiC encoder gives q(z | jet), an EPiC generator maps z and per-particle
   noise to a set, the reconstruction is scored by the symmetric Chamfer distance (sets have no
   order to compare slot by slot) and the loss terms are ``chamfer`` and ``latent_kl`` (weighted β);
 - ``gan``: an EPiC-GAN: EPiC generator of per-particle and global noise, EPiC discriminator, the
   least-squares GAN losses (Mao et al. arXiv:1611.04076) as EPiC-GAN uses them, trained by the
-  step strategy ``gan`` (the discriminator is a second network with its own optimiser).
+  step strategy ``gan`` (the discriminator is a second network with its own optimiser). As in
+  EPiC-GAN, every layer of both networks is weight-normalised and both learn at 1e-4.
+
+The step strategy ``ema`` (and the ``gan`` step's ``ema`` setting) keeps an exponential moving
+average of the generator's weights, which ``train_fastsim`` saves as the generator.
 
 ``train_fastsim`` writes a run directory (the engine's ``metrics.jsonl`` and checkpoints, plus
 ``fastsim.json`` and ``model.safetensors``); ``load_fastsim`` reads it back; ``sample_jets``
@@ -329,13 +336,14 @@ def _split_linear(linear: nn.Linear, particles: torch.Tensor, per_jet: torch.Ten
     width = particles.shape[-1]
     local = nn.functional.linear(particles, linear.weight[:, :width])
     shared = nn.functional.linear(per_jet, linear.weight[:, width:], linear.bias)
-    return local + shared.unsqueeze(1)
+    return local.add_(shared.unsqueeze(1))  # in place: linear's backward does not need its output
 
 
 class EPiCLayer(nn.Module):
     """One EPiC layer (arXiv:2301.08128, eq. 2): the global vector is updated from the mean and the
     (1/N-scaled) sum of the particles, then every particle from itself, the global vector and the
-    condition; both with residual connections. Padded particles neither contribute nor change."""
+    condition; both with residual connections. Padded particles neither contribute nor change: the
+    input ``x`` is zero on padding (``EPiCNetwork`` masks its embedding), and so is the output."""
 
     def __init__(self, hidden: int, global_size: int, condition_size: int) -> None:
         super().__init__()
@@ -352,7 +360,7 @@ class EPiCLayer(nn.Module):
         self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
-        total = (x * weight).sum(1)
+        total = x.sum(1)  # x arrives masked (zero on padding) from the embedding or the previous layer
         mean = total / weight.sum(1).clamp_min(1.0)
         g = g + self.global_net(torch.cat([mean, total / x.shape[1], g, condition], -1))
         # local_net(cat[x, g, condition]) with its first layer split: the (g, condition) part is the
@@ -384,7 +392,7 @@ class EPiCNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         weight = mask.unsqueeze(-1).to(x.dtype)
         hidden = self.embed[1](_split_linear(self.embed[0], x, condition)) * weight
-        g = self.initial_global(torch.cat([(hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
+        g = self.initial_global(torch.cat([hidden.sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
         for layer in self.layers:
             hidden, g = layer(hidden, g, condition, mask)
         return self.output(hidden) * weight, g
@@ -882,11 +890,12 @@ class FastSim:
         condition: np.ndarray,
         mask: np.ndarray,
         steps: int = 25,
-        batch_size: int = 2048,
+        batch_size: int = 256,
         solver: str = "midpoint",
     ) -> np.ndarray:
         """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches; ``steps``
-        and ``solver`` are flow matching's)."""
+        and ``solver`` are flow matching's). Batches of a few hundred jets keep each layer's
+        activations in the CPU cache: on one core 256 jets ran ≈ 1.3× faster than 2048."""
         self.network.eval()
         outputs = []
         with torch.no_grad():
