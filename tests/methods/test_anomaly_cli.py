@@ -140,3 +140,11 @@ def test_cwola_command_writes_the_table_and_the_figure(tmp_path: Path, capsys: p
         capsys,
     )
     assert code == 2 and "must enclose the signal region" in err
+
+
+def test_a_latent_score_without_an_encoder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = gaussian_file(tmp_path / "train.parquet", 50, 1)
+    arguments = ["anomaly", "train", "--train", str(train), "--variables", "x0,x1,x2,x3", "--runs-dir", str(tmp_path)]
+    code, _, err = run([*arguments, "--model", "autoencoder", "--score", "latent_norm"], capsys)
+    assert code == 2 and "no encoder exported for it" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.glob("*/model.json"))  # nothing trained, nothing half-written

@@ -98,6 +98,8 @@ def test_bad_benchmark_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         run_benchmark(background, signal, None, mass_range=(3.4, 6.0))
     with pytest.raises(ConfigError, match="methods: BDT"):
         run_benchmark(background, signal, None, methods=["BDT"])
+    with pytest.raises(ConfigError, match="flow epochs"):  # an untrainable flow
+        run_benchmark(background, signal, None, flow_epochs=0)
     with pytest.raises(DataError, match="no event files"):
         run_benchmark(tmp_path / "empty", signal, None)
     code, _, err = run(
