@@ -145,3 +145,15 @@ def test_bad_regions_are_errors() -> None:
         check_regions((3700, 3300), (2500, 5000))
     with pytest.raises(ConfigError, match="not a bin edge"):
         fit_sidebands(np.linspace(2600, 4900, 1000), np.arange(2500.0, 5001, 150.0), SR)
+
+
+def test_a_training_fold_one_event_past_a_whole_batch_still_trains() -> None:
+    # 257 + 256 events in 2 folds: fold 0 holds 129 + 128 = 257, one more than a batch of 256,
+    # and trains fold 1's classifier; a last batch of one event would break the MLP's batch
+    # normalisation, so that event sits out
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(513, 2))
+    is_m1 = np.arange(513) < 257
+    kfold = kfold_scores(x, is_m1, folds=2, hidden=(8,), seed=0, training=default_training(epochs=1, threads=1))
+    assert [len(train) for train in kfold.train_indices] == [256, 256]
+    assert np.isfinite(kfold.scores).all()

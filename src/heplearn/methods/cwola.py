@@ -134,6 +134,9 @@ def kfold_scores(
     labels = np.where(is_first, 0, 1).astype(np.int64)  # class 0 (the first sample) is CWoLa's signal
     for fold in range(folds):
         train = np.flatnonzero(fold_of != fold)
+        if len(train) % training.batch_size == 1 and len(train) > 1:
+            # a last batch of one event cannot train the MLP's batch normalisation: leave that event out
+            train = train[:-1]
         mean, scale = features[train].mean(axis=0), features[train].std(axis=0)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
         arrays = JetArrays({"jet": (features[train] - mean) / scale}, None, labels[train], weight[train])
