@@ -8,8 +8,8 @@ events (``zmumu_jets``: pT-hat > 200 GeV) with the leading R = 0.4 jet's mass, m
 (arXiv:1911.09107, Fig. 3). ``heplearn unfold`` unfolds the data's detector level with the
 simulation; the data's own generator level is the truth it must close to.
 
-    python benchmarks/zjets_unfolding.py --events 30000            # generates into data/zjets once
-    python benchmarks/zjets_unfolding.py --events 30000 --reuse    # unfold the existing files again
+    python benchmarks/zjets_unfolding.py --events 10000 --parts 2 --bootstraps 8   # generate, then unfold
+    python benchmarks/zjets_unfolding.py --reuse --bootstraps 8                     # unfold data/zjets again
 
 Prints a table (per observable: triangular discriminator ×10³ and χ²/ndf to the truth of the
 generator, IBU and OmniFold) and a last JSON line. The figure is in ``runs/<name>/figures/``.
