@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import print_machine
 
 DEFAULT_VENV = Path(__file__).resolve().parent / ".omnifold-venv"
 HIDDEN = (64, 128, 64)
@@ -169,10 +168,12 @@ def main() -> None:
     parser.add_argument("--worker", choices=["omnifold"], help=argparse.SUPPRESS)
     parser.add_argument("--events-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print_machine()
-    if args.worker:
+    if args.worker:  # the omnifold venv has no heplearn, which machine.py imports
         worker(args)
         return
+    from machine import print_machine
+
+    print_machine()
     if args.quick:
         args.events, args.iterations, args.epochs, args.batch = 50_000, 2, 3, 2_000
     events = samples(args.events, args.dims)
