@@ -43,7 +43,15 @@ from heplearn.methods.weak_supervision import (
 )
 from heplearn.run_config import TrainingConfig
 
-__all__ = ["METHODS", "SIGNAL_REGION", "BenchmarkResult", "event_features", "run_benchmark"]
+__all__ = [
+    "MASS_RANGE",
+    "METHODS",
+    "SIGNAL_REGION",
+    "BenchmarkResult",
+    "event_features",
+    "run_benchmark",
+    "write_benchmark",
+]
 
 SIGNAL_REGION = (3.3, 3.7)  # TeV, the LHCO R&D signal region
 MASS_RANGE = (1.5, 9.0)  # TeV: every dijet event of the generated samples
