@@ -9,6 +9,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 
 from heplearn.data import io
 from heplearn.data.jets import JetArrays
@@ -148,3 +149,58 @@ def test_a_latent_score_without_an_encoder_is_refused(tmp_path: Path, capsys: py
     code, _, err = run([*arguments, "--model", "autoencoder", "--score", "latent_norm"], capsys)
     assert code == 2 and "no encoder exported for it" in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.glob("*/model.json"))  # nothing trained, nothing half-written
+
+
+def calorimeter_events(path: Path, n: int, seed: int) -> Path:
+    """Events with 0–4 jets and 0–2 photons (NanoAOD-style jagged pt, eta, phi): the calorimeter image's input."""
+    rng = np.random.default_rng(seed)
+    fields = {}
+    for collection, most in (("Jet", 4), ("Photon", 2)):
+        counts = rng.integers(0, most + 1, n)
+        total = int(counts.sum())
+        values = {
+            "pt": rng.exponential(50.0, total) + 20.0,
+            "eta": rng.uniform(-2.8, 2.8, total),
+            "phi": rng.uniform(-np.pi, np.pi, total),
+        }
+        for name, flat in values.items():
+            fields[f"{collection}_{name}"] = ak.unflatten(flat.astype(np.float32), counts)
+    return io.write(ak.zip(fields, depth_limit=1), path)
+
+
+@pytest.mark.parametrize("step", ["plain", "nae"])
+def test_cicada_trains_from_the_command_line_and_is_thresholded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], step: str
+) -> None:
+    train = calorimeter_events(tmp_path / "train.parquet", 256, 1)
+    calibration = calorimeter_events(tmp_path / "calibration.parquet", 1000, 2)
+    arguments = ["anomaly", "train", "--train", str(train), "--variables", "Jet,Photon", "--model", "cicada"]
+    options = ["--preset", "small", "--step", step, "--pretrain-steps", "2", "--runs-dir", str(tmp_path / "runs")]
+    settings = ["--set", "training.epochs=1", "--set", "training.threads=1", "--set", "training.batch_size=64"]
+    code, out, err = run([*arguments, *options, *settings, "--name", step, "--no-progress"], capsys)
+    run_dir = tmp_path / "runs" / step
+    assert code == 0 and out.startswith(f"run: {run_dir}"), err
+    model = TrainedModel.load(run_dir)
+    assert model.config.model.name == "cicada"
+    assert model.config.training.step.name == ("normalized_autoencoder" if step == "nae" else "single")
+    # the run's score is CICADA's: the mean squared error over the 18 × 14 regions of the event's image
+    scores, arrays = model.predict_files([calibration])
+    assert arrays.inputs["image"].shape[1:] == (1, 18, 14)
+    image = torch.from_numpy(arrays.inputs["image"][:5])
+    with torch.inference_mode():
+        reconstruction = model.network({"image": image}).reshape(image.shape)
+    assert scores[:5, 0] == pytest.approx(((reconstruction - image) ** 2).mean(dim=(1, 2, 3)).numpy(), rel=1e-4)
+    code, out, err = run(
+        ["anomaly", "threshold", str(run_dir), "--background", str(calibration), "--efficiency", "0.1"], capsys
+    )
+    assert code == 0 and out.startswith("threshold: score > "), err
+    report = json.loads((run_dir / "threshold.json").read_text())
+    assert report["threshold"]["efficiency"] == pytest.approx((scores[:, 0] > report["threshold"]["value"]).mean())
+
+
+def test_the_nae_step_refuses_the_vae(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = gaussian_file(tmp_path / "train.parquet", 50, 1)
+    arguments = ["anomaly", "train", "--train", str(train), "--variables", "x0,x1,x2,x3", "--runs-dir", str(tmp_path)]
+    code, _, err = run([*arguments, "--step", "nae"], capsys)
+    assert code == 2 and "model vae has a variational one" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.glob("*/model.json"))

@@ -84,12 +84,17 @@ def anomaly_run_config(
     standardize: bool = True,
     preset: str = "paper",
     training: dict[str, Any] | None = None,
+    step: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A run config (a dict for ``load_run_config``) training an anomaly detector on background.
 
-    ``model`` is ``vae`` (loss (1 − β)·MSE + β·KL, score ``mse``, ``kl`` or ``latent_norm``) or
-    ``autoencoder`` (loss and score: the MSE). ``standardize=False`` keeps zero-padded object slots
-    at 0, where the VAE's loss and MSE score ignore them.
+    ``model`` is ``vae`` (loss (1 − β)·MSE + β·KL, score ``mse``, ``kl`` or ``latent_norm``),
+    ``autoencoder`` (loss and score: the MSE) or ``cicada`` (the convolutional autoencoder of
+    ``heplearn.models.cicada``; ``variables`` are then the NanoAOD collections whose objects the
+    data layer sums into the event's 18 × 14 calorimeter-region image, score: the MSE).
+    ``standardize=False`` keeps zero-padded object slots at 0, where the VAE's loss and MSE score
+    ignore them. ``step`` is a ``training.step`` (e.g. ``{"name": "normalized_autoencoder", ...}``,
+    which trains a reconstruction task: not the VAE).
     """
     if not 0.0 <= beta <= 1.0:
         raise ConfigError(f"beta: the KL weight β must lie in [0, 1], got {beta}")
@@ -107,12 +112,19 @@ def anomaly_run_config(
         )
     else:
         loss = "auto"
-    data: dict[str, Any] = {
-        "train": train,
-        "labels": {"type": "none"},
-        "inputs": {"jet": {"variables": list(variables), "standardize": standardize}},
-    }
+    if step is not None and model == "vae":
+        raise ConfigError(
+            f"training.step: {step.get('name')!r} trains a reconstruction task; model vae has a variational "
+            "one: use model autoencoder or cicada"
+        )
+    inputs: dict[str, Any] = {"jet": {"variables": list(variables), "standardize": standardize}}
+    if model == "cicada":  # the whole event as calorimeter regions (heplearn.features.images.calorimeter_images)
+        inputs = {"image": {"image": {"kind": "calorimeter", "collections": list(variables)}}}
+    data: dict[str, Any] = {"train": train, "labels": {"type": "none"}, "inputs": inputs}
     for split, files in (("val", val), ("test", test)):
         if files:
             data[split] = files
-    return {"data": data, "model": model_config, "training": {"loss": loss, **(training or {})}}
+    settings: dict[str, Any] = {"loss": loss, **(training or {})}
+    if step is not None:
+        settings["step"] = step
+    return {"data": data, "model": model_config, "training": settings}

@@ -3,7 +3,8 @@
 Registered in ``heplearn.cli`` as ``app.add_typer(anomaly_app, name="anomaly")``. Each command
 parses its options and calls one library function:
 
-- ``heplearn anomaly train``: ``heplearn.methods.anomaly.anomaly_run_config`` then ``heplearn.train``;
+- ``heplearn anomaly train``: ``heplearn.methods.anomaly.anomaly_run_config`` then ``heplearn.train``
+  (the VAE, the dense autoencoder or CICADA's CNN; ``--step nae`` the normalized autoencoder);
 - ``heplearn anomaly threshold``: ``heplearn.methods.thresholds.threshold_for_run``;
 - ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``;
 - ``heplearn anomaly benchmark``: ``heplearn.methods.lhco_benchmark.run_benchmark`` (SIC of five
@@ -46,9 +47,24 @@ def _pair(text: str, option: str) -> tuple[float, float]:
 @anomaly_app.command("train")
 def train_command(
     train: Annotated[list[str], typer.Option("--train", help="Background files to train on (repeatable).")],
-    variables: Annotated[str, typer.Option(help="Input fields, comma-separated (the event's objects, flat).")],
-    model: Annotated[str, typer.Option(help="vae or autoencoder.")] = "vae",
-    score: Annotated[str, typer.Option(help="mse, kl or latent_norm (Σμ², AXOL1TL; vae only).")] = "latent_norm",
+    variables: Annotated[
+        str,
+        typer.Option(
+            help="Input fields, comma-separated (the event's objects, flat); for cicada the collections summed "
+            "into the calorimeter-region image, e.g. Jet,Electron,Photon."
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="vae, autoencoder or cicada (CNN autoencoder of calorimeter regions).")] = (
+        "vae"
+    ),
+    score: Annotated[
+        str | None, typer.Option(help="mse, kl or latent_norm (Σμ², AXOL1TL; vae only). Default: latent_norm, mse.")
+    ] = None,
+    step: Annotated[
+        str, typer.Option(help="plain, or nae: train the autoencoder/cicada as a normalized autoencoder.")
+    ] = "plain",
+    pretrain_steps: Annotated[int, typer.Option(help="nae: plain reconstruction steps before the NAE's.")] = 0,
+    temperature: Annotated[float, typer.Option(help="nae: T of p(x) ∝ exp(−E(x)/T).")] = 1.0,
     beta: Annotated[float, typer.Option(help="β of the loss (1 − β)·MSE + β·KL.")] = 0.5,
     latent: Annotated[int | None, typer.Option(help="Latent dimension (default: the preset's).")] = None,
     preset: Annotated[str, typer.Option(help="Model preset: paper or small.")] = "paper",
@@ -62,16 +78,24 @@ def train_command(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
-    """Train an autoencoder or VAE on background events (no labels); its run scores anomalies."""
+    """Train an autoencoder, VAE or CICADA CNN on background events (no labels); its run scores anomalies.
+
+    ``--step nae`` trains it as a normalized autoencoder (Dillon et al. arXiv:2206.14225); tune the
+    Langevin chains with ``--set training.step.x_steps=10`` and the like.
+    """
     from heplearn.methods.anomaly import anomaly_run_config
     from heplearn.run_config import load_run_config
     from heplearn.training.from_config import train as train_run
 
+    if step not in ("plain", "nae"):
+        raise typer.BadParameter(f"--step {step!r}: choose plain or nae")
+    nae = {"name": "normalized_autoencoder", "pretrain_steps": pretrain_steps, "temperature": temperature}
     config = anomaly_run_config(
         train,
         _names(variables, "--variables"),
         model=model,
-        score=score,
+        score=score or ("latent_norm" if model == "vae" else "mse"),
+        step=nae if step == "nae" else None,
         beta=beta,
         latent=latent,
         val=val,
