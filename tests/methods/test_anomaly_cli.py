@@ -15,6 +15,7 @@ from heplearn.data import io
 from heplearn.data.jets import JetArrays
 from heplearn.trained_model import TrainedModel
 from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
+from tests.methods.test_quantile_cut import sculpting_background
 from tests.test_cli import run
 
 
@@ -204,3 +205,27 @@ def test_the_nae_step_refuses_the_vae(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run([*arguments, "--step", "nae"], capsys)
     assert code == 2 and "model vae has a variational one" in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.glob("*/model.json"))
+
+
+def test_quantile_cut_command_flattens_the_efficiency(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(4)
+    score, mass = sculpting_background(10_000, rng)
+    events = io.write(ak.zip({"score": score, "mjj": mass}), tmp_path / "background.parquet")
+    output = tmp_path / "qr"
+    arguments = ["anomaly", "quantile-cut", "--background", str(events), "--score", "score", "--output", str(output)]
+    code, out, err = run([*arguments, "--efficiency", "0.1", "--bins", "5", "--epochs", "20"], capsys)
+    assert code == 0 and "bins" in out, err
+    report = json.loads((output / "quantile_cut.json").read_text())
+    rows = report["bins"]
+    assert [row["events"] for row in rows] == [2000] * 5  # bins of equal population
+    assert sum(row["efficiency"] * row["events"] for row in rows) / 10_000 == pytest.approx(report["passed"])
+    assert report["passed"] == pytest.approx(0.1, abs=0.015)
+    regressed = np.array([row["efficiency"] for row in rows])
+    inclusive = np.array([row["inclusive_cut_efficiency"] for row in rows])
+    assert inclusive[-1] > 3 * inclusive[0]  # one cut sculpts ...
+    assert np.abs(regressed - 0.1).max() < 0.025  # ... the regressed one keeps ε in every bin (σ ≈ 0.007)
+    assert (output / "efficiency_by_bin.png").stat().st_size > 10_000
+    code, _, err = run([*arguments, "--efficiency", "1.5"], capsys)
+    assert code == 2 and r"lies in (0, 1)" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run([*arguments, "--efficiency", "0.1", "--run", str(tmp_path)], capsys)
+    assert code == 2 and "not both" in err

@@ -6,6 +6,7 @@ parses its options and calls one library function:
 - ``heplearn anomaly train``: ``heplearn.methods.anomaly.anomaly_run_config`` then ``heplearn.train``
   (the VAE, the dense autoencoder or CICADA's CNN; ``--step nae`` the normalized autoencoder);
 - ``heplearn anomaly threshold``: ``heplearn.methods.thresholds.threshold_for_run``;
+- ``heplearn anomaly quantile-cut``: ``heplearn.methods.quantile_cut.quantile_cut_files`` (VAE-QR);
 - ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``;
 - ``heplearn anomaly benchmark``: ``heplearn.methods.lhco_benchmark.run_benchmark`` (SIC of five
   methods on generated QCD and W' events, with an HTML report).
@@ -158,6 +159,40 @@ def threshold_command(
             typer.echo(f"{key}: total {report[key]['total']:.4g}, pure {report[key]['pure']:.4g}")
     typer.echo(f"report: {destination}")
     typer.echo(f"html: {report_dir / 'report.html'}")
+
+
+@anomaly_app.command("quantile-cut")
+def quantile_cut_command(
+    background: Annotated[list[str], typer.Option("--background", help="Background event files (repeatable).")],
+    efficiency: Annotated[float, typer.Option(help="Background efficiency the cut keeps in every mass bin.")],
+    run: Annotated[Path | None, typer.Option(help="A trained anomaly run whose score is cut.")] = None,
+    score: Annotated[str | None, typer.Option(help="Or: the field of the files that holds the score.")] = None,
+    mass: Annotated[str, typer.Option(help="The resonant variable's field (GeV).")] = "mjj",
+    bins: Annotated[int, typer.Option(help="Mass bins of the efficiency table.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Epochs of the quantile regression.")] = 30,
+    seed: Seed = 0,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for quantile_cut.json and efficiency_by_bin.png.")
+    ] = Path("quantile_cut"),
+) -> None:
+    """VAE-QR: regress the score's (1 − ε) quantile against the mass; the cut keeps ε of background in every bin."""
+    from heplearn.methods.quantile_cut import quantile_cut_files
+    from heplearn.run_config import TrainingConfig
+
+    training = TrainingConfig(
+        epochs=epochs, batch_size=512, learning_rate=3e-3, early_stopping_patience=None, weight_decay=0.0
+    )
+    report = quantile_cut_files(
+        background, mass, efficiency, output, score=score, run=run, bins=bins, training=training, seed=seed
+    )
+    rows = [row for row in report["bins"] if row["events"]]
+    spread = [row["efficiency"] for row in rows]
+    typer.echo(
+        f"cut at ε = {efficiency:g}: {report['passed']:.4g} of {report['events']} background events pass; per "
+        f"{mass} bin {min(spread):.3g}–{max(spread):.3g} over {len(rows)} bins"
+    )
+    typer.echo(f"results: {output / 'quantile_cut.json'}")
+    typer.echo(f"figure: {output / 'efficiency_by_bin.png'}")
 
 
 @anomaly_app.command("cwola")
