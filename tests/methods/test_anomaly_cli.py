@@ -14,7 +14,7 @@ import torch
 from heplearn.data import io
 from heplearn.data.jets import JetArrays
 from heplearn.trained_model import TrainedModel
-from tests.methods.test_cwola import SIDEBANDS, TRUE_SHAPE, sample_dijet
+from tests.methods.test_cwola import SIDEBANDS, SR, TRUE_SHAPE, sample_dijet
 from tests.methods.test_quantile_cut import sculpting_background
 from tests.test_cli import run
 
@@ -229,3 +229,36 @@ def test_quantile_cut_command_flattens_the_efficiency(tmp_path: Path, capsys: py
     assert code == 2 and r"lies in (0, 1)" in err and len(err.strip().splitlines()) == 1
     code, _, err = run([*arguments, "--efficiency", "0.1", "--run", str(tmp_path)], capsys)
     assert code == 2 and "not both" in err
+
+
+def test_cathode_command_scores_the_signal_region(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(8)
+    mjj = sample_dijet(5000, rng, TRUE_SHAPE, *SIDEBANDS)
+    background = rng.normal(size=(5000, 2)) + (mjj[:, None] - 3000.0) / 1000.0  # features that follow the mass
+    signal_mass = rng.uniform(*SR, 100)
+    signal = rng.normal(3.0, 0.3, size=(100, 2))  # far from the SR background: any working CATHODE finds it
+    features, mass = np.r_[background, signal], np.r_[mjj, signal_mass]
+    truth = np.r_[np.zeros(5000, np.int64), np.ones(100, np.int64)]
+    events = io.write(
+        ak.zip({"mjj": mass, "f0": features[:, 0].copy(), "f1": features[:, 1].copy(), "is_signal": truth}),
+        tmp_path / "events.parquet",
+    )
+    output = tmp_path / "cathode"
+    arguments = ["anomaly", "cathode", "--data", str(events), "--features", "f0,f1", "--output", str(output)]
+    fast = ["--flow-epochs", "3", "--transforms", "2", "--hidden", "16,16", "--epochs", "3", "--folds", "2"]
+    code, out, err = run([*arguments, *fast, "--label", "is_signal"], capsys)
+    assert code == 0 and "max SIC" in out, err
+    summary = json.loads((output / "cathode.json").read_text())
+    in_sr = (mass > SR[0]) & (mass < SR[1])
+    assert summary["signal_region_events"] == in_sr.sum() and summary["samples"] == 4 * in_sr.sum()
+    assert summary["sideband_events"] == (~in_sr).sum()
+    scores = io.read(output / "scores.parquet")
+    assert len(scores) == in_sr.sum() and np.array_equal(ak.to_numpy(scores["mass"]), mass[in_sr])
+    labelled = summary["labelled"]
+    assert labelled["signal"] == 100 and labelled["auc"] > 0.9 and labelled["max_sic"] > 2
+    assert (output / "cathode.png").stat().st_size > 10_000
+    # overlapping sidebands, then a flow without transforms: one line, exit 2
+    code, _, err = run([*arguments, "--sidebands", "3400,5000"], capsys)
+    assert code == 2 and "must enclose the signal region" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run([*arguments, "--transforms", "0", "--output", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "transforms ≥ 1" in err and not (tmp_path / "bad").exists()

@@ -8,6 +8,7 @@ parses its options and calls one library function:
 - ``heplearn anomaly threshold``: ``heplearn.methods.thresholds.threshold_for_run``;
 - ``heplearn anomaly quantile-cut``: ``heplearn.methods.quantile_cut.quantile_cut_files`` (VAE-QR);
 - ``heplearn anomaly cwola``: ``heplearn.methods.cwola.hunt_files``;
+- ``heplearn anomaly cathode``: ``heplearn.methods.cathode.cathode_files``;
 - ``heplearn anomaly benchmark``: ``heplearn.methods.lhco_benchmark.run_benchmark`` (SIC of five
   methods on generated QCD and W' events, with an HTML report).
 """
@@ -35,6 +36,13 @@ def _names(text: str, option: str) -> list[str]:
     if not names:
         raise typer.BadParameter(f"{option}: give comma-separated field names")
     return names
+
+
+def _numbers(text: str, option: str, kind: type[float] | type[int] = float) -> tuple[float, ...]:
+    try:
+        return tuple(kind(value) for value in text.split(",") if value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:
@@ -215,10 +223,7 @@ def cwola_command(
     """CWoLa hunting: k-fold SR-vs-sideband classifiers, cuts, dijet sideband fits, local significances."""
     from heplearn.methods.cwola import default_training, hunt_files
 
-    try:
-        chosen = tuple(float(value) for value in efficiencies.split(",") if value.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--efficiencies {efficiencies!r}: expected numbers") from None
+    chosen = _numbers(efficiencies, "--efficiencies")
     result = hunt_files(
         data,
         _names(features, "--features"),
@@ -240,6 +245,69 @@ def cwola_command(
         )
     typer.echo(f"results: {output / 'cwola.json'}")
     typer.echo(f"figure: {output / 'spectra.png'}")
+
+
+@anomaly_app.command("cathode")
+def cathode_command(
+    data: Annotated[list[str], typer.Option("--data", help="Event files (repeatable).")],
+    features: Annotated[str, typer.Option(help="The flow's and the classifier's features, comma-separated fields.")],
+    mass: Annotated[str, typer.Option(help="The resonant variable's field (GeV).")] = "mjj",
+    signal_region: Annotated[str, typer.Option(help="LOW,HIGH of the signal region (GeV).")] = "3300,3700",
+    sidebands: Annotated[str, typer.Option(help="LOW,HIGH of the whole range (GeV).")] = "2500,5000",
+    label: Annotated[
+        str | None, typer.Option(help="A truth field (1: signal) of simulated events: the SIC on the SR events.")
+    ] = None,
+    oversampling: Annotated[int, typer.Option(help="Flow samples per signal-region event.")] = 4,
+    flow_epochs: Annotated[int, typer.Option(help="Epochs of the conditional flow on the sidebands.")] = 60,
+    transforms: Annotated[int, typer.Option(help="Autoregressive transforms of the flow.")] = 4,
+    hidden: Annotated[str, typer.Option(help="Hidden widths of each transform, comma-separated.")] = "64,64",
+    epochs: Annotated[int, typer.Option(help="Epochs per classifier.")] = 20,
+    folds: Folds = 5,
+    min_background: Annotated[int, typer.Option(help="Background events a cut must keep (SIC).")] = 20,
+    seed: Seed = 0,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for scores.parquet, cathode.json and cathode.png.")
+    ] = Path("cathode"),
+) -> None:
+    """CATHODE: a flow p(x | m) on the sidebands, sampled in the SR; k-fold classifiers of SR data vs samples."""
+    from heplearn.methods.cathode import cathode_files
+    from heplearn.methods.cwola import default_training
+    from heplearn.run_config import TrainingConfig
+
+    widths = tuple(int(width) for width in _numbers(hidden, "--hidden", int))
+    flow_training = TrainingConfig(
+        epochs=flow_epochs, batch_size=256, learning_rate=1e-3, early_stopping_patience=None, weight_decay=1e-6
+    )
+    summary = cathode_files(
+        data,
+        _names(features, "--features"),
+        mass,
+        _pair(signal_region, "--signal-region"),
+        _pair(sidebands, "--sidebands"),
+        output,
+        label=label,
+        min_background=min_background,
+        oversampling=oversampling,
+        flow_training=flow_training,
+        classifier_training=default_training(epochs=epochs),
+        folds=folds,
+        transforms=transforms,
+        hidden=widths,
+        seed=seed,
+    )
+    typer.echo(
+        f"flow on {summary['sideband_events']} sideband events, {summary['samples']} samples for "
+        f"{summary['signal_region_events']} SR events; AUC SR data vs samples {summary['data_vs_samples_auc']:.3f}"
+    )
+    if "labelled" in summary:
+        labelled = summary["labelled"]
+        typer.echo(
+            f"on the labels ({labelled['signal']} signal, {labelled['background']} background in the SR): "
+            f"AUC {labelled['auc']:.3f}, max SIC {labelled['max_sic']:.2f}"
+        )
+    typer.echo(f"scores: {output / 'scores.parquet'}")
+    typer.echo(f"results: {output / 'cathode.json'}")
+    typer.echo(f"figure: {output / 'cathode.png'}")
 
 
 @anomaly_app.command("benchmark")

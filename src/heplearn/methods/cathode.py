@@ -13,8 +13,10 @@ the loss term ``negative_log_likelihood``), the mass the last column of the inpu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ __all__ = [
     "ConditionalFlow",
     "DensityEstimation",
     "NegativeLogLikelihood",
+    "cathode_files",
     "cathode_scores",
     "sample_background",
     "train_flow",
@@ -214,3 +217,104 @@ def cathode_scores(
     is_data = np.r_[np.ones(in_sr.sum(), bool), np.zeros(len(samples), bool)]
     scores = kfold_scores(combined, is_data, folds=folds, seed=seed, training=classifier_training or default_training())
     return scores, in_sr
+
+
+def cathode_files(
+    files: Sequence[str | os.PathLike[str]],
+    features: Sequence[str],
+    mass: str,
+    signal_region: tuple[float, float],
+    sidebands: tuple[float, float],
+    output: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    min_background: int = 20,
+    **options: Any,
+) -> dict[str, Any]:
+    """``cathode_scores`` on the fields of event files; writes the SR events' scores and a summary in ``output``.
+
+    ``scores.parquet``: every signal-region event's mass and out-of-fold CATHODE score (and its
+    ``label`` field, when given); ``cathode.json``: the sample sizes, the score's quantiles, the
+    AUC of the classifier between SR data and flow samples (near 0.5 when the flow's background
+    matches the data and there is no signal), and with ``label`` (true for signal) the AUC and the
+    SIC curve on the labels; ``cathode.png``: the score of SR data and samples, and the SIC.
+    ``options`` go to ``cathode_scores``.
+    """
+    import awkward as ak
+
+    from heplearn.data import io
+    from heplearn.data.files import jsonable, write_json
+    from heplearn.evaluation.metrics import roc
+    from heplearn.methods.cwola import check_regions, read_columns
+    from heplearn.methods.weak_supervision import sic_curve
+
+    check_regions(signal_region, sidebands)  # before anything is read
+    names = [*features, mass, *([label] if label else [])]
+    columns = read_columns(files, names)
+    values, masses = columns[:, : len(features)], columns[:, len(features)]
+    kfold, in_sr = cathode_scores(values, masses, signal_region, sidebands, **options)
+    n_sr = int(in_sr.sum())
+    data_score, sample_score = kfold.scores[:n_sr], kfold.scores[n_sr:]
+    summary: dict[str, Any] = {
+        "files": [str(path) for path in files],
+        "features": list(features),
+        "mass": mass,
+        "signal_region": signal_region,
+        "sidebands": sidebands,
+        "events": len(masses),
+        "sideband_events": int((~in_sr & (masses > sidebands[0]) & (masses < sidebands[1])).sum()),
+        "signal_region_events": n_sr,
+        "samples": len(sample_score),
+        "data_vs_samples_auc": roc(np.r_[np.ones(n_sr, bool), np.zeros(len(sample_score), bool)], kfold.scores).auc,
+        "score_quantiles": {f"{q:g}": float(np.quantile(data_score, q)) for q in (0.5, 0.9, 0.99) if n_sr},
+    }
+    table: dict[str, Any] = {"mass": masses[in_sr], "score": data_score}
+    curve = None
+    if label:
+        is_signal = columns[in_sr, -1] > 0.5
+        table[label] = is_signal
+        curve = sic_curve(is_signal, data_score, min_background=min_background)
+        summary["labelled"] = {
+            "signal": int(is_signal.sum()),
+            "background": int((~is_signal).sum()),
+            "auc": curve.auc,
+            "max_sic": curve.max_sic,
+            "sic_curve": {"signal_efficiency": curve.signal_efficiency, "sic": curve.sic},
+        }
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    io.write(ak.zip({key: np.ascontiguousarray(value) for key, value in table.items()}), folder / "scores.parquet")
+    write_json(folder / "cathode.json", jsonable(summary))
+    _plot_cathode(data_score, sample_score, curve, folder / "cathode.png")
+    return summary
+
+
+def _plot_cathode(data: np.ndarray, samples: np.ndarray, curve: Any, path: Path) -> Path:
+    """The score of SR data and flow samples (left) and, with labels, SIC = ε_S/√ε_B against ε_S (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from heplearn.data.files import atomic_path
+
+    figure, axes = plt.subplots(1, 2 if curve is not None else 1, figsize=(11 if curve is not None else 6, 4.5))
+    left = axes[0] if curve is not None else axes
+    bins = np.linspace(0.0, 1.0, 41)
+    left.hist(data, bins, density=True, histtype="step", label=f"signal-region data ({len(data)})")
+    left.hist(samples, bins, density=True, histtype="step", label=f"flow samples ({len(samples)})")
+    left.set_yscale("log")
+    left.set_xlabel("CATHODE score p(data | x)")
+    left.set_ylabel("density")
+    left.legend(fontsize="small")
+    if curve is not None:
+        axes[1].plot(curve.signal_efficiency, curve.sic, label=f"CATHODE (max {curve.max_sic:.1f})")
+        axes[1].set_xlabel(r"signal efficiency $\epsilon_S$")
+        axes[1].set_ylabel(r"SIC = $\epsilon_S/\sqrt{\epsilon_B}$")
+        axes[1].legend(fontsize="small")
+    figure.suptitle("CATHODE: classifier of signal-region data against the flow's background")
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
+    plt.close(figure)
+    return path

@@ -54,6 +54,7 @@ __all__ = [
     "kfold_scores",
     "local_significance",
     "plot_spectra",
+    "read_columns",
     "selection_cuts",
 ]
 
@@ -442,6 +443,16 @@ def cwola_hunt(
     return HuntResult(kfold, in_sr, selections)
 
 
+def read_columns(files: Sequence[str | os.PathLike[str]], names: Sequence[str]) -> np.ndarray:
+    """The fields ``names`` of every event of ``files`` as one ``(events, len(names))`` float64 array."""
+    from heplearn.data import io
+
+    tables = [io.read(path, list(names)) for path in files]
+    return np.concatenate(
+        [np.stack([np.asarray(table[name], np.float64) for name in names], axis=1) for table in tables]
+    )
+
+
 def hunt_files(
     files: Sequence[str | os.PathLike[str]],
     features: Sequence[str],
@@ -456,18 +467,14 @@ def hunt_files(
 
     ``features`` and ``mass`` are field names (GeV for the mass); ``options`` go to ``cwola_hunt``.
     """
-    from heplearn.data import io
     from heplearn.data.files import jsonable, write_json
 
     check_regions(signal_region, sidebands)
     if not bin_width > 0:
         raise ConfigError(f"bin width: must be positive, got {bin_width}")
     edges = np.arange(sidebands[0], sidebands[1] + 0.5 * bin_width, bin_width)
-    tables = [io.read(path, [*features, mass]) for path in files]
-    values = np.concatenate(
-        [np.stack([np.asarray(table[name], np.float64) for name in features], axis=1) for table in tables]
-    )
-    mjj = np.concatenate([np.asarray(table[mass], np.float64) for table in tables])
+    columns = read_columns(files, [*features, mass])
+    values, mjj = columns[:, :-1], columns[:, -1]
     result = cwola_hunt(values, mjj, signal_region, sidebands, edges, **options)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)

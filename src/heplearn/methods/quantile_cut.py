@@ -119,14 +119,14 @@ def _scores_and_masses(
     files: Sequence[str | os.PathLike[str]], mass: str, score: str | None, run: str | os.PathLike[str] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The anomaly score (a field of the files, or the trained run's first output) and the mass of each event."""
-    from heplearn.data import io
+    from heplearn.methods.cwola import read_columns
 
     if (score is None) == (run is None):
         raise ConfigError("quantile cut: give either a trained anomaly run or the name of a score field, not both")
-    tables = [io.read(path, [mass] if score is None else [score, mass]) for path in files]
-    masses = np.concatenate([np.asarray(table[mass], np.float64) for table in tables])
+    columns = read_columns(files, [mass] if score is None else [score, mass])
+    masses = columns[:, -1]
     if score is not None:
-        return np.concatenate([np.asarray(table[score], np.float64) for table in tables]), masses
+        return columns[:, 0], masses
     from heplearn.trained_model import TrainedModel
 
     predictions, _ = TrainedModel.load(run).predict_files(list(files))  # type: ignore[arg-type]
