@@ -262,3 +262,24 @@ def test_cathode_command_scores_the_signal_region(tmp_path: Path, capsys: pytest
     assert code == 2 and "must enclose the signal region" in err and len(err.strip().splitlines()) == 1
     code, _, err = run([*arguments, "--transforms", "0", "--output", str(tmp_path / "bad")], capsys)
     assert code == 2 and "transforms ≥ 1" in err and not (tmp_path / "bad").exists()
+
+
+def test_quantile_cut_of_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3000, 4)).astype(np.float32)
+    mjj = 1500.0 + rng.exponential(600.0, 3000)
+    columns = {f"x{i}": np.ascontiguousarray(x[:, i]) for i in range(4)}
+    events = io.write(ak.zip({**columns, "mjj": mjj}), tmp_path / "background.parquet")
+    arguments = ["anomaly", "train", "--train", str(events), "--variables", "x0,x1,x2,x3", "--model", "autoencoder"]
+    options = ["--preset", "small", "--runs-dir", str(tmp_path / "runs"), "--name", "ae", "--no-progress"]
+    code, _, err = run([*arguments, *options, "--set", "training.epochs=1", "--set", "training.threads=1"], capsys)
+    assert code == 0, err
+    output = tmp_path / "qr"
+    arguments = ["anomaly", "quantile-cut", "--run", str(tmp_path / "runs" / "ae"), "--background", str(events)]
+    code, out, err = run([*arguments, "--efficiency", "0.1", "--bins", "3", "--epochs", "5", "-o", str(output)], capsys)
+    assert code == 0 and "over 3 bins" in out, err
+    report = json.loads((output / "quantile_cut.json").read_text())
+    # the score cut is the run's: its inclusive (1 − ε) quantile on these events
+    scores, _ = TrainedModel.load(tmp_path / "runs" / "ae").predict_files([events])
+    assert report["inclusive_cut"] == pytest.approx(np.quantile(scores[:, 0], 0.9), rel=1e-5)
+    assert report["score"].startswith("run ") and report["events"] == 3000
