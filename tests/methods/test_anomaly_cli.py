@@ -246,6 +246,7 @@ def test_cathode_command_scores_the_signal_region(tmp_path: Path, capsys: pytest
     output = tmp_path / "cathode"
     arguments = ["anomaly", "cathode", "--data", str(events), "--features", "f0,f1", "--output", str(output)]
     fast = ["--flow-epochs", "3", "--transforms", "2", "--hidden", "16,16", "--epochs", "3", "--folds", "2"]
+    fast = [*fast, "--no-progress"]
     code, out, err = run([*arguments, *fast, "--label", "is_signal"], capsys)
     assert code == 0 and "max SIC" in out, err
     summary = json.loads((output / "cathode.json").read_text())

@@ -268,6 +268,7 @@ def cathode_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for scores.parquet, cathode.json and cathode.png.")
     ] = Path("cathode"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """CATHODE: a flow p(x | m) on the sidebands, sampled in the SR; k-fold classifiers of SR data vs samples."""
     from heplearn.methods.cathode import cathode_files
@@ -294,6 +295,7 @@ def cathode_command(
         transforms=transforms,
         hidden=widths,
         seed=seed,
+        progress=not no_progress,
     )
     typer.echo(
         f"flow on {summary['sideband_events']} sideband events, {summary['samples']} samples for "

@@ -148,8 +148,9 @@ def train_flow(
     hidden: Sequence[int] = (64, 64),
     training: TrainingConfig | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> TrainedFlow:
-    """Fit p(x | m) to (sideband) events by maximum likelihood through the engine's ``fit``."""
+    """Fit p(x | m) to (sideband) events by maximum likelihood through the engine's ``fit`` (``progress``: a bar)."""
     features, mass = np.asarray(features, np.float64), np.asarray(mass, np.float64)
     if features.ndim != 2 or len(features) != len(mass) or len(mass) < 100:
         raise DataError(
@@ -170,7 +171,8 @@ def train_flow(
     task.terms = build_terms([LossTermConfig(name="negative_log_likelihood")], task, TermContext(training))
     torch.manual_seed(seed)
     flow = ConditionalFlow(features.shape[1], transforms, hidden)
-    fit(flow, task, InMemorySource(InMemoryJets(arrays, [], None), training.batch_size, True, seed), None, training)
+    source = InMemorySource(InMemoryJets(arrays, [], None), training.batch_size, True, seed)
+    fit(flow, task, source, None, training, progress=progress)
     return TrainedFlow(flow, x_mean, x_scale, m_mean, m_scale)
 
 
@@ -199,6 +201,7 @@ def cathode_scores(
     transforms: int = 4,
     hidden: Sequence[int] = (64, 64),
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[KFoldScores, np.ndarray]:
     """CATHODE's anomaly score of the SR events: out-of-fold p(data | x) of SR data vs flow samples.
 
@@ -210,12 +213,19 @@ def cathode_scores(
     in_sr = (mass > signal_region[0]) & (mass < signal_region[1])
     in_sb = ~in_sr & (mass > sidebands[0]) & (mass < sidebands[1])
     flow = train_flow(
-        features[in_sb], mass[in_sb], transforms=transforms, hidden=hidden, training=flow_training, seed=seed
+        features[in_sb],
+        mass[in_sb],
+        transforms=transforms,
+        hidden=hidden,
+        training=flow_training,
+        seed=seed,
+        progress=progress,
     )
     samples, _ = sample_background(flow, mass[in_sr], oversampling, seed)
     combined = np.r_[features[in_sr], samples]
     is_data = np.r_[np.ones(in_sr.sum(), bool), np.zeros(len(samples), bool)]
-    scores = kfold_scores(combined, is_data, folds=folds, seed=seed, training=classifier_training or default_training())
+    training = classifier_training or default_training()
+    scores = kfold_scores(combined, is_data, folds=folds, seed=seed, training=training, progress=progress)
     return scores, in_sr
 
 
