@@ -219,6 +219,7 @@ def cwola_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for cwola.json and spectra.png.")] = Path(
         "cwola"
     ),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """CWoLa hunting: k-fold SR-vs-sideband classifiers, cuts, dijet sideband fits, local significances."""
     from heplearn.methods.cwola import default_training, hunt_files
@@ -237,6 +238,7 @@ def cwola_command(
         training=default_training(epochs=epochs),
         parameters=parameters,
         seed=seed,
+        progress=not no_progress,
     )
     for row in result.table():
         typer.echo(
