@@ -3,12 +3,15 @@ fit, and a bump found by the hunt that the plain spectrum hides."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import awkward as ak
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from heplearn.errors import ConfigError
+from heplearn.errors import ConfigError, DataError
 from heplearn.methods.cwola import (
     check_regions,
     cwola_hunt,
@@ -17,6 +20,7 @@ from heplearn.methods.cwola import (
     fit_sidebands,
     kfold_scores,
     local_significance,
+    read_columns,
 )
 
 #: Φ(Δ/√2) with the Mahalanobis distance Δ = |(1.5, 1.5)| = 1.5√2: the Bayes AUC of N((1.5, 1.5), I₂)
@@ -157,3 +161,19 @@ def test_a_training_fold_one_event_past_a_whole_batch_still_trains() -> None:
     kfold = kfold_scores(x, is_m1, folds=2, hidden=(8,), seed=0, training=default_training(epochs=1, threads=1))
     assert [len(train) for train in kfold.train_indices] == [256, 256]
     assert np.isfinite(kfold.scores).all()
+
+
+def test_the_columns_of_event_files_stack_in_order_and_refuse_jagged_or_non_finite_fields(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    ak.to_parquet(
+        ak.Array({"mjj": [3000.0, 3500.0], "mj": [100.0, 200.0], "jets": [[1.0], [2.0, 3.0]], "bad": [1.0, np.nan]}),
+        first,
+    )
+    ak.to_parquet(ak.Array({"mjj": [4000.0], "mj": [300.0], "jets": [[4.0]], "bad": [2.0]}), second)
+
+    columns = read_columns([first, second], ["mj", "mjj"])
+    np.testing.assert_array_equal(columns, [[100.0, 3000.0], [200.0, 3500.0], [300.0, 4000.0]])
+    with pytest.raises(DataError, match=r"a\.parquet: field 'jets' is not one number per event"):
+        read_columns([first], ["mj", "jets"])
+    with pytest.raises(DataError, match=r"a\.parquet: field 'bad' has 1 non-finite values \(first at event 1\)"):
+        read_columns([second, first], ["bad"])

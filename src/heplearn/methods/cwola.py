@@ -444,13 +444,30 @@ def cwola_hunt(
 
 
 def read_columns(files: Sequence[str | os.PathLike[str]], names: Sequence[str]) -> np.ndarray:
-    """The fields ``names`` of every event of ``files`` as one ``(events, len(names))`` float64 array."""
+    """The fields ``names`` of every event of ``files`` as one ``(events, len(names))`` float64 array.
+
+    Each field must hold one finite number per event: a jagged field (``Jet.pt``) or a NaN is a
+    ``DataError`` naming the file and the field, before any classifier or flow sees the values.
+    """
     from heplearn.data import io
 
-    tables = [io.read(path, list(names)) for path in files]
-    return np.concatenate(
-        [np.stack([np.asarray(table[name], np.float64) for name in names], axis=1) for table in tables]
-    )
+    blocks = []
+    for path in files:
+        table = io.read(path, list(names))
+        columns = []
+        for name in names:
+            try:
+                column = np.asarray(table[name], np.float64)
+            except (TypeError, ValueError) as error:
+                raise DataError(f"{path}: field {name!r} is not one number per event ({error})") from error
+            if column.ndim != 1:
+                raise DataError(f"{path}: field {name!r} is not one number per event (shape {column.shape})")
+            bad = np.flatnonzero(~np.isfinite(column))
+            if len(bad):
+                raise DataError(f"{path}: field {name!r} has {len(bad)} non-finite values (first at event {bad[0]})")
+            columns.append(column)
+        blocks.append(np.stack(columns, axis=1))
+    return np.concatenate(blocks)
 
 
 def hunt_files(
