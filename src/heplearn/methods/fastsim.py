@@ -61,10 +61,10 @@ from heplearn.errors import ConfigError, DataError
 from heplearn.tasks import TASKS, Batch, LossTerm, Task
 from heplearn.training.losses import LossTermBase, register_loss_term, weighted_mean
 from heplearn.training.steps import (
+    SingleNetworkStep,
     StepContext,
     StepStrategy,
     autocast,
-    loss_figures,
     optimise,
     register_step_strategy,
 )
@@ -824,7 +824,7 @@ class EmaSettings(StrictModel):
     decay: float = 0.999
 
 
-class EmaStep(StepStrategy):
+class EmaStep(SingleNetworkStep):
     """The single-network step, plus an exponential moving average of the weights (Polyak averaging),
     θ̄ ← d θ̄ + (1 − d) θ after every step, as diffusion and flow-matching models are sampled
     (e.g. EPiC-FM, arXiv:2310.00049; Karras et al. arXiv:2312.02696 on why it matters). The average is
@@ -834,27 +834,19 @@ class EmaStep(StepStrategy):
     Settings = EmaSettings
 
     def __init__(self, context: StepContext, settings: EmaSettings) -> None:
-        super().__init__()
         if not 0.0 < settings.decay < 1.0:
             raise ConfigError(f"training.step.decay: the EMA decay must lie in (0, 1), got {settings.decay}")
-        self.training, self.task, self.decay = context.training, context.task, settings.decay
-        self.network = context.wrap(context.model)
-        self.add_module("model", context.model, context.training, context.total_steps)
+        super().__init__(context)
+        self.decay = settings.decay
         average = copy.deepcopy(context.model)
         average.requires_grad_(False)
         self.modules["ema"] = average  # checkpointed with the run; no optimiser of its own
 
     @override
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
-        with autocast(self.training):
-            outputs = self.network(batch)
-        terms = self.task.loss(outputs, batch)
-        loss = self.task.total_loss(terms)
-        optimise(
-            loss, self.modules["model"], self.optimizers["model"], self.schedulers["model"], self.training.gradient_clip
-        )
+        figures = super().step(batch, step_index)
         update_average(self.modules["ema"], self.modules["model"], self.decay, step_index)
-        return loss_figures(loss, terms)
+        return figures
 
 
 register_step_strategy(EmaStep)
