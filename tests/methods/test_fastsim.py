@@ -186,6 +186,16 @@ def test_cli_train_sample_and_bad_requests(jet_file: Path, tmp_path: Path, capsy
         assert not (tmp_path / "bad.parquet").exists()
     code, _, err = run(["fastsim", "sample", str(tmp_path / "nothing"), "-o", str(output)], capsys)
     assert code == 2 and "not a fastsim run" in err
+    evaluation = tmp_path / "eval"
+    code, _, err = run(
+        [
+            *("fastsim", "evaluate", "--reference", str(jet_file), "--generated", f"vae:{output}"),
+            *("-o", str(evaluation), "--particles", "20", "--classifier", "bdt"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "unknown classifier 'bdt'" in err and len(err.strip().splitlines()) == 1, err
+    assert not evaluation.exists()
 
 
 @pytest.mark.slow

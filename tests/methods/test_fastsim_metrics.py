@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from heplearn.errors import DataError
+from heplearn.errors import ConfigError, DataError
 from heplearn.methods import fastsim_metrics as fm
 
 DATA = Path(__file__).parent / "data"
@@ -148,6 +148,27 @@ def test_classifier_test_reaches_the_bayes_auc_of_shifted_gaussians() -> None:
     assert 0.0 < result.jsd < 0.06  # the true JSD of the pair is 0.044 bits; a classifier estimates it from below
 
 
+def _prong_clouds(rng: np.random.Generator, n: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    clouds = rng.normal(0, 0.2, (n, 6, 3)).astype(np.float32)
+    clouds[..., 0] += shift
+    clouds[..., 2] = rng.dirichlet(np.ones(6), n)
+    return clouds, np.ones((n, 6), bool)
+
+
+def test_particlenet_classifier_test_sees_a_shift_and_not_identical_samples() -> None:
+    # 500 test jets per sample: σ(AUC) = √((n1 + n2 + 1) / (12 n1 n2)) = 0.018 for identical samples
+    rng = np.random.default_rng(11)
+    same = fm.classifier_test(
+        *_prong_clouds(rng, 1_000), *_prong_clouds(rng, 1_000), epochs=1, batch_size=256, network="particlenet"
+    )
+    assert same.test_jets == 1_000 and abs(same.auc - 0.5) < 0.055, same
+    # every particle moved by 1.5σ in Δη: the mean of 6 moves by 3.7σ (Bayes AUC Φ(3.67 / √2) = 0.995)
+    shifted = fm.classifier_test(
+        *_prong_clouds(rng, 1_000), *_prong_clouds(rng, 1_000, 0.3), epochs=1, batch_size=256, network="particlenet"
+    )
+    assert shifted.auc > 0.9, shifted
+
+
 def test_bad_inputs_name_the_problem() -> None:
     with pytest.raises(DataError, match="clouds"):
         fm.efps(np.zeros((3, 4)), np.ones((3, 4), bool))
@@ -157,6 +178,10 @@ def test_bad_inputs_name_the_problem() -> None:
         fm.kpd(np.full((10, 2), np.nan), np.zeros((10, 2)))
     with pytest.raises(DataError, match="at least 20"):
         fm.classifier_test(np.zeros((5, 2, 3)), np.ones((5, 2), bool), np.zeros((5, 2, 3)), np.ones((5, 2), bool))
+    with pytest.raises(ConfigError, match="unknown network 'bdt'"):
+        fm.classifier_test(
+            *_point_clouds(np.random.default_rng(0), 30), *_point_clouds(np.random.default_rng(1), 30), network="bdt"
+        )
 
 
 def test_comparison_plot_is_written(tmp_path: Path) -> None:

@@ -1159,14 +1159,24 @@ def evaluate_generated(
     classifier_epochs: int = 10,
     seed: int = 0,
     progress: bool = False,
+    classifier: str = "pfn",
 ) -> dict[str, Any]:
     """JetNet's metrics of each generated sample against the reference, class by class, with the
-    physics plots (``<class>.png``) and ``metrics.json`` in ``output_dir``."""
+    physics plots (``<class>.png``) and ``metrics.json`` in ``output_dir``; ``classifier`` is the
+    network of the classifier test (``pfn`` or ``particlenet``)."""
     from heplearn.data.files import write_json
-    from heplearn.methods.fastsim_metrics import generation_metrics, jet_observables, plot_comparison
+    from heplearn.methods.fastsim_metrics import CLASSIFIERS, generation_metrics, jet_observables, plot_comparison
 
+    if classifier not in CLASSIFIERS:  # before any metric is computed
+        raise ConfigError(
+            f"fastsim evaluate: unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}"
+        )
     output_dir = Path(output_dir)
-    results: dict[str, Any] = {"classes": {}, "particles_per_jet": reference.clouds.shape[1]}
+    results: dict[str, Any] = {
+        "classes": {},
+        "particles_per_jet": reference.clouds.shape[1],
+        "classifier": classifier,
+    }
     figures = []
     for name in reference.class_names:
         ref = reference.of_class(name)
@@ -1181,6 +1191,7 @@ def evaluate_generated(
                 classifier_epochs=classifier_epochs,
                 seed=seed,
                 progress=progress,
+                classifier=classifier,
             )
             observables[model] = jet_observables(gen.clouds, gen.mask, gen.jet_pt)
         if not rows:

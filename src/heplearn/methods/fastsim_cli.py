@@ -135,7 +135,10 @@ def evaluate_command(
     ),
     particles: Annotated[int, typer.Option(help="Highest-pT particles per jet compared.")] = 30,
     max_jets: Annotated[int | None, typer.Option(help="At most this many jets per class and sample.")] = None,
-    classifier_epochs: Annotated[int, typer.Option(help="Epochs of the PFN of the classifier test.")] = 10,
+    classifier_epochs: Annotated[int, typer.Option(help="Epochs of the classifier test's network.")] = 10,
+    classifier: Annotated[
+        str, typer.Option(help="Network of the classifier test: pfn, or particlenet (ParticleNet-Lite, stronger).")
+    ] = "pfn",
     seed: Annotated[int, typer.Option(help="Seed of the batches and the classifier.")] = 0,
 ) -> None:
     """JetNet metrics (W1 mass / particles / EFPs, FPD, KPD), the classifier test and physics plots."""
@@ -152,7 +155,12 @@ def evaluate_command(
         for name, files in sources.items()
     }
     results = evaluate_generated(
-        load_sources(reference, particles, max_jets), samples, output, classifier_epochs=classifier_epochs, seed=seed
+        load_sources(reference, particles, max_jets),
+        samples,
+        output,
+        classifier_epochs=classifier_epochs,
+        seed=seed,
+        classifier=classifier,
     )
     for class_name, rows in results["classes"].items():
         for model, row in rows.items():

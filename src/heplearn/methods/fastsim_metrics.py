@@ -13,8 +13,9 @@ Kansal et al., arXiv:2106.11535 (MPGAN, the JetNet metrics) and arXiv:2211.10295
 - ``kpd``: the unbiased quadratic-time MMD² with the polynomial kernel ``(x·y/d + 1)^degree``
   (degree 4 in JetNet; 3 is the KID kernel of Bińkowski et al., arXiv:1801.01401), median over
   batches and half the 16–84 % inter-quantile range;
-- ``classifier_test``: a PFN trained through the engine to tell generated from reference jets;
-  its held-out AUC and the classifier estimate of the Jensen–Shannon divergence in bits,
+- ``classifier_test``: a PFN (or, stronger, a ParticleNet-Lite: its EdgeConv sees the angular
+  structure of neighbouring particles, the prongs) trained through the engine to tell generated
+  from reference jets; its held-out AUC and the classifier estimate of the Jensen–Shannon divergence in bits,
   ``JSD = (ln 2 − BCE) / ln 2`` (the CaloChallenge definition, arXiv:2410.21611);
 - ``jet_observables`` and ``plot_comparison``: jet mass, τ21, τ32, multiplicity and particle pT
   of each sample, histogrammed with a ratio panel to the reference.
@@ -33,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from heplearn.errors import DataError
+from heplearn.errors import ConfigError, DataError
 
 __all__ = [
+    "CLASSIFIERS",
     "EFP_GRAPHS",
     "W1_EFP_INDICES",
     "ClassifierTest",
@@ -326,6 +328,10 @@ def kpd(
 
 
 # -- the classifier test -------------------------------------------------------------------------------------------
+#: The networks of the classifier test: the PFN (default) and the stronger ParticleNet-Lite.
+CLASSIFIERS = ("pfn", "particlenet")
+
+
 @dataclass
 class ClassifierTest:
     """Held-out AUC of generated vs reference, the JSD estimate in bits, and the test sizes."""
@@ -348,11 +354,16 @@ def classifier_test(
     test_fraction: float = 0.5,
     seed: int = 0,
     progress: bool = False,
+    network: str = "pfn",
 ) -> ClassifierTest:
-    """Train a PFN (arXiv:1810.05165) to tell ``generated`` from ``reference`` clouds; score held-out jets.
+    """Train a classifier to tell ``generated`` from ``reference`` clouds; score held-out jets.
 
-    Both samples are cut to the same size, split in equal shares into training and test jets, and
-    the per-particle features are standardised on the training jets. AUC 0.5 and JSD 0 mean the
+    ``network``: ``pfn``, a particle-flow network (arXiv:1810.05165) with two layers of ``hidden``
+    units in Φ and F, or ``particlenet``, ParticleNet-Lite (arXiv:1902.08570, Table 1: k = 7,
+    EdgeConv channels (32, 32, 32), (64, 64, 64), 26k parameters), whose kNN graph on (Δη, Δφ) sees
+    the prongs of a jet directly (``hidden`` does not apply). Both samples are cut to the same
+    size, split in equal shares into training and test jets, and the per-particle features
+    (Δη, Δφ, log pT_rel) are standardised on the training jets. AUC 0.5 and JSD 0 mean the
     classifier finds no difference. JSD = (ln 2 − BCE) / ln 2 with BCE the test cross entropy.
     """
     from sklearn.metrics import roc_auc_score
@@ -365,6 +376,8 @@ def classifier_test(
     from heplearn.training.losses import TermContext, build_terms
     from heplearn.training.trainer import InMemorySource, fit
 
+    if network not in CLASSIFIERS:
+        raise ConfigError(f"classifier test: unknown network {network!r}; choose one of {', '.join(CLASSIFIERS)}")
     reference, reference_mask = _check_clouds(reference, reference_mask)
     generated, generated_mask = _check_clouds(generated, generated_mask)
     size = min(len(reference), len(generated))
@@ -382,6 +395,7 @@ def classifier_test(
         clouds[offset * size : (offset + 1) * size, : values.shape[1]] = values[pick, :, :3]
         mask[offset * size : (offset + 1) * size, : values.shape[1]] = real[pick]
     label = np.repeat([0, 1], size).astype(np.int64)  # class 0 reference, 1 generated
+    points = np.where(mask[..., None], clouds[..., :2], 0.0).astype(np.float32)  # ParticleNet's kNN space
     clouds[..., 2] = np.where(mask, np.log(np.clip(clouds[..., 2], 1e-8, None)), 0.0)
     order = rng.permutation(2 * size)
     test_count = round(test_fraction * 2 * size)
@@ -391,7 +405,10 @@ def classifier_test(
     standardised = np.where(mask[..., None], (clouds - mean) / scale, 0.0).astype(np.float32)
 
     def arrays(index: np.ndarray) -> JetArrays:
-        return JetArrays({"particles": standardised[index]}, mask[index], label[index], np.ones(len(index), np.float32))
+        inputs = {"particles": standardised[index]}
+        if network == "particlenet":
+            inputs["points"] = points[index]
+        return JetArrays(inputs, mask[index], label[index], np.ones(len(index), np.float32))
 
     training = TrainingConfig(
         epochs=epochs,
@@ -406,20 +423,26 @@ def classifier_test(
     import torch
 
     torch.manual_seed(seed)
-    network = registry.model_class("pfn")(2, {"particles": 3}, phi_sizes=(hidden, hidden), f_sizes=(hidden, hidden))
+    if network == "particlenet":
+        model_class = registry.model_class("particlenet")
+        classifier = model_class(2, {"particles": 3, "points": 2}, **model_class.presets["lite"])
+    else:
+        classifier = registry.model_class("pfn")(
+            2, {"particles": 3}, phi_sizes=(hidden, hidden), f_sizes=(hidden, hidden)
+        )
     fit(
-        network,
+        classifier,
         task,
         InMemorySource(InMemoryJets(arrays(train), task.class_names, None), batch_size, True, seed),
         None,
         training,
         progress=progress,
     )
-    network.eval()
+    classifier.eval()
     probabilities = []
     with torch.no_grad():
         for batch in InMemoryJets(arrays(test), task.class_names, None).batches(4096):
-            probabilities.append(torch.softmax(network(batch), -1)[:, 1].double().numpy())
+            probabilities.append(torch.softmax(classifier(batch), -1)[:, 1].double().numpy())
     p = np.clip(np.concatenate(probabilities), 1e-7, 1 - 1e-7)
     truth = label[test]
     cross_entropy = -np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p))
@@ -544,13 +567,15 @@ def generation_metrics(
     num_batches: int = 5,
     seed: int = 0,
     progress: bool = False,
+    classifier: str = "pfn",
 ) -> dict[str, float]:
     """Every metric of one generated sample against the reference, each ``(clouds, mask)``.
 
     In JetNet's units: W1 of the relative jet mass m / pT_jet (×10³), of the particle features
     (Δη, Δφ, pT_rel) averaged (×10³), of the five n = 4, d = 4 prime EFPs averaged (×10⁵); FPD and
     KPD on the 36 d ≤ 4 EFPs (×10³; the FPD batches span half to all of the smaller sample, JetNet's
-    20k–50k where the samples are that large); the PFN classifier test's AUC and JSD.
+    20k–50k where the samples are that large); the classifier test's AUC and JSD (``classifier``:
+    one of ``CLASSIFIERS``).
     """
     ref_clouds, ref_mask = _check_clouds(*reference)
     gen_clouds, gen_mask = _check_clouds(*generated)
@@ -599,7 +624,14 @@ def generation_metrics(
     value, error = kpd(ref_efps, gen_efps, batch_size=min(smaller, 5_000), seed=seed)
     metrics.update(kpd_e3=1e3 * value, kpd_e3_error=1e3 * error)
     test = classifier_test(
-        ref_clouds, ref_mask, gen_clouds, gen_mask, epochs=classifier_epochs, seed=seed, progress=progress
+        ref_clouds,
+        ref_mask,
+        gen_clouds,
+        gen_mask,
+        epochs=classifier_epochs,
+        seed=seed,
+        progress=progress,
+        network=classifier,
     )
     metrics.update(auc=test.auc, jsd=test.jsd, classifier_test_jets=test.test_jets)
     return metrics
