@@ -212,6 +212,9 @@ def reweight_command(
     target: Annotated[list[Path] | None, typer.Option(help="Target files (repeatable).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
     folds: Annotated[int, typer.Option(help="k-fold: each weight from a model that did not see the event.")] = 5,
+    ensemble: Annotated[
+        int, typer.Option(help="Classifiers (per fold) from different seeds; their mean log f/(1−f) is used.")
+    ] = 1,
     clip_min: Annotated[float | None, typer.Option(help="Clip weights below this value.")] = None,
     clip_max: Annotated[float | None, typer.Option(help="Clip weights above this value.")] = None,
     normalise: Annotated[
@@ -255,7 +258,13 @@ def reweight_command(
         beside_source,
         report,
     )
-    common = {"options": options, "name": name, "runs_dir": runs_dir, "progress": not no_progress}
+    common = {
+        "options": options,
+        "ensemble": ensemble,
+        "name": name,
+        "runs_dir": runs_dir,
+        "progress": not no_progress,
+    }
     if not parametrised:
         result = reweighting.reweight(run_config, source, target, folds=folds, **common)  # type: ignore[arg-type]
         summary = result.summary

@@ -123,6 +123,38 @@ def test_dctr_reweights_a_shifted_gaussian_to_the_exact_weight(tmp_path: Path) -
     assert table["fold"] == result.fold.tolist()
 
 
+def test_an_ensemble_averages_the_log_ratios_of_its_members_in_each_fold(tmp_path: Path) -> None:
+    """``ensemble=2``: two classifiers per fold from two seeds; each weight is exp of their mean log-ratio."""
+    from heplearn.methods.reweighting import density_ratio
+    from heplearn.trained_model import TrainedModel
+
+    source = write_gaussian(tmp_path / "source.parquet", 2000, 5)
+    target = write_gaussian(tmp_path / "target.parquet", 2000, 6, mean=1.0)
+    result = reweight(
+        gaussian_config(2),
+        [source],
+        [target],
+        folds=2,
+        ensemble=2,
+        runs_dir=tmp_path / "runs",
+        options=QUIET,
+        progress=False,
+    )
+    settings = json.loads((result.run_dir / "reweight.json").read_text())
+    assert settings["ensemble"] == 2 and len(settings["fold_records"][0]["best_val_loss"]) == 2
+    for fold in (0, 1):
+        mine = np.flatnonzero(result.fold == fold)
+        prior = settings["fold_records"][fold]["prior_source_over_target"]
+        members = [
+            density_ratio(
+                TrainedModel.load(result.run_dir / f"fold-{fold}-{j}"), result.source.arrays.take(mine), prior
+            )
+            for j in (0, 1)
+        ]
+        assert np.median(np.abs(members[0] / members[1] - 1)) > 1e-3  # the seeds differ
+        np.testing.assert_allclose(result.raw_weights[mine], np.sqrt(members[0] * members[1]), rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_dctr_shifted_gaussian_full_size(tmp_path: Path) -> None:
     result, x = shift_closure(tmp_path, FULL, folds=5, epochs=30)
@@ -314,7 +346,17 @@ def write_config(path: Path, **data: Any) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["retyped", "missing", "zero_weight", "negative_weight", "one_fold", "outside_range", "start_outside"]
+    "case",
+    [
+        "retyped",
+        "missing",
+        "zero_weight",
+        "negative_weight",
+        "one_fold",
+        "no_ensemble",
+        "outside_range",
+        "start_outside",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -352,6 +394,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     elif case == "one_fold":
         arguments += ["--folds", "1"]
         expected = "folds must be 2 or more"
+    elif case == "no_ensemble":
+        arguments += ["--ensemble", "0"]
+        expected = "ensemble must be 1 or more classifiers"
     elif case == "outside_range":
         arguments += ["--parametrised", "--parameter", "mu", "--range", "-1:1", "--at", "1.5"]
         expected = "mu = 1.5 is outside the trained range [-1, 1]"
@@ -389,11 +434,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 
 def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_applies(tmp_path: Path) -> None:
     """PFN on particles: θ is one more feature of every real particle (the paper's (pT, y, φ, PID, θ)),
-    points stay (Δη, Δφ), and the fit's differentiable θ path gives exactly the weights it applies."""
+    points stay (Δη, Δφ), and the fit's differentiable θ path gives exactly the weights it applies;
+    an ensemble of two applies the geometric mean of its members' ratios, in both paths."""
     import torch
 
     from heplearn.data.batches import to_batch
-    from heplearn.methods.reweighting import labelled
+    from heplearn.methods.reweighting import density_ratio, labelled
     from heplearn.methods.reweighting_parametrised import _FrozenClassifier, with_parameters
     from tests.conftest import make_jets
 
@@ -414,9 +460,10 @@ def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_ap
         }
     )
     run = reweight_parametrised(
-        config, [source], [target], ["alphas"], runs_dir=tmp_path / "runs", options=QUIET, progress=False
+        config, [source], [target], ["alphas"], ensemble=2, runs_dir=tmp_path / "runs", options=QUIET, progress=False
     ).run_dir
     loaded = ParametrisedModel.load(run)
+    assert len(loaded.models) == 2 and (run / "model-1" / "model.safetensors").is_file()
     assert loaded.ranges["alphas"] == pytest.approx((float(theta.min()), float(theta.max())))
     sample = read_sample([source], loaded.data, "source")
     at = float(np.median(theta))
@@ -427,10 +474,13 @@ def test_a_particle_network_takes_theta_per_particle_and_the_fit_sees_what_it_ap
     mask = sample.arrays.mask
     assert np.all(augmented.inputs["particles"][..., 3][mask] == np.float32(at))
     assert np.all(augmented.inputs["particles"][..., 3][~mask] == 0)
+    members = [density_ratio(model, augmented, loaded.prior) for model in loaded.models]
+    assert np.median(np.abs(members[0] / members[1] - 1)) > 1e-3  # two seeds, two classifiers
+    np.testing.assert_allclose(applied, np.sqrt(members[0] * members[1]), rtol=1e-5)
 
     frozen = _FrozenClassifier(loaded)
     placeholder = with_parameters(sample.arrays, loaded.data, np.zeros((len(sample), 1)))  # θ replaced below
-    batch = to_batch(loaded.model.preprocessing.apply(labelled(placeholder.take(np.arange(0)), placeholder)))
+    batch = to_batch(loaded.preprocessing.apply(labelled(placeholder.take(np.arange(0)), placeholder)))
     with torch.no_grad():
         log_ratio = frozen.log_ratio(batch, torch.full((len(sample), 1), at))
     np.testing.assert_allclose(np.exp(log_ratio.numpy()), applied, rtol=2e-4)

@@ -16,7 +16,8 @@ The run directory::
 
     runs/<name>/reweight.json        what was done: files, folds, options, summary (written last)
     runs/<name>/config.yaml          the resolved run config
-    runs/<name>/fold-<k>/            one training run per fold (config, preprocessing, model, metrics)
+    runs/<name>/fold-<k>/            one training run per fold (config, preprocessing, model, metrics);
+                                     with an ensemble of m: fold-<k>-<j>/, j = 0 … m − 1
     runs/<name>/model/               the parametrised classifier
     runs/<name>/weights/<stem>.weights.parquet   the output weights (also beside each source file)
     runs/<name>/report/report.html   the closure report (``heplearn.methods.reweighting_report``)
@@ -519,6 +520,7 @@ def reweight(
     *,
     folds: int = 5,
     val_fraction: float = 0.2,
+    ensemble: int = 1,
     options: WeightOptions = DEFAULT_OPTIONS,
     name: str | None = None,
     runs_dir: str | os.PathLike[str] = "runs",
@@ -538,6 +540,10 @@ def reweight(
         trained on the other folds.
     val_fraction : float
         Share of each fold's training events kept for validation (early stopping, best epoch).
+    ensemble : int
+        Classifiers per fold (seeds ``training.seed`` + 0 … m − 1, the same events); an event's
+        weight is exp of their mean log f/(1 − f), which averages out the noise of one training
+        (the ensembling of arXiv:1907.08209 and of OmniFold).
     options : WeightOptions
         Clipping, normalisation, the friend files' format and place, the report.
     name, runs_dir : str, path-like
@@ -555,6 +561,8 @@ def reweight(
         )
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if ensemble < 1:
+        raise ConfigError(f"ensemble must be 1 or more classifiers per fold, got {ensemble}")
     run_config = reweighting_config(config)
     use_threads(run_config)
     options.check()
@@ -579,25 +587,33 @@ def reweight(
         )
         train_index, val_index = split_validation(len(train_all), val_fraction, seed + 100 + fold)
         train_set = train_all.take(train_index)
-        model = train_classifier(
-            run_config,
-            train_set,
-            train_all.take(val_index) if len(val_index) else None,
-            run.path / f"fold-{fold}",
-            progress,
-        )
+        val_set = train_all.take(val_index) if len(val_index) else None
         prior = prior_ratio(train_set)
-        held_out = np.flatnonzero(source_fold == fold)
-        raw[held_out] = density_ratio(model, source.arrays.take(held_out), prior)
-        history = RunDirectory(model.run_dir or run.path).read_history()
+        held_out = source.arrays.take(np.flatnonzero(source_fold == fold))
+        log_ratios, histories = [], []
+        for member in range(ensemble):
+            member_config = run_config.model_copy(
+                update={"training": run_config.training.model_copy(update={"seed": seed + member})}
+            )
+            model = train_classifier(
+                member_config,
+                train_set,
+                val_set,
+                run.path / (f"fold-{fold}" if ensemble == 1 else f"fold-{fold}-{member}"),
+                progress,
+            )
+            log_ratios.append(np.log(density_ratio(model, held_out, prior)))
+            histories.append(RunDirectory(model.run_dir or run.path).read_history())
+        raw[source_fold == fold] = np.exp(np.mean(log_ratios, axis=0))
+        losses = [min((r.get("val_loss", math.inf) for r in history), default=None) for history in histories]
         fold_records.append(
             {
                 "fold": fold,
                 "train_events": len(train_set),
                 "val_events": len(val_index),
                 "prior_source_over_target": prior,
-                "epochs": len(history),
-                "best_val_loss": min((r.get("val_loss", math.inf) for r in history), default=None),
+                "epochs": len(histories[0]) if ensemble == 1 else [len(history) for history in histories],
+                "best_val_loss": losses[0] if ensemble == 1 else losses,
             }
         )
     weights = options.apply(raw, source, target.total_weight)
@@ -623,6 +639,7 @@ def reweight(
             "source": [str(f) for f in source.files],
             "target": [str(f) for f in target.files],
             "folds": folds,
+            "ensemble": ensemble,
             "val_fraction": val_fraction,
             "clip": list(options.clip),
             "normalise": options.normalise,

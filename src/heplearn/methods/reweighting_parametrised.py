@@ -6,8 +6,10 @@ inputs as one more column per jet, or one more feature per particle for particle
 paper's PFN reads (pT, y, φ, PID, θ) per particle). Then w(x | θ) = f/(1 − f) · N₀/N₁ for any θ in
 the range (``ParametrisedModel.weights``, ``parametrised_weights``), and ``fit_parameters`` fits θ to
 a target sample by gradient descent on θ alone with f frozen (the notebooks' "AddParams2Input" fit,
-App. B). The run directory is ``reweight``'s (``heplearn.methods.reweighting``) with the one
-classifier in ``model/`` and the fit in ``fit.json``.
+App. B). The run directory is ``reweight``'s (``heplearn.methods.reweighting``) with the classifier
+in ``model/`` (or, with ``ensemble=k``, k classifiers in ``model-0/`` … ``model-<k-1>/``, trained from
+different seeds on the same events, whose log-ratios are averaged: the paper's and OmniFold's
+ensembling against the noise of one training) and the fit in ``fit.json``.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ class ParametrisedResult:
     """What ``reweight_parametrised`` made: the run, its classifier and the trained ranges."""
 
     run_dir: Path
-    model: TrainedModel
+    models: list[TrainedModel]
     ranges: dict[str, tuple[float, float]]
     prior: float
     friends: list[Path] = field(default_factory=list)
@@ -209,6 +211,7 @@ def reweight_parametrised(
     ranges: Mapping[str, tuple[float, float]] | None = None,
     val_fraction: float = 0.2,
     at: Mapping[str, float] | None = None,
+    ensemble: int = 1,
     options: WeightOptions = DEFAULT_OPTIONS,
     name: str | None = None,
     runs_dir: str | os.PathLike[str] = "runs",
@@ -231,11 +234,16 @@ def reweight_parametrised(
         The trained range of each parameter (default: the target's smallest and largest value).
     at : mapping of str to float, optional
         Also write the source's weights w(x | θ) at this θ as friend files.
+    ensemble : int
+        Classifiers to train (seeds ``training.seed`` + 0 … k − 1, the same events); the weights
+        and the fit use the mean of their log f/(1 − f), which averages out the noise of one training.
     val_fraction, options, name, runs_dir, progress
         As for ``reweight``.
     """
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if ensemble < 1:
+        raise ConfigError(f"ensemble must be 1 or more classifiers, got {ensemble}")
     parameters = list(parameters)
     data = parametrised_data(config.data, parameters)
     run_config = reweighting_config(config, data)
@@ -263,31 +271,48 @@ def reweight_parametrised(
     )
     train_index, val_index = split_validation(len(everything), val_fraction, seed + 100)
     train_set = everything.take(train_index)
-    model = train_classifier(
-        run_config,
-        train_set,
-        everything.take(val_index) if len(val_index) else None,
-        run.path / "model",
-        progress,
-        batches=lambda dataset, preprocessing: RedrawnParameters(
-            dataset, run_config.training.batch_size, seed, preprocessing, trained, parameter_groups(config.data)
-        ),
-    )
+    val_set = everything.take(val_index) if len(val_index) else None
+    members = member_directories(ensemble)
+    models = []
+    for member, directory in enumerate(
+        progress_bar(members, desc="ensemble", unit="model", disable=not progress or ensemble == 1)
+    ):
+        member_config = run_config.model_copy(
+            update={"training": run_config.training.model_copy(update={"seed": seed + member})}
+        )
+        models.append(
+            train_classifier(
+                member_config,
+                train_set,
+                val_set,
+                run.path / directory,
+                progress,
+                batches=lambda dataset, preprocessing, member_seed=seed + member: RedrawnParameters(
+                    dataset,
+                    run_config.training.batch_size,
+                    member_seed,
+                    preprocessing,
+                    trained,
+                    parameter_groups(config.data),
+                ),
+            )
+        )
     prior = prior_ratio(train_set)
-    result = ParametrisedResult(run.path, model, trained, prior)
+    result = ParametrisedResult(run.path, models, trained, prior)
     settings: dict[str, Any] = {
         "method": "parametrised_dctr",
         "source": [str(f) for f in source.files],
         "target": [str(f) for f in target.files],
         "parameters": parameters,
         "ranges": {p: list(r) for p, r in trained.items()},
+        "members": members,
         "prior_source_over_target": prior,
         "val_fraction": val_fraction,
         "clip": list(options.clip),
         "normalise": options.normalise,
     }
     if at is not None:
-        raw = parametrised_ratio(model, config.data, source.arrays, at, prior, parameters)
+        raw = parametrised_ratio(models, config.data, source.arrays, at, prior, parameters)
         weights = options.apply(raw, source, target.total_weight)
         provenance = {
             "heplearn_version": __version__,
@@ -319,25 +344,39 @@ def reweight_parametrised(
     return result
 
 
+def member_directories(ensemble: int) -> list[str]:
+    """Where the classifiers of a parametrised run go: ``model`` alone, or ``model-0`` … ``model-<k-1>``.
+
+    Example:
+    >>> member_directories(1), member_directories(3)
+    (['model'], ['model-0', 'model-1', 'model-2'])
+    """
+    return ["model"] if ensemble == 1 else [f"model-{member}" for member in range(ensemble)]
+
+
 def parametrised_ratio(
-    model: TrainedModel,
+    models: Sequence[TrainedModel],
     data: DataConfig,
     arrays: JetArrays,
     at: Mapping[str, float],
     prior: float,
     parameters: Sequence[str],
 ) -> np.ndarray:
-    """w(x | θ) = f(x, θ)/(1 − f(x, θ)) · N₀/N₁ for raw ``arrays`` (read with ``data``) at θ = ``at``."""
+    """w(x | θ) = f(x, θ)/(1 − f(x, θ)) · N₀/N₁ for raw ``arrays`` (read with ``data``) at θ = ``at``;
+    for an ensemble, exp of the members' mean log f/(1 − f) (the geometric mean of their ratios)."""
     theta = np.broadcast_to(np.asarray([at[p] for p in parameters], np.float64), (len(arrays), len(parameters)))
-    return density_ratio(model, with_parameters(arrays, data, theta), prior)
+    augmented = with_parameters(arrays, data, theta)
+    logs = [np.log(density_ratio(model, augmented, prior)) for model in models]
+    return np.exp(np.mean(logs, axis=0))
 
 
 @dataclass
 class ParametrisedModel:
-    """A finished parametrised run, loaded: its classifier, data config (without the parameters),
-    parameter names, trained ranges and prior ratio N₀ / N₁."""
+    """A finished parametrised run, loaded: its classifiers (one, or the ensemble's members, all with
+    the same preprocessing), data config (without the parameters), parameter names, trained ranges
+    and prior ratio N₀ / N₁."""
 
-    model: TrainedModel
+    models: list[TrainedModel]
     data: DataConfig
     parameters: list[str]
     ranges: dict[str, tuple[float, float]]
@@ -352,26 +391,33 @@ class ParametrisedModel:
                 f"{run_dir}: a {settings.get('method')} run, not a parametrised one (train it with "
                 "heplearn reweight --parametrised)"
             )
-        model = TrainedModel.load(Path(run_dir) / "model")
+        models = [TrainedModel.load(Path(run_dir) / member) for member in settings.get("members", ["model"])]
+        if any(model.preprocessing != models[0].preprocessing for model in models):
+            raise DataError(f"{run_dir}: the ensemble's classifiers were standardised differently (mixed runs?)")
         parameters = list(settings["parameters"])
-        data = model.config.data
+        data = models[0].config.data
         inputs = dict(data.inputs)
         for name in parameter_groups(data):
             inputs[name] = data.inputs[name].model_copy(
                 update={"variables": data.inputs[name].variables[: -len(parameters)]}
             )
         return cls(
-            model,
+            models,
             data.model_copy(update={"inputs": inputs}),
             parameters,
             {p: (float(r[0]), float(r[1])) for p, r in settings["ranges"].items()},
             float(settings["prior_source_over_target"]),
         )
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The standardisation every member applies (θ included, as the last columns)."""
+        return self.models[0].preprocessing
+
     def weights(self, arrays: JetArrays, at: Mapping[str, float]) -> np.ndarray:
         """w(x | θ) for raw arrays at θ = ``at`` (inside the trained range)."""
         check_in_range(at, self.ranges, "theta")
-        return parametrised_ratio(self.model, self.data, arrays, at, self.prior, self.parameters)
+        return parametrised_ratio(self.models, self.data, arrays, at, self.prior, self.parameters)
 
 
 def parametrised_weights(
@@ -399,14 +445,15 @@ class ParameterFit:
 
 
 class _FrozenClassifier(torch.nn.Module):
-    """log p_θ(x)/p₀(x) of the frozen parametrised classifier as a function of θ (standardised)."""
+    """log p_θ(x)/p₀(x) of the frozen parametrised classifier (the mean over an ensemble's members)
+    as a function of θ (standardised)."""
 
     def __init__(self, loaded: ParametrisedModel) -> None:
         super().__init__()
-        network = loaded.model.network
-        assert network is not None
-        self.network = network.eval().requires_grad_(False)
-        self.preprocessing = loaded.model.preprocessing
+        networks = [model.network for model in loaded.models]
+        assert all(network is not None for network in networks)
+        self.networks = torch.nn.ModuleList(networks).eval().requires_grad_(False)
+        self.preprocessing = loaded.preprocessing
         self.groups = parameter_groups(loaded.data)
         self.parameters_count = len(loaded.parameters)
         self.log_prior = math.log(loaded.prior)
@@ -430,9 +477,13 @@ class _FrozenClassifier(torch.nn.Module):
                 pad = torch.full_like(values[..., -self.parameters_count :], self.preprocessing.pad_values[group])
                 scaled = torch.where(mask, scaled[:, None, :].expand(-1, values.shape[1], -1), pad)
             inputs[group] = torch.cat([head, scaled], dim=-1)
-        logits = self.network(inputs).float()
-        # log f/(1 − f) − log N₁/N₀ = log p_θ/p₀ (Reweighting task: class 0 is the target)
-        return logits[:, TARGET] - logits[:, SOURCE] + self.log_prior
+        # log f/(1 − f) − log N₁/N₀ = log p_θ/p₀ (Reweighting task: class 0 is the target), averaged
+        # over the members as parametrised_ratio averages them
+        log_ratios = []
+        for network in self.networks:
+            logits = network(inputs).float()
+            log_ratios.append(logits[:, TARGET] - logits[:, SOURCE])
+        return torch.stack(log_ratios).mean(dim=0) + self.log_prior
 
 
 def fit_parameters(
@@ -475,7 +526,7 @@ def fit_parameters(
         with_parameters(target.arrays, loaded.data, np.broadcast_to(placeholder, (len(target), len(placeholder)))),
         with_parameters(source.arrays, loaded.data, np.broadcast_to(placeholder, (len(source), len(placeholder)))),
     )
-    scaled = loaded.model.preprocessing.apply(joined)
+    scaled = loaded.preprocessing.apply(joined)
     # the fit samples' own prior: log W_target / W_source (the classifier's was removed in log_ratio)
     offset = math.log(target.total_weight / source.total_weight)
     total_weight = target.total_weight + source.total_weight
