@@ -4,6 +4,7 @@ relying on a feature that simulation and data disagree on (arXiv:1409.7495)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -13,8 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from heplearn.data import io
 from heplearn.errors import ConfigError
-from heplearn.methods.domain import reversal_schedule, reverse_gradient
-from heplearn.run_config import load_run_config
+from heplearn.methods.domain import join_batches, reversal_schedule, reverse_gradient
+from heplearn.run_config import RunConfig, load_run_config
 from heplearn.trained_model import TrainedModel
 from heplearn.training.from_config import train
 
@@ -57,6 +58,28 @@ def shifted_sample(path: Path, n: int, seed: int, shift: float) -> Path:
     )
 
 
+def toy_config(source: Path, step: dict[str, Any], epochs: int, batch_norm: bool) -> RunConfig:
+    """The small MLP on the toy's (x1, x2), trained on ``source`` with the step ``step``."""
+    return load_run_config(
+        {
+            "data": {
+                "train": str(source),
+                "inputs": {"jet": {"variables": ["jet_x1", "jet_x2"]}},
+                "labels": {"classes": ["label_sig", "label_bkg"]},
+            },
+            "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": batch_norm},
+            "training": {
+                "epochs": epochs,
+                "batch_size": 128,
+                "seed": 3,
+                "threads": 1,
+                "learning_rate": 3e-3,
+                "step": step,
+            },
+        }
+    )
+
+
 def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path) -> None:
     source = shifted_sample(tmp_path / "simulation.parquet", 6000, 1, 0.0)
     target = shifted_sample(tmp_path / "data.parquet", 6000, 2, 1.5)
@@ -67,24 +90,7 @@ def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path)
         ("plain", {"name": "single"}),
         ("adapted", {"name": "domain_adversarial", "target": str(target), "strength": 30.0}),
     ):
-        config = load_run_config(
-            {
-                "data": {
-                    "train": str(source),
-                    "inputs": {"jet": {"variables": ["jet_x1", "jet_x2"]}},
-                    "labels": {"classes": ["label_sig", "label_bkg"]},
-                },
-                "model": {"name": "mlp", "preset": "small", "dropout": 0.0, "batch_norm": False},
-                "training": {
-                    "epochs": 6,
-                    "batch_size": 128,
-                    "seed": 3,
-                    "threads": 1,
-                    "learning_rate": 3e-3,
-                    "step": step,
-                },
-            }
-        )
+        config = toy_config(source, step, epochs=6, batch_norm=False)
         result = train(config, name=name, runs_dir=tmp_path / "runs", progress=False)
         model = TrainedModel.load(result.run_dir)
         data_scores, data_arrays = model.predict_files([target_test])
@@ -98,6 +104,31 @@ def test_the_adapted_tagger_ignores_what_the_domains_disagree_on(tmp_path: Path)
     assert results["plain"][1] > 0.7  # the plain tagger's score tells simulation from data (measured: 0.75)
     assert results["adapted"][1] < 0.6  # the adapted one's hardly does (0.54)
     assert results["adapted"][0] > results["plain"][0] + 0.1  # and it is right more often on data (0.84 vs 0.67)
+
+
+def test_joined_batches_pad_the_particle_axis() -> None:
+    first = {"particles": torch.ones(2, 3, 4), "mask": torch.ones(2, 3, dtype=torch.bool), "label": torch.zeros(2)}
+    second = {"particles": torch.ones(5, 6, 4), "mask": torch.ones(5, 6, dtype=torch.bool), "label": torch.ones(5)}
+    joined, size = join_batches(first, {**second, "observer:jet_pt": torch.ones(5)})
+    assert size == 2 and set(joined) == {"particles", "mask", "label"}  # only the keys both hold
+    assert joined["particles"].shape == (7, 6, 4) and joined["mask"].shape == (7, 6)
+    assert not joined["mask"][:2, 3:].any() and joined["mask"][2:].all()  # padding is never a particle
+    assert torch.all(joined["particles"][:2, 3:] == 0)
+    with pytest.raises(ValueError, match="particles"):
+        join_batches(first, {**second, "particles": torch.ones(5, 6, 3)})
+
+
+def test_the_domain_head_sees_the_shift_through_batch_normalisation(tmp_path: Path) -> None:
+    """With the reversal off, the head must learn to tell the domains apart from a batch-normalised
+    MLP's representation. Source and target passed separately, each normalised by its own batch
+    statistics, would hide the shift of x2 (1.5 σ of the target) and hold the domain loss at ln 2."""
+    source = shifted_sample(tmp_path / "simulation.parquet", 3000, 1, 0.0)
+    target = shifted_sample(tmp_path / "data.parquet", 3000, 2, 1.5)
+    step = {"name": "domain_adversarial", "target": str(target), "strength": 0.0}
+    config = toy_config(source, step, epochs=2, batch_norm=True)
+    history = train(config, name="bn", runs_dir=tmp_path / "runs", progress=False).history
+    # x2 alone separates the domains with AUC Φ(1.5/(√2·√(0.6² + 0.36))) ≈ 0.9: a loss far below ln 2 = 0.693
+    assert history[-1]["train_domain_loss"] < 0.6
 
 
 def test_a_target_sample_is_required(tmp_path: Path) -> None:

@@ -19,8 +19,12 @@ reversal layer multiplies the gradient reaching the tagger by −λ_p, with the 
 λ_p = strength·(2/(1 + e^{−γp}) − 1) over the training progress p ∈ [0, 1] (γ = 10). The paper's
 strength is 1; the CMS LLP tagger's is 30, and on the tests' toy a strength of 1 removes little of
 the domain difference where 30 removes nearly all of it (domain AUC of the score 0.75 → 0.54).
-The target batches pass through the network in training mode, so batch-normalisation statistics
-see both domains, as in the reference implementations.
+The simulation and the target batch pass through the network as one joined batch (particle axes
+padded to the longer one), in training mode: batch normalisation normalises both domains with the
+same statistics, as in the reference implementations. Two separate passes would normalise each
+domain by its own batch statistics and so remove, before the domain head sees it, exactly the
+shift of means and widths it is there to detect (the domain loss then sits at ln 2 and the
+reversal does nothing; the test with a batch-normalised MLP fails that way).
 """
 
 from __future__ import annotations
@@ -62,6 +66,27 @@ class GradientReversal(torch.autograd.Function):
 def reverse_gradient(values: torch.Tensor, coefficient: float) -> torch.Tensor:
     """``values`` unchanged, with the gradient flowing back through it multiplied by −coefficient."""
     return GradientReversal.apply(values, coefficient)  # type: ignore[no-untyped-call, no-any-return]
+
+
+def join_batches(first: Batch, second: Batch) -> tuple[Batch, int]:
+    """The keys both batches hold, concatenated along the jets (``first``'s jets first), and its size.
+
+    Per-particle tensors (the mask included) are padded with zeros (``False``) along the particle
+    axis to the longer of the two; every other dimension must agree.
+    """
+    joined: Batch = {}
+    for key in first.keys() & second.keys():
+        parts = [first[key], second[key]]
+        if parts[0].dim() != parts[1].dim() or parts[0].shape[2:] != parts[1].shape[2:]:
+            raise ValueError(f"batch key {key!r}: shapes {tuple(parts[0].shape)} and {tuple(parts[1].shape)} differ")
+        if parts[0].dim() >= 2 and parts[0].shape[1] != parts[1].shape[1]:
+            length = max(part.shape[1] for part in parts)
+            parts = [
+                torch.cat([part, part.new_zeros((part.shape[0], length - part.shape[1], *part.shape[2:]))], dim=1)
+                for part in parts
+            ]
+        joined[key] = torch.cat(parts)
+    return joined, len(first["label"])
 
 
 def reversal_schedule(progress: float, strength: float = 1.0, gamma: float = 10.0) -> float:
@@ -141,9 +166,10 @@ class DomainAdversarialStep(StepStrategy):
         coefficient = reversal_schedule(
             step_index / max(1, self.total_steps), self.settings.strength, self.settings.gamma
         )
+        joined, size = join_batches(batch, self.target_batch(step_index))
         with autocast(self.training):
-            outputs, source_features = self.representation(batch)
-            _, target_features = self.representation(self.target_batch(step_index))
+            outputs, features = self.representation(joined)  # one pass: shared batch-norm statistics
+        outputs, source_features, target_features = outputs[:size], features[:size], features[size:]
         terms = self.task.loss(outputs, batch)
         task_loss = self.task.total_loss(terms)
         features = torch.cat([source_features, target_features]).float()
