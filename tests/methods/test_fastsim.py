@@ -123,6 +123,37 @@ def test_sampling_outside_the_training_range_or_of_an_unknown_class_is_refused(c
     np.testing.assert_allclose(at_edges.clouds.jet_pt, [low, high])
 
 
+def _complete_jets(rng: np.random.Generator, jets: int, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clouds of massless particles relative to their own E-scheme jet (Σ constituents = jet), with
+    the jets' pseudorapidities; the first jet fills every slot, the others leave some empty."""
+    counts = np.concatenate([[slots], rng.integers(2, slots, jets - 1)])
+    mask = np.arange(slots)[None, :] < counts[:, None]
+    pt = np.where(mask, rng.exponential(20.0, (jets, slots)), 0.0)
+    eta = rng.normal(0.0, 0.3, (jets, slots)) + rng.uniform(-2, 2, (jets, 1))
+    phi = rng.normal(0.0, 0.3, (jets, slots))
+    px, py, pz = (pt * np.cos(phi)).sum(1), (pt * np.sin(phi)).sum(1), (pt * np.sinh(eta)).sum(1)
+    jet_pt, jet_phi = np.hypot(px, py), np.arctan2(py, px)
+    jet_eta = np.arcsinh(pz / jet_pt)
+    clouds = np.stack([eta - jet_eta[:, None], phi - jet_phi[:, None], pt / jet_pt[:, None]], -1)
+    return np.where(mask[..., None], clouds, 0.0), mask, jet_eta
+
+
+def test_momentum_conservation_undoes_a_rotation_scale_and_shift_of_complete_jets() -> None:
+    rng = np.random.default_rng(4)
+    clouds, mask, jet_eta = _complete_jets(rng, 50, 12)
+    # Σ constituents = jet already: the projection changes nothing
+    np.testing.assert_allclose(fastsim.conserve_momentum(clouds, mask, jet_eta, 12), clouds, atol=2e-6)
+    distorted = clouds.copy()
+    distorted[..., 0] += np.where(mask, rng.normal(0, 0.1, (50, 1)), 0.0)  # the whole jet moved in η,
+    distorted[..., 1] += np.where(mask, rng.normal(0, 0.1, (50, 1)), 0.0)  # turned in φ
+    distorted[..., 2] *= rng.uniform(0.5, 2.0, (50, 1))  # and its pT sum off by up to 2x
+    projected = fastsim.conserve_momentum(distorted, mask, jet_eta, 12)
+    # jet 0 fills all 12 slots (its softer particles would be missing: truncated) and stays as it was
+    np.testing.assert_array_equal(projected[0], distorted[0].astype(np.float32))
+    np.testing.assert_allclose(projected[1:], clouds[1:], atol=2e-5)
+    assert (projected[~mask] == 0).all()
+
+
 def test_multiplicity_follows_the_training_table(clouds: fastsim.JetClouds) -> None:
     scaling = fastsim.CloudScaling.fit(clouds)
     rng = np.random.default_rng(0)

@@ -81,6 +81,7 @@ __all__ = [
     "SetGAN",
     "SetVAE",
     "concatenate_clouds",
+    "conserve_momentum",
     "load_clouds",
     "load_fastsim",
     "load_sources",
@@ -1018,6 +1019,42 @@ def load_fastsim(run_dir: str | os.PathLike[str]) -> FastSim:
     return FastSim(info["kind"], network, scaling, info["hyperparameters"])
 
 
+def conserve_momentum(clouds: np.ndarray, mask: np.ndarray, jet_eta: np.ndarray, num_particles: int) -> np.ndarray:
+    """Project generated jets that hold all their constituents onto momentum conservation.
+
+    A jet of n < ``num_particles`` particles is complete, and its constituents sum to the jet:
+    Σ z_i (cos Δφ_i, sin Δφ_i) = (1, 0) and Σ z_i sinh(η_J + Δη_i) = sinh η_J for massless
+    particles, z = pT / pT_jet (E-scheme anti-kT jets; the generator's Pythia jets obey it to 1e-8).
+    Networks only learn it approximately (the vector pT sum of generated 128-particle jets spread
+    over 0.5–2), so the cloud is rotated in φ by the angle of its pT sum, its z scaled by 1 / |pT sum|,
+    and its Δη shifted by the δ that solves A cosh δ + B sinh δ = sinh η_J (A, B: the z-weighted sums
+    of sinh and cosh of η_J + Δη_i; a quadratic in e^δ with one positive root). The particles'
+    relative angles and pT ratios are kept. Truncated jets (n = ``num_particles``: their softer
+    particles are missing) are returned unchanged, as is every padded slot.
+    """
+    clouds = np.array(clouds, np.float64)
+    mask = np.asarray(mask, bool)
+    complete = mask.sum(1) < num_particles
+    z = np.where(mask, clouds[..., 2], 0.0)
+    phi = clouds[..., 1]
+    vector = np.stack([(z * np.cos(phi)).sum(1), (z * np.sin(phi)).sum(1)], -1)
+    size = np.linalg.norm(vector, axis=1)
+    complete &= size > 0
+    angle = np.arctan2(vector[:, 1], vector[:, 0])
+    clouds[..., 1] = np.where(mask & complete[:, None], phi - angle[:, None], phi)
+    scale = np.where(complete, 1.0 / np.where(size > 0, size, 1.0), 1.0)
+    clouds[..., 2] = np.where(mask, clouds[..., 2] * scale[:, None], clouds[..., 2])
+    eta = np.asarray(jet_eta, np.float64)[:, None] + clouds[..., 0]
+    z = np.where(mask, clouds[..., 2], 0.0)
+    a, b = (z * np.sinh(eta)).sum(1), (z * np.cosh(eta)).sum(1)
+    target = np.sinh(np.asarray(jet_eta, np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = (target + np.sqrt(target**2 + b**2 - a**2)) / (a + b)
+        shift = np.where(complete & (root > 0), np.log(np.where(root > 0, root, 1.0)), 0.0)
+    clouds[..., 0] = np.where(mask, clouds[..., 0] + shift[:, None], clouds[..., 0])
+    return clouds.astype(np.float32)
+
+
 @dataclass
 class SampledJets:
     """Generated jets of one or more classes, as clouds with their kinematics."""
@@ -1034,9 +1071,12 @@ def sample_jets(
     steps: int = 25,
     seed: int = 0,
     solver: str = "midpoint",
+    momentum_conservation: bool = True,
 ) -> SampledJets:
     """``counts[class]`` jets of each class; their pT from ``pt[class]`` (GeV, inside the training range)
-    or drawn from the training pT distribution, their multiplicity from the training table."""
+    or drawn from the training pT distribution, their multiplicity from the training table. Jets that
+    hold all their particles are projected onto momentum conservation (``conserve_momentum``) unless
+    ``momentum_conservation`` is False."""
     scaling = model.scaling
     if model.kind == "flow_matching" and solver not in SOLVERS:
         raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
@@ -1085,10 +1125,13 @@ def sample_jets(
     mask = np.arange(scaling.num_particles)[None, :] < counts_per_jet[:, None]
     condition = scaling.condition(label, jet_pt, counts_per_jet)
     clouds = scaling.unstandardise(model.generate(condition, mask, steps, solver=solver), mask)
+    jet_eta = np.concatenate(etas)
+    if momentum_conservation:
+        clouds = conserve_momentum(clouds, mask, jet_eta, scaling.num_particles)
     # pT order, as the generator stores particles
     order_in_jet = np.argsort(np.where(mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
     clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)
-    jets = JetClouds(clouds, mask, label, list(scaling.class_names), jet_pt, np.concatenate(etas))
+    jets = JetClouds(clouds, mask, label, list(scaling.class_names), jet_pt, jet_eta)
     return SampledJets(jets, rng.uniform(-np.pi, np.pi, len(label)))
 
 

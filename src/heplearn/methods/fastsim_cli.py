@@ -97,6 +97,13 @@ def sample_command(
     no_substructure: Annotated[
         bool, typer.Option("--no-substructure", help="Leave out jet_sdmass and jet_tau1..4 (FastJet's cost).")
     ] = False,
+    no_momentum_conservation: Annotated[
+        bool,
+        typer.Option(
+            "--no-momentum-conservation",
+            help="Keep the network's clouds as they are (no projection of complete jets onto Σ constituents = jet).",
+        ),
+    ] = False,
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
     import numpy as np
@@ -108,9 +115,24 @@ def sample_command(
     counts = {name: jets for name in names}
     values = {name: np.full(jets, pt) for name in names} if pt is not None else None
     started = time.perf_counter()
-    sampled = sample_jets(model, counts, pt=values, steps=steps, seed=seed, solver=solver)
+    sampled = sample_jets(
+        model,
+        counts,
+        pt=values,
+        steps=steps,
+        seed=seed,
+        solver=solver,
+        momentum_conservation=not no_momentum_conservation,
+    )
     seconds = time.perf_counter() - started
-    provenance = {"run": str(run), "model": model.kind, "seed": seed, "steps": steps, "solver": solver}
+    provenance = {
+        "run": str(run),
+        "model": model.kind,
+        "seed": seed,
+        "steps": steps,
+        "solver": solver,
+        "momentum_conservation": not no_momentum_conservation,
+    }
     write_jets(sampled, output, provenance, substructure=not no_substructure)
     typer.echo(
         f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
