@@ -150,9 +150,11 @@ def plot_closure(histograms: Histograms, style: PlotStyle = DEFAULT_STYLE) -> Fi
             top.stairs(sums * scale, edges, color=color, linestyle=dash, label=label, linewidth=1.8)
             if histograms.target is not None:
                 target_sums = histograms.target[0]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = sums * scale / target_sums
-                    error = np.sqrt(squares) * scale / target_sums
+                filled = target_sums > 0  # an empty target bin has no ratio (inf ± inf warns in errorbar)
+                ratio = np.full(len(sums), np.nan)
+                error = np.full(len(sums), np.nan)
+                ratio[filled] = sums[filled] * scale / target_sums[filled]
+                error[filled] = np.sqrt(squares[filled]) * scale / target_sums[filled]
                 bottom.errorbar(
                     centres,
                     ratio,
