@@ -131,7 +131,19 @@ def decorrelate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Run config of the tagger (YAML), with a test split.")],
     observer: Annotated[str, typer.Option(help="The mass to decorrelate from (a field of the files).")],
     lambdas: Annotated[str, typer.Option(help="Strengths λ, comma-separated (0: the plain tagger).")] = "0,1,3,10,30",
-    method: Annotated[str, typer.Option(help="disco (λ·dCor²) or adversarial (learning to pivot).")] = "disco",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated, drawn in one figure: disco (λ·dCor²), adversarial (learning to pivot), "
+            "planing (one point, no λ)."
+        ),
+    ] = "disco",
+    adversary: Annotated[
+        list[str] | None, typer.Option(help="An adversary setting KEY=VALUE (repeatable): pretrain_steps=150.")
+    ] = None,
+    planing: Annotated[
+        list[str] | None, typer.Option(help="A planing setting KEY=VALUE (repeatable): bins=40.")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the runs, scan.json and plots.")] = Path(
         "decorrelation"
     ),
@@ -139,14 +151,15 @@ def decorrelate(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: training.epochs=5.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
-    """Train the tagger once per λ and plot background rejection against 1/JSD of the background mass."""
-    from heplearn.methods.decorrelation_scan import decorrelation_scan
+    """Train the tagger once per λ and method and plot background rejection against 1/JSD of the background mass."""
+    from heplearn.methods.decorrelation_scan import decorrelation_scan, method_settings
     from heplearn.run_config import load_run_config
 
     try:
         strengths = [float(value) for value in lambdas.split(",") if value.strip()]
     except ValueError as error:
         raise typer.BadParameter(f"--lambdas {lambdas!r}: {error}") from None
+    settings = method_settings({"adversarial": adversary or [], "planing": planing or []})
     scan = decorrelation_scan(
         load_run_config(config, overrides or []),
         strengths,
@@ -155,6 +168,7 @@ def decorrelate(
         output,
         signal_efficiency,
         progress=not no_progress,
+        settings=settings,
     )
     for point in [*scan.points, scan.window]:
         typer.echo(f"{point.name}: rejection {point.rejection:.3g}, 1/JSD {point.inverse_jsd:.3g}")

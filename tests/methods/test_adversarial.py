@@ -7,11 +7,12 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+import pytest
 import torch
 
 from heplearn.data import io
 from heplearn.data.jets import observer_key
-from heplearn.methods.decorrelation import AdversarialStep, AdversarySettings, distance_correlation
+from heplearn.methods.decorrelation import AdversarialStep, AdversarySettings, distance_correlation, log_odds
 from heplearn.models import registry
 from heplearn.run_config import LossTermConfig, TrainingConfig, load_run_config
 from heplearn.tasks import Classification
@@ -115,3 +116,30 @@ def test_the_adversary_decorrelates_the_background_score(tmp_path: Path) -> None
             assert "train_adversary_loss" in result.history[-1]
     assert correlations["plain"] > 0.1
     assert correlations["pivot"] < 0.5 * correlations["plain"]
+
+
+def test_log_odds_is_exact_where_the_probability_rounds_to_0_or_1() -> None:
+    task = Classification(["signal", "background", "other"])
+    outputs = torch.tensor([[0.0, 1.0, -1.0], [-200.0, 0.0, 0.0], [200.0, 0.0, 0.0]])
+    odds = log_odds(outputs, task)
+    p = torch.softmax(outputs.double(), dim=-1)[0, 0]
+    assert float(odds[0]) == pytest.approx(float(torch.log(p / (1 - p))), abs=1e-6)
+    assert odds[1:].tolist() == pytest.approx([-200 - np.log(2), 200 - np.log(2)])  # logit(p) would be ±inf
+
+
+def test_the_validation_loss_is_the_games_value() -> None:
+    torch.manual_seed(0)
+    training = TrainingConfig(learning_rate=1e-2, gradient_clip=None, schedule="constant", warmup_fraction=0.0)
+    task = Classification(["signal", "background"])
+    model = registry.model_class("mlp").from_preset("small", 2, {"jet": 2}, dropout=0.0, batch_norm=False)
+    settings = AdversarySettings(on="jet_sdmass", strength=7.0, bins=6)
+    strategy = AdversarialStep(StepContext(model, task, training, 100, lambda module: module), settings)
+    batch = toy_batch(1024, 3)
+    with torch.no_grad():
+        outputs = model(batch)
+    figures = strategy.validation_figures(outputs, batch, {"loss": 0.4, "accuracy": 0.8})
+    with torch.no_grad():
+        adversary_loss = float(strategy.adversary_loss(outputs, batch))
+    assert figures["adversary_loss"] == pytest.approx(adversary_loss)
+    assert figures["classifier_loss"] == 0.4 and figures["accuracy"] == 0.8
+    assert figures["loss"] == pytest.approx(0.4 + 7.0 * (np.log(6) - adversary_loss))  # L_f + λ(ln K − L_r)

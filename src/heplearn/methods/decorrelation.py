@@ -24,15 +24,20 @@ The observable travels with the batch (``data.observers``), never as an input.
 - ``adversarial``: "learning to pivot" (Louppe, Kagan & Cranmer, arXiv:1611.01046). A second
   network r predicts the observable's bin from the classifier's score on background events; the
   classifier minimises L_f − λ·L_r while r minimises L_r, in alternating steps (``adversary_steps``
-  updates of r per update of f, after ``pretrain_steps`` steps of f alone).
+  updates of r per update of f, after ``pretrain_steps`` steps in which f learns alone and r
+  learns to read it). r reads the standardised log-odds of the score (``input: logit``) through
+  smooth (SiLU) units: with ReLU units r died in the game on generated top vs QCD (its loss
+  pinned at ln K while the score still held the mass). The validation loss is the game's value
+  L_f + λ·(ln K − L_r), so the best epoch is a decorrelated one.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydantic
@@ -233,26 +238,43 @@ class PlanedCrossEntropy(LossTermBase):
         return (per_event * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
 
+def log_odds(outputs: torch.Tensor, task: Classification) -> torch.Tensor:
+    """ln(p_s / (1 − p_s)) of the signal class from the logits, exact where p_s rounds to 0 or 1.
+
+    With softmax p = e^{o_s} / Σ e^{o_j}: ln p_s − ln(1 − p_s) = o_s − ln Σ_{j≠s} e^{o_j}.
+    """
+    logits = outputs.float()
+    signal = task.signal_index
+    others = torch.cat([logits[:, :signal], logits[:, signal + 1 :]], dim=1)
+    return logits[:, signal] - torch.logsumexp(others, dim=1)
+
+
 class AdversarySettings(StrictModel):
     """The adversary of ``training.step: {name: adversarial, ...}``."""
 
     on: str  # the observer the adversary predicts
     strength: float = pydantic.Field(default=10.0, ge=0)  # λ of L_f − λ L_r
-    bins: int = pydantic.Field(default=10, ge=2)  # the observer is predicted as one of `bins` quantile bins
+    bins: int = pydantic.Field(default=20, ge=2)  # the observer is predicted as one of `bins` quantile bins
     hidden: list[int] = [64, 64]
-    adversary_steps: int = pydantic.Field(default=1, ge=1)  # updates of r per update of f
+    adversary_steps: int = pydantic.Field(default=5, ge=1)  # updates of r per update of f
     pretrain_steps: int = pydantic.Field(default=0, ge=0)  # steps of f alone before the game starts
     learning_rate: float | None = pydantic.Field(default=None, gt=0)  # r's; the classifier's by default
     background_class: int | None = pydantic.Field(default=None, ge=0)
     range: tuple[float, float] | None = None  # the observer's range, binned uniformly; else batch quantiles
+    # what r reads: the probability p, or its log-odds ln(p/(1−p)) standardised over the batch's background
+    input: Literal["score", "logit"] = "logit"
 
 
 class Adversary(nn.Module):
-    """r(score): the probabilities of the observer's bins given the classifier's score."""
+    """r(score): the probabilities of the observer's bins given the classifier's score.
+
+    SiLU, not ReLU: when f hides the mass for a while, r's best answer is the prior, and a ReLU
+    network reaches it by switching its units off, from where no gradient brings them back.
+    """
 
     def __init__(self, bins: int, hidden: list[int]) -> None:
         super().__init__()
-        self.body = nn.Sequential(mlp([1, *hidden]), nn.Linear(hidden[-1] if hidden else 1, bins))
+        self.body = nn.Sequential(mlp([1, *hidden], nn.SiLU), nn.Linear(hidden[-1] if hidden else 1, bins))
 
     def forward(self, score: torch.Tensor) -> torch.Tensor:
         """Logits of the observer's bins from the classifier's score (one per event)."""
@@ -309,7 +331,11 @@ class AdversarialStep(StepStrategy):
         selected = self.task.target(batch) == self.background
         if int(selected.sum()) < 2:
             return outputs.sum() * 0.0
-        score = self.task.score(outputs, batch)[selected]
+        score = (log_odds(outputs, self.task) if self.settings.input == "logit" else self.task.score(outputs, batch))[
+            selected
+        ]
+        if self.settings.input == "logit":
+            score = (score - score.mean()) / score.std().clamp_min(1e-6)
         targets = self._bins(batch[self.key][selected])
         per_event = functional.cross_entropy(self.adversary(score), targets, reduction="none")
         weight = batch["weight"][selected]
@@ -347,12 +373,32 @@ class AdversarialStep(StepStrategy):
         figures["adversary_loss"] = float(adversary_loss.detach())
         return figures
 
+    def validation_figures(self, outputs: torch.Tensor, batch: Batch, figures: dict[str, float]) -> dict[str, float]:
+        """The game's value on the validation set, L_f + λ·(ln K − L_r) with r as it is now, as ``loss``.
+
+        ln K − L_r (K bins) is what r reads of the observer from the score, 0 when nothing. The task's
+        loss alone would pick an epoch before the game starts, the best classifier that sculpts most.
+        """
+        with torch.no_grad():
+            adversary_loss = float(self.adversary_loss(outputs, batch))
+        classifier_loss = figures["loss"]
+        information = math.log(self.settings.bins) - adversary_loss
+        return {
+            **figures,
+            "loss": classifier_loss + self.settings.strength * information,
+            "classifier_loss": classifier_loss,
+            "adversary_loss": adversary_loss,
+        }
+
     def step(self, batch: Batch, step_index: int) -> dict[str, float]:
-        """The adversary's updates, then the classifier's on L_f − λ·L_r (only L_f while pre-training)."""
+        """The adversary's updates, then the classifier's on L_f − λ·L_r (only L_f while pre-training).
+
+        r learns during the pre-training too (on f as it is), so that the game starts against a fitted
+        adversary, as in arXiv:1611.01046's pre-training of f, then r, before the alternation.
+        """
         playing = step_index >= self.settings.pretrain_steps
-        if playing:
-            for _ in range(self.settings.adversary_steps):
-                self.adversary_step(batch)
+        for _ in range(self.settings.adversary_steps):
+            self.adversary_step(batch)
         return self.classifier_step(batch, self.settings.strength if playing else 0.0)
 
 

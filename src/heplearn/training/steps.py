@@ -77,6 +77,14 @@ class StepStrategy(ABC):
         self.optimizers[name] = optimizer
         self.schedulers[name] = make_scheduler(optimizer, training, total_steps)
 
+    def validation_figures(self, outputs: torch.Tensor, batch: Batch, figures: dict[str, float]) -> dict[str, float]:
+        """The validation figures given the task's (``outputs`` of the whole validation set).
+
+        A strategy whose objective is not the task's loss adds its own figures and replaces ``loss``,
+        the value that picks the best epoch and drives early stopping. By default: ``figures``.
+        """
+        return figures
+
     def product_modules(self) -> dict[str, torch.nn.Module]:
         """The modules of ``products``: ``model`` (``model.safetensors``) and any other the method needs."""
         return {name: self.modules[name] for name in self.products}

@@ -277,10 +277,13 @@ class Trainer:
     def evaluate(self, source: BatchSource) -> dict[str, float]:
         """The loss (and each of its terms) and the task's metrics over one pass of ``source``."""
         predictions = self.predict(source)
-        terms = self.task.loss(torch.from_numpy(predictions.outputs), predictions.batch())
+        outputs, batch = torch.from_numpy(predictions.outputs), predictions.batch()
+        terms = self.task.loss(outputs, batch)
         metrics = {"loss": float(self.task.total_loss(terms))}
         if len(terms) > 1:
             metrics.update({f"loss_{name}": float(value) for name, value in terms.items()})
+        if self.strategy is not None:  # e.g. the adversary's value function instead of the task's loss
+            metrics = self.strategy.validation_figures(outputs, batch, metrics)
         return {**metrics, **self.task.metrics(predictions.outputs, predictions.columns)}
 
     # -- bookkeeping
