@@ -213,9 +213,10 @@ def decorrelation_scan(
         result = train(run_config, name=run_name, runs_dir=output / "runs", progress=False)
         model = TrainedModel.load(result.run_dir)
         scores, arrays = model.predict_files(test_files)
-        is_signal = arrays.label == model.task.signal_index  # type: ignore[attr-defined]
+        signal: int = model.task.signal_index  # type: ignore[attr-defined]
+        is_signal = arrays.label == signal
         mass = arrays.observers[observer].astype(np.float64)
-        score = scores[:, model.task.signal_index].astype(np.float64)  # type: ignore[attr-defined]
+        score = scores[:, signal].astype(np.float64)
         sculpting = mass_sculpting(mass, is_signal, score, arrays.weight, (signal_efficiency,), observer=observer)
         curve = roc(is_signal, score, arrays.weight)
         points.append(
