@@ -15,8 +15,11 @@ inputs for an evaluation on both, the figure of the UParT note (ROC of the nomin
 adversarially trained tagger on nominal and on attacked inputs). Only input groups that are
 standardised are attacked (raw four-vectors are not), and only those the model reads.
 
-The UParT note's "R-NGM" rectifies the normed gradient in a way this module does not reproduce:
-the published description was not available here, so ``ngm`` is the plain normed gradient.
+The UParT note's "R-NGM" (rectified NGM) is not reproduced: its definition was searched for in
+the offline reference corpora (documentation, web pages, code, issue threads) and not found; they
+hold the abstracts of arXiv:2203.13890, 2303.14511 and 2306.17846 (the jet-tagger framework that
+studies adversarial training against data) but no text that defines the rectification. So
+``ngm`` is the plain normed gradient, and no attack is called R-NGM here.
 """
 
 from __future__ import annotations
