@@ -152,6 +152,13 @@ def test_momentum_conservation_undoes_a_rotation_scale_and_shift_of_complete_jet
     np.testing.assert_array_equal(projected[0], distorted[0].astype(np.float32))
     np.testing.assert_allclose(projected[1:], clouds[1:], atol=2e-5)
     assert (projected[~mask] == 0).all()
+    # "scale" repairs the pT sum's magnitude only: z as the original's, the angles as distorted
+    scaled = fastsim.conserve_momentum(distorted, mask, jet_eta, 12, "scale")
+    np.testing.assert_allclose(scaled[1:, :, 2], clouds[1:, :, 2], atol=2e-6)
+    np.testing.assert_allclose(scaled[1:, :, :2], distorted[1:, :, :2], atol=2e-6)
+    np.testing.assert_allclose(fastsim.conserve_momentum(distorted, mask, jet_eta, 12, "none"), distorted, atol=1e-6)
+    with pytest.raises(ConfigError, match="unknown momentum conservation 'exact'"):
+        fastsim.conserve_momentum(distorted, mask, jet_eta, 12, "exact")
 
 
 def test_multiplicity_follows_the_training_table(clouds: fastsim.JetClouds) -> None:
@@ -209,6 +216,7 @@ def test_cli_train_sample_and_bad_requests(jet_file: Path, tmp_path: Path, capsy
     for arguments, message in (
         (["--class", "gluon"], "unknown class 'gluon'"),
         (["--pt", "5000"], "outside the training range"),
+        (["--momentum-conservation", "exact"], "unknown momentum conservation 'exact'"),
     ):
         code, out, err = run(
             ["fastsim", "sample", str(tmp_path / "vae"), "-o", str(tmp_path / "bad.parquet"), *arguments], capsys

@@ -71,6 +71,7 @@ from heplearn.training.steps import (
 
 __all__ = [
     "MODELS",
+    "MOMENTUM_CONSERVATION",
     "CloudScaling",
     "EPiCNetwork",
     "FastSim",
@@ -1019,31 +1020,43 @@ def load_fastsim(run_dir: str | os.PathLike[str]) -> FastSim:
     return FastSim(info["kind"], network, scaling, info["hyperparameters"])
 
 
-def conserve_momentum(clouds: np.ndarray, mask: np.ndarray, jet_eta: np.ndarray, num_particles: int) -> np.ndarray:
+def conserve_momentum(
+    clouds: np.ndarray, mask: np.ndarray, jet_eta: np.ndarray, num_particles: int, mode: str = "full"
+) -> np.ndarray:
     """Project generated jets that hold all their constituents onto momentum conservation.
 
     A jet of n < ``num_particles`` particles is complete, and its constituents sum to the jet:
     Σ z_i (cos Δφ_i, sin Δφ_i) = (1, 0) and Σ z_i sinh(η_J + Δη_i) = sinh η_J for massless
     particles, z = pT / pT_jet (E-scheme anti-kT jets; the generator's Pythia jets obey it to 1e-8).
     Networks only learn it approximately (the vector pT sum of generated 128-particle jets spread
-    over 0.5–2), so the cloud is rotated in φ by the angle of its pT sum, its z scaled by 1 / |pT sum|,
-    and its Δη shifted by the δ that solves A cosh δ + B sinh δ = sinh η_J (A, B: the z-weighted sums
-    of sinh and cosh of η_J + Δη_i; a quadratic in e^δ with one positive root). The particles'
-    relative angles and pT ratios are kept. Truncated jets (n = ``num_particles``: their softer
-    particles are missing) are returned unchanged, as is every padded slot.
+    over 0.5–2). ``mode="scale"`` scales the cloud's z by 1 / |pT sum|, which fixes the magnitude;
+    ``"full"`` also rotates the cloud in φ by the angle of its pT sum and shifts its Δη by the δ that
+    solves A cosh δ + B sinh δ = sinh η_J (A, B: the z-weighted sums of sinh and cosh of η_J + Δη_i;
+    a quadratic in e^δ with one positive root), so the direction is the jet's too. Either way the
+    particles' relative angles and pT ratios are kept, so the jet mass / pT and the EFPs only see
+    the scale. Truncated jets (n = ``num_particles``: their softer particles are missing) are
+    returned unchanged, as is every padded slot.
     """
+    if mode not in MOMENTUM_CONSERVATION:
+        raise ConfigError(
+            f"fastsim: unknown momentum conservation {mode!r}; choose one of {', '.join(MOMENTUM_CONSERVATION)}"
+        )
     clouds = np.array(clouds, np.float64)
     mask = np.asarray(mask, bool)
+    if mode == "none":
+        return clouds.astype(np.float32)
     complete = mask.sum(1) < num_particles
     z = np.where(mask, clouds[..., 2], 0.0)
     phi = clouds[..., 1]
     vector = np.stack([(z * np.cos(phi)).sum(1), (z * np.sin(phi)).sum(1)], -1)
     size = np.linalg.norm(vector, axis=1)
     complete &= size > 0
-    angle = np.arctan2(vector[:, 1], vector[:, 0])
-    clouds[..., 1] = np.where(mask & complete[:, None], phi - angle[:, None], phi)
     scale = np.where(complete, 1.0 / np.where(size > 0, size, 1.0), 1.0)
     clouds[..., 2] = np.where(mask, clouds[..., 2] * scale[:, None], clouds[..., 2])
+    if mode == "scale":
+        return clouds.astype(np.float32)
+    angle = np.arctan2(vector[:, 1], vector[:, 0])
+    clouds[..., 1] = np.where(mask & complete[:, None], phi - angle[:, None], phi)
     eta = np.asarray(jet_eta, np.float64)[:, None] + clouds[..., 0]
     z = np.where(mask, clouds[..., 2], 0.0)
     a, b = (z * np.sinh(eta)).sum(1), (z * np.cosh(eta)).sum(1)
@@ -1053,6 +1066,10 @@ def conserve_momentum(clouds: np.ndarray, mask: np.ndarray, jet_eta: np.ndarray,
         shift = np.where(complete & (root > 0), np.log(np.where(root > 0, root, 1.0)), 0.0)
     clouds[..., 0] = np.where(mask, clouds[..., 0] + shift[:, None], clouds[..., 0])
     return clouds.astype(np.float32)
+
+
+#: ``conserve_momentum``'s modes: nothing, the pT sum's magnitude, or magnitude and direction.
+MOMENTUM_CONSERVATION = ("none", "scale", "full")
 
 
 @dataclass
@@ -1071,15 +1088,21 @@ def sample_jets(
     steps: int = 25,
     seed: int = 0,
     solver: str = "midpoint",
-    momentum_conservation: bool = True,
+    momentum_conservation: str = "scale",
 ) -> SampledJets:
     """``counts[class]`` jets of each class; their pT from ``pt[class]`` (GeV, inside the training range)
     or drawn from the training pT distribution, their multiplicity from the training table. Jets that
-    hold all their particles are projected onto momentum conservation (``conserve_momentum``) unless
-    ``momentum_conservation`` is False."""
+    hold all their particles are projected onto momentum conservation: ``conserve_momentum`` with
+    mode ``momentum_conservation`` (``scale``, the default: the pT sum's magnitude; ``full``;
+    ``none``)."""
     scaling = model.scaling
     if model.kind == "flow_matching" and solver not in SOLVERS:
         raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if momentum_conservation not in MOMENTUM_CONSERVATION:
+        raise ConfigError(
+            f"fastsim: unknown momentum conservation {momentum_conservation!r}; "
+            f"choose one of {', '.join(MOMENTUM_CONSERVATION)}"
+        )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     labels, pts, etas = [], [], []
@@ -1126,8 +1149,7 @@ def sample_jets(
     condition = scaling.condition(label, jet_pt, counts_per_jet)
     clouds = scaling.unstandardise(model.generate(condition, mask, steps, solver=solver), mask)
     jet_eta = np.concatenate(etas)
-    if momentum_conservation:
-        clouds = conserve_momentum(clouds, mask, jet_eta, scaling.num_particles)
+    clouds = conserve_momentum(clouds, mask, jet_eta, scaling.num_particles, momentum_conservation)
     # pT order, as the generator stores particles
     order_in_jet = np.argsort(np.where(mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
     clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)

@@ -97,13 +97,13 @@ def sample_command(
     no_substructure: Annotated[
         bool, typer.Option("--no-substructure", help="Leave out jet_sdmass and jet_tau1..4 (FastJet's cost).")
     ] = False,
-    no_momentum_conservation: Annotated[
-        bool,
+    momentum_conservation: Annotated[
+        str,
         typer.Option(
-            "--no-momentum-conservation",
-            help="Keep the network's clouds as they are (no projection of complete jets onto Σ constituents = jet).",
+            help="Complete jets (fewer particles than the model's N) made to sum to the jet: scale (the pT sum's "
+            "magnitude), full (and its direction) or none.",
         ),
-    ] = False,
+    ] = "scale",
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
     import numpy as np
@@ -122,7 +122,7 @@ def sample_command(
         steps=steps,
         seed=seed,
         solver=solver,
-        momentum_conservation=not no_momentum_conservation,
+        momentum_conservation=momentum_conservation,
     )
     seconds = time.perf_counter() - started
     provenance = {
@@ -131,7 +131,7 @@ def sample_command(
         "seed": seed,
         "steps": steps,
         "solver": solver,
-        "momentum_conservation": not no_momentum_conservation,
+        "momentum_conservation": momentum_conservation,
     }
     write_jets(sampled, output, provenance, substructure=not no_substructure)
     typer.echo(
