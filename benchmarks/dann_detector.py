@@ -9,6 +9,12 @@
     python benchmarks/dann_detector.py --target-train data/top_qcd_miscalibrated/train.parquet \
         --source-test data/top_qcd_detector/{test,val}.parquet \
         --target-test data/top_qcd_miscalibrated/{test,val}.parquet --target-name "miscalibrated detector"
+    # across tunes: "data" from the FSR-up variation (configs/top_qcd_dann_fsr.yaml), the README's table
+    heplearn generate top qcd --jets 30000 --seed 7 -o data/top_qcd --workers 2
+    heplearn generate top qcd --jets 4000 -o data/top_qcd_fsr_up --variation fsr-up --seed 11 --split 0.5,0.25,0.25
+    python benchmarks/dann_detector.py -c configs/top_qcd_dann_fsr.yaml --strength 3 10 \
+        --source-test data/top_qcd/test.parquet --target-test data/top_qcd_fsr_up/{val,test}.parquet \
+        --target-name "FSR up" --source-name "nominal tune" --plot docs/dann_fsr.png
 
 The source domain is the nominal parametric detector (labelled), the target the ``alt`` profile
 (worse tracking and calorimeter resolutions, an HCAL response of 0.92: ``generate/detector.py``),
