@@ -47,7 +47,6 @@ from heplearn.evaluation import plots
 from heplearn.evaluation.agreement import Agreement, agreement
 from heplearn.evaluation.evaluate import evaluate_run
 from heplearn.evaluation.figures import EvaluationSettings
-from heplearn.evaluation.metrics import roc
 from heplearn.run_config import load_run_config
 from heplearn.trained_model import TrainedModel
 from heplearn.training.from_config import train
@@ -85,42 +84,17 @@ def measure(run_dir: Path, source_test: list[str], target_test: list[str], outpu
     }
 
 
-def domain_classifier_auc(reference: np.ndarray, other: np.ndarray, edges: np.ndarray, seed: int = 0) -> float:
-    """The AUC of the best one-dimensional domain classifier of a score, cross-validated in two folds.
-
-    The raw score's AUC (``separation_auc``) sees only a shift along the score; a tuning that moves
-    jets from both ends towards the middle leaves it at ½. The likelihood ratio of the binned
-    score, p_other/p_reference, is the optimal classifier of the domains on the score alone; it is
-    fitted on one half of each sample (½ pseudo-count per bin) and its AUC measured on the other
-    half, then the halves swap: ½ when the score has the same distribution in both domains, with
-    no bias from fitting the ratio to the jets it is measured on.
-    """
-    rng = np.random.default_rng(seed)
-    folds = [rng.permutation(len(values)) % 2 for values in (reference, other)]
-    aucs = []
-    for fold in (0, 1):
-        fit = [values[index != fold] for values, index in zip((reference, other), folds, strict=True)]
-        held = [values[index == fold] for values, index in zip((reference, other), folds, strict=True)]
-        counts = [np.histogram(values, edges)[0] + 0.5 for values in fit]
-        ratio = (counts[1] / counts[1].sum()) / (counts[0] / counts[0].sum())
-        bins = [np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(ratio) - 1) for values in held]
-        is_other = np.concatenate([np.zeros(len(held[0]), bool), np.ones(len(held[1]), bool)])
-        aucs.append(roc(is_other, np.concatenate([ratio[bins[0]], ratio[bins[1]]])).auc)
-    return float(np.mean(aucs))
-
-
-def score_agreement(run_dir: Path, source_test: list[str], target_test: list[str]) -> tuple[Agreement, float]:
-    """The signal score's agreement between the two test samples (the figure's content), and the
-    cross-validated domain-classifier AUC of the score (``domain_classifier_auc``)."""
+def score_agreement(run_dir: Path, source_test: list[str], target_test: list[str]) -> Agreement:
+    """The signal score's agreement between the two test samples (the figure's content), with the
+    cross-validated domain-classifier AUC of the score (``agreement.domain_classifier_auc``)."""
     model = TrainedModel.load(run_dir)
     source, _ = model.predict_files(source_test)
     target, _ = model.predict_files(target_test)
-    edges = np.linspace(0.0, 1.0, 21)
-    return agreement(source[:, 0], target[:, 0], edges=edges), domain_classifier_auc(source[:, 0], target[:, 0], edges)
+    return agreement(source[:, 0], target[:, 0], edges=np.linspace(0.0, 1.0, 21))
 
 
 def draw(
-    agreements: dict[str, tuple[Agreement, float]],
+    agreements: dict[str, Agreement],
     path: Path,
     target_name: str = "alt detector",
     source_name: str = "nominal detector",
@@ -140,7 +114,7 @@ def draw(
             gridspec_kw={"height_ratios": (3, 1)},
             squeeze=False,
         )
-        for column, (name, (result, classifier_auc)) in enumerate(agreements.items()):
+        for column, (name, result) in enumerate(agreements.items()):
             axis, lower = axes[0, column], axes[1, column]
             widths = np.diff(result.edges)
             centres = 0.5 * (result.edges[1:] + result.edges[:-1])
@@ -158,7 +132,7 @@ def draw(
                 color="black",
                 label=f"{target_name} ('data'): χ²/ndf {result.chi2_ndf:.1f}, KS p {result.ks.pvalue:.1g}",
             )
-            axis.plot([], [], " ", label=f"domain AUC of the score {max(classifier_auc, 0.5):.3f} (½: alike)")
+            axis.plot([], [], " ", label=f"domain AUC of the score {max(result.classifier_auc, 0.5):.3f} (½: alike)")
             axis.set_yscale("log")
             axis.set_ylim(1e-2, 1e3)  # room for the legend
             axis.set_title(name, fontsize="small")
@@ -205,7 +179,7 @@ def main() -> None:
             [] if strength is None else [f"training.step.strength={strength}"]
         )
     rows: dict[str, dict[str, Any]] = {}
-    agreements: dict[str, tuple[Agreement, float]] = {}
+    agreements: dict[str, Agreement] = {}
     for name, overrides in variants.items():
         run_dir = arguments.runs_dir / name.replace(" ", "_").replace("=", "")
         started = time.perf_counter()
@@ -217,7 +191,7 @@ def main() -> None:
         rows[name] = measure(run_dir, arguments.source_test, arguments.target_test, run_dir / "eval")
         rows[name]["train_seconds"] = seconds
         agreements[name] = score_agreement(run_dir, arguments.source_test, arguments.target_test)
-        rows[name]["domain_classifier_auc"] = agreements[name][1]
+        rows[name]["domain_classifier_auc"] = agreements[name].classifier_auc
     print(
         "| tagger | AUC (nominal) | 1/ε_B at ε_S = 50% (nominal) | at ε_S = 70% | AUC (target, truth) | "
         "1/ε_B at 50% (target) | score χ²/ndf nominal vs target | KS D | KS p | raw-score AUC of the domains | "

@@ -26,6 +26,17 @@ def test_separation_auc_of_shifted_gaussians_is_the_analytic_value() -> None:
     assert result.separation_auc == pytest.approx(norm.cdf(0.5 / np.sqrt(2)), abs=0.004)  # 0.6382
     assert result.ks.statistic == pytest.approx(ks_2samp(reference, other).statistic)
     assert result.chi2_ndf > 50
+    # the likelihood ratio of shifted Gaussians is monotonic in x: the best classifier is x itself
+    assert result.classifier_auc == pytest.approx(norm.cdf(0.5 / np.sqrt(2)), abs=0.005)
+
+
+def test_the_domain_classifier_sees_a_change_of_width_that_the_variable_alone_does_not() -> None:
+    rng = np.random.default_rng(5)
+    reference, other = rng.normal(0, 1, 100_000), rng.normal(0, 2, 100_000)
+    result = agreement(reference, other, edges=np.linspace(-8, 8, 81))
+    assert result.separation_auc == pytest.approx(0.5, abs=0.005)  # same mean: the ordering says nothing
+    # the best classifier cuts on |x|: P(|Z₂| < 2|Z₁|) = (2/π)·arctan 2 = 0.7048
+    assert result.classifier_auc == pytest.approx(2 / np.pi * np.arctan(2.0), abs=0.005)
 
 
 def test_identical_distributions_agree_and_chi2_ndf_averages_one() -> None:
@@ -35,6 +46,8 @@ def test_identical_distributions_agree_and_chi2_ndf_averages_one() -> None:
     ]
     assert np.mean([v.chi2_ndf for v in values]) == pytest.approx(1.0, abs=0.15)
     assert np.mean([v.separation_auc for v in values]) == pytest.approx(0.5, abs=0.005)
+    # cross-validated: the ratio fitted on one half does not flatter the other half
+    assert np.mean([v.classifier_auc for v in values]) == pytest.approx(0.5, abs=0.005)
     assert np.mean([v.ks.pvalue < 0.05 for v in values]) < 0.2
 
 

@@ -81,7 +81,8 @@ def evaluate_command(
         agreement = metrics["domain_agreement"]
         typer.echo(
             f"domain agreement: χ²/ndf {agreement['chi2_ndf']:.2f}, KS p {agreement['ks_pvalue']:.3g}, "
-            f"separation AUC {agreement['separation_auc']:.4f}"
+            f"separation AUC {agreement['separation_auc']:.4f}, "
+            f"domain-classifier AUC {agreement['classifier_auc']:.4f}"
         )
     typer.echo(f"report: {result.report}")
 

@@ -461,7 +461,8 @@ def _domain(
         "domain_agreement",
         "Score on simulation and data",
         f"The score's distribution on the test jets and on {len(arrays)} jets of the other domain, "
-        "normalised, with their ratio; χ²/ndf (shape), KS and the separation AUC in the legend.",
+        "normalised, with their ratio; χ²/ndf (shape), KS, the separation AUC and the cross-validated "
+        "domain-classifier AUC (the binned likelihood ratio, which also sees a change of shape) in the legend.",
     )
     return result.as_json() | {"files": [str(path) for path in domain_paths], "jets": len(arrays)}
 

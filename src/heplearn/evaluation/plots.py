@@ -344,7 +344,7 @@ def plot_agreement(
             markersize=4,
             color="black",
             label=f"{other_label}: χ²/ndf {result.chi2_ndf:.2f}, KS p {result.ks.pvalue:.3g}, "
-            f"AUC {result.separation_auc:.3f}",
+            f"AUC {result.separation_auc:.3f} (classifier {result.classifier_auc:.3f})",
         )
         main.set_ylim(0, main.get_ylim()[1] * 1.4)  # room for the legend
         main.set_ylabel("Normalised to unit area")
