@@ -217,7 +217,9 @@ def test_friend_files_follow_the_source_entries_through_the_selection(tmp_path: 
 # --------------------------------------------------------------------------- parametrised DCTR
 @pytest.fixture(scope="module")
 def parametrised(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return train_parametrised(tmp_path_factory.mktemp("parametrised"), 50_000, epochs=60)
+    # two classifiers of 30 epochs cost what one of 60 did (the loss is flat after ~20) and average
+    # out part of one training's noise in the fitted mean (one alone: 0.01-0.03 either way)
+    return train_parametrised(tmp_path_factory.mktemp("parametrised"), 50_000, epochs=30, ensemble=2)
 
 
 def train_parametrised(folder: Path, n: int, epochs: int, ensemble: int = 1) -> dict[str, Any]:
@@ -312,23 +314,25 @@ def test_fit_of_the_mean_with_the_classifier_frozen(parametrised: dict[str, Any]
 
 @pytest.fixture(scope="module")
 def parametrised_full(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    # one classifier misses the moments at μ = −1.5 by 0.01–0.03 either way (its training noise:
-    # −1.467, −1.479, −1.528 for three trainings against −1.495 for the exact weights on these
-    # events); the mean log-ratio of an ensemble averages that noise out
+    # the mean log-ratio of 5 classifiers: it averages out one training's noise in the fitted mean
+    # (members 1.280-1.331 at μ = 1.3), not the shared bias at μ = −1.5 (the xfail below)
     return train_parametrised(tmp_path_factory.mktemp("parametrised_full"), FULL, epochs=60, ensemble=FULL_ENSEMBLE)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the fixture trains 5 classifiers at 10⁵ events
 def test_parametrised_full_size_moments_within_statistics(parametrised_full: dict[str, Any]) -> None:
     check_parametrised_moments(parametrised_full, strict=False)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.xfail(
-    reason="classifier noise, not a systematic bias: at 10^5 events the mean at mu = -1.5 is -1.467 "
-    "(MLP 3x100, 60 epochs), -1.479 (3x200, 60 epochs) and -1.528 (3x100, 100 epochs) against "
-    "-1.495 for the exact weights on the same events; the variance 0.946 / 0.951 / 0.997 (exact "
-    "0.992). One classifier misses +-0.02 by 0.01-0.03 either way; an ensemble would be needed",
+    reason="a bias of the classifier, not its seed noise: at 10^5 events an ensemble of 5 (MLP 3x100, "
+    "60 epochs) gives mean -1.478 and variance 0.963 at mu = -1.5, each member -1.473 to -1.487 and "
+    "0.949 to 0.970, against -1.495 and 0.992 for the exact weights on the same events (at mu = -1.0 "
+    "the variance 0.966 against 0.997): all seeds flatten the log-ratio in the sparse tail alike, so "
+    "averaging them does not reach +-0.02",
     strict=False,
 )
 def test_parametrised_full_size_moments_within_the_issue_tolerance(parametrised_full: dict[str, Any]) -> None:
@@ -336,6 +340,7 @@ def test_parametrised_full_size_moments_within_the_issue_tolerance(parametrised_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the fixture trains 5 classifiers at 10⁵ events
 def test_parametrised_full_size_fit(parametrised_full: dict[str, Any]) -> None:
     check_fit(parametrised_full, 1.0)
 
@@ -517,3 +522,43 @@ def test_the_closure_plot_leaves_a_ratio_out_where_the_target_bin_is_empty() -> 
     points = ratio_axis.lines[0].get_ydata()  # the source's ratio markers
     # normalised to the target (5 against 10): the filled bins read 0.5
     assert np.isnan(points[[0, 3]]).all() and np.allclose(points[[1, 2]], [0.5, 0.5])
+
+
+def test_source_theta_is_drawn_from_the_targets_values_so_a_grid_target_cannot_leak() -> None:
+    """A target made at a few θ (a scan of α_s at 0.10, 0.12, …): the source's θ must follow the
+    same distribution, or the classifier learns "θ on the grid ⇒ target" (a uniform draw gave the
+    QCD α_s scan a validation AUC of 0.94 from θ alone), in every epoch's draw."""
+    from heplearn.data.in_memory import InMemoryJets
+    from heplearn.data.jets import JetArrays
+    from heplearn.data.preprocessing import Preprocessing
+    from heplearn.methods.reweighting import CLASS_NAMES, SOURCE, labelled
+    from heplearn.methods.reweighting_parametrised import RedrawnParameters, parametrised_data
+
+    rng = np.random.default_rng(3)
+    grid = np.array([-1.0, 0.5, 1.0])
+    n = 4000
+    target_theta = rng.choice(grid, n, p=[0.5, 0.25, 0.25])[:, None]
+
+    def arrays(theta: np.ndarray) -> JetArrays:
+        x = rng.normal(size=(n, 1))
+        return JetArrays({"jet": np.hstack([x, theta]).astype(np.float32)}, None, np.zeros(n), np.ones(n, np.float32))
+
+    data = parametrised_data(gaussian_config(1).data, ["gen_mu"])
+    joined = labelled(arrays(target_theta), arrays(np.zeros((n, 1))))
+    preprocessing = Preprocessing.fit(joined, data, CLASS_NAMES)
+    batches = RedrawnParameters(
+        InMemoryJets(joined, CLASS_NAMES, preprocessing, data), 1000, 5, preprocessing, target_theta, ["jet"]
+    )
+    centre, inverse_scale, _ = preprocessing.constants("jet")
+    for epoch in (0, 1):
+        theta = np.concatenate(
+            [
+                batch["jet"][:, -1].numpy()[batch["label"].numpy() == SOURCE] / inverse_scale[-1] + centre[-1]
+                for batch in batches.epoch_batches(epoch)
+            ]
+        )
+        assert len(theta) == n
+        nearest = grid[np.abs(theta[:, None] - grid).argmin(axis=1)]
+        np.testing.assert_allclose(theta, nearest, atol=1e-5)  # only the target's values
+        shares = [np.mean(nearest == value) for value in grid]
+        np.testing.assert_allclose(shares, [0.5, 0.25, 0.25], atol=0.03)  # in the target's proportions

@@ -1,7 +1,8 @@
 """Parametrised DCTR (Andreassen & Nachman, arXiv:1907.08209, sec. III): f(x, θ) over a range of θ.
 
 Every target event carries the θ it was generated with (a field of the target files), every source
-event a θ drawn uniformly over the range (anew every epoch: ``RedrawnParameters``), appended to the
+event a θ drawn from the target's θ values (anew every epoch: ``RedrawnParameters``; for a target
+generated with θ ~ U(range), as in the paper, that is the paper's uniform draw), appended to the
 inputs as one more column per jet, or one more feature per particle for particle models (the
 paper's PFN reads (pT, y, φ, PID, θ) per particle). Then w(x | θ) = f/(1 − f) · N₀/N₁ for any θ in
 the range (``ParametrisedModel.weights``, ``parametrised_weights``), and ``fit_parameters`` fits θ to
@@ -61,29 +62,41 @@ from heplearn.run_config import RunConfig
 from heplearn.trained_model import TrainedModel
 
 
+def draw_parameters(target_theta: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """θ for ``n`` source events: rows drawn from the target's θ values ``(N, P)``.
+
+    The classifier must not be able to tell the classes apart by θ alone, so the source's θ must
+    follow the target's θ distribution: for a target generated with θ ~ U(range) (arXiv:1907.08209)
+    this is the paper's uniform draw; for a target made at a few grid points a uniform draw would
+    let the classifier learn "θ on the grid ⇒ target" instead of p(x | θ) / p₀(x).
+    """
+    return target_theta[rng.integers(0, len(target_theta), n)]
+
+
 @dataclass
 class RedrawnParameters:
-    """Batches whose source events get fresh θ ~ U(range) every epoch.
+    """Batches whose source events get fresh θ, drawn from the target's θ values, every epoch.
 
-    arXiv:1907.08209 pairs every source event with a θ drawn uniformly over the range; drawing it
-    anew each pass keeps that distribution and shows the classifier each source event at many θ,
-    so f(x, θ) learns its θ-dependence from more pairs than there are events.
+    arXiv:1907.08209 pairs every source event with a θ from the target's distribution (uniform
+    over the range there); drawing it anew each pass keeps that distribution and shows the
+    classifier each source event at many θ, so f(x, θ) learns its θ-dependence from more pairs
+    than there are events.
     """
 
     dataset: InMemoryJets
     batch_size: int
     seed: int
     preprocessing: Preprocessing
-    ranges: Mapping[str, tuple[float, float]]
+    target_theta: np.ndarray  # (N_target, P): the values the source's θ are drawn from
     groups: Sequence[str]
 
     def epoch_batches(self, epoch: int) -> Any:
-        """The batches of ``epoch``, the source jets' parameters θ drawn again (uniformly over their ranges)."""
+        """The batches of ``epoch``, the source jets' parameters θ drawn again from the target's."""
         arrays = self.dataset.arrays
         source = np.flatnonzero(arrays.label == SOURCE)
-        count = len(self.ranges)
+        count = self.target_theta.shape[1]
         rng = np.random.default_rng([self.seed, 13, epoch])
-        theta = np.stack([rng.uniform(low, high, len(source)) for low, high in self.ranges.values()], axis=-1)
+        theta = draw_parameters(self.target_theta, len(source), rng)
         for group in self.groups:
             values = arrays.inputs[group]
             centre, inverse_scale, bound = (constant[-count:] for constant in self.preprocessing.constants(group))
@@ -224,8 +237,9 @@ def reweight_parametrised(
     config : RunConfig
         As for ``reweight``; the parameters are appended to the model's inputs.
     source_files : sequence of path-like
-        The nominal sample; each event is paired with θ drawn uniformly over the range
-        (arXiv:1907.08209, sec. III: never with its own θ₀, which would make the task trivial).
+        The nominal sample; each event is paired with a θ drawn from the target's θ values, anew
+        every epoch (arXiv:1907.08209, sec. III, where the target's θ is uniform over the range:
+        never with its own θ₀, which would make the task trivial).
     target_files : sequence of path-like
         Events generated at many θ, each carrying its θ in the fields ``parameters``.
     parameters : sequence of str
@@ -262,9 +276,8 @@ def reweight_parametrised(
     run.write_config(run_config, {"torch_version": str(torch.__version__)})
 
     seed = run_config.training.seed
-    rng = np.random.default_rng([seed, 7])
-    source_theta = np.stack([rng.uniform(*trained[p], size=len(source)) for p in parameters], axis=-1)
     target_theta = np.stack([target.arrays.observers[p].astype(np.float64) for p in parameters], axis=-1)
+    source_theta = draw_parameters(target_theta, len(source), np.random.default_rng([seed, 7]))
     everything = labelled(
         with_parameters(target.arrays, config.data, target_theta),
         with_parameters(source.arrays, config.data, source_theta),
@@ -292,7 +305,7 @@ def reweight_parametrised(
                     run_config.training.batch_size,
                     member_seed,
                     preprocessing,
-                    trained,
+                    target_theta[train_index[train_index < len(target)]],
                     parameter_groups(config.data),
                 ),
             )
