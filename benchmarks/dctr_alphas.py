@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-jets", type=int, default=4000, help="jets of each sample in a fit")
     parser.add_argument("--epochs", type=int, default=20, help="parametrised training epochs")
     parser.add_argument("--ensemble", type=int, default=1, help="parametrised classifiers (mean log-ratio)")
+    parser.add_argument("--parametrised-run", type=Path, help="a trained parametrised run: fit again, no training")
     parser.add_argument("--fit-epochs", type=int, default=5)
     parser.add_argument("--fit-batch-size", type=int, default=500, help="jets per step of the fit (Adam on α_s)")
     parser.add_argument(
@@ -272,25 +273,29 @@ def run_parametrised(
     from heplearn.methods.reweighting_parametrised import ParametrisedModel, fit_parameters, reweight_parametrised
     from heplearn.run_config import load_run_config
 
-    start = time.process_time()
-    trained = reweight_parametrised(
-        load_run_config(CONFIG, [f"training.epochs={args.epochs}"]),
-        [files["source"]],
-        files["scan"],
-        [PARAMETER],
-        ranges={PARAMETER: (grid[0], grid[-1])},
-        ensemble=args.ensemble,
-        options=WeightOptions(beside_source=False, report=False),
-        name=f"{args.name}-parametrised-{time.strftime('%Y%m%d-%H%M%S')}",
-    )
-    cpu["parametrised training"] = time.process_time() - start
+    if args.parametrised_run is None:
+        start = time.process_time()
+        run_dir = reweight_parametrised(
+            load_run_config(CONFIG, [f"training.epochs={args.epochs}"]),
+            [files["source"]],
+            files["scan"],
+            [PARAMETER],
+            ranges={PARAMETER: (grid[0], grid[-1])},
+            ensemble=args.ensemble,
+            options=WeightOptions(beside_source=False, report=False),
+            name=f"{args.name}-parametrised-{time.strftime('%Y%m%d-%H%M%S')}",
+        ).run_dir
+        cpu["parametrised training"] = time.process_time() - start
+    else:  # fit again with a trained run
+        run_dir = args.parametrised_run
+    loaded = ParametrisedModel.load(run_dir)
     best_val = [
         min(
             json.loads(line).get("val_loss", float("inf"))
             for line in (model.run_dir / "metrics.jsonl").read_text().splitlines()
             if line.strip()
         )
-        for model in trained.models
+        for model in loaded.models
         if model.run_dir is not None
     ]
     fits: dict[str, Any] = {}
@@ -301,7 +306,7 @@ def run_parametrised(
     ):
         try:
             fitted = fit_parameters(
-                trained.run_dir,
+                run_dir,
                 [files["fit_source"]],
                 [target],
                 epochs=args.fit_epochs,
@@ -316,12 +321,11 @@ def run_parametrised(
         except FitError as error:
             fits[name] = {"truth": truth, "error": str(error)}
     cpu["fits"] = time.process_time() - start
-    loaded = ParametrisedModel.load(trained.run_dir)
     fit_source = read_sample([files["fit_source"]], loaded.data, "source")
     mystery_all = read_sample(files["mystery_all"], loaded.data, "target")
     weights = loaded.weights(fit_source.arrays, {PARAMETER: MYSTERY})
     return {
-        "run": str(trained.run_dir),
+        "run": str(run_dir),
         "grid": grid,
         "grid_jets": args.grid_jets,
         "source_jets": args.source_jets,
