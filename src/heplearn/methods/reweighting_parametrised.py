@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,21 @@ def reweight_parametrised(
     train_set = everything.take(train_index)
     val_set = everything.take(val_index) if len(val_index) else None
     members = member_directories(ensemble)
+    training_theta = target_theta[train_index[train_index < len(target)]]  # the target's training events' θ
+
+    def redrawn(member_seed: int) -> Callable[[InMemoryJets, Preprocessing], RedrawnParameters]:
+        def batches(dataset: InMemoryJets, preprocessing: Preprocessing) -> RedrawnParameters:
+            return RedrawnParameters(
+                dataset,
+                run_config.training.batch_size,
+                member_seed,
+                preprocessing,
+                training_theta,
+                parameter_groups(config.data),
+            )
+
+        return batches
+
     models = []
     for member, directory in enumerate(
         progress_bar(members, desc="ensemble", unit="model", disable=not progress or ensemble == 1)
@@ -294,21 +309,7 @@ def reweight_parametrised(
             update={"training": run_config.training.model_copy(update={"seed": seed + member})}
         )
         models.append(
-            train_classifier(
-                member_config,
-                train_set,
-                val_set,
-                run.path / directory,
-                progress,
-                batches=lambda dataset, preprocessing, member_seed=seed + member: RedrawnParameters(
-                    dataset,
-                    run_config.training.batch_size,
-                    member_seed,
-                    preprocessing,
-                    target_theta[train_index[train_index < len(target)]],
-                    parameter_groups(config.data),
-                ),
-            )
+            train_classifier(member_config, train_set, val_set, run.path / directory, progress, redrawn(seed + member))
         )
     prior = prior_ratio(train_set)
     result = ParametrisedResult(run.path, models, trained, prior)
