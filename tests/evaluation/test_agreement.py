@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import ks_2samp, norm
 
 from heplearn.data import io
-from heplearn.evaluation.agreement import agreement
+from heplearn.evaluation.agreement import agreement, binned, chi2_ndf
 from heplearn.evaluation.evaluate import EvaluationSettings, evaluate_run
 from heplearn.evaluation.plots import PlotStyle
 from tests.evaluation.conftest import make_overlapping_jets
@@ -49,6 +49,34 @@ def test_identical_distributions_agree_and_chi2_ndf_averages_one() -> None:
     # cross-validated: the ratio fitted on one half does not flatter the other half
     assert np.mean([v.classifier_auc for v in values]) == pytest.approx(0.5, abs=0.005)
     assert np.mean([v.ks.pvalue < 0.05 for v in values]) < 0.2
+
+
+def clustered_sample(rng: np.random.Generator, jets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Particles in jets: each jet has 1 + Poisson(20) particles around its own offset, so the
+    particles of one jet fall in the same bins together (as a jet's constituents do)."""
+    counts = 1 + rng.poisson(20, jets)
+    events = np.repeat(np.arange(jets), counts)
+    values = rng.normal(0, 1, jets)[events] + rng.normal(0, 0.5, events.size)
+    return values, events
+
+
+def test_particles_of_one_jet_are_not_counted_as_independent_entries() -> None:
+    """Two samples of the same jets: with the jets as the units, χ²/ndf of the particle
+    histograms averages 1; counting particles as independent entries inflates it (here 3.6)."""
+    rng = np.random.default_rng(8)
+    edges = np.linspace(-3, 3, 21)
+    clustered, naive = [], []
+    for _ in range(40):
+        (a, a_events), (b, b_events) = clustered_sample(rng, 2000), clustered_sample(rng, 2000)
+        a_weight, b_weight = rng.uniform(0.5, 1.5, a.size), np.ones(b.size)
+        clustered.append(chi2_ndf(binned(a, a_weight, edges, a_events), binned(b, b_weight, edges, b_events)))
+        naive.append(chi2_ndf(binned(a, a_weight, edges), binned(b, b_weight, edges)))
+    assert np.mean(clustered) == pytest.approx(1.0, abs=0.15)
+    assert np.mean(naive) > 2.5
+    # one entry per event: the grouped variance is the multinomial one, close to Σw² for small shares
+    values = rng.normal(0, 1, 10_000)
+    sums, variance = binned(values, np.ones(values.size), edges, np.arange(values.size))
+    np.testing.assert_allclose(variance, sums * (1 - sums / sums.sum()), rtol=1e-9)
 
 
 def test_weights_enter_every_figure() -> None:

@@ -17,12 +17,41 @@ from heplearn.evaluation.overtraining import KsResult, ks_test
 __all__ = ["Agreement", "agreement", "binned", "chi2_ndf", "domain_classifier_auc"]
 
 
-def binned(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Σw and Σw² per bin (values outside the edges go to the first and last bins)."""
+def binned(
+    values: np.ndarray, weights: np.ndarray, edges: np.ndarray, events: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Σw per bin and the variance a shape comparison needs (values outside the edges go to the
+    first and last bins).
+
+    Independent entries: Σw² per bin, as ROOT's ``TH1::Chi2Test`` "WW". Entries that come in groups
+    (``events``: the event of each entry, e.g. the particles of a jet) are not independent: a jet
+    puts several particles in a bin, and a jet with more particles puts more in every bin. With the
+    jets as the independent units, the share p_b = S_b / S of bin b has the delta-method variance
+    Σ_e (s_eb − p_b s_e)² / S² (s_eb: event e's weight in bin b, s_e: in all bins); S² times it is
+    returned, so that ``chi2_ndf``, which divides by S², compares the shapes with it.
+
+    Example (two particles of one jet, both in the first bin, and one jet of one particle):
+    >>> _, variance = binned(np.array([0.1, 0.2, 0.7]), np.ones(3), np.array([0.0, 0.5, 1.0]), np.array([0, 0, 1]))
+    >>> np.round(variance, 3).tolist()  # (2 − ⅔·2)² + (0 − ⅔·1)² = 8/9 in both bins
+    [0.889, 0.889]
+    """
     clipped = np.clip(values, edges[0], edges[-1])
     sums = np.histogram(clipped, edges, weights=weights)[0]
-    squares = np.histogram(clipped, edges, weights=weights**2)[0]
-    return sums, squares
+    if events is None:
+        return sums, np.histogram(clipped, edges, weights=weights**2)[0]
+    bins = len(edges) - 1
+    index = np.clip(np.searchsorted(edges, clipped, side="right") - 1, 0, bins - 1)
+    _, event_index = np.unique(np.asarray(events, np.int64), return_inverse=True)
+    per_event = np.bincount(event_index, weights=weights)
+    _, cell = np.unique(event_index * bins + index, return_inverse=True)
+    per_cell = np.bincount(cell, weights=weights)
+    cell_bin = np.zeros(per_cell.size, np.int64)
+    cell_event = np.zeros(per_cell.size, np.int64)
+    cell_bin[cell], cell_event[cell] = index, event_index
+    share = sums / sums.sum() if sums.sum() != 0 else np.zeros(bins)
+    squares = np.bincount(cell_bin, weights=per_cell**2, minlength=bins)
+    cross = np.bincount(cell_bin, weights=per_cell * per_event[cell_event], minlength=bins)
+    return sums, squares - 2 * share * cross + share**2 * np.sum(per_event**2)
 
 
 def chi2_ndf(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]) -> float:

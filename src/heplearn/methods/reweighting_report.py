@@ -34,7 +34,8 @@ DEFAULT_STYLE = PlotStyle()
 
 @dataclass(frozen=True)
 class Histograms:
-    """One observable binned three ways: sums of weights and of squared weights per bin."""
+    """One observable binned three ways: Σw per bin and its variance (summed over jets for the
+    per-particle observables, whose particles fluctuate together with their jet)."""
 
     name: str
     edges: np.ndarray
@@ -100,14 +101,17 @@ def closure_histograms(data: DataConfig, source: Any, target: Any | None, weight
             target_values, target_events = theirs[name]
             target_base = target.arrays.weight.astype(np.float64)
             target_histogram = binned(
-                target_values, target_base if target_events is None else target_base[target_events], edges
+                target_values,
+                target_base if target_events is None else target_base[target_events],
+                edges,
+                target_events,
             )
         result.append(
             Histograms(
                 name,
                 edges,
-                binned(values, source_weight, edges),
-                binned(values, reweighted_weight, edges),
+                binned(values, source_weight, edges, events),
+                binned(values, reweighted_weight, edges, events),
                 target_histogram,
             )
         )
