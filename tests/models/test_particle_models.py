@@ -224,6 +224,16 @@ def test_unknown_preset_or_hyperparameter_is_a_config_error(cls: type[ParticleMo
     assert set(model.hyperparameters) == set(cls.hyperparameter_names())
 
 
+def test_the_mlp_takes_a_smooth_activation_by_name() -> None:
+    mlp = registry.model_class("mlp")
+    assert {type(layer) for layer in mlp.from_preset("small", 2, INPUT_DIMS).modules()} >= {torch.nn.ReLU}
+    silu = mlp.from_preset("small", 2, INPUT_DIMS, activation="silu")
+    kinds = {type(layer) for layer in silu.modules()}
+    assert torch.nn.SiLU in kinds and torch.nn.ReLU not in kinds
+    with pytest.raises(ConfigError, match="model mlp: activation 'swish' is not one of relu, silu"):
+        mlp.from_preset("small", 2, INPUT_DIMS, activation="swish")
+
+
 def test_vectors_must_be_four_vectors() -> None:
     with pytest.raises(ConfigError, match="px, py, pz, E"):
         ParticleTransformer.from_preset("small", 2, {**INPUT_DIMS, "vectors": 3})

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from heplearn.models.nn_base import ParticleModel, mlp
+from heplearn.models.nn_base import ParticleModel, activation_class, mlp
 
 
 class JetMLP(ParticleModel):
@@ -28,18 +28,20 @@ class JetMLP(ParticleModel):
 
     @dataclasses.dataclass(frozen=True)
     class Hyperparameters:
-        """The widths of the hidden layers, the dropout after each, and whether each is batch-normalised."""
+        """The widths of the hidden layers, the dropout after each, whether the inputs are
+        batch-normalised, and the hidden units' activation (``ACTIVATIONS``)."""
 
         hidden: tuple[int, ...] = (128, 128, 128)
         dropout: float = 0.1
         batch_norm: bool = True
+        activation: str = "relu"
 
     def __init__(self, num_outputs: int, input_dims: dict[str, int], **hyperparameters: Any) -> None:
         super().__init__(num_outputs, input_dims, **hyperparameters)
         hp = self.hparams
         sizes = (self.input_dims["jet"], *hp.hidden)
         self.normalise = nn.BatchNorm1d(self.input_dims["jet"]) if hp.batch_norm else nn.Identity()
-        self.body = mlp(sizes, activation=nn.ReLU, dropout=hp.dropout)
+        self.body = mlp(sizes, activation=activation_class(hp.activation, self.name), dropout=hp.dropout)
         self.head = nn.Linear(sizes[-1], num_outputs)
 
     @override

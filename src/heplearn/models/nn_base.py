@@ -174,6 +174,19 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     return zero_padding(values, mask).sum(dim) / count.clamp_min(1.0)
 
 
+#: Hidden-unit activations a model may name. ReLU is the papers' default; a smooth one (SiLU, GELU)
+#: suits a network whose output is a smooth function of its inputs, such as a log density ratio
+#: (DCTR): a ReLU network is piecewise linear and extrapolates its last pieces into sparse regions.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+def activation_class(name: str, model: str) -> type[nn.Module]:
+    """The activation called ``name`` (``ACTIVATIONS``); another name is a ConfigError naming ``model``."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"model {model}: activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def mlp(
     sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0, last_activation: bool = True
 ) -> nn.Sequential:
