@@ -31,9 +31,18 @@ class _Decay(fastsim.FlowMatchingJets):
     """A flow whose velocity is v(x, t) = −x: the ODE solution is x(1) = x(0) / e."""
 
     def velocity_at(
-        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
     ) -> torch.Tensor:
         return -x
+
+
+class _Drift(fastsim.FlowMatchingJets):
+    """v(x, t) = 1000 c₀ on real particles: the ODE ends at x(0) + 1000 c₀ whatever the solver."""
+
+    def velocity_at(
+        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
+    ) -> torch.Tensor:
+        return 1000.0 * condition[:, :1, None].expand_as(x) * mask.unsqueeze(-1)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +172,16 @@ def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
         ["fastsim", "train", "--train", str(path), "--model", "vae", "--ot", "--runs-dir", str(tmp_path)], capsys
     )
     assert code == 2 and "--ot couples noise and jets of flow matching, not of vae" in err
+    code, _, err = run(
+        ["fastsim", "train", "--train", str(path), "--model", "gan", "--attention", "1", "--runs-dir", str(tmp_path)],
+        capsys,
+    )
+    assert code == 2 and "--attention is a block of the flow-matching network, not of gan" in err
+    code, _, err = run(
+        ["fastsim", "train", "--train", str(path), "--attention", "2", "--layers", "1", "--runs-dir", str(tmp_path)],
+        capsys,
+    )
+    assert code == 2 and "attention blocks must number 0 to layers (1), got 2" in err, err
     assert not any(tmp_path.glob("fastsim-*"))
     arguments = ["--train", str(path), "--particles", "8", "--epochs", "1", "--hidden", "8", "--layers", "1"]
     code, _, err = run(
@@ -174,3 +193,53 @@ def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
     code, _, err = run(["fastsim", "sample", str(tmp_path / "fm"), "-o", str(output), "--solver", "rk4"], capsys)
     assert code == 2 and "unknown ODE solver 'rk4'" in err and len(err.strip().splitlines()) == 1, err
     assert not output.exists()
+
+
+def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_padding() -> None:
+    torch.manual_seed(0)
+    network = fastsim.EPiCNetwork(3, 2, 4, hidden=8, global_size=4, layers=2, attention=2)
+    x, condition = torch.randn(2, 6, 3), torch.randn(2, 4)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    out, g = network(x, condition, mask)
+    permutation = torch.tensor([3, 1, 0, 2, 4, 5])
+    out_permuted, g_permuted = network(x[:, permutation], condition, mask[:, permutation])
+    torch.testing.assert_close(out_permuted, out[:, permutation])
+    torch.testing.assert_close(g_permuted, g)
+    x_changed = x.clone()
+    x_changed[1, 4:] = 100.0
+    torch.testing.assert_close(network(x_changed, condition, mask)[0], out)
+    assert (out[1, 4:] == 0).all()
+    with pytest.raises(ConfigError, match="attention blocks must number 0 to layers"):
+        fastsim.EPiCNetwork(3, 2, 4, layers=2, attention=3)
+    with pytest.raises(ConfigError, match="not a multiple of the 4 heads"):
+        fastsim.SelfAttention(6)
+
+
+@pytest.mark.parametrize("attention", [0, 1])
+def test_cutting_the_trailing_padding_leaves_the_network_unchanged(attention: int) -> None:
+    torch.manual_seed(2)
+    network = fastsim.EPiCNetwork(3, 3, 5, hidden=8, global_size=4, layers=2, attention=attention)
+    mask = torch.arange(10)[None, :] < torch.tensor([[3], [6], [1], [5]])
+    x, condition = torch.randn(4, 10, 3) * mask.unsqueeze(-1), torch.randn(4, 5)
+    full, g = network(x, condition, mask)
+    cut, g_cut = network(x[:, :6], condition, mask[:, :6], slots=10)
+    torch.testing.assert_close(cut, full[:, :6])
+    torch.testing.assert_close(g_cut, g)
+    assert not torch.allclose(network(x[:, :6], condition, mask[:, :6])[1], g)  # without slots the 1/N differs
+
+
+def test_generate_batches_jets_by_multiplicity_and_returns_them_in_order() -> None:
+    flow = _Drift(condition_size=2)
+    scaling = fastsim.CloudScaling(["top"], 12, [0.0] * 3, [1.0] * 3, 0.0, 1.0, {}, {}, {})
+    model = fastsim.FastSim("flow_matching", flow, scaling, {})
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 13, 200)
+    mask = np.arange(12)[None, :] < counts[:, None]
+    condition = np.stack([rng.uniform(1, 2, 200), np.zeros(200)], -1).astype(np.float32)
+    torch.manual_seed(0)
+    clouds = model.generate(condition, mask, steps=2, batch_size=16, solver="euler")
+    assert clouds.shape == (200, 12, 3)
+    assert (clouds[~mask] == 0).all()
+    # each jet's particles sit at 1000 c₀ of its own condition (plus N(0, 1) noise), every one of them generated
+    np.testing.assert_allclose(clouds[mask], np.repeat(1000.0 * condition[:, :1], counts, 0).repeat(3, 1), atol=6.0)

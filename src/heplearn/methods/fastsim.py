@@ -359,12 +359,14 @@ class EPiCLayer(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, g: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``slots``: the N of the sum's 1/N scale (default: ``x``'s particle axis; a caller that
+        trimmed trailing padding passes the untrimmed N, so the layer computes the same function)."""
         weight = mask.unsqueeze(-1).to(x.dtype)
         total = x.sum(1)  # x arrives masked (zero on padding) from the embedding or the previous layer
         mean = total / weight.sum(1).clamp_min(1.0)
-        g = g + self.global_net(torch.cat([mean, total / x.shape[1], g, condition], -1))
+        g = g + self.global_net(torch.cat([mean, total / (slots or x.shape[1]), g, condition], -1))
         # local_net(cat[x, g, condition]) with its first layer split: the (g, condition) part is the
         # same for every particle of a jet, so it is computed once per jet and broadcast (the same
         # function and parameters as the concatenation, at a fraction of the cost)
@@ -372,31 +374,78 @@ class EPiCLayer(nn.Module):
         return x * weight, g
 
 
+class SelfAttention(nn.Module):
+    """A pre-norm transformer-encoder block over the particles of a jet (multi-head self-attention,
+    then a feed-forward network, both residual), the particle–particle interaction of the set
+    transformers of PC-JeDi (Leigh et al. arXiv:2303.05376) and PC-Droid (arXiv:2307.06836).
+    Padded particles are neither attended to nor changed (their output is zero)."""
+
+    def __init__(self, hidden: int, heads: int = 4) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ConfigError(f"self-attention: the width {hidden} is not a multiple of the {heads} heads")
+        self.heads = heads
+        self.norm = nn.LayerNorm(hidden)
+        self.project = nn.Linear(hidden, 3 * hidden)
+        self.combine = nn.Linear(hidden, hidden)
+        self.feed = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.01), nn.Linear(2 * hidden, hidden)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, particles, width = x.shape
+        query, key, value = (
+            self.project(self.norm(x)).view(batch, particles, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        )
+        attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
+        x = x + self.combine(attended.transpose(1, 2).reshape(batch, particles, width))
+        return (x + self.feed(x)) * mask.unsqueeze(-1).to(x.dtype)
+
+
 class EPiCNetwork(nn.Module):
-    """Per-particle inputs → EPiC layers → per-particle outputs and the final global vector."""
+    """Per-particle inputs → EPiC layers → per-particle outputs and the final global vector.
+
+    ``attention`` > 0 puts a self-attention block (``SelfAttention``) after each of the first
+    ``attention`` EPiC layers: the EPiC layers exchange information between particles only through
+    the pooled global vector, which cannot say where each particle sits relative to the others; the
+    attention blocks can (the generated jets' prongs need it, see ``FlowMatchingJets``). Its cost is
+    quadratic in the number of particles."""
 
     def __init__(
-        self, inputs: int, outputs: int, condition_size: int, hidden: int = 64, global_size: int = 16, layers: int = 3
+        self,
+        inputs: int,
+        outputs: int,
+        condition_size: int,
+        hidden: int = 64,
+        global_size: int = 16,
+        layers: int = 3,
+        attention: int = 0,
     ) -> None:
         super().__init__()
         if hidden < 1 or global_size < 1 or layers < 1:
             raise ConfigError(
                 f"EPiC network: hidden, global_size and layers must be positive; got {hidden}, {global_size}, {layers}"
             )
+        if not 0 <= attention <= layers:
+            raise ConfigError(f"EPiC network: attention blocks must number 0 to layers ({layers}), got {attention}")
         self.embed = nn.Sequential(nn.Linear(inputs + condition_size, hidden), nn.LeakyReLU(0.01))
         self.initial_global = nn.Linear(hidden + condition_size, global_size)
         self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
+        self.attention = nn.ModuleList(SelfAttention(hidden) for _ in range(attention))
         self.output = nn.Linear(hidden, outputs)
 
     @override
     def forward(
-        self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-particle outputs (zero on padding) and the global vector; ``slots`` as ``EPiCLayer``'s."""
         weight = mask.unsqueeze(-1).to(x.dtype)
         hidden = self.embed[1](_split_linear(self.embed[0], x, condition)) * weight
         g = self.initial_global(torch.cat([hidden.sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
-        for layer in self.layers:
-            hidden, g = layer(hidden, g, condition, mask)
+        for index, layer in enumerate(self.layers):
+            hidden, g = layer(hidden, g, condition, mask, slots)
+            if index < len(self.attention):
+                hidden = self.attention[index](hidden, mask)
         return self.output(hidden) * weight, g
 
 
@@ -429,17 +478,20 @@ class FlowMatchingJets(nn.Module):
         layers: int = 3,
         features: int = 3,
         ot_coupling: int = 0,
+        attention: int = 0,
     ) -> None:
         super().__init__()
         self.features = features
         self.ot_coupling = bool(ot_coupling)
-        self.velocity = EPiCNetwork(features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers)
+        self.velocity = EPiCNetwork(
+            features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers, attention
+        )
 
     def velocity_at(
-        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
     ) -> torch.Tensor:
-        """v(x, t | condition) per particle."""
-        return self.velocity(x, torch.cat([condition, _time_features(t)], -1), mask)[0]
+        """v(x, t | condition) per particle (``slots``: ``EPiCLayer``'s)."""
+        return self.velocity(x, torch.cat([condition, _time_features(t)], -1), mask, slots)[0]
 
     @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -455,10 +507,16 @@ class FlowMatchingJets(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, condition: torch.Tensor, mask: torch.Tensor, steps: int = 25, solver: str = "midpoint"
+        self,
+        condition: torch.Tensor,
+        mask: torch.Tensor,
+        steps: int = 25,
+        solver: str = "midpoint",
+        slots: int | None = None,
     ) -> torch.Tensor:
         """Clouds from the ODE dx/dt = v(x, t), t: 0 → 1, in ``steps`` steps of ``solver``
-        (``SOLVERS``: Euler, one network pass per step; the midpoint rule and Heun's method, two)."""
+        (``SOLVERS``: Euler, one network pass per step; the midpoint rule and Heun's method, two);
+        ``slots``: ``EPiCLayer``'s."""
         if solver not in SOLVERS:
             raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         if steps < 1:
@@ -467,14 +525,14 @@ class FlowMatchingJets(nn.Module):
         dt = 1.0 / steps
         for step in range(steps):
             t = torch.full((len(x),), step * dt)
-            velocity = self.velocity_at(x, t, condition, mask)
+            velocity = self.velocity_at(x, t, condition, mask, slots)
             if solver == "euler":
                 x = x + dt * velocity
             elif solver == "midpoint":
                 half = x + 0.5 * dt * velocity
-                x = x + dt * self.velocity_at(half, t + 0.5 * dt, condition, mask)
+                x = x + dt * self.velocity_at(half, t + 0.5 * dt, condition, mask, slots)
             else:  # Heun: the trapezoid of the velocities at both ends of an Euler step
-                end = self.velocity_at(x + dt * velocity, t + dt, condition, mask)
+                end = self.velocity_at(x + dt * velocity, t + dt, condition, mask, slots)
                 x = x + 0.5 * dt * (velocity + end)
         return x * mask.unsqueeze(-1)
 
@@ -529,9 +587,12 @@ class SetGenerator(nn.Module):
         self.latent, self.noise, self.features = latent, noise, features
         self.network = EPiCNetwork(noise, features, condition_size + latent, hidden, global_size, layers)
 
-    def forward(self, latent: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, latent: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
+    ) -> torch.Tensor:
+        """A cloud per jet of fresh per-particle noise (``slots``: ``EPiCLayer``'s)."""
         noise = torch.randn(*mask.shape, self.noise)
-        return self.network(noise, torch.cat([condition, latent], -1), mask)[0]
+        return self.network(noise, torch.cat([condition, latent], -1), mask, slots)[0]
 
 
 def chamfer(first: torch.Tensor, second: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -584,9 +645,9 @@ class SetVAE(nn.Module):
         return torch.stack([chamfer(reconstruction, x, mask), kl_divergence(mu, log_variance)], -1)
 
     @torch.no_grad()
-    def sample(self, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def sample(self, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None) -> torch.Tensor:
         """Clouds decoded from z ~ N(0, I)."""
-        return self.decoder(torch.randn(len(condition), self.latent), condition, mask)
+        return self.decoder(torch.randn(len(condition), self.latent), condition, mask, slots)
 
 
 class SetGAN(nn.Module):
@@ -620,9 +681,9 @@ class SetGAN(nn.Module):
         return self.generator(torch.randn(len(condition), self.latent), condition, mask)
 
     @torch.no_grad()
-    def sample(self, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def sample(self, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None) -> torch.Tensor:
         """Clouds of fresh noise."""
-        return self.forward({"jet": condition, "mask": mask})
+        return self.generator(torch.randn(len(condition), self.latent), condition, mask, slots)
 
 
 def apply_weight_norm(module: nn.Module) -> nn.Module:
@@ -888,19 +949,30 @@ class FastSim:
         solver: str = "midpoint",
     ) -> np.ndarray:
         """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches; ``steps``
-        and ``solver`` are flow matching's). Batches of a few hundred jets keep each layer's
-        activations in the CPU cache: on one core 256 jets ran ≈ 1.3× faster than 2048."""
+        and ``solver`` are flow matching's). Jets are batched in order of multiplicity and each batch
+        is cut to its last real particle, so the network runs over the jets' particles rather than
+        the padding (at 128 particles the jets hold 63-79 on average: 1.6-2× fewer rows); the
+        layers' 1/N sum scale keeps the full N, so every jet's function is the one of the padded
+        input. Batches of a few hundred jets keep each layer's activations in the CPU cache: on one
+        core 256 jets ran ≈ 1.3× faster than 2048."""
         self.network.eval()
-        outputs = []
-        with torch.no_grad():
-            for start in range(0, len(condition), batch_size):
-                c = torch.from_numpy(condition[start : start + batch_size])
-                m = torch.from_numpy(mask[start : start + batch_size])
+        mask = np.asarray(mask, bool)
+        slots = mask.shape[1]
+        result = np.zeros((*mask.shape, 3), np.float32)
+        last = np.where(mask.any(1), slots - np.argmax(mask[:, ::-1], axis=1), 0)  # one past each jet's last particle
+        order = np.argsort(last, kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                width = max(int(last[index].max()), 1)
+                c = torch.from_numpy(np.ascontiguousarray(condition[index]))
+                m = torch.from_numpy(np.ascontiguousarray(mask[index, :width]))
                 if isinstance(self.network, FlowMatchingJets):
-                    outputs.append(self.network.sample(c, m, steps, solver).numpy())
+                    clouds = self.network.sample(c, m, steps, solver, slots=slots)
                 else:
-                    outputs.append(self.network.sample(c, m).numpy())  # type: ignore[operator]
-        return np.concatenate(outputs) if outputs else np.zeros((0, *mask.shape[1:], 3), np.float32)
+                    clouds = self.network.sample(c, m, slots=slots)  # type: ignore[operator]
+                result[index, :width] = clouds.numpy()
+        return result
 
 
 def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, int]) -> nn.Module:

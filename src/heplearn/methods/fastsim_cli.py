@@ -38,6 +38,9 @@ def train_command(
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; GAN 2e-4).")] = None,
     hidden: Annotated[int, typer.Option(help="Width of the EPiC layers.")] = 64,
     layers: Annotated[int, typer.Option(help="Number of EPiC layers.")] = 3,
+    attention: Annotated[
+        int, typer.Option(help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers).")
+    ] = 0,
     ema: Annotated[
         float | None, typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999).")
     ] = None,
@@ -59,6 +62,8 @@ def train_command(
         torch.set_num_threads(threads)
     if ot and model != "flow_matching":
         raise typer.BadParameter(f"--ot couples noise and jets of flow matching, not of {model}")
+    if attention and model != "flow_matching":
+        raise typer.BadParameter(f"--attention is a block of the flow-matching network, not of {model}")
     training = default_training(model, epochs, batch_size, learning_rate, ema)
     jets = load_sources(train, particles, max_jets)
     validation = load_sources(val, particles) if val else None
@@ -68,7 +73,12 @@ def train_command(
         jets,
         model,
         val=validation,
-        hyperparameters={"hidden": hidden, "layers": layers, **({"ot_coupling": 1} if ot else {})},
+        hyperparameters={
+            "hidden": hidden,
+            "layers": layers,
+            **({"ot_coupling": 1} if ot else {}),
+            **({"attention": attention} if attention else {}),
+        },
         training=training,
         run_dir=run_dir,
         seed=seed,
