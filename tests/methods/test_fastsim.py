@@ -264,4 +264,5 @@ def test_cli_evaluate_writes_metrics_and_plots(
     results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     row = results["classes"]["top"]["pythia"]
     assert 0.3 < row["auc"] < 0.7 and row["w1m_e3"] >= 0 and np.isfinite(row["fpd_e3"])
+    assert row["w1_tau32_e3"] >= 0 and 0 <= row["median_tau21"] <= 1 and "W1τ32×10³" in out
     assert (tmp_path / "eval" / "top.png").exists() and (tmp_path / "eval" / "qcd.png").exists()

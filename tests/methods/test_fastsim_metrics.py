@@ -195,3 +195,19 @@ def test_comparison_plot_is_written(tmp_path: Path) -> None:
     }
     path = fm.plot_comparison(observables, {"model": observables}, tmp_path / "top.png", title="top")
     assert path.stat().st_size > 10_000
+
+
+def test_substructure_metrics_of_three_prong_jets_against_spread_jets() -> None:
+    rng = np.random.default_rng(4)
+    # 3 particles per jet: three N-subjettiness axes on them leave nothing, so τ3 = 0 and τ32 = 0 exactly
+    angles = rng.uniform(0, 2 * np.pi, 60)[:, None] + np.array([0.0, 2.1, 4.2])
+    prongs = np.stack([0.3 * np.cos(angles), 0.3 * np.sin(angles), np.full((60, 3), 1 / 3)], -1)
+    three = fm.jet_observables(prongs, np.ones((60, 3), bool), np.full(60, 600.0))
+    assert np.abs(three["tau32"]).max() < 1e-9 and (three["tau21"] > 0.1).all()
+    spread = np.concatenate([rng.normal(0, 0.2, (60, 12, 2)), np.full((60, 12, 1), 1 / 12)], -1)
+    even = fm.jet_observables(spread, np.ones((60, 12), bool), np.full(60, 600.0))
+    metrics = fm.substructure_metrics(three, even)
+    # against a point mass at 0, W1 is the mean of the other sample
+    assert metrics["w1_tau32_e3"] == pytest.approx(1e3 * even["tau32"].mean(), rel=1e-9)
+    assert metrics["reference_median_tau32"] == 0.0 and metrics["median_tau32"] > 0.3
+    assert fm.substructure_metrics(even, even)["w1_tau21_e3"] == 0.0

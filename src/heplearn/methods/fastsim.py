@@ -5,6 +5,13 @@ representation, Kansal et al. arXiv:2106.11535), modelled in the standardised co
 (Δη, Δφ, log pT_rel). Every model is permutation equivariant: its layers are EPiC layers (Buhmann,
 Kasieczka, Thaler, arXiv:2301.08128), which exchange information between the particles only through
 a global vector updated from the mean and sum of the particles, so the cost is linear in N. The
+flow's network can add self-attention blocks (``attention``: a transformer-encoder block after
+each of the first EPiC layers, as the set transformers of PC-JeDi, Leigh et al. arXiv:2303.05376,
+and PC-Droid, arXiv:2307.06836), in which every particle sees every other one: without them the
+generated top jets lack their prongs (on 30-particle top jets the median τ32 was 0.78 against
+Pythia's 0.35, τ21 0.69 against 0.49), since a pooled global vector tells a particle the jet's
+summary but not where the other hard particles sit; with two blocks τ21 matches (0.51) and τ32
+moves most of the way (0.56). Their cost is quadratic in N. The
 condition of a jet is its class (one-hot), its pT (standardised) and its number of particles n; n
 itself is drawn from the training jets' multiplicities of the same class and pT bin.
 
@@ -1298,11 +1305,18 @@ def evaluate_generated(
     progress: bool = False,
     classifier: str = "pfn",
 ) -> dict[str, Any]:
-    """JetNet's metrics of each generated sample against the reference, class by class, with the
-    physics plots (``<class>.png``) and ``metrics.json`` in ``output_dir``; ``classifier`` is the
-    network of the classifier test (``pfn`` or ``particlenet``)."""
+    """JetNet's metrics of each generated sample against the reference, class by class (and the W1
+    and medians of τ21, τ32: ``substructure_metrics``), with the physics plots (``<class>.png``)
+    and ``metrics.json`` in ``output_dir``; ``classifier`` is the network of the classifier test
+    (``pfn`` or ``particlenet``)."""
     from heplearn.data.files import write_json
-    from heplearn.methods.fastsim_metrics import CLASSIFIERS, generation_metrics, jet_observables, plot_comparison
+    from heplearn.methods.fastsim_metrics import (
+        CLASSIFIERS,
+        generation_metrics,
+        jet_observables,
+        plot_comparison,
+        substructure_metrics,
+    )
 
     if classifier not in CLASSIFIERS:  # before any metric is computed
         raise ConfigError(
@@ -1317,6 +1331,7 @@ def evaluate_generated(
     figures = []
     for name in reference.class_names:
         ref = reference.of_class(name)
+        ref_observables = jet_observables(ref.clouds, ref.mask, ref.jet_pt)
         rows, observables = {}, {}
         for model, jets in generated.items():
             if name not in jets.class_names or not (jets.label == jets.class_names.index(name)).any():
@@ -1331,15 +1346,12 @@ def evaluate_generated(
                 classifier=classifier,
             )
             observables[model] = jet_observables(gen.clouds, gen.mask, gen.jet_pt)
+            rows[model].update(substructure_metrics(ref_observables, observables[model]))
         if not rows:
             continue
         results["classes"][name] = rows
         title = f"{name} jets, {ref.clouds.shape[1]} particles"
-        figures.append(
-            plot_comparison(
-                jet_observables(ref.clouds, ref.mask, ref.jet_pt), observables, output_dir / f"{name}.png", title=title
-            )
-        )
+        figures.append(plot_comparison(ref_observables, observables, output_dir / f"{name}.png", title=title))
     if not results["classes"]:
         raise DataError(
             f"fastsim evaluate: no generated jets of the reference's classes ({', '.join(reference.class_names)})"

@@ -200,6 +200,7 @@ def evaluate_command(
                 f"{class_name} {model}: W1M×10³ {row['w1m_e3']:.2f}, W1P×10³ {row['w1p_e3']:.2f}, "
                 f"W1EFP×10⁵ {row['w1efp_e5']:.2f}, FPD×10³ {row['fpd_e3']:.2f} ± {row['fpd_e3_error']:.2f}, "
                 f"KPD×10³ {row['kpd_e3']:.3f} ± {row['kpd_e3_error']:.3f}, AUC {row['auc']:.3f}, "
-                f"JSD {row['jsd']:.3f}"
+                f"JSD {row['jsd']:.3f}, W1τ21×10³ {row['w1_tau21_e3']:.1f}, W1τ32×10³ {row['w1_tau32_e3']:.1f} "
+                f"(median τ32 {row['median_tau32']:.3f}, reference {row['reference_median_tau32']:.3f})"
             )
     typer.echo(f"results: {output / 'metrics.json'}")

@@ -49,6 +49,7 @@ __all__ = [
     "jet_observables",
     "kpd",
     "plot_comparison",
+    "substructure_metrics",
     "w1_batches",
     "wasserstein1",
 ]
@@ -487,6 +488,17 @@ def jet_observables(
         "multiplicity": counts.astype(np.float64),
         "particle_pt": pt[mask],
     }
+
+
+def substructure_metrics(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """W1 (×10³) and medians of τ21 and τ32 of two samples' ``jet_observables``: the prong structure,
+    which the jet mass and the particle features do not see (a jet without prongs has τ32 near 1)."""
+    metrics = {}
+    for name in ("tau21", "tau32"):
+        metrics[f"w1_{name}_e3"] = 1e3 * wasserstein1(reference[name], generated[name])
+        metrics[f"median_{name}"] = float(np.median(generated[name]))
+        metrics[f"reference_median_{name}"] = float(np.median(reference[name]))
+    return metrics
 
 
 #: Axis labels (with units) and binning of the comparison plots.
