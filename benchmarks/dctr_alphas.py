@@ -135,6 +135,8 @@ def prepare(args: argparse.Namespace, grid: list[float]) -> tuple[dict[str, Any]
     directory: Path = args.directory
     cpu: dict[str, float] = {}
     samples = {"mystery": (directory / "as0160", args.mystery_jets, 160, MYSTERY)}
+    if args.closure and args.closure_extra_jets:  # more α_s = 0.16 jets for the closure's target alone
+        samples["closure_extra"] = (directory / "as0160_b", args.closure_extra_jets, 161, MYSTERY)
     for alphas in grid if args.parametrised else []:
         tag = f"as{round(alphas * 1000):04d}"
         samples[tag] = (directory / "grid" / tag, args.grid_jets, 1000 + round(alphas * 1000), alphas)
@@ -168,10 +170,16 @@ def prepare(args: argparse.Namespace, grid: list[float]) -> tuple[dict[str, Any]
     mystery = read_qcd([samples["mystery"][0] / f"{split}.parquet" for split in SPLITS])
     files["mystery_fit"] = write_table(mystery.slice(0, args.fit_jets), directory / "mystery" / "fit.parquet")
     files["mystery_all"] = [samples["mystery"][0] / f"{split}.parquet" for split in SPLITS]
+    files["closure_target"] = [
+        where / f"{split}.parquet"
+        for name, (where, *_rest) in samples.items()
+        if name.startswith(("mystery", "closure"))
+        for split in SPLITS
+    ]
     # the scan: every jet carries the α_s it was made with (the parametrised target's θ field)
     scan = []
     for name, (where, _jets, _seed, alphas) in samples.items():
-        if name == "mystery":
+        if name in ("mystery", "closure_extra"):
             continue
         table = read_qcd([where / f"{split}.parquet" for split in SPLITS])
         table = table.append_column(PARAMETER, pa.array(np.full(len(table), alphas, np.float64)))
@@ -213,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--closure", action=argparse.BooleanOptionalAction, default=True, help="plain DCTR closure")
     parser.add_argument("--closure-source-jets", type=int, default=12000, help="nominal jets in the closure")
+    parser.add_argument(
+        "--closure-extra-jets", type=int, default=0, help="more α_s = 0.16 jets (seed 161) for the closure's target"
+    )
     parser.add_argument("--closure-epochs", type=int, default=25)
+    parser.add_argument(
+        "--closure-config", type=Path, default=CONFIG, help="the plain closure's run config (model and inputs)"
+    )
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--closure-ensemble", type=int, default=1)
     parser.add_argument("--name", default="dctr-alphas")
@@ -347,9 +361,9 @@ def run_closure(args: argparse.Namespace, files: dict[str, Any], cpu: dict[str, 
 
     start = time.process_time()
     result = reweight(
-        load_run_config(CONFIG, [f"training.epochs={args.closure_epochs}"]),
+        load_run_config(args.closure_config, [f"training.epochs={args.closure_epochs}"]),
         [files["closure"]],
-        files["mystery_all"],
+        files["closure_target"],
         folds=args.folds,
         ensemble=args.closure_ensemble,
         options=WeightOptions(beside_source=False),
@@ -362,6 +376,7 @@ def run_closure(args: argparse.Namespace, files: dict[str, Any], cpu: dict[str, 
         "run": str(result.run_dir),
         "source_jets": len(result.source),
         "target_jets": len(result.target),
+        "config": str(args.closure_config),
         "folds": args.folds,
         "ensemble": args.closure_ensemble,
         "epochs": args.closure_epochs,

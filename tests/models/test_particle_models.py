@@ -419,3 +419,44 @@ def test_exported_eval_path_gives_the_eval_outputs(
     expected = evaluate(model, batch)
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     torch.testing.assert_close(evaluate(model, batch), expected, rtol=0, atol=1e-10)
+
+
+# --- the PFN with jet-level inputs --------------------------------------------------------------
+
+
+def test_a_pfn_with_jet_inputs_learns_what_only_the_jet_group_carries() -> None:
+    """Labels that only a jet-level variable knows (the particles are the same for both classes):
+    the PFN reading its ``jet`` group learns them, the plain PFN cannot."""
+    batch, _ = toy_jets(768, seed=12, two_prong=np.zeros(768))
+    labels = np.random.default_rng(13).integers(0, 2, 768)
+    jet = batch["jet"].clone()
+    jet[:, -1] = torch.tensor(labels, dtype=jet.dtype) + 0.3 * torch.randn(
+        768, generator=torch.Generator().manual_seed(1)
+    )
+    batch = float32({**batch, "jet": jet})
+    train, validation = take(batch, slice(0, 512)), take(batch, slice(512, None))
+    aucs = {}
+    for jet_inputs in (False, True):
+        model = small_model(ParticleFlowNetwork, jet_inputs=jet_inputs)
+        assert ("jet" in model.input_keys) is jet_inputs  # what export and attacks read from the instance
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+        targets = torch.tensor(labels[:512])
+        generator = torch.Generator().manual_seed(0)
+        model.train()
+        for _ in range(160):
+            rows = torch.randint(0, 512, (64,), generator=generator)
+            loss = torch.nn.functional.cross_entropy(model(take(train, rows)), targets[rows])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        scores = torch.softmax(evaluate(model, validation), dim=-1)[:, 1].numpy()
+        aucs[jet_inputs] = roc_auc_score(labels[512:], scores)
+    assert aucs[True] > 0.9 and abs(aucs[False] - 0.5) < 0.1
+
+
+def test_jet_inputs_need_a_jet_group_and_are_a_pfn_option() -> None:
+    dims = {key: size for key, size in INPUT_DIMS.items() if key != "jet"}
+    with pytest.raises(ConfigError, match="jet_inputs needs a 'jet' input group"):
+        ParticleFlowNetwork.from_preset("small", 2, dims, jet_inputs=True)
+    with pytest.raises(ConfigError, match="jet_inputs is a PFN option"):
+        EnergyFlowNetwork.from_preset("small", 2, INPUT_DIMS, jet_inputs=True)

@@ -64,7 +64,7 @@ def model_input_variables(model: Any) -> dict[str, list[str]]:
     if getattr(model, "classical", None) is not None:
         groups = [data.jet_group(model.name)]
     else:
-        keys = getattr(type(model.network), "input_keys", tuple(data.inputs))
+        keys = getattr(model.network, "input_keys", tuple(data.inputs))  # an instance may read more
         groups = [key for key in keys if key in data.inputs]
     return {group: list(data.inputs[group].variables) for group in groups}
 
