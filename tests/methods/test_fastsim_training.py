@@ -184,11 +184,18 @@ def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
     assert code == 2 and "attention blocks must number 0 to layers (1), got 2" in err, err
     assert not any(tmp_path.glob("fastsim-*"))
     arguments = ["--train", str(path), "--particles", "8", "--epochs", "1", "--hidden", "8", "--layers", "1"]
+    arguments += ["--attention", "1", "--global-size", "4"]
     code, _, err = run(
         ["fastsim", "train", *arguments, "--name", "fm", "--runs-dir", str(tmp_path), "--no-progress", "--ema", "0.9"],
         capsys,
     )
     assert code == 0, err
+    assert fastsim.load_fastsim(tmp_path / "fm").hyperparameters == {
+        "hidden": 8,
+        "layers": 1,
+        "global_size": 4,
+        "attention": 1,
+    }
     output = tmp_path / "bad.parquet"
     code, _, err = run(["fastsim", "sample", str(tmp_path / "fm"), "-o", str(output), "--solver", "rk4"], capsys)
     assert code == 2 and "unknown ODE solver 'rk4'" in err and len(err.strip().splitlines()) == 1, err

@@ -38,6 +38,7 @@ def train_command(
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; GAN 2e-4).")] = None,
     hidden: Annotated[int, typer.Option(help="Width of the EPiC layers.")] = 64,
     layers: Annotated[int, typer.Option(help="Number of EPiC layers.")] = 3,
+    global_size: Annotated[int, typer.Option(help="Width of the EPiC layers' global vector.")] = 16,
     attention: Annotated[
         int, typer.Option(help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers).")
     ] = 0,
@@ -76,6 +77,7 @@ def train_command(
         hyperparameters={
             "hidden": hidden,
             "layers": layers,
+            "global_size": global_size,
             **({"ot_coupling": 1} if ot else {}),
             **({"attention": attention} if attention else {}),
         },
