@@ -235,7 +235,11 @@ def reweight_parametrised(
     Parameters
     ----------
     config : RunConfig
-        As for ``reweight``; the parameters are appended to the model's inputs.
+        As for ``reweight``; the parameters are appended to the model's inputs. Prefer smooth units
+        (``model.activation: silu`` for the MLP): log f/(1 − f) must follow log p_θ/p₀ into the
+        sparse tails, where a ReLU network continues its last linear pieces (on N(0,1) → N(μ,1),
+        μ ∈ [−2, 2], 10⁵ events, at μ = −1.5: ReLU flattens the log-ratio by 0.4 at x = −4 and the
+        weighted variance comes out 0.95-0.97, SiLU 0.97-0.99 for the exact weights' 0.992).
     source_files : sequence of path-like
         The nominal sample; each event is paired with a θ drawn from the target's θ values, anew
         every epoch (arXiv:1907.08209, sec. III, where the target's θ is uniform over the range:
