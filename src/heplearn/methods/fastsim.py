@@ -471,7 +471,8 @@ class FlowMatchingJets(nn.Module):
 
     ``forward(batch)`` returns each jet's flow-matching loss ``(B, 1)``: the mean over its real
     particles of ‖v(x_t, t) − (x₁ − x₀)‖², t ~ U(0, 1), x₀ ~ N(0, I) (Lipman et al., eq. 23 with
-    σ_min = 0). ``sample`` integrates the ODE from noise.
+    σ_min = 0). ``sample`` integrates the ODE from noise. ``attention`` self-attention blocks go into
+    the velocity network (``EPiCNetwork``); without them the generated jets have no prongs.
     """
 
     input_keys = ("particles", "jet", "mask")
