@@ -460,3 +460,16 @@ def test_jet_inputs_need_a_jet_group_and_are_a_pfn_option() -> None:
         ParticleFlowNetwork.from_preset("small", 2, dims, jet_inputs=True)
     with pytest.raises(ConfigError, match="jet_inputs is a PFN option"):
         EnergyFlowNetwork.from_preset("small", 2, INPUT_DIMS, jet_inputs=True)
+
+
+def test_a_pfn_with_jet_inputs_exports_with_its_jet_group(short_jets: dict[str, torch.Tensor]) -> None:
+    """Export reads the keys from the instance: the jet group goes into the exported graph."""
+    model = small_model(ParticleFlowNetwork, jet_inputs=True).eval()
+    inputs = {key: value for key, value in float32(short_jets).items() if key in model.input_keys}
+    assert set(inputs) == {"particles", "jet", "mask"}
+    batch_size = torch.export.Dim("batch", min=1, max=4096)
+    exported = torch.export.export(model, (inputs,), dynamic_shapes={"batch": {key: {0: batch_size} for key in inputs}})
+    fewer = take(inputs, slice(2, 7))
+    torch.testing.assert_close(exported.module()(fewer), evaluate(model, fewer), rtol=1e-5, atol=1e-5)
+    moved = dict(fewer, jet=fewer["jet"] + 1.0)
+    assert not torch.allclose(evaluate(model, moved), evaluate(model, fewer))
