@@ -74,7 +74,7 @@ def hyperparameter_names(name: str) -> tuple[str, ...]:
 
     Example:
     >>> hyperparameter_names("mlp")
-    ('hidden', 'dropout', 'batch_norm')
+    ('hidden', 'dropout', 'batch_norm', 'activation')
     """
     cls = model_class(name)
     if name in TORCH_MODELS:
