@@ -487,13 +487,30 @@ class FlowMatchingJets(nn.Module):
         features: int = 3,
         ot_coupling: int = 0,
         attention: int = 0,
+        time_sampling: str = "uniform",
     ) -> None:
         super().__init__()
+        if time_sampling not in TIME_SAMPLINGS:
+            raise ConfigError(
+                f"fastsim: unknown time sampling {time_sampling!r}; choose one of {', '.join(TIME_SAMPLINGS)}"
+            )
         self.features = features
         self.ot_coupling = bool(ot_coupling)
+        self.time_sampling = time_sampling
         self.velocity = EPiCNetwork(
             features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers, attention
         )
+
+    def draw_time(self, jets: int, dtype: torch.dtype) -> torch.Tensor:
+        """The flow times of a batch: U(0, 1); ``logit_normal``: σ(N(0, 1)), which puts more of the
+        training at the middle of the path, where the velocity is hardest to learn (Esser et al.
+        arXiv:2403.03206, Sec. 3.1); ``start``: t = 0 only, the one-step student of distillation
+        (x₀ + v(x₀, 0) is its jet; Luhman & Luhman arXiv:2101.02388)."""
+        if self.time_sampling == "logit_normal":
+            return torch.sigmoid(torch.randn(jets, dtype=dtype))
+        if self.time_sampling == "start":
+            return torch.zeros(jets, dtype=dtype)
+        return torch.rand(jets, dtype=dtype)
 
     def velocity_at(
         self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
@@ -504,10 +521,13 @@ class FlowMatchingJets(nn.Module):
     @override
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x1, condition, mask = batch["particles"].float(), batch["jet"].float(), batch["mask"]
-        t = torch.rand(len(x1), dtype=x1.dtype)
-        x0 = torch.randn_like(x1)
-        if self.ot_coupling and self.training:
-            x0 = x0[minibatch_ot_pairing(x0, x1, condition, mask)]
+        t = self.draw_time(len(x1), x1.dtype)
+        if "noise" in batch:  # distillation: the noise the teacher's ODE started from (fastsim_distil)
+            x0 = batch["noise"].float()
+        else:
+            x0 = torch.randn_like(x1)
+            if self.ot_coupling and self.training:
+                x0 = x0[minibatch_ot_pairing(x0, x1, condition, mask)]
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
         error = (self.velocity_at(xt, t, condition, mask) - (x1 - x0)).square().sum(-1)
         weight = mask.to(x1.dtype)
@@ -521,15 +541,22 @@ class FlowMatchingJets(nn.Module):
         steps: int = 25,
         solver: str = "midpoint",
         slots: int | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Clouds from the ODE dx/dt = v(x, t), t: 0 → 1, in ``steps`` steps of ``solver``
-        (``SOLVERS``: Euler, one network pass per step; the midpoint rule and Heun's method, two);
-        ``slots``: ``EPiCLayer``'s."""
+        (``SOLVERS``: Euler, one network pass per step; the midpoint rule and Heun's method, two),
+        starting from ``noise`` (default: drawn from N(0, I)); ``slots``: ``EPiCLayer``'s. A one-step
+        student (``time_sampling="start"``) only knows t = 0: it takes one Euler step, nothing else."""
         if solver not in SOLVERS:
             raise ConfigError(f"fastsim: unknown ODE solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         if steps < 1:
             raise ConfigError(f"fastsim: the ODE needs at least one step, got {steps}")
-        x = torch.randn(*mask.shape, self.features) * mask.unsqueeze(-1)
+        if self.time_sampling == "start" and (steps, solver) != (1, "euler"):
+            raise ConfigError(
+                f"fastsim: this generator was distilled to one Euler step; {steps} {solver} steps are not defined "
+                "for it (sample it with --steps 1 --solver euler)"
+            )
+        x = (noise if noise is not None else torch.randn(*mask.shape, self.features)) * mask.unsqueeze(-1)
         dt = 1.0 / steps
         for step in range(steps):
             t = torch.full((len(x),), step * dt)
@@ -547,6 +574,9 @@ class FlowMatchingJets(nn.Module):
 
 #: ODE solvers of flow-matching sampling, with their network passes per step.
 SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
+
+#: How flow-matching training draws its times (``FlowMatchingJets.draw_time``).
+TIME_SAMPLINGS = ("uniform", "logit_normal", "start")
 
 
 def minibatch_ot_pairing(
@@ -931,7 +961,7 @@ class FastSim:
     kind: str
     network: nn.Module = field(repr=False)
     scaling: CloudScaling
-    hyperparameters: dict[str, int]
+    hyperparameters: dict[str, int | str]
 
     def save(self, run_dir: str | os.PathLike[str]) -> Path:
         """``fastsim.json`` and ``model.safetensors`` into ``run_dir`` (each written atomically)."""
@@ -955,14 +985,15 @@ class FastSim:
         steps: int = 25,
         batch_size: int = 256,
         solver: str = "midpoint",
+        noise: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches; ``steps``
-        and ``solver`` are flow matching's). Jets are batched in order of multiplicity and each batch
-        is cut to its last real particle, so the network runs over the jets' particles rather than
-        the padding (at 128 particles the jets hold 63-79 on average: 1.6-2× fewer rows); the
-        layers' 1/N sum scale keeps the full N, so every jet's function is the one of the padded
-        input. Batches of a few hundred jets keep each layer's activations in the CPU cache: on one
-        core 256 jets ran ≈ 1.3× faster than 2048."""
+        """Standardised clouds for ``condition`` and ``mask`` (the network alone, in batches; ``steps``,
+        ``solver`` and the starting ``noise``, shaped like the clouds, are flow matching's). Jets are
+        batched in order of multiplicity and each batch is cut to its last real particle, so the
+        network runs over the jets' particles rather than the padding (at 128 particles the jets hold
+        63-79 on average: 1.6-2× fewer rows); the layers' 1/N sum scale keeps the full N, so every
+        jet's function is the one of the padded input. Batches of a few hundred jets keep each
+        layer's activations in the CPU cache: on one core 256 jets ran ≈ 1.3× faster than 2048."""
         self.network.eval()
         mask = np.asarray(mask, bool)
         slots = mask.shape[1]
@@ -976,14 +1007,17 @@ class FastSim:
                 c = torch.from_numpy(np.ascontiguousarray(condition[index]))
                 m = torch.from_numpy(np.ascontiguousarray(mask[index, :width]))
                 if isinstance(self.network, FlowMatchingJets):
-                    clouds = self.network.sample(c, m, steps, solver, slots=slots)
+                    start_noise = None
+                    if noise is not None:
+                        start_noise = torch.from_numpy(np.ascontiguousarray(noise[index, :width], np.float32))
+                    clouds = self.network.sample(c, m, steps, solver, slots=slots, noise=start_noise)
                 else:
                     clouds = self.network.sample(c, m, slots=slots)  # type: ignore[operator]
                 result[index, :width] = clouds.numpy()
         return result
 
 
-def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, int]) -> nn.Module:
+def build_network(kind: str, condition_size: int, hyperparameters: Mapping[str, int | str]) -> nn.Module:
     """The untrained network of generator ``kind``."""
     if kind not in MODELS:
         raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
@@ -1041,17 +1075,13 @@ def train_fastsim(
     kind: str = "flow_matching",
     *,
     val: JetClouds | None = None,
-    hyperparameters: Mapping[str, int] | None = None,
+    hyperparameters: Mapping[str, int | str] | None = None,
     training: Any = None,
     run_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> FastSim:
     """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``."""
-    from heplearn.data import InMemoryJets
-    from heplearn.training.losses import TermContext, build_terms
-    from heplearn.training.trainer import InMemorySource, fit
-
     if kind not in MODELS:
         raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
     hyper = {"hidden": 64, "global_size": 16, "layers": 3, **(hyperparameters or {})}
@@ -1059,27 +1089,48 @@ def train_fastsim(
     training = training or default_training(kind)
     torch.manual_seed(seed)
     network = build_network(kind, scaling.condition_size, hyper)
-    task = JetGeneration(network.objectives)  # type: ignore[arg-type]
-    if training.loss != "auto":
-        task.terms = build_terms(training.loss, task, TermContext(training))
-    source = InMemorySource(
-        InMemoryJets(_arrays(train, scaling), train.class_names, None), training.batch_size, True, seed
-    )
     validation = None
     if val is not None and kind != "gan":  # a GAN has no held-out objective without its discriminator
-        validation = InMemorySource(InMemoryJets(_arrays(val, scaling), val.class_names, None), 1024, False, seed)
-    if run_dir is not None:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    result = fit(
-        network, task, source, validation, training, run_dir=Path(run_dir) if run_dir else None, progress=progress
-    )
-    strategy = result.trainer.strategy
-    if strategy is not None and "ema" in strategy.modules:  # the EMA step: its average is the generator
-        network.load_state_dict(strategy.modules["ema"].state_dict())
+        validation = _arrays(val, scaling)
+    fit_generator(network, _arrays(train, scaling), train.class_names, training, validation, run_dir, seed, progress)
     model = FastSim(kind, network, scaling, hyper)
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+def fit_generator(
+    network: nn.Module,
+    train: Any,
+    class_names: Sequence[str],
+    training: Any,
+    validation: Any = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> None:
+    """Train ``network`` in place on ``train`` (``JetArrays``: the standardised ``particles``, the
+    condition ``jet`` and whatever else the network reads) through the engine's ``fit``; with the
+    ``ema`` step, the network ends holding the moving average of its weights."""
+    from heplearn.data import InMemoryJets
+    from heplearn.training.losses import TermContext, build_terms
+    from heplearn.training.trainer import InMemorySource, fit
+
+    task = JetGeneration(network.objectives)  # type: ignore[arg-type]
+    if training.loss != "auto":
+        task.terms = build_terms(training.loss, task, TermContext(training))
+    source = InMemorySource(InMemoryJets(train, list(class_names), None), training.batch_size, True, seed)
+    held_out = None
+    if validation is not None:
+        held_out = InMemorySource(InMemoryJets(validation, list(class_names), None), 1024, False, seed)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    result = fit(
+        network, task, source, held_out, training, run_dir=Path(run_dir) if run_dir else None, progress=progress
+    )
+    strategy = result.trainer.strategy
+    if strategy is not None and "ema" in strategy.modules:  # the EMA step: its average is the generator
+        network.load_state_dict(strategy.modules["ema"].state_dict())
 
 
 def load_fastsim(run_dir: str | os.PathLike[str]) -> FastSim:
@@ -1185,6 +1236,37 @@ def sample_jets(
         )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    draws = draw_conditions(scaling, counts, pt, rng)
+    clouds = scaling.unstandardise(model.generate(draws.condition, draws.mask, steps, solver=solver), draws.mask)
+    clouds = conserve_momentum(clouds, draws.mask, draws.jet_eta, scaling.num_particles, momentum_conservation)
+    # pT order, as the generator stores particles
+    order_in_jet = np.argsort(np.where(draws.mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
+    clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)
+    jets = JetClouds(clouds, draws.mask, draws.label, list(scaling.class_names), draws.jet_pt, draws.jet_eta)
+    return SampledJets(jets, rng.uniform(-np.pi, np.pi, len(draws.label)))
+
+
+@dataclass
+class ConditionDraws:
+    """What a sample of jets is conditioned on: class, pT, η and multiplicity (as the mask), and the
+    network's condition vector built from them."""
+
+    label: np.ndarray
+    jet_pt: np.ndarray
+    jet_eta: np.ndarray
+    mask: np.ndarray
+    condition: np.ndarray
+
+
+def draw_conditions(
+    scaling: CloudScaling,
+    counts: Mapping[str, int],
+    pt: Mapping[str, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> ConditionDraws:
+    """``counts[class]`` jets' conditions: pT from ``pt[class]`` (checked against the training range) or
+    drawn from the training pT distribution, η from the training η distribution, the multiplicity
+    from the training table of the class and pT bin."""
     labels, pts, etas = [], [], []
     for name, count in counts.items():
         index = scaling.class_index(name)
@@ -1227,14 +1309,7 @@ def sample_jets(
     counts_per_jet[order] = multiplicity
     mask = np.arange(scaling.num_particles)[None, :] < counts_per_jet[:, None]
     condition = scaling.condition(label, jet_pt, counts_per_jet)
-    clouds = scaling.unstandardise(model.generate(condition, mask, steps, solver=solver), mask)
-    jet_eta = np.concatenate(etas)
-    clouds = conserve_momentum(clouds, mask, jet_eta, scaling.num_particles, momentum_conservation)
-    # pT order, as the generator stores particles
-    order_in_jet = np.argsort(np.where(mask, -clouds[..., 2], np.inf), axis=1, kind="stable")
-    clouds = np.take_along_axis(clouds, order_in_jet[..., None], 1)
-    jets = JetClouds(clouds, mask, label, list(scaling.class_names), jet_pt, jet_eta)
-    return SampledJets(jets, rng.uniform(-np.pi, np.pi, len(label)))
+    return ConditionDraws(label, jet_pt, np.concatenate(etas), mask, condition)
 
 
 def to_jetclass(sampled: SampledJets, radius: float = JET_RADIUS, *, substructure: bool = True) -> ak.Array:

@@ -48,6 +48,9 @@ def train_command(
     ot: Annotated[
         bool, typer.Option("--ot", help="Flow matching: minibatch optimal-transport coupling (OT-CFM).")
     ] = False,
+    time_sampling: Annotated[
+        str, typer.Option(help="Flow matching: how training draws t: uniform or logit_normal (sigmoid of N(0, 1)).")
+    ] = "uniform",
     threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
     name: Annotated[str | None, typer.Option(help="Run name (default: fastsim, model and time).")] = None,
@@ -65,6 +68,10 @@ def train_command(
         raise typer.BadParameter(f"--ot couples noise and jets of flow matching, not of {model}")
     if attention and model != "flow_matching":
         raise typer.BadParameter(f"--attention is a block of the flow-matching network, not of {model}")
+    if time_sampling != "uniform" and model != "flow_matching":
+        raise typer.BadParameter(f"--time-sampling is flow matching's, not {model}'s")
+    if time_sampling not in ("uniform", "logit_normal"):
+        raise typer.BadParameter(f"--time-sampling: uniform or logit_normal, not {time_sampling!r}")
     training = default_training(model, epochs, batch_size, learning_rate, ema)
     jets = load_sources(train, particles, max_jets)
     validation = load_sources(val, particles) if val else None
@@ -80,6 +87,7 @@ def train_command(
             "global_size": global_size,
             **({"ot_coupling": 1} if ot else {}),
             **({"attention": attention} if attention else {}),
+            **({"time_sampling": time_sampling} if time_sampling != "uniform" else {}),
         },
         training=training,
         run_dir=run_dir,
@@ -103,8 +111,12 @@ def sample_command(
     pt: Annotated[
         float | None, typer.Option(help="Every jet at this pT (GeV; default: drawn from the training pT distribution).")
     ] = None,
-    steps: Annotated[int, typer.Option(help="ODE steps of the flow-matching sampler.")] = 25,
-    solver: Annotated[str, typer.Option(help="ODE solver of flow matching: euler, midpoint or heun.")] = "midpoint",
+    steps: Annotated[
+        int | None, typer.Option(help="ODE steps of the flow-matching sampler (default 25; a one-step student: 1).")
+    ] = None,
+    solver: Annotated[
+        str | None, typer.Option(help="ODE solver of flow matching: euler, midpoint (default) or heun.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     no_substructure: Annotated[
         bool, typer.Option("--no-substructure", help="Leave out jet_sdmass and jet_tau1..4 (FastJet's cost).")
@@ -123,6 +135,9 @@ def sample_command(
     from heplearn.methods.fastsim import load_fastsim, sample_jets, write_jets
 
     model = load_fastsim(run)
+    one_step = model.hyperparameters.get("time_sampling") == "start"  # a one-step student (fastsim distil)
+    steps = steps if steps is not None else (1 if one_step else 25)
+    solver = solver if solver is not None else ("euler" if one_step else "midpoint")
     names = classes or model.scaling.class_names
     counts = {name: jets for name in names}
     values = {name: np.full(jets, pt) for name in names} if pt is not None else None
@@ -149,6 +164,57 @@ def sample_command(
     typer.echo(
         f"{output}: {len(sampled.clouds)} jets ({', '.join(names)}) from {model.kind} in {seconds:.1f} s "
         f"({len(sampled.clouds) / max(seconds, 1e-9):.0f} jets/s, network only)"
+    )
+
+
+@fastsim_app.command("distil")
+def distil_command(
+    teacher: Annotated[Path, typer.Argument(help="Run directory of a trained flow-matching generator.")],
+    mode: Annotated[
+        str, typer.Option(help="one_step (one network pass per jet) or reflow (straight paths for few steps).")
+    ] = "one_step",
+    pairs: Annotated[int, typer.Option(help="Teacher jets (noise, jet pairs) per class.")] = 25000,
+    steps: Annotated[int, typer.Option(help="ODE steps of the teacher's sampler.")] = 5,
+    solver: Annotated[str, typer.Option(help="ODE solver of the teacher: euler, midpoint or heun.")] = "midpoint",
+    epochs: Annotated[int, typer.Option(help="Training epochs of the student.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 128,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate of the student.")] = 3e-4,
+    ema: Annotated[float | None, typer.Option(help="Moving average of the student's weights.")] = 0.999,
+    threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pairs' noise and of the batches.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Run name (default: the teacher's, mode and time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Distil a flow-matching generator into a student that needs fewer network passes per jet."""
+    import torch
+
+    from heplearn.methods.fastsim import default_training, load_fastsim
+    from heplearn.methods.fastsim_distil import DISTILLATION_MODES, distil_fastsim, teacher_pairs
+
+    if mode not in DISTILLATION_MODES:
+        raise typer.BadParameter(f"--mode: one of {', '.join(DISTILLATION_MODES)}, not {mode!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_fastsim(teacher)
+    started = time.perf_counter()
+    made = teacher_pairs(model, pairs, steps=steps, solver=solver, seed=seed)
+    paired = time.perf_counter() - started
+    run_dir = runs_dir / (name or f"{teacher.name}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}")
+    distil_fastsim(
+        model,
+        made,
+        mode,
+        training=default_training("flow_matching", epochs, batch_size, learning_rate, ema),
+        run_dir=run_dir,
+        provenance={"teacher": str(teacher), "steps": steps, "solver": solver, "seed": seed},
+        seed=seed,
+        progress=not no_progress,
+    )
+    sampler = "--steps 1 --solver euler" if mode == "one_step" else "a few Euler steps"
+    typer.echo(
+        f"run: {run_dir} ({mode} student of {teacher}: {len(made)} pairs in {paired:.0f} s, {epochs} epochs, "
+        f"{time.perf_counter() - started:.0f} s in all; sample it with {sampler})"
     )
 
 
