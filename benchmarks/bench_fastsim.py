@@ -5,7 +5,8 @@
   550-650 GeV window; its CPU time is the chunks' own;
 - ours: each ``--run`` (a ``heplearn fastsim train`` run directory), one torch thread: jets of
   both classes sampled (``sample_jets``: pT and multiplicity draws, the network, for flow matching
-  the ODE with ``--steps`` steps of ``--solver``), then turned into the JetClass file
+  the ODE with ``--steps`` steps of ``--solver``, a one-step student of ``fastsim distil`` its one
+  Euler step), then turned into the JetClass file
   (``write_jets``: four-vectors, Parquet) without and with the FastJet soft drop and τ_N of the
   generated constituents (``jet_sdmass``, ``jet_tau1..4``), which cost a fixed ≈ 0.35 ms a jet
   whatever made the constituents.
@@ -53,6 +54,13 @@ def pythia_rate(process: str, jets: int, seed: int) -> float:
     return summary.jets_generated / summary.cpu_seconds
 
 
+def run_sampler(run: Path, steps: int, solver: str) -> tuple[int, str]:
+    """The sampler of ``run``: one Euler step for a one-step student (``fastsim distil``), else ``steps``
+    steps of ``solver``."""
+    hyperparameters = json.loads((run / "fastsim.json").read_text())["hyperparameters"]
+    return (1, "euler") if hyperparameters.get("time_sampling") == "start" else (steps, solver)
+
+
 def model_rates(run: Path, jets: int, steps: int, solver: str, seed: int) -> tuple[float, float, float]:
     """Jets per CPU-second of one trained generator, jets of both classes: the network alone, with the
     particle-level JetClass file, and with FastJet substructure in the file too."""
@@ -89,14 +97,14 @@ def main() -> None:
         reference.append(pythia_rate(process, pythia_jets, arguments.seed))
         print(f"Pythia 8 + FastJet, {process}: {reference[-1]:.1f} jets/CPU-s", flush=True)
         for run in arguments.run:
-            ours[run].append(model_rates(run, model_jets, arguments.steps, arguments.solver, arguments.seed))
+            steps, solver = run_sampler(run, arguments.steps, arguments.solver)
+            ours[run].append(model_rates(run, model_jets, steps, solver, arguments.seed))
             network, particles, full = ours[run][-1]
             print(
                 f"{run}: {network:.0f} jets/CPU-s network, {particles:.0f} with the file, {full:.0f} with substructure",
                 flush=True,
             )
     pythia = statistics.mean(reference)
-    sampler = f"{arguments.steps} {arguments.solver} steps"
     print(
         "\n| generator | jets/CPU-s (network) | jets/CPU-s (JetClass file) | × Pythia + FastJet "
         "| jets/CPU-s (file + FastJet substructure) | × Pythia + FastJet |"
@@ -106,7 +114,9 @@ def main() -> None:
     for run, rates in ours.items():
         kind = json.loads((run / "fastsim.json").read_text())["kind"]
         network, particles, full = (statistics.mean(rate[i] for rate in rates) for i in range(3))
-        label = f"{kind} ({run.name}{', ' + sampler if kind == 'flow_matching' else ''}, {model_jets} jets)"
+        steps, solver = run_sampler(run, arguments.steps, arguments.solver)
+        sampler = f", {steps} {solver} step{'s' if steps > 1 else ''}" if kind == "flow_matching" else ""
+        label = f"{kind} ({run.name}{sampler}, {model_jets} jets)"
         ratios = f"{particles / pythia:.0f} | {full:.0f} | {full / pythia:.0f}"
         print(f"| {label} | {network:.0f} | {particles:.0f} | {ratios} |")
     first = [statistics.mean(rate[i] for rate in ours[arguments.run[0]]) for i in range(3)]
