@@ -202,9 +202,10 @@ def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
     assert not output.exists()
 
 
-def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_padding() -> None:
+@pytest.mark.parametrize("pair_bias", [0, 1])
+def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_padding(pair_bias: int) -> None:
     torch.manual_seed(0)
-    network = fastsim.EPiCNetwork(3, 2, 4, hidden=8, global_size=4, layers=2, attention=2)
+    network = fastsim.EPiCNetwork(3, 2, 4, hidden=8, global_size=4, layers=2, attention=2, pair_bias=pair_bias)
     x, condition = torch.randn(2, 6, 3), torch.randn(2, 4)
     mask = torch.ones(2, 6, dtype=torch.bool)
     mask[1, 4:] = False
@@ -221,6 +222,34 @@ def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_
         fastsim.EPiCNetwork(3, 2, 4, layers=2, attention=3)
     with pytest.raises(ConfigError, match="not a multiple of the 4 heads"):
         fastsim.SelfAttention(6)
+    with pytest.raises(ConfigError, match="the pair bias is a part of the attention blocks; it needs attention > 0"):
+        fastsim.EPiCNetwork(3, 2, 4, layers=2, pair_bias=1)
+
+
+def test_pair_bias_makes_attention_follow_the_particles_distances() -> None:
+    torch.manual_seed(3)
+    block = fastsim.SelfAttention(8, heads=2, pair_bias=True)
+    with torch.no_grad():  # bias = -4 ln(ΔR² + ε) in both heads: a particle attends to its close neighbours
+        block.pair_bias[0].weight.fill_(1.0)
+        block.pair_bias[0].bias.zero_()
+        block.pair_bias[2].weight.fill_(-4.0 / 16)
+        block.pair_bias[2].bias.zero_()
+    hidden, mask = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
+    close = torch.tensor([[[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.01]]])  # two pairs of neighbours
+    swapped = close[:, [2, 3, 0, 1]]  # the same hidden states, the neighbours exchanged
+    out_close, out_swapped = block(hidden, mask, close), block(hidden, mask, swapped)
+    assert not torch.allclose(out_close, out_swapped, atol=1e-3)
+    # particle 0 listens to its neighbour 1, hardly to the far particle 2
+    neighbour, far = hidden.clone(), hidden.clone()
+    neighbour[0, 1] += 1.0
+    far[0, 2] += 1.0
+    moved_by_neighbour = (block(neighbour, mask, close) - out_close)[0, 0].abs().max()
+    moved_by_far = (block(far, mask, close) - out_close)[0, 0].abs().max()
+    assert moved_by_far < 1e-3 * moved_by_neighbour
+    plain = fastsim.SelfAttention(8, heads=2)
+    torch.testing.assert_close(plain(hidden, mask, close), plain(hidden, mask, swapped))
+    with pytest.raises(ValueError, match="needs the particles' positions"):
+        block(hidden, mask)
 
 
 @pytest.mark.parametrize("attention", [0, 1])

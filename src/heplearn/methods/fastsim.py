@@ -385,13 +385,21 @@ class SelfAttention(nn.Module):
     """A pre-norm transformer-encoder block over the particles of a jet (multi-head self-attention,
     then a feed-forward network, both residual), the particle–particle interaction of the set
     transformers of PC-JeDi (Leigh et al. arXiv:2303.05376) and PC-Droid (arXiv:2307.06836).
-    Padded particles are neither attended to nor changed (their output is zero)."""
+    Padded particles are neither attended to nor changed (their output is zero).
 
-    def __init__(self, hidden: int, heads: int = 4) -> None:
+    ``pair_bias``: each head's attention logits also get a learned function of the two particles'
+    angular distance, b_h(ln(ΔR²_ij + ε)), the pairwise-interaction bias of the Particle Transformer
+    (Qu, Li & Qu arXiv:2202.03772, eq. 2 with the ΔR feature), so that a particle can attend to its
+    neighbours, the particles of its own prong."""
+
+    def __init__(self, hidden: int, heads: int = 4, pair_bias: bool = False) -> None:
         super().__init__()
         if hidden % heads:
             raise ConfigError(f"self-attention: the width {hidden} is not a multiple of the {heads} heads")
         self.heads = heads
+        self.pair_bias = (
+            nn.Sequential(nn.Linear(1, 16), nn.LeakyReLU(0.01), nn.Linear(16, heads)) if pair_bias else None
+        )
         self.norm = nn.LayerNorm(hidden)
         self.project = nn.Linear(hidden, 3 * hidden)
         self.combine = nn.Linear(hidden, hidden)
@@ -399,12 +407,20 @@ class SelfAttention(nn.Module):
             nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.01), nn.Linear(2 * hidden, hidden)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``positions`` ``(B, N, 2)``: the particles' (Δη, Δφ), needed with ``pair_bias``."""
         batch, particles, width = x.shape
         query, key, value = (
             self.project(self.norm(x)).view(batch, particles, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         )
-        attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
+        keys: torch.Tensor = mask[:, None, None, :]
+        if self.pair_bias is not None:
+            if positions is None:
+                raise ValueError("self-attention with a pair bias needs the particles' positions")
+            squared = (positions[:, :, None, :] - positions[:, None, :, :]).square().sum(-1, keepdim=True)
+            bias = self.pair_bias(torch.log(squared + 1e-4)).permute(0, 3, 1, 2)  # (B, heads, N, N)
+            keys = bias.masked_fill(~keys, float("-inf"))
+        attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=keys)
         x = x + self.combine(attended.transpose(1, 2).reshape(batch, particles, width))
         return (x + self.feed(x)) * mask.unsqueeze(-1).to(x.dtype)
 
@@ -416,7 +432,8 @@ class EPiCNetwork(nn.Module):
     ``attention`` EPiC layers: the EPiC layers exchange information between particles only through
     the pooled global vector, which cannot say where each particle sits relative to the others; the
     attention blocks can (the generated jets' prongs need it, see ``FlowMatchingJets``). Its cost is
-    quadratic in the number of particles."""
+    quadratic in the number of particles. ``pair_bias`` adds the particles' angular distances (the
+    first two input features) to the attention logits (``SelfAttention``)."""
 
     def __init__(
         self,
@@ -427,6 +444,7 @@ class EPiCNetwork(nn.Module):
         global_size: int = 16,
         layers: int = 3,
         attention: int = 0,
+        pair_bias: int = 0,
     ) -> None:
         super().__init__()
         if hidden < 1 or global_size < 1 or layers < 1:
@@ -438,7 +456,9 @@ class EPiCNetwork(nn.Module):
         self.embed = nn.Sequential(nn.Linear(inputs + condition_size, hidden), nn.LeakyReLU(0.01))
         self.initial_global = nn.Linear(hidden + condition_size, global_size)
         self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
-        self.attention = nn.ModuleList(SelfAttention(hidden) for _ in range(attention))
+        if pair_bias and not attention:
+            raise ConfigError("EPiC network: the pair bias is a part of the attention blocks; it needs attention > 0")
+        self.attention = nn.ModuleList(SelfAttention(hidden, pair_bias=bool(pair_bias)) for _ in range(attention))
         self.output = nn.Linear(hidden, outputs)
 
     @override
@@ -452,7 +472,7 @@ class EPiCNetwork(nn.Module):
         for index, layer in enumerate(self.layers):
             hidden, g = layer(hidden, g, condition, mask, slots)
             if index < len(self.attention):
-                hidden = self.attention[index](hidden, mask)
+                hidden = self.attention[index](hidden, mask, x[..., :2])
         return self.output(hidden) * weight, g
 
 
@@ -488,6 +508,7 @@ class FlowMatchingJets(nn.Module):
         ot_coupling: int = 0,
         attention: int = 0,
         time_sampling: str = "uniform",
+        pair_bias: int = 0,
     ) -> None:
         super().__init__()
         if time_sampling not in TIME_SAMPLINGS:
@@ -498,7 +519,7 @@ class FlowMatchingJets(nn.Module):
         self.ot_coupling = bool(ot_coupling)
         self.time_sampling = time_sampling
         self.velocity = EPiCNetwork(
-            features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers, attention
+            features, features, condition_size + _TIME_FEATURES, hidden, global_size, layers, attention, pair_bias
         )
 
     def draw_time(self, jets: int, dtype: torch.dtype) -> torch.Tensor:

@@ -42,6 +42,10 @@ def train_command(
     attention: Annotated[
         int, typer.Option(help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers).")
     ] = 0,
+    pair_bias: Annotated[
+        bool,
+        typer.Option("--pair-bias", help="Flow matching: the attention blocks also weigh the particles' distances."),
+    ] = False,
     ema: Annotated[
         float | None, typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999).")
     ] = None,
@@ -87,6 +91,7 @@ def train_command(
             "global_size": global_size,
             **({"ot_coupling": 1} if ot else {}),
             **({"attention": attention} if attention else {}),
+            **({"pair_bias": 1} if pair_bias else {}),
             **({"time_sampling": time_sampling} if time_sampling != "uniform" else {}),
         },
         training=training,
