@@ -145,7 +145,7 @@ def test_distil_cli_makes_a_one_step_run_and_refuses_bad_input(
         code == 2 and "--time-sampling: uniform or logit_normal, not 'start'" in err and not (tmp_path / "bad").exists()
     )
     code, _, err = run(
-        ["fastsim", "train", *arguments, "--pair-bias", "--name", "nb", "--runs-dir", str(tmp_path)], capsys
+        ["fastsim", "train", *arguments, "--pair-bias", "1", "--name", "nb", "--runs-dir", str(tmp_path)], capsys
     )
     assert code == 2 and "the pair bias is a part of the attention blocks" in err and not (tmp_path / "nb").exists()
     code, _, err = run(
@@ -156,6 +156,7 @@ def test_distil_cli_makes_a_one_step_run_and_refuses_bad_input(
             "--attention",
             "1",
             "--pair-bias",
+            "4",
             "--name",
             "pb",
             "--runs-dir",
@@ -163,7 +164,7 @@ def test_distil_cli_makes_a_one_step_run_and_refuses_bad_input(
         ],
         capsys,
     )
-    assert code == 0 and fastsim.load_fastsim(tmp_path / "pb").hyperparameters["pair_bias"] == 1, err
+    assert code == 0 and fastsim.load_fastsim(tmp_path / "pb").hyperparameters["pair_bias"] == 4, err
     distil = ["fastsim", "distil", str(tmp_path / "fm"), "--pairs", "30", "--epochs", "1", "--runs-dir", str(tmp_path)]
     code, out, err = run([*distil, "--name", "fm1", "--steps", "2", "--no-progress"], capsys)
     assert code == 0, err

@@ -202,7 +202,7 @@ def test_cli_refuses_ot_for_other_models_and_unknown_solvers(
     assert not output.exists()
 
 
-@pytest.mark.parametrize("pair_bias", [0, 1])
+@pytest.mark.parametrize("pair_bias", [0, 1, 8])
 def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_padding(pair_bias: int) -> None:
     torch.manual_seed(0)
     network = fastsim.EPiCNetwork(3, 2, 4, hidden=8, global_size=4, layers=2, attention=2, pair_bias=pair_bias)
@@ -228,15 +228,16 @@ def test_attention_blocks_keep_the_network_permutation_equivariant_and_blind_to_
 
 def test_pair_bias_makes_attention_follow_the_particles_distances() -> None:
     torch.manual_seed(3)
-    block = fastsim.SelfAttention(8, heads=2, pair_bias=True)
+    block = fastsim.SelfAttention(8, heads=2, pair_bias=16)
     with torch.no_grad():  # bias = -4 ln(ΔR² + ε) in both heads: a particle attends to its close neighbours
         block.pair_bias[0].weight.fill_(1.0)
         block.pair_bias[0].bias.zero_()
         block.pair_bias[2].weight.fill_(-4.0 / 16)
         block.pair_bias[2].bias.zero_()
     hidden, mask = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
-    close = torch.tensor([[[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.01]]])  # two pairs of neighbours
-    swapped = close[:, [2, 3, 0, 1]]  # the same hidden states, the neighbours exchanged
+    positions = torch.tensor([[[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.01]]])  # two pairs of neighbours
+    close = fastsim.log_distances(positions)
+    swapped = fastsim.log_distances(positions[:, [2, 3, 0, 1]])  # the same hidden states, the neighbours exchanged
     out_close, out_swapped = block(hidden, mask, close), block(hidden, mask, swapped)
     assert not torch.allclose(out_close, out_swapped, atol=1e-3)
     # particle 0 listens to its neighbour 1, hardly to the far particle 2
@@ -248,8 +249,14 @@ def test_pair_bias_makes_attention_follow_the_particles_distances() -> None:
     assert moved_by_far < 1e-3 * moved_by_neighbour
     plain = fastsim.SelfAttention(8, heads=2)
     torch.testing.assert_close(plain(hidden, mask, close), plain(hidden, mask, swapped))
-    with pytest.raises(ValueError, match="needs the particles' positions"):
+    with pytest.raises(ValueError, match="needs the particles' distances"):
         block(hidden, mask)
+    # the cheap form: one slope and offset per head
+    linear = fastsim.SelfAttention(8, heads=2, pair_bias=1)
+    assert isinstance(linear.pair_bias, torch.nn.Linear) and linear.pair_bias.weight.shape == (2, 1)
+    assert not torch.allclose(linear(hidden, mask, close), linear(hidden, mask, swapped))
+    with pytest.raises(ConfigError, match="hidden units must be 0 or more, got -1"):
+        fastsim.SelfAttention(8, pair_bias=-1)
 
 
 @pytest.mark.parametrize("attention", [0, 1])

@@ -390,16 +390,21 @@ class SelfAttention(nn.Module):
     ``pair_bias``: each head's attention logits also get a learned function of the two particles'
     angular distance, b_h(ln(ΔR²_ij + ε)), the pairwise-interaction bias of the Particle Transformer
     (Qu, Li & Qu arXiv:2202.03772, eq. 2 with the ΔR feature), so that a particle can attend to its
-    neighbours, the particles of its own prong."""
+    neighbours, the particles of its own prong. ``pair_bias = 1``: b_h is linear in ln(ΔR² + ε), one
+    slope and offset per head (the cheap form); ``k > 1``: an MLP with k hidden units."""
 
-    def __init__(self, hidden: int, heads: int = 4, pair_bias: bool = False) -> None:
+    def __init__(self, hidden: int, heads: int = 4, pair_bias: int = 0) -> None:
         super().__init__()
         if hidden % heads:
             raise ConfigError(f"self-attention: the width {hidden} is not a multiple of the {heads} heads")
+        if pair_bias < 0:
+            raise ConfigError(f"self-attention: the pair bias's hidden units must be 0 or more, got {pair_bias}")
         self.heads = heads
-        self.pair_bias = (
-            nn.Sequential(nn.Linear(1, 16), nn.LeakyReLU(0.01), nn.Linear(16, heads)) if pair_bias else None
-        )
+        self.pair_bias: nn.Module | None = None
+        if pair_bias == 1:
+            self.pair_bias = nn.Linear(1, heads)
+        elif pair_bias > 1:
+            self.pair_bias = nn.Sequential(nn.Linear(1, pair_bias), nn.LeakyReLU(0.01), nn.Linear(pair_bias, heads))
         self.norm = nn.LayerNorm(hidden)
         self.project = nn.Linear(hidden, 3 * hidden)
         self.combine = nn.Linear(hidden, hidden)
@@ -407,22 +412,28 @@ class SelfAttention(nn.Module):
             nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.01), nn.Linear(2 * hidden, hidden)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """``positions`` ``(B, N, 2)``: the particles' (Δη, Δφ), needed with ``pair_bias``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, distances: torch.Tensor | None = None) -> torch.Tensor:
+        """``distances`` ``(B, N, N, 1)``: ln(ΔR²_ij + ε) of the particles (``log_distances``), needed with
+        ``pair_bias``."""
         batch, particles, width = x.shape
         query, key, value = (
             self.project(self.norm(x)).view(batch, particles, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         )
         keys: torch.Tensor = mask[:, None, None, :]
         if self.pair_bias is not None:
-            if positions is None:
-                raise ValueError("self-attention with a pair bias needs the particles' positions")
-            squared = (positions[:, :, None, :] - positions[:, None, :, :]).square().sum(-1, keepdim=True)
-            bias = self.pair_bias(torch.log(squared + 1e-4)).permute(0, 3, 1, 2)  # (B, heads, N, N)
+            if distances is None:
+                raise ValueError("self-attention with a pair bias needs the particles' distances")
+            bias = self.pair_bias(distances).permute(0, 3, 1, 2)  # (B, heads, N, N)
             keys = bias.masked_fill(~keys, float("-inf"))
         attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=keys)
         x = x + self.combine(attended.transpose(1, 2).reshape(batch, particles, width))
         return (x + self.feed(x)) * mask.unsqueeze(-1).to(x.dtype)
+
+
+def log_distances(positions: torch.Tensor) -> torch.Tensor:
+    """ln(ΔR²_ij + 10⁻⁴) ``(B, N, N, 1)`` of particles at ``positions`` ``(B, N, 2)`` (Δη, Δφ)."""
+    squared = (positions[:, :, None, :] - positions[:, None, :, :]).square().sum(-1, keepdim=True)
+    return torch.log(squared + 1e-4)
 
 
 class EPiCNetwork(nn.Module):
@@ -432,8 +443,8 @@ class EPiCNetwork(nn.Module):
     ``attention`` EPiC layers: the EPiC layers exchange information between particles only through
     the pooled global vector, which cannot say where each particle sits relative to the others; the
     attention blocks can (the generated jets' prongs need it, see ``FlowMatchingJets``). Its cost is
-    quadratic in the number of particles. ``pair_bias`` adds the particles' angular distances (the
-    first two input features) to the attention logits (``SelfAttention``)."""
+    quadratic in the number of particles. ``pair_bias`` adds a function of the particles' angular
+    distances (of the first two input features) to the attention logits (``SelfAttention``)."""
 
     def __init__(
         self,
@@ -458,7 +469,7 @@ class EPiCNetwork(nn.Module):
         self.layers = nn.ModuleList(EPiCLayer(hidden, global_size, condition_size) for _ in range(layers))
         if pair_bias and not attention:
             raise ConfigError("EPiC network: the pair bias is a part of the attention blocks; it needs attention > 0")
-        self.attention = nn.ModuleList(SelfAttention(hidden, pair_bias=bool(pair_bias)) for _ in range(attention))
+        self.attention = nn.ModuleList(SelfAttention(hidden, pair_bias=pair_bias) for _ in range(attention))
         self.output = nn.Linear(hidden, outputs)
 
     @override
@@ -469,10 +480,12 @@ class EPiCNetwork(nn.Module):
         weight = mask.unsqueeze(-1).to(x.dtype)
         hidden = self.embed[1](_split_linear(self.embed[0], x, condition)) * weight
         g = self.initial_global(torch.cat([hidden.sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
+        needs_distances = any(block.pair_bias is not None for block in self.attention)
+        distances = log_distances(x[..., :2]) if needs_distances else None  # once for every block
         for index, layer in enumerate(self.layers):
             hidden, g = layer(hidden, g, condition, mask, slots)
             if index < len(self.attention):
-                hidden = self.attention[index](hidden, mask, x[..., :2])
+                hidden = self.attention[index](hidden, mask, distances)
         return self.output(hidden) * weight, g
 
 

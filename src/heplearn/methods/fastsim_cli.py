@@ -43,9 +43,12 @@ def train_command(
         int, typer.Option(help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers).")
     ] = 0,
     pair_bias: Annotated[
-        bool,
-        typer.Option("--pair-bias", help="Flow matching: the attention blocks also weigh the particles' distances."),
-    ] = False,
+        int,
+        typer.Option(
+            help="Flow matching: the attention logits also get a function of the particles' distances ln dR^2: "
+            "0 none, 1 linear per head, k > 1 an MLP of k hidden units."
+        ),
+    ] = 0,
     ema: Annotated[
         float | None, typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999).")
     ] = None,
@@ -91,7 +94,7 @@ def train_command(
             "global_size": global_size,
             **({"ot_coupling": 1} if ot else {}),
             **({"attention": attention} if attention else {}),
-            **({"pair_bias": 1} if pair_bias else {}),
+            **({"pair_bias": pair_bias} if pair_bias else {}),
             **({"time_sampling": time_sampling} if time_sampling != "uniform" else {}),
         },
         training=training,
