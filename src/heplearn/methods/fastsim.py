@@ -11,7 +11,8 @@ and PC-Droid, arXiv:2307.06836), in which every particle sees every other one: w
 generated top jets lack their prongs (on 30-particle top jets the median τ32 was 0.78 against
 Pythia's 0.35, τ21 0.69 against 0.49), since a pooled global vector tells a particle the jet's
 summary but not where the other hard particles sit; with two blocks τ21 matches (0.51) and τ32
-moves most of the way (0.56). Their cost is quadratic in N. The
+moves most of the way (0.56). Their cost is quadratic in N. ``pair_bias`` adds a learned function
+of each pair's angular distance to the attention logits, as the Particle Transformer does. The
 condition of a jet is its class (one-hot), its pT (standardised) and its number of particles n; n
 itself is drawn from the training jets' multiplicities of the same class and pT bin.
 
@@ -25,7 +26,9 @@ Three generators, all trained by the engine's ``fit`` (tasks, named loss terms, 
   al. arXiv:2302.00482), which straightens the paths so that few ODE steps suffice. Sampling
   integrates the ODE dx/dt = v(x, t) from t = 0 to 1 with Euler, the midpoint rule or Heun's
   method (``SOLVERS``). The model's output is each jet's flow-matching loss, and the loss term
-  ``flow_matching`` averages it;
+  ``flow_matching`` averages it. Training draws t uniformly or (``time_sampling``) from a
+  logit-normal; ``methods/fastsim_distil.py`` distils a trained flow into a one-step or
+  straightened student;
 - ``vae``: a set VAE: an EPiC encoder gives q(z | jet), an EPiC generator maps z and per-particle
   noise to a set, the reconstruction is scored by the symmetric Chamfer distance (sets have no
   order to compare slot by slot) and the loss terms are ``chamfer`` and ``latent_kl`` (weighted β);
