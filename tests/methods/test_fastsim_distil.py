@@ -15,10 +15,9 @@ from heplearn.errors import ConfigError
 from heplearn.methods import fastsim
 from heplearn.methods.fastsim_distil import distil_fastsim, teacher_pairs
 from tests.conftest import make_jets
+from tests.methods.test_fastsim_training import TINY, DecayFlow
 from tests.test_cli import run
 
-TINY = {"hidden": 16, "global_size": 8, "layers": 1}
-# five midpoint steps of v = -x multiply x by (1 - h + h^2/2)^5 with h = 1/5
 DECAY_FIVE_MIDPOINT = (1 - 0.2 + 0.02) ** 5
 
 
@@ -28,19 +27,11 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> fastsim.JetClouds:
     return fastsim.load_clouds([path], num_particles=10)
 
 
-class _DecayTeacher(fastsim.FlowMatchingJets):
-    """A teacher whose velocity is v(x, t) = −x: its ODE map is linear and known in closed form."""
-
-    def velocity_at(
-        self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
-    ) -> torch.Tensor:
-        return -x
-
-
 def _decay_teacher(clouds: fastsim.JetClouds) -> fastsim.FastSim:
+    """A teacher whose velocity is v(x, t) = −x: its ODE map is linear and known in closed form."""
     scaling = fastsim.CloudScaling.fit(clouds)
     torch.manual_seed(0)
-    return fastsim.FastSim("flow_matching", _DecayTeacher(scaling.condition_size, **TINY), scaling, dict(TINY))
+    return fastsim.FastSim("flow_matching", DecayFlow(scaling.condition_size, **TINY), scaling, dict(TINY))
 
 
 def _student_end(student: fastsim.FastSim, pairs_seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:

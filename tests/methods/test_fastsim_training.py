@@ -27,7 +27,7 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> fastsim.JetClouds:
     return fastsim.load_clouds([path], num_particles=10)
 
 
-class _Decay(fastsim.FlowMatchingJets):
+class DecayFlow(fastsim.FlowMatchingJets):
     """A flow whose velocity is v(x, t) = −x: the ODE solution is x(1) = x(0) / e."""
 
     def velocity_at(
@@ -54,7 +54,7 @@ class _Drift(fastsim.FlowMatchingJets):
     ],
 )
 def test_each_solver_takes_its_analytic_step_and_converges(solver: str, factor: object) -> None:
-    flow = _Decay(condition_size=2)
+    flow = DecayFlow(condition_size=2)
     mask = torch.ones(4, 5, dtype=torch.bool)
     condition = torch.zeros(4, 2)
     errors = []
