@@ -158,6 +158,7 @@ def sample_command(
         seed=seed,
         solver=solver,
         momentum_conservation=momentum_conservation,
+        progress=True,
     )
     seconds = time.perf_counter() - started
     provenance = {
@@ -206,7 +207,7 @@ def distil_command(
         torch.set_num_threads(threads)
     model = load_fastsim(teacher)
     started = time.perf_counter()
-    made = teacher_pairs(model, pairs, steps=steps, solver=solver, seed=seed)
+    made = teacher_pairs(model, pairs, steps=steps, solver=solver, seed=seed, progress=not no_progress)
     paired = time.perf_counter() - started
     run_dir = runs_dir / (name or f"{teacher.name}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}")
     distil_fastsim(

@@ -77,9 +77,11 @@ def teacher_pairs(
     steps: int = 5,
     solver: str = "midpoint",
     seed: int = 0,
+    progress: bool = False,
 ) -> TeacherPairs:
     """``jets_per_class`` jets of every class of ``teacher`` from noise drawn here, by the teacher's ODE
-    with ``steps`` steps of ``solver`` (its pT, η and multiplicity drawn as ``sample_jets`` draws them)."""
+    with ``steps`` steps of ``solver`` (its pT, η and multiplicity drawn as ``sample_jets`` draws them;
+    ``progress``: a progress bar)."""
     if teacher.kind != "flow_matching":
         raise ConfigError(f"fastsim distil: the teacher must be a flow-matching generator, not {teacher.kind!r}")
     if not isinstance(teacher.network, FlowMatchingJets) or teacher.network.time_sampling == "start":
@@ -92,7 +94,7 @@ def teacher_pairs(
     draws = draw_conditions(scaling, dict.fromkeys(scaling.class_names, jets_per_class), None, rng)
     noise = rng.standard_normal((*draws.mask.shape, teacher.network.features)).astype(np.float32)
     noise *= draws.mask[..., None]
-    clouds = teacher.generate(draws.condition, draws.mask, steps, solver=solver, noise=noise)
+    clouds = teacher.generate(draws.condition, draws.mask, steps, solver=solver, noise=noise, progress=progress)
     return TeacherPairs(noise, clouds, draws.mask, draws.condition, draws.label, list(scaling.class_names))
 
 
