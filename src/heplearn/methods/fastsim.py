@@ -1278,8 +1278,6 @@ def sample_jets(
     mode ``momentum_conservation`` (``scale``, the default: the pT sum's magnitude; ``full``;
     ``none``); ``progress``: a progress bar over the network's batches."""
     scaling = model.scaling
-    if isinstance(model.network, FlowMatchingJets):
-        model.network.check_sampler(steps, solver)
     if momentum_conservation not in MOMENTUM_CONSERVATION:
         raise ConfigError(
             f"fastsim: unknown momentum conservation {momentum_conservation!r}; "
