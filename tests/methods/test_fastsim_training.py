@@ -4,6 +4,8 @@ split EPiC layer and the stabilised GAN, with their bad settings."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -286,3 +288,57 @@ def test_generate_batches_jets_by_multiplicity_and_returns_them_in_order() -> No
     assert (clouds[~mask] == 0).all()
     # each jet's particles sit at 1000 c₀ of its own condition (plus N(0, 1) noise), every one of them generated
     np.testing.assert_allclose(clouds[mask], np.repeat(1000.0 * condition[:, :1], counts, 0).repeat(3, 1), atol=6.0)
+
+
+def test_fine_tuning_starts_from_the_initial_generator_and_keeps_its_architecture(
+    clouds: fastsim.JetClouds, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = fastsim.train_fastsim(
+        clouds,
+        hyperparameters={**TINY, "attention": 1, "ot_coupling": 1},
+        training=fastsim.default_training("flow_matching", epochs=1, batch_size=50),
+    )
+    # at a vanishing rate the continued network is the initial one; a fresh network would not be
+    still = fastsim.default_training("flow_matching", epochs=1, batch_size=50, learning_rate=1e-12)
+    continued = fastsim.train_fastsim(
+        clouds, hyperparameters={"time_sampling": "logit_normal"}, training=still, init=first
+    )
+    assert continued.hyperparameters == {**TINY, "attention": 1, "time_sampling": "logit_normal"}
+    assert continued.scaling == first.scaling
+    for name, tensor in first.network.state_dict().items():
+        torch.testing.assert_close(continued.network.state_dict()[name], tensor, rtol=0, atol=1e-8)
+    fresh = fastsim.train_fastsim(clouds, hyperparameters={**TINY, "attention": 1}, training=still, seed=1)
+    assert any(
+        not torch.allclose(fresh.network.state_dict()[name], tensor)
+        for name, tensor in first.network.state_dict().items()
+    )
+    with pytest.raises(ConfigError, match=r"fine-tuning keeps the architecture; asked for hidden 32 \(the initial"):
+        fastsim.train_fastsim(clouds, hyperparameters={"hidden": 32}, training=still, init=first)
+    with pytest.raises(ConfigError, match="the initial generator is a flow_matching, not a vae"):
+        fastsim.train_fastsim(clouds, "vae", training=still, init=first)
+    fewer = dataclasses.replace(clouds, clouds=clouds.clouds[:, :6], mask=clouds.mask[:, :6])
+    names = ", ".join(clouds.class_names)
+    with pytest.raises(ConfigError, match=f"trained on {names} jets of 10 particles; these are {names} jets of 6"):
+        fastsim.train_fastsim(fewer, training=still, init=first)
+    student = fastsim.FastSim("flow_matching", first.network, first.scaling, {**TINY, "time_sampling": "start"})
+    with pytest.raises(ConfigError, match="one-step student; train its teacher instead"):
+        fastsim.train_fastsim(clouds, training=still, init=student)
+    # the command line: --init continues a run and names it in init.json; a new architecture is refused
+    path = io.write(make_jets(60, seed=13), tmp_path / "jets.parquet")
+    arguments = ["fastsim", "train", "--train", str(path), "--particles", "8", "--epochs", "1", "--no-progress"]
+    arguments += ["--runs-dir", str(tmp_path)]
+    code, _, err = run([*arguments, "--hidden", "8", "--layers", "1", "--global-size", "4", "--name", "a"], capsys)
+    assert code == 0, err
+    code, _, err = run([*arguments, "--init", str(tmp_path / "a"), "--learning-rate", "1e-4", "--name", "b"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / fastsim.INIT_FILE).read_text()) == {
+        "init": str(tmp_path / "a"),
+        "epochs": 1,
+        "learning_rate": 1e-4,
+    }
+    assert fastsim.load_fastsim(tmp_path / "b").hyperparameters == {"hidden": 8, "layers": 1, "global_size": 4}
+    code, _, err = run([*arguments, "--init", str(tmp_path / "a"), "--attention", "1", "--name", "c"], capsys)
+    assert code == 2 and "asked for attention 1 (the initial generator's is 0)" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
+    code, _, err = run([*arguments, "--init", str(tmp_path / "nowhere"), "--name", "d"], capsys)
+    assert code == 2 and "not a fastsim run" in err and not (tmp_path / "d").exists()

@@ -1130,15 +1130,27 @@ def train_fastsim(
     run_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     progress: bool = False,
+    init: FastSim | None = None,
 ) -> FastSim:
-    """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``."""
+    """Train generator ``kind`` on ``train`` jets through the engine's ``fit``; save it to ``run_dir``.
+
+    ``init``: continue training that generator (fine-tuning, e.g. more epochs at a lower rate): its
+    network, weights and scaling are kept, and ``hyperparameters`` may only change how it trains
+    (``TRAINING_HYPERPARAMETERS``), not its architecture."""
     if kind not in MODELS:
         raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
-    hyper = {"hidden": 64, "global_size": 16, "layers": 3, **(hyperparameters or {})}
-    scaling = CloudScaling.fit(train)
     training = training or default_training(kind)
-    torch.manual_seed(seed)
-    network = build_network(kind, scaling.condition_size, hyper)
+    if init is None:
+        hyper = {key: ARCHITECTURE_DEFAULTS[key] for key in ("hidden", "global_size", "layers")}
+        hyper |= hyperparameters or {}
+        scaling = CloudScaling.fit(train)
+        torch.manual_seed(seed)
+        network = build_network(kind, scaling.condition_size, hyper)
+    else:
+        hyper, scaling = initialised_hyperparameters(init, kind, train, hyperparameters or {}), init.scaling
+        torch.manual_seed(seed)
+        network = build_network(kind, scaling.condition_size, hyper)
+        network.load_state_dict(init.network.state_dict())
     validation = None
     if val is not None and kind != "gan":  # a GAN has no held-out objective without its discriminator
         validation = _arrays(val, scaling)
@@ -1147,6 +1159,44 @@ def train_fastsim(
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+#: The architecture of a new generator where not asked otherwise (no attention blocks, no pair bias).
+ARCHITECTURE_DEFAULTS: dict[str, int] = {"hidden": 64, "global_size": 16, "layers": 3, "attention": 0, "pair_bias": 0}
+
+#: The file of a fine-tuning run that names the run it continued.
+INIT_FILE = "init.json"
+
+#: Hyper-parameters that say how a generator trains, not what it is: a fine-tuning run may change them.
+TRAINING_HYPERPARAMETERS = ("ot_coupling", "time_sampling")
+
+
+def initialised_hyperparameters(
+    init: FastSim, kind: str, train: JetClouds, requested: Mapping[str, int | str]
+) -> dict[str, int | str]:
+    """The hyper-parameters of a run that continues ``init`` on ``train``: ``init``'s, with the
+    ``requested`` training ones; a ConfigError for another kind, other classes or particles, a
+    different architecture, or a one-step student (which ordinary flow matching would undo)."""
+    if init.kind != kind:
+        raise ConfigError(f"fastsim: the initial generator is a {init.kind}, not a {kind}")
+    if list(train.class_names) != list(init.scaling.class_names) or train.mask.shape[1] != init.scaling.num_particles:
+        raise ConfigError(
+            f"fastsim: the initial generator was trained on {', '.join(init.scaling.class_names)} jets of "
+            f"{init.scaling.num_particles} particles; these are {', '.join(train.class_names)} jets of "
+            f"{train.mask.shape[1]}"
+        )
+    if init.hyperparameters.get("time_sampling") == "start":
+        raise ConfigError("fastsim: the initial generator is a one-step student; train its teacher instead")
+    conflicts = [
+        f"{key} {value} (the initial generator's is {init.hyperparameters.get(key, ARCHITECTURE_DEFAULTS.get(key))})"
+        for key, value in requested.items()
+        if key not in TRAINING_HYPERPARAMETERS
+        and init.hyperparameters.get(key, ARCHITECTURE_DEFAULTS.get(key)) != value
+    ]
+    if conflicts:
+        raise ConfigError(f"fastsim: fine-tuning keeps the architecture; asked for {', '.join(conflicts)}")
+    hyper = {key: value for key, value in init.hyperparameters.items() if key not in TRAINING_HYPERPARAMETERS}
+    return {**hyper, **{key: requested[key] for key in TRAINING_HYPERPARAMETERS if key in requested}}
 
 
 def fit_generator(

@@ -36,19 +36,31 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(help="Jets per step.")] = 128,
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; GAN 2e-4).")] = None,
-    hidden: Annotated[int, typer.Option(help="Width of the EPiC layers.")] = 64,
-    layers: Annotated[int, typer.Option(help="Number of EPiC layers.")] = 3,
-    global_size: Annotated[int, typer.Option(help="Width of the EPiC layers' global vector.")] = 16,
+    hidden: Annotated[int | None, typer.Option(help="Width of the EPiC layers (default 64).")] = None,
+    layers: Annotated[int | None, typer.Option(help="Number of EPiC layers (default 3).")] = None,
+    global_size: Annotated[
+        int | None, typer.Option(help="Width of the EPiC layers' global vector (default 16).")
+    ] = None,
     attention: Annotated[
-        int, typer.Option(help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            help="Flow matching: self-attention blocks after the first EPiC layers (0 to --layers; default 0)."
+        ),
+    ] = None,
     pair_bias: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Flow matching: the attention logits also get a function of the particles' distances ln dR^2: "
-            "0 none, 1 linear per head, k > 1 an MLP of k hidden units."
+            "0 none (default), 1 linear per head, k > 1 an MLP of k hidden units."
         ),
-    ] = 0,
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue training this run's generator (fine-tuning: its architecture, weights and scaling; "
+            "the options above only if they agree with it)."
+        ),
+    ] = None,
     ema: Annotated[
         float | None, typer.Option(help="Keep a moving average of the weights with this decay (e.g. 0.999).")
     ] = None,
@@ -67,7 +79,14 @@ def train_command(
     """Train a conditional generator of jets (class, pT) on particle clouds through the engine."""
     import torch
 
-    from heplearn.methods.fastsim import default_training, load_sources, train_fastsim
+    from heplearn.methods.fastsim import (
+        ARCHITECTURE_DEFAULTS,
+        INIT_FILE,
+        default_training,
+        load_fastsim,
+        load_sources,
+        train_fastsim,
+    )
 
     if threads:
         torch.set_num_threads(threads)
@@ -79,6 +98,12 @@ def train_command(
         raise typer.BadParameter(f"--time-sampling is flow matching's, not {model}'s")
     if time_sampling not in ("uniform", "logit_normal"):
         raise typer.BadParameter(f"--time-sampling: uniform or logit_normal, not {time_sampling!r}")
+    asked = {"hidden": hidden, "layers": layers, "global_size": global_size, "attention": attention}
+    asked["pair_bias"] = pair_bias
+    architecture = {key: value for key, value in asked.items() if value is not None}
+    if init is None:  # a new network: the defaults fill what was not asked
+        architecture = {**ARCHITECTURE_DEFAULTS, **architecture}
+    initial = load_fastsim(init) if init is not None else None
     training = default_training(model, epochs, batch_size, learning_rate, ema)
     jets = load_sources(train, particles, max_jets)
     validation = load_sources(val, particles) if val else None
@@ -89,19 +114,20 @@ def train_command(
         model,
         val=validation,
         hyperparameters={
-            "hidden": hidden,
-            "layers": layers,
-            "global_size": global_size,
+            **{key: value for key, value in architecture.items() if value or key not in ("attention", "pair_bias")},
             **({"ot_coupling": 1} if ot else {}),
-            **({"attention": attention} if attention else {}),
-            **({"pair_bias": pair_bias} if pair_bias else {}),
             **({"time_sampling": time_sampling} if time_sampling != "uniform" else {}),
         },
         training=training,
         run_dir=run_dir,
         seed=seed,
         progress=not no_progress,
+        init=initial,
     )
+    if init is not None:
+        from heplearn.data.files import write_json
+
+        write_json(run_dir / INIT_FILE, {"init": str(init), "epochs": epochs, "learning_rate": training.learning_rate})
     typer.echo(
         f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}, {epochs} epochs, "
         f"{time.perf_counter() - started:.0f} s)"
