@@ -261,6 +261,20 @@ def test_pair_bias_makes_attention_follow_the_particles_distances() -> None:
         fastsim.SelfAttention(8, pair_bias=-1)
 
 
+@pytest.mark.parametrize("pair_bias", [1, 16])
+def test_head_major_pair_bias_is_the_module_applied_to_each_pair(pair_bias: int) -> None:
+    torch.manual_seed(4)
+    block = fastsim.SelfAttention(8, heads=2, pair_bias=pair_bias)
+    distances = fastsim.log_distances(torch.randn(3, 5, 2))
+    assert distances.shape == (3, 1, 5, 5)
+    pair = fastsim.log_distances(torch.tensor([[[0.0, 0.0], [0.3, 0.4]]]))  # ΔR² = 0.25
+    same, apart = math.log(1e-4), math.log(0.25 + 1e-4)
+    torch.testing.assert_close(pair[0, 0], torch.tensor([[same, apart], [apart, same]]))
+    assert block.pair_bias is not None
+    each_pair = block.pair_bias(distances.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, heads, N, N)
+    torch.testing.assert_close(block.pair_logits(distances), each_pair)
+
+
 @pytest.mark.parametrize("attention", [0, 1])
 def test_cutting_the_trailing_padding_leaves_the_network_unchanged(attention: int) -> None:
     torch.manual_seed(2)

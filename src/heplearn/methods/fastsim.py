@@ -416,7 +416,7 @@ class SelfAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, distances: torch.Tensor | None = None) -> torch.Tensor:
-        """``distances`` ``(B, N, N, 1)``: ln(ΔR²_ij + ε) of the particles (``log_distances``), needed with
+        """``distances`` ``(B, 1, N, N)``: ln(ΔR²_ij + ε) of the particles (``log_distances``), needed with
         ``pair_bias``."""
         batch, particles, width = x.shape
         query, key, value = (
@@ -426,16 +426,32 @@ class SelfAttention(nn.Module):
         if self.pair_bias is not None:
             if distances is None:
                 raise ValueError("self-attention with a pair bias needs the particles' distances")
-            bias = self.pair_bias(distances).permute(0, 3, 1, 2)  # (B, heads, N, N)
-            keys = bias.masked_fill(~keys, float("-inf"))
+            keys = self.pair_logits(distances).masked_fill_(~keys, float("-inf"))
         attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=keys)
         x = x + self.combine(attended.transpose(1, 2).reshape(batch, particles, width))
         return (x + self.feed(x)) * mask.unsqueeze(-1).to(x.dtype)
 
+    def pair_logits(self, distances: torch.Tensor) -> torch.Tensor:
+        """The pair bias b_h ``(B, heads, N, N)`` at ``distances`` ``(B, 1, N, N)``: ``pair_bias`` applied to
+        each pair, computed head-major (the MLP's hidden units as channels, then one matrix product over
+        them), so that nothing is permuted or copied on the way to the attention logits."""
+        assert self.pair_bias is not None
+        if isinstance(self.pair_bias, nn.Linear):
+            slope, offset = self.pair_bias.weight.view(1, -1, 1, 1), self.pair_bias.bias.view(1, -1, 1, 1)
+            return torch.addcmul(offset, distances, slope)
+        first, _, second = self.pair_bias
+        batch, _, particles, _ = distances.shape
+        hidden = torch.addcmul(first.bias.view(1, -1, 1, 1), distances, first.weight.view(1, -1, 1, 1))
+        hidden = nn.functional.leaky_relu_(hidden, 0.01).view(batch, -1, particles * particles)
+        logits = torch.baddbmm(
+            second.bias.view(1, -1, 1).expand(batch, -1, 1), second.weight.expand(batch, -1, -1), hidden
+        )
+        return logits.view(batch, -1, particles, particles)
+
 
 def log_distances(positions: torch.Tensor) -> torch.Tensor:
-    """ln(ΔR²_ij + 10⁻⁴) ``(B, N, N, 1)`` of particles at ``positions`` ``(B, N, 2)`` (Δη, Δφ)."""
-    squared = (positions[:, :, None, :] - positions[:, None, :, :]).square().sum(-1, keepdim=True)
+    """ln(ΔR²_ij + 10⁻⁴) ``(B, 1, N, N)`` of particles at ``positions`` ``(B, N, 2)`` (Δη, Δφ)."""
+    squared = (positions[:, None, :, None, :] - positions[:, None, None, :, :]).square().sum(-1)
     return torch.log(squared + 1e-4)
 
 
