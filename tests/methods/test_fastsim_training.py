@@ -354,5 +354,7 @@ def test_fine_tuning_starts_from_the_initial_generator_and_keeps_its_architectur
     code, _, err = run([*arguments, "--init", str(tmp_path / "a"), "--attention", "1", "--name", "c"], capsys)
     assert code == 2 and "asked for attention 1 (the initial generator's is 0)" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
+    code, _, err = run([*arguments, "--init", str(tmp_path / "a"), "--attention", "0", "--name", "e"], capsys)
+    assert code == 0, err  # no attention blocks: what the initial generator has
     code, _, err = run([*arguments, "--init", str(tmp_path / "nowhere"), "--name", "d"], capsys)
     assert code == 2 and "not a fastsim run" in err and not (tmp_path / "d").exists()

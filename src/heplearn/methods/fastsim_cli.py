@@ -58,7 +58,7 @@ def train_command(
         Path | None,
         typer.Option(
             help="Continue training this run's generator (fine-tuning: its architecture, weights and scaling; "
-            "the options above only if they agree with it)."
+            "the options above only if they agree with it; --ot and --time-sampling as given here)."
         ),
     ] = None,
     ema: Annotated[
@@ -101,8 +101,11 @@ def train_command(
     asked = {"hidden": hidden, "layers": layers, "global_size": global_size, "attention": attention}
     asked["pair_bias"] = pair_bias
     architecture = {key: value for key, value in asked.items() if value is not None}
-    if init is None:  # a new network: the defaults fill what was not asked
+    if init is None:  # a new network: the defaults fill what was not asked; no attention, no pair bias: no keys
         architecture = {**ARCHITECTURE_DEFAULTS, **architecture}
+        architecture = {
+            key: value for key, value in architecture.items() if value or key not in ("attention", "pair_bias")
+        }
     initial = load_fastsim(init) if init is not None else None
     training = default_training(model, epochs, batch_size, learning_rate, ema)
     jets = load_sources(train, particles, max_jets)
@@ -114,7 +117,7 @@ def train_command(
         model,
         val=validation,
         hyperparameters={
-            **{key: value for key, value in architecture.items() if value or key not in ("attention", "pair_bias")},
+            **architecture,
             **({"ot_coupling": 1} if ot else {}),
             **({"time_sampling": time_sampling} if time_sampling != "uniform" else {}),
         },
