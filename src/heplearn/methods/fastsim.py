@@ -1157,7 +1157,7 @@ def train_fastsim(
         raise ConfigError(f"fastsim: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
     training = training or default_training(kind)
     if init is None:
-        hyper = {key: ARCHITECTURE_DEFAULTS[key] for key in ("hidden", "global_size", "layers")}
+        hyper: dict[str, int | str] = {key: ARCHITECTURE_DEFAULTS[key] for key in ("hidden", "global_size", "layers")}
         hyper |= hyperparameters or {}
         scaling = CloudScaling.fit(train)
         torch.manual_seed(seed)
