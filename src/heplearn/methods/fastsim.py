@@ -1160,12 +1160,11 @@ def train_fastsim(
         hyper: dict[str, int | str] = {key: ARCHITECTURE_DEFAULTS[key] for key in ("hidden", "global_size", "layers")}
         hyper |= hyperparameters or {}
         scaling = CloudScaling.fit(train)
-        torch.manual_seed(seed)
-        network = build_network(kind, scaling.condition_size, hyper)
     else:
         hyper, scaling = initialised_hyperparameters(init, kind, train, hyperparameters or {}), init.scaling
-        torch.manual_seed(seed)
-        network = build_network(kind, scaling.condition_size, hyper)
+    torch.manual_seed(seed)
+    network = build_network(kind, scaling.condition_size, hyper)
+    if init is not None:
         network.load_state_dict(init.network.state_dict())
     validation = None
     if val is not None and kind != "gan":  # a GAN has no held-out objective without its discriminator

@@ -80,7 +80,6 @@ def train_command(
     import torch
 
     from heplearn.methods.fastsim import (
-        ARCHITECTURE_DEFAULTS,
         INIT_FILE,
         default_training,
         load_fastsim,
@@ -101,8 +100,7 @@ def train_command(
     asked = {"hidden": hidden, "layers": layers, "global_size": global_size, "attention": attention}
     asked["pair_bias"] = pair_bias
     architecture = {key: value for key, value in asked.items() if value is not None}
-    if init is None:  # a new network: the defaults fill what was not asked; no attention, no pair bias: no keys
-        architecture = {**ARCHITECTURE_DEFAULTS, **architecture}
+    if init is None:  # a new network (train_fastsim fills the defaults): no attention or pair bias is no key
         architecture = {
             key: value for key, value in architecture.items() if value or key not in ("attention", "pair_bias")
         }
