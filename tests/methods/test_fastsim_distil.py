@@ -177,7 +177,11 @@ def test_distil_cli_makes_a_one_step_run_and_refuses_bad_input(
     assert code == 2 and "distilled to one Euler step" in err and len(err.strip().splitlines()) == 1, err
     assert not bad_output.exists()
     code, _, err = run([*distil, "--name", "fm2", "--mode", "consistency"], capsys)
-    assert code == 2 and "--mode: one of one_step, reflow, not 'consistency'" in err and not (tmp_path / "fm2").exists()
+    assert (
+        code == 2
+        and "--mode: one of one_step, reflow, adversarial, not 'consistency'" in err
+        and not (tmp_path / "fm2").exists()
+    )
     code, _, err = run([*distil, "--name", "fm3", "--pairs", "0"], capsys)
     assert code == 2 and "at least one pair per class is needed, got 0" in err and not (tmp_path / "fm3").exists()
     vae_jets = fastsim.load_clouds([path], num_particles=8)

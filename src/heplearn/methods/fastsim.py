@@ -547,7 +547,7 @@ class FlowMatchingJets(nn.Module):
             raise ConfigError(
                 f"fastsim: unknown time sampling {time_sampling!r}; choose one of {', '.join(TIME_SAMPLINGS)}"
             )
-        self.features = features
+        self.features, self.condition_size = features, condition_size
         self.ot_coupling = bool(ot_coupling)
         self.time_sampling = time_sampling
         self.velocity = EPiCNetwork(
@@ -790,7 +790,11 @@ def apply_weight_norm(module: nn.Module) -> nn.Module:
 
 
 class Discriminator(nn.Module):
-    """EPiC discriminator: a score per jet from its cloud and condition (weight-normalised, as EPiC-GAN's)."""
+    """EPiC discriminator: a score per jet from its cloud and condition (weight-normalised, as EPiC-GAN's).
+
+    ``attention`` and ``pair_bias``: self-attention blocks in its network, as ``EPiCNetwork``'s, so that
+    it can see where the particles sit relative to each other (a jet's prongs), which the pooled
+    global vector of the EPiC layers alone hardly can."""
 
     def __init__(
         self,
@@ -800,9 +804,11 @@ class Discriminator(nn.Module):
         layers: int = 3,
         features: int = 3,
         weight_norm: bool = True,
+        attention: int = 0,
+        pair_bias: int = 0,
     ) -> None:
         super().__init__()
-        self.network = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers)
+        self.network = EPiCNetwork(features, hidden, condition_size, hidden, global_size, layers, attention, pair_bias)
         self.head = nn.Linear(global_size, 1)
         if weight_norm:
             apply_weight_norm(self)

@@ -207,8 +207,19 @@ def sample_command(
 def distil_command(
     teacher: Annotated[Path, typer.Argument(help="Run directory of a trained flow-matching generator.")],
     mode: Annotated[
-        str, typer.Option(help="one_step (one network pass per jet) or reflow (straight paths for few steps).")
+        str,
+        typer.Option(
+            help="one_step (one network pass per jet), reflow (straight paths for few steps) or adversarial "
+            "(one_step plus a conditional GAN term against the teacher's jets)."
+        ),
     ] = "one_step",
+    student: Annotated[
+        Path | None,
+        typer.Option(help="Start from this one-step student of the teacher (one_step, adversarial) instead."),
+    ] = None,
+    adversarial_weight: Annotated[
+        float, typer.Option(help="adversarial: the weight of the GAN term beside the regression.")
+    ] = 0.05,
     pairs: Annotated[int, typer.Option(help="Teacher jets (noise, jet pairs) per class.")] = 25000,
     steps: Annotated[int, typer.Option(help="ODE steps of the teacher's sampler.")] = 5,
     solver: Annotated[str, typer.Option(help="ODE solver of the teacher: euler, midpoint or heun.")] = "midpoint",
@@ -226,13 +237,28 @@ def distil_command(
     import torch
 
     from heplearn.methods.fastsim import default_training, load_fastsim
-    from heplearn.methods.fastsim_distil import DISTILLATION_MODES, distil_fastsim, teacher_pairs
+    from heplearn.methods.fastsim_distil import (
+        DISTILLATION_MODES,
+        adversarial_training,
+        check_student,
+        distil_fastsim,
+        teacher_pairs,
+    )
 
     if mode not in DISTILLATION_MODES:
         raise typer.BadParameter(f"--mode: one of {', '.join(DISTILLATION_MODES)}, not {mode!r}")
+    if adversarial_weight < 0:
+        raise typer.BadParameter(f"--adversarial-weight: must be 0 or more, got {adversarial_weight}")
     if threads:
         torch.set_num_threads(threads)
     model = load_fastsim(teacher)
+    initial = load_fastsim(student) if student is not None else None
+    if initial is not None:
+        check_student(initial, model, mode)  # before the teacher's pairs are made
+    if mode == "adversarial":
+        training = adversarial_training(epochs, batch_size, learning_rate, ema, adversarial_weight)
+    else:
+        training = default_training("flow_matching", epochs, batch_size, learning_rate, ema)
     started = time.perf_counter()
     made = teacher_pairs(model, pairs, steps=steps, solver=solver, seed=seed, progress=not no_progress)
     paired = time.perf_counter() - started
@@ -241,13 +267,16 @@ def distil_command(
         model,
         made,
         mode,
-        training=default_training("flow_matching", epochs, batch_size, learning_rate, ema),
+        training=training,
         run_dir=run_dir,
-        provenance={"teacher": str(teacher), "steps": steps, "solver": solver, "seed": seed},
+        provenance={"teacher": str(teacher), "steps": steps, "solver": solver, "seed": seed}
+        | ({"student": str(student)} if student is not None else {})
+        | ({"adversarial_weight": adversarial_weight} if mode == "adversarial" else {}),
         seed=seed,
         progress=not no_progress,
+        student=initial,
     )
-    sampler = "--steps 1 --solver euler" if mode == "one_step" else "a few Euler steps"
+    sampler = "a few Euler steps" if mode == "reflow" else "--steps 1 --solver euler"
     typer.echo(
         f"run: {run_dir} ({mode} student of {teacher}: {len(made)} pairs in {paired:.0f} s, {epochs} epochs, "
         f"{time.perf_counter() - started:.0f} s in all; sample it with {sampler})"
