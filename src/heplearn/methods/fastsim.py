@@ -58,7 +58,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
@@ -941,16 +941,8 @@ class GanStep(StepStrategy):
         for _ in range(self.settings.discriminator_steps):
             with torch.no_grad(), autocast(self.training):
                 fake = self.generator(batch)
-            discriminator_loss = 0.5 * (
-                (self.discriminator(real, condition, mask) - 1).square().mean()
-                + self.discriminator(fake, condition, mask).square().mean()
-            )
-            optimise(
-                discriminator_loss,
-                self.modules["discriminator"],
-                self.optimizers["discriminator"],
-                self.schedulers["discriminator"],
-                self.training.gradient_clip,
+            discriminator_loss = update_discriminator(
+                self, self.discriminator, real, fake, condition, mask, self.training.gradient_clip
             )
         with autocast(self.training):
             fake = self.generator(batch)
@@ -968,6 +960,32 @@ class GanStep(StepStrategy):
 
 
 register_step_strategy(GanStep)
+
+
+def update_discriminator(
+    strategy: StepStrategy,
+    discriminator: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    condition: torch.Tensor,
+    mask: torch.Tensor,
+    gradient_clip: float | None,
+) -> torch.Tensor:
+    """One update of ``strategy``'s module ``discriminator`` (``discriminator``: it, as the trainer
+    wraps it) on the least-squares loss ½ E[(D(real) − 1)²] + ½ E[D(fake)²] (Mao et al.
+    arXiv:1611.04076), its gradients clipped at ``gradient_clip``; returns that loss."""
+    loss = 0.5 * (
+        (discriminator(real, condition, mask) - 1).square().mean()
+        + discriminator(fake, condition, mask).square().mean()
+    )
+    optimise(
+        loss,
+        strategy.modules["discriminator"],
+        strategy.optimizers["discriminator"],
+        strategy.schedulers["discriminator"],
+        gradient_clip,
+    )
+    return loss
 
 
 @torch.no_grad()
@@ -1108,15 +1126,16 @@ def default_training(
     ``ema``: the decay of a moving average of the weights, the ``ema`` step, for flow matching and the VAE)."""
     from heplearn.run_config import LossTermConfig, StepConfig, TrainingConfig
 
-    loss = {
+    losses: dict[str, list[LossTermConfig] | Literal["auto"]] = {
         "flow_matching": [LossTermConfig(name="flow_matching")],
         "vae": [LossTermConfig(name="chamfer"), LossTermConfig(name="latent_kl", weight=0.01)],
         "gan": "auto",
-    }[kind]
+    }
+    loss = losses[kind]
     if kind == "gan":  # EPiC-GAN's recipe: both networks at 1e-4, the generator's average (if asked) kept
-        step = StepConfig(name="gan", ema=ema)
+        step = StepConfig.model_validate({"name": "gan", "ema": ema})
     else:
-        step = StepConfig(name="ema", decay=ema) if ema else StepConfig()
+        step = StepConfig.model_validate({"name": "ema", "decay": ema}) if ema else StepConfig()
     rate = learning_rate or (1e-4 if kind == "gan" else 1e-3)
     return TrainingConfig(
         epochs=epochs,

@@ -47,6 +47,7 @@ from heplearn.methods.fastsim import (
     draw_conditions,
     fit_generator,
     update_average,
+    update_discriminator,
 )
 from heplearn.tasks import Batch
 from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
@@ -192,16 +193,8 @@ class AdversarialDistillationStep(StepStrategy):
         for _ in range(self.settings.discriminator_steps):
             with torch.no_grad(), autocast(self.training):
                 fake = self._student_jets(noise, condition, mask)
-            discriminator_loss = 0.5 * (
-                (self.discriminator(teacher, condition, mask) - 1).square().mean()
-                + self.discriminator(fake, condition, mask).square().mean()
-            )
-            optimise(
-                discriminator_loss,
-                self.modules["discriminator"],
-                self.optimizers["discriminator"],
-                self.schedulers["discriminator"],
-                self.training.gradient_clip,
+            discriminator_loss = update_discriminator(
+                self, self.discriminator, teacher, fake, condition, mask, self.training.gradient_clip
             )
         with autocast(self.training):
             fake = self._student_jets(noise, condition, mask)
@@ -241,7 +234,9 @@ def adversarial_training(
 
     training = default_training("flow_matching", epochs, batch_size, learning_rate)
     return training.model_copy(
-        update={"step": StepConfig(name=AdversarialDistillationStep.name, weight=weight, ema=ema)}
+        update={
+            "step": StepConfig.model_validate({"name": AdversarialDistillationStep.name, "weight": weight, "ema": ema})
+        }
     )
 
 

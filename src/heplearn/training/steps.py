@@ -129,7 +129,7 @@ class SingleNetworkStep(StepStrategy):
     """One network, one optimiser: the weighted sum of the task's loss terms."""
 
     name = "single"
-    Settings = NoSettings
+    Settings: ClassVar[type[StrictModel]] = NoSettings
 
     def __init__(self, context: StepContext, settings: StrictModel | None = None) -> None:
         super().__init__()
