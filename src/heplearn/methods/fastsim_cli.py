@@ -219,7 +219,7 @@ def distil_command(
     ] = None,
     adversarial_weight: Annotated[
         float, typer.Option(help="adversarial: the weight of the GAN term beside the regression.")
-    ] = 0.05,
+    ] = 0.2,
     pairs: Annotated[int, typer.Option(help="Teacher jets (noise, jet pairs) per class.")] = 25000,
     steps: Annotated[int, typer.Option(help="ODE steps of the teacher's sampler.")] = 5,
     solver: Annotated[str, typer.Option(help="ODE solver of the teacher: euler, midpoint or heun.")] = "midpoint",

@@ -120,7 +120,7 @@ class AdversarialDistillationSettings(StrictModel):
     """``training.step: {name: adversarial_distillation, ...}``: the weight of the GAN term beside the
     regression, the discriminator's network and learning rate, and the student's weight average."""
 
-    weight: float = 0.05
+    weight: float = 0.2
     hidden: int = 64
     layers: int = 3
     attention: int = 2
