@@ -582,9 +582,7 @@ class FlowMatchingJets(nn.Module):
             if self.ot_coupling and self.training:
                 x0 = x0[minibatch_ot_pairing(x0, x1, condition, mask)]
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
-        error = (self.velocity_at(xt, t, condition, mask) - (x1 - x0)).square().sum(-1)
-        weight = mask.to(x1.dtype)
-        return ((error * weight).sum(1) / (weight.sum(1).clamp_min(1.0) * self.features)).unsqueeze(-1)
+        return per_jet_squared_error(self.velocity_at(xt, t, condition, mask), x1 - x0, mask).unsqueeze(-1)
 
     def check_sampler(self, steps: int, solver: str) -> None:
         """A ConfigError unless ``steps`` steps of ``solver`` can sample this flow."""
@@ -627,6 +625,13 @@ class FlowMatchingJets(nn.Module):
                 end = self.velocity_at(x + dt * velocity, t + dt, condition, mask, slots)
                 x = x + 0.5 * dt * (velocity + end)
         return x * mask.unsqueeze(-1)
+
+
+def per_jet_squared_error(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """‖prediction − target‖² per jet ``(B,)``: the mean over its real particles and the features."""
+    weight = mask.to(prediction.dtype)
+    error = ((prediction - target).square().sum(-1) * weight).sum(1)
+    return error / (weight.sum(1).clamp_min(1.0) * prediction.shape[-1])
 
 
 #: ODE solvers of flow-matching sampling, with their network passes per step.

@@ -46,10 +46,12 @@ from heplearn.methods.fastsim import (
     default_training,
     draw_conditions,
     fit_generator,
+    per_jet_squared_error,
     update_average,
     update_discriminator,
 )
 from heplearn.tasks import Batch
+from heplearn.training.losses import weighted_mean
 from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
 
 #: How the student learns from the teacher's pairs.
@@ -198,9 +200,7 @@ class AdversarialDistillationStep(StepStrategy):
             )
         with autocast(self.training):
             fake = self._student_jets(noise, condition, mask)
-        weight = mask.to(fake.dtype)
-        per_jet = ((fake - teacher).square().sum(-1) * weight).sum(1) / (weight.sum(1).clamp_min(1.0) * fake.shape[-1])
-        regression = (per_jet * batch["weight"]).sum() / batch["weight"].sum()
+        regression = weighted_mean(per_jet_squared_error(fake, teacher, mask), batch["weight"])
         adversarial = torch.zeros(())
         if self.settings.weight:
             adversarial = 0.5 * (self.discriminator(fake, condition, mask) - 1).square().mean()
