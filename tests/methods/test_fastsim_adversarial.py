@@ -95,6 +95,15 @@ def test_adversarial_distillation_refuses_bad_students_and_settings(
     )
     with pytest.raises(ConfigError, match=r"the initial student's network .* is not the teacher's"):
         distil_fastsim(teacher, pairs, "adversarial", training=_training(1, 0.1), student=wide)
+    one_step = {**teacher.hyperparameters, "time_sampling": "start"}
+    longer = fastsim.FastSim(
+        "flow_matching",
+        fastsim.build_network("flow_matching", teacher.scaling.condition_size, one_step),
+        dataclasses.replace(teacher.scaling, num_particles=8),
+        one_step,
+    )
+    with pytest.raises(ConfigError, match=r"initial student makes qcd, top jets of 8 particles, the teacher .* of 6"):
+        distil_fastsim(teacher, pairs, "adversarial", training=_training(1, 0.1), student=longer)
     with pytest.raises(ConfigError, match="weight >= 0"):
         distil_fastsim(teacher, pairs, "adversarial", training=_training(1, -1.0))
     with pytest.raises(ConfigError, match="adversarial_distillation trains a one-step flow-matching student"):

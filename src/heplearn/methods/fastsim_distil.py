@@ -54,11 +54,9 @@ from heplearn.tasks import Batch
 from heplearn.training.losses import weighted_mean
 from heplearn.training.steps import StepContext, StepStrategy, autocast, optimise, register_step_strategy
 
-#: How the student learns from the teacher's pairs.
-DISTILLATION_MODES = ("one_step", "reflow", "adversarial")
-
-#: The time sampling of each mode's student.
+#: How the student learns from the teacher's pairs, with the time sampling of each mode's student.
 _STUDENT_TIMES = {"one_step": "start", "reflow": "uniform", "adversarial": "start"}
+DISTILLATION_MODES = tuple(_STUDENT_TIMES)
 
 DISTILLATION_FILE = "distillation.json"
 
