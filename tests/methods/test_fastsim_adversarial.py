@@ -102,7 +102,10 @@ def test_adversarial_distillation_refuses_bad_students_and_settings(
         dataclasses.replace(teacher.scaling, num_particles=8),
         one_step,
     )
-    with pytest.raises(ConfigError, match=r"initial student makes qcd, top jets of 8 particles, the teacher .* of 6"):
+    with pytest.raises(
+        ConfigError,
+        match=r"initial student makes qcd, top jets of 8 particles \(detector profiles particle\), the teacher .* of 6",
+    ):
         distil_fastsim(teacher, pairs, "adversarial", training=_training(1, 0.1), student=longer)
     with pytest.raises(ConfigError, match="weight >= 0"):
         distil_fastsim(teacher, pairs, "adversarial", training=_training(1, -1.0))

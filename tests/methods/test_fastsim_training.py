@@ -275,6 +275,43 @@ def test_head_major_pair_bias_is_the_module_applied_to_each_pair(pair_bias: int)
     torch.testing.assert_close(block.pair_logits(distances), each_pair)
 
 
+def _textbook_attention_block(
+    block: fastsim.SelfAttention, x: torch.Tensor, mask: torch.Tensor, distances: torch.Tensor
+) -> torch.Tensor:
+    """The block written out with torch's scaled_dot_product_attention: softmax(q kᵀ / √d + b) v, padded
+    keys at -∞, then the residual feed-forward network."""
+    batch, particles, width = x.shape
+    q, k, v = block.project(block.norm(x)).view(batch, particles, 3, block.heads, -1).permute(2, 0, 3, 1, 4)
+    bias = torch.zeros(batch, block.heads, particles, particles)
+    if block.pair_bias is not None:
+        bias = block.pair_bias(distances.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    bias = bias.masked_fill(~mask[:, None, None, :], float("-inf"))
+    attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    x = x + block.combine(attended.transpose(1, 2).reshape(batch, particles, width))
+    return (x + block.feed(x)) * mask.unsqueeze(-1)
+
+
+@pytest.mark.parametrize("pair_bias", [0, 16])
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_block_is_the_textbook_attention_in_value_and_gradient(pair_bias: int, padded: bool) -> None:
+    torch.manual_seed(5)
+    block = fastsim.SelfAttention(8, heads=2, pair_bias=pair_bias)
+    x = torch.randn(3, 7, 8, requires_grad=True)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    if padded:
+        mask[0, 5:] = False
+        mask[2, 1:] = False
+    x_masked = x * mask.unsqueeze(-1)
+    distances = fastsim.log_distances(torch.randn(3, 7, 2))
+    ours, textbook = block(x_masked, mask, distances), _textbook_attention_block(block, x_masked, mask, distances)
+    torch.testing.assert_close(ours, textbook)
+    weights = torch.randn_like(ours)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), x, retain_graph=True)
+    (textbook_grad,) = torch.autograd.grad((textbook * weights).sum(), x)
+    torch.testing.assert_close(ours_grad, textbook_grad)
+    assert ours_grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("attention", [0, 1])
 def test_cutting_the_trailing_padding_leaves_the_network_unchanged(attention: int) -> None:
     torch.manual_seed(2)

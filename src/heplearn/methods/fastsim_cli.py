@@ -76,7 +76,8 @@ def train_command(
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
-    """Train a conditional generator of jets (class, pT) on particle clouds through the engine."""
+    """Train a conditional generator of jets (class, pT) on particle clouds through the engine; on files of
+    several detector profiles (their provenance's), conditioned on the profile too."""
     import torch
 
     from heplearn.methods.fastsim import (
@@ -130,8 +131,9 @@ def train_command(
 
         write_json(run_dir / INIT_FILE, {"init": str(init), "epochs": epochs, "learning_rate": training.learning_rate})
     typer.echo(
-        f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}, {epochs} epochs, "
-        f"{time.perf_counter() - started:.0f} s)"
+        f"run: {run_dir} ({model}, {len(jets)} jets of {', '.join(jets.class_names)}"
+        + (f", detector profiles {', '.join(jets.detector_names)}" if len(jets.detector_names) > 1 else "")
+        + f", {epochs} epochs, {time.perf_counter() - started:.0f} s)"
     )
 
 
@@ -163,6 +165,13 @@ def sample_command(
             "magnitude), full (and its direction) or none.",
         ),
     ] = "scale",
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Detector profile of the jets (nominal, alt, particle, ...): needed by a model trained on "
+            "several, which is conditioned on it.",
+        ),
+    ] = None,
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
     import numpy as np
@@ -186,6 +195,7 @@ def sample_command(
         solver=solver,
         momentum_conservation=momentum_conservation,
         progress=True,
+        detector=detector,
     )
     seconds = time.perf_counter() - started
     provenance = {

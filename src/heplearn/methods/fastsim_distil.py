@@ -99,7 +99,7 @@ def teacher_pairs(
 ) -> TeacherPairs:
     """``jets_per_class`` jets of every class of ``teacher`` from noise drawn here, by the teacher's ODE
     with ``steps`` steps of ``solver`` (its pT, η and multiplicity drawn as ``sample_jets`` draws them;
-    ``progress``: a progress bar)."""
+    ``progress``: a progress bar). A teacher of several detector profiles gets them in equal shares."""
     if teacher.kind != "flow_matching":
         raise ConfigError(f"fastsim distil: the teacher must be a flow-matching generator, not {teacher.kind!r}")
     if not isinstance(teacher.network, FlowMatchingJets) or teacher.network.time_sampling == "start":
@@ -109,11 +109,18 @@ def teacher_pairs(
     scaling = teacher.scaling
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    draws = draw_conditions(scaling, dict.fromkeys(scaling.class_names, jets_per_class), None, rng)
-    noise = rng.standard_normal((*draws.mask.shape, teacher.network.features)).astype(np.float32)
-    noise *= draws.mask[..., None]
-    clouds = teacher.generate(draws.condition, draws.mask, steps, solver=solver, noise=noise, progress=progress)
-    return TeacherPairs(noise, clouds, draws.mask, draws.condition, draws.label, list(scaling.class_names))
+    shares = np.diff(np.linspace(0, jets_per_class, len(scaling.detectors) + 1).round().astype(int))
+    draws = [
+        draw_conditions(scaling, dict.fromkeys(scaling.class_names, int(share)), None, rng, detector)
+        for detector, share in zip(scaling.detectors, shares, strict=True)
+    ]
+    mask = np.concatenate([draw.mask for draw in draws])
+    condition = np.concatenate([draw.condition for draw in draws])
+    noise = rng.standard_normal((*mask.shape, teacher.network.features)).astype(np.float32)
+    noise *= mask[..., None]
+    clouds = teacher.generate(condition, mask, steps, solver=solver, noise=noise, progress=progress)
+    label = np.concatenate([draw.label for draw in draws])
+    return TeacherPairs(noise, clouds, mask, condition, label, list(scaling.class_names))
 
 
 class AdversarialDistillationSettings(StrictModel):
@@ -307,9 +314,11 @@ def check_student(student: FastSim, teacher: FastSim, mode: str) -> None:
     if (
         student.scaling.class_names != teacher.scaling.class_names
         or student.scaling.num_particles != teacher.scaling.num_particles
+        or student.scaling.detectors != teacher.scaling.detectors
     ):
         raise ConfigError(
             f"fastsim distil: the initial student makes {', '.join(student.scaling.class_names)} jets of "
-            f"{student.scaling.num_particles} particles, the teacher {', '.join(teacher.scaling.class_names)} of "
-            f"{teacher.scaling.num_particles}"
+            f"{student.scaling.num_particles} particles (detector profiles {', '.join(student.scaling.detectors)}), "
+            f"the teacher {', '.join(teacher.scaling.class_names)} of {teacher.scaling.num_particles} "
+            f"({', '.join(teacher.scaling.detectors)})"
         )
