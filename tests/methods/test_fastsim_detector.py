@@ -104,6 +104,9 @@ def test_the_profile_must_be_named_and_known(two_profile_model: fastsim.FastSim,
         fastsim.sample_jets(two_profile_model, counts, steps=1)
     with pytest.raises(ConfigError, match="unknown detector profile 'nominal'; this model knows particle, alt"):
         fastsim.sample_jets(two_profile_model, counts, steps=1, detector="nominal")
+    with pytest.raises(ConfigError, match="conditioned on the detector profile"):
+        two_profile_model.scaling.pt_range("top")  # each profile has its own range
+    assert two_profile_model.scaling.pt_range("top", "alt") != two_profile_model.scaling.pt_range("top", "particle")
     single = fastsim.FastSim(
         "vae",
         fastsim.build_network("vae", 4, TINY),

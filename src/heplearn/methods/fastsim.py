@@ -378,7 +378,9 @@ class CloudScaling:
 
     def pt_range(self, name: str, detector: str | None = None) -> tuple[float, float]:
         """The training jets' pT range of class ``name`` (GeV), with the detector profile ``detector``."""
-        quantiles = self.pt_quantiles[self.table_key(self.class_names[self.class_index(name)], detector or "")]
+        quantiles = self.pt_quantiles[
+            self.table_key(self.class_names[self.class_index(name)], self.resolve_detector(detector))
+        ]
         return quantiles[0], quantiles[-1]
 
     def condition(
@@ -411,7 +413,7 @@ class CloudScaling:
     ) -> np.ndarray:
         """n for each jet, drawn from the training multiplicities of class ``name`` (with the detector
         profile ``detector``) in its pT bin."""
-        key = self.table_key(name, detector or "")
+        key = self.table_key(name, self.resolve_detector(detector))
         quantiles = np.asarray(self.pt_quantiles[key])
         edges = np.quantile(quantiles, np.linspace(0, 1, _PT_BINS + 1))
         bins = np.clip(np.searchsorted(edges, jet_pt, side="right") - 1, 0, _PT_BINS - 1)
