@@ -251,7 +251,7 @@ def concatenate_clouds(parts: Sequence[JetClouds]) -> JetClouds:
         detectors.extend(name for name in part.detector_names if name not in detectors)
     labels = [np.asarray([names.index(part.class_names[i]) for i in part.label], np.int64) for part in parts]
     profiles = [
-        np.asarray([detectors.index(part.detector_names[i]) for i in part.detector_index], np.int64) for part in parts
+        np.asarray([detectors.index(name) for name in part.detector_names])[part.detector_index] for part in parts
     ]
     particles = max(part.clouds.shape[1] for part in parts)
     if any(part.clouds.shape[1] != particles for part in parts):
@@ -1279,7 +1279,7 @@ def _arrays(jets: JetClouds, scaling: CloudScaling) -> Any:
         raise DataError(
             f"fastsim: jets of the detector profile {unknown[0]!r}; the model knows {', '.join(scaling.detectors)}"
         )
-    detector = np.asarray([scaling.detectors.index(jets.detector_names[i]) for i in jets.detector_index], np.int64)
+    detector = np.asarray([scaling.detectors.index(name) for name in jets.detector_names])[jets.detector_index]
     condition = scaling.condition(jets.label, jets.jet_pt, jets.mask.sum(1), detector)
     return JetArrays(
         {"particles": scaling.standardise(jets.clouds, jets.mask), "jet": condition},
