@@ -9,7 +9,8 @@
   Euler step), then turned into the JetClass file
   (``write_jets``: four-vectors, Parquet) without and with the FastJet soft drop and τ_N of the
   generated constituents (``jet_sdmass``, ``jet_tau1..4``), which cost a fixed ≈ 0.35 ms a jet
-  whatever made the constituents.
+  whatever made the constituents. ``--backend onnx|onnx-int8`` samples through onnxruntime
+  (``heplearn.methods.fastsim_onnx``; the export is part of the untimed warm-up).
 
 Both are timed in CPU seconds of this process (``time.process_time``), so the figure is per
 core and little affected by other load on the machine; each model first makes 16 jets per class
@@ -62,16 +63,18 @@ def run_sampler(run: Path, steps: int, solver: str) -> tuple[int, str]:
     return (1, "euler") if hyperparameters.get("time_sampling") == "start" else (steps, solver)
 
 
-def model_rates(run: Path, jets: int, steps: int, solver: str, seed: int) -> tuple[float, float, float]:
+def model_rates(
+    run: Path, jets: int, steps: int, solver: str, seed: int, backend: str = "torch"
+) -> tuple[float, float, float]:
     """Jets per CPU-second of one trained generator, jets of both classes: the network alone, with the
     particle-level JetClass file, and with FastJet substructure in the file too."""
     model = load_fastsim(run)
     counts = {name: jets // len(model.scaling.class_names) for name in model.scaling.class_names}
     with tempfile.TemporaryDirectory(prefix="bench_fastsim_") as directory:  # warm-up, untimed: first calls
-        warm = sample_jets(model, dict.fromkeys(counts, 16), steps=steps, seed=seed, solver=solver)
+        warm = sample_jets(model, dict.fromkeys(counts, 16), steps=steps, seed=seed, solver=solver, backend=backend)
         write_jets(warm, Path(directory) / "warm.parquet")
     start = time.process_time()
-    sampled = sample_jets(model, counts, steps=steps, seed=seed, solver=solver)
+    sampled = sample_jets(model, counts, steps=steps, seed=seed, solver=solver, backend=backend)
     network = time.process_time() - start
     with tempfile.TemporaryDirectory(prefix="bench_fastsim_") as directory:
         start = time.process_time()
@@ -91,6 +94,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="ODE steps of flow-matching sampling")
     parser.add_argument("--solver", default="midpoint", help="ODE solver: euler, midpoint or heun")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="torch", help="flow matching's network: torch, onnx or onnx-int8")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     print_machine({"torch": 1})
@@ -102,7 +106,7 @@ def main() -> None:
         print(f"Pythia 8 + FastJet, {process}: {reference[-1]:.1f} jets/CPU-s", flush=True)
         for run in arguments.run:
             steps, solver = run_sampler(run, arguments.steps, arguments.solver)
-            ours[run].append(model_rates(run, model_jets, steps, solver, arguments.seed))
+            ours[run].append(model_rates(run, model_jets, steps, solver, arguments.seed, arguments.backend))
             network, particles, full = ours[run][-1]
             print(
                 f"{run}: {network:.0f} jets/CPU-s network, {particles:.0f} with the file, {full:.0f} with substructure",
@@ -120,7 +124,7 @@ def main() -> None:
         network, particles, full = (statistics.mean(rate[i] for rate in rates) for i in range(3))
         steps, solver = run_sampler(run, arguments.steps, arguments.solver)
         sampler = f", {steps} {solver} step{'s' if steps > 1 else ''}" if kind == "flow_matching" else ""
-        label = f"{kind} ({run.name}{sampler}, {model_jets} jets)"
+        label = f"{kind} ({run.name}{sampler}, {arguments.backend}, {model_jets} jets)"
         ratios = f"{particles / pythia:.0f} | {full:.0f} | {full / pythia:.0f}"
         print(f"| {label} | {network:.0f} | {particles:.0f} | {ratios} |")
     first = [statistics.mean(rate[i] for rate in ours[arguments.run[0]]) for i in range(3)]

@@ -172,6 +172,13 @@ def sample_command(
             "several, which is conditioned on it.",
         ),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Flow matching's network: torch, onnx (onnxruntime) or onnx-int8 (int8 weights: faster, "
+            "slightly different jets).",
+        ),
+    ] = "torch",
 ) -> None:
     """Sample jets of each class and write them in the JetClass schema."""
     import numpy as np
@@ -196,6 +203,7 @@ def sample_command(
         momentum_conservation=momentum_conservation,
         progress=True,
         detector=detector,
+        backend=backend,
     )
     seconds = time.perf_counter() - started
     provenance = {
@@ -205,6 +213,7 @@ def sample_command(
         "steps": steps,
         "solver": solver,
         "momentum_conservation": momentum_conservation,
+        "backend": backend,
     }
     write_jets(sampled, output, provenance, substructure=not no_substructure)
     typer.echo(

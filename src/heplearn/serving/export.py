@@ -332,7 +332,7 @@ def export_network(
     module.eval()
     try:
         with (
-            _quiet_exporter(),
+            quiet_exporter(),
             torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH),
             fused_attention_switch(fused_attention),
         ):
@@ -619,7 +619,7 @@ def _multi_head_attention() -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """Silence the exporter's chatter about its own internals (nothing the user can act on)."""
     loggers = [
         logging.getLogger(name)
