@@ -1227,9 +1227,7 @@ class FastSim:
         if backend != "torch":  # exported once per generator, backend and particle count, then kept
             key = (backend, mask.shape[1])
             if key not in self._runtimes:
-                self._runtimes[key] = onnx_velocity(
-                    self.network, self.scaling.condition_size, mask.shape[1], backend == "onnx-int8"
-                )
+                self._runtimes[key] = onnx_velocity(self.network, mask.shape[1], backend == "onnx-int8")
             velocity = self._runtimes[key]
         retain_freed_memory()  # the batches' buffers are reused, not faulted in again (1.1-1.3× on one core)
         self.network.eval()

@@ -1,14 +1,16 @@
 """Sampling a flow-matching generator through onnxruntime, with float or int8 weights.
 
-``onnx_velocity(model, quantize)`` exports the flow's velocity network (torch's dynamo exporter,
-opset 20; the batch and particle axes dynamic) and opens it in onnxruntime on as many threads as
-torch has. With ``quantize``, ``onnxruntime.quantization.quantize_dynamic`` stores the weights of
-the matrix products as int8 and quantizes their inputs batch by batch (dynamic quantization:
-nothing to calibrate). On one core of the reference machine the pair-bias network ran 0.92-0.97×
-as fast as PyTorch in float and 1.19-1.26× with int8 weights (``benchmarks/bench_fastsim.py
---backend``). The float graph computes the network's function (to 10⁻⁶); int8 changes it a little
-(RMS 0.007 in standardised coordinates on untrained weights), so a quantized sampler's quality is
-its own to measure (``heplearn fastsim evaluate``).
+``onnx_velocity(network, slots, quantize)`` exports the flow's velocity network (torch's dynamo
+exporter, opset 20; the batch and particle axes dynamic) and opens it in onnxruntime on as many
+threads as torch has. With ``quantize``, ``onnxruntime.quantization.quantize_dynamic`` stores the
+weights of the matrix products as int8 and quantizes their inputs batch by batch (dynamic
+quantization: nothing to calibrate). On one core, the 3-block pair-bias network ran 0.92-0.97× as
+fast as PyTorch in float and 1.19-1.26× with int8 weights (network alone); with the JetClass file
+written, ``benchmarks/bench_fastsim.py --backend onnx-int8`` gave 1.15× for it and 1.40× for the
+network without the pair bias, whose per-pair MLP stays in float. The float graph computes the
+network's function (to 10⁻⁶); int8 changes it a little (RMS 0.007 in standardised coordinates on
+untrained weights), so a quantized sampler's quality is its own to measure (``heplearn fastsim
+evaluate``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class OnnxVelocity:
         return torch.from_numpy(self.session.run(None, feeds)[0]), None
 
 
-def onnx_velocity(network: torch.nn.Module, condition_size: int, slots: int, quantize: bool = False) -> OnnxVelocity:
+def onnx_velocity(network: torch.nn.Module, slots: int, quantize: bool = False) -> OnnxVelocity:
     """``network`` (a ``FlowMatchingJets``) exported and opened in onnxruntime; ``quantize``: int8 weights."""
     from heplearn.methods.fastsim import _TIME_FEATURES, FlowMatchingJets
     from heplearn.serving.export import quiet_exporter
@@ -70,7 +72,7 @@ def onnx_velocity(network: torch.nn.Module, condition_size: int, slots: int, qua
     local = torch.Generator().manual_seed(0)  # the example leaves the global stream, and so the samples, alone
     example = (
         torch.randn(4, slots, network.features, generator=local),
-        torch.randn(4, condition_size + _TIME_FEATURES, generator=local),
+        torch.randn(4, network.condition_size + _TIME_FEATURES, generator=local),
         torch.arange(slots)[None, :].expand(4, slots) < torch.tensor([[slots], [1], [slots - 1], [2]]),
     )
     jets, particles = torch.export.Dim("jets"), torch.export.Dim("particles", max=slots)
