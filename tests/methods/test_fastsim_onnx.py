@@ -39,6 +39,21 @@ def test_onnxruntime_samples_the_networks_jets_and_int8_nearly(flow: fastsim.Fas
     onnx_jets = fastsim.sample_jets(flow, counts, steps=2, solver="midpoint", seed=3, backend="onnx")
     np.testing.assert_array_equal(onnx_jets.clouds.mask, torch_jets.clouds.mask)
     np.testing.assert_allclose(onnx_jets.clouds.clouds, torch_jets.clouds.clouds, atol=1e-5)
+    # two graphs: a padded batch runs the one that masks; the other skips the masking, so it would attend
+    # to the padding (its velocity on the real particles differs), which only an unpadded batch may do
+    runtime = flow._runtimes[("onnx", 20)]
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 20, 3, generator=generator)
+    condition = torch.randn(6, flow.network.condition_size + fastsim._TIME_FEATURES, generator=generator)
+    mask = torch.arange(20)[None, :] < torch.tensor([[20], [3], [12], [20], [7], [19]])
+    with torch.no_grad():
+        expected = flow.network.velocity(x, condition, mask, 20)[0].numpy()
+    np.testing.assert_allclose(runtime(x, condition, mask)[0].numpy(), expected, atol=1e-5)
+    feeds = {"x": x.numpy(), "condition": condition.numpy(), "mask": mask.numpy()}
+    unmasked = runtime.unpadded.run(None, feeds)[0]
+    assert np.abs(unmasked - expected)[mask.numpy()].max() > 1e-3
+    full = mask.all(1)
+    np.testing.assert_allclose(unmasked[full.numpy()], expected[full.numpy()], atol=1e-5)
     # int8 weights: a different function, close to the float one
     draws = fastsim.draw_conditions(flow.scaling, counts, None, np.random.default_rng(1))
     noise = np.random.default_rng(2).standard_normal((*draws.mask.shape, 3)).astype(np.float32)

@@ -510,9 +510,16 @@ class SelfAttention(nn.Module):
             nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.01), nn.Linear(2 * hidden, hidden)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, distances: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        distances: torch.Tensor | None = None,
+        unpadded: bool | None = None,
+    ) -> torch.Tensor:
         """``distances`` ``(B, 1, N, N)``: ln(ΔR²_ij + ε) of the particles (``log_distances``), needed with
-        ``pair_bias``."""
+        ``pair_bias``; ``unpadded``: whether ``mask`` is all true (None: look; an exported graph,
+        which cannot look, masks unless told)."""
         batch, particles, width = x.shape
         size = width // self.heads
         query, key, value = (
@@ -522,8 +529,9 @@ class SelfAttention(nn.Module):
             .reshape(3, batch * self.heads, particles, size)
         )
         # padded keys are blocked; a batch without padding (most, once sampling sorts jets by multiplicity
-        # and trims the padding) needs no mask; an exported graph (fastsim_onnx) always masks
-        unpadded = not torch.compiler.is_exporting() and bool(mask.all())
+        # and trims the padding) needs no mask; an exported graph cannot look, so fastsim_onnx exports two
+        if unpadded is None:
+            unpadded = not torch.compiler.is_exporting() and bool(mask.all())
         blocked = None if unpadded else ~mask[:, None, None, :]
         bias: torch.Tensor | None = None
         if self.pair_bias is not None:
@@ -568,7 +576,10 @@ class SelfAttention(nn.Module):
 
 def log_distances(positions: torch.Tensor) -> torch.Tensor:
     """ln(ΔR²_ij + 10⁻⁴) ``(B, 1, N, N)`` of particles at ``positions`` ``(B, N, 2)`` (Δη, Δφ)."""
-    squared = (positions[:, None, :, None, :] - positions[:, None, None, :, :]).square().sum(-1)
+    # Δη² + Δφ² as two (B, 1, N, N) differences, not one (B, 1, N, N, 2): the same sums, and onnxruntime's
+    # broadcast over a trailing axis of 2 took 5 % of the exported pass
+    eta, phi = positions[:, None, :, 0], positions[:, None, :, 1]
+    squared = (eta[..., :, None] - eta[..., None, :]).square() + (phi[..., :, None] - phi[..., None, :]).square()
     return torch.log(squared + 1e-4)
 
 
@@ -610,9 +621,15 @@ class EPiCNetwork(nn.Module):
 
     @override
     def forward(
-        self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor, slots: int | None = None
+        self,
+        x: torch.Tensor,
+        condition: torch.Tensor,
+        mask: torch.Tensor,
+        slots: int | None = None,
+        unpadded: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-particle outputs (zero on padding) and the global vector; ``slots`` as ``EPiCLayer``'s."""
+        """Per-particle outputs (zero on padding) and the global vector; ``slots`` as ``EPiCLayer``'s,
+        ``unpadded`` as ``SelfAttention``'s."""
         weight = mask.unsqueeze(-1).to(x.dtype)
         hidden = self.embed[1](_split_linear(self.embed[0], x, condition)) * weight
         g = self.initial_global(torch.cat([hidden.sum(1) / weight.sum(1).clamp_min(1.0), condition], -1))
@@ -621,7 +638,7 @@ class EPiCNetwork(nn.Module):
         for index, layer in enumerate(self.layers):
             hidden, g = layer(hidden, g, condition, mask, slots)
             if index < len(self.attention):
-                hidden = self.attention[index](hidden, mask, distances)
+                hidden = self.attention[index](hidden, mask, distances, unpadded)
         return self.output(hidden) * weight, g
 
 
