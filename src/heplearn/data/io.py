@@ -468,7 +468,15 @@ def _write_parquet(array: ak.Array, path: Path, provenance_json: str, row_group_
     table = ak.to_arrow_table(array, extensionarray=False)
     metadata = dict(table.schema.metadata or {})
     metadata[PROVENANCE_KEY.encode()] = provenance_json.encode()
-    pq.write_table(table.replace_schema_metadata(metadata), path, row_group_size=row_group_size, compression="zstd")
+    # no dictionary pages: the columns are floats, nearly all distinct, and building a dictionary before
+    # falling back cost 5× the rest of the write (74 against 13 ms for 5000 jets) and gave a larger file
+    pq.write_table(
+        table.replace_schema_metadata(metadata),
+        path,
+        row_group_size=row_group_size,
+        compression="zstd",
+        use_dictionary=False,
+    )
 
 
 def jagged_groups(array: ak.Array) -> dict[str, list[str]]:
