@@ -28,6 +28,18 @@ def test_parquet_chunks_follow_row_groups(jet_files: dict[str, Path]) -> None:
     assert io.open_source(jet_files["parquet"]).chunk_boundaries() == [0, 200, 400, 600]
 
 
+def test_parquet_is_written_without_dictionary_pages(tmp_path: Path, jets: ak.Array) -> None:
+    import pyarrow.parquet as pq
+
+    path = io.write(jets, tmp_path / "jets.parquet")
+    metadata = pq.ParquetFile(path).metadata
+    columns = [
+        metadata.row_group(g).column(c) for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)
+    ]
+    assert columns and not any(column.has_dictionary_page for column in columns)
+    assert ak.all(io.read(path)["jet_pt"] == jets["jet_pt"])
+
+
 def test_jetclass_root_layout_written_by_uproot(tmp_path: Path, jets: ak.Array) -> None:
     """A JetClass-style file: tree 'tree', jagged part_* branches with their own counters."""
     path = tmp_path / "jetclass.root"
